@@ -1,0 +1,31 @@
+# fastflow — see README.md. `make demo` runs the main job, `make test` all tests.
+GO        ?= go
+BIN       := bin/fastflow
+# Packages whose code runs on several goroutines: tested with -race too.
+RACE_PKGS := ./log/... ./partition/...
+
+.PHONY: all build test test-race lint vet fmt-check demo bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/fastflow
+
+test: lint
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race $(RACE_PKGS)
+
+lint: vet fmt-check
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
+
+clean:
+	rm -rf bin fastflow-data bench.txt

@@ -1,0 +1,490 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testLog opens a Log in a temp dir with the cleaner off.
+func testLog(t testing.TB, dir string) *Log {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	l, err := Open(dir, Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func mustPartition(t testing.TB, l *Log, topic string, cfg TopicConfig, id int32) *Partition {
+	t.Helper()
+	tp, err := l.Topic(topic)
+	if errors.Is(err, ErrUnknownTopic) {
+		tp, err = l.CreateTopic(topic, cfg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tp.Partition(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func rec(i int) Record {
+	return Record{
+		TimestampMs: 1795341600000 + int64(i),
+		Key:         fmt.Appendf(nil, "key-%d", i%7),
+		Value:       fmt.Appendf(nil, `{"i":%d,"pad":"%s"}`, i, strings.Repeat("x", i%50)),
+	}
+}
+
+func appendN(t testing.TB, p *Partition, from, n, batch int, acks Acks) {
+	t.Helper()
+	recs := make([]Record, 0, batch)
+	for i := from; i < from+n; i++ {
+		recs = append(recs, rec(i))
+		if len(recs) == batch || i == from+n-1 {
+			base, err := p.Append(recs, acks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := int64(i + 1 - len(recs)); base != want {
+				t.Fatalf("Append returned base %d, want %d", base, want)
+			}
+			recs = recs[:0]
+		}
+	}
+}
+
+// readAll reads p from offset to the high watermark.
+func readAll(t testing.TB, p *Partition, from int64) []Record {
+	t.Helper()
+	r, err := p.NewReader(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out []Record
+	buf := make([]Record, 0, 100)
+	for r.Offset() < p.HighWatermark() {
+		buf, err = r.Read(buf[:0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(buf) == 0 {
+			t.Fatalf("Read returned nothing at offset %d, high watermark %d", r.Offset(), p.HighWatermark())
+		}
+		for _, rc := range buf {
+			rc.Key, rc.Value = bytes.Clone(rc.Key), bytes.Clone(rc.Value)
+			out = append(out, rc)
+		}
+	}
+	return out
+}
+
+func checkRecords(t testing.TB, got []Record, from, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("got %d records, want %d", len(got), n)
+	}
+	for j, g := range got {
+		i := from + j
+		w := rec(i)
+		if g.Offset != int64(i) || g.TimestampMs != w.TimestampMs || !bytes.Equal(g.Key, w.Key) || !bytes.Equal(g.Value, w.Value) {
+			t.Fatalf("record %d: got offset %d ts %d %q=%q, want %d %q=%q", j, g.Offset, g.TimestampMs, g.Key, g.Value, i, w.Key, w.Value)
+		}
+	}
+}
+
+func TestAppendReadAcrossSegments(t *testing.T) {
+	for _, acks := range []Acks{AcksNone, AcksLeader, AcksAll} {
+		t.Run("acks="+acks.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			l := testLog(t, dir)
+			p := mustPartition(t, l, "events", TopicConfig{Partitions: 1, SegmentBytes: 8192}, 0)
+			appendN(t, p, 0, 3000, 37, acks)
+			if err := p.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if p.Segments() < 5 {
+				t.Fatalf("expected several segments, got %d", p.Segments())
+			}
+			checkRecords(t, readAll(t, p, 0), 0, 3000)
+			checkRecords(t, readAll(t, p, 1234), 1234, 3000-1234)
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Close(); !errors.Is(err, ErrClosed) {
+				t.Fatalf("second Close: %v", err)
+			}
+			// Reopen: everything is there, appends continue at the next offset.
+			l = testLog(t, dir)
+			defer l.Close()
+			p = mustPartition(t, l, "events", TopicConfig{}, 0)
+			if p.HighWatermark() != 3000 {
+				t.Fatalf("high watermark after reopen %d", p.HighWatermark())
+			}
+			appendN(t, p, 3000, 500, 64, AcksLeader)
+			checkRecords(t, readAll(t, p, 0), 0, 3500)
+		})
+	}
+}
+
+func TestHeadersNullsAndTimestamps(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	p := mustPartition(t, l, "h", TopicConfig{Partitions: 1}, 0)
+	before := time.Now().UnixMilli()
+	recs := []Record{
+		{Key: nil, Value: []byte("v0"), Headers: []Header{{Key: []byte("trace"), Value: []byte("t1")}, {Key: []byte("n"), Value: nil}}},
+		{Key: []byte("k"), Value: nil, TimestampMs: 42},
+		{Key: []byte{}, Value: []byte{}, TimestampMs: 43},
+	}
+	if _, err := p.Append(recs, AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, p, 0)
+	if got[0].Key != nil || string(got[0].Value) != "v0" || len(got[0].Headers) != 2 ||
+		string(got[0].Headers[0].Key) != "trace" || string(got[0].Headers[0].Value) != "t1" || got[0].Headers[1].Value != nil {
+		t.Fatalf("record 0: %+v", got[0])
+	}
+	if got[0].TimestampMs < before {
+		t.Fatalf("zero timestamp not set to now: %d", got[0].TimestampMs)
+	}
+	if got[1].Value != nil || got[1].TimestampMs != 42 || string(got[1].Key) != "k" {
+		t.Fatalf("record 1: %+v", got[1])
+	}
+	if got[2].Key == nil || got[2].Value == nil {
+		t.Fatalf("empty key/value read back as null: %+v", got[2])
+	}
+}
+
+func TestLogAppendTime(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	p := mustPartition(t, l, "la", TopicConfig{Partitions: 1, TimestampType: TimestampAppend}, 0)
+	before := time.Now().UnixMilli()
+	if _, err := p.Append([]Record{{Value: []byte("a"), TimestampMs: 5}}, AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, p, 0); got[0].TimestampMs < before {
+		t.Fatalf("LogAppendTime kept the producer's timestamp %d", got[0].TimestampMs)
+	}
+}
+
+func TestOversizedRecord(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	p := mustPartition(t, l, "big", TopicConfig{Partitions: 1, MaxRecordBytes: 1000}, 0)
+	recs := []Record{{Value: []byte("small")}, {Value: bytes.Repeat([]byte("x"), 1001)}}
+	if _, err := p.Append(recs, AcksLeader); !errors.Is(err, ErrRecordTooLarge) {
+		t.Fatalf("oversized append: %v", err)
+	} else if !strings.Contains(err.Error(), "1001 bytes") {
+		t.Fatalf("error does not name the size: %v", err)
+	}
+	if p.HighWatermark() != 0 || p.Size() != 0 {
+		t.Fatalf("something was written: hw %d size %d", p.HighWatermark(), p.Size())
+	}
+	// Exactly the limit is fine, and a multi-frame batch of large records too.
+	big := make([]Record, 200)
+	for i := range big {
+		big[i] = Record{Value: bytes.Repeat([]byte{byte(i)}, 1000)}
+	}
+	if _, err := p.Append(big, AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, p, 0); len(got) != 200 || got[199].Value[0] != 199 {
+		t.Fatalf("read back %d records", len(got))
+	}
+}
+
+func TestOutOfRange(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	p := mustPartition(t, l, "r", TopicConfig{Partitions: 1}, 0)
+	appendN(t, p, 0, 10, 10, AcksLeader)
+	for _, o := range []int64{-1, 11} {
+		_, err := p.NewReader(o)
+		var oe *OffsetOutOfRangeError
+		if !errors.As(err, &oe) || !errors.Is(err, ErrOffsetOutOfRange) || oe.Start != 0 || oe.End != 10 {
+			t.Fatalf("NewReader(%d): %v", o, err)
+		}
+	}
+	r, err := p.NewReader(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Read(nil)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("read at the end: %d records, %v", len(got), err)
+	}
+}
+
+func TestSeekTime(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	p := mustPartition(t, l, "ts", TopicConfig{Partitions: 1, SegmentBytes: 4096}, 0)
+	// Timestamps out of order: 100, 90, 110, 100, 120, ...
+	var recs []Record
+	ts := func(i int) int64 { return int64(100 + 10*(i/2) - 10*(i%2)) }
+	for i := 0; i < 2000; i++ {
+		recs = append(recs, Record{TimestampMs: ts(i), Value: fmt.Appendf(nil, "%d", i)})
+	}
+	for i := 0; i < len(recs); i += 50 {
+		if _, err := p.Append(recs[i:i+50], AcksLeader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []int64{0, 90, 95, 100, 101, 5000, 10085, 10090, 10091, 99999} {
+		want := int64(2000)
+		for i := range recs {
+			if ts(i) >= q {
+				want = int64(i)
+				break
+			}
+		}
+		got, err := p.OffsetForTime(q)
+		if err != nil || got != want {
+			t.Fatalf("OffsetForTime(%d) = %d, %v; want %d", q, got, err, want)
+		}
+	}
+}
+
+func TestTailWait(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	p := mustPartition(t, l, "tail", TopicConfig{Partitions: 1}, 0)
+	r, _ := p.NewReader(0)
+	got := make(chan []Record)
+	go func() {
+		var all []Record
+		buf := make([]Record, 0, 16)
+		for len(all) < 100 {
+			var err error
+			buf, err = r.Poll(context.Background(), buf[:0])
+			if err != nil {
+				t.Error(err)
+				break
+			}
+			for _, rc := range buf {
+				rc.Value = bytes.Clone(rc.Value)
+				rc.Key = bytes.Clone(rc.Key)
+				all = append(all, rc)
+			}
+		}
+		got <- all
+	}()
+	for i := 0; i < 100; i += 10 {
+		appendN(t, p, i, 10, 10, AcksLeader)
+	}
+	checkRecords(t, <-got, 0, 100)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error)
+	go func() { errc <- r.Wait(ctx) }()
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait after cancel: %v", err)
+	}
+}
+
+func TestAcksNoneLingers(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	p := mustPartition(t, l, "a0", TopicConfig{Partitions: 1}, 0)
+	appendN(t, p, 0, 10, 10, AcksNone)
+	r, _ := p.NewReader(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The linger timer writes them without any further call.
+	if err := r.Wait(ctx); err != nil {
+		t.Fatalf("acks=0 records never became readable: %v", err)
+	}
+	checkRecords(t, readAll(t, p, 0), 0, 10)
+}
+
+func TestConcurrentWritersAndReaders(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	p := mustPartition(t, l, "c", TopicConfig{Partitions: 1, SegmentBytes: 16384}, 0)
+	const writers, perWriter = 8, 300
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Readers tail concurrently and check density and order.
+	for rd := 0; rd < 2; rd++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, _ := p.NewReader(0)
+			buf := make([]Record, 0, 64)
+			next := int64(0)
+			for next < writers*perWriter {
+				var err error
+				buf, err = r.Poll(ctx, buf[:0])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, rc := range buf {
+					if rc.Offset != next {
+						t.Errorf("reader got offset %d, want %d", rc.Offset, next)
+						return
+					}
+					next++
+				}
+			}
+		}()
+	}
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWriter; i++ {
+				acks := []Acks{AcksNone, AcksLeader, AcksAll}[i%3]
+				r := []Record{{Key: []byte{byte(w)}, Value: fmt.Appendf(nil, "%d-%d", w, i)}}
+				if _, err := p.Append(r, acks); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Each writer's records are in its order.
+	last := map[byte]int{}
+	for _, rc := range readAll(t, p, 0) {
+		var w, i int
+		fmt.Sscanf(string(rc.Value), "%d-%d", &w, &i)
+		if prev, ok := last[byte(w)]; ok && i != prev+1 {
+			t.Fatalf("writer %d: record %d after %d", w, i, prev)
+		}
+		last[byte(w)] = i
+	}
+}
+
+func TestTornTailIsCut(t *testing.T) {
+	dir := t.TempDir()
+	l := testLog(t, dir)
+	p := mustPartition(t, l, "torn", TopicConfig{Partitions: 1}, 0)
+	appendN(t, p, 0, 100, 10, AcksAll)
+	l.Close()
+	seg := filepath.Join(dir, "topics", "torn", "0", segmentName(1))
+	st, _ := os.Stat(seg)
+	// Cut every possible byte of the last batch.
+	for cut := int64(1); cut < 60; cut += 7 {
+		os.Truncate(seg, st.Size()-cut)
+		l := testLog(t, dir)
+		p := mustPartition(t, l, "torn", TopicConfig{}, 0)
+		if p.HighWatermark() != 100 {
+			// Followers do not repair; the torn batch is simply not visible.
+			if p.HighWatermark() != 90 {
+				t.Fatalf("cut %d: follower high watermark %d", cut, p.HighWatermark())
+			}
+		}
+		appendN(t, p, 90, 10, 10, AcksAll) // the writer cuts the torn batch and continues at 90
+		checkRecords(t, readAll(t, p, 0), 0, 100)
+		l.Close()
+	}
+}
+
+func TestFlippedBitIsCut(t *testing.T) {
+	dir := t.TempDir()
+	l := testLog(t, dir)
+	p := mustPartition(t, l, "flip", TopicConfig{Partitions: 1}, 0)
+	appendN(t, p, 0, 100, 10, AcksAll)
+	l.Close()
+	seg := filepath.Join(dir, "topics", "flip", "0", segmentName(1))
+	b, _ := os.ReadFile(seg)
+	b[len(b)-20] ^= 0x10 // inside the last batch's records
+	os.WriteFile(seg, b, 0o644)
+
+	// A reader in another process sees the damage as a clear error.
+	l = testLog(t, dir)
+	p = mustPartition(t, l, "flip", TopicConfig{}, 0)
+	r, _ := p.NewReader(0)
+	var err error
+	buf := make([]Record, 0, 1000)
+	for err == nil && r.Offset() < p.HighWatermark() {
+		buf, err = r.Read(buf[:0])
+	}
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.Offset != 90 || !strings.Contains(err.Error(), seg) {
+		t.Fatalf("reading a flipped bit: %v", err)
+	}
+	// The writer cuts it on open, with a warning, and continues.
+	var logged bytes.Buffer
+	l.opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	appendN(t, p, 90, 10, 10, AcksAll)
+	checkRecords(t, readAll(t, p, 0), 0, 100)
+	if !strings.Contains(logged.String(), "dropped_from_offset=90") || !strings.Contains(logged.String(), "partition=0") {
+		t.Fatalf("no warning naming the partition and offsets: %q", logged.String())
+	}
+	l.Close()
+}
+
+func TestCorruptMiddleSegmentIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	l := testLog(t, dir)
+	p := mustPartition(t, l, "mid", TopicConfig{Partitions: 1, SegmentBytes: 4096}, 0)
+	appendN(t, p, 0, 500, 10, AcksLeader)
+	l.Close()
+	seg := filepath.Join(dir, "topics", "mid", "0", segmentName(1))
+	b, _ := os.ReadFile(seg)
+	b[100] ^= 0xff
+	os.WriteFile(seg, b, 0o644)
+	l = testLog(t, dir)
+	defer l.Close()
+	p = mustPartition(t, l, "mid", TopicConfig{}, 0)
+	r, _ := p.NewReader(0)
+	_, err := r.Read(make([]Record, 0, 1000))
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.Path != seg {
+		t.Fatalf("corrupt middle segment: %v", err)
+	}
+	// Records past the damaged segment are still served.
+	checkRecords(t, readAll(t, p, 400), 400, 100)
+}
+
+func TestAppendAllocs(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	p := mustPartition(t, l, "alloc", TopicConfig{Partitions: 1, SegmentBytes: 64 << 20}, 0)
+	recs := make([]Record, 64)
+	for i := range recs {
+		recs[i] = Record{TimestampMs: 1795341600000, Key: []byte("payments"), Value: bytes.Repeat([]byte("x"), 120)}
+	}
+	appendN(t, p, 0, 1000, 64, AcksLeader) // warm up buffers
+	for _, acks := range []Acks{AcksNone, AcksLeader} {
+		if a := testing.AllocsPerRun(200, func() {
+			if _, err := p.Append(recs, acks); err != nil {
+				t.Fatal(err)
+			}
+		}); a != 0 {
+			t.Errorf("Append of 64 records with acks=%v: %v allocs per call", acks, a)
+		}
+	}
+	r, _ := p.NewReader(0)
+	buf := make([]Record, 0, 512)
+	if a := testing.AllocsPerRun(100, func() {
+		var err error
+		if buf, err = r.Read(buf[:0]); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("Read: %v allocs per call", a)
+	}
+}

@@ -1,0 +1,638 @@
+package log
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/wal"
+
+	"github.com/fastflow/fastflow/log/internal/frame"
+)
+
+// targetFrameBytes closes a batch once it holds this many bytes: large
+// enough that per-entry costs vanish, small enough that a reader's buffer
+// holds many.
+const targetFrameBytes = 64 << 10
+
+// maxQueuedBytes is how much AcksNone data waits in memory before the
+// appending call writes it itself.
+const maxQueuedBytes = 1 << 20
+
+// Partition is one partition of a topic: an ordered, durable sequence of
+// records with dense offsets from 0.
+//
+// A Partition is safe for concurrent use. Appends are serialized per
+// partition (a batch at a time, never a record at a time); readers run
+// concurrently with them and with each other.
+//
+// In a process, a partition starts as a follower: it serves reads from
+// the files as they are, noticing appends by other processes. Its first
+// Append makes it the writer: it takes the partition's lock file (one
+// writer process per partition), repairs a torn tail and opens the
+// segments with tidwall/wal.
+type Partition struct {
+	topic *Topic
+	id    int32
+	dir   string
+	opts  *Options
+
+	// mu serializes writers and guards the fields below it. Lock order:
+	// syncMu, then mu, then meta.
+	mu       sync.Mutex
+	wal      *wal.Log // nil until the first Append (follower), or after a write error
+	lockFile *os.File
+	failed   error // the write error that closed wal; the next Append repairs
+	next     int64 // next offset to assign, queued AcksNone records included
+	lastWal  uint64
+	walBatch wal.Batch
+	frames   []queuedFrame // headers of the frames in walBatch
+	queued   int           // bytes in walBatch
+	builder  frame.Builder
+	linger   *time.Timer
+	armed    bool
+
+	// meta guards segs and the segments' fields.
+	meta sync.RWMutex
+	segs []*segment
+
+	hw      atomic.Int64 // high watermark: offsets below it are readable
+	start   atomic.Int64 // log-start offset
+	waiters atomic.Int32
+	wake    atomic.Pointer[chan struct{}]
+	closed  atomic.Bool
+
+	// Group commit: syncMu is held by the one goroutine that fsyncs for
+	// everyone; synced is the offset below which everything is durable.
+	syncMu   sync.Mutex
+	synced   int64
+	syncFile *os.File
+	syncPath string
+	dirDirty atomic.Bool
+}
+
+type queuedFrame struct {
+	size int // wal entry size: length prefix and frame
+	hdr  frame.Header
+}
+
+func openPartition(t *Topic, id int32) (*Partition, error) {
+	p := &Partition{
+		topic: t,
+		id:    id,
+		dir:   filepath.Join(t.dir, fmt.Sprint(id)),
+		opts:  &t.log.opts,
+	}
+	ch := make(chan struct{})
+	p.wake.Store(&ch)
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := p.loadFollower(); err != nil {
+		return nil, fmt.Errorf("open partition %d of %q: %w", id, t.name, err)
+	}
+	return p, nil
+}
+
+// Topic is the name of the partition's topic.
+func (p *Partition) Topic() string { return p.topic.name }
+
+// ID is the partition number.
+func (p *Partition) ID() int32 { return p.id }
+
+// HighWatermark is the offset after the last readable record: the next
+// offset a consumer at the end waits for. Kafka's high watermark.
+func (p *Partition) HighWatermark() int64 { return p.hw.Load() }
+
+// LogStartOffset is the first offset that retention has kept.
+func (p *Partition) LogStartOffset() int64 { return p.start.Load() }
+
+// Size is the partition's size on disk in bytes.
+func (p *Partition) Size() int64 {
+	p.meta.RLock()
+	defer p.meta.RUnlock()
+	var n int64
+	for _, s := range p.segs {
+		n += s.size
+	}
+	return n
+}
+
+// Segments is the number of segment files.
+func (p *Partition) Segments() int {
+	p.meta.RLock()
+	defer p.meta.RUnlock()
+	return len(p.segs)
+}
+
+// partitionState is what the log persists next to the segments: the
+// log-start offset that retention reached, which the segments alone do not
+// tell once the first remaining segment is empty.
+type partitionState struct {
+	LogStartOffset int64 `json:"log_start_offset"`
+}
+
+const stateFile = "state" // shorter than 20 bytes: wal ignores it
+
+func (p *Partition) readState() (partitionState, error) {
+	var st partitionState
+	b, err := os.ReadFile(filepath.Join(p.dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s: %w", filepath.Join(p.dir, stateFile), err)
+	}
+	return st, nil
+}
+
+func (p *Partition) writeState(st partitionState) error {
+	b, _ := json.Marshal(st)
+	return writeFileAtomic(filepath.Join(p.dir, stateFile), b)
+}
+
+// loadSegments scans the segment files. With repair, the last segment is
+// checked entry by entry (CRC included) and cut back to its last good
+// entry, and any entry at or past cutAt (>= 0) is cut too; without, a bad
+// or incomplete tail is left alone and simply not indexed (another process
+// may be writing it).
+func (p *Partition) loadSegments(repair bool, cutAt int64) ([]*segment, int64, error) {
+	st, err := p.readState()
+	if err != nil {
+		return nil, 0, err
+	}
+	idxs, err := listSegments(p.dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	next := st.LogStartOffset
+	var segs []*segment
+	var buf []byte
+	for i, idx := range idxs {
+		s := newSegment(p.dir, idx, next)
+		last := i == len(idxs)-1
+		err := scanSegment(s, 0, repair && last, -1, &buf)
+		var ce *CorruptError
+		switch {
+		case err == nil:
+		case errors.As(err, &ce) && last:
+			if repair {
+				if err := p.cutTail(s, ce); err != nil {
+					return nil, 0, err
+				}
+			}
+		default:
+			return nil, 0, err
+		}
+		if repair && cutAt >= 0 && s.nextOffset > cutAt {
+			if err := p.cutFrom(s, idxs[i+1:], cutAt, &buf); err != nil {
+				return nil, 0, err
+			}
+			segs = append(segs, s)
+			next = s.nextOffset
+			break
+		}
+		segs = append(segs, s)
+		next = s.nextOffset
+	}
+	return segs, max(st.LogStartOffset, firstOffset(segs, st.LogStartOffset)), nil
+}
+
+func firstOffset(segs []*segment, def int64) int64 {
+	if len(segs) == 0 {
+		return def
+	}
+	return segs[0].baseOffset
+}
+
+// cutTail truncates s's file at the corrupt entry ce and warns, naming the
+// partition and the offsets dropped.
+func (p *Partition) cutTail(s *segment, ce *CorruptError) error {
+	st, err := os.Stat(s.path)
+	if err != nil {
+		return err
+	}
+	dropped := st.Size() - ce.Pos
+	p.opts.Logger.Warn("log recovery: cutting torn or corrupt tail",
+		"topic", p.topic.name, "partition", p.id, "file", s.path,
+		"at_byte", ce.Pos, "dropped_bytes", dropped, "dropped_from_offset", ce.Offset, "cause", ce.Err.Error())
+	if err := os.Truncate(s.path, ce.Pos); err != nil {
+		return fmt.Errorf("cut torn tail of %s: %w", s.path, err)
+	}
+	return syncPath(s.path)
+}
+
+// cutFrom drops every batch at or past offset cutAt: those of a write that
+// failed, which were never acknowledged. s is the segment holding cutAt;
+// the segment files after it are removed.
+func (p *Partition) cutFrom(s *segment, later []uint64, cutAt int64, buf *[]byte) error {
+	for _, idx := range later {
+		if err := os.Remove(filepath.Join(p.dir, segmentName(idx))); err != nil {
+			return err
+		}
+	}
+	trim := newSegment(p.dir, s.walIndex, s.baseOffset)
+	if err := scanSegment(trim, 0, false, cutAt, buf); err != nil {
+		return err
+	}
+	p.opts.Logger.Warn("log recovery: dropping the unacknowledged batches of a failed write",
+		"topic", p.topic.name, "partition", p.id, "file", s.path, "from_offset", cutAt, "dropped_bytes", s.size-trim.size)
+	if err := os.Truncate(s.path, trim.size); err != nil {
+		return err
+	}
+	*s = *trim
+	return syncPath(s.path)
+}
+
+// loadFollower (re)loads the segment list as the files are, without
+// repairing: how a process that does not write the partition sees it.
+func (p *Partition) loadFollower() error {
+	segs, start, err := p.loadSegments(false, -1)
+	if err != nil {
+		return err
+	}
+	p.meta.Lock()
+	p.segs = segs
+	p.meta.Unlock()
+	p.start.Store(start)
+	p.hw.Store(endOffset(segs, start))
+	return nil
+}
+
+func endOffset(segs []*segment, start int64) int64 {
+	if len(segs) == 0 {
+		return start
+	}
+	return segs[len(segs)-1].nextOffset
+}
+
+// writableLocked makes p the partition's writer if it is not yet, or again
+// after a write error. p.mu is held.
+func (p *Partition) writableLocked() error {
+	if p.wal != nil {
+		return nil
+	}
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if p.lockFile == nil {
+		f, err := lockFile(filepath.Join(p.dir, "lock"), p.opts.LockTimeout)
+		if err != nil {
+			return fmt.Errorf("%s/%d: %w", p.topic.name, p.id, err)
+		}
+		p.lockFile = f
+	}
+	if err := finishWalTruncation(p.dir); err != nil {
+		return err
+	}
+	cutAt := int64(-1)
+	if p.failed != nil {
+		cutAt = p.hw.Load()
+	}
+	segs, start, err := p.loadSegments(true, cutAt)
+	if err != nil {
+		return err
+	}
+	w, err := wal.Open(p.dir, &wal.Options{
+		NoSync:           true, // we fsync: once per group commit, not per write
+		SegmentSize:      int(p.topic.cfg.SegmentBytes),
+		SegmentCacheSize: 1, // wal reads only when retention truncates
+		NoCopy:           true,
+		AllowEmpty:       true,
+		DirPerms:         0o755,
+		FilePerms:        0o644,
+	})
+	if err != nil {
+		return fmt.Errorf("open segments of %s/%d: %w", p.topic.name, p.id, err)
+	}
+	last, _ := w.LastIndex()
+	if len(segs) == 0 {
+		// A new partition: wal has just created its first segment.
+		segs = []*segment{newSegment(p.dir, 1, start)}
+		if err := syncDir(p.dir); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	tail := segs[len(segs)-1]
+	if want := tail.walIndex + uint64(tail.entries) - 1; last != want {
+		w.Close()
+		return fmt.Errorf("BUG: wal of %s/%d ends at entry %d, the log scanned %d", p.topic.name, p.id, last, want)
+	}
+	p.wal, p.lastWal, p.failed = w, last, nil
+	p.meta.Lock()
+	p.segs = segs
+	p.meta.Unlock()
+	p.start.Store(start)
+	p.next = endOffset(segs, start)
+	p.hw.Store(p.next)
+	if p.linger == nil {
+		p.linger = time.AfterFunc(time.Hour, p.lingerFlush)
+		p.linger.Stop()
+	}
+	p.notify()
+	return nil
+}
+
+// Append appends recs to the partition as consecutive offsets, sets their
+// Partition, Offset and TimestampMs, and returns the first offset. It
+// returns when acks says (see Acks). Either all records are appended or
+// none: a record above max_record_bytes fails the call before anything is
+// written, and a write error (a full disk) leaves the partition as it was
+// before the call, ready for the next Append once space is available.
+//
+// Append does not keep recs or their bytes.
+func (p *Partition) Append(recs []Record, acks Acks) (int64, error) {
+	if len(recs) == 0 {
+		return p.hw.Load(), nil
+	}
+	cfg := &p.topic.cfg
+	for i := range recs {
+		if n := recs[i].Bytes(); n > cfg.MaxRecordBytes {
+			return -1, fmt.Errorf("%w: record %d of the batch is %d bytes, max_record_bytes of %q is %d",
+				ErrRecordTooLarge, i, n, p.topic.name, cfg.MaxRecordBytes)
+		}
+	}
+	p.mu.Lock()
+	if err := p.writableLocked(); err != nil {
+		p.mu.Unlock()
+		return -1, err
+	}
+	base := p.next
+	p.encodeLocked(recs)
+	if acks == AcksNone && p.queued < maxQueuedBytes {
+		if !p.armed {
+			p.armed = true
+			p.linger.Reset(p.opts.Linger)
+		}
+		p.mu.Unlock()
+		return base, nil
+	}
+	err := p.flushLocked()
+	end := p.next
+	p.mu.Unlock()
+	if err != nil {
+		return -1, err
+	}
+	if acks == AcksAll {
+		if err := p.syncTo(end); err != nil {
+			return -1, err
+		}
+	}
+	return base, nil
+}
+
+// encodeLocked frames recs into batches queued in walBatch.
+func (p *Partition) encodeLocked(recs []Record) {
+	var attrs uint8
+	appendTime := p.topic.cfg.TimestampType == TimestampAppend
+	if appendTime {
+		attrs = frame.AttrLogAppendTime
+	}
+	var now int64
+	b := &p.builder
+	base, start := p.next, 0 // offset of recs[0]; first record of the open frame
+	b.Reset(base, attrs)
+	for i := range recs {
+		r := &recs[i]
+		if r.TimestampMs == 0 || appendTime {
+			if now == 0 {
+				now = p.opts.Now().UnixMilli()
+			}
+			r.TimestampMs = now
+		}
+		r.Partition = p.id
+		r.Offset = base + int64(i)
+		if b.Count() > 0 && b.Len()+r.Bytes() > targetFrameBytes {
+			p.queueFrameLocked(i - start)
+			start = i
+			b.Reset(r.Offset, attrs)
+		}
+		b.Add(int32(i-start), r.TimestampMs, r.Key, r.Value, len(r.Headers))
+		for j := range r.Headers {
+			b.AddHeader(r.Headers[j].Key, r.Headers[j].Value)
+		}
+	}
+	p.queueFrameLocked(len(recs) - start)
+}
+
+// queueFrameLocked queues the builder's frame of n records.
+func (p *Partition) queueFrameLocked(n int) {
+	f := p.builder.Finish()
+	h, _ := frame.ParseHeader(f)
+	p.walBatch.Write(p.lastWal+uint64(len(p.frames))+1, f)
+	p.frames = append(p.frames, queuedFrame{size: uvarintLen(uint64(len(f))) + len(f), hdr: h})
+	p.queued += len(f)
+	p.next += int64(n)
+}
+
+// lingerFlush writes AcksNone records that waited Options.Linger.
+func (p *Partition) lingerFlush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.armed = false
+	if p.wal == nil || len(p.frames) == 0 {
+		return
+	}
+	if err := p.flushLocked(); err != nil {
+		p.opts.Logger.Error("write of acks=0 records failed; they are lost",
+			"topic", p.topic.name, "partition", p.id, "err", err)
+	}
+}
+
+// flushLocked writes the queued frames, publishes them to readers and
+// mirrors wal's segment rolls in the segment list.
+func (p *Partition) flushLocked() error {
+	if len(p.frames) == 0 {
+		return nil
+	}
+	if err := p.wal.WriteBatch(&p.walBatch); err != nil {
+		return p.failLocked(fmt.Errorf("append to %s/%d: %w", p.topic.name, p.id, err))
+	}
+	segBytes := p.topic.cfg.SegmentBytes
+	p.meta.Lock()
+	tail := p.segs[len(p.segs)-1]
+	var err error
+	// wal rolls before a batch when the tail is over the segment size, and
+	// after any entry that brings it to the size (wal.go writeBatch).
+	if tail.size > segBytes {
+		tail, err = p.rollLocked()
+	}
+	for i := 0; i < len(p.frames) && err == nil; i++ {
+		f := &p.frames[i]
+		tail.addBatch(tail.size, f.size, &f.hdr)
+		p.lastWal++
+		if tail.size >= segBytes {
+			tail, err = p.rollLocked()
+		}
+	}
+	p.meta.Unlock()
+	p.frames = p.frames[:0]
+	p.queued = 0
+	if err != nil {
+		return p.failLocked(err)
+	}
+	p.hw.Store(p.next)
+	p.notify()
+	return nil
+}
+
+// rollLocked adds the segment wal has just started. p.meta is held.
+func (p *Partition) rollLocked() (*segment, error) {
+	s := newSegment(p.dir, p.lastWal+1, p.segs[len(p.segs)-1].nextOffset)
+	if _, err := os.Stat(s.path); err != nil {
+		return nil, fmt.Errorf("BUG: wal did not roll to %s as expected: %w", s.path, err)
+	}
+	p.segs = append(p.segs, s)
+	p.dirDirty.Store(true)
+	return s, nil
+}
+
+// failLocked handles a write error: the queued records are dropped (none
+// was acknowledged), the wal is closed, and the next Append reopens it,
+// cutting whatever part of the failed write reached the files.
+func (p *Partition) failLocked(err error) error {
+	p.walBatch.Clear()
+	p.frames = p.frames[:0]
+	p.queued = 0
+	p.next = p.hw.Load()
+	if p.wal != nil {
+		p.wal.Close() // may fail like the write did; the files are repaired on reopen
+		p.wal = nil
+	}
+	p.failed = err
+	return err
+}
+
+// syncTo returns once every offset below end is fsynced. One caller
+// fsyncs for all that wait (group commit): it reads the high watermark
+// just before it syncs, and everything below it is covered.
+func (p *Partition) syncTo(end int64) error {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
+	if p.synced >= end {
+		return nil
+	}
+	p.mu.Lock()
+	if p.wal == nil {
+		err := p.failed
+		p.mu.Unlock()
+		if err == nil {
+			err = ErrClosed
+		}
+		return err
+	}
+	target := p.hw.Load()
+	p.meta.RLock()
+	tail := p.segs[len(p.segs)-1].path
+	p.meta.RUnlock()
+	dirty := p.dirDirty.Swap(false)
+	p.mu.Unlock()
+	// Segments before the tail were fsynced by wal when it rolled them.
+	if p.syncPath != tail {
+		if p.syncFile != nil {
+			p.syncFile.Close()
+		}
+		f, err := os.Open(tail)
+		if err != nil {
+			return err
+		}
+		p.syncFile, p.syncPath = f, tail
+	}
+	if err := fdatasync(p.syncFile); err != nil {
+		p.fail(err)
+		return fmt.Errorf("fsync %s: %w", tail, err)
+	}
+	if dirty {
+		if err := syncDir(p.dir); err != nil {
+			p.dirDirty.Store(true)
+			return err
+		}
+	}
+	p.synced = target
+	return nil
+}
+
+func (p *Partition) fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.wal != nil {
+		p.failLocked(err)
+	}
+}
+
+// Flush writes records queued by AcksNone appends now.
+func (p *Partition) Flush() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.wal == nil {
+		return nil
+	}
+	return p.flushLocked()
+}
+
+// Sync fsyncs everything appended so far.
+func (p *Partition) Sync() error {
+	if err := p.Flush(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	writer := p.wal != nil
+	p.mu.Unlock()
+	if !writer {
+		return nil
+	}
+	return p.syncTo(p.hw.Load())
+}
+
+// notify wakes readers waiting for new records. A wake channel is made
+// only when someone waits, so appends without waiting readers allocate
+// nothing.
+func (p *Partition) notify() {
+	if p.waiters.Load() == 0 {
+		return
+	}
+	ch := make(chan struct{})
+	old := p.wake.Swap(&ch)
+	close(*old)
+}
+
+func (p *Partition) close() error {
+	p.closed.Store(true)
+	p.mu.Lock()
+	var err error
+	if p.wal != nil {
+		err = p.flushLocked()
+		if p.wal != nil {
+			if cerr := p.wal.Close(); err == nil && cerr != nil {
+				err = cerr
+			}
+			p.wal = nil
+		}
+	}
+	if p.linger != nil {
+		p.linger.Stop()
+	}
+	if p.lockFile != nil {
+		p.lockFile.Close()
+		p.lockFile = nil
+	}
+	p.mu.Unlock()
+	p.syncMu.Lock()
+	if p.syncFile != nil {
+		p.syncFile.Close()
+		p.syncFile = nil
+	}
+	p.syncMu.Unlock()
+	ch := make(chan struct{})
+	close(*p.wake.Swap(&ch))
+	return err
+}
