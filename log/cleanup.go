@@ -1,6 +1,14 @@
 package log
 
-import "time"
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/fastflow/fastflow/log/internal/frame"
+)
 
 func (l *Log) cleaner() {
 	defer close(l.done)
@@ -36,8 +44,9 @@ func (l *Log) Cleanup() {
 }
 
 // Cleanup applies the topic's cleanup policy to p once: retention deletes
-// old segments, compaction rewrites closed segments. Only the partition's
-// writer cleans; elsewhere Cleanup does nothing.
+// old segments, compaction rewrites closed segments. Neither touches the
+// active (last) segment, as in Kafka. Only the partition's writer cleans;
+// elsewhere Cleanup does nothing.
 func (p *Partition) Cleanup() error {
 	p.mu.Lock()
 	writer := p.wal != nil
@@ -48,9 +57,279 @@ func (p *Partition) Cleanup() error {
 	if p.topic.cfg.Cleanup == CleanupCompact {
 		return p.compact()
 	}
-	_, err := p.enforceRetention()
-	return err
+	return p.enforceRetention()
 }
 
-func (p *Partition) enforceRetention() (int, error) { return 0, nil }
-func (p *Partition) compact() error                 { return nil }
+// enforceRetention deletes, oldest first, the closed segments whose newest
+// record is older than the retention, or whose removal still leaves the
+// partition at least retention_bytes large (Kafka's rules).
+func (p *Partition) enforceRetention() error {
+	cfg := &p.topic.cfg
+	horizon := p.opts.Now().Add(-cfg.Retention).UnixMilli()
+	p.meta.RLock()
+	segs := p.segs
+	var total int64
+	for _, s := range segs {
+		total += s.size
+	}
+	excess := total - cfg.RetentionBytes
+	k := 0
+	for ; k < len(segs)-1; k++ {
+		s := segs[k]
+		byTime := cfg.Retention > 0 && (s.entries == 0 || s.maxTs < horizon)
+		bySize := cfg.RetentionBytes > 0 && excess >= s.size
+		if !byTime && !bySize {
+			break
+		}
+		excess -= s.size
+	}
+	var keep *segment
+	if k > 0 {
+		keep = segs[k]
+	}
+	p.meta.RUnlock()
+	if keep == nil {
+		return nil
+	}
+	newStart, walIdx := keep.baseOffset, keep.walIndex
+	// The new log start is persisted first: a crash between this and the
+	// truncation hides the old segments, and the next pass deletes them.
+	if err := p.writeState(partitionState{LogStartOffset: newStart}); err != nil {
+		return err
+	}
+	p.syncMu.Lock() // wal may rewrite the tail file: the sync descriptor must follow
+	defer p.syncMu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.wal == nil {
+		return p.failed
+	}
+	// wal rewrites the first kept segment (its START file) and removes the
+	// ones before; it holds its lock meanwhile, so appends wait that long.
+	if err := p.wal.TruncateFront(walIdx); err != nil {
+		return p.failLocked(fmt.Errorf("retention of %s/%d: %w", p.topic.name, p.id, err))
+	}
+	p.meta.Lock()
+	for i, s := range p.segs {
+		if s.walIndex == walIdx {
+			p.segs = p.segs[i:]
+			break
+		}
+	}
+	p.meta.Unlock()
+	p.start.Store(newStart)
+	p.syncPath = ""
+	p.opts.Logger.Info("retention deleted segments", "topic", p.topic.name, "partition", p.id,
+		"segments", k, "log_start_offset", newStart)
+	p.notify()
+	return nil
+}
+
+// compact keeps, in the closed segments, only the latest record of each
+// key (and records without a key), like Kafka's log cleaner. Survivors keep
+// their offsets and each segment its offset range. A tombstone (null value) is kept
+// until its timestamp is older than delete_retention, so that consumers
+// see the deletion, then removed.
+func (p *Partition) compact() error {
+	horizon := p.opts.Now().Add(-p.topic.cfg.DeleteRetention).UnixMilli()
+	p.meta.RLock()
+	var closed []segment
+	for _, s := range p.segs[:len(p.segs)-1] {
+		closed = append(closed, *s)
+	}
+	p.meta.RUnlock()
+	if len(closed) == 0 {
+		return nil
+	}
+	latest, err := p.latestOffsets()
+	if err != nil {
+		return err
+	}
+	for i := range closed {
+		if err := p.rewriteSegment(&closed[i], latest, horizon); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// latestOffsets maps each key to the offset of its latest record.
+func (p *Partition) latestOffsets() (map[string]int64, error) {
+	r, err := p.NewReader(p.LogStartOffset())
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	end := p.HighWatermark()
+	latest := map[string]int64{}
+	buf := make([]Record, 0, 1024)
+	for r.Offset() < end {
+		buf, err = r.Read(buf[:0])
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == 0 {
+			break
+		}
+		for i := range buf {
+			if buf[i].Key != nil && buf[i].Offset < end {
+				latest[string(buf[i].Key)] = buf[i].Offset
+			}
+		}
+	}
+	return latest, nil
+}
+
+// rewriteSegment writes s without its superseded records to a temporary
+// file and renames it over s, if anything is to be dropped.
+func (p *Partition) rewriteSegment(s *segment, latest map[string]int64, horizon int64) error {
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return err
+	}
+	keep := func(d *frame.Decoder) bool {
+		if d.Key == nil {
+			return true
+		}
+		if latest[string(d.Key)] != d.Offset {
+			return false
+		}
+		return d.Value != nil || d.TimestampMs >= horizon
+	}
+	// First pass: is there anything to drop?
+	drop := 0
+	var d frame.Decoder
+	err = forEachEntry(s.path, data, func(pos int64, b []byte) error {
+		d.Init(b)
+		for d.Next() {
+			if !keep(&d) {
+				drop++
+			}
+		}
+		return d.Err()
+	})
+	if err != nil || drop == 0 {
+		return err
+	}
+	tmp := s.path + ".compact"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	w := bufio.NewWriterSize(f, 1<<20)
+	var b frame.Builder
+	var lenBuf [binary.MaxVarintLen64]byte
+	flush := func() error {
+		out := b.Finish()
+		w.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(out)))])
+		_, err := w.Write(out)
+		return err
+	}
+	// Survivors of consecutive batches are merged into batches of about
+	// targetFrameBytes whose offset spans stay contiguous. wal only needs
+	// a closed segment to keep at least one entry (retention, which
+	// truncates wal, never runs on a compacted topic).
+	spanBase := int64(-1)
+	err = forEachEntry(s.path, data, func(pos int64, in []byte) error {
+		d.Init(in)
+		if spanBase >= 0 && b.Len() >= targetFrameBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+			spanBase = -1
+		}
+		if spanBase < 0 {
+			spanBase = d.BaseOffset
+			b.Reset(spanBase, d.Attributes)
+		}
+		for d.Next() {
+			if keep(&d) {
+				b.AddRaw(int32(d.Offset-spanBase), d.TimestampMs, d.Raw())
+			}
+		}
+		b.KeepSpan(int32(d.LastOffset() - spanBase))
+		return d.Err()
+	})
+	if err == nil && spanBase >= 0 {
+		err = flush()
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", s.path, err)
+	}
+	fresh := newSegment(p.dir, s.walIndex, s.baseOffset)
+	var scratch []byte
+	if err := scanSegmentFile(fresh, tmp, &scratch); err != nil {
+		return fmt.Errorf("BUG: compacted segment does not scan: %w", err)
+	}
+	if fresh.baseOffset != s.baseOffset || fresh.nextOffset != s.nextOffset {
+		return fmt.Errorf("BUG: compacting %s changed its offset range", s.path)
+	}
+	fresh.path = s.path
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Readers look a position up and open the file under meta: renaming
+	// under it too keeps every position with the file it belongs to.
+	p.meta.Lock()
+	err = os.Rename(tmp, s.path)
+	if err == nil {
+		for i, cur := range p.segs {
+			if cur.walIndex == s.walIndex {
+				p.segs[i] = fresh
+			}
+		}
+	}
+	p.meta.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := syncDir(p.dir); err != nil {
+		return err
+	}
+	if p.wal != nil {
+		p.wal.ClearCache() // wal must not reuse the old bytes when it truncates
+	}
+	p.opts.Logger.Info("compacted segment", "topic", p.topic.name, "partition", p.id,
+		"file", s.path, "records_dropped", drop, "bytes_before", s.size, "bytes_after", fresh.size)
+	return nil
+}
+
+// forEachEntry calls fn with each wal entry of a segment file's bytes,
+// checking each batch's CRC.
+func forEachEntry(path string, data []byte, fn func(pos int64, b []byte) error) error {
+	pos := 0
+	for pos < len(data) {
+		size, k := uvarint(data[pos:])
+		if k <= 0 || uint64(len(data)-pos-k) < size {
+			return &CorruptError{Path: path, Pos: int64(pos), Offset: -1, Err: errTorn}
+		}
+		b := data[pos+k : pos+k+int(size)]
+		if err := frame.Verify(b); err != nil {
+			return &CorruptError{Path: path, Pos: int64(pos), Offset: -1, Err: err}
+		}
+		if err := fn(int64(pos), b); err != nil {
+			return err
+		}
+		pos += k + int(size)
+	}
+	return nil
+}
+
+// scanSegmentFile scans the file at path into s (whose own path is then
+// set back to its final name by the caller).
+func scanSegmentFile(s *segment, path string, buf *[]byte) error {
+	final := s.path
+	s.path = path
+	err := scanSegment(s, 0, true, -1, buf)
+	s.path = final
+	return err
+}

@@ -63,9 +63,14 @@ type Partition struct {
 
 	hw      atomic.Int64 // high watermark: offsets below it are readable
 	start   atomic.Int64 // log-start offset
-	waiters atomic.Int32
+	waiters atomic.Int32 // goroutines in waitFor
 	wake    atomic.Pointer[chan struct{}]
 	closed  atomic.Bool
+
+	// Consumers watching several partitions register a channel each.
+	listening atomic.Int32
+	listenMu  sync.Mutex
+	listeners []chan struct{}
 
 	// Group commit: syncMu is held by the one goroutine that fsyncs for
 	// everyone; synced is the offset below which everything is durable.
@@ -597,12 +602,44 @@ func (p *Partition) Sync() error {
 // only when someone waits, so appends without waiting readers allocate
 // nothing.
 func (p *Partition) notify() {
-	if p.waiters.Load() == 0 {
-		return
+	if p.waiters.Load() > 0 {
+		ch := make(chan struct{})
+		old := p.wake.Swap(&ch)
+		close(*old)
 	}
-	ch := make(chan struct{})
-	old := p.wake.Swap(&ch)
-	close(*old)
+	if p.listening.Load() > 0 {
+		p.listenMu.Lock()
+		for _, ch := range p.listeners {
+			select {
+			case ch <- struct{}{}:
+			default: // already signalled
+			}
+		}
+		p.listenMu.Unlock()
+	}
+}
+
+// listen signals ch (without blocking) whenever records are appended,
+// until the returned function is called. ch should have a buffer of 1.
+func (p *Partition) listen(ch chan struct{}) (stop func(), err error) {
+	p.listenMu.Lock()
+	p.listeners = append(p.listeners, ch)
+	p.listenMu.Unlock()
+	p.listening.Add(1)
+	if err := p.follow(); err != nil {
+		return nil, err
+	}
+	return func() {
+		p.listening.Add(-1)
+		p.listenMu.Lock()
+		for i, c := range p.listeners {
+			if c == ch {
+				p.listeners = append(p.listeners[:i], p.listeners[i+1:]...)
+				break
+			}
+		}
+		p.listenMu.Unlock()
+	}, nil
 }
 
 func (p *Partition) close() error {
@@ -634,5 +671,7 @@ func (p *Partition) close() error {
 	p.syncMu.Unlock()
 	ch := make(chan struct{})
 	close(*p.wake.Swap(&ch))
+	p.listening.Add(1)
+	p.notify()
 	return err
 }

@@ -253,11 +253,13 @@ func (r *Reader) open(o int64) error {
 			p.meta.RUnlock()
 			return p.checkRange(o)
 		}
-		path, walIdx, pos := s.path, s.walIndex, s.find(o)
+		walIdx, pos, want := s.walIndex, s.find(o), s.indexedOffset(o)
+		// Opened under meta, so that compaction cannot swap the file
+		// between the lookup and the open.
+		f, err := os.Open(s.path)
 		p.meta.RUnlock()
-		f, err := os.Open(path)
 		if errors.Is(err, os.ErrNotExist) && attempt < 3 {
-			// Removed by retention, or replaced by compaction, just now.
+			// Removed by retention just now.
 			if err := p.checkRange(o); err != nil {
 				return err
 			}
@@ -267,8 +269,26 @@ func (r *Reader) open(o int64) error {
 			return err
 		}
 		r.f, r.walIdx, r.pos, r.bufN = f, walIdx, pos, 0
+		// Another process may have compacted the file since this one
+		// indexed it: the batch at pos must be the one the index names.
+		if attempt < 3 && !r.batchAt(want) {
+			r.closeFile()
+			p.refresh(map[string]bool{segmentName(walIdx): true})
+			continue
+		}
 		return nil
 	}
+}
+
+// batchAt reports whether the entry at r.pos is a batch with base offset
+// want (or there is nothing complete there yet).
+func (r *Reader) batchAt(want int64) bool {
+	e, _, err := r.entry(true)
+	if err != nil || e == nil {
+		return err == nil
+	}
+	h, err := frame.ParseHeader(e)
+	return err == nil && h.BaseOffset == want
 }
 
 // nextSegment moves r to the segment that holds its offset, if that is not

@@ -86,6 +86,15 @@ func (s *segment) find(o int64) int64 {
 	return s.index[i-1].pos
 }
 
+// indexedOffset is the base offset of the batch that find(o) points at.
+func (s *segment) indexedOffset(o int64) int64 {
+	i := sort.Search(len(s.index), func(i int) bool { return s.index[i].offset > o })
+	if i == 0 {
+		return s.baseOffset
+	}
+	return s.index[i-1].offset
+}
+
 // findTime returns the file position to start reading from when looking
 // for the first record with timestamp >= ts.
 func (s *segment) findTime(ts int64) int64 {

@@ -181,6 +181,15 @@ func (b *Builder) AddRaw(offsetDelta int32, timestampMs int64, rest []byte) {
 	b.last = offsetDelta
 }
 
+// KeepSpan makes the batch end at offset base+lastOffsetDelta even if its
+// last records were dropped: compaction keeps every batch's offset range,
+// so batches stay contiguous.
+func (b *Builder) KeepSpan(lastOffsetDelta int32) {
+	if lastOffsetDelta > b.last {
+		b.last = lastOffsetDelta
+	}
+}
+
 // Finish writes the header and CRC and returns the encoded batch.
 func (b *Builder) Finish() []byte {
 	h := b.buf[:HeaderSize]

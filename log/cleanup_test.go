@@ -1,0 +1,206 @@
+package log
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// clockLog opens a Log whose clock the test sets.
+func clockLog(t *testing.T, dir string, now *atomic.Int64) *Log {
+	t.Helper()
+	l, err := Open(dir, Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestRetentionByTime(t *testing.T) {
+	dir := t.TempDir()
+	var now atomic.Int64
+	now.Store(1_000_000_000)
+	l := clockLog(t, dir, &now)
+	p := mustPartition(t, l, "rt", TopicConfig{Partitions: 1, SegmentBytes: 4096, Retention: time.Hour}, 0)
+	// Old records: an hour and a half ago; then fresh ones.
+	old := now.Load() - 90*time.Minute.Milliseconds()
+	var recs []Record
+	for i := 0; i < 300; i++ {
+		recs = append(recs, Record{TimestampMs: old + int64(i), Value: bytes.Repeat([]byte("o"), 100)})
+	}
+	p.Append(recs, AcksLeader)
+	for i := range recs {
+		recs[i] = Record{TimestampMs: now.Load(), Value: bytes.Repeat([]byte("n"), 100)}
+	}
+	p.Append(recs, AcksLeader)
+	segsBefore := p.Segments()
+	if err := p.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	start := p.LogStartOffset()
+	if start == 0 || start > 300 || p.Segments() >= segsBefore {
+		t.Fatalf("retention: log start %d, segments %d -> %d", start, segsBefore, p.Segments())
+	}
+	// Everything below the start is gone; at and above it is intact.
+	if _, err := p.NewReader(start - 1); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("read below log start: %v", err)
+	}
+	got := readAll(t, p, start)
+	if int64(len(got)) != 600-start || got[0].Offset != start {
+		t.Fatalf("after retention read %d records from %d", len(got), got[0].Offset)
+	}
+	for _, r := range got {
+		if r.TimestampMs < old || r.Offset >= 300 && r.Value[0] != 'n' {
+			t.Fatalf("bad record after retention: %+v", r)
+		}
+	}
+	// Appends continue; the start survives a restart.
+	appendN(t, p, 600, 10, 10, AcksLeader)
+	l.Close()
+	l = clockLog(t, dir, &now)
+	defer l.Close()
+	p = mustPartition(t, l, "rt", TopicConfig{}, 0)
+	if p.LogStartOffset() != start || p.HighWatermark() != 610 {
+		t.Fatalf("after restart: start %d hw %d", p.LogStartOffset(), p.HighWatermark())
+	}
+	// Once everything is old, all closed segments go; the active one stays.
+	now.Add(3 * time.Hour.Milliseconds())
+	appendN(t, p, 610, 1, 1, AcksLeader)
+	if err := p.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Segments() != 1 {
+		t.Fatalf("%d segments left", p.Segments())
+	}
+}
+
+func TestRetentionByBytes(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixMilli())
+	l := clockLog(t, t.TempDir(), &now)
+	defer l.Close()
+	p := mustPartition(t, l, "rb", TopicConfig{Partitions: 1, SegmentBytes: 4096, RetentionBytes: 20000}, 0)
+	for i := 0; i < 20; i++ {
+		appendN(t, p, i*50, 50, 50, AcksLeader)
+	}
+	total := p.Size()
+	if err := p.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Size() < 20000 || p.Size() > 20000+4096+4096 || p.Size() >= total {
+		t.Fatalf("size %d -> %d with retention_bytes 20000", total, p.Size())
+	}
+	checkRecords(t, readAll(t, p, p.LogStartOffset()), int(p.LogStartOffset()), 1000-int(p.LogStartOffset()))
+}
+
+func TestCompaction(t *testing.T) {
+	dir := t.TempDir()
+	var now atomic.Int64
+	now.Store(10 * time.Hour.Milliseconds())
+	l := clockLog(t, dir, &now)
+	p := mustPartition(t, l, "kv", TopicConfig{Partitions: 1, SegmentBytes: 4096, Cleanup: CleanupCompact, DeleteRetention: time.Hour}, 0)
+	// 10 keys updated 100 times; key-3 deleted (tombstone) at the end;
+	// some records without a key, which compaction keeps.
+	var want = map[string]int64{}
+	for i := 0; i < 1000; i++ {
+		k := fmt.Sprintf("key-%d", i%10)
+		r := Record{TimestampMs: now.Load(), Key: []byte(k), Value: fmt.Appendf(nil, "v%d", i)}
+		if i%100 == 0 {
+			r.Key = nil
+		}
+		off, err := p.Append([]Record{r}, AcksLeader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Key != nil {
+			want[k] = off
+		}
+	}
+	tomb, _ := p.Append([]Record{{TimestampMs: now.Load(), Key: []byte("key-3")}}, AcksLeader)
+	want["key-3"] = tomb
+	sizeBefore := p.Size()
+	if err := p.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Size() >= sizeBefore/2 {
+		t.Fatalf("compaction kept %d of %d bytes", p.Size(), sizeBefore)
+	}
+	check := func(tombstone bool) {
+		t.Helper()
+		latest := map[string]int64{}
+		nulls := 0
+		prev := int64(-1)
+		for _, r := range readAll(t, p, 0) {
+			if r.Offset <= prev {
+				t.Fatalf("offsets not increasing: %d after %d", r.Offset, prev)
+			}
+			prev = r.Offset
+			if r.Key == nil {
+				nulls++
+				continue
+			}
+			// In closed segments only the latest survives; the active one is untouched.
+			if _, dup := latest[string(r.Key)]; dup && r.Offset < want[string(r.Key)] && p.segmentOf(r.Offset) != p.Segments()-1 {
+				t.Fatalf("superseded record %s@%d survived", r.Key, r.Offset)
+			}
+			latest[string(r.Key)] = r.Offset
+		}
+		if nulls != 10 {
+			t.Fatalf("%d null-key records survived, want 10", nulls)
+		}
+		for k, o := range want {
+			got, ok := latest[k]
+			if k == "key-3" && !tombstone {
+				if ok && p.segmentOf(got) != p.Segments()-1 {
+					t.Fatalf("tombstoned key-3 still at %d after delete_retention", got)
+				}
+				continue
+			}
+			if got != o {
+				t.Fatalf("latest %s at %d, want %d", k, got, o)
+			}
+		}
+	}
+	check(true)
+	// After delete_retention the tombstone itself goes (once it is in a closed segment).
+	fill(t, p, 200)
+	now.Add(2 * time.Hour.Milliseconds())
+	if err := p.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	check(false)
+	l.Close()
+	// Reopen: the compacted segments scan and read the same.
+	l = clockLog(t, dir, &now)
+	defer l.Close()
+	p = mustPartition(t, l, "kv", TopicConfig{}, 0)
+	fill(t, p, 10)
+	check(false)
+}
+
+// segmentOf returns the index in p.segs of the segment holding offset o.
+func (p *Partition) segmentOf(o int64) int {
+	p.meta.RLock()
+	defer p.meta.RUnlock()
+	for i, s := range p.segs {
+		if o < s.nextOffset {
+			return i
+		}
+	}
+	return len(p.segs) - 1
+}
+
+// fill appends n records with keys of their own ("fill-N"), once each.
+func fill(t *testing.T, p *Partition, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if _, err := p.Append([]Record{{Key: fmt.Appendf(nil, "fill-%d-%d", p.HighWatermark(), i), Value: []byte("f")}}, AcksLeader); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

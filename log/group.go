@@ -1,0 +1,273 @@
+package log
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Group is a consumer group: committed offsets per (topic, partition),
+// kept durably in the data directory, and the members currently consuming.
+//
+// On disk, under groups/NAME/:
+//
+//	offsets/TOPIC/PARTITION  the committed offset (JSON), replaced atomically
+//	members/ID               one file per live member, flock-held by it
+//	owners/TOPIC/PARTITION   flock-held by the member consuming that partition
+//
+// flock locks vanish with their process, however it ends, so a member
+// killed with SIGKILL leaves the group at once and its partitions move to
+// the others; the owner locks make sure two members never consume one
+// partition at the same time while they rebalance.
+type Group struct {
+	l    *Log
+	name string
+	dir  string
+}
+
+// Group returns the named consumer group; it exists once something is
+// committed or a member joins.
+func (l *Log) Group(name string) (*Group, error) {
+	if !ValidTopicName(name) {
+		return nil, fmt.Errorf("invalid group name %q: use 1 to 249 of a-z A-Z 0-9 . _ -", name)
+	}
+	return &Group{l: l, name: name, dir: filepath.Join(l.dir, "groups", name)}, nil
+}
+
+// Groups lists the consumer groups' names in order.
+func (l *Log) Groups() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(l.dir, "groups"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Name is the group's name.
+func (g *Group) Name() string { return g.name }
+
+// CommittedOffset is one committed position: the next offset the group
+// will read in that partition (Kafka's convention).
+type CommittedOffset struct {
+	Topic       string `json:"topic"`
+	Partition   int32  `json:"partition"`
+	Offset      int64  `json:"offset"`
+	CommittedMs int64  `json:"committed_ms"`
+}
+
+func (g *Group) offsetPath(topic string, partition int32) string {
+	return filepath.Join(g.dir, "offsets", topic, strconv.Itoa(int(partition)))
+}
+
+// Commit durably records offset as the group's position in a partition.
+func (g *Group) Commit(topic string, partition int32, offset int64) error {
+	path := g.offsetPath(topic, partition)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(CommittedOffset{Topic: topic, Partition: partition, Offset: offset, CommittedMs: g.l.opts.Now().UnixMilli()})
+	if err := writeFileAtomic(path, b); err != nil {
+		return fmt.Errorf("commit %s %s/%d: %w", g.name, topic, partition, err)
+	}
+	return nil
+}
+
+// Committed returns the group's committed offset in a partition, and
+// whether there is one.
+func (g *Group) Committed(topic string, partition int32) (int64, bool, error) {
+	b, err := os.ReadFile(g.offsetPath(topic, partition))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	var c CommittedOffset
+	if err := json.Unmarshal(b, &c); err != nil {
+		return 0, false, fmt.Errorf("group %s: %s: %w", g.name, g.offsetPath(topic, partition), err)
+	}
+	return c.Offset, true, nil
+}
+
+// Offsets lists every committed offset of the group, by topic and partition.
+func (g *Group) Offsets() ([]CommittedOffset, error) {
+	root := filepath.Join(g.dir, "offsets")
+	topics, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []CommittedOffset
+	for _, t := range topics {
+		parts, err := os.ReadDir(filepath.Join(root, t.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range parts {
+			id, err := strconv.Atoi(p.Name())
+			if err != nil {
+				continue // a temporary file
+			}
+			o, ok, err := g.Committed(t.Name(), int32(id))
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out = append(out, CommittedOffset{Topic: t.Name(), Partition: int32(id), Offset: o})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out, nil
+}
+
+// MemberInfo describes a live member.
+type MemberInfo struct {
+	ID        string `json:"id"`
+	PID       int    `json:"pid"`
+	Host      string `json:"host"`
+	Topic     string `json:"topic"`
+	StartedMs int64  `json:"started_ms"`
+}
+
+// Members lists the live members, sorted by ID, removing the files of
+// members that died.
+func (g *Group) Members() ([]MemberInfo, error) {
+	dir := filepath.Join(g.dir, "members")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []MemberInfo
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		f, err := os.Open(path)
+		if err != nil {
+			continue // left just now
+		}
+		// A live member holds an exclusive lock on its file.
+		if unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) == nil {
+			os.Remove(path)
+			f.Close()
+			continue
+		}
+		var mi MemberInfo
+		b, _ := os.ReadFile(path)
+		json.Unmarshal(b, &mi)
+		mi.ID = e.Name()
+		f.Close()
+		out = append(out, mi)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// member is this process's membership of a group: a locked member file.
+type member struct {
+	g    *Group
+	id   string
+	file *os.File
+}
+
+func (g *Group) join(topic string) (*member, error) {
+	dir := filepath.Join(g.dir, "members")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	// IDs sort by join time, so that a member that joins later takes the
+	// later slot and the earlier members' assignments move least.
+	id := fmt.Sprintf("%016x-%d-%s", time.Now().UnixNano(), os.Getpid(), hex.EncodeToString(rnd[:]))
+	tmp := filepath.Join(dir, id+".tmp")
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	// Locked before it gets its final name, so no one sees it unlocked.
+	if !tryLock(f) {
+		f.Close()
+		return nil, fmt.Errorf("lock member file %s", tmp)
+	}
+	b, _ := json.Marshal(MemberInfo{ID: id, PID: os.Getpid(), Host: host, Topic: topic, StartedMs: time.Now().UnixMilli()})
+	f.Write(b)
+	if err := os.Rename(tmp, filepath.Join(dir, id)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &member{g: g, id: id, file: f}, nil
+}
+
+func (m *member) leave() {
+	os.Remove(filepath.Join(m.g.dir, "members", m.id))
+	m.file.Close()
+}
+
+// ownerLock takes the lock that gives this member partition p of topic,
+// without waiting; nil if another member still holds it.
+func (g *Group) ownerLock(topic string, p int32) (*os.File, error) {
+	dir := filepath.Join(g.dir, "owners", topic)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(int(p))), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if !tryLock(f) {
+		f.Close()
+		return nil, nil
+	}
+	return f, nil
+}
+
+// Owner returns the ID of the member that the assignment gives partition p
+// of topic, among members (as Members returns them), or "" if none
+// consumes topic. Members of a topic split its partitions round-robin in
+// ID order, as partition.Assign does.
+func Owner(topic string, p int32, members []MemberInfo) string {
+	var ids []string
+	for _, m := range members {
+		if m.Topic == topic {
+			ids = append(ids, m.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return ""
+	}
+	return ids[int(p)%len(ids)]
+}

@@ -1,0 +1,212 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+func produceTopic(t *testing.T, l *Log, name string, parts int32, perPart int) {
+	t.Helper()
+	tp, err := l.CreateTopic(name, TopicConfig{Partitions: parts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := int32(0); id < parts; id++ {
+		p, _ := tp.Partition(id)
+		appendN(t, p, 0, perPart, 25, AcksLeader)
+	}
+}
+
+// drain reads from c until it is at the end, returning offsets seen per partition.
+func drain(t *testing.T, c *Consumer) map[int32][]int64 {
+	t.Helper()
+	got := map[int32][]int64{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	buf := make([]Record, 0, 64)
+	for {
+		var err error
+		buf, err = c.Read(buf[:0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range buf {
+			got[r.Partition] = append(got[r.Partition], r.Offset)
+		}
+		if len(buf) == 0 {
+			if c.AtEnd() {
+				return got
+			}
+			if err := c.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestGroupCommitResume(t *testing.T) {
+	dir := t.TempDir()
+	l := testLog(t, dir)
+	produceTopic(t, l, "g", 3, 100)
+	c, err := l.NewConsumer(ConsumerOptions{Topic: "g", Group: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Assigned(); !slices.Equal(got, []int32{0, 1, 2}) {
+		t.Fatalf("sole member assigned %v", got)
+	}
+	// Read 50 records, commit, close.
+	buf := make([]Record, 0, 50)
+	buf, _ = c.Read(buf)
+	if len(buf) != 50 || buf[0].Partition != 0 {
+		t.Fatalf("first read: %d records", len(buf))
+	}
+	if err := c.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	g, _ := l.Group("app")
+	if o, ok, _ := g.Committed("g", 0); !ok || o != 50 {
+		t.Fatalf("committed %d %v", o, ok)
+	}
+	l.Close()
+
+	// A new process resumes at the commits (as Java's commitSync, the
+	// commit covered the untouched partitions at their position, 0).
+	l = testLog(t, dir)
+	defer l.Close()
+	c, _ = l.NewConsumer(ConsumerOptions{Topic: "g", Group: "app", Start: Start{Kind: StartLatest}})
+	got := drain(t, c)
+	if len(got[0]) != 50 || got[0][0] != 50 || len(got[1]) != 100 || len(got[2]) != 100 {
+		t.Fatalf("resume read %d/%d/%d", len(got[0]), len(got[1]), len(got[2]))
+	}
+	c.Commit()
+	c.Close()
+	groups, _ := l.Groups()
+	if !slices.Equal(groups, []string{"app"}) {
+		t.Fatalf("groups %v", groups)
+	}
+	offs, _ := g.Offsets()
+	if len(offs) != 3 || offs[0].Offset != 100 || offs[1].Offset != 100 || offs[2].Offset != 100 {
+		t.Fatalf("offsets %+v", offs)
+	}
+
+	// A new group with policy latest reads nothing old.
+	c, _ = l.NewConsumer(ConsumerOptions{Topic: "g", Group: "fresh", Start: Start{Kind: StartLatest}})
+	if got := drain(t, c); len(got) != 0 {
+		t.Fatalf("latest read %v", got)
+	}
+	c.Close()
+
+	// Start policy none: an error for a partition never committed.
+	if _, err := l.NewConsumer(ConsumerOptions{Topic: "g", Group: "other", Start: Start{Kind: StartNone}}); !errors.Is(err, ErrNoOffset) {
+		t.Fatalf("policy none: %v", err)
+	}
+}
+
+func TestStartPolicies(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	produceTopic(t, l, "s", 1, 100)
+	f := func(spec string, want int64) {
+		t.Helper()
+		st, err := ParseStart(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := l.NewConsumer(ConsumerOptions{Topic: "s", Start: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if pos, _ := c.Position(0); pos != want {
+			t.Fatalf("start %q at %d, want %d", spec, pos, want)
+		}
+	}
+	f("earliest", 0)
+	f("latest", 100)
+	f("42", 42)
+	f(time.UnixMilli(1795341600000+60).UTC().Format(time.RFC3339Nano), 60)
+	if _, err := ParseStart("yesterday"); err == nil {
+		t.Fatal("ParseStart accepted garbage")
+	}
+	st, _ := ParseStart("1000")
+	if _, err := l.NewConsumer(ConsumerOptions{Topic: "s", Start: st}); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("start past the end: %v", err)
+	}
+}
+
+func TestGroupMembersSplitAndRebalance(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	produceTopic(t, l, "split", 4, 50)
+	opts := ConsumerOptions{Topic: "split", Group: "workers", RebalanceInterval: 10 * time.Millisecond}
+	a, err := l.NewConsumer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.NewConsumer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a notices b and gives up half; b takes it once a lets go.
+	ga, gb := map[int32][]int64{}, map[int32][]int64{}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && (len(a.Assigned()) != 2 || len(b.Assigned()) != 2) {
+		for _, c := range []*Consumer{a, b} {
+			c.Read(nil)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !slices.Equal(a.Assigned(), []int32{0, 2}) || !slices.Equal(b.Assigned(), []int32{1, 3}) {
+		t.Fatalf("assignments a=%v b=%v", a.Assigned(), b.Assigned())
+	}
+	for p, o := range drain(t, a) {
+		ga[p] = o
+	}
+	for p, o := range drain(t, b) {
+		gb[p] = o
+	}
+	a.Commit()
+	b.Commit()
+	// Every record read exactly once between the two (a may have read
+	// some of 1 and 3 before b joined: it committed them on release).
+	g, _ := l.Group("workers")
+	members, _ := g.Members()
+	if len(members) != 2 {
+		t.Fatalf("%d live members", len(members))
+	}
+	offs, _ := g.Offsets()
+	for _, o := range offs {
+		if o.Offset != 50 {
+			t.Fatalf("partition %d committed at %d", o.Partition, o.Offset)
+		}
+	}
+	if len(offs) != 4 {
+		t.Fatalf("%d partitions committed", len(offs))
+	}
+	// b leaves: a takes everything back, from b's commits.
+	b.Close()
+	for p := int32(0); p < 4; p++ {
+		tp, _ := l.Topic("split")
+		pp, _ := tp.Partition(p)
+		appendN(t, pp, 50, 10, 10, AcksLeader)
+	}
+	time.Sleep(20 * time.Millisecond)
+	got := drain(t, a)
+	if !slices.Equal(a.Assigned(), []int32{0, 1, 2, 3}) {
+		t.Fatalf("after b left a has %v", a.Assigned())
+	}
+	for p := int32(0); p < 4; p++ {
+		if len(got[p]) != 10 || got[p][0] != 50 {
+			t.Fatalf("partition %d after rebalance: %v", p, got[p])
+		}
+	}
+	a.Close()
+	if members, _ := g.Members(); len(members) != 0 {
+		t.Fatalf("members after close: %v", members)
+	}
+}
