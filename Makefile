@@ -24,6 +24,11 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# The main job on an embedded default. Until `fastflow demo` exists, it
+# shows the log end to end.
+demo: build
+	./examples/log-demo.sh $(BIN)
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
 

@@ -241,7 +241,7 @@ func (c *Consumer) rebalance() error {
 		if c.owned[id] != nil {
 			continue
 		}
-		lock, err := c.group.ownerLock(c.t.name, id)
+		lock, err := c.group.ownerLock(c.t.name, id, c.mem.id)
 		if err != nil {
 			return err
 		}

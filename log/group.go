@@ -237,9 +237,10 @@ func (m *member) leave() {
 	m.file.Close()
 }
 
-// ownerLock takes the lock that gives this member partition p of topic,
-// without waiting; nil if another member still holds it.
-func (g *Group) ownerLock(topic string, p int32) (*os.File, error) {
+// ownerLock takes the lock that gives member partition p of topic,
+// without waiting, and writes the member's ID in it; nil if another member
+// still holds it.
+func (g *Group) ownerLock(topic string, p int32, member string) (*os.File, error) {
 	dir := filepath.Join(g.dir, "owners", topic)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -252,7 +253,40 @@ func (g *Group) ownerLock(topic string, p int32) (*os.File, error) {
 		f.Close()
 		return nil, nil
 	}
+	f.Truncate(0)
+	f.WriteAt([]byte(member), 0)
 	return f, nil
+}
+
+// Owners returns, for each partition of topic being consumed by a member
+// of the group right now, that member's ID.
+func (g *Group) Owners(topic string) (map[int32]string, error) {
+	dir := filepath.Join(g.dir, "owners", topic)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]string{}
+	for _, e := range ents {
+		id, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		// Held (by its owner) if a shared lock cannot be had.
+		if unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) != nil {
+			b, _ := os.ReadFile(f.Name())
+			out[int32(id)] = string(b)
+		}
+		f.Close()
+	}
+	return out, nil
 }
 
 // Owner returns the ID of the member that the assignment gives partition p

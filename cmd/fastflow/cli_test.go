@@ -1,0 +1,558 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fastflow/fastflow/partition"
+)
+
+// The tests run the real CLI: the test binary re-executes itself as
+// fastflow when this variable is set.
+const asCLI = "FASTFLOW_TEST_AS_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asCLI) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// cli runs fastflow with args on data dir dir.
+type cli struct {
+	t   *testing.T
+	dir string
+}
+
+func newCLI(t *testing.T) *cli { return &cli{t: t, dir: t.TempDir()} }
+
+func (c *cli) cmd(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = append(os.Environ(), asCLI+"=1", "FASTFLOW_DATA="+c.dir)
+	return cmd
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (c *cli) run(stdin string, args ...string) result {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := c.cmd(ctx, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatal(err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+// ok runs a command that must succeed.
+func (c *cli) ok(stdin string, args ...string) string {
+	c.t.Helper()
+	r := c.run(stdin, args...)
+	if r.code != 0 {
+		c.t.Fatalf("fastflow %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+type consumed struct {
+	Topic     string          `json:"topic"`
+	Partition int32           `json:"partition"`
+	Offset    int64           `json:"offset"`
+	Timestamp int64           `json:"timestamp"`
+	Key       *string         `json:"key"`
+	Value     json.RawMessage `json:"value"`
+}
+
+func parseConsumed(t *testing.T, out string) []consumed {
+	t.Helper()
+	var recs []consumed
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var r consumed
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("consume printed a line that is not JSON: %q: %v", line, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+// events returns n JSON event lines keyed by "service", with malformed
+// lines mixed in, and what produce should report.
+func events(n int, seed uint64) (string, map[string][]string) {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	services := []string{"payments", "search", "auth", "checkout", "inventory"}
+	var b strings.Builder
+	byKey := map[string][]string{}
+	for i := 0; i < n; i++ {
+		var line string
+		switch {
+		case i%97 == 13:
+			line = "this line is not JSON"
+		case i%89 == 7:
+			line = fmt.Sprintf(`{"no_service":%d}`, i)
+		default:
+			s := services[rng.IntN(len(services))]
+			line = fmt.Sprintf(`{"ts":%d,"service":%q,"status":%q,"response_time":%.1f}`,
+				1795341600000+int64(i)*10, s, []string{"ok", "error"}[rng.IntN(2)], rng.Float64()*500)
+			byKey[s] = append(byKey[s], line)
+		}
+		byKey[""] = append(byKey[""], line)
+		b.WriteString(line + "\n")
+		if i%500 == 0 {
+			b.WriteString("\n") // empty lines are skipped
+		}
+	}
+	return b.String(), byKey
+}
+
+func TestProduceConsumeRoundTrip(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "6")
+	in, byKey := events(5000, 1)
+	file := filepath.Join(t.TempDir(), "events.jsonl")
+	os.WriteFile(file, []byte(in), 0o644)
+	out := c.ok("", "produce", "events", "--key-field", "service", "--timestamp-field", "ts", file)
+	var sum produceSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("summary %q: %v", out, err)
+	}
+	noKey := 0
+	for _, l := range byKey[""] {
+		if !strings.Contains(l, `"service"`) {
+			noKey++
+		}
+	}
+	if sum.Records != 5000 || sum.NoKey != int64(noKey) || len(sum.Partitions) != 6 || sum.Bytes < int64(len(in))-6000 {
+		t.Fatalf("summary %+v, want 5000 records, %d without key", sum, noKey)
+	}
+
+	recs := parseConsumed(t, c.ok("", "consume", "events"))
+	if len(recs) != 5000 {
+		t.Fatalf("consumed %d records", len(recs))
+	}
+	next := map[int32]int64{}
+	gotByKey := map[string][]string{}
+	perPart := map[string]int64{}
+	for _, r := range recs {
+		if r.Offset != next[r.Partition] {
+			t.Fatalf("partition %d: offset %d, want %d (dense from 0)", r.Partition, r.Offset, next[r.Partition])
+		}
+		next[r.Partition]++
+		perPart[fmt.Sprint(r.Partition)]++
+		if r.Topic != "events" {
+			t.Fatalf("topic %q", r.Topic)
+		}
+		if r.Key != nil {
+			if want := partition.ForKey([]byte(*r.Key), 6); r.Partition != want {
+				t.Fatalf("key %q on partition %d, murmur2 says %d", *r.Key, r.Partition, want)
+			}
+			gotByKey[*r.Key] = append(gotByKey[*r.Key], string(r.Value))
+			var v struct{ Ts int64 }
+			json.Unmarshal(r.Value, &v)
+			if r.Timestamp != v.Ts {
+				t.Fatalf("timestamp %d, field says %d", r.Timestamp, v.Ts)
+			}
+		} else if !strings.HasPrefix(string(r.Value), `"`) && !strings.Contains(string(r.Value), "no_service") {
+			t.Fatalf("record without key: %s", r.Value)
+		}
+	}
+	for p, n := range perPart {
+		if sum.Partitions[p] != n {
+			t.Fatalf("summary says partition %s got %d, consumed %d", p, sum.Partitions[p], n)
+		}
+	}
+	// Per key, the same records in the same order.
+	for k, lines := range byKey {
+		if k == "" {
+			continue
+		}
+		if strings.Join(gotByKey[k], "\n") != strings.Join(lines, "\n") {
+			t.Fatalf("key %s: records differ", k)
+		}
+	}
+	// --partition, --from OFFSET, --max.
+	recs = parseConsumed(t, c.ok("", "consume", "events", "--partition", "2", "--from", "5", "--max", "3"))
+	if len(recs) != 3 || recs[0].Partition != 2 || recs[0].Offset != 5 || recs[2].Offset != 7 {
+		t.Fatalf("--partition 2 --from 5 --max 3: %+v", recs)
+	}
+	// --from RFC3339: the first record at or after that time, per partition.
+	at := time.UnixMilli(1795341600000 + 2500*10).UTC().Format(time.RFC3339Nano)
+	for _, r := range parseConsumed(t, c.ok("", "consume", "events", "--from", at)) {
+		if r.Key != nil && r.Timestamp < 1795341600000+2500*10 {
+			t.Fatalf("--from %s returned a record at %d", at, r.Timestamp)
+		}
+	}
+	if recs := parseConsumed(t, c.ok("", "consume", "events", "--from", "latest")); len(recs) != 0 {
+		t.Fatalf("--from latest without --follow printed %d records", len(recs))
+	}
+}
+
+func TestProduceFromStdinWithKeyAndPartition(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "t", "--partitions", "3")
+	c.ok("a\nb\r\nc\n", "produce", "t", "--key", "fixed", "--acks", "1")
+	c.ok("d\ne", "produce", "t", "--partition", "0", "--acks", "0") // no final newline
+	recs := parseConsumed(t, c.ok("", "consume", "t"))
+	want := partition.ForKey([]byte("fixed"), 3)
+	var vals []string
+	for _, r := range recs {
+		vals = append(vals, string(r.Value))
+		if string(r.Value) == `"d"` || string(r.Value) == `"e"` {
+			if r.Partition != 0 || r.Key != nil {
+				t.Fatalf("--partition 0: %+v", r)
+			}
+		} else if r.Partition != want || *r.Key != "fixed" {
+			t.Fatalf("--key fixed: %+v", r)
+		}
+	}
+	if len(recs) != 5 {
+		t.Fatalf("consumed %v", vals)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "2")
+	f := func(code int, stderr string, args ...string) {
+		t.Helper()
+		r := c.run("", args...)
+		if r.code != code || !strings.Contains(r.stderr, stderr) {
+			t.Errorf("fastflow %s: exit %d, stderr %q; want exit %d and %q", strings.Join(args, " "), r.code, r.stderr, code, stderr)
+		}
+		if lines := strings.Count(strings.TrimSpace(r.stderr), "\n"); code != 0 && lines != 0 {
+			t.Errorf("fastflow %s: error is not one line: %q", strings.Join(args, " "), r.stderr)
+		}
+	}
+	f(2, "unknown flag: --bogus", "consume", "events", "--bogus")
+	f(2, "unknown command", "frobnicate")
+	f(2, "needs a subcommand", "topic")
+	f(2, "--partitions is required", "topic", "create", "x")
+	f(2, "partitions must be between", "topic", "create", "x", "--partitions", "0")
+	f(2, "invalid topic name", "topic", "create", "bad/name", "--partitions", "1")
+	f(2, "cleanup_policy must be", "topic", "create", "x", "--partitions", "1", "--cleanup", "shred")
+	f(2, "invalid --retention", "topic", "create", "x", "--partitions", "1", "--retention", "soon")
+	f(2, "invalid --retention-bytes", "topic", "create", "x", "--partitions", "1", "--retention-bytes", "lots")
+	f(1, "already exists", "topic", "create", "events", "--partitions", "1")
+	f(1, `topic "nope" does not exist`, "produce", "nope")
+	f(1, `topic "nope" does not exist`, "consume", "nope")
+	f(1, `topic "nope" does not exist`, "topic", "describe", "nope")
+	f(2, "invalid --acks", "produce", "events", "--acks", "2")
+	f(2, "cannot be used together", "produce", "events", "--key", "a", "--key-field", "b")
+	f(2, "topic events has partitions 0 to 1", "produce", "events", "--partition", "5")
+	f(2, "invalid start", "consume", "events", "--from", "yesterday")
+	f(2, "cannot be used with --group", "consume", "events", "--group", "g", "--partition", "1")
+	f(1, "out of range", "consume", "events", "--from", "99")
+	f(1, "no committed offset", "consume", "events", "--group", "g", "--from", "none")
+	f(1, "does not exist", "group", "describe", "nobody")
+	f(2, "--topic and --to are required", "group", "reset", "g")
+	f(1, "no such file", "produce", "events", "/does/not/exist")
+	f(2, "invalid --log-level", "topic", "list", "--log-level", "loud")
+}
+
+func TestOversizedLines(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "small", "--partitions", "1", "--max-record-bytes", "100")
+	in := "short 1\n" + strings.Repeat("x", 101) + "\nshort 2\n" + strings.Repeat("y", 3<<20) + "\nshort 3\n"
+	r := c.run(in, "produce", "small")
+	if r.code != 1 || !strings.Contains(r.stderr, "2 lines over max_record_bytes (100)") || !strings.Contains(r.stderr, "first: line 2") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	var sum produceSummary
+	json.Unmarshal([]byte(r.stdout), &sum)
+	if sum.Records != 3 || sum.TooLarge != 2 {
+		t.Fatalf("summary %+v", sum)
+	}
+	recs := parseConsumed(t, c.ok("", "consume", "small"))
+	if len(recs) != 3 || string(recs[2].Value) != `"short 3"` {
+		t.Fatalf("stored %+v", recs)
+	}
+	// A key extracted from the line counts too.
+	c.ok("", "topic", "create", "tight", "--partitions", "1", "--max-record-bytes", "30")
+	r = c.run(`{"k":"aaaaaaaaaa","v":1}`+"\n", "produce", "tight", "--key-field", "k")
+	if r.code != 1 || !strings.Contains(r.stderr, "1 lines over") {
+		t.Fatalf("key+value over the limit: exit %d %q", r.code, r.stderr)
+	}
+}
+
+func TestTopicCommands(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "b", "--partitions", "2", "--retention", "7d", "--retention-bytes", "1GiB")
+	c.ok("", "topic", "create", "a", "--partitions", "1", "--cleanup", "compact", "--segment-bytes", "64KiB")
+	out := c.ok("", "topic", "list")
+	if out != `{"topic":"a","partitions":1}`+"\n"+`{"topic":"b","partitions":2}`+"\n" {
+		t.Fatalf("topic list: %q", out)
+	}
+	c.ok("1\n2\n3\n", "produce", "b", "--partition", "1")
+	var d topicDesc
+	json.Unmarshal([]byte(c.ok("", "topic", "describe", "b")), &d)
+	if d.Config.Retention != "168h0m0s" || d.Config.RetentionBytes != 1<<30 || len(d.Parts) != 2 || d.Parts[1].HighWatermark != 3 || d.Parts[1].SizeBytes == 0 {
+		t.Fatalf("describe: %+v %+v", d.Config, d.Parts)
+	}
+	json.Unmarshal([]byte(c.ok("", "topic", "describe", "a")), &d)
+	if d.Config.Cleanup != "compact" || d.Config.SegmentBytes != 64<<10 {
+		t.Fatalf("describe a: %+v", d.Config)
+	}
+	c.ok("", "topic", "delete", "b")
+	if out := c.ok("", "topic", "list"); out != `{"topic":"a","partitions":1}`+"\n" {
+		t.Fatalf("after delete: %q", out)
+	}
+	if r := c.run("", "consume", "b"); r.code != 1 {
+		t.Fatalf("consume deleted topic: %+v", r)
+	}
+}
+
+func TestGroupCommitResumeReset(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "g", "--partitions", "2")
+	var in strings.Builder
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&in, "%d\n", i)
+	}
+	c.ok(in.String(), "produce", "g")
+	first := parseConsumed(t, c.ok("", "consume", "g", "--group", "app", "--max", "30"))
+	rest := parseConsumed(t, c.ok("", "consume", "g", "--group", "app"))
+	if len(first) != 30 || len(first)+len(rest) != 100 {
+		t.Fatalf("group read %d then %d", len(first), len(rest))
+	}
+	seen := map[string]bool{}
+	for _, r := range append(first, rest...) {
+		k := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+		if seen[k] {
+			t.Fatalf("%s read twice", k)
+		}
+		seen[k] = true
+	}
+	if again := parseConsumed(t, c.ok("", "consume", "g", "--group", "app")); len(again) != 0 {
+		t.Fatalf("after commit, read %d again", len(again))
+	}
+	var rows []groupOffset
+	for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", "app")), "\n") {
+		var r groupOffset
+		json.Unmarshal([]byte(line), &r)
+		rows = append(rows, r)
+	}
+	if len(rows) != 2 || *rows[0].Lag != 0 || *rows[0].Committed+*rows[1].Committed != 100 {
+		t.Fatalf("describe: %s", c.ok("", "group", "describe", "app"))
+	}
+	if out := c.ok("", "group", "list"); !strings.Contains(out, `"group":"app"`) || !strings.Contains(out, `"state":"Empty"`) {
+		t.Fatalf("group list: %q", out)
+	}
+	c.ok("", "group", "reset", "app", "--topic", "g", "--to", "earliest")
+	if all := parseConsumed(t, c.ok("", "consume", "g", "--group", "app")); len(all) != 100 {
+		t.Fatalf("after reset to earliest read %d", len(all))
+	}
+	c.ok("", "group", "reset", "app", "--topic", "g", "--to", "45")
+	got := parseConsumed(t, c.ok("", "consume", "g", "--group", "app"))
+	for _, r := range got {
+		if r.Offset < 45 {
+			t.Fatalf("after reset to 45 read offset %d", r.Offset)
+		}
+	}
+	c.ok("", "group", "reset", "app", "--topic", "g", "--to", "latest")
+	if n := parseConsumed(t, c.ok("", "consume", "g", "--group", "app")); len(n) != 0 {
+		t.Fatalf("after reset to latest read %d", len(n))
+	}
+	// Reset is refused while a member consumes the topic.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	follower := c.cmd(ctx, "consume", "g", "--group", "app", "--follow")
+	follower.Start()
+	waitFor(t, func() bool {
+		return strings.Contains(c.ok("", "group", "list"), `"members":1`)
+	})
+	if r := c.run("", "group", "reset", "app", "--topic", "g", "--to", "earliest"); r.code != 1 || !strings.Contains(r.stderr, "active members") {
+		t.Fatalf("reset with an active member: %+v", r)
+	}
+	follower.Process.Signal(syscall.SIGTERM)
+	follower.Wait()
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// follower is a `consume --follow` process whose output the test reads.
+type follower struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	recs []consumed
+	done chan struct{}
+}
+
+func (c *cli) follow(ctx context.Context, args ...string) *follower {
+	f := &follower{cmd: c.cmd(ctx, append([]string{"consume"}, args...)...), done: make(chan struct{})}
+	out, _ := f.cmd.StdoutPipe()
+	f.cmd.Stderr = os.Stderr
+	if err := f.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() {
+		defer close(f.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var r consumed
+			if json.Unmarshal(sc.Bytes(), &r) == nil {
+				f.mu.Lock()
+				f.recs = append(f.recs, r)
+				f.mu.Unlock()
+			}
+		}
+	}()
+	return f
+}
+
+func (f *follower) got() []consumed {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]consumed(nil), f.recs...)
+}
+
+// TestFollowAcrossProcesses: consume --follow in one process sees what
+// produce processes append, without polling (inotify).
+func TestFollowAcrossProcesses(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "live", "--partitions", "2")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := c.follow(ctx, "live", "--follow")
+	for i := 0; i < 5; i++ {
+		c.ok(fmt.Sprintf("line %d\n", i), "produce", "live", "--partition", fmt.Sprint(i%2))
+	}
+	waitFor(t, func() bool { return len(f.got()) == 5 })
+	f.cmd.Process.Signal(syscall.SIGTERM)
+	<-f.done
+	if err := f.cmd.Wait(); err != nil {
+		t.Fatalf("consume --follow after SIGTERM: %v", err)
+	}
+}
+
+// TestGroupSplitsAcrossProcesses: two consume --group processes split the
+// partitions, each record is printed by exactly one of them, and when one
+// is killed with SIGKILL the other takes its partitions over from its
+// commits.
+func TestGroupSplitsAcrossProcesses(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "work", "--partitions", "4")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := c.follow(ctx, "work", "--group", "pool", "--follow")
+	waitFor(t, func() bool { return strings.Contains(c.ok("", "group", "list"), `"members":1`) })
+	b := c.follow(ctx, "work", "--group", "pool", "--follow")
+	// Settled: the four partitions are held by two different members.
+	waitFor(t, func() bool {
+		owners := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", "pool")), "\n") {
+			var r groupOffset
+			json.Unmarshal([]byte(line), &r)
+			if r.Member != "" {
+				owners[r.Member]++
+			}
+		}
+		return len(owners) == 2 && owners[maxKey(owners)] == 2
+	})
+	produce := func(from, n int) {
+		var in strings.Builder
+		for i := from; i < from+n; i++ {
+			fmt.Fprintf(&in, `{"id":%d}`+"\n", i)
+		}
+		c.ok(in.String(), "produce", "work", "--key-field", "id")
+	}
+	produce(0, 400)
+	total := func(fs ...*follower) int {
+		n := 0
+		for _, f := range fs {
+			n += len(f.got())
+		}
+		return n
+	}
+	waitFor(t, func() bool { return total(a, b) >= 400 })
+	time.Sleep(100 * time.Millisecond)
+	seen := map[string]int{}
+	parts := map[*follower]map[int32]bool{a: {}, b: {}}
+	for _, f := range []*follower{a, b} {
+		for _, r := range f.got() {
+			seen[fmt.Sprintf("%d/%d", r.Partition, r.Offset)]++
+			parts[f][r.Partition] = true
+		}
+	}
+	if len(seen) != 400 || total(a, b) != 400 {
+		t.Fatalf("%d distinct records, %d printed; want 400 each", len(seen), total(a, b))
+	}
+	if len(parts[a]) != 2 || len(parts[b]) != 2 {
+		t.Fatalf("partitions: a %v, b %v", parts[a], parts[b])
+	}
+	// Kill b: a takes its partitions, from b's commits.
+	b.cmd.Process.Signal(syscall.SIGKILL)
+	b.cmd.Wait()
+	produce(400, 400)
+	waitFor(t, func() bool { return total(a, b) >= 800 })
+	time.Sleep(100 * time.Millisecond)
+	got := map[string]int{}
+	for _, f := range []*follower{a, b} {
+		for _, r := range f.got() {
+			got[fmt.Sprintf("%d/%d", r.Partition, r.Offset)]++
+		}
+	}
+	if len(got) != 800 {
+		t.Fatalf("%d distinct records after failover", len(got))
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	<-a.done
+	a.cmd.Wait()
+	var d []string
+	for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", "pool")), "\n") {
+		var r groupOffset
+		json.Unmarshal([]byte(line), &r)
+		if r.Lag == nil || *r.Lag != 0 {
+			d = append(d, line)
+		}
+	}
+	if len(d) > 0 {
+		t.Fatalf("lag left after the survivor committed: %v", d)
+	}
+}
+
+func maxKey(m map[string]int) string {
+	best := ""
+	for k := range m {
+		if best == "" || m[k] > m[best] {
+			best = k
+		}
+	}
+	return best
+}

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fastflow/fastflow/log"
+)
+
+func newGroupCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "group", Short: "List, describe and reset consumer groups"}
+	c.AddCommand(newGroupListCmd(g), newGroupDescribeCmd(g), newGroupResetCmd(g))
+	return c
+}
+
+func newGroupListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List consumer groups",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.openLog()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			names, err := l.Groups()
+			if err != nil {
+				return err
+			}
+			human := isTerminal(os.Stdout)
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			if human {
+				fmt.Fprintln(tw, "GROUP\tMEMBERS\tSTATE")
+			}
+			for _, n := range names {
+				grp, err := l.Group(n)
+				if err != nil {
+					return err
+				}
+				members, err := grp.Members()
+				if err != nil {
+					return err
+				}
+				state := "Empty"
+				if len(members) > 0 {
+					state = "Stable"
+				}
+				if human {
+					fmt.Fprintf(tw, "%s\t%d\t%s\n", n, len(members), state)
+				} else if err := printJSON(map[string]any{"group": n, "members": len(members), "state": state}); err != nil {
+					return err
+				}
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// groupOffset is one line of group describe and reset.
+type groupOffset struct {
+	Group         string `json:"group"`
+	Topic         string `json:"topic"`
+	Partition     int32  `json:"partition"`
+	Committed     *int64 `json:"committed"`
+	LogStart      int64  `json:"log_start_offset"`
+	HighWatermark int64  `json:"high_watermark"`
+	Lag           *int64 `json:"lag"`
+	Member        string `json:"member,omitempty"`
+}
+
+func newGroupDescribeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "describe GROUP",
+		Short: "Show a group's committed offsets, lag and members",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.openLog()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			grp, err := l.Group(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			offs, err := grp.Offsets()
+			if err != nil {
+				return err
+			}
+			members, err := grp.Members()
+			if err != nil {
+				return err
+			}
+			if len(offs) == 0 && len(members) == 0 {
+				return fmt.Errorf("group %q does not exist (nothing committed, no members)", args[0])
+			}
+			// Every partition of every topic the group committed to or consumes.
+			topics := map[string]map[int32]int64{}
+			for _, o := range offs {
+				if topics[o.Topic] == nil {
+					topics[o.Topic] = map[int32]int64{}
+				}
+				topics[o.Topic][o.Partition] = o.Offset
+			}
+			for _, m := range members {
+				if topics[m.Topic] == nil {
+					topics[m.Topic] = map[int32]int64{}
+				}
+			}
+			var rows []groupOffset
+			for _, name := range sortedKeys(topics) {
+				t, err := l.Topic(name)
+				if err != nil {
+					continue // deleted since
+				}
+				owners, err := grp.Owners(name)
+				if err != nil {
+					return err
+				}
+				for id := int32(0); id < t.Partitions(); id++ {
+					p, err := t.Partition(id)
+					if err != nil {
+						return err
+					}
+					row := groupOffset{Group: args[0], Topic: name, Partition: id, LogStart: p.LogStartOffset(),
+						HighWatermark: p.HighWatermark(), Member: owners[id]}
+					if o, ok := topics[name][id]; ok {
+						lag := max(0, row.HighWatermark-o)
+						row.Committed, row.Lag = &o, &lag
+					}
+					rows = append(rows, row)
+				}
+			}
+			if !isTerminal(os.Stdout) {
+				for _, r := range rows {
+					if err := printJSON(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tHIGH-WATERMARK\tLAG\tMEMBER")
+			for _, r := range rows {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", r.Topic, r.Partition, optInt(r.Committed), r.HighWatermark, optInt(r.Lag), orDash(r.Member))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newGroupResetCmd(g *globals) *cobra.Command {
+	var topicName, to string
+	c := &cobra.Command{
+		Use:   "reset GROUP --topic T --to earliest|latest|OFFSET|RFC3339",
+		Short: "Set a group's committed offsets on a topic",
+		Long: `Set the group's committed offset in every partition of the topic to the earliest or
+latest offset, to an offset (clamped to each partition's range), or to the first record
+at or after a time. As with Kafka, the group must have no active member on the topic.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if topicName == "" || to == "" {
+				return usagef("--topic and --to are required")
+			}
+			start, err := log.ParseStart(to)
+			if err != nil || start.Kind == log.StartNone {
+				return usagef("invalid --to %q: want earliest, latest, an offset or an RFC 3339 time", to)
+			}
+			l, err := g.openLog()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			grp, err := l.Group(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			t, err := topic(l, topicName)
+			if err != nil {
+				return err
+			}
+			members, err := grp.Members()
+			if err != nil {
+				return err
+			}
+			for _, m := range members {
+				if m.Topic == topicName {
+					return fmt.Errorf("group %s has active members on %s (e.g. pid %d); stop them before resetting", args[0], topicName, m.PID)
+				}
+			}
+			for id := int32(0); id < t.Partitions(); id++ {
+				p, err := t.Partition(id)
+				if err != nil {
+					return err
+				}
+				var o int64
+				if start.Kind == log.StartOffset {
+					o = min(max(start.Offset, p.LogStartOffset()), p.HighWatermark())
+				} else if o, err = start.Resolve(p); err != nil {
+					return err
+				}
+				if err := grp.Commit(topicName, id, o); err != nil {
+					return err
+				}
+				lag := p.HighWatermark() - o
+				row := groupOffset{Group: args[0], Topic: topicName, Partition: id, Committed: &o,
+					LogStart: p.LogStartOffset(), HighWatermark: p.HighWatermark(), Lag: &lag}
+				if isTerminal(os.Stdout) {
+					fmt.Printf("%s %s/%d -> %d\n", args[0], topicName, id, o)
+				} else if err := printJSON(row); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&topicName, "topic", "", "topic whose offsets to reset (required)")
+	c.Flags().StringVar(&to, "to", "", "earliest, latest, an offset, or an RFC 3339 time (required)")
+	return c
+}
+
+func optInt(p *int64) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprint(*p)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}

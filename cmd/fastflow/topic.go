@@ -1,0 +1,296 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/fastflow/fastflow/log"
+)
+
+func newTopicCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "topic", Short: "Create, list, describe and delete topics"}
+	c.AddCommand(newTopicCreateCmd(g), newTopicListCmd(g), newTopicDescribeCmd(g), newTopicDeleteCmd(g))
+	return c
+}
+
+func newTopicCreateCmd(g *globals) *cobra.Command {
+	var (
+		partitions                         int32
+		retention, deleteRetention         string
+		retentionBytes, segBytes, maxBytes string
+		cleanup, tsType                    string
+	)
+	c := &cobra.Command{
+		Use:   "create NAME --partitions N",
+		Short: "Create a topic",
+		Example: `  fastflow topic create events --partitions 6
+  fastflow topic create users --partitions 3 --cleanup compact
+  fastflow topic create logs --partitions 1 --retention 7d --retention-bytes 10GiB`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("partitions") {
+				return usagef("--partitions is required")
+			}
+			cfg := log.TopicConfig{Partitions: partitions, Cleanup: cleanup}
+			var err error
+			if cfg.Retention, err = parseRetention(retention); err != nil {
+				return usagef("invalid --retention: %v", err)
+			}
+			if cfg.DeleteRetention, err = parseRetention(deleteRetention); err != nil || cfg.DeleteRetention < 0 {
+				return usagef("invalid --delete-retention %q", deleteRetention)
+			}
+			if cfg.RetentionBytes, err = parseSize(retentionBytes); err != nil {
+				return usagef("invalid --retention-bytes: %v", err)
+			}
+			if cfg.SegmentBytes, err = parseSize(segBytes); err != nil {
+				return usagef("invalid --segment-bytes: %v", err)
+			}
+			mb, err := parseSize(maxBytes)
+			if err != nil {
+				return usagef("invalid --max-record-bytes: %v", err)
+			}
+			cfg.MaxRecordBytes = int(mb)
+			switch tsType {
+			case "", "create", log.TimestampCreate:
+				cfg.TimestampType = log.TimestampCreate
+			case "append", log.TimestampAppend:
+				cfg.TimestampType = log.TimestampAppend
+			default:
+				return usagef("invalid --timestamp-type %q: use create or append", tsType)
+			}
+			if err := cfg.WithDefaults().Validate(); err != nil {
+				return usageError{err}
+			}
+			if !log.ValidTopicName(args[0]) {
+				return usagef("invalid topic name %q: use 1 to 249 of a-z A-Z 0-9 . _ -", args[0])
+			}
+			l, err := g.openLog()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			t, err := l.CreateTopic(args[0], cfg)
+			if err != nil {
+				return err
+			}
+			if isTerminal(os.Stdout) {
+				fmt.Printf("created topic %s with %d partitions\n", t.Name(), t.Partitions())
+				return nil
+			}
+			return printJSON(describeTopic(t, false))
+		},
+	}
+	f := c.Flags()
+	f.Int32Var(&partitions, "partitions", 0, "number of partitions (required)")
+	f.StringVar(&retention, "retention", "168h", "delete segments older than this (e.g. 168h, 7d; -1 keeps everything)")
+	f.StringVar(&retentionBytes, "retention-bytes", "0", "per partition, delete the oldest segments above this size (e.g. 10GiB; 0: unlimited)")
+	f.StringVar(&cleanup, "cleanup", "delete", "cleanup policy: delete (retention) or compact (latest record per key)")
+	f.StringVar(&segBytes, "segment-bytes", "16MiB", "segment file size")
+	f.StringVar(&maxBytes, "max-record-bytes", "1MiB", "largest record (key, value and headers)")
+	f.StringVar(&tsType, "timestamp-type", "create", "record timestamps: create (the producer's) or append (the log's)")
+	f.StringVar(&deleteRetention, "delete-retention", "24h", "how long compaction keeps tombstones")
+	return c
+}
+
+// parseRetention parses a Go duration, or a number of days ("7d"), or -1
+// for unlimited.
+func parseRetention(s string) (time.Duration, error) {
+	switch s {
+	case "-1", "unlimited", "forever":
+		return -1, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(d, 64)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("%q is not a duration", s)
+		}
+		return time.Duration(n * 24 * float64(time.Hour)), nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration (e.g. 168h, 7d, or -1)", s)
+	}
+	return v, nil
+}
+
+// parseSize parses a byte size: 1048576, 1MiB, 500MB.
+func parseSize(s string) (int64, error) {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > 1<<62 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 1048576, 1MiB, 10GB)", s)
+	}
+	return int64(n), nil
+}
+
+// topicDesc is the JSON form of a topic, as list and describe print it.
+type topicDesc struct {
+	Topic      string          `json:"topic"`
+	Partitions int32           `json:"partitions"`
+	Config     *configDesc     `json:"config,omitempty"`
+	Parts      []partitionDesc `json:"partition_offsets,omitempty"`
+}
+
+type configDesc struct {
+	Retention       string `json:"retention"`
+	RetentionBytes  int64  `json:"retention_bytes"`
+	SegmentBytes    int64  `json:"segment_bytes"`
+	Cleanup         string `json:"cleanup_policy"`
+	MaxRecordBytes  int    `json:"max_record_bytes"`
+	TimestampType   string `json:"timestamp_type"`
+	DeleteRetention string `json:"delete_retention"`
+}
+
+type partitionDesc struct {
+	Partition      int32 `json:"partition"`
+	LogStartOffset int64 `json:"log_start_offset"`
+	HighWatermark  int64 `json:"high_watermark"`
+	SizeBytes      int64 `json:"size_bytes"`
+	Segments       int   `json:"segments"`
+}
+
+func durationText(d time.Duration) string {
+	if d < 0 {
+		return "-1"
+	}
+	return d.String()
+}
+
+func describeTopic(t *log.Topic, offsets bool) topicDesc {
+	cfg := t.Config()
+	d := topicDesc{Topic: t.Name(), Partitions: t.Partitions(), Config: &configDesc{
+		Retention: durationText(cfg.Retention), RetentionBytes: cfg.RetentionBytes,
+		SegmentBytes: cfg.SegmentBytes, Cleanup: cfg.Cleanup, MaxRecordBytes: cfg.MaxRecordBytes,
+		TimestampType: cfg.TimestampType, DeleteRetention: durationText(cfg.DeleteRetention),
+	}}
+	if offsets {
+		for id := int32(0); id < t.Partitions(); id++ {
+			p, err := t.Partition(id)
+			if err != nil {
+				continue
+			}
+			d.Parts = append(d.Parts, partitionDesc{Partition: id, LogStartOffset: p.LogStartOffset(),
+				HighWatermark: p.HighWatermark(), SizeBytes: p.Size(), Segments: p.Segments()})
+		}
+	}
+	return d
+}
+
+func newTopicListCmd(g *globals) *cobra.Command {
+	var all bool
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List topics",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.openLog()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			names, err := l.Topics()
+			if err != nil {
+				return err
+			}
+			human := isTerminal(os.Stdout)
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			if human {
+				fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tCLEANUP\tRETENTION")
+			}
+			for _, n := range names {
+				if log.IsInternal(n) && !all {
+					continue
+				}
+				t, err := l.Topic(n)
+				if err != nil {
+					return err
+				}
+				if human {
+					cfg := t.Config()
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", n, t.Partitions(), cfg.Cleanup, durationText(cfg.Retention))
+					continue
+				}
+				if err := printJSON(topicDesc{Topic: n, Partitions: t.Partitions()}); err != nil {
+					return err
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&all, "all", false, "include internal topics (names starting with __)")
+	return c
+}
+
+func newTopicDescribeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Show a topic's configuration and per-partition offsets",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.openLog()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			t, err := topic(l, args[0])
+			if err != nil {
+				return err
+			}
+			d := describeTopic(t, true)
+			if !isTerminal(os.Stdout) {
+				return printJSON(d)
+			}
+			c := d.Config
+			fmt.Printf("topic %s: %d partitions, cleanup %s, retention %s, retention_bytes %d, segment_bytes %d, max_record_bytes %d, %s\n",
+				d.Topic, d.Partitions, c.Cleanup, c.Retention, c.RetentionBytes, c.SegmentBytes, c.MaxRecordBytes, c.TimestampType)
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PARTITION\tLOG-START\tHIGH-WATERMARK\tSIZE\tSEGMENTS")
+			for _, p := range d.Parts {
+				fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%d\n", p.Partition, p.LogStartOffset, p.HighWatermark, humanize.IBytes(uint64(p.SizeBytes)), p.Segments)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newTopicDeleteCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a topic and its data",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.openLog()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if _, err := topic(l, args[0]); err != nil {
+				return err
+			}
+			if err := l.DeleteTopic(args[0]); err != nil {
+				return err
+			}
+			if isTerminal(os.Stdout) {
+				fmt.Printf("deleted topic %s\n", args[0])
+			}
+			return nil
+		},
+	}
+}
+
+// printJSON prints v as one line of JSON on stdout.
+func printJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(append(b, '\n'))
+	return err
+}

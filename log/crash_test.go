@@ -1,0 +1,279 @@
+package log
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The crash tests re-execute the test binary: the child appends and
+// prints each acknowledged offset, the parent kills it.
+const childEnv = "FASTFLOW_LOG_CRASH_CHILD"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(childEnv) {
+	case "append":
+		crashChildAppend()
+		return
+	case "fsize":
+		crashChildFileSize()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// crashRecord is the record with offset i: its content can be checked.
+func crashRecord(i int64) Record {
+	return Record{TimestampMs: 1795341600000 + i, Key: fmt.Appendf(nil, "k%d", i%13),
+		Value: fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, i, strings.Repeat("p", int(i%97)))}
+}
+
+func childOpen() *Partition {
+	l, err := Open(os.Getenv("DIR"), Options{CleanupInterval: -1})
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(3)
+	}
+	t, err := l.Topic("crash")
+	if err != nil {
+		t, err = l.CreateTopic("crash", TopicConfig{Partitions: 1, SegmentBytes: 64 << 10})
+	}
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(3)
+	}
+	p, err := t.Partition(0)
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(3)
+	}
+	return p
+}
+
+// crashChildAppend appends batches forever, printing "ACK last" after each.
+func crashChildAppend() {
+	p := childOpen()
+	acks, _ := ParseAcks(os.Getenv("ACKS"))
+	out := bufio.NewWriter(os.Stdout)
+	next := p.HighWatermark()
+	fmt.Fprintln(out, "START", next)
+	out.Flush()
+	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 1))
+	for {
+		n := 1 + rng.IntN(40)
+		recs := make([]Record, n)
+		for i := range recs {
+			recs[i] = crashRecord(next + int64(i))
+		}
+		base, err := p.Append(recs, acks)
+		if err != nil || base != next {
+			fmt.Fprintln(out, "ERR", base, err)
+			out.Flush()
+			os.Exit(3)
+		}
+		next += int64(n)
+		fmt.Fprintln(out, "ACK", next-1)
+		out.Flush()
+	}
+}
+
+// verifyCrash checks offsets [0, upTo) hold exactly crashRecord(i).
+func verifyCrash(t *testing.T, p *Partition, upTo int64) {
+	t.Helper()
+	r, err := p.NewReader(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]Record, 0, 500)
+	want := int64(0)
+	for want < upTo {
+		buf, err = r.Read(buf[:0])
+		if err != nil {
+			t.Fatalf("reading offset %d: %v", want, err)
+		}
+		if len(buf) == 0 {
+			t.Fatalf("acknowledged offset %d missing: high watermark %d", want, p.HighWatermark())
+		}
+		for _, rc := range buf {
+			w := crashRecord(rc.Offset)
+			if rc.Offset != want || !bytes.Equal(rc.Value, w.Value) || !bytes.Equal(rc.Key, w.Key) || rc.TimestampMs != w.TimestampMs {
+				t.Fatalf("offset %d: got %d %q=%q", want, rc.Offset, rc.Key, rc.Value)
+			}
+			want++
+		}
+	}
+}
+
+// TestKill9 kills an appending process at random moments, for acks=1 and
+// acks=all, and checks after each kill that every acknowledged record is
+// there, the tail is clean, and appends continue at the next offset.
+func TestKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	for _, acks := range []string{"1", "all"} {
+		t.Run("acks="+acks, func(t *testing.T) {
+			dir := t.TempDir()
+			var acked int64 = -1
+			for round := 0; round < 6; round++ {
+				cmd := exec.Command(os.Args[0], "-test.run=^$")
+				cmd.Env = append(os.Environ(), childEnv+"=append", "DIR="+dir, "ACKS="+acks)
+				stdout, _ := cmd.StdoutPipe()
+				cmd.Stderr = os.Stderr
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				sc := bufio.NewScanner(stdout)
+				// Kill after a random number of acknowledgements.
+				killAt := 20 + rand.IntN(400)
+				for n := 0; sc.Scan(); n++ {
+					f := strings.Fields(sc.Text())
+					switch f[0] {
+					case "START":
+						// The reopened partition continues right after the last acknowledged offset, or
+						// later (acks=1 writes that were not yet acknowledged may have survived).
+						start, _ := strconv.ParseInt(f[1], 10, 64)
+						if start <= acked {
+							t.Fatalf("round %d: reopened at %d, but %d was acknowledged", round, start, acked)
+						}
+					case "ACK":
+						acked, _ = strconv.ParseInt(f[1], 10, 64)
+					default:
+						t.Fatalf("child: %s", sc.Text())
+					}
+					if n == killAt {
+						cmd.Process.Signal(syscall.SIGKILL)
+						break
+					}
+				}
+				cmd.Wait()
+				l := testLog(t, dir)
+				p := mustPartition(t, l, "crash", TopicConfig{}, 0)
+				verifyCrash(t, p, acked+1)
+				l.Close()
+			}
+			if acked < 100 {
+				t.Fatalf("only %d records acknowledged over all rounds", acked+1)
+			}
+			// Reopen as writer, append, and read everything back.
+			l := testLog(t, dir)
+			defer l.Close()
+			p := mustPartition(t, l, "crash", TopicConfig{}, 0)
+			next := p.HighWatermark()
+			if _, err := p.Append([]Record{crashRecord(next)}, AcksAll); err != nil {
+				t.Fatal(err)
+			}
+			verifyCrash(t, p, next+1)
+		})
+	}
+}
+
+// crashChildFileSize appends until writes fail for RLIMIT_FSIZE (the
+// kernel's EFBIG, a stand-in for a full disk), then lifts the limit and
+// appends again.
+func crashChildFileSize() {
+	signal.Ignore(syscall.SIGXFSZ) // else the kernel kills us at the limit
+	p := childOpen()
+	limit := uint64(40 << 10) // below the 64 KiB segment size
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: limit, Max: unix.RLIM_INFINITY}); err != nil {
+		fmt.Println("ERR setrlimit", err)
+		os.Exit(3)
+	}
+	next := p.HighWatermark()
+	failures := 0
+	for i := 0; ; i++ {
+		recs := make([]Record, 37)
+		for j := range recs {
+			recs[j] = crashRecord(next + int64(j))
+		}
+		acks := []Acks{AcksLeader, AcksAll}[i%2]
+		base, err := p.Append(recs, acks)
+		if err != nil {
+			failures++
+			fmt.Println("FAIL", err)
+			if failures == 3 {
+				// Space is back.
+				unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY})
+			}
+			if failures > 3 {
+				fmt.Println("ERR still failing after the limit was lifted:", err)
+				os.Exit(3)
+			}
+			continue
+		}
+		if base != next {
+			fmt.Println("ERR base", base, "want", next)
+			os.Exit(3)
+		}
+		next += int64(len(recs))
+		fmt.Println("ACK", next-1)
+		if failures >= 3 && next > 6000 {
+			break
+		}
+	}
+	os.Exit(0)
+}
+
+func TestWriteErrorThenRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=fsize", "DIR="+dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	done := make(chan struct{})
+	time.AfterFunc(2*time.Minute, func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+		}
+	})
+	out, err := cmd.Output()
+	close(done)
+	if err != nil {
+		t.Fatalf("child: %v\n%s\n%s", err, out, stderr.String())
+	}
+	var acked int64 = -1
+	fails := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		switch f[0] {
+		case "ACK":
+			acked, _ = strconv.ParseInt(f[1], 10, 64)
+		case "FAIL":
+			fails++
+			if !strings.Contains(line, "file too large") {
+				t.Fatalf("unexpected failure: %s", line)
+			}
+		default:
+			t.Fatalf("child: %s", line)
+		}
+	}
+	if fails != 3 {
+		t.Fatalf("%d failed appends, want 3", fails)
+	}
+	l := testLog(t, dir)
+	defer l.Close()
+	p := mustPartition(t, l, "crash", TopicConfig{}, 0)
+	// Nothing of the failed appends survives: offsets are dense and every
+	// record is the acknowledged one.
+	if p.HighWatermark() != acked+1 {
+		t.Fatalf("high watermark %d, last acknowledged %d", p.HighWatermark(), acked)
+	}
+	verifyCrash(t, p, acked+1)
+}

@@ -1,0 +1,32 @@
+package log
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestAppendJSON(t *testing.T) {
+	f := func(r Record, headers bool, want string) {
+		t.Helper()
+		got := string(AppendJSON(nil, "events", &r, headers))
+		if got != want {
+			t.Errorf("got  %s\nwant %s", got, want)
+		}
+		var v any
+		if err := json.Unmarshal([]byte(got), &v); err != nil {
+			t.Errorf("not JSON: %s: %v", got, err)
+		}
+	}
+	f(Record{Partition: 3, Offset: 41, TimestampMs: 1795341600123, Key: []byte("payments"), Value: []byte(`{"a":1}`)}, false,
+		`{"topic":"events","partition":3,"offset":41,"timestamp":1795341600123,"key":"payments","value":{"a":1}}`)
+	f(Record{Value: []byte("not json")}, false,
+		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":"not json"}`)
+	f(Record{Key: []byte("k"), Value: nil}, false,
+		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":"k","value":null}`)
+	f(Record{Value: []byte("{\n  \"a\": [1, 2]\n}\n")}, false,
+		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":{"a":[1,2]}}`)
+	f(Record{Key: []byte("q\"\\\x01\xff"), Value: []byte("42")}, false,
+		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":"q\"\\\u0001\ufffd","value":42}`)
+	f(Record{Value: []byte(""), Headers: []Header{{Key: []byte("h"), Value: []byte("v")}, {Key: []byte("n")}}}, true,
+		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":"","headers":[{"key":"h","value":"v"},{"key":"n","value":null}]}`)
+}

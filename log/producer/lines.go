@@ -1,0 +1,74 @@
+package producer
+
+import (
+	"time"
+
+	"github.com/valyala/fastjson"
+)
+
+// Fields extracts a key and a timestamp from JSON lines, as `fastflow
+// produce --key-field F --timestamp-field T` and the HTTP ingest's
+// ?key_field= do. A Fields cannot be used from concurrent goroutines; the
+// key it returns is valid until the next call.
+type Fields struct {
+	// KeyField names the field whose value, as text, is the key: a string's
+	// contents, a number's or a boolean's literal, an object's or array's
+	// JSON. Empty: no key.
+	KeyField string
+	// TimeField names the field holding the record's timestamp: a number
+	// of unix milliseconds or an RFC 3339 string. Empty: the time of
+	// production.
+	TimeField string
+
+	p   fastjson.Parser
+	key []byte
+}
+
+// Extract returns line's key (nil if the line is not a JSON object or
+// lacks the field, or KeyField is empty) and timestamp (0, meaning now, in
+// the same cases or when the field is not a timestamp; badTime reports
+// that last case).
+func (f *Fields) Extract(line []byte) (key []byte, tsMs int64, badTime bool) {
+	if f.KeyField == "" && f.TimeField == "" {
+		return nil, 0, false
+	}
+	v, err := f.p.ParseBytes(line)
+	if err != nil || v.Type() != fastjson.TypeObject {
+		return nil, 0, f.TimeField != ""
+	}
+	if f.KeyField != "" {
+		if k := v.Get(f.KeyField); k != nil {
+			f.key = f.key[:0]
+			switch k.Type() {
+			case fastjson.TypeString:
+				f.key = append(f.key, k.GetStringBytes()...)
+				key = f.key
+			case fastjson.TypeNull:
+			default:
+				f.key = k.MarshalTo(f.key)
+				key = f.key
+			}
+		}
+	}
+	if f.TimeField != "" {
+		t := v.Get(f.TimeField)
+		switch {
+		case t == nil:
+			badTime = true
+		case t.Type() == fastjson.TypeNumber:
+			tsMs = int64(t.GetFloat64())
+		case t.Type() == fastjson.TypeString:
+			if tm, err := time.Parse(time.RFC3339Nano, string(t.GetStringBytes())); err == nil {
+				tsMs = tm.UnixMilli()
+			} else {
+				badTime = true
+			}
+		default:
+			badTime = true
+		}
+		if tsMs <= 0 {
+			tsMs, badTime = 0, true
+		}
+	}
+	return key, tsMs, badTime
+}

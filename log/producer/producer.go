@@ -1,0 +1,212 @@
+// Package producer sends records to a topic the way a Kafka producer
+// does: it routes each record to a partition (an explicit one, murmur2 of
+// the key, or sticky round-robin for null keys; package partition), packs
+// records into per-partition batches, and appends full batches while it
+// keeps accepting records, one appender goroutine per partition, so that
+// the partitions' writes and fsyncs overlap.
+//
+// A Producer cannot be used from concurrent goroutines (it is one
+// producer); Add copies what it is given.
+package producer
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/partition"
+)
+
+// Options configure a Producer. Zero fields take their defaults.
+type Options struct {
+	// Acks is the durability each batch waits for. Default AcksNone (the
+	// zero value); set it.
+	Acks log.Acks
+	// Partition, if >= 0, sends every record to that partition. Set it to
+	// -1 to route by key.
+	Partition int32
+	// BatchRecords and BatchBytes close a batch, like Kafka's batch.size.
+	// Defaults 1024 records and 1 MiB.
+	BatchRecords int
+	BatchBytes   int
+}
+
+// Stats count what a Producer sent.
+type Stats struct {
+	Records      int64   `json:"records"`
+	Bytes        int64   `json:"bytes"` // keys and values
+	NoKey        int64   `json:"no_key"`
+	PerPartition []int64 `json:"-"`
+}
+
+// Producer sends records to one topic.
+type Producer struct {
+	topic  *log.Topic
+	opts   Options
+	sticky *partition.Sticky
+	parts  []*appender
+	stats  Stats
+	err    atomic.Pointer[error] // the first append error
+}
+
+// batch is records plus the arena their bytes live in.
+type batch struct {
+	recs  []log.Record
+	arena []byte
+}
+
+// appender appends one partition's batches in its own goroutine.
+type appender struct {
+	p    *log.Partition
+	cur  *batch
+	full chan *batch // to the goroutine
+	free chan *batch // back from it
+	done sync.WaitGroup
+}
+
+// New returns a Producer for topic t.
+func New(t *log.Topic, opts Options) (*Producer, error) {
+	if opts.BatchRecords <= 0 {
+		opts.BatchRecords = 1024
+	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = 1 << 20
+	}
+	n := t.Partitions()
+	if opts.Partition >= n {
+		return nil, errors.New("partition out of range: topic " + t.Name() + " has fewer partitions")
+	}
+	return &Producer{
+		topic:  t,
+		opts:   opts,
+		sticky: partition.NewSticky(n),
+		parts:  make([]*appender, n),
+		stats:  Stats{PerPartition: make([]int64, n)},
+	}, nil
+}
+
+func (pr *Producer) appender(id int32) (*appender, error) {
+	if a := pr.parts[id]; a != nil {
+		return a, nil
+	}
+	p, err := pr.topic.Partition(id)
+	if err != nil {
+		return nil, err
+	}
+	// Two batches: one filling, one being appended.
+	a := &appender{p: p, cur: &batch{}, full: make(chan *batch, 1), free: make(chan *batch, 2)}
+	a.free <- &batch{}
+	a.done.Add(1)
+	go func() {
+		defer a.done.Done()
+		for b := range a.full {
+			if _, err := a.p.Append(b.recs, pr.opts.Acks); err != nil {
+				pr.fail(err)
+			}
+			b.recs, b.arena = b.recs[:0], b.arena[:0]
+			a.free <- b
+		}
+	}()
+	pr.parts[id] = a
+	return a, nil
+}
+
+func (pr *Producer) fail(err error) { pr.err.CompareAndSwap(nil, &err) }
+
+// Err returns the first error an append met, if any.
+func (pr *Producer) Err() error {
+	if e := pr.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// Add sends one record. key may be nil (a null key); tsMs 0 means now.
+// It returns the first error any append met.
+func (pr *Producer) Add(key, value []byte, tsMs int64) error {
+	if err := pr.Err(); err != nil {
+		return err
+	}
+	id := pr.opts.Partition
+	switch {
+	case id >= 0:
+	case key != nil:
+		id = partition.ForKey(key, int32(len(pr.parts)))
+	default:
+		id = pr.sticky.Partition()
+	}
+	a, err := pr.appender(id)
+	if err != nil {
+		return err
+	}
+	b := a.cur
+	start := len(b.arena)
+	b.arena = append(b.arena, key...)
+	b.arena = append(b.arena, value...)
+	r := log.Record{TimestampMs: tsMs}
+	if key != nil {
+		r.Key = b.arena[start : start+len(key) : start+len(key)]
+	}
+	r.Value = b.arena[start+len(key) : len(b.arena) : len(b.arena)]
+	b.recs = append(b.recs, r)
+	pr.stats.Records++
+	pr.stats.Bytes += int64(len(key) + len(value))
+	pr.stats.PerPartition[id]++
+	if key == nil {
+		pr.stats.NoKey++
+	}
+	if len(b.recs) >= pr.opts.BatchRecords || len(b.arena) >= pr.opts.BatchBytes {
+		pr.send(a)
+		if id == pr.sticky.Partition() {
+			pr.sticky.BatchDone() // Kafka's sticky partitioner moves when its batch is sent
+		}
+	}
+	return pr.Err()
+}
+
+// send hands a's filling batch to its goroutine and takes a free one.
+// The arena may have been reallocated while filling: the records point
+// into whichever array was current when they were added, and both stay
+// alive until the append is done.
+func (pr *Producer) send(a *appender) {
+	if len(a.cur.recs) == 0 {
+		return
+	}
+	a.full <- a.cur
+	a.cur = <-a.free
+}
+
+// Flush sends every partly filled batch and waits until every batch sent
+// so far is appended (with the producer's acks).
+func (pr *Producer) Flush() error {
+	for _, a := range pr.parts {
+		if a != nil {
+			pr.send(a)
+		}
+	}
+	for _, a := range pr.parts {
+		if a != nil {
+			// Of a's two batches one is a.cur; once the other is back in
+			// free, nothing is in flight.
+			a.free <- <-a.free
+		}
+	}
+	pr.sticky.BatchDone()
+	return pr.Err()
+}
+
+// Close flushes and stops the appenders.
+func (pr *Producer) Close() error {
+	err := pr.Flush()
+	for _, a := range pr.parts {
+		if a != nil {
+			close(a.full)
+			a.done.Wait()
+		}
+	}
+	return err
+}
+
+// Stats returns what was sent so far.
+func (pr *Producer) Stats() Stats { return pr.stats }

@@ -1,0 +1,93 @@
+package producer
+
+import (
+	"fmt"
+	"log/slog"
+	"testing"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/partition"
+)
+
+func TestFieldsExtract(t *testing.T) {
+	f := func(fields Fields, line, wantKey string, wantTs int64, wantBad bool) {
+		t.Helper()
+		key, ts, bad := fields.Extract([]byte(line))
+		k := "<nil>"
+		if key != nil {
+			k = string(key)
+		}
+		if k != wantKey || ts != wantTs || bad != wantBad {
+			t.Errorf("Extract(%s) = %s, %d, %v; want %s, %d, %v", line, k, ts, bad, wantKey, wantTs, wantBad)
+		}
+	}
+	kf := Fields{KeyField: "service"}
+	f(kf, `{"service":"payments","x":1}`, "payments", 0, false)
+	f(kf, `{"service":"pay\"ments"}`, `pay"ments`, 0, false)
+	f(kf, `{"service":42}`, "42", 0, false)
+	f(kf, `{"service":true}`, "true", 0, false)
+	f(kf, `{"service":{"a":1}}`, `{"a":1}`, 0, false)
+	f(kf, `{"service":null}`, "<nil>", 0, false)
+	f(kf, `{"other":1}`, "<nil>", 0, false)
+	f(kf, `not json`, "<nil>", 0, false)
+	f(kf, `[1,2]`, "<nil>", 0, false)
+	tf := Fields{KeyField: "s", TimeField: "ts"}
+	f(tf, `{"s":"a","ts":1795341600123}`, "a", 1795341600123, false)
+	f(tf, `{"s":"a","ts":"2026-11-22T10:20:00.5Z"}`, "a", 1795342800500, false)
+	f(tf, `{"s":"a","ts":"yesterday"}`, "a", 0, true)
+	f(tf, `{"s":"a"}`, "a", 0, true)
+	f(tf, `garbage`, "<nil>", 0, true)
+}
+
+func TestProducerRoutesAndCounts(t *testing.T) {
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tp, _ := l.CreateTopic("events", log.TopicConfig{Partitions: 4})
+	pr, err := New(tp, Options{Acks: log.AcksAll, Partition: -1, BatchRecords: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1000; i++ {
+		var key []byte
+		if i%10 != 0 {
+			key = fmt.Appendf(nil, "svc-%d", i%13)
+		}
+		if err := pr.Add(key, fmt.Appendf(nil, `{"i":%d}`, i), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := pr.Stats()
+	if st.Records != 1000 || st.NoKey != 100 {
+		t.Fatalf("stats %+v", st)
+	}
+	var total int64
+	for id := int32(0); id < 4; id++ {
+		p, _ := tp.Partition(id)
+		if p.HighWatermark() != st.PerPartition[id] {
+			t.Fatalf("partition %d holds %d, stats say %d", id, p.HighWatermark(), st.PerPartition[id])
+		}
+		total += p.HighWatermark()
+		r, _ := p.NewReader(0)
+		recs, _ := r.Read(make([]log.Record, 0, 2000))
+		for _, rc := range recs {
+			if rc.Key != nil && partition.ForKey(rc.Key, 4) != id {
+				t.Fatalf("key %s on partition %d", rc.Key, id)
+			}
+		}
+	}
+	if total != 1000 {
+		t.Fatalf("%d records stored", total)
+	}
+	// Null keys were spread, not all on one partition.
+	for id, n := range st.PerPartition {
+		if n == 0 {
+			t.Fatalf("partition %d got nothing", id)
+		}
+	}
+}
