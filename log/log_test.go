@@ -376,6 +376,44 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 	}
 }
 
+// TestGroupCommit: concurrent acks=all appends share fsyncs. Every append
+// returns only after an fsync that began after its write, and eight writers
+// need far fewer fsyncs than appends.
+func TestGroupCommit(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	p := mustPartition(t, l, "gc", TopicConfig{Partitions: 1}, 0)
+	const writers, each = 8, 100
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if _, err := p.Append([]Record{{Value: []byte("v")}}, AcksAll); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := p.Stats()
+	if st.Appends != writers*each || st.Records != writers*each {
+		t.Fatalf("stats %+v", st)
+	}
+	if st.Fsyncs > st.Appends/2 {
+		t.Fatalf("%d fsyncs for %d concurrent acks=all appends: not shared", st.Fsyncs, st.Appends)
+	}
+	p.syncState.Lock()
+	synced := p.synced
+	p.syncState.Unlock()
+	if synced != writers*each {
+		t.Fatalf("synced up to %d of %d", synced, writers*each)
+	}
+	t.Logf("%d appends, %d fsyncs", st.Appends, st.Fsyncs)
+}
+
 func TestTornTailIsCut(t *testing.T) {
 	dir := t.TempDir()
 	l := testLog(t, dir)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,10 @@ import (
 // enough that per-entry costs vanish, small enough that a reader's buffer
 // holds many.
 const targetFrameBytes = 64 << 10
+
+// maxSyncWait bounds how many times a group commit yields to appends that
+// are still writing before it fsyncs (each yield is about a microsecond).
+const maxSyncWait = 200
 
 // maxQueuedBytes is how much AcksNone data waits in memory before the
 // appending call writes it itself.
@@ -72,13 +77,45 @@ type Partition struct {
 	listenMu  sync.Mutex
 	listeners []chan struct{}
 
-	// Group commit: syncMu is held by the one goroutine that fsyncs for
-	// everyone; synced is the offset below which everything is durable.
+	// Group commit. One goroutine at a time, the leader, fsyncs for every
+	// append written before its fsync began; the others wait on syncCond
+	// and leave as soon as synced covers them, without queueing for the
+	// leader's lock. syncState guards synced and syncing.
+	syncState sync.Mutex
+	syncCond  sync.Cond
+	synced    int64 // offsets below are durable
+	syncing   bool  // a leader is fsyncing
+	// syncMu is held by the leader while it fsyncs, and by whoever changes
+	// the sync descriptor.
 	syncMu   sync.Mutex
-	synced   int64
 	syncFile *os.File
 	syncPath string
 	dirDirty atomic.Bool
+	stats    partitionCounters
+
+	// writing counts AcksAll appends between entering Append and finishing
+	// their write: the goroutine about to fsync waits (briefly) for them,
+	// so that one fsync covers them too.
+	writing atomic.Int32
+}
+
+// PartitionStats are a partition's counters since it was opened in this
+// process.
+type PartitionStats struct {
+	Appends int64 // Append calls that succeeded
+	Records int64 // records appended
+	Bytes   int64 // record bytes (keys, values, headers) appended
+	Fsyncs  int64 // group-commit fsyncs
+}
+
+type partitionCounters struct {
+	appends, records, bytes, fsyncs atomic.Int64
+}
+
+// Stats returns the partition's counters.
+func (p *Partition) Stats() PartitionStats {
+	return PartitionStats{Appends: p.stats.appends.Load(), Records: p.stats.records.Load(),
+		Bytes: p.stats.bytes.Load(), Fsyncs: p.stats.fsyncs.Load()}
 }
 
 type queuedFrame struct {
@@ -95,6 +132,7 @@ func openPartition(t *Topic, id int32) (*Partition, error) {
 	}
 	ch := make(chan struct{})
 	p.wake.Store(&ch)
+	p.syncCond.L = &p.syncState
 	if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -360,19 +398,31 @@ func (p *Partition) Append(recs []Record, acks Acks) (int64, error) {
 		return p.hw.Load(), nil
 	}
 	cfg := &p.topic.cfg
+	var size int64
 	for i := range recs {
-		if n := recs[i].Bytes(); n > cfg.MaxRecordBytes {
+		n := recs[i].Bytes()
+		size += int64(n)
+		if n > cfg.MaxRecordBytes {
 			return -1, fmt.Errorf("%w: record %d of the batch is %d bytes, max_record_bytes of %q is %d",
 				ErrRecordTooLarge, i, n, p.topic.name, cfg.MaxRecordBytes)
 		}
 	}
+	if acks == AcksAll {
+		p.writing.Add(1)
+	}
 	p.mu.Lock()
 	if err := p.writableLocked(); err != nil {
 		p.mu.Unlock()
+		if acks == AcksAll {
+			p.writing.Add(-1)
+		}
 		return -1, err
 	}
 	base := p.next
 	p.encodeLocked(recs)
+	p.stats.appends.Add(1)
+	p.stats.records.Add(int64(len(recs)))
+	p.stats.bytes.Add(size)
 	if acks == AcksNone && p.queued < maxQueuedBytes {
 		if !p.armed {
 			p.armed = true
@@ -384,6 +434,9 @@ func (p *Partition) Append(recs []Record, acks Acks) (int64, error) {
 	err := p.flushLocked()
 	end := p.next
 	p.mu.Unlock()
+	if acks == AcksAll {
+		p.writing.Add(-1)
+	}
 	if err != nil {
 		return -1, err
 	}
@@ -517,14 +570,44 @@ func (p *Partition) failLocked(err error) error {
 	return err
 }
 
-// syncTo returns once every offset below end is fsynced. One caller
-// fsyncs for all that wait (group commit): it reads the high watermark
-// just before it syncs, and everything below it is covered.
+// syncTo returns once every offset below end is fsynced (group commit):
+// if no leader is fsyncing, the caller becomes the leader; otherwise it
+// waits for the leader's round, which covers it if its write came first,
+// and else leads the next round.
 func (p *Partition) syncTo(end int64) error {
+	p.syncState.Lock()
+	defer p.syncState.Unlock()
+	for p.synced < end {
+		if p.syncing {
+			p.syncCond.Wait()
+			continue
+		}
+		p.syncing = true
+		p.syncState.Unlock()
+		target, err := p.fsyncRound()
+		p.syncState.Lock()
+		p.syncing = false
+		if err == nil && target > p.synced {
+			p.synced = target
+		}
+		p.syncCond.Broadcast()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fsyncRound fsyncs everything written so far and returns the offset it
+// covers.
+func (p *Partition) fsyncRound() (int64, error) {
 	p.syncMu.Lock()
 	defer p.syncMu.Unlock()
-	if p.synced >= end {
-		return nil
+	// Let appends that are writing right now finish, so that this fsync
+	// covers them instead of leaving them to the next one. Bounded: a
+	// stream of writers must not hold the sync back.
+	for spin := 0; p.writing.Load() > 0 && spin < maxSyncWait; spin++ {
+		runtime.Gosched()
 	}
 	p.mu.Lock()
 	if p.wal == nil {
@@ -533,7 +616,7 @@ func (p *Partition) syncTo(end int64) error {
 		if err == nil {
 			err = ErrClosed
 		}
-		return err
+		return 0, err
 	}
 	target := p.hw.Load()
 	p.meta.RLock()
@@ -548,22 +631,22 @@ func (p *Partition) syncTo(end int64) error {
 		}
 		f, err := os.Open(tail)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		p.syncFile, p.syncPath = f, tail
 	}
+	p.stats.fsyncs.Add(1)
 	if err := fdatasync(p.syncFile); err != nil {
 		p.fail(err)
-		return fmt.Errorf("fsync %s: %w", tail, err)
+		return 0, fmt.Errorf("fsync %s: %w", tail, err)
 	}
 	if dirty {
 		if err := syncDir(p.dir); err != nil {
 			p.dirDirty.Store(true)
-			return err
+			return 0, err
 		}
 	}
-	p.synced = target
-	return nil
+	return target, nil
 }
 
 func (p *Partition) fail(err error) {
