@@ -29,8 +29,14 @@ fmt-check:
 demo: build
 	./examples/log-demo.sh $(BIN)
 
+# Hot-path benchmarks, 5 runs each; benchstat summarises them and
+# bench/cmd/benchmd regenerates the tables of BENCHMARKS.md from the same run.
+BENCH_PKGS ?= ./log/... ./partition/... ./cmd/fastflow/
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
+	mkdir -p bench/out
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(BENCH_PKGS) | tee bench/out/bench.txt
+	$(GO) tool benchstat bench/out/bench.txt
+	$(GO) run ./bench/cmd/benchmd -in bench/out/bench.txt -md BENCHMARKS.md -cmd "make bench"
 
 clean:
-	rm -rf bin fastflow-data bench.txt
+	rm -rf bin fastflow-data bench/out
