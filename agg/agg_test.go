@@ -1,0 +1,235 @@
+package agg
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+)
+
+func TestWindowStarts(t *testing.T) {
+	f := func(w Windows, t0 int64, want ...int64) {
+		t.Helper()
+		if got := w.Starts(t0, nil); !slices.Equal(got, want) {
+			t.Errorf("%+v Starts(%d) = %v, want %v", w, t0, got, want)
+		}
+	}
+	tum := Windows{Kind: Tumbling, Size: 60000}
+	f(tum, 0, 0)
+	f(tum, 59999, 0)
+	f(tum, 60000, 60000)
+	f(tum, -1, -60000) // aligned to the epoch below zero too
+	hop := Windows{Kind: Hopping, Size: 300000, Advance: 60000}
+	f(hop, 0, -240000, -180000, -120000, -60000, 0)
+	f(hop, 125000, -120000, -60000, 0, 60000, 120000)
+	f(hop, 299999, 0, 60000, 120000, 180000, 240000)
+	odd := Windows{Kind: Hopping, Size: 100, Advance: 30} // size not a multiple of advance
+	f(odd, 95, 0, 30, 60, 90)
+	f(odd, 100, 30, 60, 90)
+	f(Windows{Kind: Session, Gap: 30000}, 1234, 1234)
+	// Every window returned contains t, and no other does.
+	for t0 := int64(-500); t0 < 500; t0 += 7 {
+		for _, s := range odd.Starts(t0, nil) {
+			if !(s <= t0 && t0 < s+100 && s%30 == 0) {
+				t.Fatalf("odd.Starts(%d) has %d", t0, s)
+			}
+		}
+		if n := len(odd.Starts(t0, nil)); n < 3 || n > 4 {
+			t.Fatalf("odd.Starts(%d): %d windows", t0, n)
+		}
+	}
+}
+
+func TestWindowBoundary(t *testing.T) {
+	tum := Windows{Kind: Tumbling, Size: 60000}
+	if !tum.Boundary(59999, 60000) || tum.Boundary(60000, 119999) || !tum.Boundary(60000, 120000) || tum.Boundary(5, 5) {
+		t.Fatal("tumbling boundaries")
+	}
+	hop := Windows{Kind: Hopping, Size: 100, Advance: 30} // ends at 100, 130, 160, ...
+	if !hop.Boundary(99, 100) || hop.Boundary(100, 129) || !hop.Boundary(129, 130) {
+		t.Fatal("hopping boundaries")
+	}
+	if tum.LastEnd(61000) != 120000 || hop.LastEnd(95) != 190 {
+		t.Fatalf("LastEnd %d %d", tum.LastEnd(61000), hop.LastEnd(95))
+	}
+}
+
+func testLayout(t *testing.T) *Layout {
+	// The SPEC's api-health metrics; field 0 is response_time, predicate 0 is status == "error".
+	l, err := NewLayout([]Metric{
+		{Name: "request_count", Kind: Count, Field: -1, Where: -1},
+		{Name: "error_count", Kind: Count, Field: -1, Where: 0},
+		{Name: "error_rate", Kind: Ratio, Field: -1, Where: -1, Of: 1, Over: 0},
+		{Name: "avg_response_time", Kind: Avg, Field: 0, Where: -1},
+		{Name: "max_response_time", Kind: Max, Field: 0, Where: -1},
+		{Name: "p95_response_time", Kind: Percentile, Field: 0, Where: -1, Q: 0.95},
+		{Name: "p50_response_time", Kind: Percentile, Field: 0, Where: -1, Q: 0.5},
+		{Name: "throughput", Kind: Rate, Field: -1, Where: -1, Of: 0},
+		{Name: "sum_errors_rt", Kind: SumKind, Field: 0, Where: 0},
+		{Name: "min_response_time", Kind: Min, Field: 0, Where: -1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestStateMetrics(t *testing.T) {
+	l := testLayout(t)
+	if len(l.counts) != 2 || len(l.fields) != 2 {
+		t.Fatalf("slots: %d counts, %d fields (percentiles, avg, max, min of one field share one)", len(l.counts), len(l.fields))
+	}
+	s := l.NewState()
+	var pool PagePool
+	vals := []float64{0}
+	for i := 1; i <= 100; i++ {
+		ev := Event{Values: vals}
+		if i%4 == 0 {
+			ev.Preds |= 1 // error
+		}
+		if i != 50 { // one event without a numeric response_time
+			ev.Has = 1
+			vals[0] = float64(i)
+		}
+		s.Observe(l, &ev, &pool)
+	}
+	got := s.Values(l, 60, nil)
+	want := map[string]float64{
+		"request_count": 100, "error_count": 25, "error_rate": 0.25,
+		"avg_response_time": (5050.0 - 50) / 99, "max_response_time": 100, "min_response_time": 1,
+		"throughput": 100.0 / 60, "sum_errors_rt": 4 * (25 * 26 / 2),
+	}
+	for i, m := range l.Metrics {
+		v := got[i]
+		if w, ok := want[m.Name]; ok && (!v.OK || v.V != w) {
+			t.Errorf("%s = %+v, want %v", m.Name, v, w)
+		}
+	}
+	// Nearest rank over 99 values (1..100 without 50): p95 is the 95th → 96; p50 the 50th → 51.
+	if p := got[5]; math.Abs(p.V-96)/96 > 0.001 {
+		t.Errorf("p95 = %v", p.V)
+	}
+	if p := got[6]; math.Abs(p.V-51)/51 > 0.001 {
+		t.Errorf("p50 = %v", p.V)
+	}
+	if !got[0].Integer || got[2].Integer {
+		t.Error("integer flags")
+	}
+}
+
+func TestStateNulls(t *testing.T) {
+	l := testLayout(t)
+	s := l.NewState()
+	s.Observe(l, &Event{Values: []float64{0}}, nil) // no numeric field, no error
+	got := s.Values(l, 60, nil)
+	for i, m := range l.Metrics {
+		switch m.Name {
+		case "request_count", "error_count", "throughput":
+			if !got[i].OK {
+				t.Errorf("%s is null", m.Name)
+			}
+		case "error_rate":
+			if !got[i].OK || got[i].V != 0 {
+				t.Errorf("error_rate = %+v, want 0", got[i])
+			}
+		default:
+			if got[i].OK {
+				t.Errorf("%s = %v, want null (no numeric value)", m.Name, got[i].V)
+			}
+		}
+	}
+	// A ratio over zero is null.
+	l2, _ := NewLayout([]Metric{
+		{Name: "errors", Kind: Count, Where: 0, Field: -1},
+		{Name: "r", Kind: Ratio, Of: 0, Over: 0, Field: -1, Where: -1},
+	})
+	if v := l2.NewState().Values(l2, 1, nil); v[1].OK {
+		t.Error("0/0 is not null")
+	}
+}
+
+func TestStateMergeEqualsWhole(t *testing.T) {
+	l := testLayout(t)
+	var pool PagePool
+	whole := l.NewState()
+	parts := []*State{l.NewState(), l.NewState(), l.NewState()}
+	for i := 0; i < 3000; i++ {
+		ev := Event{Has: 1, Values: []float64{float64(i%977) * 1.37}}
+		if i%7 == 0 {
+			ev.Preds = 1
+		}
+		whole.Observe(l, &ev, &pool)
+		parts[i%3].Observe(l, &ev, &pool)
+	}
+	merged := l.NewState()
+	for _, p := range parts {
+		merged.Merge(p, &pool)
+	}
+	a, b := fmt.Sprint(whole.Values(l, 60, nil)), fmt.Sprint(merged.Values(l, 60, nil))
+	if a != b {
+		t.Fatalf("merged %s\nwhole  %s", b, a)
+	}
+	merged.Reset(&pool)
+	if !merged.Empty() {
+		t.Fatal("Reset left values")
+	}
+}
+
+func TestLayoutErrors(t *testing.T) {
+	f := func(ms []Metric, want string) {
+		t.Helper()
+		_, err := NewLayout(ms)
+		if err == nil || !contains(err.Error(), want) {
+			t.Errorf("NewLayout: %v, want %q", err, want)
+		}
+	}
+	f([]Metric{{Name: "a", Kind: Avg, Field: -1, Where: -1}}, "needs a field")
+	f([]Metric{{Name: "p", Kind: Percentile, Field: 0, Where: -1, Q: 1.5}}, "q must be")
+	f([]Metric{{Name: "r", Kind: Ratio, Of: 3, Over: 0, Field: -1, Where: -1}}, "missing metric")
+	f([]Metric{
+		{Name: "a", Kind: Rate, Of: 1, Field: -1, Where: -1},
+		{Name: "b", Kind: Rate, Of: 0, Field: -1, Where: -1},
+	}, "refers to itself")
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub))
+}
+
+func TestObserveAllocs(t *testing.T) {
+	l := testLayout(t)
+	var pool PagePool
+	s := l.NewState()
+	ev := Event{Has: 1, Values: []float64{0}}
+	for i := 0; i < 5000; i++ {
+		ev.Values[0] = float64(i % 1000)
+		s.Observe(l, &ev, &pool)
+	}
+	i := 0
+	if a := testing.AllocsPerRun(5000, func() {
+		ev.Values[0] = float64(i % 1000)
+		ev.Preds = uint64(i & 1)
+		s.Observe(l, &ev, &pool)
+		i++
+	}); a != 0 {
+		t.Fatalf("Observe allocates %v times", a)
+	}
+}
+
+func BenchmarkObserve(b *testing.B) {
+	l, _ := NewLayout([]Metric{
+		{Name: "request_count", Kind: Count, Field: -1, Where: -1},
+		{Name: "error_count", Kind: Count, Field: -1, Where: 0},
+		{Name: "avg", Kind: Avg, Field: 0, Where: -1},
+		{Name: "p95", Kind: Percentile, Field: 0, Where: -1, Q: 0.95},
+	})
+	var pool PagePool
+	s := l.NewState()
+	ev := Event{Has: 1, Values: []float64{0}}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ev.Values[0] = float64(i%2000) * 0.37
+		ev.Preds = uint64(i>>3) & 1
+		s.Observe(l, &ev, &pool)
+	}
+}

@@ -1,0 +1,257 @@
+package agg
+
+import (
+	"math"
+	"math/rand/v2"
+	"sort"
+	"testing"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// The bucket arithmetic is hdrhistogram-go's, value for value.
+func TestHistogramBucketsMatchHDR(t *testing.T) {
+	ref := hdr.New(1, maxUnits, sigFigs)
+	rng := rand.New(rand.NewPCG(5, 6))
+	check := func(u int64) {
+		ref.Reset()
+		ref.RecordValue(u)
+		i := countsIndex(u)
+		if got, want := highestEquivalent(i), ref.ValueAtQuantile(100); got != want {
+			t.Fatalf("value %d: highest equivalent %d, hdrhistogram-go %d", u, got, want)
+		}
+		if got, want := lowestEquivalent(i), ref.ValueAtQuantile(0); got != want {
+			t.Fatalf("value %d: lowest equivalent %d, hdrhistogram-go %d", u, got, want)
+		}
+	}
+	for u := int64(0); u < 5000; u++ {
+		check(u)
+	}
+	for k := 0; k < 61; k++ {
+		check(int64(1) << k)
+		check(int64(1)<<k - 1)
+		check(int64(1)<<k + 1)
+	}
+	for n := 0; n < 20000; n++ {
+		check(rng.Int64N(maxUnits))
+	}
+	check(maxUnits)
+}
+
+func nearestRank(sorted []float64, q float64) float64 {
+	r := int(math.Ceil(q * float64(len(sorted))))
+	r = max(1, min(r, len(sorted)))
+	return sorted[r-1]
+}
+
+// Percentiles are within 0.1% of the exact nearest-rank value for any
+// value from 0.001 to 1e9.
+func TestHistogramQuantileError(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var pool PagePool
+	qs := []float64{0.001, 0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1}
+	for round := 0; round < 300; round++ {
+		n := 1 + rng.IntN(3000)
+		if round%5 == 0 {
+			n = 1 + rng.IntN(inlineLen) // the inline representation
+		}
+		lo := math.Pow(10, float64(rng.IntN(12)-3)) // 0.001 .. 1e8
+		vs := make([]float64, n)
+		var h Histogram
+		for i := range vs {
+			v := lo * math.Exp(rng.NormFloat64()*2)
+			v = min(max(v, 0.001), 1e9)
+			vs[i] = v
+			h.Record(v, &pool)
+		}
+		sort.Float64s(vs)
+		for _, q := range qs {
+			got, ok := h.Quantile(q)
+			want := nearestRank(vs, q)
+			if !ok || math.Abs(got-want)/want > 0.001 {
+				t.Fatalf("round %d n=%d q=%v: got %v, exact %v (error %.4f%%)", round, n, q, got, want, 100*math.Abs(got-want)/want)
+			}
+		}
+		h.Reset(&pool)
+	}
+}
+
+func TestHistogramEdges(t *testing.T) {
+	var h Histogram
+	if _, ok := h.Quantile(0.5); ok {
+		t.Fatal("empty histogram has a quantile")
+	}
+	if h.Record(-1, nil) || h.Record(math.NaN(), nil) {
+		t.Fatal("negative or NaN recorded")
+	}
+	h.Record(0, nil)
+	if v, _ := h.Quantile(0.5); v != 0 {
+		t.Fatalf("quantile of {0} = %v", v)
+	}
+	h.Record(5e12, nil) // beyond the range: clamped, still counted
+	if h.Count() != 2 {
+		t.Fatalf("count %d", h.Count())
+	}
+	// Exactly representable small values come back exactly.
+	var g Histogram
+	for _, v := range []float64{0.001, 0.002, 1.5, 2} {
+		g.Record(v, nil)
+	}
+	if v, _ := g.Quantile(0.25); v != 0.001 {
+		t.Fatalf("p25 = %v, want 0.001", v)
+	}
+	if v, _ := g.Quantile(0.5); v != 0.002 {
+		t.Fatalf("p50 = %v, want 0.002", v)
+	}
+}
+
+// Merging partial histograms equals recording everything in one.
+func TestHistogramMergeExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	var pool PagePool
+	var all Histogram
+	parts := make([]Histogram, 4)
+	for i := 0; i < 20000; i++ {
+		v := math.Exp(rng.NormFloat64()*1.5) * 100
+		all.Record(v, &pool)
+		parts[i%4].Record(v, &pool)
+	}
+	var merged Histogram
+	merged.Record(42, &pool) // merge into a non-empty inline histogram too
+	all.Record(42, &pool)
+	for i := range parts {
+		merged.Merge(&parts[i], &pool)
+	}
+	var small Histogram
+	small.Record(7, &pool)
+	merged.Merge(&small, &pool)
+	all.Record(7, &pool)
+	if merged.Count() != all.Count() {
+		t.Fatalf("count %d, want %d", merged.Count(), all.Count())
+	}
+	for q := 0.0; q <= 1; q += 0.001 {
+		a, _ := merged.Quantile(q)
+		b, _ := all.Quantile(q)
+		if a != b {
+			t.Fatalf("q=%v: merged %v, single %v", q, a, b)
+		}
+	}
+	// And it round-trips through hdrhistogram-go.
+	var back Histogram
+	back.FromHDR(all.ToHDR(), &pool)
+	for _, q := range []float64{0.5, 0.99, 1} {
+		a, _ := back.Quantile(q)
+		b, _ := all.Quantile(q)
+		if a != b {
+			t.Fatalf("HDR round trip q=%v: %v != %v", q, a, b)
+		}
+	}
+}
+
+// A typical window (1,000 latencies, log-normal) holds a few KiB, not the
+// 320 KiB a dense histogram over 0.001..1e9 would.
+func TestHistogramMemory(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	var h Histogram
+	for i := 0; i < 1000; i++ {
+		h.Record(math.Exp(rng.NormFloat64()*0.6+4.5), nil)
+	}
+	if b := h.Bytes(); b > 32<<10 {
+		t.Fatalf("a 1,000-value window holds %d bytes", b)
+	} else {
+		t.Logf("1,000 log-normal latencies: %d bytes", b)
+	}
+	dense := hdr.New(1, 1e9*HistogramScale, sigFigs)
+	t.Logf("dense hdrhistogram-go over 0.001..1e9: %d bytes", dense.ByteSize())
+}
+
+func TestHistogramRecordAllocs(t *testing.T) {
+	var pool PagePool
+	var h Histogram
+	rng := rand.New(rand.NewPCG(1, 1))
+	vals := make([]float64, 1024)
+	for i := range vals {
+		vals[i] = math.Exp(rng.NormFloat64() + 5)
+	}
+	for _, v := range vals {
+		h.Record(v, &pool)
+	}
+	h.Reset(&pool)
+	i := 0
+	if a := testing.AllocsPerRun(10000, func() {
+		h.Record(vals[i&1023], &pool)
+		i++
+	}); a != 0 {
+		t.Fatalf("Record allocates %v times", a)
+	}
+}
+
+func BenchmarkHistogramRecord(b *testing.B) {
+	var pool PagePool
+	var h Histogram
+	rng := rand.New(rand.NewPCG(1, 1))
+	vals := make([]float64, 1024)
+	for i := range vals {
+		vals[i] = math.Exp(rng.NormFloat64() + 5)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		h.Record(vals[i&1023], &pool)
+	}
+}
+
+// BenchmarkHDRRecord is hdrhistogram-go's dense histogram, for comparison.
+func BenchmarkHDRRecord(b *testing.B) {
+	h := hdr.New(1, 1e9*HistogramScale, sigFigs)
+	rng := rand.New(rand.NewPCG(1, 1))
+	vals := make([]int64, 1024)
+	for i := range vals {
+		vals[i] = int64(math.Exp(rng.NormFloat64()+5) * HistogramScale)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		h.RecordValue(vals[i&1023])
+	}
+}
+
+func BenchmarkHistogramMerge(b *testing.B) {
+	var pool PagePool
+	rng := rand.New(rand.NewPCG(1, 1))
+	var src, dst Histogram
+	for i := 0; i < 1000; i++ {
+		src.Record(math.Exp(rng.NormFloat64()*0.6+4.5), &pool)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		dst.Merge(&src, &pool)
+	}
+}
+
+func BenchmarkHistogramQuantile(b *testing.B) {
+	var pool PagePool
+	rng := rand.New(rand.NewPCG(1, 1))
+	var h Histogram
+	for i := 0; i < 1000; i++ {
+		h.Record(math.Exp(rng.NormFloat64()*0.6+4.5), &pool)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Quantile(0.99)
+	}
+}
+
+// BenchmarkSortQuantile is the exact alternative: sort the window's values.
+func BenchmarkSortQuantile(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	vals := make([]float64, 1000)
+	for i := range vals {
+		vals[i] = math.Exp(rng.NormFloat64()*0.6 + 4.5)
+	}
+	buf := make([]float64, len(vals))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(buf, vals)
+		sort.Float64s(buf)
+		_ = nearestRank(buf, 0.99)
+	}
+}

@@ -1,0 +1,187 @@
+package agg
+
+import (
+	"math"
+	"math/big"
+)
+
+// Sum adds float64 values exactly. Each value is added into a fixed-point
+// accumulator (32-bit limbs held in int64 words, so carries can wait) that
+// covers the exponents seen so far; Value rounds the true sum to the
+// nearest float64 once. So a sum does not depend on the order of the
+// additions or of merges: partial sums from different workers merge to
+// the same result as one sum of all values, and equal the correctly
+// rounded sum (Python's math.fsum).
+//
+// The zero value is zero. Sum allocates only when the range of exponents
+// grows; a stream of values of similar magnitude adds with no allocation.
+type Sum struct {
+	limbs []int64 // limb i holds bits [32(base+i), 32(base+i)+32) of the sum in units of 2^-1074
+	base  int
+	adds  int32 // additions since the limbs were last normalized
+	inf   int8  // +1: +Inf seen, -1: -Inf seen, 2: both (NaN)
+	nan   bool
+}
+
+// normalizeEvery bounds the additions between carry propagations: each
+// adds less than 2^32 to a limb, so 2^30 of them fit in an int64.
+const normalizeEvery = 1 << 30
+
+// Add adds v.
+func (s *Sum) Add(v float64) {
+	b := math.Float64bits(v)
+	exp := int(b>>52) & 0x7ff
+	mant := b & (1<<52 - 1)
+	neg := b>>63 != 0
+	switch {
+	case exp == 0x7ff:
+		s.addSpecial(mant != 0, neg)
+		return
+	case exp == 0:
+		if mant == 0 {
+			return // ±0
+		}
+		exp = 1
+	default:
+		mant |= 1 << 52
+	}
+	// v = mant × 2^(exp-1075); in units of 2^-1074 its lowest bit is exp-1.
+	pos := exp - 1
+	limb, shift := pos/32, uint(pos%32)
+	lo := mant << shift        // low 64 bits
+	hi := mant >> (64 - shift) // bits above 64 (0 when shift is 0)
+	if shift == 0 {
+		hi = 0
+	}
+	s.ensure(limb, limb+2)
+	i := limb - s.base
+	p0, p1, p2 := int64(lo&0xffffffff), int64(lo>>32), int64(hi)
+	if neg {
+		p0, p1, p2 = -p0, -p1, -p2
+	}
+	s.limbs[i] += p0
+	s.limbs[i+1] += p1
+	s.limbs[i+2] += p2
+	s.adds++
+	if s.adds >= normalizeEvery {
+		s.normalize()
+	}
+}
+
+func (s *Sum) addSpecial(nan, neg bool) {
+	switch {
+	case nan:
+		s.nan = true
+	case neg && s.inf == 1, !neg && s.inf == -1:
+		s.inf = 2
+	case neg && s.inf == 0:
+		s.inf = -1
+	case !neg && s.inf == 0:
+		s.inf = 1
+	}
+}
+
+// ensure makes limbs lo..hi exist, plus one spare limb on top for carries.
+func (s *Sum) ensure(lo, hi int) {
+	hi++
+	if s.limbs == nil {
+		s.base = lo
+		s.limbs = make([]int64, hi-lo+1, hi-lo+4)
+		return
+	}
+	if lo >= s.base && hi < s.base+len(s.limbs) {
+		return
+	}
+	nlo, nhi := min(lo, s.base), max(hi, s.base+len(s.limbs)-1)
+	n := make([]int64, nhi-nlo+1, nhi-nlo+4)
+	copy(n[s.base-nlo:], s.limbs)
+	s.limbs, s.base = n, nlo
+}
+
+// normalize propagates carries so that every limb but the top one is in
+// [0, 2^32).
+func (s *Sum) normalize() {
+	var carry int64
+	for i := range s.limbs {
+		v := s.limbs[i] + carry
+		carry = v >> 32 // arithmetic shift: floor division
+		s.limbs[i] = v & 0xffffffff
+	}
+	if carry != 0 {
+		s.limbs = append(s.limbs, carry)
+	}
+	s.adds = 0
+}
+
+// Merge adds o's values to s. It normalizes o's representation (not its
+// value).
+func (s *Sum) Merge(o *Sum) {
+	if o.nan {
+		s.nan = true
+	}
+	if o.inf != 0 {
+		switch o.inf {
+		case 2:
+			s.inf = 2
+		case 1:
+			s.addSpecial(false, false)
+		case -1:
+			s.addSpecial(false, true)
+		}
+	}
+	if len(o.limbs) == 0 {
+		return
+	}
+	// Both normalized, every limb is below 2^32 and the sum of two below
+	// 2^33: far from overflowing, as if two values had been added.
+	o.normalize()
+	s.ensure(o.base, o.base+len(o.limbs)-1)
+	s.normalize()
+	off := o.base - s.base
+	for i, v := range o.limbs {
+		s.limbs[off+i] += v
+	}
+	s.adds = 2
+}
+
+// Value returns the sum, correctly rounded. It allocates (math/big); call
+// it when results are emitted, not per value.
+func (s *Sum) Value() float64 {
+	switch {
+	case s.nan || s.inf == 2:
+		return math.NaN()
+	case s.inf == 1:
+		return math.Inf(1)
+	case s.inf == -1:
+		return math.Inf(-1)
+	case len(s.limbs) == 0:
+		return 0
+	}
+	s.normalize()
+	n := new(big.Int)
+	for i := len(s.limbs) - 1; i >= 0; i-- {
+		n.Lsh(n, 32)
+		n.Add(n, big.NewInt(s.limbs[i]))
+	}
+	f := new(big.Float).SetPrec(0).SetInt(n) // exact
+	f.SetPrec(53)                            // round to nearest even, once
+	f.SetMantExp(f, 32*s.base-1074)
+	v, _ := f.Float64()
+	return v
+}
+
+// Reset makes s zero, keeping its memory.
+func (s *Sum) Reset() {
+	clear(s.limbs)
+	s.adds, s.inf, s.nan = 0, 0, false
+}
+
+// IsZero reports whether nothing but zeros was added.
+func (s *Sum) IsZero() bool {
+	for _, l := range s.limbs {
+		if l != 0 {
+			return false
+		}
+	}
+	return s.inf == 0 && !s.nan
+}

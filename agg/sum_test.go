@@ -1,0 +1,107 @@
+package agg
+
+import (
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"testing"
+)
+
+// exactSum is the reference: math/big with unlimited precision, rounded once.
+func exactSum(vs []float64) float64 {
+	acc := new(big.Float).SetPrec(4096)
+	for _, v := range vs {
+		acc.Add(acc, new(big.Float).SetPrec(4096).SetFloat64(v))
+	}
+	f, _ := acc.Float64()
+	return f
+}
+
+func TestSumExact(t *testing.T) {
+	f := func(vs ...float64) {
+		t.Helper()
+		var s Sum
+		for _, v := range vs {
+			s.Add(v)
+		}
+		if got, want := s.Value(), exactSum(vs); got != want {
+			t.Errorf("sum of %v = %v, want %v", vs, got, want)
+		}
+	}
+	f()
+	f(0)
+	f(1, 2, 3)
+	f(0.1, 0.2, 0.3)        // naive float addition gives 0.6000000000000001
+	f(1e100, 1, -1e100)     // naive gives 0
+	f(1e308, 1e308, -1e308) // intermediate overflow
+	f(5e-324, 5e-324, 1e-310)
+	f(-1.5, 1.5, -2.25)
+	f(math.MaxFloat64, -math.MaxFloat64, 3)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := 0; round < 200; round++ {
+		vs := make([]float64, 1+rng.IntN(300))
+		for i := range vs {
+			vs[i] = (rng.Float64() - 0.3) * math.Pow(10, float64(rng.IntN(40)-20))
+		}
+		f(vs...)
+	}
+}
+
+func TestSumSpecials(t *testing.T) {
+	var s Sum
+	s.Add(1)
+	s.Add(math.Inf(1))
+	if !math.IsInf(s.Value(), 1) {
+		t.Fatal("+Inf lost")
+	}
+	s.Add(math.Inf(-1))
+	if !math.IsNaN(s.Value()) {
+		t.Fatal("Inf-Inf is not NaN")
+	}
+}
+
+// Merging partial sums in any grouping gives the same exact result.
+func TestSumMergeOrderIndependent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	vs := make([]float64, 5000)
+	for i := range vs {
+		vs[i] = rng.NormFloat64() * math.Pow(10, float64(rng.IntN(12)-4))
+	}
+	want := exactSum(vs)
+	for parts := 1; parts <= 7; parts++ {
+		sums := make([]Sum, parts)
+		for i, v := range vs {
+			sums[(i*7+i/3)%parts].Add(v)
+		}
+		var total Sum
+		for i := parts - 1; i >= 0; i-- {
+			total.Merge(&sums[i])
+		}
+		if got := total.Value(); got != want {
+			t.Fatalf("%d parts: %v, want %v", parts, got, want)
+		}
+	}
+}
+
+func TestSumAllocs(t *testing.T) {
+	var s Sum
+	s.Add(123.4)
+	vals := []float64{12.5, 400.1, 0.25, 999.9, 3}
+	if a := testing.AllocsPerRun(1000, func() {
+		for _, v := range vals {
+			s.Add(v)
+		}
+	}); a != 0 {
+		t.Fatalf("Sum.Add allocates %v times", a)
+	}
+}
+
+func BenchmarkSumAdd(b *testing.B) {
+	var s Sum
+	b.ReportAllocs()
+	v := 201.3
+	for b.Loop() {
+		s.Add(v)
+		v += 0.25
+	}
+}
