@@ -25,6 +25,7 @@ require (
 	github.com/tidwall/match v1.1.1 // indirect
 	github.com/tidwall/pretty v1.2.0 // indirect
 	github.com/tidwall/tinylru v1.1.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
 )
 
 tool golang.org/x/perf/cmd/benchstat

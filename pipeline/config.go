@@ -1,0 +1,646 @@
+package pipeline
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fastflow/fastflow/agg"
+	"github.com/fastflow/fastflow/log"
+)
+
+// File is a pipelines file: topics to create if missing, and pipelines.
+type File struct {
+	Topics    []TopicDef
+	Pipelines []*Config
+}
+
+// TopicDef is an entry of topics:.
+type TopicDef struct {
+	Name   string
+	Config log.TopicConfig
+}
+
+// Config is one pipeline, as written in YAML (durations parsed, defaults
+// filled).
+type Config struct {
+	Name   string
+	Source Source
+	// Time: without it, the record's log timestamp is the event time.
+	Time      *TimeConfig
+	GroupBy   []string
+	Window    WindowConfig
+	Metrics   []MetricConfig
+	Alerts    []AlertConfig
+	Sinks     []SinkConfig
+	DLQ       bool // copy rejected records to <name>.dlq
+	LateTopic bool // copy too-late records to <name>.late
+}
+
+// Source is where a pipeline reads.
+type Source struct {
+	Topic string
+	Start log.Start // without a checkpoint
+}
+
+// TimeConfig is event time.
+type TimeConfig struct {
+	Field           string
+	Unit            string // ms, s, us, ns, rfc3339
+	MaxOutOfOrder   time.Duration
+	AllowedLateness time.Duration
+	// IdleTimeout: a partition without new records for this long (processing
+	// time) stops holding the pipeline's watermark back. Default 30s.
+	IdleTimeout time.Duration
+}
+
+// WindowConfig is the window definition.
+type WindowConfig struct {
+	Type    string // tumbling, hopping, session
+	Size    time.Duration
+	Advance time.Duration
+	Gap     time.Duration
+}
+
+// MetricConfig is one metric.
+type MetricConfig struct {
+	Name  string
+	Agg   string
+	Field string
+	Where string
+	Of    string
+	Over  string
+	Q     float64
+}
+
+// AlertConfig is one alert rule.
+type AlertConfig struct {
+	Name     string
+	When     string
+	For      int
+	Severity string
+}
+
+// SinkConfig is one sink.
+type SinkConfig struct {
+	Type   string // stdout, topic, webhook
+	Topic  string
+	URL    string
+	Format string // webhook: alertmanager or json
+}
+
+// ConfigError is a configuration error: file, line and key path.
+type ConfigError struct {
+	File string
+	Line int
+	Path string
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Path == "" {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Path, e.Msg)
+}
+
+// LoadFile reads and checks a pipelines file. Every error is a
+// *ConfigError.
+func LoadFile(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, b)
+}
+
+// Parse parses and checks a pipelines file's content; name is used in
+// errors.
+func Parse(name string, data []byte) (*File, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		line := 1
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			line, _ = strconv.Atoi(m[1])
+		}
+		msg := yamlLine.ReplaceAllString(err.Error(), "")
+		return nil, &ConfigError{File: name, Line: line, Msg: strings.TrimPrefix(msg, "yaml: ")}
+	}
+	d := &decoder{file: name, at: map[string]int{}}
+	f := &File{}
+	if len(doc.Content) == 0 {
+		return nil, &ConfigError{File: name, Line: 1, Msg: "empty file: want topics: and pipelines:"}
+	}
+	root := doc.Content[0]
+	err := d.mapping(root, "", map[string]func(*yaml.Node, string) error{
+		"topics": func(n *yaml.Node, p string) error {
+			return d.sequence(n, p, func(n *yaml.Node, p string) error {
+				t, err := d.topic(n, p)
+				f.Topics = append(f.Topics, t)
+				return err
+			})
+		},
+		"pipelines": func(n *yaml.Node, p string) error {
+			return d.sequence(n, p, func(n *yaml.Node, p string) error {
+				c, err := d.pipeline(n, p)
+				f.Pipelines = append(f.Pipelines, c)
+				return err
+			})
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(f.Pipelines) == 0 && len(f.Topics) == 0 {
+		return nil, &ConfigError{File: name, Line: root.Line, Msg: "no pipelines: and no topics:"}
+	}
+	seen := map[string]bool{}
+	for i, c := range f.Pipelines {
+		if seen[c.Name] {
+			return nil, &ConfigError{File: name, Line: d.lines[i], Path: fmt.Sprintf("pipelines[%d].name", i), Msg: fmt.Sprintf("duplicate pipeline %q", c.Name)}
+		}
+		seen[c.Name] = true
+	}
+	return f, nil
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): ?`)
+
+// decoder walks YAML nodes, keeping the key path for errors.
+type decoder struct {
+	file  string
+	lines []int          // line of each pipeline
+	at    map[string]int // key path -> line, for errors found after decoding
+}
+
+func (d *decoder) errf(n *yaml.Node, path, format string, args ...any) error {
+	return &ConfigError{File: d.file, Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// mapping calls fields[key] for each key of n; a key not in fields is an
+// error, as is a key given twice.
+func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]func(*yaml.Node, string) error) error {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode {
+		return d.errf(n, path, "want a mapping of keys to values")
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := join(path, k.Value)
+		d.at[p] = k.Line
+		fn, ok := fields[k.Value]
+		if !ok {
+			keys := make([]string, 0, len(fields))
+			for k := range fields {
+				keys = append(keys, k)
+			}
+			sortStrings(keys)
+			return d.errf(k, p, "unknown key (valid keys: %s)", strings.Join(keys, ", "))
+		}
+		if seen[k.Value] {
+			return d.errf(k, p, "given twice")
+		}
+		seen[k.Value] = true
+		if v.Kind == yaml.AliasNode {
+			v = v.Alias
+		}
+		if err := fn(v, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *decoder) sequence(n *yaml.Node, path string, item func(*yaml.Node, string) error) error {
+	if n.Kind != yaml.SequenceNode {
+		return d.errf(n, path, "want a list")
+	}
+	for i, c := range n.Content {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		d.at[p] = c.Line
+		if err := item(c, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *decoder) str(dst *string) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, p string) error {
+		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+			return d.errf(n, p, "want a string")
+		}
+		*dst = n.Value
+		return nil
+	}
+}
+
+func (d *decoder) boolean(dst *bool) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, p string) error {
+		b, err := strconv.ParseBool(n.Value)
+		if n.Kind != yaml.ScalarNode || err != nil {
+			return d.errf(n, p, "want true or false, not %q", n.Value)
+		}
+		*dst = b
+		return nil
+	}
+}
+
+func (d *decoder) integer(dst *int, lo, hi int) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, p string) error {
+		v, err := strconv.Atoi(n.Value)
+		if n.Kind != yaml.ScalarNode || err != nil || v < lo || v > hi {
+			return d.errf(n, p, "want an integer from %d to %d, not %q", lo, hi, n.Value)
+		}
+		*dst = v
+		return nil
+	}
+}
+
+func (d *decoder) duration(dst *time.Duration, allowZero bool) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, p string) error {
+		v, err := parseDuration(n.Value)
+		if n.Kind != yaml.ScalarNode || err != nil || v < 0 || v == 0 && !allowZero {
+			return d.errf(n, p, "invalid duration %q (e.g. 500ms, 30s, 1m, 1h, 7d)", n.Value)
+		}
+		*dst = v
+		return nil
+	}
+}
+
+// parseDuration is time.ParseDuration plus days ("7d").
+func parseDuration(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(d, 64)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(n * 24 * float64(time.Hour)), nil
+	}
+	return time.ParseDuration(s)
+}
+
+func (d *decoder) topic(n *yaml.Node, path string) (TopicDef, error) {
+	var t TopicDef
+	var retention, deleteRetention time.Duration
+	var retentionBytes, segmentBytes, maxRecordBytes, partitions int
+	var cleanup string
+	err := d.mapping(n, path, map[string]func(*yaml.Node, string) error{
+		"name":             d.str(&t.Name),
+		"partitions":       d.integer(&partitions, 1, 1<<16),
+		"retention":        d.duration(&retention, false),
+		"retention_bytes":  d.integer(&retentionBytes, 1, 1<<62),
+		"segment_bytes":    d.integer(&segmentBytes, 4096, 1<<30),
+		"max_record_bytes": d.integer(&maxRecordBytes, 1, 64<<20),
+		"cleanup":          d.str(&cleanup),
+		"delete_retention": d.duration(&deleteRetention, false),
+	})
+	if err != nil {
+		return t, err
+	}
+	if !log.ValidTopicName(t.Name) {
+		return t, d.errf(n, join(path, "name"), "missing or invalid topic name %q", t.Name)
+	}
+	if partitions == 0 {
+		return t, d.errf(n, join(path, "partitions"), "required")
+	}
+	t.Config = log.TopicConfig{Partitions: int32(partitions), Retention: retention, RetentionBytes: int64(retentionBytes),
+		SegmentBytes: int64(segmentBytes), Cleanup: cleanup, MaxRecordBytes: maxRecordBytes, DeleteRetention: deleteRetention}
+	if err := t.Config.WithDefaults().Validate(); err != nil {
+		return t, d.errf(n, path, "%v", err)
+	}
+	return t, nil
+}
+
+func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
+	c := &Config{}
+	var keyOf = map[string]*yaml.Node{}
+	node := func(key string, fn func(*yaml.Node, string) error) func(*yaml.Node, string) error {
+		return func(n *yaml.Node, p string) error {
+			keyOf[key] = n
+			return fn(n, p)
+		}
+	}
+	var sourceNode, windowNode *yaml.Node
+	var startText string
+	err := d.mapping(n, path, map[string]func(*yaml.Node, string) error{
+		"name": node("name", d.str(&c.Name)),
+		"source": func(n *yaml.Node, p string) error {
+			sourceNode = n
+			return d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+				"topic": d.str(&c.Source.Topic),
+				"start": d.str(&startText),
+				"kafka": func(n *yaml.Node, p string) error {
+					return d.errf(n, p, "a Kafka cluster as source is not supported yet; use topic:")
+				},
+			})
+		},
+		"time": func(n *yaml.Node, p string) error {
+			c.Time = &TimeConfig{Unit: "ms", IdleTimeout: 30 * time.Second}
+			tc := c.Time
+			if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+				"field":            d.str(&tc.Field),
+				"unit":             d.str(&tc.Unit),
+				"max_out_of_order": d.duration(&tc.MaxOutOfOrder, true),
+				"allowed_lateness": d.duration(&tc.AllowedLateness, true),
+				"idle_timeout":     d.duration(&tc.IdleTimeout, false),
+			}); err != nil {
+				return err
+			}
+			switch tc.Unit {
+			case "ms", "s", "us", "ns", "rfc3339":
+			default:
+				return d.errf(n, join(p, "unit"), "unknown unit %q (want ms, s, us, ns or rfc3339)", tc.Unit)
+			}
+			if tc.Field == "" {
+				return d.errf(n, join(p, "field"), "required (without time:, the record timestamp is used)")
+			}
+			return nil
+		},
+		"group_by": func(n *yaml.Node, p string) error {
+			return d.sequence(n, p, func(n *yaml.Node, p string) error {
+				var f string
+				if err := d.str(&f)(n, p); err != nil {
+					return err
+				}
+				if f == "" {
+					return d.errf(n, p, "empty field name")
+				}
+				c.GroupBy = append(c.GroupBy, f)
+				return nil
+			})
+		},
+		"window": func(n *yaml.Node, p string) error {
+			windowNode = n
+			return d.window(n, p, &c.Window)
+		},
+		"metrics": func(n *yaml.Node, p string) error {
+			return d.sequence(n, p, func(n *yaml.Node, p string) error {
+				var m MetricConfig
+				var q string
+				err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+					"name": d.str(&m.Name), "agg": d.str(&m.Agg), "field": d.str(&m.Field),
+					"where": d.str(&m.Where), "of": d.str(&m.Of), "over": d.str(&m.Over), "q": d.str(&q),
+				})
+				if err != nil {
+					return err
+				}
+				if q != "" {
+					v, err := strconv.ParseFloat(q, 64)
+					if err != nil || !(v > 0 && v <= 1) {
+						return d.errf(n, join(p, "q"), "want a quantile in (0, 1], e.g. 0.95, not %q", q)
+					}
+					m.Q = v
+				}
+				c.Metrics = append(c.Metrics, m)
+				return d.checkMetric(n, p, &m)
+			})
+		},
+		"alerts": func(n *yaml.Node, p string) error {
+			return d.sequence(n, p, func(n *yaml.Node, p string) error {
+				a := AlertConfig{For: 1, Severity: "warning"}
+				err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+					"name": d.str(&a.Name), "when": d.str(&a.When), "for": d.integer(&a.For, 1, 1<<20),
+					"severity": d.str(&a.Severity),
+				})
+				if err != nil {
+					return err
+				}
+				if a.Name == "" {
+					return d.errf(n, join(p, "name"), "required")
+				}
+				if a.When == "" {
+					return d.errf(n, join(p, "when"), "required")
+				}
+				c.Alerts = append(c.Alerts, a)
+				return nil
+			})
+		},
+		"sinks": func(n *yaml.Node, p string) error {
+			return d.sequence(n, p, func(n *yaml.Node, p string) error {
+				var s SinkConfig
+				if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+					"type": d.str(&s.Type), "topic": d.str(&s.Topic), "url": d.str(&s.URL), "format": d.str(&s.Format),
+				}); err != nil {
+					return err
+				}
+				if err := d.checkSink(n, p, &s); err != nil {
+					return err
+				}
+				c.Sinks = append(c.Sinks, s)
+				return nil
+			})
+		},
+		"dlq":        d.boolean(&c.DLQ),
+		"late_topic": d.boolean(&c.LateTopic),
+	})
+	if err != nil {
+		return c, err
+	}
+	d.lines = append(d.lines, n.Line)
+	if !log.ValidTopicName(c.Name) || log.IsInternal(c.Name) {
+		at := n
+		if keyOf["name"] != nil {
+			at = keyOf["name"]
+		}
+		return c, d.errf(at, join(path, "name"), "missing or invalid pipeline name %q (1 to 249 of a-z A-Z 0-9 . _ -)", c.Name)
+	}
+	if sourceNode == nil || c.Source.Topic == "" {
+		at := n
+		if sourceNode != nil {
+			at = sourceNode
+		}
+		return c, d.errf(at, join(path, "source.topic"), "required")
+	}
+	if c.Source.Start, err = log.ParseStart(startText); err != nil || c.Source.Start.Kind == log.StartNone {
+		return c, d.errf(sourceNode, join(path, "source.start"), "want earliest, latest, an offset or an RFC 3339 time, not %q", startText)
+	}
+	if windowNode == nil {
+		return c, d.errf(n, join(path, "window"), "required")
+	}
+	if len(c.Metrics) == 0 {
+		return c, d.errf(n, join(path, "metrics"), "at least one metric is required")
+	}
+	if len(c.Sinks) == 0 {
+		c.Sinks = []SinkConfig{{Type: "stdout"}}
+	}
+	// Compiling catches references between metrics and alerts.
+	if _, err := compile(c); err != nil {
+		ce := err.(*compileError)
+		p := join(path, ce.path)
+		line := n.Line
+		// The line of the key, or of the closest enclosing one.
+		for q := p; q != ""; q = parent(q) {
+			if l, ok := d.at[q]; ok {
+				line = l
+				break
+			}
+		}
+		return c, &ConfigError{File: d.file, Line: line, Path: p, Msg: ce.msg}
+	}
+	return c, nil
+}
+
+func (d *decoder) window(n *yaml.Node, p string, w *WindowConfig) error {
+	err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+		"type":    d.str(&w.Type),
+		"size":    d.duration(&w.Size, false),
+		"advance": d.duration(&w.Advance, false),
+		"gap":     d.duration(&w.Gap, false),
+	})
+	if err != nil {
+		return err
+	}
+	need := func(ok bool, key, msg string) error {
+		if !ok {
+			return d.errf(n, join(p, key), "%s", msg)
+		}
+		return nil
+	}
+	switch w.Type {
+	case "tumbling":
+		if err := need(w.Size > 0, "size", "required for a tumbling window"); err != nil {
+			return err
+		}
+		if err := need(w.Advance == 0 && w.Gap == 0, "type", "a tumbling window takes size only"); err != nil {
+			return err
+		}
+	case "hopping":
+		if err := need(w.Size > 0 && w.Advance > 0, "advance", "a hopping window needs size and advance"); err != nil {
+			return err
+		}
+		if err := need(w.Advance <= w.Size, "advance", "must not exceed size"); err != nil {
+			return err
+		}
+		if err := need(w.Gap == 0, "gap", "a hopping window takes size and advance only"); err != nil {
+			return err
+		}
+	case "session":
+		if err := need(w.Gap > 0, "gap", "required for a session window"); err != nil {
+			return err
+		}
+		if err := need(w.Size == 0 && w.Advance == 0, "type", "a session window takes gap only"); err != nil {
+			return err
+		}
+	default:
+		return d.errf(n, join(p, "type"), "unknown window type %q (want tumbling, hopping or session)", w.Type)
+	}
+	for _, v := range []time.Duration{w.Size, w.Advance, w.Gap} {
+		if v%time.Millisecond != 0 {
+			return d.errf(n, p, "window durations must be whole milliseconds")
+		}
+	}
+	return nil
+}
+
+func (d *decoder) checkMetric(n *yaml.Node, p string, m *MetricConfig) error {
+	if m.Name == "" {
+		return d.errf(n, join(p, "name"), "required")
+	}
+	kind, ok := agg.ParseKind(m.Agg)
+	if !ok {
+		if m.Agg == "" {
+			return d.errf(n, join(p, "agg"), "required")
+		}
+		return d.errf(n, join(p, "agg"), "unknown %q (want count, sum, avg, min, max, percentile, ratio or rate)", m.Agg)
+	}
+	bad := func(key string, ok bool, msg string) error {
+		if ok {
+			return nil
+		}
+		return d.errf(n, join(p, key), "%s", msg)
+	}
+	switch kind {
+	case agg.Count:
+		if err := bad("field", m.Field == "", "count takes no field (filter with where)"); err != nil {
+			return err
+		}
+	case agg.SumKind, agg.Avg, agg.Min, agg.Max, agg.Percentile:
+		if err := bad("field", m.Field != "", "required for "+m.Agg); err != nil {
+			return err
+		}
+		if err := bad("q", kind == agg.Percentile || m.Q == 0, "only percentile takes q"); err != nil {
+			return err
+		}
+		if err := bad("q", kind != agg.Percentile || m.Q > 0, "required for percentile (e.g. q: 0.95)"); err != nil {
+			return err
+		}
+	case agg.Ratio:
+		if err := bad("of", m.Of != "" && m.Over != "", "ratio needs of and over"); err != nil {
+			return err
+		}
+	case agg.Rate:
+		if err := bad("of", m.Of != "", "rate needs of"); err != nil {
+			return err
+		}
+	}
+	if kind != agg.Ratio && kind != agg.Rate && (m.Of != "" || m.Over != "") {
+		return d.errf(n, join(p, "of"), "only ratio and rate take of/over")
+	}
+	return nil
+}
+
+func (d *decoder) checkSink(n *yaml.Node, p string, s *SinkConfig) error {
+	switch s.Type {
+	case "stdout":
+		if s.Topic != "" || s.URL != "" || s.Format != "" {
+			return d.errf(n, p, "a stdout sink takes no topic, url or format")
+		}
+	case "topic":
+		if !log.ValidTopicName(s.Topic) {
+			return d.errf(n, join(p, "topic"), "missing or invalid topic name %q", s.Topic)
+		}
+		if s.URL != "" || s.Format != "" {
+			return d.errf(n, p, "a topic sink takes topic only")
+		}
+	case "webhook":
+		u, err := url.Parse(s.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return d.errf(n, join(p, "url"), "want an http(s) URL, not %q", s.URL)
+		}
+		if s.Format == "" {
+			s.Format = "json"
+		}
+		if s.Format != "json" && s.Format != "alertmanager" {
+			return d.errf(n, join(p, "format"), "unknown format %q (want alertmanager or json)", s.Format)
+		}
+	case "":
+		return d.errf(n, join(p, "type"), "required (stdout, topic or webhook)")
+	default:
+		return d.errf(n, join(p, "type"), "unknown sink type %q (want stdout, topic or webhook)", s.Type)
+	}
+	return nil
+}
+
+// parent drops the last element of a key path.
+func parent(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}

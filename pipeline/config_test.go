@@ -1,0 +1,141 @@
+package pipeline
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fastflow/fastflow/log"
+)
+
+// specExample is the SPEC's example, verbatim.
+const specExample = `pipelines:
+  - name: api-health
+    source: {topic: events, start: earliest}        # start: earliest | latest | OFFSET | RFC3339
+    time: {field: ts, unit: ms, max_out_of_order: 5s, allowed_lateness: 1m}
+    group_by: [service]
+    window: {type: tumbling, size: 1m}               # hopping: {type: hopping, size: 5m, advance: 1m}
+                                                     # session: {type: session, gap: 30s}
+    metrics:
+      - {name: request_count, agg: count}
+      - {name: error_count, agg: count, where: 'status == "error"'}
+      - {name: error_rate, agg: ratio, of: error_count, over: request_count}
+      - {name: avg_response_time, agg: avg, field: response_time}
+      - {name: max_response_time, agg: max, field: response_time}   # also min, sum
+      - {name: p95_response_time, agg: percentile, field: response_time, q: 0.95}
+      - {name: throughput, agg: rate, of: request_count}              # per second of window
+    alerts:
+      - {name: high-error-rate, when: 'error_rate > 0.05', for: 2, severity: critical}
+      - {name: slow-p95, when: 'p95_response_time > 2000', severity: warning}
+    sinks:
+      - {type: stdout}
+      - {type: topic, topic: api-health.results}
+      - {type: webhook, url: 'http://127.0.0.1:9093/api/v2/alerts', format: alertmanager}
+`
+
+func TestParseSpecExample(t *testing.T) {
+	f, err := Parse("api.yaml", []byte(specExample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.Pipelines[0]
+	if c.Name != "api-health" || c.Source.Topic != "events" || c.Source.Start.Kind != log.StartEarliest ||
+		c.Time.Field != "ts" || c.Time.MaxOutOfOrder != 5*time.Second || c.Time.AllowedLateness != time.Minute ||
+		c.Window.Type != "tumbling" || c.Window.Size != time.Minute || len(c.Metrics) != 7 || len(c.Alerts) != 2 ||
+		c.Alerts[0].For != 2 || c.Alerts[1].For != 1 || len(c.Sinks) != 3 || c.Sinks[2].Format != "alertmanager" {
+		t.Fatalf("parsed %+v", c)
+	}
+	p, err := compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.fields) != 1 || len(p.preds) != 1 || p.preds[0].kind != litString || string(p.preds[0].s) != "error" ||
+		p.alerts[0].metric != 2 || p.alerts[0].threshold != 0.05 || p.alerts[0].op != opGt || p.maxOOO != 5000 || p.lateness != 60000 {
+		t.Fatalf("compiled %+v", p)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	base := strings.Replace(specExample, "  - {type: webhook, url: 'http://127.0.0.1:9093/api/v2/alerts', format: alertmanager}\n", "", 1)
+	f := func(old, new, want string) {
+		t.Helper()
+		src := base
+		if old != "" {
+			if !strings.Contains(src, old) {
+				t.Fatalf("test bug: %q not in the example", old)
+			}
+			src = strings.Replace(src, old, new, 1)
+		}
+		_, err := Parse("api.yaml", []byte(src))
+		var ce *ConfigError
+		if !errors.As(err, &ce) {
+			t.Errorf("%s: got %v, want a ConfigError", want, err)
+			return
+		}
+		if got := err.Error(); !strings.Contains(got, want) {
+			t.Errorf("error %q does not contain %q", got, want)
+		}
+		if ce.File != "api.yaml" || ce.Line < 1 {
+			t.Errorf("error %q has no file and line", err)
+		}
+	}
+	f("agg: count}", "agg: p95}", `api.yaml:9: pipelines[0].metrics[0].agg: unknown "p95"`)
+	f("    group_by: [service]\n", "    group_by: [service]\n    colour: blue\n", `api.yaml:6: pipelines[0].colour: unknown key`)
+	f("size: 1m}", "size: 1 minute}", `pipelines[0].window.size: invalid duration "1 minute"`)
+	f("of: error_count,", "of: errors,", `api.yaml:11: pipelines[0].metrics[2].of: no metric named "errors"`)
+	f(`where: 'status == "error"'`, `where: 'status ~ "error"'`, `pipelines[0].metrics[1].where:`)
+	f(`where: 'status == "error"'`, `where: 'status == error'`, `must be a quoted string`)
+	f(`when: 'error_rate > 0.05'`, `when: 'error_ratio > 0.05'`, `api.yaml:17: pipelines[0].alerts[0].when: "error_ratio > 0.05": no metric named "error_ratio"`)
+	f(`when: 'error_rate > 0.05'`, `when: 'error_rate > lots'`, `threshold must be a number`)
+	f("type: tumbling", "type: sliding", `unknown window type "sliding"`)
+	f("size: 1m}", "gap: 1m}", `window.size: required for a tumbling window`)
+	f("unit: ms", "unit: minutes", `time.unit: unknown unit "minutes"`)
+	f("q: 0.95", "q: 95", `metrics[5].q: want a quantile in (0, 1]`)
+	f(", q: 0.95}", "}", `metrics[5].q: required for percentile`)
+	f("agg: avg, field: response_time", "agg: avg", `metrics[3].field: required for avg`)
+	f("start: earliest", "start: yesterday", `source.start: want earliest, latest`)
+	f("{type: stdout}", "{type: email}", `sinks[0].type: unknown sink type "email"`)
+	f("name: api-health", "name: 'api health'", `invalid pipeline name`)
+	f("for: 2", "for: 0", `alerts[0].for: want an integer from 1`)
+	f("{name: throughput, agg: rate, of: request_count}", "{name: request_count, agg: rate, of: error_count}", `duplicate metric "request_count"`)
+	f("pipelines:", "pipelines:\n  - oops: [", `api.yaml:`)
+	f("    source: {topic: events, start: earliest}        # start: earliest | latest | OFFSET | RFC3339\n", "", `source.topic: required`)
+}
+
+func TestTopicsSection(t *testing.T) {
+	src := "topics:\n  - {name: events, partitions: 6, retention: 7d}\n  - {name: kv, partitions: 1, cleanup: compact}\n" + specExample
+	f, err := Parse("x.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Topics) != 2 || f.Topics[0].Config.Partitions != 6 || f.Topics[0].Config.Retention != 7*24*time.Hour || f.Topics[1].Config.Cleanup != "compact" {
+		t.Fatalf("topics %+v", f.Topics)
+	}
+	if _, err := Parse("x.yaml", []byte("topics:\n  - {name: events}\n")); err == nil || !strings.Contains(err.Error(), "partitions: required") {
+		t.Fatalf("topic without partitions: %v", err)
+	}
+	if _, err := Parse("x.yaml", []byte("topics:\n  - {name: e, partitions: 1, cleanup: shred}\n")); err == nil || !strings.Contains(err.Error(), "cleanup_policy") {
+		t.Fatalf("bad cleanup: %v", err)
+	}
+}
+
+func TestPredicates(t *testing.T) {
+	f := func(s string, wantErr bool) {
+		t.Helper()
+		_, err := parsePredicate(s)
+		if (err != nil) != wantErr {
+			t.Errorf("parsePredicate(%q): %v", s, err)
+		}
+	}
+	f(`status == "error"`, false)
+	f(`status=='error'`, false)
+	f(`code >= 500`, false)
+	f(`latency_ms < -1.5e3`, false)
+	f(`ok == true`, false)
+	f(`user.tier != null`, false)
+	f(`ok < true`, true)
+	f(`== 5`, true)
+	f(`status == "unterminated`, true)
+	f(`status`, true)
+}
