@@ -176,7 +176,7 @@ func (c *Consumer) claim(id int32, lock *os.File) error {
 	if err != nil {
 		return err
 	}
-	stop, err := p.listen(c.wake)
+	stop, err := p.Listen(c.wake)
 	if err != nil {
 		return err
 	}

@@ -702,9 +702,12 @@ func (p *Partition) notify() {
 	}
 }
 
-// listen signals ch (without blocking) whenever records are appended,
-// until the returned function is called. ch should have a buffer of 1.
-func (p *Partition) listen(ch chan struct{}) (stop func(), err error) {
+// Listen signals ch, without blocking, whenever records become readable
+// (appended here or, followed through inotify, by another process) and
+// when the partition closes, until stop is called. ch should have a
+// buffer of 1; one channel may listen to several partitions. It is how a
+// goroutine reading many partitions waits for any of them.
+func (p *Partition) Listen(ch chan struct{}) (stop func(), err error) {
 	p.listenMu.Lock()
 	p.listeners = append(p.listeners, ch)
 	p.listenMu.Unlock()

@@ -1,0 +1,328 @@
+package pipeline
+
+import (
+	"bytes"
+	"math"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/fastflow/fastflow/agg"
+	"github.com/fastflow/fastflow/log"
+)
+
+// reason is why a record was rejected.
+type reason uint8
+
+const (
+	reasonInvalidJSON reason = iota // not JSON (a null value too)
+	reasonNotObject                 // JSON, but not an object
+	reasonMissingTime               // the time field is absent or null
+	reasonBadTime                   // the time field has the wrong type or format
+	numReasons
+)
+
+var reasonNames = [numReasons]string{"invalid_json", "not_object", "missing_time", "bad_time"}
+
+func (r reason) String() string { return reasonNames[r] }
+
+// extractor turns a record into an event: its time, the predicates that
+// hold, its numeric fields and its group key. One per worker: it owns a
+// fastjson.Parser, and what it returns is valid until the next call.
+type extractor struct {
+	p      *plan
+	parser fastjson.Parser
+	ev     agg.Event
+	key    []byte // the group-by values as JSON, NUL-separated (JSON text has no raw NUL)
+	num    []byte // scratch for a number's text
+}
+
+func newExtractor(p *plan) *extractor {
+	return &extractor{p: p, ev: agg.Event{Values: make([]float64, len(p.fields))}, key: make([]byte, 0, 64)}
+}
+
+// extract parses rec. On success it returns the event time (unix ms) and
+// fills x.ev and x.key.
+func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
+	v, err := x.parser.ParseBytes(rec.Value)
+	if err != nil {
+		return 0, reasonInvalidJSON, false
+	}
+	if v.Type() != fastjson.TypeObject {
+		return 0, reasonNotObject, false
+	}
+	t := rec.TimestampMs
+	if x.p.timePath != nil {
+		tv := v.Get(x.p.timePath...)
+		if tv == nil || tv.Type() == fastjson.TypeNull {
+			return 0, reasonMissingTime, false
+		}
+		var ok bool
+		if t, ok = x.eventTime(tv); !ok {
+			return 0, reasonBadTime, false
+		}
+	}
+	ev := &x.ev
+	ev.Preds, ev.Has = 0, 0
+	for i := range x.p.preds {
+		if x.p.preds[i].eval(v) {
+			ev.Preds |= 1 << uint(i)
+		}
+	}
+	for i, path := range x.p.fields {
+		if f := v.Get(path...); f != nil && f.Type() == fastjson.TypeNumber {
+			ev.Values[i] = f.GetFloat64()
+			ev.Has |= 1 << uint(i)
+		}
+	}
+	x.key = x.key[:0]
+	for i, path := range x.p.groupBy {
+		if i > 0 {
+			x.key = append(x.key, 0)
+		}
+		if g := v.Get(path...); g != nil {
+			x.key = g.MarshalTo(x.key)
+		} else {
+			x.key = append(x.key, "null"...)
+		}
+	}
+	return t, 0, true
+}
+
+// eventTime reads a time field in the plan's unit as unix ms, floored.
+func (x *extractor) eventTime(tv *fastjson.Value) (int64, bool) {
+	if x.p.unit == unitRFC3339 {
+		if tv.Type() != fastjson.TypeString {
+			return 0, false
+		}
+		return parseRFC3339Ms(tv.GetStringBytes())
+	}
+	if tv.Type() != fastjson.TypeNumber {
+		return 0, false
+	}
+	// The number's own text, so that 1795341600.123 seconds is exactly
+	// ...123 ms, not 122 after a trip through float64.
+	x.num = tv.MarshalTo(x.num[:0])
+	switch x.p.unit {
+	case unitS:
+		return decimalMs(x.num, 3)
+	case unitUs:
+		return decimalMs(x.num, -3)
+	case unitNs:
+		return decimalMs(x.num, -6)
+	}
+	return decimalMs(x.num, 0)
+}
+
+// eval reports whether the predicate holds for object v.
+func (p *predicate) eval(v *fastjson.Value) bool {
+	f := v.Get(p.path...)
+	if f == nil {
+		return false
+	}
+	switch p.kind {
+	case litString:
+		if f.Type() != fastjson.TypeString {
+			return false
+		}
+		return p.op.cmp(bytes.Compare(f.GetStringBytes(), p.s))
+	case litNumber:
+		if f.Type() != fastjson.TypeNumber {
+			return false
+		}
+		return p.op.num(f.GetFloat64(), p.f)
+	case litBool:
+		t := f.Type()
+		if t != fastjson.TypeTrue && t != fastjson.TypeFalse {
+			return false
+		}
+		return (t == fastjson.TypeTrue) == p.b == (p.op == opEq)
+	}
+	return (f.Type() == fastjson.TypeNull) == (p.op == opEq)
+}
+
+// decimalMs returns floor(value × 10^shift) for the JSON number text s,
+// exactly, with no float arithmetic. ok is false on overflow or bad input.
+func decimalMs(s []byte, shift int) (int64, bool) {
+	i := 0
+	neg := false
+	if i < len(s) && s[i] == '-' {
+		neg = true
+		i++
+	}
+	var mant uint64
+	exp := 0        // value = mant × 10^exp
+	sticky := false // nonzero digits dropped
+	digits := 0
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		digits++
+		if mant > (math.MaxUint64-9)/10 {
+			exp++ // integer digits beyond 19: scale instead
+			sticky = sticky || s[i] != '0'
+			continue
+		}
+		mant = mant*10 + uint64(s[i]-'0')
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			digits++
+			if mant > (math.MaxUint64-9)/10 {
+				sticky = sticky || s[i] != '0'
+				continue
+			}
+			mant = mant*10 + uint64(s[i]-'0')
+			exp--
+		}
+	}
+	if digits == 0 {
+		return 0, false
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		eneg := false
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			eneg = s[i] == '-'
+			i++
+		}
+		e := 0
+		start := i
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			if e < 10000 {
+				e = e*10 + int(s[i]-'0')
+			}
+		}
+		if i == start {
+			return 0, false
+		}
+		if eneg {
+			e = -e
+		}
+		exp += e
+	}
+	if i != len(s) {
+		return 0, false
+	}
+	exp += shift
+	for exp > 0 {
+		if mant > math.MaxInt64/10 {
+			return 0, false
+		}
+		mant *= 10
+		exp--
+	}
+	for exp < 0 && mant > 0 {
+		if mant%10 != 0 {
+			sticky = true
+		}
+		mant /= 10
+		exp++
+	}
+	if mant > math.MaxInt64 {
+		return 0, false
+	}
+	v := int64(mant)
+	if neg {
+		v = -v
+		if sticky {
+			v-- // floor toward -inf
+		}
+	}
+	return v, true
+}
+
+// parseRFC3339Ms parses an RFC 3339 timestamp (fractional seconds and any
+// offset) into unix ms, floored, without allocating.
+func parseRFC3339Ms(s []byte) (int64, bool) {
+	num := func(b []byte) (int, bool) {
+		n := 0
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	if len(s) < 20 || s[4] != '-' || s[7] != '-' || s[13] != ':' || s[16] != ':' {
+		return 0, false
+	}
+	if c := s[10]; c != 'T' && c != 't' && c != ' ' {
+		return 0, false
+	}
+	year, ok1 := num(s[0:4])
+	month, ok2 := num(s[5:7])
+	day, ok3 := num(s[8:10])
+	hour, ok4 := num(s[11:13])
+	minute, ok5 := num(s[14:16])
+	sec, ok6 := num(s[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 ||
+		day > daysIn(year, month) || hour > 23 || minute > 59 || sec > 59 {
+		return 0, false
+	}
+	rest := s[19:]
+	ms := 0
+	if len(rest) > 0 && rest[0] == '.' {
+		j := 1
+		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+			if j <= 3 {
+				ms = ms*10 + int(rest[j]-'0')
+			}
+			j++
+		}
+		if j == 1 {
+			return 0, false
+		}
+		for k := j; k <= 3; k++ {
+			ms *= 10
+		}
+		rest = rest[j:]
+	}
+	offset := 0
+	switch {
+	case len(rest) == 1 && (rest[0] == 'Z' || rest[0] == 'z'):
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+		oh, ok1 := num(rest[1:3])
+		om, ok2 := num(rest[4:6])
+		if !ok1 || !ok2 || oh > 23 || om > 59 {
+			return 0, false
+		}
+		offset = (oh*60 + om) * 60
+		if rest[0] == '-' {
+			offset = -offset
+		}
+	default:
+		return 0, false
+	}
+	days := daysFromCivil(year, month, day)
+	unix := days*86400 + int64(hour*3600+minute*60+sec) - int64(offset)
+	return unix*1000 + int64(ms), true
+}
+
+func daysIn(year, month int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// daysFromCivil is Howard Hinnant's days_from_civil: days since 1970-01-01.
+func daysFromCivil(y, m, d int) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return int64(era)*146097 + int64(doe) - 719468
+}

@@ -1,0 +1,194 @@
+package pipeline
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/fastflow/fastflow/log"
+)
+
+func testPlan(t testing.TB, yaml string) *plan {
+	t.Helper()
+	f, err := Parse("t.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := compile(f.Pipelines[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDecimalMs(t *testing.T) {
+	f := func(s string, shift int, want int64, ok bool) {
+		t.Helper()
+		got, gotOK := decimalMs([]byte(s), shift)
+		if gotOK != ok || ok && got != want {
+			t.Errorf("decimalMs(%q, %d) = %d, %v; want %d, %v", s, shift, got, gotOK, want, ok)
+		}
+	}
+	f("1795341600123", 0, 1795341600123, true)
+	f("1795341600.123", 3, 1795341600123, true) // float64 would say ...122.99
+	f("1795341600.1239", 3, 1795341600123, true)
+	f("1795341600123456", -3, 1795341600123, true)
+	f("1795341600123456789", -6, 1795341600123, true)
+	f("1.7953416001235e12", 0, 1795341600123, true)
+	f("1795341600123.9", 0, 1795341600123, true)
+	f("-1.5", 3, -1500, true)
+	f("-0.0015", 3, -2, true) // floor
+	f("0", 0, 0, true)
+	f("1e30", 0, 0, false)
+	f("", 0, 0, false)
+	f("-", 0, 0, false)
+	f("1e", 0, 0, false)
+	f("12345678901234567890123", -6, 12345678901234567, true) // beyond 19 digits
+}
+
+func TestParseRFC3339Ms(t *testing.T) {
+	for _, s := range []string{
+		"2026-11-22T10:20:00Z", "2026-11-22T10:20:00.5Z", "2026-11-22T10:20:00.123456789Z",
+		"2026-11-22T10:20:00+01:00", "2026-11-22T10:20:00.25-05:30", "1969-12-31T23:59:59.999Z",
+		"2024-02-29T00:00:00Z", "2000-01-01t00:00:00z", "1800-03-01T12:00:00Z",
+	} {
+		got, ok := parseRFC3339Ms([]byte(s))
+		ref, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			ref, _ = time.Parse(time.RFC3339Nano, string([]byte{s[0], s[1], s[2], s[3]})+s[4:10]+"T"+s[11:len(s)-1]+"Z")
+		}
+		want := ref.UnixNano() / 1e6
+		if ref.UnixNano() < 0 && ref.UnixNano()%1e6 != 0 {
+			want--
+		}
+		if !ok || got != want {
+			t.Errorf("%s: %d %v, want %d", s, got, ok, want)
+		}
+	}
+	for _, s := range []string{"2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-22 10:20:00", "yesterday",
+		"2026-11-22T25:00:00Z", "2026-11-22T10:20:00.Z", "2026-11-22T10:20:00+0100"} {
+		if _, ok := parseRFC3339Ms([]byte(s)); ok {
+			t.Errorf("%q accepted", s)
+		}
+	}
+	// Against time.Parse on random instants.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		ts := time.UnixMilli(rng.Int64N(4e12) - 1e12).UTC()
+		s := ts.Format("2006-01-02T15:04:05.000Z07:00")
+		if got, ok := parseRFC3339Ms([]byte(s)); !ok || got != ts.UnixMilli() {
+			t.Fatalf("%s: %d, want %d", s, got, ts.UnixMilli())
+		}
+	}
+}
+
+const extractYAML = `pipelines:
+  - name: x
+    source: {topic: events}
+    time: {field: ts, unit: ms}
+    group_by: [service, region]
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: n, agg: count}
+      - {name: errors, agg: count, where: 'status == "error"'}
+      - {name: slow, agg: count, where: 'latency.ms >= 100'}
+      - {name: ok, agg: count, where: 'ok == true'}
+      - {name: avg, agg: avg, field: latency.ms}
+`
+
+func TestExtract(t *testing.T) {
+	x := newExtractor(testPlan(t, extractYAML))
+	f := func(value string, wantT int64, wantReason reason, wantOK bool, wantKey string, wantPreds uint64, wantHas uint64) {
+		t.Helper()
+		var v []byte
+		if value != "<nil>" {
+			v = []byte(value)
+		}
+		got, r, ok := x.extract(&log.Record{Value: v, TimestampMs: 7})
+		if ok != wantOK || !ok && r != wantReason {
+			t.Errorf("%s: ok %v reason %v; want %v %v", value, ok, r, wantOK, wantReason)
+			return
+		}
+		if ok && (got != wantT || string(x.key) != wantKey || x.ev.Preds != wantPreds || x.ev.Has != wantHas) {
+			t.Errorf("%s: t %d key %s preds %b has %b", value, got, x.key, x.ev.Preds, x.ev.Has)
+		}
+	}
+	f(`{"ts":1000,"service":"pay","region":"eu","status":"error","latency":{"ms":150},"ok":true}`, 1000, 0, true, "\"pay\"\x00\"eu\"", 0b111, 1)
+	f(`{"ts":1000,"service":"pay","status":"ok","latency":{"ms":"fast"}}`, 1000, 0, true, "\"pay\"\x00null", 0, 0)
+	f(`{"ts":1000,"service":42,"region":null,"latency":{"ms":5}}`, 1000, 0, true, "42\x00null", 0, 1)
+	f(`{"ts":1000,"service":"a\"b"}`, 1000, 0, true, "\"a\\\"b\"\x00null", 0, 0)
+	f(`not json`, 0, reasonInvalidJSON, false, "", 0, 0)
+	f(`<nil>`, 0, reasonInvalidJSON, false, "", 0, 0)
+	f(``, 0, reasonInvalidJSON, false, "", 0, 0)
+	f(`[1,2]`, 0, reasonNotObject, false, "", 0, 0)
+	f(`"str"`, 0, reasonNotObject, false, "", 0, 0)
+	f(`{"service":"pay"}`, 0, reasonMissingTime, false, "", 0, 0)
+	f(`{"ts":null}`, 0, reasonMissingTime, false, "", 0, 0)
+	f(`{"ts":"1000"}`, 0, reasonBadTime, false, "", 0, 0)
+	f(`{"ts":true}`, 0, reasonBadTime, false, "", 0, 0)
+	f(`{"ts":1e40}`, 0, reasonBadTime, false, "", 0, 0)
+
+	// Without time: the record timestamp; rfc3339 strings.
+	noTime := testPlan(t, `pipelines:
+  - {name: x, source: {topic: e}, window: {type: tumbling, size: 1m}, metrics: [{name: n, agg: count}]}
+`)
+	x2 := newExtractor(noTime)
+	if got, _, ok := x2.extract(&log.Record{Value: []byte(`{}`), TimestampMs: 99}); !ok || got != 99 || string(x2.key) != "" {
+		t.Fatalf("record timestamp: %d %v %q", got, ok, x2.key)
+	}
+	rfc := testPlan(t, `pipelines:
+  - {name: x, source: {topic: e}, time: {field: at, unit: rfc3339}, window: {type: tumbling, size: 1m}, metrics: [{name: n, agg: count}]}
+`)
+	x3 := newExtractor(rfc)
+	if got, _, ok := x3.extract(&log.Record{Value: []byte(`{"at":"2026-11-22T10:20:00.5Z"}`)}); !ok || got != 1795342800500 {
+		t.Fatalf("rfc3339: %d %v", got, ok)
+	}
+	if _, r, ok := x3.extract(&log.Record{Value: []byte(`{"at":1795342800500}`)}); ok || r != reasonBadTime {
+		t.Fatal("a number for an rfc3339 field is bad_time")
+	}
+}
+
+func TestExtractAllocs(t *testing.T) {
+	x := newExtractor(testPlan(t, extractYAML))
+	recs := make([]log.Record, 64)
+	for i := range recs {
+		recs[i].Value = fmt.Appendf(nil, `{"ts":%d,"service":"svc-%d","region":"eu","status":"%s","latency":{"ms":%.1f},"ok":true}`,
+			1795341600000+i, i%7, []string{"ok", "error"}[i%2], float64(i)*1.5)
+	}
+	i := 0
+	if a := testing.AllocsPerRun(2000, func() {
+		x.extract(&recs[i&63])
+		i++
+	}); a != 0 {
+		t.Fatalf("extract allocates %v times per record", a)
+	}
+}
+
+// FuzzExtract: arbitrary bytes never panic the extractor.
+func FuzzExtract(f *testing.F) {
+	f.Add([]byte(`{"ts":1000,"service":"pay","region":"eu","status":"error","latency":{"ms":150},"ok":true}`))
+	f.Add([]byte(`{"ts":"2026-11-22T10:20:00Z"}`))
+	f.Add([]byte(`{"ts":-1.5e-3}`))
+	f.Add([]byte(`[{"a":`))
+	p := testPlan(f, extractYAML)
+	x := newExtractor(p)
+	rfc := *p
+	rfc.unit = unitRFC3339
+	xr := newExtractor(&rfc)
+	secs := *p
+	secs.unit = unitS
+	xs := newExtractor(&secs)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, e := range []*extractor{x, xr, xs} {
+			if tm, r, ok := e.extract(&log.Record{Value: b}); !ok && r >= numReasons {
+				t.Fatalf("bad reason %d", r)
+			} else if ok && e.p.unit == unitMs && tm == math.MinInt64 {
+				t.Fatal("impossible time")
+			}
+		}
+		decimalMs(b, 3)
+		parseRFC3339Ms(b)
+	})
+}
