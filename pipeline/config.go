@@ -17,8 +17,23 @@ import (
 
 // File is a pipelines file: topics to create if missing, and pipelines.
 type File struct {
+	Name      string
 	Topics    []TopicDef
 	Pipelines []*Config
+	at        map[string]int // key path -> line
+}
+
+// Errorf returns a *ConfigError for the key at path (e.g.
+// "pipelines[0].source.topic"), at its line in the file.
+func (f *File) Errorf(path, format string, args ...any) error {
+	line := 1
+	for q := path; q != ""; q = parent(q) {
+		if l, ok := f.at[q]; ok {
+			line = l
+			break
+		}
+	}
+	return &ConfigError{File: f.Name, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
 // TopicDef is an entry of topics:.
@@ -133,7 +148,7 @@ func Parse(name string, data []byte) (*File, error) {
 		return nil, &ConfigError{File: name, Line: line, Msg: strings.TrimPrefix(msg, "yaml: ")}
 	}
 	d := &decoder{file: name, at: map[string]int{}}
-	f := &File{}
+	f := &File{Name: name, at: d.at}
 	if len(doc.Content) == 0 {
 		return nil, &ConfigError{File: name, Line: 1, Msg: "empty file: want topics: and pipelines:"}
 	}

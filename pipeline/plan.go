@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,14 @@ type plan struct {
 	windows  agg.Windows
 	layout   *agg.Layout
 	alerts   []alertRule
+	log      *slog.Logger
+}
+
+func (p *plan) logger() *slog.Logger {
+	if p.log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return p.log
 }
 
 type timeUnit uint8

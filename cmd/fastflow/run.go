@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/pipeline"
+)
+
+func newRunCmd(g *globals) *cobra.Command {
+	var untilEnd, noPin bool
+	var workers int
+	c := &cobra.Command{
+		Use:   "run PIPELINES.yaml",
+		Short: "Run the pipelines of a YAML file",
+		Long: `Run the pipelines of a YAML file: windowed metrics, percentiles and alerts over a
+topic, results as JSON lines on stdout and to the configured sinks.
+
+With --until-end it processes what the log holds when it starts, emits every open
+window, prints one stats line per pipeline and exits 0. Without it, it follows the
+log until SIGINT or SIGTERM.`,
+		Example: `  fastflow run api-health.yaml --until-end
+  fastflow run pipelines.yaml --workers 2`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := pipeline.LoadFile(args[0])
+			var ce *pipeline.ConfigError
+			if errors.As(err, &ce) {
+				return usageError{err}
+			}
+			if err != nil {
+				return err
+			}
+			if workers < 0 {
+				return usagef("invalid --workers %d", workers)
+			}
+			logger, err := g.logger()
+			if err != nil {
+				return err
+			}
+			l, err := g.openLog()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if err := checkSources(l, f); err != nil {
+				return usageError{err}
+			}
+			return pipeline.Run(cmd.Context(), l, f, pipeline.Options{
+				UntilEnd: untilEnd, Workers: workers, NoPin: noPin, Stdout: os.Stdout, Logger: logger,
+			})
+		},
+	}
+	c.Flags().BoolVar(&untilEnd, "until-end", false, "process what the log holds now, flush every window, print stats and exit")
+	c.Flags().IntVar(&workers, "workers", 0, "worker goroutines per pipeline (default: one per CPU, at most one per partition)")
+	c.Flags().BoolVar(&noPin, "no-pin", false, "do not pin workers to CPUs")
+	return c
+}
+
+// checkSources makes sure every pipeline's source topic exists or is
+// declared in the file: a configuration error otherwise.
+func checkSources(l *log.Log, f *pipeline.File) error {
+	declared := map[string]bool{}
+	for _, t := range f.Topics {
+		declared[t.Name] = true
+	}
+	for i, c := range f.Pipelines {
+		if declared[c.Source.Topic] {
+			continue
+		}
+		if _, err := l.Topic(c.Source.Topic); errors.Is(err, log.ErrUnknownTopic) {
+			return f.Errorf(fmt.Sprintf("pipelines[%d].source.topic", i),
+				"topic %q does not exist (create it, or declare it under topics:)", c.Source.Topic)
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}

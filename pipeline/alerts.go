@@ -1,0 +1,63 @@
+package pipeline
+
+import "github.com/fastflow/fastflow/agg"
+
+type alertKey struct {
+	rule int
+	key  uint32
+}
+
+// alertState is one rule for one key: whether it fires, and the last
+// windows it saw (as many as the rule's for), so that a revision of one of
+// them is re-evaluated in place.
+type alertState struct {
+	firing  bool
+	history []alertObs // by window start, oldest first
+}
+
+type alertObs struct {
+	start int64
+	met   bool
+}
+
+// evaluate applies alert rule i to a key's emitted window, Prometheus
+// style: the rule fires once `for` consecutive windows of the key meet the
+// condition and resolves on the first window that does not. A null value
+// does not meet it. Only transitions are returned. A revision re-evaluates
+// its own window.
+func (c *coordinator) evaluate(i int, ws *winState, key string, vals []agg.Value) (alertEvent, bool) {
+	r := &c.p.alerts[i]
+	ak := alertKey{i, ws.key}
+	st := c.alerts[ak]
+	if st == nil {
+		st = &alertState{}
+		c.alerts[ak] = st
+	}
+	v := vals[r.metric]
+	met := v.OK && r.op.num(v.V, r.threshold)
+	j := len(st.history) - 1
+	for j >= 0 && st.history[j].start > ws.start {
+		j--
+	}
+	switch {
+	case j >= 0 && st.history[j].start == ws.start:
+		st.history[j].met = met // a revision
+	default:
+		st.history = append(st.history, alertObs{})
+		copy(st.history[j+2:], st.history[j+1:])
+		st.history[j+1] = alertObs{start: ws.start, met: met}
+		if len(st.history) > r.forN {
+			st.history = st.history[len(st.history)-r.forN:]
+		}
+	}
+	streak := 0
+	for k := len(st.history) - 1; k >= 0 && st.history[k].met; k-- {
+		streak++
+	}
+	firing := streak >= r.forN
+	if firing == st.firing {
+		return alertEvent{}, false
+	}
+	st.firing = firing
+	return alertEvent{rule: r, firing: firing, key: key, start: ws.start, end: ws.end, value: v}, true
+}

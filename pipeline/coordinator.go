@@ -1,0 +1,281 @@
+package pipeline
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fastflow/fastflow/agg"
+)
+
+// winState is a window of a key as the coordinator holds it: the merged
+// aggregate of every worker's contributions.
+type winState struct {
+	start, end int64
+	key        uint32
+	st         *agg.State
+	emitted    bool // revision 0 went out
+	revision   int  // of the last emission
+	dirty      bool // changed since its last emission
+}
+
+// coordinator merges the workers' rounds and emits results. It runs on one
+// goroutine; workers never wait for it beyond their rings' depth.
+type coordinator struct {
+	p      *plan
+	keys   *keyTable
+	wins   map[winKey]*winState
+	sess   map[uint32][]*winState // per key, sorted by start
+	parts  map[int32]*partReport
+	wm     int64 // pipeline watermark: monotonic
+	pool   agg.PagePool
+	free   []*agg.State
+	alerts map[alertKey]*alertState
+	out    *emitter
+	now    func() time.Time
+	// late contributions to windows already purged (following only: an
+	// idle partition that comes back with old events)
+	latePurged int64
+
+	due  []*winState
+	vals []agg.Value
+	line []byte
+}
+
+func newCoordinator(p *plan, kt *keyTable, out *emitter) *coordinator {
+	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, sess: map[uint32][]*winState{},
+		parts: map[int32]*partReport{}, wm: minWatermark, alerts: map[alertKey]*alertState{}, out: out, now: time.Now}
+}
+
+func (c *coordinator) state() *agg.State {
+	if n := len(c.free); n > 0 {
+		st := c.free[n-1]
+		c.free = c.free[:n-1]
+		return st
+	}
+	return c.p.layout.NewState()
+}
+
+func (c *coordinator) drop(ws *winState) {
+	ws.st.Reset(&c.pool)
+	c.free = append(c.free, ws.st)
+}
+
+// apply merges one worker's round.
+func (c *coordinator) apply(m *roundMsg) {
+	for i := range m.parts {
+		r := m.parts[i]
+		c.parts[r.id] = &r
+	}
+	lateness := c.p.lateness
+	for i := range m.wins {
+		d := &m.wins[i]
+		k := winKey{d.start, d.key}
+		ws := c.wins[k]
+		if ws == nil {
+			end := c.p.windows.End(d.start)
+			if end+lateness <= c.wm {
+				c.latePurged += d.events
+				continue
+			}
+			ws = &winState{start: d.start, end: end, key: d.key, st: c.state()}
+			c.wins[k] = ws
+		}
+		ws.st.Merge(d.st, &c.pool)
+		ws.dirty = true
+	}
+	for i := range m.sess {
+		c.mergeSession(&m.sess[i])
+	}
+	for i := range m.side {
+		c.out.side(&m.side[i])
+	}
+}
+
+// mergeSession merges a fragment into its key's sessions: every session it
+// meets (Flink's intersects: start <= other.end && end >= other.start)
+// becomes one.
+func (c *coordinator) mergeSession(d *sessDelta) {
+	if d.end+c.p.lateness <= c.wm {
+		c.latePurged += d.events
+		return
+	}
+	list := c.sess[d.key]
+	var into *winState
+	kept := list[:0]
+	for _, ws := range list {
+		if ws.start <= d.end && ws.end >= d.start {
+			if into == nil {
+				into = ws
+			} else {
+				into.st.Merge(ws.st, &c.pool)
+				into.start, into.end = min(into.start, ws.start), max(into.end, ws.end)
+				into.emitted = into.emitted || ws.emitted
+				into.revision = max(into.revision, ws.revision)
+				c.drop(ws)
+				continue
+			}
+		}
+		kept = append(kept, ws)
+	}
+	if into == nil {
+		into = &winState{start: d.start, end: d.end, key: d.key, st: c.state()}
+		kept = append(kept, into)
+	}
+	into.st.Merge(d.st, &c.pool)
+	into.start, into.end = min(into.start, d.start), max(into.end, d.end)
+	into.dirty = true
+	slices.SortFunc(kept, func(a, b *winState) int { return cmpInt(a.start, b.start) })
+	c.sess[d.key] = kept
+}
+
+// watermark is the pipeline watermark: the minimum over the active
+// partitions. Exhausted partitions (until-end) and partitions idle for
+// longer than idle_timeout (following) stop holding it back; with none
+// active it stays where it is, or, all exhausted, goes to +infinity.
+func (c *coordinator) watermark(follow bool) int64 {
+	wm := int64(math.MaxInt64)
+	active, exhausted := 0, 0
+	now := c.now().UnixNano()
+	for _, r := range c.parts {
+		switch {
+		case r.exhausted:
+			exhausted++
+			continue
+		case follow && now-r.lastRecord > int64(c.p.idle):
+			continue
+		}
+		active++
+		wm = min(wm, r.wm)
+	}
+	if active == 0 {
+		if !follow && exhausted == len(c.parts) {
+			return math.MaxInt64
+		}
+		return c.wm
+	}
+	return max(c.wm, wm)
+}
+
+// advance moves the watermark and emits what it closes: new windows
+// (revision 0) and windows changed by late events since their emission
+// (revision + 1), in order of window end, start and key. Then it forgets
+// windows that no partition can change any more.
+func (c *coordinator) advance(wm int64) error {
+	c.wm = wm
+	c.due = c.due[:0]
+	for _, ws := range c.wins {
+		if ws.end <= wm && ws.dirty {
+			c.due = append(c.due, ws)
+		}
+	}
+	for _, list := range c.sess {
+		for _, ws := range list {
+			if ws.end <= wm && ws.dirty {
+				c.due = append(c.due, ws)
+			}
+		}
+	}
+	slices.SortFunc(c.due, func(a, b *winState) int {
+		if x := cmpInt(a.end, b.end); x != 0 {
+			return x
+		}
+		if x := cmpInt(a.start, b.start); x != 0 {
+			return x
+		}
+		return strings.Compare(c.keys.key(a.key), c.keys.key(b.key))
+	})
+	for _, ws := range c.due {
+		if ws.emitted {
+			ws.revision++
+		}
+		ws.emitted, ws.dirty = true, false
+		if err := c.emit(ws); err != nil {
+			return err
+		}
+	}
+	c.purge(wm)
+	return c.out.flush()
+}
+
+func (c *coordinator) emit(ws *winState) error {
+	seconds := float64(ws.end-ws.start) / 1000
+	c.vals = ws.st.Values(c.p.layout, seconds, c.vals)
+	key := c.keys.key(ws.key)
+	wl := windowLine{start: ws.start, end: ws.end, key: key, revision: ws.revision, values: c.vals}
+	c.line = c.p.appendWindow(c.line[:0], &wl)
+	if err := c.out.window(c.line, &wl); err != nil {
+		return err
+	}
+	for i := range c.p.alerts {
+		if ev, ok := c.evaluate(i, ws, key, c.vals); ok {
+			c.line = c.p.appendAlert(c.line[:0], &ev)
+			if err := c.out.alert(c.line, &ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// purge forgets windows whose end plus the allowed lateness the watermark
+// has reached: every partition refuses their events from now on.
+func (c *coordinator) purge(wm int64) {
+	for k, ws := range c.wins {
+		if ws.end+c.p.lateness <= wm && !ws.dirty {
+			c.drop(ws)
+			delete(c.wins, k)
+		}
+	}
+	for key, list := range c.sess {
+		kept := list[:0]
+		for _, ws := range list {
+			if ws.end+c.p.lateness <= wm && !ws.dirty {
+				c.drop(ws)
+				continue
+			}
+			kept = append(kept, ws)
+		}
+		if len(kept) == 0 {
+			delete(c.sess, key)
+		} else {
+			c.sess[key] = kept
+		}
+	}
+}
+
+// stats sums the partitions' counters.
+func (c *coordinator) stats() Stats {
+	var s Stats
+	for _, r := range c.parts {
+		s.Records += r.records
+		s.Events += r.events
+		s.LateDropped += r.lateDropped
+		for i, n := range r.rejected {
+			s.Rejected[i] += n
+		}
+	}
+	s.LateDropped += c.latePurged
+	s.SinkDropped = c.out.dropped()
+	return s
+}
+
+// openWindows is the number of windows held, for metrics and tests.
+func (c *coordinator) openWindows() int {
+	n := len(c.wins)
+	for _, l := range c.sess {
+		n += len(l)
+	}
+	return n
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,192 @@
+package pipeline
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/pipeline/internal/ring"
+)
+
+// batchRecords is how many records a fetcher puts in one batch.
+const batchRecords = 1024
+
+// batch is records read from one partition, with their bytes copied into
+// an arena the batch owns, so that they outlive the log reader's buffer.
+type batch struct {
+	recs  []log.Record
+	arena []byte
+	eof   bool // the partition has nothing more to give (until-end)
+}
+
+func (b *batch) reset() {
+	b.recs, b.arena, b.eof = b.recs[:0], b.arena[:0], false
+}
+
+// add copies r into the batch.
+func (b *batch) add(r *log.Record) {
+	n := len(b.arena)
+	b.arena = append(b.arena, r.Key...)
+	b.arena = append(b.arena, r.Value...)
+	c := log.Record{Partition: r.Partition, Offset: r.Offset, TimestampMs: r.TimestampMs}
+	if r.Key != nil {
+		c.Key = b.arena[n : n+len(r.Key) : n+len(r.Key)]
+	}
+	if r.Value != nil {
+		c.Value = b.arena[n+len(r.Key) : len(b.arena) : len(b.arena)]
+	}
+	b.recs = append(b.recs, c)
+}
+
+// feed is one partition's path from the fetcher to its worker: full
+// batches one way, empty ones back, each over an SPSC ring.
+type feed struct {
+	p    *log.Partition
+	r    *log.Reader
+	end  int64 // until-end: stop here; -1 follows the log
+	full *ring.Ring[*batch]
+	free *ring.Ring[*batch]
+	done bool // fetcher side: EOF sent
+	// next is the offset after the last record fetched; the worker reads it
+	// to tell "caught up" from "batch in flight" when following.
+	fetched atomic.Int64
+}
+
+const feedDepth = 4 // batches in flight per partition
+
+func newFeed(p *log.Partition, from, end int64) (*feed, error) {
+	r, err := p.NewReader(from)
+	if err != nil {
+		return nil, err
+	}
+	f := &feed{p: p, r: r, end: end, full: ring.New[*batch](feedDepth), free: ring.New[*batch](feedDepth)}
+	for i := 0; i < feedDepth; i++ {
+		f.free.Push(&batch{recs: make([]log.Record, 0, batchRecords), arena: make([]byte, 0, 256<<10)})
+	}
+	f.fetched.Store(from)
+	return f, nil
+}
+
+// fetcher reads a worker's partitions into their feeds.
+type fetcher struct {
+	feeds     []*feed
+	wake      chan struct{} // appends, and batches coming back
+	delivered chan struct{} // to the worker: a batch is waiting
+	read      []log.Record
+	stops     []func()
+}
+
+func newFetcher(feeds []*feed) (*fetcher, error) {
+	f := &fetcher{feeds: feeds, wake: make(chan struct{}, 1), delivered: make(chan struct{}, 1),
+		read: make([]log.Record, 0, batchRecords)}
+	for _, fd := range feeds {
+		if fd.end < 0 {
+			stop, err := fd.p.Listen(f.wake)
+			if err != nil {
+				f.close()
+				return nil, err
+			}
+			f.stops = append(f.stops, stop)
+		}
+	}
+	return f, nil
+}
+
+// close stops listening to the partitions and closes the readers.
+func (f *fetcher) close() {
+	for _, stop := range f.stops {
+		stop()
+	}
+	for _, fd := range f.feeds {
+		fd.r.Close()
+	}
+}
+
+// run fills the feeds until ctx is done or, until-end, every feed is
+// done.
+func (f *fetcher) run(ctx context.Context) error {
+	for {
+		progress, open := false, false
+		for _, fd := range f.feeds {
+			if fd.done {
+				continue
+			}
+			open = true
+			b, ok := fd.free.Pop()
+			if !ok {
+				continue
+			}
+			got, err := f.fill(fd, b)
+			if err != nil {
+				return err
+			}
+			if got || b.eof {
+				fd.full.Push(b) // cannot fail: feedDepth batches exist
+				progress = true
+				signal(f.delivered)
+			} else {
+				fd.free.Push(b)
+			}
+		}
+		if !open {
+			return nil
+		}
+		if progress {
+			continue
+		}
+		// Nothing to read and no batch to fill: wait for an append, a batch
+		// coming back, or a periodic look (a returned batch signals wake
+		// only through the worker's notify).
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-f.wake:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// fill reads what is available into b; it reports whether b got records.
+func (f *fetcher) fill(fd *feed, b *batch) (bool, error) {
+	b.reset()
+	for len(b.recs) < batchRecords {
+		want := batchRecords - len(b.recs)
+		if fd.end >= 0 {
+			if left := fd.end - fd.r.Offset(); left < int64(want) {
+				want = int(left)
+			}
+		}
+		if want == 0 {
+			break
+		}
+		recs, err := fd.r.Read(f.read[:0:want])
+		if err != nil {
+			return false, err
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for i := range recs {
+			b.add(&recs[i])
+		}
+	}
+	fd.fetched.Store(fd.r.Offset())
+	if fd.end >= 0 && fd.r.Offset() >= fd.end {
+		b.eof, fd.done = true, true
+	}
+	return len(b.recs) > 0, nil
+}
+
+// notify wakes the fetcher after a batch came back.
+func (f *fetcher) notify() { signal(f.wake) }
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,266 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"runtime"
+	"sync"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/partition"
+)
+
+// Options configure Run.
+type Options struct {
+	// UntilEnd processes what the source holds when the run starts, then
+	// moves the watermark to +infinity (emitting every open window), writes
+	// the stats line and returns. Without it, Run follows the log until ctx
+	// is done.
+	UntilEnd bool
+	// Workers is the number of worker goroutines per pipeline; default the
+	// number of CPUs the process may use, at most one per partition.
+	Workers int
+	// NoPin leaves workers unpinned (by default each is locked to a CPU).
+	NoPin bool
+	// Stdout receives stdout sinks' lines; default os.Stdout.
+	Stdout io.Writer
+	// Logger receives warnings and errors; nil discards.
+	Logger *slog.Logger
+	// Observe, if set, sees every result of every pipeline.
+	Observe Observer
+}
+
+// CreateTopics creates the file's topics that do not exist yet.
+func CreateTopics(l *log.Log, f *File) error {
+	for _, t := range f.Topics {
+		if _, err := l.Topic(t.Name); err == nil {
+			continue
+		} else if !errors.Is(err, log.ErrUnknownTopic) {
+			return err
+		}
+		if _, err := l.CreateTopic(t.Name, t.Config); err != nil && !errors.Is(err, log.ErrTopicExists) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run creates the file's topics and runs its pipelines, each on its own
+// workers, until they end (UntilEnd) or ctx is done.
+func Run(ctx context.Context, l *log.Log, f *File, opts Options) error {
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := CreateTopics(l, f); err != nil {
+		return err
+	}
+	// One writer for all pipelines' stdout sinks: their lines never
+	// interleave, since each pipeline flushes whole lines under the lock.
+	out := &lockedWriter{w: opts.Stdout}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(f.Pipelines))
+	var wg sync.WaitGroup
+	for i, c := range f.Pipelines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := runPipeline(ctx, l, c, opts, out); err != nil && !errors.Is(err, context.Canceled) {
+				errs[i] = fmt.Errorf("pipeline %s: %w", c.Name, err)
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (lw *lockedWriter) Write(b []byte) (int, error) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.w.Write(b)
+}
+
+// engine is one running pipeline.
+type engine struct {
+	p       *plan
+	coord   *coordinator
+	workers []*worker
+	fetch   []*fetcher
+	follow  bool
+}
+
+func runPipeline(ctx context.Context, l *log.Log, c *Config, opts Options, stdout io.Writer) error {
+	p, err := compile(c)
+	if err != nil {
+		return err
+	}
+	p.log = opts.Logger
+	t, err := l.Topic(c.Source.Topic)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	out, err := newEmitter(l, p, stdout, opts.Observe, opts.Logger)
+	if err != nil {
+		return err
+	}
+	e := &engine{p: p, follow: !opts.UntilEnd}
+	kt := newKeyTable()
+	e.coord = newCoordinator(p, kt, out)
+	n := t.Partitions()
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = max(1, min(workers, int(n)))
+	for w, ids := range partition.Assign(n, workers) {
+		var feeds []*feed
+		var parts []*partState
+		for _, id := range ids {
+			part, err := t.Partition(id)
+			if err != nil {
+				return err
+			}
+			from, err := c.Source.Start.Resolve(part)
+			if err != nil {
+				return fmt.Errorf("source start: %w", err)
+			}
+			end := int64(-1)
+			if opts.UntilEnd {
+				end = part.HighWatermark()
+			}
+			fd, err := newFeed(part, from, end)
+			if err != nil {
+				return err
+			}
+			feeds = append(feeds, fd)
+			ps := &partState{feed: fd}
+			ps.id, ps.wm, ps.maxT, ps.next = id, minWatermark, minWatermark, from
+			parts = append(parts, ps)
+		}
+		f, err := newFetcher(feeds)
+		if err != nil {
+			return err
+		}
+		e.fetch = append(e.fetch, f)
+		wk := newWorker(p, kt, parts, f, !opts.UntilEnd)
+		wk.index = w
+		e.workers = append(e.workers, wk)
+	}
+	err = e.run(ctx, !opts.NoPin)
+	if cerr := out.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// run starts the fetchers and workers and coordinates their rounds.
+func (e *engine) run(ctx context.Context, pinned bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2*len(e.workers))
+	for i, w := range e.workers {
+		f := e.fetch[i]
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := f.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- err
+				cancel()
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if pinned {
+				pin(i)
+			}
+			if err := w.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	err := e.coordinate(ctx)
+	cancel()
+	wg.Wait()
+	for _, f := range e.fetch {
+		f.close()
+	}
+	select {
+	case werr := <-errc:
+		return werr
+	default:
+	}
+	return err
+}
+
+// coordinate applies the workers' rounds in order: round r of every
+// worker, then the watermark and emissions; so what is emitted depends on
+// the log alone, not on how partitions are spread over workers or how
+// fast each runs. A worker that is done sends nil.
+func (e *engine) coordinate(ctx context.Context) error {
+	c := e.coord
+	finished := make([]bool, len(e.workers))
+	left := len(e.workers)
+	msgs := make([]*roundMsg, 0, len(e.workers))
+	for {
+		msgs = msgs[:0]
+		for i, w := range e.workers {
+			if finished[i] {
+				continue
+			}
+			m, err := popWait(ctx, w)
+			if err != nil {
+				return err
+			}
+			if m == nil {
+				finished[i] = true
+				left--
+				continue
+			}
+			msgs = append(msgs, m)
+		}
+		for _, m := range msgs {
+			c.apply(m)
+		}
+		wm := c.watermark(e.follow)
+		if left == 0 && !e.follow {
+			wm = math.MaxInt64
+		}
+		if err := c.advance(wm); err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			e.workers[m.worker].back.Push(m) // if full, the GC has it
+		}
+		if left == 0 {
+			s := c.stats()
+			return c.out.line(e.p.appendStats(nil, &s))
+		}
+	}
+}
+
+func popWait(ctx context.Context, w *worker) (*roundMsg, error) {
+	for {
+		if m, ok := w.out.Pop(); ok {
+			return m, nil
+		}
+		if err := w.out.Wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package pipeline
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/log/producer"
+)
+
+// Result is a window result or an alert transition as sinks and
+// observers see it: the JSON line and what it is about.
+type Result struct {
+	Pipeline string
+	Line     []byte // one JSON object, no newline; valid during the call
+	Alert    bool
+	Key      string // encoded group key
+	StartMs  int64
+	EndMs    int64
+	Revision int
+	Firing   bool // alerts
+}
+
+// Observer receives every result of a pipeline as it is emitted, from the
+// coordinator's goroutine: it must not block (copy what it keeps). The
+// server uses it for its query API, stream and metrics.
+type Observer func(r *Result)
+
+// emitter sends results to a pipeline's sinks.
+type emitter struct {
+	p       *plan
+	stdout  *bufio.Writer
+	topics  []*producer.Producer
+	hooks   []*webhook
+	dlq     *producer.Producer
+	late    *producer.Producer
+	observe Observer
+	res     Result
+}
+
+func newEmitter(l *log.Log, p *plan, stdout io.Writer, observe Observer, logger *slog.Logger) (*emitter, error) {
+	e := &emitter{p: p, observe: observe}
+	open := func(name string) (*producer.Producer, error) {
+		t, err := l.Topic(name)
+		if errors.Is(err, log.ErrUnknownTopic) {
+			t, err = l.CreateTopic(name, log.TopicConfig{Partitions: 1})
+			if errors.Is(err, log.ErrTopicExists) {
+				t, err = l.Topic(name)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pipeline %s: topic %s: %w", p.cfg.Name, name, err)
+		}
+		return producer.New(t, producer.Options{Acks: log.AcksLeader, Partition: -1})
+	}
+	for _, s := range p.cfg.Sinks {
+		switch s.Type {
+		case "stdout":
+			if e.stdout == nil && stdout != nil {
+				e.stdout = bufio.NewWriterSize(stdout, 64<<10)
+			}
+		case "topic":
+			pr, err := open(s.Topic)
+			if err != nil {
+				return nil, err
+			}
+			e.topics = append(e.topics, pr)
+		case "webhook":
+			e.hooks = append(e.hooks, newWebhook(p, s, logger))
+		}
+	}
+	var err error
+	if p.cfg.DLQ {
+		if e.dlq, err = open(p.cfg.Name + ".dlq"); err != nil {
+			return nil, err
+		}
+	}
+	if p.cfg.LateTopic {
+		if e.late, err = open(p.cfg.Name + ".late"); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func (e *emitter) window(line []byte, w *windowLine) error {
+	e.res = Result{Pipeline: e.p.cfg.Name, Line: line, Key: w.key, StartMs: w.start, EndMs: w.end, Revision: w.revision}
+	return e.send(line, w.key, w.end)
+}
+
+func (e *emitter) alert(line []byte, a *alertEvent) error {
+	e.res = Result{Pipeline: e.p.cfg.Name, Line: line, Alert: true, Key: a.key, StartMs: a.start, EndMs: a.end, Firing: a.firing}
+	for _, h := range e.hooks {
+		h.enqueue(line, a)
+	}
+	return e.send(line, a.key, a.end)
+}
+
+func (e *emitter) send(line []byte, key string, tsMs int64) error {
+	if e.stdout != nil {
+		e.stdout.Write(line)
+		if err := e.stdout.WriteByte('\n'); err != nil {
+			return fmt.Errorf("stdout: %w", err)
+		}
+	}
+	if len(e.topics) > 0 {
+		k := appendKey(nil, e.p.cfg.GroupBy, key)
+		for _, t := range e.topics {
+			if err := t.Add(k, line, tsMs); err != nil {
+				return err
+			}
+		}
+	}
+	if e.observe != nil {
+		e.observe(&e.res)
+	}
+	return nil
+}
+
+// side appends a dead-letter or late copy.
+func (e *emitter) side(sr *sideRecord) {
+	pr := e.dlq
+	if sr.late {
+		pr = e.late
+	}
+	if pr != nil {
+		if err := pr.Add(sr.key, sr.value, 0); err != nil {
+			e.p.logger().Error("copy to side topic failed", "pipeline", e.p.cfg.Name, "err", err)
+		}
+	}
+}
+
+// flush pushes what this round emitted out of the buffers.
+func (e *emitter) flush() error {
+	if e.stdout != nil {
+		if err := e.stdout.Flush(); err != nil {
+			return fmt.Errorf("stdout: %w", err)
+		}
+	}
+	for _, pr := range append(append(e.topics[:len(e.topics):len(e.topics)], e.dlq), e.late) {
+		if pr != nil {
+			if err := pr.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// line writes a line to stdout only (the stats line).
+func (e *emitter) line(b []byte) error {
+	if e.stdout == nil {
+		return nil
+	}
+	e.stdout.Write(b)
+	e.stdout.WriteByte('\n')
+	return e.stdout.Flush()
+}
+
+func (e *emitter) dropped() int64 {
+	var n int64
+	for _, h := range e.hooks {
+		n += h.dropped.Load()
+	}
+	return n
+}
+
+// close flushes, stops the webhooks (delivering what they still hold, for
+// a moment) and closes the producers.
+func (e *emitter) close() error {
+	err := e.flush()
+	for _, h := range e.hooks {
+		h.close()
+	}
+	for _, pr := range append(append(e.topics[:len(e.topics):len(e.topics)], e.dlq), e.late) {
+		if pr != nil {
+			if cerr := pr.Close(); err == nil {
+				err = cerr
+			}
+		}
+	}
+	return err
+}

@@ -1,0 +1,338 @@
+package pipeline
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/fastflow/fastflow/agg"
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/pipeline/internal/ring"
+)
+
+// roundRecords bounds a partition's share of one round.
+const roundRecords = 4096
+
+// minWatermark is the watermark of a partition that has seen no event.
+const minWatermark = math.MinInt64
+
+// winKey identifies a tumbling or hopping window of a key.
+type winKey struct {
+	start int64
+	key   uint32
+}
+
+// roundMsg is what a worker reports after a round: per partition, its
+// watermark, position and counters; and the partial aggregates of the
+// windows the round touched, which the coordinator merges. The
+// coordinator sends the message back for reuse.
+type roundMsg struct {
+	worker int
+	round  uint64
+	parts  []partReport
+	wins   []winDelta
+	sess   []sessDelta
+	side   []sideRecord
+	buf    []byte // side records' bytes
+}
+
+type winDelta struct {
+	start  int64
+	key    uint32
+	events int64
+	st     *agg.State
+}
+
+type sessDelta struct {
+	key        uint32
+	start, end int64
+	events     int64
+	st         *agg.State
+}
+
+// sideRecord is a record copied to the dead-letter or late topic.
+type sideRecord struct {
+	late  bool
+	key   []byte
+	value []byte
+}
+
+// partReport is a partition's state after a round; counters are totals.
+type partReport struct {
+	id          int32
+	wm, maxT    int64
+	next        int64 // offset after the last record processed
+	exhausted   bool  // until-end: everything up to the end is processed
+	lastRecord  int64 // unix ns (processing time) of the last record, for idleness
+	records     int64
+	events      int64
+	lateDropped int64
+	rejected    [numReasons]int64
+}
+
+// partState is a partition as its worker processes it.
+type partState struct {
+	partReport
+	feed *feed
+	cur  *batch
+	pos  int
+}
+
+// worker processes whole partitions in rounds. It owns everything it
+// touches: nothing is shared with other workers but the key table.
+type worker struct {
+	p     *plan
+	x     *extractor
+	keys  keyCache
+	parts []*partState
+	fetch *fetcher
+	pool  agg.PagePool
+	free  []*agg.State
+	out   *ring.Ring[*roundMsg] // to the coordinator
+	back  *ring.Ring[*roundMsg] // reused messages from the coordinator
+	round uint64
+	index int // among the pipeline's workers
+
+	msg     *roundMsg
+	winIdx  map[winKey]int   // into msg.wins
+	lastSes map[uint32]int   // key -> its latest fragment in msg.sess
+	starts  []int64          // scratch
+	follow  bool             // no end: follow the log
+	now     func() time.Time // processing time, for idleness
+}
+
+func newWorker(p *plan, kt *keyTable, parts []*partState, fetch *fetcher, follow bool) *worker {
+	return &worker{
+		p: p, x: newExtractor(p), keys: keyCache{kt: kt, ids: map[string]uint32{}},
+		parts: parts, fetch: fetch, follow: follow, now: time.Now,
+		out: ring.New[*roundMsg](8), back: ring.New[*roundMsg](8),
+		winIdx: map[winKey]int{}, lastSes: map[uint32]int{},
+	}
+}
+
+// run processes rounds until every partition is exhausted (until-end) or
+// ctx is done.
+func (w *worker) run(ctx context.Context) error {
+	for {
+		msg, err := w.step(ctx)
+		if err != nil {
+			return err
+		}
+		if err := w.out.PushWait(ctx, msg); err != nil {
+			return err
+		}
+		done := !w.follow
+		for _, ps := range w.parts {
+			done = done && ps.exhausted
+		}
+		if done {
+			return w.out.PushWait(ctx, nil) // the end
+		}
+	}
+}
+
+// step runs one round: each partition in turn, until roundRecords records,
+// a window boundary crossed by its watermark, or (following) nothing more
+// to read now.
+func (w *worker) step(ctx context.Context) (*roundMsg, error) {
+	w.begin()
+	idle := true
+	for _, ps := range w.parts {
+		for n := 0; n < roundRecords && !ps.exhausted; n++ {
+			rec, err := w.next(ctx, ps)
+			if err != nil {
+				return nil, err
+			}
+			if rec == nil {
+				break
+			}
+			idle = false
+			if w.process(ps, rec) {
+				break // its watermark closed a window: the coordinator may emit
+			}
+		}
+		w.msg.parts = append(w.msg.parts, ps.partReport)
+	}
+	if idle && w.follow {
+		// Nothing anywhere: wait for data, but come back now and then so the
+		// coordinator can notice idle partitions.
+		w.waitAny(ctx, 100*time.Millisecond)
+	}
+	m := w.msg
+	m.round, m.worker = w.round, w.index
+	w.round++
+	return m, nil
+}
+
+// begin starts a round's message, reusing one the coordinator sent back.
+func (w *worker) begin() {
+	m, ok := w.back.Pop()
+	if ok {
+		for i := range m.wins {
+			w.release(m.wins[i].st)
+		}
+		for i := range m.sess {
+			w.release(m.sess[i].st)
+		}
+		m.parts, m.wins, m.sess, m.side, m.buf = m.parts[:0], m.wins[:0], m.sess[:0], m.side[:0], m.buf[:0]
+	} else {
+		m = &roundMsg{}
+	}
+	w.msg = m
+	clear(w.winIdx)
+	clear(w.lastSes)
+}
+
+func (w *worker) state() *agg.State {
+	if n := len(w.free); n > 0 {
+		st := w.free[n-1]
+		w.free = w.free[:n-1]
+		return st
+	}
+	return w.p.layout.NewState()
+}
+
+func (w *worker) release(st *agg.State) {
+	st.Reset(&w.pool)
+	w.free = append(w.free, st)
+}
+
+// next returns ps's next record, or nil if it has none now (following)
+// or is exhausted.
+func (w *worker) next(ctx context.Context, ps *partState) (*log.Record, error) {
+	for {
+		if ps.cur != nil && ps.pos < len(ps.cur.recs) {
+			r := &ps.cur.recs[ps.pos]
+			ps.pos++
+			return r, nil
+		}
+		if ps.cur != nil {
+			eof := ps.cur.eof
+			ps.cur.reset()
+			ps.feed.free.Push(ps.cur)
+			w.fetch.notify()
+			ps.cur = nil
+			if eof {
+				ps.exhausted = true
+				return nil, nil
+			}
+		}
+		if b, ok := ps.feed.full.Pop(); ok {
+			ps.cur, ps.pos = b, 0
+			continue
+		}
+		if w.follow && ps.feed.fetched.Load() <= ps.next && ps.next >= ps.feed.p.HighWatermark() {
+			return nil, nil // caught up
+		}
+		if err := ps.feed.full.Wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// waitAny parks until the fetcher delivers a batch or d passes.
+func (w *worker) waitAny(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.fetch.delivered:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// process handles one record; it reports whether the partition's
+// watermark crossed a window end.
+func (w *worker) process(ps *partState, rec *log.Record) bool {
+	ps.records++
+	ps.next = rec.Offset + 1
+	if w.follow {
+		ps.lastRecord = w.now().UnixNano()
+	}
+	t, r, ok := w.x.extract(rec)
+	if !ok {
+		ps.rejected[r]++
+		if w.p.cfg.DLQ {
+			w.side(false, rec, dlqEnvelope(w.msg.buf, w.p, rec, r))
+		}
+		return false
+	}
+	ps.events++
+	// watermark_p = max event time seen in p - max_out_of_order (SPEC).
+	old := ps.wm
+	if t > ps.maxT {
+		ps.maxT = t
+		ps.wm = t - w.p.maxOOO
+	}
+	key := w.keys.id(w.x.key)
+	accepted := false
+	win := w.p.windows
+	if win.Kind == agg.Session {
+		if end := t + win.Gap; ps.wm < end+w.p.lateness {
+			accepted = true
+			w.session(key, t, end)
+		}
+	} else {
+		w.starts = win.Starts(t, w.starts[:0])
+		for _, s := range w.starts {
+			if ps.wm >= s+win.Size+w.p.lateness {
+				continue // too late for this window
+			}
+			accepted = true
+			w.observe(s, key)
+		}
+	}
+	if !accepted {
+		ps.lateDropped++
+		if w.p.cfg.LateTopic {
+			w.side(true, rec, lateEnvelope(w.msg.buf, w.p, rec, t, ps.wm))
+		}
+	}
+	return old != minWatermark && win.Boundary(old, ps.wm)
+}
+
+func (w *worker) observe(start int64, key uint32) {
+	k := winKey{start, key}
+	i, ok := w.winIdx[k]
+	if !ok {
+		i = len(w.msg.wins)
+		w.msg.wins = append(w.msg.wins, winDelta{start: start, key: key, st: w.state()})
+		w.winIdx[k] = i
+	}
+	d := &w.msg.wins[i]
+	d.events++
+	d.st.Observe(w.p.layout, &w.x.ev, &w.pool)
+}
+
+// session adds the event at t to the key's latest fragment of this round
+// if the two windows meet ([start, end) intersecting, Flink's rule), or
+// starts a fragment; the coordinator merges fragments into sessions.
+func (w *worker) session(key uint32, t, end int64) {
+	if i, ok := w.lastSes[key]; ok {
+		d := &w.msg.sess[i]
+		if t <= d.end && end >= d.start {
+			d.start, d.end = min(d.start, t), max(d.end, end)
+			d.events++
+			d.st.Observe(w.p.layout, &w.x.ev, &w.pool)
+			return
+		}
+	}
+	w.lastSes[key] = len(w.msg.sess)
+	w.msg.sess = append(w.msg.sess, sessDelta{key: key, start: t, end: end, events: 1, st: w.state()})
+	d := &w.msg.sess[len(w.msg.sess)-1]
+	d.st.Observe(w.p.layout, &w.x.ev, &w.pool)
+}
+
+// side queues a copy of rec for the dead-letter or late topic; value was
+// appended to msg.buf by the envelope function.
+func (w *worker) side(late bool, rec *log.Record, buf []byte) {
+	start := len(w.msg.buf)
+	w.msg.buf = buf
+	kstart := len(w.msg.buf)
+	w.msg.buf = append(w.msg.buf, rec.Key...)
+	sr := sideRecord{late: late, value: w.msg.buf[start:kstart:kstart]}
+	if rec.Key != nil {
+		sr.key = w.msg.buf[kstart:len(w.msg.buf):len(w.msg.buf)]
+	}
+	w.msg.side = append(w.msg.side, sr)
+}
