@@ -73,9 +73,74 @@ type partReport struct {
 // partState is a partition as its worker processes it.
 type partState struct {
 	partReport
-	feed *feed
-	cur  *batch
-	pos  int
+	feed     *feed
+	cur      *batch
+	pos      int
+	sessions sessionEnds
+}
+
+// sessionEnds tracks, for session windows, the end of each key's latest
+// session as this partition sees it, in a min-heap, so that the worker
+// knows when its watermark closes one.
+type sessionEnds struct {
+	end  map[uint32]int64
+	heap []sessionEnd
+}
+
+type sessionEnd struct {
+	end int64
+	key uint32
+}
+
+// open records that key's session reaches end.
+func (s *sessionEnds) open(key uint32, end int64) {
+	if s.end == nil {
+		s.end = map[uint32]int64{}
+	}
+	if cur, ok := s.end[key]; ok && cur >= end {
+		return
+	}
+	s.end[key] = end
+	s.heap = append(s.heap, sessionEnd{end, key})
+	for i := len(s.heap) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if s.heap[parent].end <= s.heap[i].end {
+			break
+		}
+		s.heap[parent], s.heap[i] = s.heap[i], s.heap[parent]
+		i = parent
+	}
+}
+
+// closed pops the sessions the watermark wm has passed; it reports whether
+// any was a key's current session.
+func (s *sessionEnds) closed(wm int64) bool {
+	any := false
+	for len(s.heap) > 0 && s.heap[0].end <= wm {
+		top := s.heap[0]
+		n := len(s.heap) - 1
+		s.heap[0] = s.heap[n]
+		s.heap = s.heap[:n]
+		for i := 0; ; {
+			l, r, m := 2*i+1, 2*i+2, i
+			if l < n && s.heap[l].end < s.heap[m].end {
+				m = l
+			}
+			if r < n && s.heap[r].end < s.heap[m].end {
+				m = r
+			}
+			if m == i {
+				break
+			}
+			s.heap[m], s.heap[i] = s.heap[i], s.heap[m]
+			i = m
+		}
+		if s.end[top.key] == top.end {
+			delete(s.end, top.key)
+			any = true
+		}
+	}
+	return any
 }
 
 // worker processes whole partitions in rounds. It owns everything it
@@ -265,20 +330,24 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 		ps.wm = t - w.p.maxOOO
 	}
 	key := w.keys.id(w.x.key)
-	accepted := false
+	accepted, lateAccepted := false, false
 	win := w.p.windows
 	if win.Kind == agg.Session {
 		if end := t + win.Gap; ps.wm < end+w.p.lateness {
 			accepted = true
+			lateAccepted = end <= ps.wm
 			w.session(key, t, end)
+			ps.sessions.open(key, end)
 		}
 	} else {
 		w.starts = win.Starts(t, w.starts[:0])
 		for _, s := range w.starts {
-			if ps.wm >= s+win.Size+w.p.lateness {
+			end := s + win.Size
+			if ps.wm >= end+w.p.lateness {
 				continue // too late for this window
 			}
 			accepted = true
+			lateAccepted = lateAccepted || end <= ps.wm
 			w.observe(s, key)
 		}
 	}
@@ -288,7 +357,19 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 			w.side(true, rec, lateEnvelope(w.msg.buf, w.p, rec, t, ps.wm))
 		}
 	}
-	return old != minWatermark && win.Boundary(old, ps.wm)
+	// The round ends where the coordinator may have something to emit: the
+	// watermark closed a window, or a late event changed a closed one (one
+	// revision per late event, as Flink's late firings).
+	if lateAccepted {
+		return true
+	}
+	if old == minWatermark || ps.wm == old {
+		return false
+	}
+	if win.Kind == agg.Session {
+		return ps.sessions.closed(ps.wm)
+	}
+	return win.Boundary(old, ps.wm)
 }
 
 func (w *worker) observe(start int64, key uint32) {

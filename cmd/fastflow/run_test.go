@@ -1,0 +1,425 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+// apiHealthYAML is SPEC's example pipeline, with the stdout sink only.
+const apiHealthYAML = `pipelines:
+  - name: api-health
+    source: {topic: events, start: earliest}
+    time: {field: ts, unit: ms, max_out_of_order: 5s, allowed_lateness: 1m}
+    group_by: [service]
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: request_count, agg: count}
+      - {name: error_count, agg: count, where: 'status == "error"'}
+      - {name: error_rate, agg: ratio, of: error_count, over: request_count}
+      - {name: avg_response_time, agg: avg, field: response_time}
+      - {name: max_response_time, agg: max, field: response_time}
+      - {name: p95_response_time, agg: percentile, field: response_time, q: 0.95}
+      - {name: throughput, agg: rate, of: request_count}
+    alerts:
+      - {name: high-error-rate, when: 'error_rate > 0.05', for: 2, severity: critical}
+      - {name: slow-p95, when: 'p95_response_time > 2000', severity: warning}
+    sinks:
+      - {type: stdout}
+`
+
+// genEvents makes n JSON lines of API events over ~n/100 minutes: jitter
+// (out of order within max_out_of_order), late events (within allowed
+// lateness), too-late ones, malformed lines, an error incident on
+// payments and a latency incident on search.
+func genEvents(n int, seed uint64) []string {
+	rng := rand.New(rand.NewPCG(seed, 99))
+	services := []string{"payments", "search", "auth", "checkout"}
+	t0 := int64(1795341600000) // 2026-11-22T10:00:00Z
+	var lines []string
+	for i := 0; i < n; i++ {
+		base := t0 + int64(i)*600 // ~100 events a minute
+		ts := base + rng.Int64N(6000) - 3000
+		switch {
+		case i%173 == 50:
+			ts = base - 40_000 // late: within the minute of lateness
+		case i%311 == 77:
+			ts = base - 200_000 // too late
+		}
+		s := services[rng.IntN(len(services))]
+		minute := (base - t0) / 60000
+		status := "ok"
+		pErr := 0.02
+		if s == "payments" && minute >= 3 && minute < 6 {
+			pErr = 0.35
+		}
+		if rng.Float64() < pErr {
+			status = "error"
+		}
+		rt := math.Round(rng.ExpFloat64()*120*10) / 10
+		if s == "search" && minute >= 7 && minute < 9 {
+			rt = math.Round((2500+rng.Float64()*3000)*10) / 10
+		}
+		var line string
+		switch {
+		case i%401 == 3:
+			line = `{"ts": ` + fmt.Sprint(ts) + `, "service": "` + s + `", broken`
+		case i%509 == 5:
+			line = `[1, 2, 3]`
+		case i%457 == 7:
+			line = fmt.Sprintf(`{"service":%q,"status":%q,"response_time":%v}`, s, status, rt)
+		case i%487 == 9:
+			line = fmt.Sprintf(`{"ts":"%d","service":%q,"status":%q,"response_time":%v}`, ts, s, status, rt)
+		case i%97 == 11:
+			line = fmt.Sprintf(`{"ts":%d,"service":%q,"status":%q}`, ts, s, status) // no response_time
+		default:
+			line = fmt.Sprintf(`{"ts":%d,"service":%q,"status":%q,"response_time":%v}`, ts, s, status, rt)
+		}
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+// --- The reference: SPEC's semantics for one partition, record by record,
+// written independently of package pipeline and as plainly as possible.
+
+type refEvent struct {
+	err   bool
+	rt    float64
+	hasRT bool
+}
+
+type refWin struct {
+	start, end int64
+	key        string
+	events     []refEvent
+	emitted    bool
+	rev        int
+	dirty      bool
+}
+
+type refOut struct {
+	Type        string              `json:"type"`
+	Pipeline    string              `json:"pipeline"`
+	Key         map[string]any      `json:"key"`
+	WindowStart string              `json:"window_start"`
+	WindowEnd   string              `json:"window_end"`
+	Revision    int                 `json:"revision"`
+	Metrics     map[string]*float64 `json:"metrics"`
+	Alert       string              `json:"alert"`
+	Severity    string              `json:"severity"`
+	State       string              `json:"state"`
+	Metric      string              `json:"metric"`
+	Value       *float64            `json:"value"`
+	Threshold   float64             `json:"threshold"`
+	Records     int64               `json:"records"`
+	Events      int64               `json:"events"`
+	Rejected    map[string]int64    `json:"rejected"`
+	LateDropped int64               `json:"late_dropped"`
+}
+
+func fp(v float64) *float64 { return &v }
+
+func refRun(lines []string) []refOut {
+	const size, ooo, lateness = 60000, 5000, 60000
+	wins := map[string]*refWin{}
+	wm := int64(math.MinInt64)
+	maxT := int64(math.MinInt64)
+	var out []refOut
+	stats := refOut{Type: "stats", Pipeline: "api-health", Rejected: map[string]int64{}}
+	type alertSt struct {
+		firing bool
+		hist   []bool
+	}
+	alerts := map[string]*alertSt{}
+	ts := func(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
+	emit := func(w *refWin) {
+		o := refOut{Type: "window", Pipeline: "api-health", Key: map[string]any{"service": w.key},
+			WindowStart: ts(w.start), WindowEnd: ts(w.end), Revision: w.rev, Metrics: map[string]*float64{}}
+		n, errs := float64(len(w.events)), 0.0
+		var rts []float64
+		sum := new(big.Float).SetPrec(2000)
+		for _, e := range w.events {
+			if e.err {
+				errs++
+			}
+			if e.hasRT {
+				rts = append(rts, e.rt)
+				sum.Add(sum, new(big.Float).SetFloat64(e.rt))
+			}
+		}
+		o.Metrics["request_count"] = fp(n)
+		o.Metrics["error_count"] = fp(errs)
+		o.Metrics["error_rate"] = fp(errs / n)
+		o.Metrics["throughput"] = fp(n / 60)
+		if len(rts) > 0 {
+			s, _ := sum.Float64()
+			o.Metrics["avg_response_time"] = fp(s / float64(len(rts)))
+			sort.Float64s(rts)
+			o.Metrics["max_response_time"] = fp(rts[len(rts)-1])
+			rank := int(math.Ceil(0.95 * float64(len(rts))))
+			o.Metrics["p95_response_time"] = fp(rts[max(rank, 1)-1])
+		} else {
+			o.Metrics["avg_response_time"], o.Metrics["max_response_time"], o.Metrics["p95_response_time"] = nil, nil, nil
+		}
+		out = append(out, o)
+		for _, r := range []struct {
+			name, sev, metric string
+			th                float64
+			forN              int
+		}{{"high-error-rate", "critical", "error_rate", 0.05, 2}, {"slow-p95", "warning", "p95_response_time", 2000, 1}} {
+			v := o.Metrics[r.metric]
+			met := v != nil && *v > r.th
+			st := alerts[r.name+w.key]
+			if st == nil {
+				st = &alertSt{}
+				alerts[r.name+w.key] = st
+			}
+			if w.rev > 0 && len(st.hist) > 0 {
+				st.hist[len(st.hist)-1] = met // a revision of the latest window
+			} else {
+				st.hist = append(st.hist, met)
+			}
+			streak := 0
+			for k := len(st.hist) - 1; k >= 0 && st.hist[k]; k-- {
+				streak++
+			}
+			firing := streak >= r.forN
+			if firing != st.firing {
+				st.firing = firing
+				a := refOut{Type: "alert", Pipeline: "api-health", Alert: r.name, Severity: r.sev, Key: map[string]any{"service": w.key},
+					WindowStart: ts(w.start), WindowEnd: ts(w.end), Metric: r.metric, Value: v, Threshold: r.th, State: "resolved"}
+				if firing {
+					a.State = "firing"
+				}
+				out = append(out, a)
+			}
+		}
+	}
+	// emitDue emits closed windows not yet emitted, then changed ones, in
+	// order of end, start, key.
+	emitDue := func() {
+		var due []*refWin
+		for _, w := range wins {
+			if w.end <= wm && (!w.emitted || w.dirty) {
+				due = append(due, w)
+			}
+		}
+		sort.Slice(due, func(i, j int) bool {
+			a, b := due[i], due[j]
+			if a.end != b.end {
+				return a.end < b.end
+			}
+			if a.start != b.start {
+				return a.start < b.start
+			}
+			return a.key < b.key
+		})
+		for _, w := range due {
+			if w.emitted {
+				w.rev++
+			}
+			w.emitted, w.dirty = true, false
+			emit(w)
+		}
+	}
+	for _, line := range lines {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		stats.Records++
+		var v any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			stats.Rejected["invalid_json"]++
+			continue
+		}
+		obj, ok := v.(map[string]any)
+		if !ok {
+			stats.Rejected["not_object"]++
+			continue
+		}
+		raw, ok := obj["ts"]
+		if !ok || raw == nil {
+			stats.Rejected["missing_time"]++
+			continue
+		}
+		f, ok := raw.(float64)
+		if !ok {
+			stats.Rejected["bad_time"]++
+			continue
+		}
+		stats.Events++
+		t := int64(math.Floor(f))
+		if t > maxT {
+			maxT = t
+			wm = t - ooo
+		}
+		start := int64(math.Floor(float64(t)/size)) * size
+		end := start + size
+		if wm >= end+lateness {
+			stats.LateDropped++
+			continue
+		}
+		key, _ := obj["service"].(string)
+		id := fmt.Sprint(start, key)
+		w := wins[id]
+		if w == nil {
+			w = &refWin{start: start, end: end, key: key}
+			wins[id] = w
+		}
+		e := refEvent{}
+		e.err = obj["status"] == "error"
+		if rt, ok := obj["response_time"].(float64); ok {
+			e.rt, e.hasRT = rt, true
+		}
+		w.events = append(w.events, e)
+		if w.emitted {
+			w.dirty = true
+		}
+		emitDue()
+	}
+	wm = math.MaxInt64
+	emitDue()
+	return append(out, stats)
+}
+
+func parseRunOutput(t *testing.T, out string) []refOut {
+	t.Helper()
+	var res []refOut
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var o refOut
+		if err := json.Unmarshal([]byte(line), &o); err != nil {
+			t.Fatalf("output line is not JSON: %q", line)
+		}
+		res = append(res, o)
+	}
+	return res
+}
+
+// compareOutputs checks got against the reference: same lines in the
+// same order; counts and exact aggregates equal (floats to 1e-12), the
+// percentile within 0.1% of the exact nearest-rank value.
+func compareOutputs(t *testing.T, got, want []refOut) {
+	t.Helper()
+	desc := func(o refOut) string {
+		return fmt.Sprintf("%s %s %v %s..%s rev %d %s", o.Type, o.Alert, o.Key, o.WindowStart, o.WindowEnd, o.Revision, o.State)
+	}
+	for i := 0; i < max(len(got), len(want)); i++ {
+		if i >= len(got) || i >= len(want) {
+			t.Fatalf("%d output lines, the reference has %d", len(got), len(want))
+		}
+		g, w := got[i], want[i]
+		if desc(g) != desc(w) {
+			t.Fatalf("line %d: got %s\n             want %s", i, desc(g), desc(w))
+		}
+		switch g.Type {
+		case "window":
+			for name, wv := range w.Metrics {
+				gv, ok := g.Metrics[name]
+				if !ok || (gv == nil) != (wv == nil) {
+					t.Fatalf("line %d (%s): %s = %v, want %v", i, desc(g), name, gv, wv)
+				}
+				if wv == nil {
+					continue
+				}
+				tol := 1e-12
+				if name == "p95_response_time" {
+					tol = 0.001
+					if *gv < *wv {
+						t.Fatalf("line %d: p95 %v below the exact %v (HDR reports the bucket's highest value)", i, *gv, *wv)
+					}
+				}
+				if math.Abs(*gv-*wv) > tol*math.Abs(*wv) {
+					t.Fatalf("line %d (%s): %s = %v, reference %v", i, desc(g), name, *gv, *wv)
+				}
+			}
+		case "alert":
+			if g.Metric != w.Metric || g.Threshold != w.Threshold || g.Severity != w.Severity || (g.Value == nil) != (w.Value == nil) {
+				t.Fatalf("line %d: alert %+v, want %+v", i, g, w)
+			}
+		case "stats":
+			if g.Records != w.Records || g.Events != w.Events || g.LateDropped != w.LateDropped || fmt.Sprint(g.Rejected) != fmt.Sprint(w.Rejected) {
+				t.Fatalf("stats %+v, want %+v", g, w)
+			}
+		}
+	}
+}
+
+// TestRunMatchesReference runs the SPEC's pipeline through the binary on a
+// one-partition topic and checks every output line against the reference.
+func TestRunMatchesReference(t *testing.T) {
+	c := newCLI(t)
+	lines := genEvents(6000, 1)
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	cfg := filepath.Join(dir, "api.yaml")
+	os.WriteFile(cfg, []byte(apiHealthYAML), 0o644)
+	c.ok("", "topic", "create", "events", "--partitions", "1")
+	c.ok("", "produce", "events", "--key-field", "service", events)
+	out := c.ok("", "run", cfg, "--until-end")
+	got, want := parseRunOutput(t, out), refRun(lines)
+	compareOutputs(t, got, want)
+
+	// The data exercised what it should.
+	kinds := map[string]int{}
+	for _, o := range got {
+		kinds[o.Type+"/"+o.State]++
+		if o.Revision > 0 {
+			kinds["revision"]++
+		}
+		if o.Type == "alert" {
+			kinds[o.Alert]++
+		}
+	}
+	st := got[len(got)-1]
+	if kinds["alert/firing"] == 0 || kinds["alert/resolved"] == 0 || kinds["revision"] == 0 ||
+		kinds["high-error-rate"] == 0 || kinds["slow-p95"] == 0 || st.LateDropped == 0 || len(st.Rejected) != 4 {
+		t.Fatalf("the data did not exercise everything: %v, stats %+v", kinds, st)
+	}
+	t.Logf("%d lines: %v; stats %+v", len(got), kinds, st)
+
+	golden := filepath.Join("..", "..", "testdata", "api-health.golden.jsonl")
+	if *update {
+		os.WriteFile(golden, []byte(out), 0o644)
+	}
+	if g, err := os.ReadFile(golden); err != nil {
+		t.Fatalf("%v (run go test ./cmd/fastflow -run TestRunMatchesReference -update)", err)
+	} else if !bytes.Equal(g, []byte(out)) {
+		t.Fatalf("output differs from %s (run with -update if the change is intended)", golden)
+	}
+}
+
+// TestRunDeterministic: for a topic of 1, 3 or 6 partitions, the output is
+// the same with 1, 2 or 3 workers, run after run.
+func TestRunDeterministic(t *testing.T) {
+	lines := genEvents(4000, 2)
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	cfg := filepath.Join(dir, "api.yaml")
+	os.WriteFile(cfg, []byte(apiHealthYAML), 0o644)
+	for _, parts := range []string{"1", "3", "6"} {
+		c := newCLI(t)
+		c.ok("", "topic", "create", "events", "--partitions", parts)
+		c.ok("", "produce", "events", "--key-field", "service", events)
+		first := c.ok("", "run", cfg, "--until-end", "--workers", "1")
+		for _, w := range []string{"2", "3", "1"} {
+			if out := c.ok("", "run", cfg, "--until-end", "--workers", w); out != first {
+				t.Fatalf("%s partitions: output with %s workers differs from 1 worker", parts, w)
+			}
+		}
+	}
+}
