@@ -99,8 +99,9 @@ func (x *extractor) eventTime(tv *fastjson.Value) (int64, bool) {
 	if tv.Type() != fastjson.TypeNumber {
 		return 0, false
 	}
-	// The number's own text, so that 1795341600.123 seconds is exactly
-	// ...123 ms, not 122 after a trip through float64.
+	// The number's own text, parsed once and exactly, so that
+	// 1795341600.123 seconds is ...123 ms, not 122 after a trip through
+	// float64.
 	x.num = tv.MarshalTo(x.num[:0])
 	switch x.p.unit {
 	case unitS:

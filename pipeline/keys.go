@@ -35,18 +35,25 @@ func (kt *keyTable) key(id uint32) string {
 
 // keyCache is a worker's view of the table.
 type keyCache struct {
-	kt  *keyTable
-	ids map[string]uint32
+	kt   *keyTable
+	ids  map[string]uint32
+	last []byte // the previous key, and its ID: events of a partition
+	lid  uint32 // often come in runs of one key
 }
 
 // id returns the ID of encoded key b. The lookup with string(b) does not
 // allocate; a key new to this worker allocates once.
 func (c *keyCache) id(b []byte) uint32 {
+	if c.last != nil && string(b) == string(c.last) {
+		return c.lid
+	}
 	if id, ok := c.ids[string(b)]; ok {
+		c.last, c.lid = append(c.last[:0], b...), id
 		return id
 	}
 	k := string(b)
 	id := c.kt.intern(k)
 	c.ids[k] = id
+	c.last, c.lid = append(c.last[:0], b...), id
 	return id
 }

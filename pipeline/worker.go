@@ -158,12 +158,15 @@ type worker struct {
 	round uint64
 	index int // among the pipeline's workers
 
-	msg     *roundMsg
-	winIdx  map[winKey]int   // into msg.wins
-	lastSes map[uint32]int   // key -> its latest fragment in msg.sess
-	starts  []int64          // scratch
-	follow  bool             // no end: follow the log
-	now     func() time.Time // processing time, for idleness
+	msg    *roundMsg
+	winIdx map[winKey]int // into msg.wins
+	// The window last observed, to skip the map for runs of one key.
+	lastWin    int
+	lastWinKey winKey
+	lastSes    map[uint32]int   // key -> its latest fragment in msg.sess
+	starts     []int64          // scratch
+	follow     bool             // no end: follow the log
+	now        func() time.Time // processing time, for idleness
 }
 
 func newWorker(p *plan, kt *keyTable, parts []*partState, fetch *fetcher, follow bool) *worker {
@@ -244,6 +247,7 @@ func (w *worker) begin() {
 		m = &roundMsg{}
 	}
 	w.msg = m
+	w.lastWin = -1
 	clear(w.winIdx)
 	clear(w.lastSes)
 }
@@ -374,12 +378,16 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 
 func (w *worker) observe(start int64, key uint32) {
 	k := winKey{start, key}
-	i, ok := w.winIdx[k]
+	i, ok := w.lastWin, w.lastWinKey == k && w.lastWin >= 0
+	if !ok {
+		i, ok = w.winIdx[k]
+	}
 	if !ok {
 		i = len(w.msg.wins)
 		w.msg.wins = append(w.msg.wins, winDelta{start: start, key: key, st: w.state()})
 		w.winIdx[k] = i
 	}
+	w.lastWin, w.lastWinKey = i, k
 	d := &w.msg.wins[i]
 	d.events++
 	d.st.Observe(w.p.layout, &w.x.ev, &w.pool)

@@ -1,0 +1,328 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/log/producer"
+)
+
+const benchYAML = `pipelines:
+  - name: api-health
+    source: {topic: events, start: earliest}
+    time: {field: ts, unit: ms, max_out_of_order: 5s, allowed_lateness: 1m}
+    group_by: [service]
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: request_count, agg: count}
+      - {name: error_count, agg: count, where: 'status == "error"'}
+      - {name: error_rate, agg: ratio, of: error_count, over: request_count}
+      - {name: avg_response_time, agg: avg, field: response_time}
+      - {name: max_response_time, agg: max, field: response_time}
+      - {name: p95_response_time, agg: percentile, field: response_time, q: 0.95}
+      - {name: throughput, agg: rate, of: request_count}
+`
+
+var services = []string{"payments", "search", "auth", "checkout", "inventory", "users", "cart", "email"}
+
+// benchEvents returns n api events, ~1000 a second, in time order.
+func benchEvents(n int) [][]byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	out := make([][]byte, n)
+	for i := range out {
+		status := "ok"
+		if rng.IntN(50) == 0 {
+			status = "error"
+		}
+		out[i] = fmt.Appendf(nil, `{"ts":%d,"service":%q,"status":%q,"response_time":%.1f}`,
+			1795341600000+int64(i), services[rng.IntN(len(services))], status, rng.ExpFloat64()*120)
+	}
+	return out
+}
+
+// testWorker is a worker with one partition and no fetcher: records are
+// handed to process directly.
+func testWorker(t testing.TB, yaml string) (*worker, *partState) {
+	p := testPlan(t, yaml)
+	ps := &partState{}
+	ps.wm, ps.maxT = minWatermark, minWatermark
+	w := newWorker(p, newKeyTable(), []*partState{ps}, nil, false)
+	w.begin()
+	return w, ps
+}
+
+// TestProcessAllocs: parse, time, key, window assignment, aggregation and
+// percentile recording allocate nothing per event in steady state.
+func TestProcessAllocs(t *testing.T) {
+	w, ps := testWorker(t, benchYAML)
+	evs := benchEvents(4096)
+	recs := make([]log.Record, len(evs))
+	for i := range recs {
+		recs[i] = log.Record{Offset: int64(i), Value: evs[i]}
+	}
+	for i := range recs {
+		w.process(ps, &recs[i])
+	}
+	// Steady state: events within the windows already open this round.
+	i := 0
+	if a := testing.AllocsPerRun(4000, func() {
+		r := recs[i%4096]
+		r.Value = evs[i%4096]
+		w.process(ps, &r)
+		i++
+	}); a != 0 {
+		t.Fatalf("%v allocations per event", a)
+	}
+}
+
+// BenchmarkProcess is the per-event cost of a worker: parse the 4 fields,
+// compute time and watermark, intern the key, assign the window, update
+// counts, exact sum, max and the histogram.
+func BenchmarkProcess(b *testing.B) {
+	w, ps := testWorker(b, benchYAML)
+	evs := benchEvents(1 << 16)
+	recs := make([]log.Record, len(evs))
+	var bytes int64
+	for i := range recs {
+		recs[i] = log.Record{Offset: int64(i), Value: evs[i]}
+		bytes += int64(len(evs[i]))
+	}
+	b.SetBytes(bytes / int64(len(recs)))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		j := i & (1<<16 - 1)
+		if j == 0 && i > 0 {
+			// A new pass over the data: a fresh round, as the engine would start.
+			w.begin()
+			ps.wm, ps.maxT = minWatermark, minWatermark
+		}
+		w.process(ps, &recs[j])
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkFastjsonParse4 is the limit the per-event path is measured
+// against: fastjson parsing the same events and reading the same 4 fields,
+// nothing else.
+func BenchmarkFastjsonParse4(b *testing.B) {
+	evs := benchEvents(1 << 16)
+	var p fastjson.Parser
+	var bytes int64
+	for _, e := range evs {
+		bytes += int64(len(e))
+	}
+	b.SetBytes(bytes / int64(len(evs)))
+	b.ReportAllocs()
+	var sink float64
+	for i := 0; b.Loop(); i++ {
+		v, err := p.ParseBytes(evs[i&(1<<16-1)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink += v.GetFloat64("ts") + v.GetFloat64("response_time")
+		sink += float64(len(v.GetStringBytes("service")) + len(v.GetStringBytes("status")))
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	_ = sink
+}
+
+// naivePipeline is what a user writes by hand: encoding/json into a map,
+// a map of windows, values kept in slices and sorted for the percentile.
+type naivePipeline struct {
+	windows map[string]*naiveWindow
+}
+
+type naiveWindow struct {
+	count, errors int
+	rts           []float64
+}
+
+func (np *naivePipeline) add(line []byte) {
+	var m map[string]any
+	if json.Unmarshal(line, &m) != nil {
+		return
+	}
+	ts, ok := m["ts"].(float64)
+	if !ok {
+		return
+	}
+	key := fmt.Sprintf("%v|%d", m["service"], int64(ts)/60000)
+	w := np.windows[key]
+	if w == nil {
+		w = &naiveWindow{}
+		np.windows[key] = w
+	}
+	w.count++
+	if m["status"] == "error" {
+		w.errors++
+	}
+	if rt, ok := m["response_time"].(float64); ok {
+		w.rts = append(w.rts, rt)
+	}
+}
+
+func (np *naivePipeline) p95(w *naiveWindow) float64 {
+	sort.Float64s(w.rts)
+	return w.rts[int(math.Ceil(0.95*float64(len(w.rts))))-1]
+}
+
+// BenchmarkNaive is the hand-written pipeline over the same events: parse
+// and aggregate per event, and the percentiles once per window as each
+// minute closes.
+func BenchmarkNaive(b *testing.B) {
+	evs := benchEvents(1 << 16)
+	np := &naivePipeline{windows: map[string]*naiveWindow{}}
+	b.ReportAllocs()
+	var sink float64
+	for i := 0; b.Loop(); i++ {
+		np.add(evs[i&(1<<16-1)])
+		if i%60000 == 59999 {
+			for k, w := range np.windows {
+				if len(w.rts) > 0 {
+					sink += np.p95(w)
+				}
+				delete(np.windows, k)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	_ = sink
+}
+
+// runLog produces n events into a topic of parts partitions, in a fresh
+// data directory, without keys: spread evenly, so that workers get equal
+// shares (keyed by service, 8 keys over 6 partitions hash unevenly).
+func runLog(tb testing.TB, n, parts int) *log.Log {
+	l, err := log.Open(tb.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	t, err := l.CreateTopic("events", log.TopicConfig{Partitions: int32(parts)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pr, _ := producer.New(t, producer.Options{Acks: log.AcksLeader, Partition: -1})
+	for _, e := range benchEvents(n) {
+		if err := pr.Add(nil, e, 0); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := pr.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return l
+}
+
+// BenchmarkRunUntilEnd runs the api-health pipeline over 1M events in a
+// 6-partition topic with as many workers as GOMAXPROCS (-cpu 1,2 shows the
+// scaling). One op is one whole run; events/s is the figure.
+func BenchmarkRunUntilEnd(b *testing.B) {
+	const n = 1_000_000
+	l := runLog(b, n, 6)
+	defer l.Close()
+	f, err := Parse("bench.yaml", []byte(benchYAML))
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtime.GC() // the setup's garbage is not the run's
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := Run(context.Background(), l, f, Options{UntilEnd: true, Stdout: &countingWriter{}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+type countingWriter struct {
+	mu    sync.Mutex
+	lines int
+	buf   bytes.Buffer
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines += bytes.Count(b, []byte{'\n'})
+	c.buf.Write(b)
+	return len(b), nil
+}
+
+// TestRunInProcess runs the engine as a library: until-end, results equal
+// for 1 and 2 workers, stats count every record.
+func TestRunInProcess(t *testing.T) {
+	l := runLog(t, 20000, 3)
+	defer l.Close()
+	f, _ := Parse("t.yaml", []byte(benchYAML))
+	var outs []string
+	for _, workers := range []int{1, 2} {
+		var out countingWriter
+		var results []string
+		var mu sync.Mutex
+		err := Run(context.Background(), l, f, Options{UntilEnd: true, Workers: workers, Stdout: &out,
+			Observe: func(r *Result) { mu.Lock(); results = append(results, string(r.Line)); mu.Unlock() }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := out.buf.String()
+		if !strings.Contains(s, `"type":"stats","pipeline":"api-health","records":20000,"events":20000,"rejected":{},"late_dropped":0`) {
+			t.Fatalf("stats: %s", s[strings.LastIndex(s[:len(s)-1], "\n")+1:])
+		}
+		if len(results) != out.lines-1 {
+			t.Fatalf("observer saw %d results, stdout has %d", len(results), out.lines-1)
+		}
+		outs = append(outs, s)
+	}
+	if outs[0] != outs[1] {
+		t.Fatal("1 and 2 workers differ")
+	}
+}
+
+// TestFollowAndCancel runs without until-end: results appear as the log
+// grows, and cancelling stops the run cleanly.
+func TestFollowAndCancel(t *testing.T) {
+	l := runLog(t, 1000, 2)
+	defer l.Close()
+	f, _ := Parse("t.yaml", []byte(benchYAML))
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan string, 1000)
+	done := make(chan error)
+	go func() {
+		done <- Run(ctx, l, f, Options{Stdout: &countingWriter{}, Observe: func(r *Result) { got <- string(r.Line) }})
+	}()
+	// Events a few minutes later close the first windows.
+	tp, _ := l.Topic("events")
+	pr, _ := producer.New(tp, producer.Options{Acks: log.AcksLeader, Partition: -1})
+	for i := 0; i < 200; i++ {
+		pr.Add([]byte(services[i%8]), fmt.Appendf(nil, `{"ts":%d,"service":%q,"status":"ok","response_time":1}`,
+			1795341600000+int64(180000+i), services[i%8]), 0)
+	}
+	pr.Close()
+	select {
+	case line := <-got:
+		if !strings.Contains(line, `"window_start":"2026-11-22T10:00:00Z"`) {
+			t.Fatalf("first result %s", line)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no result while following")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after cancel: %v", err)
+	}
+}
