@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       := bin/fastflow
 # Packages whose code runs on several goroutines: tested with -race too.
-RACE_PKGS := ./log/... ./partition/...
+RACE_PKGS := ./log/... ./partition/... ./pipeline/... ./agg/...
 
 .PHONY: all build test test-race lint vet fmt-check demo bench clean
 

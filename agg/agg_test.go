@@ -233,3 +233,39 @@ func BenchmarkObserve(b *testing.B) {
 		s.Observe(l, &ev, &pool)
 	}
 }
+
+func TestStateBinaryRoundTrip(t *testing.T) {
+	l := testLayout(t)
+	var pool PagePool
+	for _, n := range []int{0, 3, 5000} {
+		s := l.NewState()
+		for i := 0; i < n; i++ {
+			ev := Event{Has: 1, Values: []float64{float64(i%977)*1.37 + 0.001}}
+			if i%5 == 0 {
+				ev.Preds = 1
+			}
+			s.Observe(l, &ev, &pool)
+		}
+		b := s.AppendBinary(nil)
+		back := l.NewState()
+		rest, err := back.ReadBinary(append(b, 7), &pool)
+		if err != nil || len(rest) != 1 {
+			t.Fatalf("n=%d: %v, rest %d", n, err, len(rest))
+		}
+		if a, c := fmt.Sprint(s.Values(l, 60, nil)), fmt.Sprint(back.Values(l, 60, nil)); a != c {
+			t.Fatalf("n=%d: restored %s\n want %s", n, c, a)
+		}
+		// It keeps aggregating exactly.
+		ev := Event{Has: 1, Values: []float64{12.5}}
+		s.Observe(l, &ev, &pool)
+		back.Observe(l, &ev, &pool)
+		if a, c := fmt.Sprint(s.Values(l, 60, nil)), fmt.Sprint(back.Values(l, 60, nil)); a != c {
+			t.Fatalf("n=%d after one more: %s vs %s", n, c, a)
+		}
+		for cut := 0; cut < len(b); cut += 1 + len(b)/50 {
+			if _, err := l.NewState().ReadBinary(b[:cut], &pool); err == nil {
+				t.Fatalf("truncated encoding (%d of %d bytes) decoded", cut, len(b))
+			}
+		}
+	}
+}

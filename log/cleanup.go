@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/fastflow/fastflow/log/atomicfile"
 	"github.com/fastflow/fastflow/log/internal/frame"
 )
 
@@ -292,7 +293,7 @@ func (p *Partition) rewriteSegment(s *segment, latest map[string]int64, horizon 
 	if err != nil {
 		return err
 	}
-	if err := syncDir(p.dir); err != nil {
+	if err := atomicfile.SyncDir(p.dir); err != nil {
 		return err
 	}
 	if p.wal != nil {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fastflow/fastflow/log/atomicfile"
 )
 
 // Group is a consumer group: committed offsets per (topic, partition),
@@ -86,7 +88,7 @@ func (g *Group) Commit(topic string, partition int32, offset int64) error {
 		return err
 	}
 	b, _ := json.Marshal(CommittedOffset{Topic: topic, Partition: partition, Offset: offset, CommittedMs: g.l.opts.Now().UnixMilli()})
-	if err := writeFileAtomic(path, b); err != nil {
+	if err := atomicfile.Write(path, b); err != nil {
 		return fmt.Errorf("commit %s %s/%d: %w", g.name, topic, partition, err)
 	}
 	return nil

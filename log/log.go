@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fastflow/fastflow/log/atomicfile"
 )
 
 // Log is a data directory: its topics and their partitions.
@@ -72,7 +74,7 @@ func (l *Log) CreateTopic(name string, cfg TopicConfig) (*Topic, error) {
 	}
 	b, _ := json.MarshalIndent(topicJSON{Name: name, Config: cfg}, "", "  ")
 	// The config file is what makes the topic exist: written last, atomically.
-	if err := writeFileAtomic(filepath.Join(dir, topicFile), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, topicFile), b); err != nil {
 		return nil, err
 	}
 	t := newTopic(l, name, cfg)
@@ -149,7 +151,7 @@ func (l *Log) DeleteTopic(name string) error {
 	if err := os.Rename(l.topicDir(name), gone); err != nil {
 		return err
 	}
-	syncDir(filepath.Join(l.dir, "topics"))
+	atomicfile.SyncDir(filepath.Join(l.dir, "topics"))
 	return os.RemoveAll(gone)
 }
 

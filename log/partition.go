@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidwall/wal"
 
+	"github.com/fastflow/fastflow/log/atomicfile"
 	"github.com/fastflow/fastflow/log/internal/frame"
 )
 
@@ -199,7 +200,7 @@ func (p *Partition) readState() (partitionState, error) {
 
 func (p *Partition) writeState(st partitionState) error {
 	b, _ := json.Marshal(st)
-	return writeFileAtomic(filepath.Join(p.dir, stateFile), b)
+	return atomicfile.Write(filepath.Join(p.dir, stateFile), b)
 }
 
 // loadSegments scans the segment files. With repair, the last segment is
@@ -360,7 +361,7 @@ func (p *Partition) writableLocked() error {
 	if len(segs) == 0 {
 		// A new partition: wal has just created its first segment.
 		segs = []*segment{newSegment(p.dir, 1, start)}
-		if err := syncDir(p.dir); err != nil {
+		if err := atomicfile.SyncDir(p.dir); err != nil {
 			w.Close()
 			return err
 		}
@@ -641,7 +642,7 @@ func (p *Partition) fsyncRound() (int64, error) {
 		return 0, fmt.Errorf("fsync %s: %w", tail, err)
 	}
 	if dirty {
-		if err := syncDir(p.dir); err != nil {
+		if err := atomicfile.SyncDir(p.dir); err != nil {
 			p.dirDirty.Store(true)
 			return 0, err
 		}

@@ -126,14 +126,20 @@ func (c *coordinator) mergeSession(d *sessDelta) {
 	into.st.Merge(d.st, &c.pool)
 	into.start, into.end = min(into.start, d.start), max(into.end, d.end)
 	into.dirty = true
-	slices.SortFunc(kept, func(a, b *winState) int { return cmpInt(a.start, b.start) })
+	sortSessions(kept)
 	c.sess[d.key] = kept
 }
 
+func sortSessions(list []*winState) {
+	slices.SortFunc(list, func(a, b *winState) int { return cmpInt(a.start, b.start) })
+}
+
 // watermark is the pipeline watermark: the minimum over the active
-// partitions. Exhausted partitions (until-end) and partitions idle for
-// longer than idle_timeout (following) stop holding it back; with none
-// active it stays where it is, or, all exhausted, goes to +infinity.
+// partitions. A partition without any event yet has no watermark and is
+// not active; exhausted partitions (until-end) and partitions without
+// events for longer than idle_timeout (following) stop holding it back.
+// With none active it stays where it is, or, all exhausted, goes to
+// +infinity.
 func (c *coordinator) watermark(follow bool) int64 {
 	wm := int64(math.MaxInt64)
 	active, exhausted := 0, 0
@@ -142,6 +148,8 @@ func (c *coordinator) watermark(follow bool) int64 {
 		switch {
 		case r.exhausted:
 			exhausted++
+			continue
+		case r.wm == minWatermark:
 			continue
 		case follow && now-r.lastRecord > int64(c.p.idle):
 			continue

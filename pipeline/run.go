@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/partition"
@@ -33,6 +34,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Observe, if set, sees every result of every pipeline.
 	Observe Observer
+	// CheckpointInterval is how often a following pipeline checkpoints;
+	// it also checkpoints when ctx ends. Default 10s; negative: only at the
+	// end.
+	CheckpointInterval time.Duration
 }
 
 // CreateTopics creates the file's topics that do not exist yet.
@@ -96,11 +101,14 @@ func (lw *lockedWriter) Write(b []byte) (int, error) {
 
 // engine is one running pipeline.
 type engine struct {
+	l       *log.Log
 	p       *plan
 	coord   *coordinator
 	workers []*worker
 	fetch   []*fetcher
 	follow  bool
+	every   time.Duration // checkpoints, following
+	saved   time.Time
 }
 
 func runPipeline(ctx context.Context, l *log.Log, c *Config, opts Options, stdout io.Writer) error {
@@ -117,9 +125,31 @@ func runPipeline(ctx context.Context, l *log.Log, c *Config, opts Options, stdou
 	if err != nil {
 		return err
 	}
-	e := &engine{p: p, follow: !opts.UntilEnd}
+	e := &engine{l: l, p: p, follow: !opts.UntilEnd, every: opts.CheckpointInterval, saved: time.Now()}
+	if e.every == 0 {
+		e.every = 10 * time.Second
+	}
 	kt := newKeyTable()
 	e.coord = newCoordinator(p, kt, out)
+	// Following resumes from the pipeline's checkpoint; --until-end is a
+	// batch run over what the log holds, from the source's start.
+	var snap *snapshot
+	if e.follow {
+		snap, err = loadCheckpoint(l, c)
+		switch {
+		case errors.Is(err, errNoCheckpoint):
+			snap = nil
+		case err != nil:
+			out.close()
+			return err
+		default:
+			if err := e.coord.restore(snap, time.Now()); err != nil {
+				out.close()
+				return err
+			}
+			opts.Logger.Info("resuming from checkpoint", "pipeline", c.Name, "watermark", snap.Watermark)
+		}
+	}
 	n := t.Partitions()
 	workers := opts.Workers
 	if workers <= 0 {
@@ -138,6 +168,17 @@ func runPipeline(ctx context.Context, l *log.Log, c *Config, opts Options, stdou
 			if err != nil {
 				return fmt.Errorf("source start: %w", err)
 			}
+			saved := e.coord.parts[id]
+			if saved != nil {
+				from = saved.next
+				if from < part.LogStartOffset() || from > part.HighWatermark() {
+					opts.Logger.Warn("checkpointed offset out of range; starting by the source's start",
+						"pipeline", c.Name, "partition", id, "offset", from)
+					if from, err = c.Source.Start.Resolve(part); err != nil {
+						return err
+					}
+				}
+			}
 			end := int64(-1)
 			if opts.UntilEnd {
 				end = part.HighWatermark()
@@ -148,7 +189,11 @@ func runPipeline(ctx context.Context, l *log.Log, c *Config, opts Options, stdou
 			}
 			feeds = append(feeds, fd)
 			ps := &partState{feed: fd}
-			ps.id, ps.wm, ps.maxT, ps.next = id, minWatermark, minWatermark, from
+			ps.id, ps.wm, ps.maxT = id, minWatermark, minWatermark
+			if saved != nil {
+				ps.partReport = *saved
+			}
+			ps.next = from
 			parts = append(parts, ps)
 		}
 		f, err := newFetcher(feeds)
@@ -160,6 +205,7 @@ func runPipeline(ctx context.Context, l *log.Log, c *Config, opts Options, stdou
 		wk.index = w
 		e.workers = append(e.workers, wk)
 	}
+	opts.Logger.Info("pipeline running", "pipeline", c.Name, "workers", len(e.workers), "partitions", n, "follow", e.follow)
 	err = e.run(ctx, !opts.NoPin)
 	if cerr := out.close(); err == nil {
 		err = cerr
@@ -225,7 +271,9 @@ func (e *engine) coordinate(ctx context.Context) error {
 			}
 			m, err := popWait(ctx, w)
 			if err != nil {
-				return err
+				// Stopped: the rounds collected so far are dropped whole; the
+				// state is that of the last complete round.
+				return e.stop(err)
 			}
 			if m == nil {
 				finished[i] = true
@@ -251,7 +299,30 @@ func (e *engine) coordinate(ctx context.Context) error {
 			s := c.stats()
 			return c.out.line(e.p.appendStats(nil, &s))
 		}
+		if e.follow && e.every > 0 && time.Since(e.saved) >= e.every {
+			if err := e.checkpoint(); err != nil {
+				return err
+			}
+		}
 	}
+}
+
+func (e *engine) checkpoint() error {
+	e.saved = time.Now()
+	return saveCheckpoint(e.l, e.p.cfg.Name, e.coord.snapshot(e.saved))
+}
+
+// stop ends a following run: checkpoint, stats line, and a nil error if
+// it was asked to stop.
+func (e *engine) stop(cause error) error {
+	if !e.follow || !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	if err := e.checkpoint(); err != nil {
+		return err
+	}
+	s := e.coord.stats()
+	return e.coord.out.line(e.p.appendStats(nil, &s))
 }
 
 func popWait(ctx context.Context, w *worker) (*roundMsg, error) {

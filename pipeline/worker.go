@@ -63,7 +63,7 @@ type partReport struct {
 	wm, maxT    int64
 	next        int64 // offset after the last record processed
 	exhausted   bool  // until-end: everything up to the end is processed
-	lastRecord  int64 // unix ns (processing time) of the last record, for idleness
+	lastRecord  int64 // unix ns (processing time) of the last event, for idleness
 	records     int64
 	events      int64
 	lateDropped int64
@@ -315,9 +315,6 @@ func (w *worker) waitAny(ctx context.Context, d time.Duration) {
 func (w *worker) process(ps *partState, rec *log.Record) bool {
 	ps.records++
 	ps.next = rec.Offset + 1
-	if w.follow {
-		ps.lastRecord = w.now().UnixNano()
-	}
 	t, r, ok := w.x.extract(rec)
 	if !ok {
 		ps.rejected[r]++
@@ -327,6 +324,9 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 		return false
 	}
 	ps.events++
+	if w.follow {
+		ps.lastRecord = w.now().UnixNano()
+	}
 	// watermark_p = max event time seen in p - max_out_of_order (SPEC).
 	old := ps.wm
 	if t > ps.maxT {

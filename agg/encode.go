@@ -1,0 +1,217 @@
+package agg
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+)
+
+// ErrState is returned for a state encoding that does not decode.
+var ErrState = errors.New("agg: bad state encoding")
+
+// AppendBinary appends s's encoding: what a pipeline checkpoints. The
+// encoding is exact — counts, sums' limbs, min, max and every histogram
+// bucket — so a restored state continues as if never stopped.
+func (s *State) AppendBinary(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s.Counts)))
+	for _, c := range s.Counts {
+		dst = binary.AppendVarint(dst, c)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s.Fields)))
+	for i := range s.Fields {
+		f := &s.Fields[i]
+		dst = binary.AppendVarint(dst, f.N)
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(f.Min))
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(f.Max))
+		dst = f.Sum.appendBinary(dst)
+		dst = f.Hist.appendBinary(dst)
+	}
+	return dst
+}
+
+// ReadBinary sets s (made by the same Layout) from an encoding and returns
+// the rest of b.
+func (s *State) ReadBinary(b []byte, pool *PagePool) ([]byte, error) {
+	r := reader{b: b}
+	if n := r.uvarint(); n != uint64(len(s.Counts)) {
+		return nil, ErrState
+	}
+	for i := range s.Counts {
+		s.Counts[i] = r.varint()
+	}
+	if n := r.uvarint(); n != uint64(len(s.Fields)) {
+		return nil, ErrState
+	}
+	for i := range s.Fields {
+		f := &s.Fields[i]
+		f.N = r.varint()
+		f.Min = math.Float64frombits(r.u64())
+		f.Max = math.Float64frombits(r.u64())
+		f.Sum.read(&r)
+		f.Hist.read(&r, pool)
+	}
+	if r.err {
+		return nil, ErrState
+	}
+	return r.b, nil
+}
+
+func (s *Sum) appendBinary(dst []byte) []byte {
+	s.normalize()
+	flags := byte(0)
+	if s.nan {
+		flags |= 1
+	}
+	dst = append(dst, flags, byte(s.inf))
+	dst = binary.AppendVarint(dst, int64(s.base))
+	dst = binary.AppendUvarint(dst, uint64(len(s.limbs)))
+	for _, l := range s.limbs {
+		dst = binary.AppendVarint(dst, l)
+	}
+	return dst
+}
+
+func (s *Sum) read(r *reader) {
+	flags, inf := r.byte(), r.byte()
+	s.nan, s.inf = flags&1 != 0, int8(inf)
+	s.base = int(r.varint())
+	n := r.uvarint()
+	if n > 1<<12 {
+		r.err = true
+		return
+	}
+	s.limbs = make([]int64, n)
+	for i := range s.limbs {
+		s.limbs[i] = r.varint()
+	}
+	s.adds = 0
+}
+
+func (h *Histogram) appendBinary(dst []byte) []byte {
+	dst = binary.AppendVarint(dst, h.total)
+	if h.total == 0 {
+		return dst
+	}
+	dst = binary.AppendVarint(dst, h.min)
+	dst = binary.AppendVarint(dst, h.max)
+	if h.pages == nil {
+		dst = append(dst, 0)
+		dst = binary.AppendUvarint(dst, uint64(h.n))
+		for _, u := range h.inline[:h.n] {
+			dst = binary.AppendUvarint(dst, uint64(u))
+		}
+		return dst
+	}
+	dst = append(dst, 1)
+	// Non-empty buckets as (index delta, count) pairs.
+	var n int
+	for _, p := range h.pages {
+		if p != nil {
+			for _, c := range p {
+				if c != 0 {
+					n++
+				}
+			}
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(n))
+	last := 0
+	for pi, p := range h.pages {
+		if p == nil {
+			continue
+		}
+		for j, c := range p {
+			if c != 0 {
+				i := pi<<pageBits | j
+				dst = binary.AppendUvarint(dst, uint64(i-last))
+				dst = binary.AppendUvarint(dst, uint64(c))
+				last = i
+			}
+		}
+	}
+	return dst
+}
+
+func (h *Histogram) read(r *reader, pool *PagePool) {
+	h.Reset(pool)
+	total := r.varint()
+	if total == 0 || r.err {
+		return
+	}
+	min, max := r.varint(), r.varint()
+	switch r.byte() {
+	case 0:
+		n := r.uvarint()
+		if n > inlineLen {
+			r.err = true
+			return
+		}
+		h.n = int(n)
+		for i := range h.inline[:h.n] {
+			h.inline[i] = int64(r.uvarint())
+		}
+	case 1:
+		h.pages = pool.dir()
+		n := r.uvarint()
+		i := 0
+		for k := uint64(0); k < n && !r.err; k++ {
+			i += int(r.uvarint())
+			c := r.uvarint()
+			if i < 0 || i >= countsLen || c > maxPerPage {
+				r.err = true
+				return
+			}
+			h.add(i, uint32(c), pool)
+		}
+	default:
+		r.err = true
+		return
+	}
+	h.total, h.min, h.max = total, min, max
+}
+
+// reader decodes varints, remembering the first error.
+type reader struct {
+	b   []byte
+	err bool
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u64() uint64 {
+	if len(r.b) < 8 {
+		r.err = true
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) < 1 {
+		r.err = true
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}

@@ -1,0 +1,197 @@
+package pipeline
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/gob"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/log/atomicfile"
+)
+
+// A checkpoint is the coordinator's state after a whole round: each
+// partition's position (the offset after the last record the round
+// processed), watermark and counters; every window not yet forgotten, with
+// its aggregate and whether and how often it was emitted; the alert
+// states. Rounds that workers processed beyond it are discarded; after a
+// restart they are processed again, so no result is lost or emitted twice.
+//
+// It lives in DATA/pipelines/NAME.checkpoint, replaced atomically.
+
+const checkpointVersion = 1
+
+type snapshot struct {
+	Version     int
+	Fingerprint string
+	WrittenMs   int64
+	Watermark   int64
+	LatePurged  int64
+	Parts       []partSnap
+	Windows     []winSnap
+	Alerts      []alertSnap
+}
+
+type partSnap struct {
+	ID                           int32
+	Next, Wm, MaxT               int64
+	LastRecord                   int64 // unix ns: idle partitions stay idle
+	Records, Events, LateDropped int64
+	Rejected                     [numReasons]int64
+}
+
+type winSnap struct {
+	Start, End int64
+	Key        string
+	Session    bool
+	Emitted    bool
+	Dirty      bool
+	Revision   int
+	State      []byte
+}
+
+type alertSnap struct {
+	Rule   string
+	Key    string
+	Firing bool
+	Starts []int64
+	Met    []bool
+}
+
+func checkpointPath(l *log.Log, name string) string {
+	return filepath.Join(l.Dir(), "pipelines", name+".checkpoint")
+}
+
+// fingerprint identifies what a checkpoint's state means: the source, time,
+// grouping, window, metrics and alerts. Sinks may change across a restart;
+// these may not.
+func fingerprint(c *Config) string {
+	b, _ := json.Marshal(struct {
+		Topic   string
+		Time    *TimeConfig
+		GroupBy []string
+		Window  WindowConfig
+		Metrics []MetricConfig
+		Alerts  []AlertConfig
+	}{c.Source.Topic, c.Time, c.GroupBy, c.Window, c.Metrics, c.Alerts})
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}
+
+// snapshot captures the coordinator's state.
+func (c *coordinator) snapshot(now time.Time) *snapshot {
+	s := &snapshot{Version: checkpointVersion, Fingerprint: fingerprint(c.p.cfg), WrittenMs: now.UnixMilli(),
+		Watermark: c.wm, LatePurged: c.latePurged}
+	for _, r := range c.parts {
+		s.Parts = append(s.Parts, partSnap{ID: r.id, Next: r.next, Wm: r.wm, MaxT: r.maxT, LastRecord: r.lastRecord,
+			Records: r.records, Events: r.events, LateDropped: r.lateDropped, Rejected: r.rejected})
+	}
+	add := func(ws *winState, session bool) {
+		s.Windows = append(s.Windows, winSnap{Start: ws.start, End: ws.end, Key: c.keys.key(ws.key), Session: session,
+			Emitted: ws.emitted, Dirty: ws.dirty, Revision: ws.revision, State: ws.st.AppendBinary(nil)})
+	}
+	for _, ws := range c.wins {
+		add(ws, false)
+	}
+	for _, list := range c.sess {
+		for _, ws := range list {
+			add(ws, true)
+		}
+	}
+	for k, st := range c.alerts {
+		a := alertSnap{Rule: c.p.alerts[k.rule].name, Key: c.keys.key(k.key), Firing: st.firing}
+		for _, h := range st.history {
+			a.Starts = append(a.Starts, h.start)
+			a.Met = append(a.Met, h.met)
+		}
+		s.Alerts = append(s.Alerts, a)
+	}
+	return s
+}
+
+func saveCheckpoint(l *log.Log, name string, s *snapshot) error {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(s); err != nil {
+		return err
+	}
+	path := checkpointPath(l, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(path, buf.Bytes()); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	return nil
+}
+
+// errNoCheckpoint: the pipeline starts from its source's start.
+var errNoCheckpoint = errors.New("no checkpoint")
+
+func loadCheckpoint(l *log.Log, c *Config) (*snapshot, error) {
+	path := checkpointPath(l, c.Name)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errNoCheckpoint
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s snapshot
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
+		return nil, fmt.Errorf("checkpoint %s does not decode: %w (delete it to start over)", path, err)
+	}
+	if s.Version != checkpointVersion {
+		return nil, fmt.Errorf("checkpoint %s has version %d, want %d (delete it to start over)", path, s.Version, checkpointVersion)
+	}
+	if s.Fingerprint != fingerprint(c) {
+		return nil, fmt.Errorf("checkpoint %s was written for another definition of pipeline %s (source, time, group_by, window, metrics or alerts changed); delete it to start over", path, c.Name)
+	}
+	return &s, nil
+}
+
+// restore loads a snapshot into a new coordinator.
+func (c *coordinator) restore(s *snapshot, now time.Time) error {
+	c.wm, c.latePurged = s.Watermark, s.LatePurged
+	for _, p := range s.Parts {
+		c.parts[p.ID] = &partReport{id: p.ID, next: p.Next, wm: p.Wm, maxT: p.MaxT, records: p.Records,
+			events: p.Events, lateDropped: p.LateDropped, rejected: p.Rejected, lastRecord: p.LastRecord}
+	}
+	for _, w := range s.Windows {
+		st := c.state()
+		if _, err := st.ReadBinary(w.State, &c.pool); err != nil {
+			return fmt.Errorf("checkpoint: window %d..%d: %w", w.Start, w.End, err)
+		}
+		ws := &winState{start: w.Start, end: w.End, key: c.keys.intern(w.Key), st: st,
+			emitted: w.Emitted, dirty: w.Dirty, revision: w.Revision}
+		if w.Session {
+			c.sess[ws.key] = append(c.sess[ws.key], ws)
+		} else {
+			c.wins[winKey{ws.start, ws.key}] = ws
+		}
+	}
+	for _, list := range c.sess {
+		sortSessions(list)
+	}
+	rules := map[string]int{}
+	for i, r := range c.p.alerts {
+		rules[r.name] = i
+	}
+	for _, a := range s.Alerts {
+		i, ok := rules[a.Rule]
+		if !ok {
+			continue
+		}
+		st := &alertState{firing: a.Firing}
+		for j := range a.Starts {
+			st.history = append(st.history, alertObs{start: a.Starts[j], met: a.Met[j]})
+		}
+		c.alerts[alertKey{i, c.keys.intern(a.Key)}] = st
+	}
+	return nil
+}
