@@ -188,10 +188,16 @@ func runPipeline(ctx context.Context, l *log.Log, c *Config, opts Options, stdou
 				return err
 			}
 			feeds = append(feeds, fd)
-			ps := &partState{feed: fd}
+			ps := &partState{feed: fd, sessions: sessionEnds{lateness: p.lateness}}
 			ps.id, ps.wm, ps.maxT = id, minWatermark, minWatermark
 			if saved != nil {
 				ps.partReport = *saved
+				// Restored sessions, as each partition may have fed them.
+				for key, list := range e.coord.sess {
+					for _, ws := range list {
+						ps.sessions.open(key, ws.start, ws.end)
+					}
+				}
 			}
 			ps.next = from
 			parts = append(parts, ps)

@@ -79,32 +79,52 @@ type partState struct {
 	sessions sessionEnds
 }
 
-// sessionEnds tracks, for session windows, the end of each key's latest
-// session as this partition sees it, in a min-heap, so that the worker
-// knows when its watermark closes one.
+// sessionEnds tracks, for session windows, the sessions of each key as
+// this partition sees them — disjoint intervals, merged by the rule the
+// coordinator uses — and their ends in a min-heap, so that the worker
+// knows when its watermark closes one. A key may have several sessions
+// open at once (an out-of-order event starts one before the current).
 type sessionEnds struct {
-	end  map[uint32]int64
-	heap []sessionEnd
+	spans    map[uint32][]span
+	heap     []sessionEnd
+	lateness int64
 }
 
+type span struct{ start, end int64 }
+
+// sessionEnd is a moment the watermark changes a session: at its end it
+// closes (the coordinator emits it), at its end plus the allowed lateness
+// the coordinator forgets it (a later event starts a new session).
 type sessionEnd struct {
-	end int64
-	key uint32
+	at, end int64
+	key     uint32
+	forget  bool
 }
 
-// open records that key's session reaches end.
-func (s *sessionEnds) open(key uint32, end int64) {
-	if s.end == nil {
-		s.end = map[uint32]int64{}
+// open adds the window [t, end) of an event of key.
+func (s *sessionEnds) open(key uint32, t, end int64) {
+	if s.spans == nil {
+		s.spans = map[uint32][]span{}
 	}
-	if cur, ok := s.end[key]; ok && cur >= end {
-		return
+	ns := span{t, end}
+	spans := s.spans[key]
+	kept := spans[:0]
+	for _, sp := range spans {
+		if sp.start <= ns.end && sp.end >= ns.start {
+			ns.start, ns.end = min(ns.start, sp.start), max(ns.end, sp.end)
+			continue
+		}
+		kept = append(kept, sp)
 	}
-	s.end[key] = end
-	s.heap = append(s.heap, sessionEnd{end, key})
+	s.spans[key] = append(kept, ns)
+	s.push(sessionEnd{at: ns.end, end: ns.end, key: key})
+}
+
+func (s *sessionEnds) push(e sessionEnd) {
+	s.heap = append(s.heap, e)
 	for i := len(s.heap) - 1; i > 0; {
 		parent := (i - 1) / 2
-		if s.heap[parent].end <= s.heap[i].end {
+		if s.heap[parent].at <= s.heap[i].at {
 			break
 		}
 		s.heap[parent], s.heap[i] = s.heap[i], s.heap[parent]
@@ -112,21 +132,22 @@ func (s *sessionEnds) open(key uint32, end int64) {
 	}
 }
 
-// closed pops the sessions the watermark wm has passed; it reports whether
-// any was a key's current session.
+// closed handles the moments the watermark wm has passed: sessions that
+// close, sessions to forget. It reports whether there were any. Entries of
+// sessions that merged since are stale and skipped.
 func (s *sessionEnds) closed(wm int64) bool {
 	any := false
-	for len(s.heap) > 0 && s.heap[0].end <= wm {
+	for len(s.heap) > 0 && s.heap[0].at <= wm {
 		top := s.heap[0]
 		n := len(s.heap) - 1
 		s.heap[0] = s.heap[n]
 		s.heap = s.heap[:n]
 		for i := 0; ; {
 			l, r, m := 2*i+1, 2*i+2, i
-			if l < n && s.heap[l].end < s.heap[m].end {
+			if l < n && s.heap[l].at < s.heap[m].at {
 				m = l
 			}
-			if r < n && s.heap[r].end < s.heap[m].end {
+			if r < n && s.heap[r].at < s.heap[m].at {
 				m = r
 			}
 			if m == i {
@@ -135,9 +156,18 @@ func (s *sessionEnds) closed(wm int64) bool {
 			s.heap[m], s.heap[i] = s.heap[i], s.heap[m]
 			i = m
 		}
-		if s.end[top.key] == top.end {
-			delete(s.end, top.key)
+		spans := s.spans[top.key]
+		for i, sp := range spans {
+			if sp.end != top.end {
+				continue
+			}
 			any = true
+			if top.forget {
+				s.spans[top.key] = append(spans[:i], spans[i+1:]...)
+			} else {
+				s.push(sessionEnd{at: top.end + s.lateness, end: top.end, key: top.key, forget: true})
+			}
+			break
 		}
 	}
 	return any
@@ -341,7 +371,7 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 			accepted = true
 			lateAccepted = end <= ps.wm
 			w.session(key, t, end)
-			ps.sessions.open(key, end)
+			ps.sessions.open(key, t, end)
 		}
 	} else {
 		w.starts = win.Starts(t, w.starts[:0])

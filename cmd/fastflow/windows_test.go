@@ -1,0 +1,288 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A second reference, for every kind of window, with count, filtered
+// counts, sum, min and max: sequential, one partition, as plain as
+// possible. Sessions follow Flink: an event opens [t, t+gap), and windows
+// that meet (start <= other end and end >= other start) merge.
+
+type genWin struct {
+	start, end int64
+	key        string
+	vals       []float64
+	n, errs    int
+	slow       int
+	emitted    bool
+	rev        int
+	dirty      bool
+}
+
+func genericRef(lines []string, kind string, size, advance, gap, ooo, lateness int64) []string {
+	var wins []*genWin
+	wm, maxT := int64(math.MinInt64), int64(math.MinInt64)
+	var out []string
+	ts := func(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
+	emitDue := func() {
+		var due []*genWin
+		for _, w := range wins {
+			if w.end <= wm && (!w.emitted || w.dirty) {
+				due = append(due, w)
+			}
+		}
+		sort.Slice(due, func(i, j int) bool {
+			a, b := due[i], due[j]
+			if a.end != b.end {
+				return a.end < b.end
+			}
+			if a.start != b.start {
+				return a.start < b.start
+			}
+			return a.key < b.key
+		})
+		for _, w := range due {
+			if w.emitted {
+				w.rev++
+			}
+			w.emitted, w.dirty = true, false
+			m := map[string]any{"n": w.n, "errors": w.errs, "slow": w.slow}
+			if len(w.vals) > 0 {
+				sum := new(big.Float).SetPrec(3000)
+				lo, hi := w.vals[0], w.vals[0]
+				for _, v := range w.vals {
+					sum.Add(sum, new(big.Float).SetFloat64(v))
+					lo, hi = min(lo, v), max(hi, v)
+				}
+				s, _ := sum.Float64()
+				m["total"], m["lo"], m["hi"] = s, lo, hi
+			} else {
+				m["total"], m["lo"], m["hi"] = nil, nil, nil
+			}
+			b, _ := json.Marshal(m)
+			out = append(out, fmt.Sprintf("%s %s %s rev %d %s", w.key, ts(w.start), ts(w.end), w.rev, b))
+		}
+		// Forget windows no event can change any more.
+		kept := wins[:0]
+		for _, w := range wins {
+			if !(w.end+lateness <= wm && !w.dirty) {
+				kept = append(kept, w)
+			}
+		}
+		wins = kept
+	}
+	add := func(w *genWin, obj map[string]any) {
+		w.n++
+		if obj["status"] != "ok" && obj["status"] != nil {
+			if _, isStr := obj["status"].(string); isStr {
+				w.errs++
+			}
+		}
+		if v, ok := obj["response_time"].(float64); ok {
+			w.vals = append(w.vals, v)
+			if v >= 250 {
+				w.slow++
+			}
+		}
+		if w.emitted {
+			w.dirty = true
+		}
+	}
+	late := 0
+	for _, line := range lines {
+		var obj map[string]any
+		if json.Unmarshal([]byte(line), &obj) != nil {
+			continue
+		}
+		f, ok := obj["ts"].(float64)
+		if !ok {
+			continue
+		}
+		t := int64(f)
+		if t > maxT {
+			maxT, wm = t, t-ooo
+		}
+		key, _ := obj["service"].(string)
+		accepted := false
+		switch kind {
+		case "session":
+			if wm >= t+gap+lateness {
+				break
+			}
+			accepted = true
+			nw := &genWin{start: t, end: t + gap, key: key}
+			kept := wins[:0]
+			var into *genWin
+			for _, w := range wins {
+				if w.key == key && w.start <= nw.end && w.end >= nw.start {
+					if into == nil {
+						into = w
+					} else {
+						into.start, into.end = min(into.start, w.start), max(into.end, w.end)
+						into.vals = append(into.vals, w.vals...)
+						into.n, into.errs, into.slow = into.n+w.n, into.errs+w.errs, into.slow+w.slow
+						into.emitted = into.emitted || w.emitted
+						into.rev = max(into.rev, w.rev)
+						continue
+					}
+				}
+				kept = append(kept, w)
+			}
+			wins = kept
+			if into == nil {
+				into = nw
+				wins = append(wins, into)
+			}
+			into.start, into.end = min(into.start, nw.start), max(into.end, nw.end)
+			add(into, obj)
+			into.dirty = true
+		default:
+			step := advance
+			if kind == "tumbling" {
+				step = size
+			}
+			// Starts are multiples of the step; the windows holding t.
+			for s := int64(math.Floor(float64(t)/float64(step))) * step; s > t-size; s -= step {
+				if wm >= s+size+lateness {
+					continue
+				}
+				accepted = true
+				var w *genWin
+				for _, x := range wins {
+					if x.key == key && x.start == s {
+						w = x
+					}
+				}
+				if w == nil {
+					w = &genWin{start: s, end: s + size, key: key}
+					wins = append(wins, w)
+				}
+				add(w, obj)
+			}
+		}
+		if !accepted {
+			late++
+		}
+		emitDue()
+	}
+	wm = math.MaxInt64
+	emitDue()
+	return append(out, fmt.Sprintf("late_dropped %d", late))
+}
+
+// windowEvents: bursts per service with gaps (sessions), jitter, and late
+// events, some of which bridge two sessions.
+func windowEvents(n int, seed uint64) []string {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	t := int64(1795341600000)
+	var lines []string
+	for i := 0; i < n; i++ {
+		if rng.IntN(40) == 0 {
+			t += 6000 + rng.Int64N(8000) // a pause: sessions (gap 5s) end
+		} else {
+			t += rng.Int64N(300)
+		}
+		ts := t + rng.Int64N(1500) - 750
+		if i%37 == 5 {
+			ts = t - 4000 - rng.Int64N(20000) // late, sometimes too late
+		}
+		s := []string{"a", "b", "c"}[rng.IntN(3)]
+		status := []string{"ok", "ok", "ok", "error", "timeout"}[rng.IntN(5)]
+		lines = append(lines, fmt.Sprintf(`{"ts":%d,"service":%q,"status":%q,"response_time":%.2f}`, ts, s, status, rng.Float64()*500))
+	}
+	return lines
+}
+
+func TestWindowKindsMatchReference(t *testing.T) {
+	lines := windowEvents(3000, 1)
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "1")
+	c.ok("", "produce", "events", events)
+	for _, tc := range []struct {
+		name, window        string
+		size, advance, gap int64
+	}{
+		{"tumbling", "{type: tumbling, size: 10s}", 10000, 0, 0},
+		{"hopping", "{type: hopping, size: 30s, advance: 10s}", 30000, 10000, 0},
+		{"hopping-uneven", "{type: hopping, size: 25s, advance: 10s}", 25000, 10000, 0},
+		{"session", "{type: session, gap: 5s}", 0, 0, 5000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(dir, tc.name+".yaml")
+			os.WriteFile(cfg, []byte(`pipelines:
+  - name: w
+    source: {topic: events}
+    time: {field: ts, unit: ms, max_out_of_order: 2s, allowed_lateness: 10s}
+    group_by: [service]
+    window: `+tc.window+`
+    metrics:
+      - {name: n, agg: count}
+      - {name: errors, agg: count, where: 'status != "ok"'}
+      - {name: slow, agg: count, where: 'response_time >= 250'}
+      - {name: total, agg: sum, field: response_time}
+      - {name: lo, agg: min, field: response_time}
+      - {name: hi, agg: max, field: response_time}
+`), 0o644)
+			kind := strings.Split(tc.name, "-")[0]
+			want := genericRef(lines, kind, tc.size, tc.advance, tc.gap, 2000, 10000)
+			var got []string
+			for _, line := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
+				var o struct {
+					Type        string
+					Key         map[string]string
+					WindowStart string `json:"window_start"`
+					WindowEnd   string `json:"window_end"`
+					Revision    int
+					Metrics     map[string]any
+					LateDropped int64 `json:"late_dropped"`
+				}
+				if err := json.Unmarshal([]byte(line), &o); err != nil {
+					t.Fatal(err)
+				}
+				if o.Type == "stats" {
+					got = append(got, fmt.Sprintf("late_dropped %d", o.LateDropped))
+					continue
+				}
+				b, _ := json.Marshal(o.Metrics)
+				got = append(got, fmt.Sprintf("%s %s %s rev %d %s", o.Key["service"], o.WindowStart, o.WindowEnd, o.Revision, b))
+			}
+			revisions := 0
+			for i := range max(len(got), len(want)) {
+				if i >= len(got) || i >= len(want) || got[i] != want[i] {
+					g, w := "<none>", "<none>"
+					if i < len(got) {
+						g = got[i]
+					}
+					if i < len(want) {
+						w = want[i]
+					}
+					lo, hi := max(0, i-4), min(len(got), len(want), i+4)
+					t.Fatalf("line %d of %d/%d:\n got %s\nwant %s\ngot:\n%s\nwant:\n%s", i, len(got), len(want), g, w,
+						strings.Join(got[lo:hi], "\n"), strings.Join(want[lo:hi], "\n"))
+				}
+				if strings.Contains(got[i], " rev ") && !strings.Contains(got[i], " rev 0 ") {
+					revisions++
+				}
+			}
+			// Hopping windows with 30s windows never refuse an event 24s late.
+			if revisions == 0 || len(got) < 50 || kind != "hopping" && got[len(got)-1] == "late_dropped 0" {
+				t.Fatalf("%s: data did not exercise revisions and late drops: %d revisions, %d lines, %s", tc.name, revisions, len(got), got[len(got)-1])
+			}
+			t.Logf("%s: %d lines, %d revisions, %s", tc.name, len(got), revisions, got[len(got)-1])
+		})
+	}
+}
