@@ -34,7 +34,9 @@ type webhook struct {
 	sent    atomic.Int64
 
 	mu     sync.Mutex
-	firing map[string][]byte // alertmanager: payloads of alerts firing now, by identity
+	firing map[string]firingAlert // alertmanager: alerts firing now, by identity
+
+	closeWait time.Duration // how long close keeps delivering
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -45,10 +47,15 @@ func newWebhook(p *plan, s SinkConfig, logger *slog.Logger) *webhook {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &webhook{url: s.URL, format: s.Format, p: p, logger: logger,
 		client: &http.Client{Timeout: 10 * time.Second},
-		queue:  make(chan []byte, webhookQueue), firing: map[string][]byte{},
-		ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		queue:  make(chan []byte, webhookQueue), firing: map[string]firingAlert{},
+		closeWait: 5 * time.Second, ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	go h.run()
 	return h
+}
+
+type firingAlert struct {
+	body     []byte
+	startsAt string
 }
 
 // amAlert is an alert in Alertmanager's v2 API (postableAlert).
@@ -65,13 +72,16 @@ func (h *webhook) enqueue(line []byte, a *alertEvent) {
 	var body []byte
 	if h.format == "alertmanager" {
 		al := h.amAlert(a)
-		b, _ := json.Marshal([]amAlert{al})
-		body = b
 		id := fmt.Sprint(al.Labels)
 		h.mu.Lock()
 		if a.firing {
-			h.firing[id] = b
+			body, _ = json.Marshal([]amAlert{al})
+			h.firing[id] = firingAlert{body, al.StartsAt}
 		} else {
+			if f, ok := h.firing[id]; ok {
+				al.StartsAt = f.startsAt // the same alert, now resolved
+			}
+			body, _ = json.Marshal([]amAlert{al})
 			delete(h.firing, id)
 		}
 		h.mu.Unlock()
@@ -141,8 +151,8 @@ func (h *webhook) run() {
 		case <-resend.C:
 			h.mu.Lock()
 			var again [][]byte
-			for _, b := range h.firing {
-				again = append(again, b)
+			for _, f := range h.firing {
+				again = append(again, f.body)
 			}
 			h.mu.Unlock()
 			for _, b := range again {
@@ -200,7 +210,7 @@ func (h *webhook) post(body []byte) error {
 // close delivers what is queued, giving up after a few seconds (what is
 // left is counted as dropped), and stops.
 func (h *webhook) close() {
-	giveUp := time.AfterFunc(5*time.Second, h.cancel)
+	giveUp := time.AfterFunc(h.closeWait, h.cancel)
 	defer giveUp.Stop()
 	for {
 		select {

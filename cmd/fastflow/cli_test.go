@@ -275,6 +275,20 @@ func TestCLIErrors(t *testing.T) {
 	f(2, "--topic and --to are required", "group", "reset", "g")
 	f(1, "no such file", "produce", "events", "/does/not/exist")
 	f(2, "invalid --log-level", "topic", "list", "--log-level", "loud")
+
+	// fastflow run: configuration errors name file, line and key, exit 2.
+	dir := t.TempDir()
+	cfg := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	good := "pipelines:\n  - name: p\n    source: {topic: events}\n    window: {type: tumbling, size: 1m}\n    metrics:\n      - {name: n, agg: count}\n"
+	f(2, "bad.yaml:6: pipelines[0].metrics[0].agg: unknown \"p95\"", "run", cfg("bad.yaml", strings.Replace(good, "agg: count", "agg: p95", 1)))
+	f(2, "missing.yaml:3: pipelines[0].source.topic: topic \"nope\" does not exist", "run", cfg("missing.yaml", strings.Replace(good, "topic: events", "topic: nope", 1)))
+	f(2, "unknown key", "run", cfg("key.yaml", good+"    colour: blue\n"))
+	f(1, "no such file", "run", filepath.Join(dir, "absent.yaml"))
+	f(2, "accepts 1 arg", "run")
 }
 
 func TestOversizedLines(t *testing.T) {
