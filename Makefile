@@ -31,10 +31,11 @@ demo: build
 
 # Hot-path benchmarks, 5 runs each; benchstat summarises them and
 # bench/cmd/benchmd regenerates the tables of BENCHMARKS.md from the same run.
-BENCH_PKGS ?= ./log/... ./partition/... ./cmd/fastflow/
+BENCH_PKGS ?= ./log/... ./partition/... ./agg/... ./pipeline/... ./cmd/fastflow/
 bench:
 	mkdir -p bench/out
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(BENCH_PKGS) | tee bench/out/bench.txt
+	$(GO) test -run '^$$' -bench . -skip RunUntilEnd -benchmem -count 5 $(BENCH_PKGS) | tee bench/out/bench.txt
+	$(GO) test -run '^$$' -bench RunUntilEnd -benchmem -count 5 -cpu 1,2 ./pipeline/ | tee -a bench/out/bench.txt
 	$(GO) tool benchstat bench/out/bench.txt
 	$(GO) run ./bench/cmd/benchmd -in bench/out/bench.txt -md BENCHMARKS.md -cmd "make bench"
 

@@ -1,6 +1,7 @@
 package agg
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -253,5 +254,36 @@ func BenchmarkSortQuantile(b *testing.B) {
 		copy(buf, vals)
 		sort.Float64s(buf)
 		_ = nearestRank(buf, 0.99)
+	}
+}
+
+// BenchmarkWindowMemory builds the state of many key-windows of the
+// api-health metrics, each with the given number of log-normal latencies,
+// and reports the memory one key-window holds.
+func BenchmarkWindowMemory(b *testing.B) {
+	l, _ := NewLayout([]Metric{
+		{Name: "request_count", Kind: Count, Field: -1, Where: -1},
+		{Name: "error_count", Kind: Count, Field: -1, Where: 0},
+		{Name: "avg", Kind: Avg, Field: 0, Where: -1},
+		{Name: "max", Kind: Max, Field: 0, Where: -1},
+		{Name: "p95", Kind: Percentile, Field: 0, Where: -1, Q: 0.95},
+	})
+	for _, events := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("events=%d", events), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			var pool PagePool
+			var bytes int
+			b.ReportAllocs()
+			for b.Loop() {
+				s := l.NewState()
+				for i := 0; i < events; i++ {
+					ev := Event{Has: 1, Values: []float64{math.Exp(rng.NormFloat64()*0.6 + 4.5)}}
+					s.Observe(l, &ev, &pool)
+				}
+				bytes = s.Bytes()
+				s.Reset(&pool)
+			}
+			b.ReportMetric(float64(bytes), "B/key-window")
+		})
 	}
 }

@@ -38,6 +38,9 @@ type comparison struct {
 	Target   float64 // the ratio must be at least this
 }
 
+// lowerIsBetter units are compared the other way round: den/num.
+var lowerIsBetter = map[string]bool{"sec/op": true, "B/op": true, "allocs/op": true, "B/key-window": true}
+
 var comparisons = []comparison{
 	{"append, acks=1, batches of 1024, vs raw buffered write of the same bytes",
 		"log/Append/acks=1/batch=1024/writers=1", "log/RawWrite", "records/s", 0.4},
@@ -49,6 +52,20 @@ var comparisons = []comparison{
 		"log/Append/acks=all/batch=64/writers=8", "log/Append/acks=all/batch=64/writers=1", "records/s", 1.5},
 	{"read vs raw buffered write (reads are served from the page cache)",
 		"log/Read", "log/RawWrite", "records/s", 1},
+	{"per-event path (parse, time, key, window, aggregate) vs fastjson parse of the same 4 fields",
+		"pipeline/Process", "pipeline/FastjsonParse4", "events/s", 0.6},
+	{"run --until-end, 1M events, 1 CPU, vs fastjson parse of the same 4 fields",
+		"pipeline/RunUntilEnd@1", "pipeline/FastjsonParse4", "events/s", 0.6},
+	{"run --until-end, 1 CPU, vs encoding/json + map + sort (hand-written pipeline)",
+		"pipeline/RunUntilEnd@1", "pipeline/Naive", "events/s", 10},
+	{"run --until-end scaling: 2 CPUs vs 1",
+		"pipeline/RunUntilEnd@2", "pipeline/RunUntilEnd@1", "events/s", 1.8},
+	{"SPSC ring vs buffered channel (time per item, 2 CPUs)",
+		"ring/SPSC", "ring/Channel", "sec/op", 1.5},
+	{"sparse HDR histogram record vs hdrhistogram-go's dense record (time)",
+		"agg/HistogramRecord", "agg/HDRRecord", "sec/op", 0.8},
+	{"HDR quantile of a 1,000-value window vs sorting the values (time)",
+		"agg/HistogramQuantile", "agg/SortQuantile", "sec/op", 1},
 }
 
 // series is every run of one benchmark.
@@ -208,11 +225,18 @@ func writeComparisons(b *bytes.Buffer, all []*series) {
 			continue
 		}
 		ratio := nv / dv
+		if lowerIsBetter[c.Unit] {
+			ratio = dv / nv
+		}
 		met := "yes"
 		if ratio < c.Target {
 			met = "**no**"
 		}
-		fmt.Fprintf(b, "| %s | %s %s | %s | %.2f× | ≥ %.2g× | %s |\n", c.What, human(nv), c.Unit, human(dv), ratio, c.Target, met)
+		ns, ds := human(nv)+" "+c.Unit, human(dv)
+		if c.Unit == "sec/op" {
+			ns, ds = duration(nv)+"/op", duration(dv)
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %.2f× | ≥ %.2g× | %s |\n", c.What, ns, ds, ratio, c.Target, met)
 	}
 }
 
