@@ -37,6 +37,7 @@ type coordinator struct {
 	// late contributions to windows already purged (following only: an
 	// idle partition that comes back with old events)
 	latePurged int64
+	skipped    func() int64 // records retention deleted before the fetchers read them
 
 	due  []*winState
 	vals []agg.Value
@@ -266,6 +267,9 @@ func (c *coordinator) stats() Stats {
 	}
 	s.LateDropped += c.latePurged
 	s.SinkDropped = c.out.dropped()
+	if c.skipped != nil {
+		s.Skipped = c.skipped()
+	}
 	return s
 }
 

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -75,11 +77,13 @@ type fetcher struct {
 	delivered chan struct{} // to the worker: a batch is waiting
 	read      []log.Record
 	stops     []func()
+	logger    *slog.Logger
+	skipped   atomic.Int64 // records retention deleted before they were read
 }
 
-func newFetcher(feeds []*feed) (*fetcher, error) {
+func newFetcher(feeds []*feed, logger *slog.Logger) (*fetcher, error) {
 	f := &fetcher{feeds: feeds, wake: make(chan struct{}, 1), delivered: make(chan struct{}, 1),
-		read: make([]log.Record, 0, batchRecords)}
+		read: make([]log.Record, 0, batchRecords), logger: logger}
 	for _, fd := range feeds {
 		if fd.end < 0 {
 			stop, err := fd.p.Listen(f.wake)
@@ -164,6 +168,18 @@ func (f *fetcher) fill(fd *feed, b *batch) (bool, error) {
 			break
 		}
 		recs, err := fd.r.Read(f.read[:0:want])
+		if errors.Is(err, log.ErrOffsetOutOfRange) && fd.end < 0 {
+			// Retention deleted records before they were read: go on from
+			// the log start, as Kafka's auto.offset.reset=earliest does.
+			from := fd.r.Offset()
+			if err := fd.r.SeekOffset(fd.p.LogStartOffset()); err != nil {
+				return false, err
+			}
+			f.logger.Warn("records deleted by retention before they were processed",
+				"topic", fd.p.Topic(), "partition", fd.p.ID(), "from", from, "to", fd.r.Offset())
+			f.skipped.Add(fd.r.Offset() - from)
+			continue
+		}
 		if err != nil {
 			return false, err
 		}

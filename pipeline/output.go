@@ -153,6 +153,7 @@ type Stats struct {
 	Rejected    [numReasons]int64
 	LateDropped int64
 	SinkDropped int64
+	Skipped     int64 // deleted by retention before they were processed (following)
 }
 
 func (p *plan) appendStats(dst []byte, s *Stats) []byte {
@@ -178,6 +179,10 @@ func (p *plan) appendStats(dst []byte, s *Stats) []byte {
 	}
 	dst = append(dst, `},"late_dropped":`...)
 	dst = strconv.AppendInt(dst, s.LateDropped, 10)
+	if s.Skipped > 0 {
+		dst = append(dst, `,"skipped_by_retention":`...)
+		dst = strconv.AppendInt(dst, s.Skipped, 10)
+	}
 	if s.SinkDropped > 0 {
 		dst = append(dst, `,"sink_dropped":`...)
 		dst = strconv.AppendInt(dst, s.SinkDropped, 10)

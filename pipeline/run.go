@@ -202,7 +202,7 @@ func runPipeline(ctx context.Context, l *log.Log, c *Config, opts Options, stdou
 			ps.next = from
 			parts = append(parts, ps)
 		}
-		f, err := newFetcher(feeds)
+		f, err := newFetcher(feeds, opts.Logger)
 		if err != nil {
 			return err
 		}
@@ -210,6 +210,13 @@ func runPipeline(ctx context.Context, l *log.Log, c *Config, opts Options, stdou
 		wk := newWorker(p, kt, parts, f, !opts.UntilEnd)
 		wk.index = w
 		e.workers = append(e.workers, wk)
+	}
+	e.coord.skipped = func() int64 {
+		var n int64
+		for _, f := range e.fetch {
+			n += f.skipped.Load()
+		}
+		return n
 	}
 	opts.Logger.Info("pipeline running", "pipeline", c.Name, "workers", len(e.workers), "partitions", n, "follow", e.follow)
 	err = e.run(ctx, !opts.NoPin)

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +31,9 @@ type Observer func(r *Result)
 // emitter sends results to a pipeline's sinks.
 type emitter struct {
 	p       *plan
-	stdout  *bufio.Writer
+	stdout  io.Writer // nil without a stdout sink
+	buf     []byte    // whole lines for stdout, written once per round, so that
+	// pipelines sharing stdout never interleave within a line
 	topics  []*producer.Producer
 	hooks   []*webhook
 	dlq     *producer.Producer
@@ -59,9 +60,7 @@ func newEmitter(l *log.Log, p *plan, stdout io.Writer, observe Observer, logger 
 	for _, s := range p.cfg.Sinks {
 		switch s.Type {
 		case "stdout":
-			if e.stdout == nil && stdout != nil {
-				e.stdout = bufio.NewWriterSize(stdout, 64<<10)
-			}
+			e.stdout = stdout
 		case "topic":
 			pr, err := open(s.Topic)
 			if err != nil {
@@ -101,9 +100,11 @@ func (e *emitter) alert(line []byte, a *alertEvent) error {
 
 func (e *emitter) send(line []byte, key string, tsMs int64) error {
 	if e.stdout != nil {
-		e.stdout.Write(line)
-		if err := e.stdout.WriteByte('\n'); err != nil {
-			return fmt.Errorf("stdout: %w", err)
+		e.buf = append(append(e.buf, line...), '\n')
+		if len(e.buf) >= 1<<20 {
+			if err := e.flushStdout(); err != nil {
+				return err
+			}
 		}
 	}
 	if len(e.topics) > 0 {
@@ -133,12 +134,22 @@ func (e *emitter) side(sr *sideRecord) {
 	}
 }
 
+func (e *emitter) flushStdout() error {
+	if e.stdout == nil || len(e.buf) == 0 {
+		return nil
+	}
+	_, err := e.stdout.Write(e.buf)
+	e.buf = e.buf[:0]
+	if err != nil {
+		return fmt.Errorf("stdout: %w", err)
+	}
+	return nil
+}
+
 // flush pushes what this round emitted out of the buffers.
 func (e *emitter) flush() error {
-	if e.stdout != nil {
-		if err := e.stdout.Flush(); err != nil {
-			return fmt.Errorf("stdout: %w", err)
-		}
+	if err := e.flushStdout(); err != nil {
+		return err
 	}
 	for _, pr := range append(append(e.topics[:len(e.topics):len(e.topics)], e.dlq), e.late) {
 		if pr != nil {
@@ -155,9 +166,8 @@ func (e *emitter) line(b []byte) error {
 	if e.stdout == nil {
 		return nil
 	}
-	e.stdout.Write(b)
-	e.stdout.WriteByte('\n')
-	return e.stdout.Flush()
+	e.buf = append(append(e.buf, b...), '\n')
+	return e.flushStdout()
 }
 
 func (e *emitter) dropped() int64 {
