@@ -30,9 +30,9 @@ type Observer func(r *Result)
 
 // emitter sends results to a pipeline's sinks.
 type emitter struct {
-	p       *plan
-	stdout  io.Writer // nil without a stdout sink
-	buf     []byte    // whole lines for stdout, written once per round, so that
+	p      *plan
+	stdout io.Writer // nil without a stdout sink
+	buf    []byte    // whole lines for stdout, written once per round, so that
 	// pipelines sharing stdout never interleave within a line
 	topics  []*producer.Producer
 	hooks   []*webhook

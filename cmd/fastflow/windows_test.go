@@ -213,7 +213,7 @@ func TestWindowKindsMatchReference(t *testing.T) {
 	c.ok("", "topic", "create", "events", "--partitions", "1")
 	c.ok("", "produce", "events", events)
 	for _, tc := range []struct {
-		name, window        string
+		name, window       string
 		size, advance, gap int64
 	}{
 		{"tumbling", "{type: tumbling, size: 10s}", 10000, 0, 0},
