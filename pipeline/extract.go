@@ -23,6 +23,10 @@ const (
 
 var reasonNames = [numReasons]string{"invalid_json", "not_object", "missing_time", "bad_time"}
 
+// RejectReasons names the reasons a record is rejected, indexed as
+// Stats.Rejected.
+var RejectReasons = reasonNames[:]
+
 func (r reason) String() string { return reasonNames[r] }
 
 // extractor turns a record into an event: its time, the predicates that

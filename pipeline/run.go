@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fastflow/fastflow/log"
@@ -58,6 +59,42 @@ func CreateTopics(l *log.Log, f *File) error {
 // Run creates the file's topics and runs its pipelines, each on its own
 // workers, until they end (UntilEnd) or ctx is done.
 func Run(ctx context.Context, l *log.Log, f *File, opts Options) error {
+	r, err := Start(ctx, l, f, opts)
+	if err != nil {
+		return err
+	}
+	return r.Wait()
+}
+
+// Runner is a file's pipelines, running.
+type Runner struct {
+	pipes  []*Pipeline
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errs   []error
+}
+
+// Pipeline is one running pipeline: its configuration and its progress,
+// published after every round.
+type Pipeline struct {
+	Config *Config
+	snap   atomic.Pointer[Snapshot]
+}
+
+// Snapshot is a pipeline's progress after a round.
+type Snapshot struct {
+	Stats       Stats
+	Watermark   int64 // unix ms; math.MinInt64 before the first event
+	Positions   map[int32]int64
+	OpenWindows int
+}
+
+// Snapshot returns the pipeline's latest progress (nil before its first
+// round).
+func (p *Pipeline) Snapshot() *Snapshot { return p.snap.Load() }
+
+// Start creates the file's topics and starts its pipelines.
+func Start(ctx context.Context, l *log.Log, f *File, opts Options) (*Runner, error) {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
@@ -65,27 +102,45 @@ func Run(ctx context.Context, l *log.Log, f *File, opts Options) error {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := CreateTopics(l, f); err != nil {
-		return err
+		return nil, err
 	}
-	// One writer for all pipelines' stdout sinks: their lines never
-	// interleave, since each pipeline flushes whole lines under the lock.
+	// One writer for all pipelines' stdout sinks: each writes whole lines
+	// in one call, so lines never interleave.
 	out := &lockedWriter{w: opts.Stdout}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make([]error, len(f.Pipelines))
-	var wg sync.WaitGroup
+	r := &Runner{cancel: cancel, errs: make([]error, len(f.Pipelines))}
 	for i, c := range f.Pipelines {
-		wg.Add(1)
+		pl := &Pipeline{Config: c}
+		r.pipes = append(r.pipes, pl)
+		r.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			if err := runPipeline(ctx, l, c, opts, out); err != nil && !errors.Is(err, context.Canceled) {
-				errs[i] = fmt.Errorf("pipeline %s: %w", c.Name, err)
+			defer r.wg.Done()
+			if err := runPipeline(ctx, l, pl, opts, out); err != nil && !stopped(err) {
+				r.errs[i] = fmt.Errorf("pipeline %s: %w", c.Name, err)
 				cancel()
 			}
 		}()
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return r, nil
+}
+
+// Pipelines lists the running pipelines, in file order.
+func (r *Runner) Pipelines() []*Pipeline { return r.pipes }
+
+// Stop asks every pipeline to stop (checkpointing, when following).
+func (r *Runner) Stop() { r.cancel() }
+
+// Wait waits until every pipeline has ended and returns their errors.
+func (r *Runner) Wait() error {
+	r.wg.Wait()
+	r.cancel()
+	return errors.Join(r.errs...)
+}
+
+// stopped reports whether err is the end of the run's context: a stop, not
+// a failure.
+func stopped(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 type lockedWriter struct {
@@ -103,6 +158,7 @@ func (lw *lockedWriter) Write(b []byte) (int, error) {
 type engine struct {
 	l       *log.Log
 	p       *plan
+	pl      *Pipeline
 	coord   *coordinator
 	workers []*worker
 	fetch   []*fetcher
@@ -111,7 +167,8 @@ type engine struct {
 	saved   time.Time
 }
 
-func runPipeline(ctx context.Context, l *log.Log, c *Config, opts Options, stdout io.Writer) error {
+func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, stdout io.Writer) error {
+	c := pl.Config
 	p, err := compile(c)
 	if err != nil {
 		return err
@@ -125,7 +182,7 @@ func runPipeline(ctx context.Context, l *log.Log, c *Config, opts Options, stdou
 	if err != nil {
 		return err
 	}
-	e := &engine{l: l, p: p, follow: !opts.UntilEnd, every: opts.CheckpointInterval, saved: time.Now()}
+	e := &engine{l: l, p: p, pl: pl, follow: !opts.UntilEnd, every: opts.CheckpointInterval, saved: time.Now()}
 	if e.every == 0 {
 		e.every = 10 * time.Second
 	}
@@ -237,7 +294,7 @@ func (e *engine) run(ctx context.Context, pinned bool) error {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			if err := f.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			if err := f.run(ctx); err != nil && !stopped(err) {
 				errc <- err
 				cancel()
 			}
@@ -247,7 +304,7 @@ func (e *engine) run(ctx context.Context, pinned bool) error {
 			if pinned {
 				pin(i)
 			}
-			if err := w.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			if err := w.run(ctx); err != nil && !stopped(err) {
 				errc <- err
 				cancel()
 			}
@@ -308,6 +365,7 @@ func (e *engine) coordinate(ctx context.Context) error {
 		for _, m := range msgs {
 			e.workers[m.worker].back.Push(m) // if full, the GC has it
 		}
+		e.publish()
 		if left == 0 {
 			s := c.stats()
 			return c.out.line(e.p.appendStats(nil, &s))
@@ -320,6 +378,16 @@ func (e *engine) coordinate(ctx context.Context) error {
 	}
 }
 
+// publish makes the round's progress visible to Pipeline.Snapshot.
+func (e *engine) publish() {
+	c := e.coord
+	s := &Snapshot{Stats: c.stats(), Watermark: c.wm, Positions: make(map[int32]int64, len(c.parts)), OpenWindows: c.openWindows()}
+	for id, r := range c.parts {
+		s.Positions[id] = r.next
+	}
+	e.pl.snap.Store(s)
+}
+
 func (e *engine) checkpoint() error {
 	e.saved = time.Now()
 	return saveCheckpoint(e.l, e.p.cfg.Name, e.coord.snapshot(e.saved))
@@ -328,7 +396,7 @@ func (e *engine) checkpoint() error {
 // stop ends a following run: checkpoint, stats line, and a nil error if
 // it was asked to stop.
 func (e *engine) stop(cause error) error {
-	if !e.follow || !errors.Is(cause, context.Canceled) {
+	if !e.follow || !stopped(cause) {
 		return cause
 	}
 	if err := e.checkpoint(); err != nil {

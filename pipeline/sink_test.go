@@ -143,7 +143,8 @@ func TestSinksAndSideTopics(t *testing.T) {
 		fire[0].Labels["severity"] != "page" || fire[0].Labels["pipeline"] != "sinks" || fire[0].EndsAt != "" || fire[0].Annotations["value"] != "2" {
 		t.Fatalf("firing alert: %s", posted[0])
 	}
-	if len(resolve) != 1 || resolve[0].EndsAt != "2026-11-22T10:03:00Z" || resolve[0].StartsAt != fire[0].StartsAt {
+	if len(resolve) != 1 || resolve[0].EndsAt == "" || resolve[0].StartsAt != fire[0].StartsAt ||
+		resolve[0].Annotations["window_end"] != "2026-11-22T10:03:00Z" {
 		t.Fatalf("resolved alert: %s", posted[1])
 	}
 }

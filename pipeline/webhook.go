@@ -36,7 +36,8 @@ type webhook struct {
 	mu     sync.Mutex
 	firing map[string]firingAlert // alertmanager: alerts firing now, by identity
 
-	closeWait time.Duration // how long close keeps delivering
+	closeWait time.Duration    // how long close keeps delivering
+	now       func() time.Time // wall time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -48,7 +49,7 @@ func newWebhook(p *plan, s SinkConfig, logger *slog.Logger) *webhook {
 	h := &webhook{url: s.URL, format: s.Format, p: p, logger: logger,
 		client: &http.Client{Timeout: 10 * time.Second},
 		queue:  make(chan []byte, webhookQueue), firing: map[string]firingAlert{},
-		closeWait: 5 * time.Second, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		closeWait: 5 * time.Second, now: time.Now, ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	go h.run()
 	return h
 }
@@ -130,12 +131,13 @@ func (h *webhook) amAlert(a *alertEvent) amAlert {
 			"window_start": time.UnixMilli(a.start).UTC().Format(time.RFC3339Nano),
 			"window_end":   time.UnixMilli(a.end).UTC().Format(time.RFC3339Nano),
 		},
-		StartsAt: time.UnixMilli(a.end).UTC().Format(time.RFC3339Nano),
+		// Alertmanager lives in wall time (as Prometheus, which sends its
+		// evaluation times); the windows' event times are annotations.
+		StartsAt: h.now().UTC().Format(time.RFC3339Nano),
 	}
 	if !a.firing {
 		// Resolved: Alertmanager resolves an alert whose endsAt has passed.
-		al.StartsAt = time.UnixMilli(a.start).UTC().Format(time.RFC3339Nano)
-		al.EndsAt = time.UnixMilli(a.end).UTC().Format(time.RFC3339Nano)
+		al.EndsAt = al.StartsAt
 	}
 	return al
 }

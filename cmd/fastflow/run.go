@@ -27,11 +27,7 @@ log until SIGINT or SIGTERM.`,
   fastflow run pipelines.yaml --workers 2`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := pipeline.LoadFile(args[0])
-			var ce *pipeline.ConfigError
-			if errors.As(err, &ce) {
-				return usageError{err}
-			}
+			f, err := loadPipelines(args[0])
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/pipeline"
+	"github.com/fastflow/fastflow/pipeline/demo"
+	"github.com/fastflow/fastflow/pipeline/server"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var config, addr, kafka, pyro string
+	var workers int
+	c := &cobra.Command{
+		Use:   "serve [--config fastflow.yaml] [--http 127.0.0.1:8080]",
+		Short: "Run pipelines continuously and serve ingest, query API, stream, metrics and dashboard",
+		Long: `Run the configuration's topics and pipelines continuously and serve, on --http:
+
+  POST /topics/{topic}/records                      ingest JSON lines or a JSON array (?key_field=, ?acks=)
+  GET  /api/v1/pipelines                            pipelines, progress, lag
+  GET  /api/v1/pipelines/{name}/windows?key=&last=N recent window results
+  GET  /api/v1/alerts                               active alerts and recent transitions
+  GET  /api/v1/stream                               server-sent events of results and alerts
+  GET  /metrics                                     Prometheus metrics
+  GET  /healthz, GET /                              liveness, the dashboard
+
+The configuration is a pipelines file (see fastflow run). SIGINT/SIGTERM stop ingest,
+checkpoint the pipelines and exit 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if kafka != "" {
+				return usagef("--kafka: the Kafka protocol listener is not built yet")
+			}
+			var f *pipeline.File
+			if config != "" {
+				var err error
+				if f, err = loadPipelines(config); err != nil {
+					return err
+				}
+			}
+			return serve(cmd.Context(), g, f, serveOptions{addr: addr, pyroscope: pyro, workers: workers})
+		},
+	}
+	c.Flags().StringVar(&config, "config", "", "pipelines file (topics: and pipelines:)")
+	c.Flags().StringVar(&addr, "http", "127.0.0.1:8080", "HTTP listen address")
+	c.Flags().StringVar(&kafka, "kafka", "", "Kafka protocol listen address (not built yet)")
+	c.Flags().StringVar(&pyro, "pyroscope", "", "stream continuous profiles to this Pyroscope server URL")
+	c.Flags().IntVar(&workers, "workers", 0, "worker goroutines per pipeline (default: one per CPU)")
+	return c
+}
+
+// loadPipelines loads a pipelines file; configuration errors exit 2.
+func loadPipelines(path string) (*pipeline.File, error) {
+	f, err := pipeline.LoadFile(path)
+	var ce *pipeline.ConfigError
+	if errors.As(err, &ce) {
+		return nil, usageError{err}
+	}
+	return f, err
+}
+
+type serveOptions struct {
+	addr, pyroscope string
+	workers         int
+	log             *log.Log         // when the caller opened it
+	ready           func(url string) // called once listening
+	beforeServe     func(l *log.Log, srv *server.Server) error
+}
+
+func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) error {
+	logger, err := g.logger()
+	if err != nil {
+		return err
+	}
+	l := o.log
+	if l == nil {
+		if l, err = g.openLog(); err != nil {
+			return err
+		}
+		defer l.Close()
+	}
+	if f != nil {
+		if err := checkSources(l, f); err != nil {
+			return usageError{err}
+		}
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.addr, err)
+	}
+	srv := server.New(l, f, server.Options{Logger: logger, Pyroscope: o.pyroscope, Workers: o.workers, Stdout: os.Stdout})
+	if o.beforeServe != nil {
+		if err := o.beforeServe(l, srv); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	url := "http://" + ln.Addr().String() + "/"
+	if o.ready != nil {
+		o.ready(url)
+	} else {
+		logger.Info("serving", "url", url)
+	}
+	return srv.Serve(ctx, ln)
+}
+
+func newDemoCmd(g *globals) *cobra.Command {
+	var addr, webhook string
+	var duration time.Duration
+	var rate, speed float64
+	c := &cobra.Command{
+		Use:   "demo",
+		Short: "Serve the api-health pipeline on generated traffic with incidents: open the dashboard",
+		Long: `Start the server on the embedded default configuration (SPEC's api-health pipeline)
+with generated traffic: several services with realistic latencies, an error burst on
+payments and a latency spike on search, so that alerts fire and resolve within the
+first minute. Event time runs --speed times faster than the clock, so that one-minute
+windows close every few seconds. Alert transitions are printed; the dashboard shows
+everything.
+
+The data directory is a temporary one, removed at exit, unless --data is given.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if rate <= 0 || speed <= 0 {
+				return usagef("--rate and --speed must be positive")
+			}
+			f, err := pipeline.Parse("demo.yaml", demo.Config)
+			if err != nil {
+				return fmt.Errorf("BUG: embedded demo config: %w", err)
+			}
+			if webhook != "" {
+				f.Pipelines[0].Sinks = append(f.Pipelines[0].Sinks, pipeline.SinkConfig{Type: "webhook", URL: webhook, Format: "alertmanager"})
+			}
+			if g.data == "" && os.Getenv("FASTFLOW_DATA") == "" {
+				dir, err := os.MkdirTemp("", "fastflow-demo-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				g.data = dir
+			}
+			ctx := cmd.Context()
+			if duration > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, duration)
+				defer cancel()
+			}
+			return serve(ctx, g, f, serveOptions{
+				addr: addr,
+				ready: func(url string) {
+					fmt.Printf("fastflow demo: dashboard at %s — api-health over %.0f events/s, event time ×%g; Ctrl-C to stop\n", url, rate, speed)
+				},
+				beforeServe: func(l *log.Log, srv *server.Server) error {
+					if err := pipeline.CreateTopics(l, f); err != nil {
+						return err
+					}
+					t, err := l.Topic("events")
+					if err != nil {
+						return err
+					}
+					srv.OnResult(printAlert)
+					gen := demo.NewGenerator(time.Now().Truncate(time.Minute), uint64(time.Now().UnixNano()))
+					go func() {
+						if err := demo.Traffic(ctx, t, gen, rate, speed); err != nil {
+							fmt.Fprintln(os.Stderr, "fastflow: demo traffic:", err)
+						}
+					}()
+					return nil
+				},
+			})
+		},
+	}
+	c.Flags().StringVar(&addr, "http", "127.0.0.1:8080", "HTTP listen address")
+	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until interrupted)")
+	c.Flags().Float64Var(&rate, "rate", 2000, "generated events per second")
+	c.Flags().Float64Var(&speed, "speed", 20, "event-time seconds per second of clock")
+	c.Flags().StringVar(&webhook, "webhook", "", "also send alerts to this Alertmanager (e.g. http://127.0.0.1:9093/api/v2/alerts)")
+	return c
+}
+
+// printAlert prints alert transitions for the demo's user.
+func printAlert(r *pipeline.Result) {
+	if !r.Alert {
+		return
+	}
+	line := string(r.Line)
+	state := "RESOLVED"
+	if r.Firing {
+		state = "FIRING  "
+	}
+	fmt.Printf("%s %s %s\n", time.Now().Format("15:04:05"), state, strings.TrimSpace(line))
+}

@@ -1,0 +1,175 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/log/producer"
+	"github.com/fastflow/fastflow/partition"
+)
+
+// maxIngestBytes bounds one request's body.
+const maxIngestBytes = 32 << 20
+
+// ingestReply is the answer to POST /topics/{topic}/records.
+type ingestReply struct {
+	Topic   string         `json:"topic"`
+	Records []ingestResult `json:"records"`
+}
+
+type ingestResult struct {
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
+}
+
+// ingest handles POST /topics/{topic}/records: a body of JSON lines (each
+// line a record, empty lines skipped, as `fastflow produce`) or a JSON
+// array (each element a record). ?key_field= takes each record's key from
+// a JSON field, ?timestamp_field= its timestamp, ?partition= forces a
+// partition, ?acks= is 0, 1 or all (default 1). Every record is checked
+// before anything is written: a bad request writes nothing.
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("topic")
+	t, err := s.log.Topic(name)
+	if errors.Is(err, log.ErrUnknownTopic) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("topic %q does not exist", name))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	q := r.URL.Query()
+	acks := log.AcksLeader
+	if a := q.Get("acks"); a != "" {
+		var ok bool
+		if acks, ok = log.ParseAcks(a); !ok {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid acks %q: use 0, 1 or all", a))
+			return
+		}
+	}
+	forced := int32(-1)
+	if p := q.Get("partition"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n >= int(t.Partitions()) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid partition %q: topic %s has partitions 0 to %d", p, name, t.Partitions()-1))
+			return
+		}
+		forced = int32(n)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxIngestBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes; split it", maxIngestBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return
+	}
+	values, err := splitRecords(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(values) == 0 {
+		writeError(w, http.StatusBadRequest, "no records: send JSON lines or a JSON array")
+		return
+	}
+	fields := producer.Fields{KeyField: q.Get("key_field"), TimeField: q.Get("timestamp_field")}
+	max := t.Config().MaxRecordBytes
+	// Route every record first; nothing is written unless all are valid.
+	type routed struct {
+		rec log.Record
+		p   int32
+	}
+	recs := make([]routed, len(values))
+	sticky := partition.NewSticky(t.Partitions())
+	for i, v := range values {
+		key, ts, _ := fields.Extract(v)
+		if key != nil {
+			key = bytes.Clone(key)
+		}
+		if n := len(key) + len(v); n > max {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("record %d is %d bytes, over max_record_bytes (%d) of %s", i, n, max, name))
+			return
+		}
+		p := forced
+		switch {
+		case p >= 0:
+		case key != nil:
+			p = partition.ForKey(key, t.Partitions())
+		default:
+			p = sticky.Partition()
+		}
+		recs[i] = routed{rec: log.Record{Key: key, Value: v, TimestampMs: ts}, p: p}
+	}
+	// One append per partition, records in request order within it.
+	byPart := map[int32][]int{}
+	for i, rt := range recs {
+		byPart[rt.p] = append(byPart[rt.p], i)
+	}
+	reply := ingestReply{Topic: name, Records: make([]ingestResult, len(recs))}
+	for p, idxs := range byPart {
+		part, err := t.Partition(p)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		batch := make([]log.Record, len(idxs))
+		for j, i := range idxs {
+			batch[j] = recs[i].rec
+		}
+		base, err := part.Append(batch, acks)
+		if err != nil {
+			status := http.StatusInternalServerError
+			if errors.Is(err, log.ErrRecordTooLarge) {
+				status = http.StatusRequestEntityTooLarge
+			}
+			writeError(w, status, err.Error())
+			return
+		}
+		for j, i := range idxs {
+			reply.Records[i] = ingestResult{Partition: p, Offset: base + int64(j)}
+		}
+	}
+	s.metrics.ingested(name, len(recs), len(body))
+	writeJSON(w, http.StatusOK, reply)
+}
+
+// splitRecords returns the records of a body: the elements of a JSON
+// array, or the non-empty lines.
+func splitRecords(body []byte) ([][]byte, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		var p fastjson.Parser
+		v, err := p.ParseBytes(trimmed)
+		if err != nil {
+			return nil, fmt.Errorf("body starts with [ but is not a JSON array: %v", err)
+		}
+		arr, err := v.Array()
+		if err != nil {
+			return nil, err
+		}
+		out := make([][]byte, len(arr))
+		for i, e := range arr {
+			out[i] = e.MarshalTo(nil)
+		}
+		return out, nil
+	}
+	var out [][]byte
+	for _, line := range bytes.Split(body, []byte{'\n'}) {
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(bytes.TrimSpace(line)) > 0 {
+			out = append(out, line)
+		}
+	}
+	return out, nil
+}

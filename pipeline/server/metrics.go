@@ -1,0 +1,145 @@
+package server
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/fastflow/fastflow/pipeline"
+)
+
+// metrics is what GET /metrics exposes:
+//
+//   - the latest window value of every pipeline metric, as a gauge named
+//     fastflow_<pipeline>_<metric>, labelled by the group-by fields, e.g.
+//     fastflow_api_health_p95_response_time{service="payments"};
+//   - fastflow's own: ingest records and bytes per topic; per pipeline
+//     records read, events, rejected by reason, late dropped, sink drops,
+//     watermark, open windows, lag per partition; event→result latency;
+//   - Go runtime and process metrics.
+type metrics struct {
+	reg           *prometheus.Registry
+	ingestRecords *prometheus.CounterVec
+	ingestBytes   *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.ingestRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fastflow_ingest_records_total", Help: "Records received by POST /topics/{topic}/records."}, []string{"topic"})
+	m.ingestBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fastflow_ingest_bytes_total", Help: "Request body bytes received by POST /topics/{topic}/records."}, []string{"topic"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "fastflow_result_latency_seconds",
+		Help:    "Wall time from a window's end to the emission of its result: how long results trail the events.",
+		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	}, []string{"pipeline"})
+	m.reg.MustRegister(m.ingestRecords, m.ingestBytes, m.latency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&pipelineCollector{s: s})
+	return m
+}
+
+func (m *metrics) ingested(topic string, records, bytes int) {
+	m.ingestRecords.WithLabelValues(topic).Add(float64(records))
+	m.ingestBytes.WithLabelValues(topic).Add(float64(bytes))
+}
+
+// pipelineCollector reports the pipelines' snapshots and window values at
+// scrape time. It is unchecked (describes nothing up front): the label
+// sets of window gauges depend on the pipelines' group-by fields.
+type pipelineCollector struct{ s *Server }
+
+func (c *pipelineCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	counter := func(name, help string, v float64, labels map[string]string) {
+		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(name, help, nil, labels), prometheus.CounterValue, v)
+	}
+	gaugeOf := func(name, help string, v float64, labels map[string]string) {
+		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(name, help, nil, labels), prometheus.GaugeValue, v)
+	}
+	if s.runner != nil {
+		for _, p := range s.runner.Pipelines() {
+			snap := p.Snapshot()
+			if snap == nil {
+				continue
+			}
+			name := p.Config.Name
+			l := map[string]string{"pipeline": name}
+			st := snap.Stats
+			counter("fastflow_pipeline_records_total", "Records read from the source.", float64(st.Records), l)
+			counter("fastflow_pipeline_events_total", "Records accepted as events (not rejected).", float64(st.Events), l)
+			counter("fastflow_pipeline_late_dropped_total", "Events refused by every window they belong to.", float64(st.LateDropped), l)
+			counter("fastflow_pipeline_sink_dropped_total", "Alerts a webhook could not deliver.", float64(st.SinkDropped), l)
+			for r, n := range pipeline.RejectReasons {
+				counter("fastflow_pipeline_rejected_total", "Records rejected, by reason.", float64(st.Rejected[r]),
+					map[string]string{"pipeline": name, "reason": n})
+			}
+			if snap.Watermark != math.MinInt64 && snap.Watermark != math.MaxInt64 {
+				gaugeOf("fastflow_pipeline_watermark_seconds", "The pipeline's watermark (event time).", float64(snap.Watermark)/1000, l)
+			}
+			gaugeOf("fastflow_pipeline_open_windows", "Windows held (not yet forgotten).", float64(snap.OpenWindows), l)
+			if t, err := s.log.Topic(p.Config.Source.Topic); err == nil {
+				for id, pos := range snap.Positions {
+					part, err := t.Partition(id)
+					if err != nil {
+						continue
+					}
+					gaugeOf("fastflow_pipeline_lag_records", "Records in the source partition not yet processed.",
+						float64(max(0, part.HighWatermark()-pos)),
+						map[string]string{"pipeline": name, "topic": t.Name(), "partition": strconv.Itoa(int(id))})
+				}
+			}
+		}
+	}
+	for _, g := range s.store.gauges() {
+		labels := map[string]string{}
+		var key map[string]any
+		json.Unmarshal(g.key, &key)
+		for _, f := range g.groupBy {
+			v := key[f]
+			switch v := v.(type) {
+			case nil:
+				labels[labelName(f)] = ""
+			case string:
+				labels[labelName(f)] = v
+			default:
+				b, _ := json.Marshal(v)
+				labels[labelName(f)] = string(b)
+			}
+		}
+		gaugeOf(MetricName(g.pipeline, g.metric), "Latest window value of "+g.metric+" in pipeline "+g.pipeline+".", g.value, labels)
+	}
+}
+
+// MetricName is the Prometheus name of a pipeline metric's gauge:
+// fastflow_<pipeline>_<metric>, with characters Prometheus does not allow
+// replaced by underscores.
+func MetricName(pipeline, metric string) string {
+	return "fastflow_" + sanitize(pipeline) + "_" + sanitize(metric)
+}
+
+func labelName(field string) string {
+	n := sanitize(field)
+	if strings.HasPrefix(n, "__") {
+		n = "f" + n // names starting with __ are reserved
+	}
+	return n
+}
+
+func sanitize(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' && i > 0) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,330 @@
+package server
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fastflow/fastflow/pipeline"
+)
+
+// keepWindows is how many recent windows the server keeps per key.
+const keepWindows = 240
+
+// keepTransitions is how many recent alert transitions it keeps.
+const keepTransitions = 100
+
+// store keeps what the query API, the stream and /metrics show: recent
+// window results per pipeline and key, active alerts and recent alert
+// transitions. Pipelines write to it from their coordinators (Observe);
+// HTTP handlers read it.
+type store struct {
+	mu     sync.RWMutex
+	pipes  map[string]*pipeStore
+	active map[string]*AlertView // by pipeline, alert and key
+	recent []AlertView           // newest last
+	hub    *hub
+	now    func() time.Time
+	// latency observes, per emitted window, the wall time since its end.
+	latency func(pipeline string, seconds float64)
+}
+
+type pipeStore struct {
+	groupBy []string
+	metrics []string
+	keys    map[string]*keyStore // by the key's JSON object
+}
+
+type keyStore struct {
+	key     json.RawMessage
+	windows []windowView // by start, latest revision of each
+	latest  map[string]float64
+	valid   map[string]bool
+}
+
+type windowView struct {
+	start int64
+	line  json.RawMessage
+}
+
+// AlertView is an alert as the API shows it: Prometheus-like states.
+type AlertView struct {
+	Pipeline    string          `json:"pipeline"`
+	Alert       string          `json:"alert"`
+	Severity    string          `json:"severity"`
+	State       string          `json:"state"` // firing or resolved
+	Key         json.RawMessage `json:"key"`
+	Metric      string          `json:"metric"`
+	Value       *float64        `json:"value"`
+	Threshold   float64         `json:"threshold"`
+	WindowStart string          `json:"window_start"`
+	WindowEnd   string          `json:"window_end"`
+	ActiveAt    string          `json:"active_at"`             // wall time it started firing
+	ResolvedAt  string          `json:"resolved_at,omitempty"` // wall time it resolved
+}
+
+func newStore(cfgs []*pipeline.Config) *store {
+	s := &store{pipes: map[string]*pipeStore{}, active: map[string]*AlertView{}, hub: newHub(), now: time.Now}
+	for _, c := range cfgs {
+		ps := &pipeStore{groupBy: c.GroupBy, keys: map[string]*keyStore{}}
+		for _, m := range c.Metrics {
+			ps.metrics = append(ps.metrics, m.Name)
+		}
+		s.pipes[c.Name] = ps
+	}
+	return s
+}
+
+// windowLine and alertLine are the parts of result lines the store reads.
+type windowLine struct {
+	Key         json.RawMessage     `json:"key"`
+	WindowStart string              `json:"window_start"`
+	WindowEnd   string              `json:"window_end"`
+	Metrics     map[string]*float64 `json:"metrics"`
+}
+
+type alertLine struct {
+	Alert       string          `json:"alert"`
+	Severity    string          `json:"severity"`
+	State       string          `json:"state"`
+	Key         json.RawMessage `json:"key"`
+	WindowStart string          `json:"window_start"`
+	WindowEnd   string          `json:"window_end"`
+	Metric      string          `json:"metric"`
+	Value       *float64        `json:"value"`
+	Threshold   float64         `json:"threshold"`
+}
+
+// observe records a result; it is a pipeline.Observer.
+func (s *store) observe(r *pipeline.Result) {
+	line := append(json.RawMessage(nil), r.Line...)
+	event := "window"
+	if r.Alert {
+		event = "alert"
+		s.alert(r.Pipeline, line)
+	} else {
+		s.window(r, line)
+	}
+	s.hub.publish(event, line)
+}
+
+func (s *store) window(r *pipeline.Result, line json.RawMessage) {
+	var w windowLine
+	if json.Unmarshal(line, &w) != nil {
+		return
+	}
+	if s.latency != nil {
+		s.latency(r.Pipeline, s.now().Sub(time.UnixMilli(r.EndMs)).Seconds())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.pipes[r.Pipeline]
+	if ps == nil {
+		return
+	}
+	ks := ps.keys[string(w.Key)]
+	if ks == nil {
+		ks = &keyStore{key: w.Key, latest: map[string]float64{}, valid: map[string]bool{}}
+		ps.keys[string(w.Key)] = ks
+	}
+	i := sort.Search(len(ks.windows), func(i int) bool { return ks.windows[i].start >= r.StartMs })
+	switch {
+	case i < len(ks.windows) && ks.windows[i].start == r.StartMs:
+		ks.windows[i].line = line // a revision replaces its window
+	default:
+		ks.windows = append(ks.windows, windowView{})
+		copy(ks.windows[i+1:], ks.windows[i:])
+		ks.windows[i] = windowView{start: r.StartMs, line: line}
+		if len(ks.windows) > keepWindows {
+			ks.windows = ks.windows[len(ks.windows)-keepWindows:]
+		}
+	}
+	if i >= len(ks.windows)-1 {
+		// The newest window gives the current value of each metric.
+		for name, v := range w.Metrics {
+			ks.valid[name] = v != nil
+			if v != nil {
+				ks.latest[name] = *v
+			}
+		}
+	}
+}
+
+func (s *store) alert(pipe string, line json.RawMessage) {
+	var a alertLine
+	if json.Unmarshal(line, &a) != nil {
+		return
+	}
+	id := pipe + "\x00" + a.Alert + "\x00" + string(a.Key)
+	now := s.now().UTC().Format(time.RFC3339Nano)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := AlertView{Pipeline: pipe, Alert: a.Alert, Severity: a.Severity, State: a.State, Key: a.Key, Metric: a.Metric,
+		Value: a.Value, Threshold: a.Threshold, WindowStart: a.WindowStart, WindowEnd: a.WindowEnd, ActiveAt: now}
+	if a.State == "firing" {
+		s.active[id] = &v
+	} else {
+		if prev := s.active[id]; prev != nil {
+			v.ActiveAt = prev.ActiveAt
+		}
+		v.ResolvedAt = now
+		delete(s.active, id)
+	}
+	s.recent = append(s.recent, v)
+	if len(s.recent) > keepTransitions {
+		s.recent = s.recent[len(s.recent)-keepTransitions:]
+	}
+}
+
+// windows returns the last n windows of the keys matching key ("" for
+// all): the raw result lines, oldest first per key, keys in order.
+func (s *store) windows(pipe, key string, n int) ([]json.RawMessage, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ps := s.pipes[pipe]
+	if ps == nil {
+		return nil, false
+	}
+	names := make([]string, 0, len(ps.keys))
+	for k := range ps.keys {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := []json.RawMessage{}
+	for _, k := range names {
+		ks := ps.keys[k]
+		if key != "" && !keyMatches(ks.key, key) {
+			continue
+		}
+		ws := ks.windows
+		if n > 0 && len(ws) > n {
+			ws = ws[len(ws)-n:]
+		}
+		for _, w := range ws {
+			out = append(out, w.line)
+		}
+	}
+	return out, true
+}
+
+// keyMatches reports whether a key object matches the ?key= parameter:
+// the JSON object itself, or one of its values as text (so ?key=payments
+// finds {"service":"payments"}).
+func keyMatches(key json.RawMessage, param string) bool {
+	if strings.HasPrefix(param, "{") {
+		var a, b map[string]any
+		return json.Unmarshal(key, &a) == nil && json.Unmarshal([]byte(param), &b) == nil && equalJSON(a, b)
+	}
+	var m map[string]any
+	if json.Unmarshal(key, &m) != nil {
+		return false
+	}
+	for _, v := range m {
+		if s, ok := v.(string); ok && s == param {
+			return true
+		}
+		if b, _ := json.Marshal(v); string(b) == param {
+			return true
+		}
+	}
+	return false
+}
+
+func equalJSON(a, b map[string]any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// alerts returns the active alerts, by pipeline, alert and key, and the
+// recent transitions, newest first.
+func (s *store) alerts() (active, recent []AlertView) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, a := range s.active {
+		active = append(active, *a)
+	}
+	sort.Slice(active, func(i, j int) bool {
+		a, b := active[i], active[j]
+		return a.Pipeline+a.Alert+string(a.Key) < b.Pipeline+b.Alert+string(b.Key)
+	})
+	for i := len(s.recent) - 1; i >= 0; i-- {
+		recent = append(recent, s.recent[i])
+	}
+	if active == nil {
+		active = []AlertView{}
+	}
+	if recent == nil {
+		recent = []AlertView{}
+	}
+	return active, recent
+}
+
+// gauge is the current value of one metric of one key.
+type gauge struct {
+	pipeline, metric string
+	groupBy          []string
+	key              json.RawMessage
+	value            float64
+}
+
+// gauges lists the latest value of every metric of every key.
+func (s *store) gauges() []gauge {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []gauge
+	for name, ps := range s.pipes {
+		for _, ks := range ps.keys {
+			for _, m := range ps.metrics {
+				if ks.valid[m] {
+					out = append(out, gauge{pipeline: name, metric: m, groupBy: ps.groupBy, key: ks.key, value: ks.latest[m]})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// hub fans events out to stream subscribers. A subscriber that does not
+// keep up loses events (counted), never slowing the pipelines.
+type hub struct {
+	mu      sync.Mutex
+	subs    map[chan event]struct{}
+	dropped atomic.Int64
+}
+
+type event struct {
+	name string
+	data json.RawMessage
+}
+
+func newHub() *hub { return &hub{subs: map[chan event]struct{}{}} }
+
+func (h *hub) subscribe() chan event {
+	c := make(chan event, 1024)
+	h.mu.Lock()
+	h.subs[c] = struct{}{}
+	h.mu.Unlock()
+	return c
+}
+
+func (h *hub) unsubscribe(c chan event) {
+	h.mu.Lock()
+	delete(h.subs, c)
+	h.mu.Unlock()
+}
+
+func (h *hub) publish(name string, data json.RawMessage) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.subs {
+		select {
+		case c <- event{name, data}:
+		default:
+			h.dropped.Add(1)
+		}
+	}
+}

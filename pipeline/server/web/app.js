@@ -1,0 +1,162 @@
+// fastflow dashboard: one chart per metric over recent windows, one line per
+// key, current values, alerts, throughput and lag; live over /api/v1/stream.
+"use strict";
+
+const palette = ["#58a6ff", "#3fb950", "#d29922", "#f85149", "#bc8cff", "#39c5cf", "#ff7b72", "#e3b341", "#56d364", "#79c0ff"];
+const keepWindows = 60;
+
+const state = {
+  pipeline: null,   // the pipeline shown (the first one)
+  metrics: [],
+  groupBy: [],
+  windows: new Map(), // key label -> Map(start ms -> window line)
+  charts: new Map(),  // metric -> uPlot
+  dirty: false,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function keyLabel(key) {
+  const vals = Object.values(key || {});
+  return vals.length ? vals.map((v) => (v === null ? "null" : String(v))).join(" / ") : "all";
+}
+
+function fmt(v) {
+  if (v === null || v === undefined) return "—";
+  if (Number.isInteger(v)) return v.toLocaleString();
+  const a = Math.abs(v);
+  if (a >= 1000) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  if (a >= 1) return v.toFixed(2);
+  return v.toPrecision(3);
+}
+
+function addWindow(w) {
+  const label = keyLabel(w.key);
+  if (!state.windows.has(label)) state.windows.set(label, new Map());
+  const m = state.windows.get(label);
+  m.set(Date.parse(w.window_start), w); // a revision replaces its window
+  if (m.size > keepWindows) {
+    const starts = [...m.keys()].sort((a, b) => a - b);
+    for (const s of starts.slice(0, m.size - keepWindows)) m.delete(s);
+  }
+  state.dirty = true;
+}
+
+function chartData(metric, labels) {
+  const xs = new Set();
+  for (const l of labels) for (const s of state.windows.get(l).keys()) xs.add(s);
+  const x = [...xs].sort((a, b) => a - b);
+  const data = [x.map((s) => s / 1000)];
+  for (const l of labels) {
+    const m = state.windows.get(l);
+    data.push(x.map((s) => { const w = m.get(s); const v = w ? w.metrics[metric] : null; return v === undefined ? null : v; }));
+  }
+  return data;
+}
+
+function render() {
+  if (!state.dirty) return;
+  state.dirty = false;
+  const labels = [...state.windows.keys()].sort();
+  const charts = $("charts");
+  for (const metric of state.metrics) {
+    const data = chartData(metric, labels);
+    let u = state.charts.get(metric);
+    if (u && u.series.length - 1 !== labels.length) { u.destroy(); u.root.parentElement.remove(); u = null; }
+    if (!u) {
+      const box = document.createElement("section");
+      box.className = "chart";
+      box.dataset.metric = metric;
+      box.innerHTML = `<h3>${metric}</h3>`;
+      charts.appendChild(box);
+      const width = Math.max(480, box.clientWidth - 28);
+      u = new uPlot({
+        width, height: 220,
+        scales: { x: { time: true } },
+        axes: [
+          { stroke: "#8193a8", grid: { stroke: "#243042" }, ticks: { stroke: "#243042" } },
+          { stroke: "#8193a8", grid: { stroke: "#243042" }, ticks: { stroke: "#243042" }, size: 60 },
+        ],
+        series: [{}].concat(labels.map((l, i) => ({ label: l, stroke: palette[i % palette.length], width: 2, spanGaps: false,
+          points: { show: data[0].length < 30 } }))),
+      }, data, box);
+      state.charts.set(metric, u);
+    } else {
+      u.setData(data);
+    }
+  }
+  renderCurrent(labels);
+}
+
+function renderCurrent(labels) {
+  if (!labels.length) return;
+  let html = `<table><tr><th>${state.groupBy.join(" / ") || "key"}</th><th>window</th>`;
+  for (const m of state.metrics) html += `<th>${m}</th>`;
+  html += "</tr>";
+  for (const l of labels) {
+    const m = state.windows.get(l);
+    const last = m.get(Math.max(...m.keys()));
+    const t = new Date(last.window_start).toISOString().slice(11, 16);
+    html += `<tr><td>${l}</td><td>${t}${last.revision ? ` r${last.revision}` : ""}</td>`;
+    for (const metric of state.metrics) html += `<td>${fmt(last.metrics[metric])}</td>`;
+    html += "</tr>";
+  }
+  $("current").className = "";
+  $("current").innerHTML = html + "</table>";
+}
+
+function alertHTML(a, showState) {
+  const v = a.value === null ? "null" : fmt(a.value);
+  const when = showState && a.resolved_at ? a.resolved_at : a.active_at;
+  return `<div class="alert ${a.severity}"><span class="name">${a.alert}</span>
+    ${showState ? `<span class="${a.state}">${a.state}</span>` : ""} — ${keyLabel(a.key)}
+    <div class="meta">${a.metric} = ${v} (threshold ${a.threshold}) · window ${a.window_start.slice(11, 16)}–${a.window_end.slice(11, 16)} · ${new Date(when).toLocaleTimeString()}</div></div>`;
+}
+
+async function loadAlerts() {
+  const r = await fetch("/api/v1/alerts");
+  const { active, recent } = await r.json();
+  $("nactive").textContent = active.length;
+  $("active").className = active.length ? "" : "empty";
+  $("active").innerHTML = active.length ? active.map((a) => alertHTML(a, false)).join("") : "none";
+  const last = recent.slice(0, 10);
+  $("recent").className = last.length ? "" : "empty";
+  $("recent").innerHTML = last.length ? last.map((a) => alertHTML(a, true)).join("") : "none yet";
+}
+
+async function loadInitial() {
+  const pipes = await (await fetch("/api/v1/pipelines")).json();
+  if (!pipes.length) { $("pipeline").textContent = "no pipeline"; return; }
+  const p = pipes[0];
+  state.pipeline = p.name;
+  state.metrics = p.metrics;
+  state.groupBy = p.group_by;
+  $("pipeline").textContent = p.name;
+  const r = await fetch(`/api/v1/pipelines/${encodeURIComponent(p.name)}/windows?last=${keepWindows}`);
+  const { windows } = await r.json();
+  for (const w of windows) addWindow(w);
+  await loadAlerts();
+  render();
+}
+
+function connect() {
+  const es = new EventSource("/api/v1/stream");
+  es.onopen = () => { $("conn").textContent = "live"; $("conn").className = ""; };
+  es.onerror = () => { $("conn").textContent = "reconnecting…"; $("conn").className = "down"; };
+  es.addEventListener("window", (e) => { const w = JSON.parse(e.data); if (w.pipeline === state.pipeline) addWindow(w); });
+  es.addEventListener("alert", () => loadAlerts());
+  es.addEventListener("progress", (e) => {
+    const p = JSON.parse(e.data);
+    if (p.pipeline !== state.pipeline) return;
+    $("rate").textContent = fmt(Math.round(p.records_per_second));
+    $("lag").textContent = fmt(Object.values(p.lag || {}).reduce((a, b) => a + b, 0));
+    $("wm").textContent = p.watermark ? new Date(p.watermark).toISOString().slice(11, 19) : "—";
+  });
+  // After a server restart the stream reconnects by itself; reload the state it missed.
+  let first = true;
+  es.addEventListener("open", () => { if (!first) loadInitial(); first = false; });
+}
+
+setInterval(render, 250);
+loadInitial().catch((e) => { $("current").textContent = "cannot reach the server: " + e; }).finally(connect);
