@@ -4,7 +4,7 @@ BIN       := bin/fastflow
 # Packages whose code runs on several goroutines: tested with -race too.
 RACE_PKGS := ./log/... ./partition/... ./pipeline/... ./agg/...
 
-.PHONY: all build test test-race lint vet fmt-check demo bench clean
+.PHONY: all build test test-race lint vet fmt-check demo log-demo bench clean
 
 all: build
 
@@ -24,9 +24,13 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# The main job on an embedded default. Until `fastflow demo` exists, it
-# shows the log end to end.
+# The main job on an embedded default: the api-health pipeline on generated
+# traffic with incidents, served with its dashboard (Ctrl-C to stop).
 demo: build
+	$(BIN) demo
+
+# The log alone, end to end, on a temporary data directory.
+log-demo: build
 	./examples/log-demo.sh $(BIN)
 
 # Hot-path benchmarks, 5 runs each; benchstat summarises them and

@@ -144,10 +144,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { errc <- srv.Serve(ln) }()
 	go s.progress(ctx)
 	var serveErr error
+	var failed <-chan struct{} // pipelines end early only by failing
+	if len(s.file.Pipelines) > 0 {
+		failed = runnerDone(runner)
+	}
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
-	case <-runnerDone(runner):
+	case <-failed:
 	}
 	// Stop taking requests first (in-flight ones finish), then the pipelines.
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)

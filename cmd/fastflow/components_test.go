@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// Tests against real components: Prometheus, Alertmanager and Chromium,
+// from Debian's packages (.ci/run installs them). Each starts its own
+// processes on 127.0.0.1, bounded in time, and stops them.
+
+// need returns the path of a program the test needs: in CI a missing one
+// fails the test, elsewhere it skips it.
+func need(t *testing.T, names ...string) string {
+	t.Helper()
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not installed (.ci/run installs it)", names[0])
+	}
+	t.Skipf("%s is not installed", names[0])
+	return ""
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs a process until the test ends (SIGTERM, then SIGKILL).
+func start(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(cmd.Path), tail(logs.String(), 3000))
+		}
+	})
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// startDemo runs `fastflow demo` on a fresh port and waits for its API.
+func startDemo(t *testing.T, extra ...string) string {
+	t.Helper()
+	c := newCLI(t)
+	addr := freePort(t)
+	start(t, c.cmd(context.Background(), append([]string{"demo", "--http", addr, "--duration", "3m"}, extra...)...))
+	base := "http://" + addr
+	waitFor(t, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	return base
+}
+
+func getBody(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// waitLong is waitFor with a longer bound, for things that take the demo
+// its first minute.
+func waitLong(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func TestPrometheusScrapesMetrics(t *testing.T) {
+	prom := need(t, "prometheus")
+	base := startDemo(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: fastflow
+    static_configs: [{targets: ['%s']}]
+`, strings.TrimPrefix(base, "http://"))), 0o644)
+	promAddr := freePort(t)
+	start(t, exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr))
+	query := "http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(`fastflow_api_health_p95_response_time{service="payments"}`)
+	var found string
+	waitLong(t, "Prometheus has the window gauge", 90*time.Second, func() bool {
+		body, err := getBody(query)
+		if err != nil {
+			return false
+		}
+		var r struct {
+			Status string
+			Data   struct {
+				Result []struct {
+					Metric map[string]string
+					Value  []any
+				}
+			}
+		}
+		if json.Unmarshal([]byte(body), &r) != nil || r.Status != "success" || len(r.Data.Result) == 0 {
+			return false
+		}
+		m := r.Data.Result[0].Metric
+		found = fmt.Sprint(m, r.Data.Result[0].Value)
+		return m["job"] == "fastflow" && m["service"] == "payments" && m["__name__"] == "fastflow_api_health_p95_response_time"
+	})
+	t.Logf("Prometheus: %s", found)
+	// fastflow's own metrics arrive too.
+	own := "http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(`fastflow_pipeline_records_total{pipeline="api-health"}`)
+	if body, _ := getBody(own); !strings.Contains(body, `"pipeline":"api-health"`) {
+		t.Fatalf("no fastflow_pipeline_records_total in Prometheus: %s", body)
+	}
+}
+
+func TestAlertmanagerReceivesDemoAlerts(t *testing.T) {
+	am := need(t, "prometheus-alertmanager", "alertmanager")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	os.WriteFile(cfg, []byte("route: {receiver: blackhole, group_wait: 1s, group_interval: 1s}\nreceivers: [{name: blackhole}]\n"), 0o644)
+	amAddr := freePort(t)
+	start(t, exec.Command(am, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+amAddr, "--cluster.listen-address="))
+	waitFor(t, func() bool { _, err := getBody("http://" + amAddr + "/-/ready"); return err == nil })
+	startDemo(t, "--webhook", "http://"+amAddr+"/api/v2/alerts")
+	type amAlert struct {
+		Labels   map[string]string
+		Status   struct{ State string }
+		StartsAt string
+		EndsAt   string
+	}
+	find := func() (amAlert, bool) {
+		body, err := getBody("http://" + amAddr + "/api/v2/alerts")
+		if err != nil {
+			return amAlert{}, false
+		}
+		var list []amAlert
+		json.Unmarshal([]byte(body), &list)
+		for _, a := range list {
+			if a.Labels["alertname"] == "high-error-rate" && a.Labels["service"] == "payments" {
+				return a, true
+			}
+		}
+		return amAlert{}, false
+	}
+	var firing amAlert
+	waitLong(t, "Alertmanager has high-error-rate firing", 90*time.Second, func() bool {
+		a, ok := find()
+		firing = a
+		return ok && a.Status.State == "active"
+	})
+	if firing.Labels["severity"] != "critical" || firing.Labels["pipeline"] != "api-health" {
+		t.Fatalf("alert labels %v", firing.Labels)
+	}
+	// Resolved: Alertmanager drops an alert from its list once its endsAt has passed.
+	waitLong(t, "the alert resolves in Alertmanager", 90*time.Second, func() bool {
+		_, ok := find()
+		return !ok
+	})
+	t.Logf("Alertmanager: firing since %s, then resolved", firing.StartsAt)
+}
+
+func TestDashboardInChromium(t *testing.T) {
+	browser := need(t, "chromium", "chromium-browser", "google-chrome")
+	base := startDemo(t)
+	// Let the demo's first incident fire.
+	waitLong(t, "an alert in the demo", 90*time.Second, func() bool {
+		body, _ := getBody(base + "/api/v1/alerts")
+		return strings.Contains(body, "high-error-rate")
+	})
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1600, 1250),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	// The first call starts the browser: no timeout on it (chromedp's rule).
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancelWait := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelWait()
+	// Scripts ran: the charts drew on canvases, the table and the alerts filled in.
+	if err := chromedp.Do(wctx,
+		chromedp.WaitVisible(chromedp.CSS(`#charts canvas`)),
+		chromedp.WaitVisible(chromedp.CSS(`#recent .alert`)),
+		chromedp.Sleep(2*time.Second), // a few more windows over the stream
+	); err != nil {
+		t.Fatal(err)
+	}
+	value := func(a chromedp.Action[string]) string {
+		t.Helper()
+		v, err := chromedp.Run(wctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	charts := value(chromedp.Evaluate[string](`String(document.querySelectorAll("#charts section").length)`))
+	keys := value(chromedp.Evaluate[string](`String(document.querySelectorAll("#current tr").length - 1)`))
+	alerts := value(chromedp.Text(chromedp.CSS(`#recent`)))
+	conn := value(chromedp.Text(chromedp.CSS(`#conn`)))
+	png, err := chromedp.Run(wctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if charts != "9" || keys != "5" || !strings.Contains(alerts, "high-error-rate") || conn != "live" {
+		t.Fatalf("dashboard: %s charts, %s keys, stream %q, alerts %q", charts, keys, conn, alerts)
+	}
+	// The screenshot is a test artifact: artifacts/dashboard.png at the repository root.
+	art := filepath.Join("..", "..", "artifacts")
+	os.MkdirAll(art, 0o755)
+	if err := os.WriteFile(filepath.Join(art, "dashboard.png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dashboard: %s charts, %s keys, screenshot %d bytes in artifacts/dashboard.png", charts, keys, len(png))
+}

@@ -1,0 +1,293 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/partition"
+	"github.com/fastflow/fastflow/pipeline"
+)
+
+const testYAML = `topics:
+  - {name: events, partitions: 3}
+pipelines:
+  - name: api-health
+    source: {topic: events}
+    time: {field: ts, unit: ms}
+    group_by: [service]
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: request_count, agg: count}
+      - {name: error_count, agg: count, where: 'status == "error"'}
+      - {name: error_rate, agg: ratio, of: error_count, over: request_count}
+      - {name: p95_response_time, agg: percentile, field: response_time, q: 0.95}
+    alerts:
+      - {name: high-error-rate, when: 'error_rate > 0.05', severity: critical}
+`
+
+// startServer runs a server on 127.0.0.1 over a fresh data directory.
+func startServer(t *testing.T, yaml string) (base string, l *log.Log) {
+	t.Helper()
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := pipeline.Parse("t.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pipeline.CreateTopics(l, f); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	srv := New(l, f, Options{})
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		l.Close()
+	})
+	return "http://" + ln.Addr().String(), l
+}
+
+func post(t *testing.T, url, ctype, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(url, ctype, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("reply is not JSON: %q", b)
+	}
+	return resp.StatusCode, v
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s: not JSON: %q", url, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestHTTPAPI(t *testing.T) {
+	base, l := startServer(t, testYAML)
+
+	// The stream, subscribed before anything happens.
+	streamCtx, stopStream := context.WithCancel(context.Background())
+	defer stopStream()
+	req, _ := http.NewRequestWithContext(streamCtx, "GET", base+"/api/v1/stream", nil)
+	streamResp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := streamResp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("stream content type %q", ct)
+	}
+	events := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(streamResp.Body)
+		var name string
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "event: ") {
+				name = strings.TrimPrefix(line, "event: ")
+			} else if strings.HasPrefix(line, "data: ") && name != "progress" {
+				events <- name + " " + strings.TrimPrefix(line, "data: ")
+			}
+		}
+	}()
+
+	// Ingest: JSON lines keyed by a field; each record's partition and offset come back.
+	var lines strings.Builder
+	for i := 0; i < 100; i++ {
+		status := "ok"
+		if i%5 == 0 {
+			status = "error"
+		}
+		fmt.Fprintf(&lines, `{"ts":%d,"service":"svc-%d","status":%q,"response_time":%d}`+"\n", 1795341600000+int64(i)*100, i%3, status, 10+i)
+	}
+	code, reply := post(t, base+"/topics/events/records?key_field=service&acks=all", "application/x-ndjson", lines.String())
+	if code != 200 {
+		t.Fatalf("ingest: %d %v", code, reply)
+	}
+	recs := reply["records"].([]any)
+	if len(recs) != 100 {
+		t.Fatalf("%d results", len(recs))
+	}
+	for i, r := range recs {
+		m := r.(map[string]any)
+		want := partition.ForKey([]byte(fmt.Sprintf("svc-%d", i%3)), 3)
+		if int32(m["partition"].(float64)) != want {
+			t.Fatalf("record %d on partition %v, murmur2 says %d", i, m["partition"], want)
+		}
+	}
+	// A JSON array; then a later event closes the first minute.
+	code, reply = post(t, base+"/topics/events/records?key_field=service", "application/json",
+		`[{"ts":1795341700000,"service":"svc-0","status":"ok"},{"ts":1795341700000,"service":"svc-1","status":"ok"},{"ts":1795341700000,"service":"svc-2","status":"ok"}]`)
+	if code != 200 || len(reply["records"].([]any)) != 3 {
+		t.Fatalf("array ingest: %d %v", code, reply)
+	}
+
+	// Bad requests: 4xx with a JSON error, nothing written.
+	tp, _ := l.Topic("events")
+	hw := func() int64 {
+		var n int64
+		for id := int32(0); id < 3; id++ {
+			p, _ := tp.Partition(id)
+			n += p.HighWatermark()
+		}
+		return n
+	}
+	before := hw()
+	bad := func(path, ctype, body string, want int, msg string) {
+		t.Helper()
+		code, reply := post(t, base+path, ctype, body)
+		if code != want || !strings.Contains(fmt.Sprint(reply["error"]), msg) {
+			t.Errorf("POST %s: %d %v, want %d %q", path, code, reply, want, msg)
+		}
+	}
+	bad("/topics/nope/records", "application/json", `{"a":1}`, 404, `topic "nope" does not exist`)
+	bad("/topics/events/records", "application/json", `[{"a":1},`, 400, "not a JSON array")
+	bad("/topics/events/records", "application/json", "", 400, "no records")
+	bad("/topics/events/records?acks=2", "application/json", `{"a":1}`, 400, "invalid acks")
+	bad("/topics/events/records?partition=9", "application/json", `{"a":1}`, 400, "invalid partition")
+	bad("/topics/events/records", "application/json", `{"a":1}`+"\n"+`{"big":"`+strings.Repeat("x", 2<<20)+`"}`, 413, "record 1 is")
+	bad("/topics/events/records", "application/json", strings.Repeat("x", maxIngestBytes+10), 413, "body over")
+	if after := hw(); after != before {
+		t.Fatalf("bad requests wrote %d records", after-before)
+	}
+
+	// The first minute's windows appear in the API and on the stream.
+	var ws struct {
+		Pipeline string            `json:"pipeline"`
+		Windows  []json.RawMessage `json:"windows"`
+	}
+	waitUntil(t, "windows", func() bool {
+		getJSON(t, base+"/api/v1/pipelines/api-health/windows?last=5", &ws)
+		return len(ws.Windows) == 3
+	})
+	if getJSON(t, base+"/api/v1/pipelines/api-health/windows?key=svc-1", &ws) != 200 || len(ws.Windows) != 1 ||
+		!strings.Contains(string(ws.Windows[0]), `"key":{"service":"svc-1"}`) || !strings.Contains(string(ws.Windows[0]), `"request_count":33`) {
+		t.Fatalf("windows of svc-1: %s", ws.Windows)
+	}
+	getJSON(t, base+`/api/v1/pipelines/api-health/windows?key={"service":"svc-2"}`, &ws)
+	if len(ws.Windows) != 1 {
+		t.Fatalf("windows by key object: %s", ws.Windows)
+	}
+	if code := getJSON(t, base+"/api/v1/pipelines/nope/windows", nil); code != 404 {
+		t.Fatalf("unknown pipeline: %d", code)
+	}
+	if code := getJSON(t, base+"/api/v1/pipelines/api-health/windows?last=0", nil); code != 400 {
+		t.Fatalf("last=0: %d", code)
+	}
+	// Alerts: svc-0 has 20% errors.
+	var alerts struct{ Active, Recent []AlertView }
+	getJSON(t, base+"/api/v1/alerts", &alerts)
+	if len(alerts.Active) == 0 || alerts.Active[0].Alert != "high-error-rate" || alerts.Active[0].State != "firing" || alerts.Active[0].ActiveAt == "" {
+		t.Fatalf("alerts: %+v", alerts)
+	}
+	got := map[string]bool{}
+	timeout := time.After(30 * time.Second)
+	for len(got) < 2 {
+		select {
+		case ev := <-events:
+			got[strings.Fields(ev)[0]] = true
+		case <-timeout:
+			t.Fatalf("stream delivered %v", got)
+		}
+	}
+	// Pipelines: progress and lag.
+	var pipes []PipelineView
+	waitUntil(t, "pipeline progress", func() bool {
+		getJSON(t, base+"/api/v1/pipelines", &pipes)
+		return len(pipes) == 1 && pipes[0].Stats.Records == 103
+	})
+	if pipes[0].Watermark == "" || len(pipes[0].Lag) != 3 || pipes[0].Metrics[3] != "p95_response_time" {
+		t.Fatalf("pipelines: %+v", pipes[0])
+	}
+	// Metrics: a window gauge with its key label, and fastflow's own.
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`fastflow_api_health_request_count{service="svc-1"} 33`,
+		`fastflow_ingest_records_total{topic="events"} 103`,
+		`fastflow_pipeline_records_total{pipeline="api-health"} 103`,
+		`fastflow_pipeline_rejected_total{pipeline="api-health",reason="invalid_json"} 0`,
+		`fastflow_pipeline_lag_records{partition="0",pipeline="api-health",topic="events"} 0`,
+		`fastflow_result_latency_seconds_count{pipeline="api-health"}`,
+		`go_goroutines`,
+	} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	var health map[string]any
+	if getJSON(t, base+"/healthz", &health) != 200 || health["status"] != "ok" {
+		t.Fatalf("healthz: %v", health)
+	}
+	// The dashboard and its assets are served from the binary.
+	for _, path := range []string{"/", "/static/app.js", "/static/uPlot.iife.min.js", "/static/uPlot.min.css"} {
+		resp, err := http.Get(base + path)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %v %v", path, err, resp.Status)
+		}
+		resp.Body.Close()
+	}
+}
+
+func TestServeWithoutPipelines(t *testing.T) {
+	base, _ := startServer(t, "topics:\n  - {name: raw, partitions: 1}\n")
+	code, reply := post(t, base+"/topics/raw/records", "text/plain", "hello\nworld\n")
+	if code != 200 || len(reply["records"].([]any)) != 2 {
+		t.Fatalf("%d %v", code, reply)
+	}
+	var pipes []PipelineView
+	if getJSON(t, base+"/api/v1/pipelines", &pipes) != 200 || len(pipes) != 0 {
+		t.Fatalf("pipelines: %v", pipes)
+	}
+}
