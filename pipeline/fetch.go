@@ -74,7 +74,11 @@ func newFeed(p *log.Partition, from, end int64) (*feed, error) {
 type fetcher struct {
 	feeds     []*feed
 	wake      chan struct{} // appends, and batches coming back
-	delivered chan struct{} // to the worker: a batch is waiting
+	delivered chan struct{} // to its worker: a batch is waiting
+	// peers are the other workers' delivered channels: a round is complete
+	// only when every worker sent it, so idle workers must answer as soon
+	// as one has data, not at their idle timeout.
+	peers []chan struct{}
 	read      []log.Record
 	stops     []func()
 	logger    *slog.Logger
@@ -129,6 +133,9 @@ func (f *fetcher) run(ctx context.Context) error {
 				fd.full.Push(b) // cannot fail: feedDepth batches exist
 				progress = true
 				signal(f.delivered)
+				for _, p := range f.peers {
+					signal(p)
+				}
 			} else {
 				fd.free.Push(b)
 			}

@@ -275,6 +275,13 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 		}
 		return n
 	}
+	for i, f := range e.fetch {
+		for j, g := range e.fetch {
+			if i != j {
+				f.peers = append(f.peers, g.delivered)
+			}
+		}
+	}
 	opts.Logger.Info("pipeline running", "pipeline", c.Name, "workers", len(e.workers), "partitions", n, "follow", e.follow)
 	err = e.run(ctx, !opts.NoPin)
 	if cerr := out.close(); err == nil {

@@ -570,3 +570,53 @@ func maxKey(m map[string]int) string {
 	}
 	return best
 }
+
+// TestBenchJSON: the end-to-end benchmark runs small and its summary is
+// self-consistent.
+func TestBenchJSON(t *testing.T) {
+	c := newCLI(t)
+	out := c.ok("", "bench", "--events", "20000", "--partitions", "3", "--duration", "2s", "--rate", "5000", "--json")
+	var s struct {
+		Events int
+		Ingest struct {
+			Records       int64
+			Bytes         int64
+			RecordsPerSec float64 `json:"records_per_second"`
+		}
+		Process struct {
+			Records, Events, Windows int64
+			EventsPerSec             float64 `json:"events_per_second"`
+			AllocsPerEvent           float64 `json:"allocs_per_event"`
+		}
+		Latency struct {
+			Events, Results int64
+			P50             float64 `json:"p50_ms"`
+			P999            float64 `json:"p999_ms"`
+		}
+		PeakRSS  int64 `json:"peak_rss_bytes"`
+		Hardware struct {
+			CPU          string
+			LogicalCores int `json:"logical_cores"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("summary %q: %v", out, err)
+	}
+	if s.Events != 20000 || s.Ingest.Records != 20000 || s.Process.Records != 20000 || s.Process.Events != 20000 {
+		t.Fatalf("events in %d, produced %d, read %d, counted %d", s.Events, s.Ingest.Records, s.Process.Records, s.Process.Events)
+	}
+	// 20,000 events at 1,000 per event second span 20 s: the minute they
+	// start in (and the next, for jittered ones), for 5 services.
+	if s.Process.Windows < 5 || s.Ingest.Bytes < 20000*60 || s.Ingest.RecordsPerSec <= 0 || s.Process.EventsPerSec <= 0 {
+		t.Fatalf("summary %+v", s)
+	}
+	if s.Latency.Events < 5000 || s.Latency.Results == 0 || s.Latency.P50 <= 0 || s.Latency.P999 < s.Latency.P50 {
+		t.Fatalf("latency %+v", s.Latency)
+	}
+	if s.PeakRSS <= 0 || s.Hardware.LogicalCores < 1 || s.Hardware.CPU == "" {
+		t.Fatalf("machine %+v, rss %d", s.Hardware, s.PeakRSS)
+	}
+	if r := c.run("", "bench", "--acks", "2"); r.code != 2 {
+		t.Fatalf("bad --acks: %+v", r)
+	}
+}

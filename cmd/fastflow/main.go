@@ -68,7 +68,7 @@ The data directory is --data DIR, else $FASTFLOW_DATA, else ./fastflow-data.`,
 	root.PersistentFlags().StringVar(&g.data, "data", "", "data directory (default $FASTFLOW_DATA, else ./fastflow-data)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newTopicCmd(g), newProduceCmd(g), newConsumeCmd(g), newGroupCmd(g), newRunCmd(g), newServeCmd(g), newDemoCmd(g))
+	root.AddCommand(newTopicCmd(g), newProduceCmd(g), newConsumeCmd(g), newGroupCmd(g), newRunCmd(g), newServeCmd(g), newDemoCmd(g), newBenchCmd(g))
 	// Every command's argument errors are usage errors too.
 	var wrapArgs func(c *cobra.Command)
 	wrapArgs = func(c *cobra.Command) {
