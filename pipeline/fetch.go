@@ -78,11 +78,11 @@ type fetcher struct {
 	// peers are the other workers' delivered channels: a round is complete
 	// only when every worker sent it, so idle workers must answer as soon
 	// as one has data, not at their idle timeout.
-	peers []chan struct{}
-	read      []log.Record
-	stops     []func()
-	logger    *slog.Logger
-	skipped   atomic.Int64 // records retention deleted before they were read
+	peers   []chan struct{}
+	read    []log.Record
+	stops   []func()
+	logger  *slog.Logger
+	skipped atomic.Int64 // records retention deleted before they were read
 }
 
 func newFetcher(feeds []*feed, logger *slog.Logger) (*fetcher, error) {
