@@ -4,7 +4,7 @@ BIN       := bin/fastflow
 # Packages whose code runs on several goroutines: tested with -race too.
 RACE_PKGS := ./log/... ./partition/... ./pipeline/... ./agg/...
 
-.PHONY: all build test test-race lint vet fmt-check demo log-demo bench clean
+.PHONY: all build test test-race lint vet fmt-check demo log-demo bench bench-peers clean
 
 all: build
 
@@ -14,11 +14,13 @@ build:
 test: lint
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race $(RACE_PKGS)
+	cd bench/peers && $(GO) test -count=1 ./...
 
 lint: vet fmt-check
 
 vet:
 	$(GO) vet ./...
+	cd bench/peers && $(GO) vet ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -41,7 +43,15 @@ bench:
 	$(GO) test -run '^$$' -bench . -skip RunUntilEnd -benchmem -count 5 $(BENCH_PKGS) | tee bench/out/bench.txt
 	$(GO) test -run '^$$' -bench RunUntilEnd -benchmem -count 5 -cpu 1,2 ./pipeline/ | tee -a bench/out/bench.txt
 	$(GO) tool benchstat bench/out/bench.txt
-	$(GO) run ./bench/cmd/benchmd -in bench/out/bench.txt -md BENCHMARKS.md -cmd "make bench"
+	$(GO) run ./cmd/fastflow bench --json > bench/out/e2e.json
+	$(GO) run ./bench/cmd/benchmd -in bench/out/bench.txt -e2e bench/out/e2e.json -peers bench/out/peers.json -md BENCHMARKS.md -cmd "make bench"
+
+# fastflow against NATS JetStream and a hand-written pipeline, 1M events
+# (its own module: nats-server stays out of fastflow's go.mod).
+bench-peers:
+	mkdir -p bench/out
+	cd bench/peers && $(GO) run . -events 1000000
+	cd bench/peers && $(GO) run . -events 1000000 -json > ../out/peers.json
 
 clean:
 	rm -rf bin fastflow-data bench/out

@@ -9,19 +9,19 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/klauspost/cpuid/v2"
 	"golang.org/x/perf/benchfmt"
+
+	"github.com/fastflow/fastflow/bench"
 )
 
 const (
@@ -92,16 +92,18 @@ func (s *series) median(unit string) (float64, bool) {
 
 func main() {
 	in := flag.String("in", "bench/out/bench.txt", "go test -bench output")
+	e2e := flag.String("e2e", "", "fastflow bench --json output (optional)")
+	peers := flag.String("peers", "", "bench/peers -json output (optional; kept from the last make bench-peers)")
 	md := flag.String("md", "BENCHMARKS.md", "markdown file whose generated part is rewritten")
 	cmdline := flag.String("cmd", "make bench", "command that produced the input, for the record")
 	flag.Parse()
-	if err := run(*in, *md, *cmdline); err != nil {
+	if err := run(*in, *e2e, *peers, *md, *cmdline); err != nil {
 		fmt.Fprintln(os.Stderr, "benchmd:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, md, cmdline string) error {
+func run(in, e2e, peers, md, cmdline string) error {
 	all, err := parse(in)
 	if err != nil {
 		return err
@@ -113,6 +115,12 @@ func run(in, md, cmdline string) error {
 	fmt.Fprintln(&b, beginMark)
 	writeMachine(&b, cmdline)
 	writeComparisons(&b, all)
+	if err := writeE2E(&b, e2e); err != nil {
+		return err
+	}
+	if err := writePeers(&b, peers); err != nil {
+		return err
+	}
 	writeTables(&b, all)
 	fmt.Fprintln(&b, endMark)
 	old, err := os.ReadFile(md)
@@ -182,19 +190,13 @@ func find(all []*series, key string) *series {
 }
 
 func writeMachine(b *bytes.Buffer, cmdline string) {
-	c := cpuid.CPU
-	kernel, _ := exec.Command("uname", "-r").Output()
-	mem := ""
-	if m, err := os.ReadFile("/proc/meminfo"); err == nil {
-		line, _, _ := strings.Cut(string(m), "\n")
-		mem = strings.Join(strings.Fields(line)[1:], " ")
-	}
+	h := bench.Machine()
 	fmt.Fprintf(b, "\n## Machine and run\n\n")
 	fmt.Fprintf(b, "- Date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(b, "- CPU: %s; %d physical cores, %d logical; cache line %d B; L1d %s, L2 %s, L3 %s\n",
-		c.BrandName, c.PhysicalCores, c.LogicalCores, c.CacheLine, kib(c.Cache.L1D), kib(c.Cache.L2), kib(c.Cache.L3))
-	fmt.Fprintf(b, "- CRC32C in hardware (SSE4.2): %v; AVX2: %v\n", c.Supports(cpuid.SSE42), c.Supports(cpuid.AVX2))
-	fmt.Fprintf(b, "- Memory: %s; kernel %s; %s %s/%s\n", mem, strings.TrimSpace(string(kernel)), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		h.CPU, h.PhysicalCores, h.LogicalCores, h.CacheLine, kib(h.L1D), kib(h.L2), kib(h.L3))
+	fmt.Fprintf(b, "- CRC32C in hardware: %v; AVX2: %v\n", h.CRC32C, h.AVX2)
+	fmt.Fprintf(b, "- Memory: %d MiB; kernel %s; %s %s/%s\n", h.MemoryBytes>>20, h.Kernel, h.Go, h.OS, h.Arch)
 	fmt.Fprintf(b, "- Command: `%s` (each benchmark `-count 5`; figures are medians)\n", cmdline)
 }
 
@@ -328,6 +330,74 @@ func human(v float64) string {
 		return strconv.FormatInt(int64(a), 10)
 	}
 	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+// writeE2E reports fastflow bench's summary.
+func writeE2E(b *bytes.Buffer, path string) error {
+	if path == "" {
+		return nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var s bench.Summary
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	fmt.Fprintf(b, "\n## End to end: `fastflow bench`\n\n")
+	fmt.Fprintf(b, "%d events of the demo's generator, %d partitions, %d workers, acks=%s, batches of %d; peak RSS %d MiB.\n\n",
+		s.Events, s.Partitions, s.Workers, s.Acks, s.Batch, s.PeakRSS>>20)
+	fmt.Fprintln(b, "| phase | figure | detail |")
+	fmt.Fprintln(b, "|---|---:|---|")
+	fmt.Fprintf(b, "| ingest | %s records/s, %.0f MB/s | %d records in %.2f s |\n", human(s.Ingest.RecordsPerSec), s.Ingest.MBPerSec, s.Ingest.Records, s.Ingest.Seconds)
+	fmt.Fprintf(b, "| api-health `--until-end` | %s events/s | %d windows, %.3f allocs and %.0f B per event (whole process) |\n",
+		human(s.Process.EventsPerSec), s.Process.Windows, s.Process.AllocsPerEvent, s.Process.BytesPerEvent)
+	if l := s.Latency; l.Results > 0 {
+		fmt.Fprintf(b, "| window end → result, following at %s events/s | p50 %.2f ms, p99 %.2f ms, p999 %.2f ms | %d results over %.0f s; includes the generator's 1 ms tick |\n",
+			human(l.Rate), l.P50Ms, l.P99Ms, l.P999Ms, l.Results, l.Seconds)
+	}
+	return nil
+}
+
+// writePeers reports the peers comparison, if one was run.
+func writePeers(b *bytes.Buffer, path string) error {
+	if path == "" {
+		return nil
+	}
+	raw, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		fmt.Fprintf(b, "\n## Peers\n\nNot run in this pass: `make bench-peers`.\n")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var p struct {
+		Events int `json:"events"`
+		Rows   []struct {
+			What     string  `json:"what"`
+			Fastflow float64 `json:"fastflow"`
+			Peer     float64 `json:"peer"`
+			PeerIs   string  `json:"peer_is"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	info, _ := os.Stat(path)
+	fmt.Fprintf(b, "\n## Peers (`make bench-peers`, %d events, %s)\n\n", p.Events, info.ModTime().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintln(b, "| measure | fastflow | peer | ratio | target | peer is |")
+	fmt.Fprintln(b, "|---|---:|---:|---:|---:|---|")
+	targets := map[string]string{"ingest (records)": "≥ 10×", "api-health pipeline (events)": "≥ 10×"}
+	for _, r := range p.Rows {
+		t := targets[r.What]
+		if t == "" {
+			t = "—"
+		}
+		fmt.Fprintf(b, "| %s | %s/s | %s/s | %.2f× | %s | %s |\n", r.What, human(r.Fastflow), human(r.Peer), r.Fastflow/r.Peer, t, r.PeerIs)
+	}
+	return nil
 }
 
 // splice replaces the generated part of doc, or appends it.
