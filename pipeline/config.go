@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -20,7 +21,21 @@ type File struct {
 	Name      string
 	Topics    []TopicDef
 	Pipelines []*Config
-	at        map[string]int // key path -> line
+	// Serve holds `fastflow serve`'s listeners when the file sets them;
+	// command-line flags override them.
+	Serve ServeConfig
+	at    map[string]int // key path -> line
+}
+
+// ServeConfig is the file's serve: section.
+type ServeConfig struct {
+	// HTTP is the HTTP listen address.
+	HTTP string
+	// Kafka is the Kafka protocol listen address; empty serves none.
+	Kafka string
+	// KafkaAdvertise is the host:port Kafka clients are told to connect
+	// to, when it is not the listen address (a container, a NAT).
+	KafkaAdvertise string
 }
 
 // Errorf returns a *ConfigError for the key at path (e.g.
@@ -168,12 +183,19 @@ func Parse(name string, data []byte) (*File, error) {
 				return err
 			})
 		},
+		"serve": func(n *yaml.Node, p string) error {
+			return d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+				"http":            d.address(&f.Serve.HTTP),
+				"kafka":           d.address(&f.Serve.Kafka),
+				"kafka_advertise": d.address(&f.Serve.KafkaAdvertise),
+			})
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	if len(f.Pipelines) == 0 && len(f.Topics) == 0 {
-		return nil, &ConfigError{File: name, Line: root.Line, Msg: "no pipelines: and no topics:"}
+	if len(f.Pipelines) == 0 && len(f.Topics) == 0 && f.Serve == (ServeConfig{}) {
+		return nil, &ConfigError{File: name, Line: root.Line, Msg: "no pipelines:, topics: or serve:"}
 	}
 	seen := map[string]bool{}
 	for i, c := range f.Pipelines {
@@ -262,6 +284,19 @@ func (d *decoder) str(dst *string) func(*yaml.Node, string) error {
 			return d.errf(n, p, "want a string")
 		}
 		*dst = n.Value
+		return nil
+	}
+}
+
+// address decodes a host:port.
+func (d *decoder) address(dst *string) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, p string) error {
+		if err := d.str(dst)(n, p); err != nil {
+			return err
+		}
+		if _, _, err := net.SplitHostPort(*dst); err != nil {
+			return d.errf(n, p, "%q is not a host:port address", *dst)
+		}
 		return nil
 	}
 }

@@ -12,16 +12,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/log/kafka"
 	"github.com/fastflow/fastflow/pipeline"
 	"github.com/fastflow/fastflow/pipeline/demo"
 	"github.com/fastflow/fastflow/pipeline/server"
 )
 
 func newServeCmd(g *globals) *cobra.Command {
-	var config, addr, kafka, pyro string
+	var config, addr, kafkaAddr, advertise, pyro string
 	var workers int
 	c := &cobra.Command{
-		Use:   "serve [--config fastflow.yaml] [--http 127.0.0.1:8080]",
+		Use:   "serve [--config fastflow.yaml] [--http 127.0.0.1:8080] [--kafka 127.0.0.1:9092]",
 		Short: "Run pipelines continuously and serve ingest, query API, stream, metrics and dashboard",
 		Long: `Run the configuration's topics and pipelines continuously and serve, on --http:
 
@@ -33,26 +34,48 @@ func newServeCmd(g *globals) *cobra.Command {
   GET  /metrics                                     Prometheus metrics
   GET  /healthz, GET /                              liveness, the dashboard
 
-The configuration is a pipelines file (see fastflow run). SIGINT/SIGTERM stop ingest,
+With --kafka, the same topics are also served over the Kafka wire protocol: Kafka
+clients (kcat, librdkafka, the Java client, franz-go, kafkajs) produce, consume and
+join consumer groups unchanged, with --kafka as their bootstrap server.
+
+The configuration is a pipelines file (see fastflow run); its optional serve: section
+sets http, kafka and kafka_advertise, which flags override. SIGINT/SIGTERM stop ingest,
 checkpoint the pipelines and exit 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if kafka != "" {
-				return usagef("--kafka: the Kafka protocol listener is not built yet")
-			}
 			var f *pipeline.File
+			o := serveOptions{addr: addr, kafka: kafkaAddr, advertise: advertise, pyroscope: pyro, workers: workers}
 			if config != "" {
 				var err error
 				if f, err = loadPipelines(config); err != nil {
 					return err
 				}
+				flags := cmd.Flags()
+				if !flags.Changed("http") && f.Serve.HTTP != "" {
+					o.addr = f.Serve.HTTP
+				}
+				if !flags.Changed("kafka") {
+					o.kafka = f.Serve.Kafka
+				}
+				if !flags.Changed("kafka-advertise") {
+					o.advertise = f.Serve.KafkaAdvertise
+				}
 			}
-			return serve(cmd.Context(), g, f, serveOptions{addr: addr, pyroscope: pyro, workers: workers})
+			if o.advertise != "" && o.kafka == "" {
+				return usagef("--kafka-advertise needs --kafka")
+			}
+			for _, a := range []string{o.kafka, o.advertise} {
+				if _, _, err := net.SplitHostPort(a); a != "" && err != nil {
+					return usagef("%q is not a host:port address", a)
+				}
+			}
+			return serve(cmd.Context(), g, f, o)
 		},
 	}
 	c.Flags().StringVar(&config, "config", "", "pipelines file (topics: and pipelines:)")
 	c.Flags().StringVar(&addr, "http", "127.0.0.1:8080", "HTTP listen address")
-	c.Flags().StringVar(&kafka, "kafka", "", "Kafka protocol listen address (not built yet)")
+	c.Flags().StringVar(&kafkaAddr, "kafka", "", "also serve the Kafka protocol on this address, e.g. 127.0.0.1:9092")
+	c.Flags().StringVar(&advertise, "kafka-advertise", "", "host:port Kafka clients are told to connect to (default: the --kafka address)")
 	c.Flags().StringVar(&pyro, "pyroscope", "", "stream continuous profiles to this Pyroscope server URL")
 	c.Flags().IntVar(&workers, "workers", 0, "worker goroutines per pipeline (default: one per CPU)")
 	return c
@@ -70,6 +93,7 @@ func loadPipelines(path string) (*pipeline.File, error) {
 
 type serveOptions struct {
 	addr, pyroscope string
+	kafka, advertise string
 	workers         int
 	log             *log.Log         // when the caller opened it
 	ready           func(url string) // called once listening
@@ -105,12 +129,36 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 		}
 	}
 	url := "http://" + ln.Addr().String() + "/"
+	if o.kafka == "" {
+		if o.ready != nil {
+			o.ready(url)
+		} else {
+			logger.Info("serving", "url", url)
+		}
+		return srv.Serve(ctx, ln)
+	}
+	kln, err := net.Listen("tcp", o.kafka)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listen on %s: %w", o.kafka, err)
+	}
+	ks := kafka.New(l, kafka.Options{Advertise: o.advertise, Logger: logger})
 	if o.ready != nil {
 		o.ready(url)
 	} else {
-		logger.Info("serving", "url", url)
+		logger.Info("serving", "url", url, "kafka", kln.Addr().String())
 	}
-	return srv.Serve(ctx, ln)
+	// The HTTP server owns the shutdown sequence (drain ingest, checkpoint
+	// pipelines); the Kafka listener stops with it.
+	kctx, stop := context.WithCancel(ctx)
+	kdone := make(chan error, 1)
+	go func() { kdone <- ks.Serve(kctx, kln) }()
+	err = srv.Serve(ctx, ln)
+	stop()
+	if kerr := <-kdone; err == nil && kerr != nil {
+		err = fmt.Errorf("kafka listener: %w", kerr)
+	}
+	return err
 }
 
 func newDemoCmd(g *globals) *cobra.Command {

@@ -1,0 +1,205 @@
+package kafka
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/fastflow/fastflow/log"
+)
+
+// Kafka's RecordBatch v2 ("magic 2"), the only format current clients
+// produce: a 61-byte header — base offset, length, leader epoch, magic,
+// CRC32C over everything after the CRC, attributes (compression codec in
+// the low 3 bits, timestamp type, transactional, control), last offset
+// delta, first and max timestamps, producer ID, epoch and first sequence,
+// record count — then the records, possibly compressed as a whole.
+
+const batchHeaderBytes = 61
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Attributes of a batch.
+const (
+	codecMask        = 0x07
+	attrLogAppend    = 0x08
+	attrTransaction  = 0x10
+	attrControlBatch = 0x20
+)
+
+var errCorruptBatch = errors.New("corrupt record batch")
+
+// producedBatch is one batch of a Produce request, decoded.
+type producedBatch struct {
+	kmsg.RecordBatch
+	records []log.Record
+}
+
+// decodeBatches decodes the record batches of a Produce partition. It
+// checks each batch's CRC and decompresses it.
+func decodeBatches(raw []byte) ([]producedBatch, error) {
+	var out []producedBatch
+	for len(raw) > 0 {
+		if len(raw) < 12 {
+			return nil, fmt.Errorf("%w: %d trailing bytes", errCorruptBatch, len(raw))
+		}
+		length := int(int32(binary.BigEndian.Uint32(raw[8:12])))
+		if length < batchHeaderBytes-12 || length > len(raw)-12 {
+			return nil, fmt.Errorf("%w: length %d of %d bytes", errCorruptBatch, length, len(raw)-12)
+		}
+		one := raw[:12+length]
+		raw = raw[12+length:]
+		var b producedBatch
+		if err := b.RecordBatch.ReadFrom(one); err != nil {
+			return nil, fmt.Errorf("%w: %v", errCorruptBatch, err)
+		}
+		if b.Magic != 2 {
+			return nil, fmt.Errorf("%w: magic %d (only v2 batches are supported)", errCorruptBatch, b.Magic)
+		}
+		if crc32.Checksum(one[21:], castagnoli) != uint32(b.CRC) {
+			return nil, fmt.Errorf("%w: CRC mismatch", errCorruptBatch)
+		}
+		if b.Attributes&(attrTransaction|attrControlBatch) != 0 {
+			return nil, fmt.Errorf("transactional batches are not supported")
+		}
+		recs, err := decompress(b.Attributes&codecMask, b.Records)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errCorruptBatch, err)
+		}
+		if b.NumRecords < 0 || int(b.NumRecords) > len(recs) {
+			return nil, fmt.Errorf("%w: %d records in %d bytes", errCorruptBatch, b.NumRecords, len(recs))
+		}
+		b.records = make([]log.Record, 0, b.NumRecords)
+		for i := int32(0); i < b.NumRecords; i++ {
+			var r kmsg.Record
+			n, ok := recordLength(recs)
+			if !ok {
+				return nil, fmt.Errorf("%w: record %d", errCorruptBatch, i)
+			}
+			if err := r.ReadFrom(recs[:n]); err != nil {
+				return nil, fmt.Errorf("%w: record %d: %v", errCorruptBatch, i, err)
+			}
+			recs = recs[n:]
+			lr := log.Record{TimestampMs: b.FirstTimestamp + r.TimestampDelta64, Key: r.Key, Value: r.Value}
+			for _, h := range r.Headers {
+				lr.Headers = append(lr.Headers, log.Header{Key: []byte(h.Key), Value: h.Value})
+			}
+			b.records = append(b.records, lr)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// recordLength returns the size of the record at the start of b: its
+// varint length and what it counts.
+func recordLength(b []byte) (int, bool) {
+	l, n := binary.Varint(b)
+	if n <= 0 || l < 0 || int64(len(b)-n) < l {
+		return 0, false
+	}
+	return n + int(l), true
+}
+
+// xerialMagic starts snappy data framed the way the Java client's
+// (xerial) snappy-java writes it.
+var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
+
+func decompress(codec int16, b []byte) ([]byte, error) {
+	switch codec {
+	case 0:
+		return b, nil
+	case 1:
+		r, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(io.LimitReader(r, maxUncompressed))
+	case 2:
+		if bytes.HasPrefix(b, xerialMagic) && len(b) >= 16 {
+			var out []byte
+			for b = b[16:]; len(b) > 0; {
+				if len(b) < 4 {
+					return nil, errors.New("truncated xerial chunk")
+				}
+				n := int(binary.BigEndian.Uint32(b))
+				if n > len(b)-4 {
+					return nil, errors.New("truncated xerial chunk")
+				}
+				chunk, err := snappy.Decode(nil, b[4:4+n])
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, chunk...)
+				b = b[4+n:]
+			}
+			return out, nil
+		}
+		return snappy.Decode(nil, b)
+	case 3:
+		return io.ReadAll(io.LimitReader(lz4.NewReader(bytes.NewReader(b)), maxUncompressed))
+	case 4:
+		d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxUncompressed))
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		return d.DecodeAll(b, nil)
+	}
+	return nil, fmt.Errorf("unknown compression codec %d", codec)
+}
+
+// maxUncompressed bounds what one compressed batch may expand to.
+const maxUncompressed = 256 << 20
+
+// appendBatch appends recs (consecutive records of one fastflow batch or
+// less, offsets increasing) as one uncompressed RecordBatch v2.
+func appendBatch(dst []byte, recs []log.Record, logAppendTime bool) []byte {
+	first, last := recs[0], recs[len(recs)-1]
+	maxTs := first.TimestampMs
+	for i := range recs {
+		maxTs = max(maxTs, recs[i].TimestampMs)
+	}
+	start := len(dst)
+	var b kmsg.RecordBatch
+	b.Default()
+	b.FirstOffset = first.Offset
+	b.Magic = 2
+	b.LastOffsetDelta = int32(last.Offset - first.Offset)
+	b.FirstTimestamp = first.TimestampMs
+	b.MaxTimestamp = maxTs
+	b.ProducerID, b.ProducerEpoch, b.FirstSequence = -1, -1, -1
+	b.NumRecords = int32(len(recs))
+	if logAppendTime {
+		b.Attributes |= attrLogAppend
+	}
+	var body []byte
+	for i := range recs {
+		r := &recs[i]
+		kr := kmsg.Record{TimestampDelta64: r.TimestampMs - first.TimestampMs, OffsetDelta: int32(r.Offset - first.Offset),
+			Key: r.Key, Value: r.Value}
+		for _, h := range r.Headers {
+			kr.Headers = append(kr.Headers, kmsg.Header{Key: string(h.Key), Value: h.Value})
+		}
+		// The length prefix counts what follows it.
+		kr.Length = 0
+		n := len(kr.AppendTo(nil)) - 1
+		kr.Length = int32(n)
+		body = kr.AppendTo(body)
+	}
+	b.Records = body
+	dst = b.AppendTo(dst)
+	// AppendTo wrote Length and CRC as given: fill them in.
+	binary.BigEndian.PutUint32(dst[start+8:], uint32(len(dst)-start-12))
+	binary.BigEndian.PutUint32(dst[start+17:], crc32.Checksum(dst[start+21:], castagnoli))
+	return dst
+}

@@ -1,0 +1,150 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/fastflow/fastflow/log"
+)
+
+// fetch reads from each requested partition, from its fetch offset, up to
+// the request's and the partition's byte limits, as record batches v2. If
+// fewer than MinBytes are available it waits, up to MaxWaitMillis, for
+// appends to any of the partitions (the log wakes it; no polling).
+func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
+	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+	wake := make(chan struct{}, 1)
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	listening := false
+	for {
+		resp, bytes := s.fetchOnce(req)
+		if bytes >= int(req.MinBytes) || !time.Now().Before(deadline) || ctx.Err() != nil {
+			return resp
+		}
+		if !listening {
+			listening = true
+			for _, rt := range req.Topics {
+				if t, err := s.log.Topic(rt.Topic); err == nil {
+					for _, rp := range rt.Partitions {
+						if p, err := t.Partition(rp.Partition); err == nil {
+							if stop, err := p.Listen(wake); err == nil {
+								stops = append(stops, stop)
+							}
+						}
+					}
+				}
+			}
+			continue // appended between the read and the listen?
+		}
+		timer := time.NewTimer(time.Until(deadline))
+		select {
+		case <-wake:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+	}
+}
+
+// fetchOnce reads what is available now; it returns the response and the
+// number of record bytes in it.
+func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	budget := int(req.MaxBytes)
+	if budget <= 0 {
+		budget = 50 << 20
+	}
+	total := 0
+	for _, rt := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic = rt.Topic
+		t, terr := s.log.Topic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			// Empty, not null: librdkafka rejects a null record set.
+			sp.RecordBatches = []byte{}
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			var p *log.Partition
+			err := terr
+			if err == nil {
+				p, err = t.Partition(rp.Partition)
+			}
+			if err != nil {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			hw := p.HighWatermark()
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, p.LogStartOffset()
+			limit := int(rp.PartitionMaxBytes)
+			if limit <= 0 || limit > budget-total {
+				limit = budget - total
+			}
+			// Kafka returns at least one batch even past the limit, so a
+			// large record never blocks a consumer.
+			if total > 0 && limit <= 0 {
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			b, err := readBatches(p, rp.FetchOffset, limit, t.Config().TimestampType == log.TimestampAppend)
+			var oe *log.OffsetOutOfRangeError
+			switch {
+			case errors.As(err, &oe):
+				sp.ErrorCode = kerr.OffsetOutOfRange.Code
+			case err != nil:
+				sp.ErrorCode = kerr.KafkaStorageError.Code
+			case b != nil:
+				sp.RecordBatches = b
+				total += len(b)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, total
+}
+
+// readBatches reads records from offset, about limit bytes of them, and
+// encodes them as record batches.
+func readBatches(p *log.Partition, offset int64, limit int, logAppend bool) ([]byte, error) {
+	if offset == p.HighWatermark() {
+		return nil, nil
+	}
+	r, err := p.NewReader(offset)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []byte
+	recs := make([]log.Record, 0, 512)
+	for len(out) < limit && r.Offset() < p.HighWatermark() {
+		recs, err = r.Read(recs[:0])
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) == 0 {
+			break
+		}
+		// One Kafka batch per run of records whose offsets follow each
+		// other (compaction leaves gaps; a batch's records need not be
+		// dense, but its deltas must fit).
+		start := 0
+		for i := 1; i <= len(recs); i++ {
+			if i == len(recs) || recs[i].Offset-recs[start].Offset > 1<<30 {
+				out = appendBatch(out, recs[start:i], logAppend)
+				start = i
+			}
+		}
+	}
+	return out, nil
+}

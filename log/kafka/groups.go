@@ -1,0 +1,774 @@
+package kafka
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/fastflow/fastflow/log"
+)
+
+// The classic consumer group protocol (KIP-62, KIP-345, KIP-394), as
+// Kafka's GroupCoordinator runs it, for one broker:
+//
+//	Empty ──join──▶ PreparingRebalance ──all joined / rebalance timeout──▶
+//	CompletingRebalance ──leader's SyncGroup──▶ Stable
+//
+// A JoinGroup parks until every known member has rejoined (or the
+// rebalance timeout drops the ones that did not); the leader then gets
+// every member's subscription, computes the assignment client-side and
+// hands it over in its SyncGroup, which releases the others' SyncGroups.
+// Any join, leave or expired session in Stable or CompletingRebalance
+// starts a new rebalance; members learn of it from REBALANCE_IN_PROGRESS
+// on their next heartbeat.
+//
+// Membership lives in memory (a broker restart is a coordinator failover:
+// clients rejoin). Committed offsets are the log's group offsets, on disk
+// and shared with `fastflow consume --group`.
+
+// groupState is a group's place in the rebalance protocol.
+type groupState int
+
+const (
+	stateEmpty groupState = iota
+	statePreparingRebalance
+	stateCompletingRebalance
+	stateStable
+)
+
+// String is the state's name as DescribeGroups and ListGroups report it.
+func (s groupState) String() string {
+	return [...]string{"Empty", "PreparingRebalance", "CompletingRebalance", "Stable"}[s]
+}
+
+// coordinator runs every group on this broker. Group operations are rare
+// (joins, heartbeats every few seconds, commits), so one mutex guards them.
+type coordinator struct {
+	l  *log.Log
+	mu sync.Mutex
+	// groups are those with members or a rebalance in flight.
+	groups map[string]*group
+	// initialDelay holds the first rebalance of an empty group open this
+	// long for more members to arrive (group.initial.rebalance.delay.ms).
+	initialDelay time.Duration
+	now          func() time.Time
+}
+
+type group struct {
+	name         string
+	state        groupState
+	generation   int32
+	protocolType string
+	protocol     string
+	leader       string
+	members      map[string]*member
+	// pending are member IDs handed out with MEMBER_ID_REQUIRED, waiting
+	// for the client's second JoinGroup, with the time they expire.
+	pending map[string]time.Time
+	// rebalanceDeadline is when a PreparingRebalance completes even if not
+	// every member has rejoined; notBefore holds an empty group's first
+	// rebalance open for initialDelay.
+	rebalanceDeadline time.Time
+	notBefore         time.Time
+}
+
+type member struct {
+	id, instanceID     string
+	clientID, host     string
+	protocolType       string
+	protocols          []kmsg.JoinGroupRequestProtocol
+	session, rebalance time.Duration
+	lastSeen           time.Time
+	assignment         []byte
+	// join is set while the member's JoinGroup waits for the rebalance to
+	// complete; sync while its SyncGroup waits for the leader's.
+	join chan *kmsg.JoinGroupResponse
+	sync chan *kmsg.SyncGroupResponse
+}
+
+func newCoordinator(l *log.Log) *coordinator {
+	return &coordinator{l: l, groups: map[string]*group{}, now: time.Now}
+}
+
+// start runs the janitor that completes rebalances at their deadline and
+// expires members whose session timed out, until ctx is done.
+func (c *coordinator) start(ctx context.Context) {
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				c.tick()
+			}
+		}
+	}()
+}
+
+func (c *coordinator) tick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	for name, g := range c.groups {
+		for id, exp := range g.pending {
+			if now.After(exp) {
+				delete(g.pending, id)
+			}
+		}
+		for id, m := range g.members {
+			// A member parked in JoinGroup is alive by definition; the
+			// rebalance timeout, not the session, bounds it.
+			if m.join == nil && now.Sub(m.lastSeen) > m.session {
+				c.remove(g, id)
+			}
+		}
+		if g.state == statePreparingRebalance && !now.Before(g.rebalanceDeadline) {
+			// Members that did not rejoin in time are out.
+			for id, m := range g.members {
+				if m.join == nil {
+					delete(g.members, id)
+				}
+			}
+			c.maybeComplete(g)
+		} else if g.state == statePreparingRebalance {
+			c.maybeComplete(g)
+		}
+		if g.state == stateEmpty && len(g.pending) == 0 {
+			delete(c.groups, name)
+		}
+	}
+}
+
+// remove takes a member out and rebalances the rest.
+func (c *coordinator) remove(g *group, id string) {
+	m := g.members[id]
+	if m == nil {
+		return
+	}
+	delete(g.members, id)
+	if m.join != nil {
+		resp := &kmsg.JoinGroupResponse{ErrorCode: kerr.UnknownMemberID.Code, Generation: -1}
+		m.join <- resp
+		m.join = nil
+	}
+	if m.sync != nil {
+		m.sync <- &kmsg.SyncGroupResponse{ErrorCode: kerr.UnknownMemberID.Code}
+		m.sync = nil
+	}
+	switch g.state {
+	case stateStable, stateCompletingRebalance:
+		c.prepareRebalance(g)
+	case statePreparingRebalance:
+		c.maybeComplete(g)
+	}
+}
+
+// prepareRebalance opens a rebalance: members must rejoin within the
+// largest rebalance timeout among them. SyncGroups waiting for an
+// assignment that will not come get REBALANCE_IN_PROGRESS.
+func (c *coordinator) prepareRebalance(g *group) {
+	for _, m := range g.members {
+		if m.sync != nil {
+			m.sync <- &kmsg.SyncGroupResponse{ErrorCode: kerr.RebalanceInProgress.Code}
+			m.sync = nil
+		}
+	}
+	now := c.now()
+	if g.state == stateEmpty && c.initialDelay > 0 {
+		g.notBefore = now.Add(c.initialDelay)
+	}
+	g.state = statePreparingRebalance
+	var timeout time.Duration
+	for _, m := range g.members {
+		timeout = max(timeout, m.rebalance)
+	}
+	g.rebalanceDeadline = now.Add(max(timeout, c.initialDelay))
+}
+
+// maybeComplete finishes a PreparingRebalance once every member has
+// rejoined: a new generation, a protocol all members support, a leader,
+// and the JoinGroup responses.
+func (c *coordinator) maybeComplete(g *group) {
+	if g.state != statePreparingRebalance {
+		return
+	}
+	for _, m := range g.members {
+		if m.join == nil {
+			return
+		}
+	}
+	if c.now().Before(g.notBefore) && len(g.members) > 0 {
+		return
+	}
+	g.generation++
+	if len(g.members) == 0 {
+		g.state, g.leader, g.protocol = stateEmpty, "", ""
+		return
+	}
+	g.protocol = chooseProtocol(g.members)
+	if _, ok := g.members[g.leader]; !ok {
+		g.leader = ""
+		for _, id := range sortedMembers(g) {
+			g.leader = id
+			break
+		}
+	}
+	g.state = stateCompletingRebalance
+	var all []kmsg.JoinGroupResponseMember
+	for _, id := range sortedMembers(g) {
+		m := g.members[id]
+		jm := kmsg.NewJoinGroupResponseMember()
+		jm.MemberID = id
+		if m.instanceID != "" {
+			iid := m.instanceID
+			jm.InstanceID = &iid
+		}
+		jm.ProtocolMetadata = protocolMetadata(m, g.protocol)
+		all = append(all, jm)
+	}
+	for id, m := range g.members {
+		resp := &kmsg.JoinGroupResponse{Generation: g.generation, LeaderID: g.leader, MemberID: id}
+		pt, p := g.protocolType, g.protocol
+		resp.ProtocolType, resp.Protocol = &pt, &p
+		if id == g.leader {
+			resp.Members = all
+		}
+		m.join <- resp
+		m.join = nil
+		m.lastSeen = c.now()
+	}
+}
+
+func sortedMembers(g *group) []string {
+	ids := make([]string, 0, len(g.members))
+	for id := range g.members {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// chooseProtocol picks the protocol (assignor) every member supports,
+// preferring what most members list first, as Kafka's vote does.
+func chooseProtocol(members map[string]*member) string {
+	count := map[string]int{}
+	for _, m := range members {
+		for _, p := range m.protocols {
+			count[p.Name]++
+		}
+	}
+	votes := map[string]int{}
+	for _, m := range members {
+		for _, p := range m.protocols {
+			if count[p.Name] == len(members) {
+				votes[p.Name]++
+				break
+			}
+		}
+	}
+	best, bestVotes := "", -1
+	for name, v := range votes {
+		if v > bestVotes || v == bestVotes && name < best {
+			best, bestVotes = name, v
+		}
+	}
+	return best
+}
+
+func protocolMetadata(m *member, name string) []byte {
+	for _, p := range m.protocols {
+		if p.Name == name {
+			return p.Metadata
+		}
+	}
+	return nil
+}
+
+// supportsCommon reports whether a joining member shares a protocol with
+// the group's members.
+func supportsCommon(g *group, protocols []kmsg.JoinGroupRequestProtocol) bool {
+	if len(g.members) == 0 {
+		return true
+	}
+	for _, p := range protocols {
+		all := true
+		for _, m := range g.members {
+			if !hasProtocol(m, p.Name) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+func hasProtocol(m *member, name string) bool {
+	for _, p := range m.protocols {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func newMemberID(clientID string) string {
+	var b [16]byte
+	rand.Read(b[:])
+	return clientID + "-" + hex.EncodeToString(b[:])
+}
+
+func (c *coordinator) group(name string) *group {
+	g := c.groups[name]
+	if g == nil {
+		g = &group{name: name, members: map[string]*member{}, pending: map[string]time.Time{}}
+		c.groups[name] = g
+	}
+	return g
+}
+
+// join handles JoinGroup: it parks until the rebalance completes.
+func (c *coordinator) join(ctx context.Context, req *kmsg.JoinGroupRequest, clientID, host string) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+	fail := func(code int16) kmsg.Response {
+		resp.ErrorCode, resp.Generation = code, -1
+		return resp
+	}
+	if req.Group == "" {
+		return fail(kerr.InvalidGroupID.Code)
+	}
+	if _, err := c.l.Group(req.Group); err != nil {
+		return fail(kerr.InvalidGroupID.Code)
+	}
+	session := time.Duration(req.SessionTimeoutMillis) * time.Millisecond
+	if session < 1*time.Second || session > 30*time.Minute {
+		// group.min/max.session.timeout.ms: 6 s and 30 min in Kafka; a
+		// local broker allows down to 1 s for fast tests.
+		return fail(kerr.InvalidSessionTimeout.Code)
+	}
+	rebalance := session
+	if req.Version >= 1 {
+		rebalance = time.Duration(req.RebalanceTimeoutMillis) * time.Millisecond
+	}
+	if req.ProtocolType == "" || len(req.Protocols) == 0 {
+		return fail(kerr.InconsistentGroupProtocol.Code)
+	}
+	instanceID := ""
+	if req.InstanceID != nil {
+		instanceID = *req.InstanceID
+	}
+
+	c.mu.Lock()
+	g := c.group(req.Group)
+	if g.protocolType != "" && len(g.members) > 0 && (g.protocolType != req.ProtocolType || !supportsCommon(g, req.Protocols)) {
+		c.mu.Unlock()
+		return fail(kerr.InconsistentGroupProtocol.Code)
+	}
+	id := req.MemberID
+	if id == "" {
+		if instanceID != "" {
+			// A static member coming back under a new incarnation
+			// replaces its old one.
+			for mid, m := range g.members {
+				if m.instanceID == instanceID {
+					c.remove(g, mid)
+				}
+			}
+		}
+		id = newMemberID(clientID)
+		if req.Version >= 4 && instanceID == "" {
+			// KIP-394: hand out the ID, and let the client join with it.
+			g.pending[id] = c.now().Add(session)
+			c.mu.Unlock()
+			resp.MemberID = id
+			return fail(kerr.MemberIDRequired.Code)
+		}
+	} else if _, ok := g.members[id]; !ok {
+		if _, ok := g.pending[id]; !ok {
+			c.mu.Unlock()
+			resp.MemberID = id
+			return fail(kerr.UnknownMemberID.Code)
+		}
+	}
+	delete(g.pending, id)
+	m := g.members[id]
+	changed := m == nil || !sameProtocols(m.protocols, req.Protocols)
+	if m == nil {
+		m = &member{id: id}
+		g.members[id] = m
+	}
+	m.instanceID, m.clientID, m.host = instanceID, clientID, host
+	m.protocolType, m.protocols = req.ProtocolType, req.Protocols
+	m.session, m.rebalance = session, rebalance
+	m.lastSeen = c.now()
+	g.protocolType = req.ProtocolType
+	if m.join != nil {
+		// The same member joining twice: the older request loses.
+		m.join <- &kmsg.JoinGroupResponse{ErrorCode: kerr.RebalanceInProgress.Code, Generation: -1}
+	}
+	ch := make(chan *kmsg.JoinGroupResponse, 1)
+	m.join = ch
+	if g.state == stateStable && !changed && id != g.leader {
+		// A follower rejoining with the same subscription, in a stable
+		// group, gets the current generation back without a rebalance.
+		m.join = nil
+		pt, p := g.protocolType, g.protocol
+		resp.Generation, resp.LeaderID, resp.MemberID = g.generation, g.leader, id
+		resp.ProtocolType, resp.Protocol = &pt, &p
+		c.mu.Unlock()
+		return resp
+	}
+	if g.state != statePreparingRebalance {
+		c.prepareRebalance(g)
+	}
+	c.maybeComplete(g)
+	c.mu.Unlock()
+
+	select {
+	case r := <-ch:
+		r.Version = req.Version
+		return r
+	case <-ctx.Done():
+		return fail(kerr.CoordinatorNotAvailable.Code)
+	}
+}
+
+func sameProtocols(a, b []kmsg.JoinGroupRequestProtocol) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || string(a[i].Metadata) != string(b[i].Metadata) {
+			return false
+		}
+	}
+	return true
+}
+
+// sync handles SyncGroup: the leader's assignment releases every member.
+func (c *coordinator) sync(ctx context.Context, req *kmsg.SyncGroupRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+	c.mu.Lock()
+	g := c.groups[req.Group]
+	var m *member
+	if g != nil {
+		m = g.members[req.MemberID]
+	}
+	switch {
+	case m == nil:
+		resp.ErrorCode = kerr.UnknownMemberID.Code
+	case req.Generation != g.generation:
+		resp.ErrorCode = kerr.IllegalGeneration.Code
+	case req.ProtocolType != nil && *req.ProtocolType != g.protocolType,
+		req.Protocol != nil && *req.Protocol != g.protocol:
+		resp.ErrorCode = kerr.InconsistentGroupProtocol.Code
+	case g.state == statePreparingRebalance:
+		resp.ErrorCode = kerr.RebalanceInProgress.Code
+	}
+	if resp.ErrorCode != 0 {
+		c.mu.Unlock()
+		return resp
+	}
+	m.lastSeen = c.now()
+	pt, p := g.protocolType, g.protocol
+	if g.state == stateStable {
+		c.mu.Unlock()
+		resp.ProtocolType, resp.Protocol, resp.MemberAssignment = &pt, &p, m.assignment
+		return resp
+	}
+	// CompletingRebalance.
+	if req.MemberID == g.leader {
+		for _, mm := range g.members {
+			mm.assignment = nil
+		}
+		for _, a := range req.GroupAssignment {
+			if mm := g.members[a.MemberID]; mm != nil {
+				mm.assignment = a.MemberAssignment
+			}
+		}
+		g.state = stateStable
+		for id, mm := range g.members {
+			if mm.sync != nil && id != req.MemberID {
+				mm.sync <- &kmsg.SyncGroupResponse{ProtocolType: &pt, Protocol: &p, MemberAssignment: mm.assignment}
+				mm.sync = nil
+			}
+		}
+		c.mu.Unlock()
+		resp.ProtocolType, resp.Protocol, resp.MemberAssignment = &pt, &p, m.assignment
+		return resp
+	}
+	ch := make(chan *kmsg.SyncGroupResponse, 1)
+	m.sync = ch
+	c.mu.Unlock()
+	select {
+	case r := <-ch:
+		r.Version = req.Version
+		return r
+	case <-ctx.Done():
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return resp
+	}
+}
+
+func (c *coordinator) heartbeat(req *kmsg.HeartbeatRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[req.Group]
+	var m *member
+	if g != nil {
+		m = g.members[req.MemberID]
+	}
+	switch {
+	case m == nil:
+		resp.ErrorCode = kerr.UnknownMemberID.Code
+	case req.Generation != g.generation:
+		resp.ErrorCode = kerr.IllegalGeneration.Code
+	case g.state == statePreparingRebalance:
+		m.lastSeen = c.now()
+		resp.ErrorCode = kerr.RebalanceInProgress.Code
+	default:
+		m.lastSeen = c.now()
+	}
+	return resp
+}
+
+func (c *coordinator) leave(req *kmsg.LeaveGroupRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[req.Group]
+	leaving := req.Members
+	if req.Version < 3 {
+		leaving = []kmsg.LeaveGroupRequestMember{{MemberID: req.MemberID}}
+	}
+	for _, lm := range leaving {
+		rm := kmsg.NewLeaveGroupResponseMember()
+		rm.MemberID, rm.InstanceID = lm.MemberID, lm.InstanceID
+		id := lm.MemberID
+		if g != nil && id == "" && lm.InstanceID != nil {
+			for mid, m := range g.members {
+				if m.instanceID == *lm.InstanceID {
+					id = mid
+				}
+			}
+		}
+		if g == nil || g.members[id] == nil {
+			rm.ErrorCode = kerr.UnknownMemberID.Code
+		} else {
+			c.remove(g, id)
+		}
+		resp.Members = append(resp.Members, rm)
+	}
+	if req.Version < 3 {
+		resp.ErrorCode = resp.Members[0].ErrorCode
+		resp.Members = nil
+	}
+	return resp
+}
+
+// checkMember validates the generation and member of an offset commit: a
+// commit from a member of an older generation would rewind partitions
+// that moved on to someone else.
+func (c *coordinator) checkMember(group string, generation int32, memberID string) int16 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[group]
+	if generation < 0 && memberID == "" {
+		// A standalone consumer (assign, not subscribe) commits outside
+		// any generation, which only an empty group allows.
+		if g != nil && len(g.members) > 0 {
+			return kerr.UnknownMemberID.Code
+		}
+		return 0
+	}
+	if g == nil || g.members[memberID] == nil {
+		return kerr.UnknownMemberID.Code
+	}
+	if generation != g.generation {
+		return kerr.IllegalGeneration.Code
+	}
+	if g.state == statePreparingRebalance {
+		return kerr.RebalanceInProgress.Code
+	}
+	g.members[memberID].lastSeen = c.now()
+	return 0
+}
+
+func (c *coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	code := int16(0)
+	grp, err := c.l.Group(req.Group)
+	if err != nil {
+		code = kerr.InvalidGroupID.Code
+	} else {
+		code = c.checkMember(req.Group, req.Generation, req.MemberID)
+	}
+	for _, t := range req.Topics {
+		rt := kmsg.NewOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		topic, terr := c.l.Topic(t.Topic)
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetCommitResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p.Partition, code
+			switch {
+			case code != 0:
+			case terr != nil || p.Partition < 0 || p.Partition >= topic.Partitions():
+				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case p.Offset < 0:
+				rp.ErrorCode = kerr.OffsetOutOfRange.Code
+			default:
+				if err := grp.Commit(t.Topic, p.Partition, p.Offset); err != nil {
+					rp.ErrorCode = kerr.KafkaStorageError.Code
+				}
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+func (c *coordinator) offsetFetch(req *kmsg.OffsetFetchRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	grp, err := c.l.Group(req.Group)
+	if err != nil {
+		resp.ErrorCode = kerr.InvalidGroupID.Code
+		return resp
+	}
+	topics := req.Topics
+	if topics == nil {
+		// Every committed offset of the group.
+		offs, err := grp.Offsets()
+		if err != nil {
+			resp.ErrorCode = kerr.KafkaStorageError.Code
+			return resp
+		}
+		byTopic := map[string]int{}
+		for _, o := range offs {
+			i, ok := byTopic[o.Topic]
+			if !ok {
+				i = len(topics)
+				byTopic[o.Topic] = i
+				topics = append(topics, kmsg.OffsetFetchRequestTopic{Topic: o.Topic})
+			}
+			topics[i].Partitions = append(topics[i].Partitions, o.Partition)
+		}
+	}
+	for _, t := range topics {
+		rt := kmsg.NewOffsetFetchResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetFetchResponseTopicPartition()
+			rp.Partition, rp.Offset, rp.LeaderEpoch = p, -1, -1
+			empty := ""
+			rp.Metadata = &empty
+			off, ok, err := grp.Committed(t.Topic, p)
+			switch {
+			case err != nil:
+				rp.ErrorCode = kerr.KafkaStorageError.Code
+			case ok:
+				rp.Offset = off
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+// knownGroups is every group with members in memory or offsets on disk,
+// with its state.
+func (c *coordinator) knownGroups() (map[string]*group, error) {
+	onDisk, err := c.l.Groups()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]*group{}
+	for _, name := range onDisk {
+		out[name] = &group{name: name, protocolType: "consumer"}
+	}
+	for name, g := range c.groups {
+		snap := *g
+		snap.members = map[string]*member{}
+		for id, m := range g.members {
+			mm := *m
+			snap.members[id] = &mm
+		}
+		out[name] = &snap
+	}
+	return out, nil
+}
+
+func (c *coordinator) listGroups(req *kmsg.ListGroupsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
+	groups, err := c.knownGroups()
+	if err != nil {
+		resp.ErrorCode = kerr.KafkaStorageError.Code
+		return resp
+	}
+	names := make([]string, 0, len(groups))
+	for n := range groups {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		g := groups[n]
+		if len(req.StatesFilter) > 0 && !contains(req.StatesFilter, g.state.String()) {
+			continue
+		}
+		lg := kmsg.NewListGroupsResponseGroup()
+		lg.Group, lg.ProtocolType, lg.GroupState = n, g.protocolType, g.state.String()
+		resp.Groups = append(resp.Groups, lg)
+	}
+	return resp
+}
+
+func (c *coordinator) describeGroups(req *kmsg.DescribeGroupsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	groups, err := c.knownGroups()
+	for _, name := range req.Groups {
+		dg := kmsg.NewDescribeGroupsResponseGroup()
+		dg.Group = name
+		g := groups[name]
+		switch {
+		case err != nil:
+			dg.ErrorCode = kerr.KafkaStorageError.Code
+		case g == nil:
+			dg.State = "Dead" // what Kafka answers for a group it does not know
+		default:
+			dg.State, dg.ProtocolType = g.state.String(), g.protocolType
+			if g.state == stateStable {
+				dg.Protocol = g.protocol
+			}
+			for _, id := range sortedMembers(g) {
+				m := g.members[id]
+				dm := kmsg.NewDescribeGroupsResponseGroupMember()
+				dm.MemberID, dm.ClientID, dm.ClientHost = id, m.clientID, m.host
+				if m.instanceID != "" {
+					iid := m.instanceID
+					dm.InstanceID = &iid
+				}
+				if g.state == stateStable {
+					dm.ProtocolMetadata = protocolMetadata(m, g.protocol)
+					dm.MemberAssignment = m.assignment
+				}
+				dg.Members = append(dg.Members, dm)
+			}
+		}
+		resp.Groups = append(resp.Groups, dg)
+	}
+	return resp
+}

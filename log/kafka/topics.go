@@ -1,0 +1,439 @@
+package kafka
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/fastflow/fastflow/log"
+)
+
+func (s *Server) broker() kmsg.MetadataResponseBroker {
+	b := kmsg.NewMetadataResponseBroker()
+	b.NodeID, b.Host, b.Port = nodeID, s.host, s.port
+	return b
+}
+
+// metadata answers with the one broker and the requested topics (all of
+// them for a null list), every partition led by it. Internal topics are
+// not listed unless asked for by name.
+func (s *Server) metadata(req *kmsg.MetadataRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	resp.Brokers = []kmsg.MetadataResponseBroker{s.broker()}
+	cid := clusterID
+	resp.ClusterID = &cid
+	resp.ControllerID = nodeID
+	var names []string
+	if req.Topics == nil {
+		all, _ := s.log.Topics()
+		for _, n := range all {
+			if !log.IsInternal(n) {
+				names = append(names, n)
+			}
+		}
+	} else {
+		for _, t := range req.Topics {
+			if t.Topic != nil {
+				names = append(names, *t.Topic)
+			}
+		}
+	}
+	for _, name := range names {
+		mt := kmsg.NewMetadataResponseTopic()
+		n := name
+		mt.Topic = &n
+		t, err := s.log.Topic(name)
+		if err != nil {
+			mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			if !log.ValidTopicName(name) {
+				mt.ErrorCode = kerr.InvalidTopicException.Code
+			}
+			resp.Topics = append(resp.Topics, mt)
+			continue
+		}
+		mt.IsInternal = log.IsInternal(name)
+		for p := int32(0); p < t.Partitions(); p++ {
+			mp := kmsg.NewMetadataResponseTopicPartition()
+			mp.Partition, mp.Leader, mp.LeaderEpoch = p, nodeID, 0
+			mp.Replicas, mp.ISR = []int32{nodeID}, []int32{nodeID}
+			mt.Partitions = append(mt.Partitions, mp)
+		}
+		resp.Topics = append(resp.Topics, mt)
+	}
+	return resp
+}
+
+// produce appends each partition's batches. acks maps to the log's: 0
+// (no response at all), 1 (written to the OS), -1 (fsynced, group commit).
+// Batches of an idempotent producer are deduplicated by sequence.
+func (s *Server) produce(req *kmsg.ProduceRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	var acks log.Acks
+	switch req.Acks {
+	case 0:
+		acks = log.AcksNone
+	case 1:
+		acks = log.AcksLeader
+	case -1:
+		acks = log.AcksAll
+	}
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		t, terr := s.log.Topic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
+			fail := func(e *kerr.Error, msg string) {
+				sp.ErrorCode = e.Code
+				if req.Version >= 8 && msg != "" {
+					sp.ErrorMessage = &msg
+				}
+			}
+			switch {
+			case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
+				fail(kerr.InvalidRequiredAcks, "acks must be 0, 1 or -1")
+			case terr != nil:
+				fail(kerr.UnknownTopicOrPartition, terr.Error())
+			default:
+				p, err := t.Partition(rp.Partition)
+				if err != nil {
+					fail(kerr.UnknownTopicOrPartition, err.Error())
+					break
+				}
+				s.produceBatches(p, rp.Records, acks, &sp, fail)
+				if sp.ErrorCode == 0 && t.Config().TimestampType == log.TimestampAppend {
+					sp.LogAppendTime = time.Now().UnixMilli()
+				}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	if req.Acks == 0 {
+		return nil
+	}
+	return resp
+}
+
+func (s *Server) produceBatches(p *log.Partition, raw []byte, acks log.Acks, sp *kmsg.ProduceResponseTopicPartition, fail func(*kerr.Error, string)) {
+	batches, err := decodeBatches(raw)
+	if err != nil {
+		fail(kerr.CorruptMessage, err.Error())
+		return
+	}
+	first := int64(-1)
+	for i := range batches {
+		b := &batches[i]
+		if len(b.records) == 0 {
+			continue
+		}
+		base, err := s.pids.append(p, b, acks)
+		switch {
+		case errors.Is(err, errOutOfOrderSequence):
+			fail(kerr.OutOfOrderSequenceNumber, err.Error())
+			return
+		case errors.Is(err, errUnknownProducer):
+			fail(kerr.UnknownProducerID, err.Error())
+			return
+		case errors.Is(err, log.ErrRecordTooLarge):
+			fail(kerr.MessageTooLarge, err.Error())
+			return
+		case err != nil:
+			fail(kerr.KafkaStorageError, err.Error())
+			return
+		}
+		if first < 0 {
+			first = base
+		}
+	}
+	sp.BaseOffset = first
+	sp.LogStartOffset = p.LogStartOffset()
+}
+
+// producers deduplicates the batches of idempotent producers: per producer
+// and partition, the sequence of the last batch and the base offsets of
+// the last five (Kafka keeps five for in-flight retries).
+type producers struct {
+	mu    sync.Mutex
+	next  int64
+	state map[pidPartition]*pidState
+}
+
+type pidPartition struct {
+	pid       int64
+	topic     string
+	partition int32
+}
+
+type pidState struct {
+	epoch  int16
+	recent []seqOffset // the last batches, oldest first
+}
+
+type seqOffset struct {
+	first, last int32 // sequences
+	base        int64
+}
+
+var (
+	errOutOfOrderSequence = errors.New("out of order sequence number")
+	errUnknownProducer    = errors.New("unknown producer ID")
+)
+
+func newProducers() *producers {
+	// IDs from the clock: unique across restarts of this process too.
+	return &producers{next: time.Now().UnixMilli() << 8, state: map[pidPartition]*pidState{}}
+}
+
+func (ps *producers) newID() int64 {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.next++
+	return ps.next
+}
+
+// append appends a batch, or returns the base offset it was appended at
+// if it is a retry of one of the producer's last batches.
+func (ps *producers) append(p *log.Partition, b *producedBatch, acks log.Acks) (int64, error) {
+	if b.ProducerID < 0 {
+		return p.Append(b.records, acks)
+	}
+	k := pidPartition{b.ProducerID, p.Topic(), p.ID()}
+	last := b.FirstSequence + b.NumRecords - 1
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	st := ps.state[k]
+	if st == nil || st.epoch != b.ProducerEpoch {
+		if b.FirstSequence != 0 {
+			return -1, errOutOfOrderSequence
+		}
+		st = &pidState{epoch: b.ProducerEpoch}
+		ps.state[k] = st
+	} else {
+		for _, r := range st.recent {
+			if r.first == b.FirstSequence && r.last == last {
+				return r.base, nil // a retry: already appended
+			}
+		}
+		if want := st.recent[len(st.recent)-1].last + 1; b.FirstSequence != want {
+			return -1, errOutOfOrderSequence
+		}
+	}
+	// Held under the lock: the batches of one producer and partition are
+	// appended in sequence order.
+	base, err := p.Append(b.records, acks)
+	if err != nil {
+		return -1, err
+	}
+	st.recent = append(st.recent, seqOffset{b.FirstSequence, last, base})
+	if len(st.recent) > 5 {
+		st.recent = st.recent[1:]
+	}
+	return base, nil
+}
+
+func (s *Server) initProducerID(req *kmsg.InitProducerIDRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+	if req.TransactionalID != nil && *req.TransactionalID != "" {
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		resp.ProducerID, resp.ProducerEpoch = -1, -1
+		return resp
+	}
+	resp.ProducerID, resp.ProducerEpoch = s.pids.newID(), 0
+	return resp
+}
+
+func (s *Server) listOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		t, terr := s.log.Topic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition, sp.Timestamp, sp.Offset, sp.LeaderEpoch = rp.Partition, -1, -1, 0
+			var p *log.Partition
+			var err error
+			if terr != nil {
+				err = terr
+			} else {
+				p, err = t.Partition(rp.Partition)
+			}
+			if err != nil {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			switch rp.Timestamp {
+			case -1: // latest
+				sp.Offset = p.HighWatermark()
+			case -2: // earliest
+				sp.Offset = p.LogStartOffset()
+			case -3: // max timestamp: the offset of the newest record
+				sp.Offset = max(p.LogStartOffset(), p.HighWatermark()-1)
+			default:
+				o, err := p.OffsetForTime(rp.Timestamp)
+				if err != nil {
+					sp.ErrorCode = kerr.KafkaStorageError.Code
+				} else if o < p.HighWatermark() {
+					sp.Offset, sp.Timestamp = o, rp.Timestamp
+				}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+func (s *Server) createTopics(req *kmsg.CreateTopicsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewCreateTopicsResponseTopic()
+		st.Topic = rt.Topic
+		parts := rt.NumPartitions
+		if parts <= 0 {
+			parts = 1 // Kafka's num.partitions default
+		}
+		cfg := log.TopicConfig{Partitions: parts}
+		for _, c := range rt.Configs {
+			if c.Value == nil {
+				continue
+			}
+			v := *c.Value
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch c.Name {
+			case "cleanup.policy":
+				cfg.Cleanup = v
+			case "retention.ms":
+				cfg.Retention = time.Duration(n) * time.Millisecond
+			case "retention.bytes":
+				cfg.RetentionBytes = max(0, n)
+			case "segment.bytes":
+				cfg.SegmentBytes = n
+			case "max.message.bytes":
+				cfg.MaxRecordBytes = int(n)
+			case "message.timestamp.type":
+				cfg.TimestampType = v
+			case "delete.retention.ms":
+				cfg.DeleteRetention = time.Duration(n) * time.Millisecond
+			}
+		}
+		if req.ValidateOnly {
+			if err := cfg.WithDefaults().Validate(); err != nil {
+				st.ErrorCode = kerr.InvalidConfig.Code
+			}
+		} else if _, err := s.log.CreateTopic(rt.Topic, cfg); err != nil {
+			msg := err.Error()
+			st.ErrorMessage = &msg
+			switch {
+			case errors.Is(err, log.ErrTopicExists):
+				st.ErrorCode = kerr.TopicAlreadyExists.Code
+			case !log.ValidTopicName(rt.Topic):
+				st.ErrorCode = kerr.InvalidTopicException.Code
+			default:
+				st.ErrorCode = kerr.InvalidConfig.Code
+			}
+		}
+		st.NumPartitions, st.ReplicationFactor = parts, 1
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+func (s *Server) deleteTopics(req *kmsg.DeleteTopicsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	names := req.TopicNames
+	for _, t := range req.Topics {
+		if t.Topic != nil {
+			names = append(names, *t.Topic)
+		}
+	}
+	for _, name := range names {
+		st := kmsg.NewDeleteTopicsResponseTopic()
+		n := name
+		st.Topic = &n
+		if err := s.log.DeleteTopic(name); err != nil {
+			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// describeConfigs reports a topic's configuration under Kafka's names.
+func (s *Server) describeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	for _, r := range req.Resources {
+		sr := kmsg.NewDescribeConfigsResponseResource()
+		sr.ResourceType, sr.ResourceName = r.ResourceType, r.ResourceName
+		if r.ResourceType != kmsg.ConfigResourceTypeTopic {
+			// The broker's own configuration: nothing to report.
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
+		t, err := s.log.Topic(r.ResourceName)
+		if err != nil {
+			sr.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
+		c := t.Config()
+		retention := c.Retention.Milliseconds()
+		if c.Retention < 0 {
+			retention = -1
+		}
+		retBytes := c.RetentionBytes
+		if retBytes == 0 {
+			retBytes = -1
+		}
+		tsType := "CreateTime"
+		if c.TimestampType == log.TimestampAppend {
+			tsType = "LogAppendTime"
+		}
+		for _, kv := range [][2]string{
+			{"cleanup.policy", c.Cleanup},
+			{"retention.ms", strconv.FormatInt(retention, 10)},
+			{"retention.bytes", strconv.FormatInt(retBytes, 10)},
+			{"segment.bytes", strconv.FormatInt(c.SegmentBytes, 10)},
+			{"max.message.bytes", strconv.Itoa(c.MaxRecordBytes)},
+			{"message.timestamp.type", tsType},
+			{"delete.retention.ms", strconv.FormatInt(c.DeleteRetention.Milliseconds(), 10)},
+		} {
+			if len(r.ConfigNames) > 0 && !contains(r.ConfigNames, kv[0]) {
+				continue
+			}
+			cfg := kmsg.NewDescribeConfigsResponseResourceConfig()
+			v := kv[1]
+			cfg.Name, cfg.Value = kv[0], &v
+			cfg.Source = kmsg.ConfigSourceDynamicTopicConfig
+			sr.Configs = append(sr.Configs, cfg)
+		}
+		resp.Resources = append(resp.Resources, sr)
+	}
+	return resp
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) findCoordinator(req *kmsg.FindCoordinatorRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	resp.NodeID, resp.Host, resp.Port = nodeID, s.host, s.port
+	if req.CoordinatorType == 1 { // transactions
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+	}
+	return resp
+}
