@@ -92,12 +92,12 @@ func loadPipelines(path string) (*pipeline.File, error) {
 }
 
 type serveOptions struct {
-	addr, pyroscope string
+	addr, pyroscope  string
 	kafka, advertise string
-	workers         int
-	log             *log.Log         // when the caller opened it
-	ready           func(url string) // called once listening
-	beforeServe     func(l *log.Log, srv *server.Server) error
+	workers          int
+	log              *log.Log         // when the caller opened it
+	ready            func(url string) // called once listening
+	beforeServe      func(l *log.Log, srv *server.Server) error
 }
 
 func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) error {
