@@ -163,12 +163,11 @@ func (c *coordinator) remove(g *group, id string) {
 		m.sync <- &kmsg.SyncGroupResponse{ErrorCode: kerr.UnknownMemberID.Code}
 		m.sync = nil
 	}
-	switch g.state {
-	case stateStable, stateCompletingRebalance:
+	if g.state == stateStable || g.state == stateCompletingRebalance {
 		c.prepareRebalance(g)
-	case statePreparingRebalance:
-		c.maybeComplete(g)
 	}
+	c.maybeComplete(g) // the last member gone: Empty at once
+
 }
 
 // prepareRebalance opens a rebalance: members must rejoin within the

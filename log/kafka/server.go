@@ -336,9 +336,11 @@ func (s *Server) handle(ctx context.Context, r *request) kmsg.Response {
 }
 
 // unsupported answers a request for an API or version the server does not
-// serve: its response with UNSUPPORTED_VERSION in every error code field
-// at the top level (the client then knows, instead of losing its
-// connection).
+// serve, as Kafka's error responses do: UNSUPPORTED_VERSION in the
+// response's top-level error code, or, for APIs that answer per topic and
+// partition (Produce, DeleteRecords, ...), in each of the request's
+// topics and partitions. The client learns why instead of losing its
+// connection.
 func unsupported(req kmsg.Request) kmsg.Response {
 	resp := req.ResponseKind()
 	v := req.GetVersion()
@@ -346,11 +348,49 @@ func unsupported(req kmsg.Request) kmsg.Response {
 		v = max(r.min, min(v, r.max))
 	}
 	resp.SetVersion(v)
-	rv := reflect.ValueOf(resp).Elem()
-	if f := rv.FieldByName("ErrorCode"); f.IsValid() && f.CanSet() && f.Kind() == reflect.Int16 {
-		f.SetInt(int64(kerr.UnsupportedVersion.Code))
-	}
+	mirrorError(reflect.ValueOf(req).Elem(), reflect.ValueOf(resp).Elem(), kerr.UnsupportedVersion.Code)
 	return resp
+}
+
+// mirrorError sets code in resp's ErrorCode and, for each slice field of
+// resp that req has too (Topics, Partitions, ...), builds one element per
+// request element, copying the fields that identify it (Topic,
+// Partition, ...), recursively. A request slice of plain values, like
+// OffsetFetch's []int32 partitions, fills the element's first field.
+func mirrorError(req, resp reflect.Value, code int16) {
+	if f := resp.FieldByName("ErrorCode"); f.IsValid() && f.Kind() == reflect.Int16 {
+		f.SetInt(int64(code))
+	}
+	if !req.IsValid() || req.Kind() != reflect.Struct {
+		return
+	}
+	for i := 0; i < resp.NumField(); i++ {
+		rf := resp.Field(i)
+		name := resp.Type().Field(i).Name
+		qf := req.FieldByName(name)
+		switch {
+		case !qf.IsValid() || name == "UnknownTags" || name == "Version":
+		case rf.Kind() == reflect.Slice && qf.Kind() == reflect.Slice && rf.Type().Elem().Kind() == reflect.Struct:
+			out := reflect.MakeSlice(rf.Type(), qf.Len(), qf.Len())
+			for j := 0; j < qf.Len(); j++ {
+				el := out.Index(j)
+				if d, ok := el.Addr().Interface().(interface{ Default() }); ok {
+					d.Default()
+				}
+				q := qf.Index(j)
+				if q.Kind() != reflect.Struct {
+					if f0 := el.Field(0); f0.Type() == q.Type() {
+						f0.Set(q)
+					}
+					q = reflect.Value{}
+				}
+				mirrorError(q, el, code)
+			}
+			rf.Set(out)
+		case rf.Type() == qf.Type() && rf.Kind() != reflect.Slice:
+			rf.Set(qf) // Topic, Partition, Group, ...
+		}
+	}
 }
 
 func (s *Server) apiVersions(r *request) kmsg.Response {

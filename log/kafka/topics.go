@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -81,12 +82,20 @@ func (s *Server) produce(req *kmsg.ProduceRequest) kmsg.Response {
 	case -1:
 		acks = log.AcksAll
 	}
-	for _, rt := range req.Topics {
-		st := kmsg.NewProduceResponseTopic()
+	// With acks=all each partition waits for its own fsync: partitions
+	// of one request are appended side by side, so that the request
+	// waits for the slowest fsync, not for their sum.
+	var wg sync.WaitGroup
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	for i, rt := range req.Topics {
+		st := &resp.Topics[i]
+		*st = kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
+		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		t, terr := s.log.Topic(rt.Topic)
-		for _, rp := range rt.Partitions {
-			sp := kmsg.NewProduceResponseTopicPartition()
+		for j, rp := range rt.Partitions {
+			sp := &st.Partitions[j]
+			*sp = kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
 			fail := func(e *kerr.Error, msg string) {
@@ -95,26 +104,33 @@ func (s *Server) produce(req *kmsg.ProduceRequest) kmsg.Response {
 					sp.ErrorMessage = &msg
 				}
 			}
+			var p *log.Partition
+			err := terr
+			if err == nil {
+				p, err = t.Partition(rp.Partition)
+			}
 			switch {
 			case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
 				fail(kerr.InvalidRequiredAcks, "acks must be 0, 1 or -1")
-			case terr != nil:
-				fail(kerr.UnknownTopicOrPartition, terr.Error())
+			case err != nil:
+				fail(kerr.UnknownTopicOrPartition, err.Error())
 			default:
-				p, err := t.Partition(rp.Partition)
-				if err != nil {
-					fail(kerr.UnknownTopicOrPartition, err.Error())
-					break
+				appendAt := func() {
+					s.produceBatches(p, rp.Records, acks, sp, fail)
+					if sp.ErrorCode == 0 && t.Config().TimestampType == log.TimestampAppend {
+						sp.LogAppendTime = time.Now().UnixMilli()
+					}
 				}
-				s.produceBatches(p, rp.Records, acks, &sp, fail)
-				if sp.ErrorCode == 0 && t.Config().TimestampType == log.TimestampAppend {
-					sp.LogAppendTime = time.Now().UnixMilli()
+				if acks == log.AcksAll && len(req.Topics)+len(rt.Partitions) > 2 {
+					wg.Add(1)
+					go func() { defer wg.Done(); appendAt() }()
+				} else {
+					appendAt()
 				}
 			}
-			st.Partitions = append(st.Partitions, sp)
 		}
-		resp.Topics = append(resp.Topics, st)
 	}
+	wg.Wait()
 	if req.Acks == 0 {
 		return nil
 	}
@@ -172,6 +188,9 @@ type pidPartition struct {
 }
 
 type pidState struct {
+	// mu orders the producer's batches to the partition, held across the
+	// append so that a retry waits for the batch it duplicates.
+	mu     sync.Mutex
 	epoch  int16
 	recent []seqOffset // the last batches, oldest first
 }
@@ -207,21 +226,35 @@ func (ps *producers) append(p *log.Partition, b *producedBatch, acks log.Acks) (
 	k := pidPartition{b.ProducerID, p.Topic(), p.ID()}
 	last := b.FirstSequence + b.NumRecords - 1
 	ps.mu.Lock()
-	defer ps.mu.Unlock()
 	st := ps.state[k]
-	if st == nil || st.epoch != b.ProducerEpoch {
+	if st == nil {
+		st = &pidState{epoch: -1}
+		ps.state[k] = st
+	}
+	ps.mu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.epoch != b.ProducerEpoch || len(st.recent) == 0 {
+		if b.FirstSequence != 0 && st.epoch < 0 {
+			// Nothing known of this producer here (the broker restarted,
+			// say): the client resets its sequences.
+			return -1, errUnknownProducer
+		}
 		if b.FirstSequence != 0 {
 			return -1, errOutOfOrderSequence
 		}
-		st = &pidState{epoch: b.ProducerEpoch}
-		ps.state[k] = st
+		st.epoch, st.recent = b.ProducerEpoch, st.recent[:0]
 	} else {
 		for _, r := range st.recent {
 			if r.first == b.FirstSequence && r.last == last {
 				return r.base, nil // a retry: already appended
 			}
 		}
-		if want := st.recent[len(st.recent)-1].last + 1; b.FirstSequence != want {
+		want := st.recent[len(st.recent)-1].last + 1
+		if want < 0 {
+			want = 0 // sequences wrap after MaxInt32
+		}
+		if b.FirstSequence != want {
 			return -1, errOutOfOrderSequence
 		}
 	}
@@ -282,7 +315,11 @@ func (s *Server) listOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 				if err != nil {
 					sp.ErrorCode = kerr.KafkaStorageError.Code
 				} else if o < p.HighWatermark() {
+					// Kafka answers with the found record's timestamp.
 					sp.Offset, sp.Timestamp = o, rp.Timestamp
+					if ts, ok := timestampAt(p, o); ok {
+						sp.Timestamp = ts
+					}
 				}
 			}
 			st.Partitions = append(st.Partitions, sp)
@@ -298,16 +335,34 @@ func (s *Server) createTopics(req *kmsg.CreateTopicsRequest) kmsg.Response {
 		st := kmsg.NewCreateTopicsResponseTopic()
 		st.Topic = rt.Topic
 		parts := rt.NumPartitions
-		if parts <= 0 {
+		if parts == -1 {
 			parts = 1 // Kafka's num.partitions default
 		}
+		fail := func(e *kerr.Error, msg string) {
+			st.ErrorCode, st.ErrorMessage = e.Code, &msg
+			st.NumPartitions, st.ReplicationFactor = -1, -1
+			resp.Topics = append(resp.Topics, st)
+		}
+		if parts <= 0 {
+			fail(kerr.InvalidPartitions, "the number of partitions must be positive")
+			continue
+		}
+		if rt.ReplicationFactor > 1 || len(rt.ReplicaAssignment) > 0 {
+			fail(kerr.InvalidReplicationFactor, "fastflow is a single broker: replication factor 1 (or -1)")
+			continue
+		}
 		cfg := log.TopicConfig{Partitions: parts}
+		bad := ""
 		for _, c := range rt.Configs {
 			if c.Value == nil {
 				continue
 			}
 			v := *c.Value
-			n, _ := strconv.ParseInt(v, 10, 64)
+			n, err := strconv.ParseInt(v, 10, 64)
+			numeric := c.Name != "cleanup.policy" && c.Name != "message.timestamp.type"
+			if _, known := topicConfigNames[c.Name]; known && numeric && err != nil {
+				bad = fmt.Sprintf("%s: %q is not a number", c.Name, v)
+			}
 			switch c.Name {
 			case "cleanup.policy":
 				cfg.Cleanup = v
@@ -325,9 +380,14 @@ func (s *Server) createTopics(req *kmsg.CreateTopicsRequest) kmsg.Response {
 				cfg.DeleteRetention = time.Duration(n) * time.Millisecond
 			}
 		}
+		if bad != "" {
+			fail(kerr.InvalidConfig, bad)
+			continue
+		}
 		if req.ValidateOnly {
 			if err := cfg.WithDefaults().Validate(); err != nil {
-				st.ErrorCode = kerr.InvalidConfig.Code
+				fail(kerr.InvalidConfig, err.Error())
+				continue
 			}
 		} else if _, err := s.log.CreateTopic(rt.Topic, cfg); err != nil {
 			msg := err.Error()
@@ -420,6 +480,14 @@ func (s *Server) describeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Response
 	return resp
 }
 
+// topicConfigNames are the Kafka topic configs fastflow maps to its own;
+// others (min.insync.replicas, compression.type, ...) are accepted and
+// have no effect on a single broker that stores batches as it does.
+var topicConfigNames = map[string]struct{}{
+	"cleanup.policy": {}, "retention.ms": {}, "retention.bytes": {}, "segment.bytes": {},
+	"max.message.bytes": {}, "message.timestamp.type": {}, "delete.retention.ms": {},
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -436,4 +504,20 @@ func (s *Server) findCoordinator(req *kmsg.FindCoordinatorRequest) kmsg.Response
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
 	}
 	return resp
+}
+
+// timestampAt is the timestamp of the record at offset o.
+func timestampAt(p *log.Partition, o int64) (int64, bool) {
+	r, err := p.NewReader(o)
+	if err != nil {
+		return 0, false
+	}
+	defer r.Close()
+	recs, err := r.Read(make([]log.Record, 0, 1))
+	for _, rec := range recs {
+		if rec.Offset == o {
+			return rec.TimestampMs, err == nil
+		}
+	}
+	return 0, false
 }

@@ -1,0 +1,258 @@
+package kafka
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/fastflow/fastflow/log"
+)
+
+// fakeGroups is a coordinator on a clock the test moves.
+type fakeGroups struct {
+	*coordinator
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeGroups(t *testing.T) *fakeGroups {
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	f := &fakeGroups{coordinator: newCoordinator(l), now: time.Unix(1795341600, 0)}
+	f.coordinator.now = func() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
+	return f
+}
+
+func (f *fakeGroups) advance(d time.Duration) {
+	f.mu.Lock()
+	f.now = f.now.Add(d)
+	f.mu.Unlock()
+	f.tick()
+}
+
+// joinAsync sends a JoinGroup v7 (the member ID handshake included when
+// id is empty) and returns a channel with its eventual response.
+func (f *fakeGroups) joinAsync(t *testing.T, id, meta string) (string, <-chan *kmsg.JoinGroupResponse) {
+	t.Helper()
+	req := func(id string) *kmsg.JoinGroupRequest {
+		r := kmsg.NewPtrJoinGroupRequest()
+		r.Version, r.Group, r.MemberID, r.ProtocolType = 7, "g", id, "consumer"
+		r.SessionTimeoutMillis, r.RebalanceTimeoutMillis = 10000, 30000
+		r.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte(meta)}}
+		return r
+	}
+	if id == "" {
+		resp := f.join(context.Background(), req(""), "client", "127.0.0.1").(*kmsg.JoinGroupResponse)
+		if resp.ErrorCode != kerr.MemberIDRequired.Code || resp.MemberID == "" {
+			t.Fatalf("first join: %v", kerr.ErrorForCode(resp.ErrorCode))
+		}
+		id = resp.MemberID
+	}
+	ch := make(chan *kmsg.JoinGroupResponse, 1)
+	go func() { ch <- f.join(context.Background(), req(id), "client", "127.0.0.1").(*kmsg.JoinGroupResponse) }()
+	return id, ch
+}
+
+func (f *fakeGroups) syncGroup(id string, gen int32, assign map[string]string) *kmsg.SyncGroupResponse {
+	r := kmsg.NewPtrSyncGroupRequest()
+	r.Version, r.Group, r.MemberID, r.Generation = 5, "g", id, gen
+	r.ProtocolType, r.Protocol = kmsg.StringPtr("consumer"), kmsg.StringPtr("range")
+	for m, a := range assign {
+		r.GroupAssignment = append(r.GroupAssignment, kmsg.SyncGroupRequestGroupAssignment{MemberID: m, MemberAssignment: []byte(a)})
+	}
+	return f.sync(context.Background(), r).(*kmsg.SyncGroupResponse)
+}
+
+func (f *fakeGroups) beat(id string, gen int32) int16 {
+	r := kmsg.NewPtrHeartbeatRequest()
+	r.Version, r.Group, r.MemberID, r.Generation = 4, "g", id, gen
+	return f.heartbeat(r).(*kmsg.HeartbeatResponse).ErrorCode
+}
+
+func (f *fakeGroups) state() string {
+	r := kmsg.NewPtrDescribeGroupsRequest()
+	r.Groups = []string{"g"}
+	return f.describeGroups(r).(*kmsg.DescribeGroupsResponse).Groups[0].State
+}
+
+func recv[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("no response")
+	}
+	var zero T
+	return zero
+}
+
+// pending reports whether a JoinGroup is still parked.
+func pending[T any](ch <-chan T) bool {
+	select {
+	case v := <-ch:
+		_ = v
+		return false
+	case <-time.After(50 * time.Millisecond):
+		return true
+	}
+}
+
+// stable brings two members to a stable generation; a leads.
+func stableTwo(t *testing.T, f *fakeGroups) (a, b string, gen int32) {
+	a, ja := f.joinAsync(t, "", "A")
+	ra := recv(t, ja)
+	if ra.ErrorCode != 0 || ra.LeaderID != a || len(ra.Members) != 1 || ra.Generation != 1 {
+		t.Fatalf("a alone: %+v", ra)
+	}
+	if r := f.syncGroup(a, 1, map[string]string{a: "all"}); r.ErrorCode != 0 || string(r.MemberAssignment) != "all" {
+		t.Fatalf("a's sync: %+v", r)
+	}
+	b, jb := f.joinAsync(t, "", "B")
+	if !pending(jb) {
+		t.Fatal("b's join completed before a rejoined")
+	}
+	if c := f.beat(a, 1); c != kerr.RebalanceInProgress.Code {
+		t.Fatalf("a's heartbeat during the rebalance: %v", kerr.ErrorForCode(c))
+	}
+	_, ja = f.joinAsync(t, a, "A")
+	ra, rb := recv(t, ja), recv(t, jb)
+	if ra.Generation != 2 || rb.Generation != 2 || ra.LeaderID != a || rb.LeaderID != a || len(ra.Members) != 2 || len(rb.Members) != 0 {
+		t.Fatalf("generation 2: a %+v, b %+v", ra, rb)
+	}
+	syncB := make(chan *kmsg.SyncGroupResponse, 1)
+	go func() { syncB <- f.syncGroup(b, 2, nil) }()
+	if !pending(syncB) {
+		t.Fatal("b's sync answered before the leader's")
+	}
+	if r := f.syncGroup(a, 2, map[string]string{a: "p0", b: "p1"}); string(r.MemberAssignment) != "p0" {
+		t.Fatalf("a's assignment %q", r.MemberAssignment)
+	}
+	if r := recv(t, syncB); r.ErrorCode != 0 || string(r.MemberAssignment) != "p1" {
+		t.Fatalf("b's sync: %+v", r)
+	}
+	if s := f.state(); s != "Stable" {
+		t.Fatalf("state %s", s)
+	}
+	return a, b, 2
+}
+
+// A member that stops heartbeating is dropped when its session times out,
+// and the others are told to rejoin; the survivor leads the next
+// generation.
+func TestGroupSessionTimeout(t *testing.T) {
+	f := newFakeGroups(t)
+	a, b, gen := stableTwo(t, f)
+	for range 3 { // b heartbeats, a does not
+		f.advance(3 * time.Second)
+		if c := f.beat(b, gen); c != 0 {
+			t.Fatalf("b's heartbeat at gen %d: %v", gen, kerr.ErrorForCode(c))
+		}
+	}
+	f.advance(2 * time.Second) // a's 10 s session is over
+	if c := f.beat(b, gen); c != kerr.RebalanceInProgress.Code {
+		t.Fatalf("after a's session expired, b's heartbeat: %v", kerr.ErrorForCode(c))
+	}
+	if c := f.beat(a, gen); c != kerr.UnknownMemberID.Code {
+		t.Fatalf("a's heartbeat after expiry: %v", kerr.ErrorForCode(c))
+	}
+	_, jb := f.joinAsync(t, b, "B")
+	rb := recv(t, jb)
+	if rb.Generation != gen+1 || rb.LeaderID != b || len(rb.Members) != 1 {
+		t.Fatalf("b alone: %+v", rb)
+	}
+}
+
+// A member that does not rejoin within the rebalance timeout is left out
+// of the new generation.
+func TestGroupRebalanceTimeout(t *testing.T) {
+	f := newFakeGroups(t)
+	a, b, gen := stableTwo(t, f)
+	c, jc := f.joinAsync(t, "", "C")
+	_, ja := f.joinAsync(t, a, "A")
+	f.advance(10 * time.Second)
+	if !pending(ja) || !pending(jc) {
+		t.Fatal("the rebalance completed without b")
+	}
+	f.advance(25 * time.Second) // past the 30 s rebalance timeout
+	ra, rc := recv(t, ja), recv(t, jc)
+	if ra.Generation != gen+1 || rc.Generation != gen+1 || len(ra.Members) != 2 || rc.LeaderID != a {
+		t.Fatalf("without b: a %+v, c %+v", ra, rc)
+	}
+	if code := f.beat(b, gen); code != kerr.UnknownMemberID.Code {
+		t.Fatalf("b after the timeout: %v", kerr.ErrorForCode(code))
+	}
+	_ = c
+}
+
+// Leaving rebalances the rest at once; commits check generation and
+// member; committed offsets are the log's.
+func TestGroupLeaveAndCommits(t *testing.T) {
+	f := newFakeGroups(t)
+	if _, err := f.l.CreateTopic("t", log.TopicConfig{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	a, b, gen := stableTwo(t, f)
+	commit := func(id string, gen int32, p int32, off int64) int16 {
+		r := kmsg.NewPtrOffsetCommitRequest()
+		r.Version, r.Group, r.MemberID, r.Generation = 8, "g", id, gen
+		r.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: p, Offset: off}}}}
+		return f.offsetCommit(r).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	if c := commit(a, gen, 0, 42); c != 0 {
+		t.Fatalf("commit: %v", kerr.ErrorForCode(c))
+	}
+	if c := commit(a, gen-1, 0, 7); c != kerr.IllegalGeneration.Code {
+		t.Fatalf("commit from an old generation: %v", kerr.ErrorForCode(c))
+	}
+	if c := commit("stranger", gen, 0, 7); c != kerr.UnknownMemberID.Code {
+		t.Fatalf("commit from a non-member: %v", kerr.ErrorForCode(c))
+	}
+	if c := commit(a, gen, 5, 7); c != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("commit to a partition that does not exist: %v", kerr.ErrorForCode(c))
+	}
+	g, _ := f.l.Group("g")
+	if off, ok, _ := g.Committed("t", 0); !ok || off != 42 {
+		t.Fatalf("log's committed offset %d %v", off, ok)
+	}
+	fr := kmsg.NewPtrOffsetFetchRequest()
+	fr.Version, fr.Group = 7, "g"
+	fresp := f.offsetFetch(fr).(*kmsg.OffsetFetchResponse)
+	if len(fresp.Topics) != 1 || fresp.Topics[0].Partitions[0].Offset != 42 {
+		t.Fatalf("OffsetFetch all: %+v", fresp)
+	}
+
+	lr := kmsg.NewPtrLeaveGroupRequest()
+	lr.Version, lr.Group = 4, "g"
+	lr.Members = []kmsg.LeaveGroupRequestMember{{MemberID: b}}
+	if r := f.leave(lr).(*kmsg.LeaveGroupResponse); r.ErrorCode != 0 || r.Members[0].ErrorCode != 0 {
+		t.Fatalf("leave: %+v", r)
+	}
+	if c := f.beat(a, gen); c != kerr.RebalanceInProgress.Code {
+		t.Fatalf("a after b left: %v", kerr.ErrorForCode(c))
+	}
+	_, ja := f.joinAsync(t, a, "A")
+	if r := recv(t, ja); r.Generation != gen+1 || len(r.Members) != 1 {
+		t.Fatalf("a alone: %+v", r)
+	}
+	lr.Members = []kmsg.LeaveGroupRequestMember{{MemberID: a}}
+	f.leave(lr)
+	if s := f.state(); s != "Empty" {
+		t.Fatalf("state after everyone left: %s", s)
+	}
+	// A standalone consumer may commit to an empty group.
+	if c := commit("", -1, 1, 9); c != 0 {
+		t.Fatalf("standalone commit: %v", kerr.ErrorForCode(c))
+	}
+	lg := f.listGroups(kmsg.NewPtrListGroupsRequest()).(*kmsg.ListGroupsResponse)
+	if len(lg.Groups) != 1 || lg.Groups[0].Group != "g" {
+		t.Fatalf("ListGroups: %+v", lg)
+	}
+}
