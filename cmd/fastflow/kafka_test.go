@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fastflow/fastflow/partition"
+)
+
+// Kafka clients that fastflow's team did not write — kcat (librdkafka)
+// and kafkajs — against `fastflow serve --kafka`, in real processes on
+// 127.0.0.1. What they produce is what `fastflow consume` shows, and the
+// other way round; their consumer groups commit the offsets that
+// `fastflow group describe` reports.
+
+// serveKafka creates topic with partitions and runs fastflow serve with a
+// Kafka listener; it returns the Kafka address.
+func serveKafka(t *testing.T, c *cli, topic string, partitions int, extra ...string) string {
+	t.Helper()
+	c.ok("", "topic", "create", topic, "--partitions", strconv.Itoa(partitions))
+	addr := freePort(t)
+	args := append([]string{"serve", "--http", freePort(t), "--kafka", addr}, extra...)
+	start(t, c.cmd(context.Background(), args...))
+	waitKafka(t, addr)
+	return addr
+}
+
+func waitKafka(t *testing.T, addr string) {
+	t.Helper()
+	waitFor(t, func() bool {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	})
+}
+
+// runTool runs an external client with a time bound and returns stdout.
+func runTool(t *testing.T, stdin string, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, tail(stderr.String(), 3000))
+	}
+	return string(out)
+}
+
+// kafkaRecord is one record as a Kafka client printed it.
+type kafkaRecord struct {
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Key       string `json:"key"`
+	Value     string `json:"value"`
+}
+
+// checkAgainstCLI checks that the records a Kafka client produced sit on
+// the partitions murmur2 gives their keys, and that `fastflow consume`
+// shows exactly them, at the offsets the client consumed them at.
+func checkAgainstCLI(t *testing.T, c *cli, topic string, partitions int32, got []kafkaRecord, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("client consumed %d records, want %d", len(got), n)
+	}
+	byPos := map[string]kafkaRecord{}
+	for _, r := range got {
+		if want := partition.ForKey([]byte(r.Key), partitions); r.Partition != want {
+			t.Fatalf("key %q on partition %d, murmur2 says %d", r.Key, r.Partition, want)
+		}
+		byPos[fmt.Sprint(r.Partition, "/", r.Offset)] = r
+	}
+	cliRecs := parseConsumed(t, c.ok("", "consume", topic, "--from", "earliest"))
+	if len(cliRecs) != n {
+		t.Fatalf("fastflow consume shows %d records, want %d", len(cliRecs), n)
+	}
+	for _, r := range cliRecs {
+		k := byPos[fmt.Sprint(r.Partition, "/", r.Offset)]
+		value := string(r.Value)
+		var s string
+		if json.Unmarshal(r.Value, &s) == nil {
+			value = s
+		} else {
+			value = compactJSON(t, r.Value)
+		}
+		if r.Key == nil || *r.Key != k.Key || value != compactJSON(t, json.RawMessage(k.Value)) && value != k.Value {
+			t.Fatalf("fastflow consume: %d/%d key %v value %s; the Kafka client saw key %q value %q", r.Partition, r.Offset, r.Key, r.Value, k.Key, k.Value)
+		}
+	}
+}
+
+func compactJSON(t *testing.T, b json.RawMessage) string {
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return string(b)
+	}
+	out, _ := json.Marshal(v)
+	return string(out)
+}
+
+// checkCommitted checks that a group committed every partition to its end.
+func checkCommitted(t *testing.T, c *cli, group string, partitions int) {
+	t.Helper()
+	out := c.ok("", "group", "describe", group)
+	lines := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var d struct {
+			Partition *int32 `json:"partition"`
+			Committed int64  `json:"committed"`
+			Lag       int64  `json:"lag"`
+		}
+		if json.Unmarshal([]byte(line), &d) != nil || d.Partition == nil {
+			continue
+		}
+		lines++
+		if d.Lag != 0 || d.Committed == 0 {
+			t.Fatalf("group %s: %s", group, line)
+		}
+	}
+	if lines != partitions {
+		t.Fatalf("group %s describes %d partitions, want %d:\n%s", group, lines, partitions, out)
+	}
+}
+
+func TestKcatAgainstKafkaListener(t *testing.T) {
+	kcat := need(t, "kcat", "kafkacat")
+	c := newCLI(t)
+	// A partition has one writing process at a time: the CLI writes this
+	// topic before the server starts.
+	c.ok("", "topic", "create", "from-cli", "--partitions", "2")
+	c.ok("{\"from\":\"cli\"}\n", "produce", "from-cli", "--key", "cli-key")
+	addr := serveKafka(t, c, "orders", 3)
+
+	md := runTool(t, "", kcat, "-b", addr, "-L")
+	if !strings.Contains(md, `topic "orders" with 3 partitions`) || !strings.Contains(md, "broker 0 at "+addr) {
+		t.Fatalf("kcat -L:\n%s", md)
+	}
+
+	// Keyed messages, with the Java client's partitioner (librdkafka's
+	// default is CRC32-based; murmur2_random is the Java-compatible one).
+	const n = 60
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, "user-%d:{\"i\":%d}\n", i%11, i)
+	}
+	runTool(t, in.String(), kcat, "-b", addr, "-P", "-t", "orders", "-K:", "-X", "partitioner=murmur2_random")
+
+	// Consume them back with partitions, offsets and keys.
+	out := runTool(t, "", kcat, "-b", addr, "-C", "-t", "orders", "-o", "beginning", "-e", "-q",
+		"-f", `{"partition":%p,"offset":%o,"key":"%k","value":%s}\n`)
+	var recs []kafkaRecord
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r struct {
+			kafkaRecord
+			Value json.RawMessage `json:"value"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("kcat printed %q: %v", line, err)
+		}
+		r.kafkaRecord.Value = string(r.Value)
+		recs = append(recs, r.kafkaRecord)
+	}
+	checkAgainstCLI(t, c, "orders", 3, recs, n)
+
+	// Records produced by the CLI reach kcat.
+	out = runTool(t, "", kcat, "-b", addr, "-C", "-t", "from-cli", "-o", "beginning", "-e", "-q", "-f", "%p %o %k %s\n")
+	if want := fmt.Sprintf(`%d 0 cli-key {"from":"cli"}`, partition.ForKey([]byte("cli-key"), 2)); strings.TrimSpace(out) != want {
+		t.Fatalf("kcat does not see the CLI's record:\n%s", out)
+	}
+
+	// A consumer group: kcat -G reads everything and commits.
+	out = runTool(t, "", kcat, "-b", addr, "-G", "kcat-group", "-o", "beginning", "-e", "-q", "-f", "%p %o\n", "orders")
+	if got := len(strings.Split(strings.TrimSpace(out), "\n")); got != n {
+		t.Fatalf("kcat -G consumed %d records, want %d:\n%s", got, n, out)
+	}
+	checkCommitted(t, c, "kcat-group", 3)
+}
+
+func TestKafkajsAgainstKafkaListener(t *testing.T) {
+	node := need(t, "node")
+	dir, _ := filepath.Abs("testdata/kafkajs")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "kafkajs")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("kafkajs is not installed: npm ci --prefix cmd/fastflow/testdata/kafkajs (.ci/run does)")
+		}
+		t.Skip("kafkajs is not installed: npm ci --prefix cmd/fastflow/testdata/kafkajs")
+	}
+	c := newCLI(t)
+	// The listeners come from the configuration file's serve: section.
+	addr := freePort(t)
+	cfg := filepath.Join(t.TempDir(), "fastflow.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("topics:\n  - {name: js, partitions: 4}\nserve:\n  http: %s\n  kafka: %s\n", freePort(t), addr)), 0o644)
+	start(t, c.cmd(context.Background(), "serve", "--config", cfg))
+	waitKafka(t, addr)
+
+	const n = 80
+	cmd := exec.Command(node, filepath.Join(dir, "roundtrip.js"), addr, "js", "js-group", strconv.Itoa(n))
+	cmd.Env = append(os.Environ(), "KAFKAJS_NO_PARTITIONER_WARNING=1")
+	out, err := runCmd(cmd, 90*time.Second)
+	if err != nil {
+		t.Fatalf("kafkajs: %v\n%s", err, out)
+	}
+	var recs []kafkaRecord
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r kafkaRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("kafkajs printed %q: %v", line, err)
+		}
+		recs = append(recs, r)
+	}
+	checkAgainstCLI(t, c, "js", 4, recs, n)
+	checkCommitted(t, c, "js-group", 4)
+}
+
+// runCmd runs cmd with a time bound; stdout, and stderr on failure.
+func runCmd(cmd *exec.Cmd, d time.Duration) (string, error) {
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return stdout.String() + stderr.String(), err
+		}
+		return stdout.String(), nil
+	case <-time.After(d):
+		cmd.Process.Kill()
+		<-done
+		return stdout.String() + stderr.String(), fmt.Errorf("not done within %v", d)
+	}
+}
+
+func TestServeKafkaFlagErrors(t *testing.T) {
+	c := newCLI(t)
+	cfg := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(cfg, []byte("topics:\n  - {name: t, partitions: 1}\nserve:\n  kafka: nine-oh-nine-two\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--kafka-advertise", "h:1"}, "--kafka-advertise needs --kafka"},
+		{[]string{"serve", "--kafka", "localhost"}, `"localhost" is not a host:port address`},
+		{[]string{"serve", "--config", cfg}, `bad.yaml:4: serve.kafka: "nine-oh-nine-two" is not a host:port address`},
+	} {
+		r := c.run("", tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("fastflow %s: exit %d, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), r.code, r.stderr, tc.want)
+		}
+	}
+	// A port in use is an error, not a hang.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r := c.run("", "serve", "--http", freePort(t), "--kafka", ln.Addr().String())
+	if r.code != 1 || !strings.Contains(r.stderr, "listen on "+ln.Addr().String()) {
+		t.Errorf("Kafka port in use: exit %d, %q", r.code, r.stderr)
+	}
+}
