@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync"
+	"unsafe"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/snappy"
@@ -163,6 +165,8 @@ const maxUncompressed = 256 << 20
 
 // appendBatch appends recs (consecutive records of one fastflow batch or
 // less, offsets increasing) as one uncompressed RecordBatch v2.
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
 func appendBatch(dst []byte, recs []log.Record, logAppendTime bool) []byte {
 	first, last := recs[0], recs[len(recs)-1]
 	maxTs := first.TimestampMs
@@ -182,22 +186,28 @@ func appendBatch(dst []byte, recs []log.Record, logAppendTime bool) []byte {
 	if logAppendTime {
 		b.Attributes |= attrLogAppend
 	}
-	var body []byte
+	// The header with no records, then each record appended in place:
+	// its length prefix, then its body, encoded by kmsg into scratch.
+	dst = b.AppendTo(dst)
+	scratch := scratchPool.Get().(*[]byte)
+	defer scratchPool.Put(scratch)
+	var headers []kmsg.Header
 	for i := range recs {
 		r := &recs[i]
 		kr := kmsg.Record{TimestampDelta64: r.TimestampMs - first.TimestampMs, OffsetDelta: int32(r.Offset - first.Offset),
 			Key: r.Key, Value: r.Value}
-		for _, h := range r.Headers {
-			kr.Headers = append(kr.Headers, kmsg.Header{Key: string(h.Key), Value: h.Value})
+		if len(r.Headers) > 0 {
+			headers = headers[:0]
+			for _, h := range r.Headers {
+				// kmsg only reads the key: a view of the bytes, no copy.
+				headers = append(headers, kmsg.Header{Key: unsafe.String(unsafe.SliceData(h.Key), len(h.Key)), Value: h.Value})
+			}
+			kr.Headers = headers
 		}
-		// The length prefix counts what follows it.
-		kr.Length = 0
-		n := len(kr.AppendTo(nil)) - 1
-		kr.Length = int32(n)
-		body = kr.AppendTo(body)
+		*scratch = kr.AppendTo((*scratch)[:0]) // Length 0: a one-byte prefix
+		dst = binary.AppendVarint(dst, int64(len(*scratch)-1))
+		dst = append(dst, (*scratch)[1:]...)
 	}
-	b.Records = body
-	dst = b.AppendTo(dst)
 	// AppendTo wrote Length and CRC as given: fill them in.
 	binary.BigEndian.PutUint32(dst[start+8:], uint32(len(dst)-start-12))
 	binary.BigEndian.PutUint32(dst[start+17:], crc32.Checksum(dst[start+21:], castagnoli))

@@ -125,7 +125,7 @@ func readBatches(p *log.Partition, offset int64, limit int, logAppend bool) ([]b
 		return nil, err
 	}
 	defer r.Close()
-	var out []byte
+	out := make([]byte, 0, max(0, min(limit, 1<<20)))
 	recs := make([]log.Record, 0, 512)
 	for len(out) < limit && r.Offset() < p.HighWatermark() {
 		recs, err = r.Read(recs[:0])
