@@ -79,9 +79,18 @@ func fingerprint(c *Config) string {
 		Window  WindowConfig
 		Metrics []MetricConfig
 		Alerts  []AlertConfig
-	}{c.Source.Topic, c.Time, c.GroupBy, c.Window, c.Metrics, c.Alerts})
+	}{c.Source.fingerprintName(), c.Time, c.GroupBy, c.Window, c.Metrics, c.Alerts})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])
+}
+
+// fingerprintName is the source as the fingerprint knows it: a Kafka
+// topic is the same source whatever brokers reach it.
+func (s *Source) fingerprintName() string {
+	if s.Kafka != nil {
+		return "kafka:" + s.Kafka.Topic
+	}
+	return s.Topic
 }
 
 // snapshot captures the coordinator's state.
@@ -155,9 +164,17 @@ func loadCheckpoint(l *log.Log, c *Config) (*snapshot, error) {
 	return &s, nil
 }
 
-// restore loads a snapshot into a new coordinator.
-func (c *coordinator) restore(s *snapshot, now time.Time) error {
-	c.wm, c.latePurged = s.Watermark, s.LatePurged
+// restore loads a snapshot into a new coordinator. part is the source
+// partition the snapshot's keys come from (a Kafka source restores one
+// snapshot per partition), or noPartition.
+func (c *coordinator) restore(s *snapshot, part int32) error {
+	c.wm, c.latePurged = s.Watermark, c.latePurged+s.LatePurged
+	intern := func(k string) uint32 {
+		if part == noPartition {
+			return c.keys.intern(k)
+		}
+		return c.keys.internAt(k, part)
+	}
 	for _, p := range s.Parts {
 		c.parts[p.ID] = &partReport{id: p.ID, next: p.Next, wm: p.Wm, maxT: p.MaxT, records: p.Records,
 			events: p.Events, lateDropped: p.LateDropped, rejected: p.Rejected, lastRecord: p.LastRecord}
@@ -167,7 +184,7 @@ func (c *coordinator) restore(s *snapshot, now time.Time) error {
 		if _, err := st.ReadBinary(w.State, &c.pool); err != nil {
 			return fmt.Errorf("checkpoint: window %d..%d: %w", w.Start, w.End, err)
 		}
-		ws := &winState{start: w.Start, end: w.End, key: c.keys.intern(w.Key), st: st,
+		ws := &winState{start: w.Start, end: w.End, key: intern(w.Key), st: st,
 			emitted: w.Emitted, dirty: w.Dirty, revision: w.Revision}
 		if w.Session {
 			c.sess[ws.key] = append(c.sess[ws.key], ws)
@@ -191,7 +208,7 @@ func (c *coordinator) restore(s *snapshot, now time.Time) error {
 		for j := range a.Starts {
 			st.history = append(st.history, alertObs{start: a.Starts[j], met: a.Met[j]})
 		}
-		c.alerts[alertKey{i, c.keys.intern(a.Key)}] = st
+		c.alerts[alertKey{i, intern(a.Key)}] = st
 	}
 	return nil
 }

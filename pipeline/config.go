@@ -73,10 +73,45 @@ type Config struct {
 	LateTopic bool // copy too-late records to <name>.late
 }
 
-// Source is where a pipeline reads.
+// Source is where a pipeline reads: a topic of the local log, or of a
+// Kafka cluster.
 type Source struct {
-	Topic string
+	Topic string // the local topic; empty with Kafka
+	Kafka *KafkaSource
 	Start log.Start // without a checkpoint
+}
+
+// KafkaSource is a topic of a Kafka cluster, consumed as a member of a
+// consumer group: N fastflow instances in one group split its partitions.
+type KafkaSource struct {
+	Brokers []string
+	Topic   string
+	// Group is the consumer group; default the pipeline's name.
+	Group string
+	// CheckpointTopic holds the pipelines' state per partition in the
+	// cluster, so that it moves with the partition; default
+	// fastflow-checkpoints (compacted, created if missing).
+	CheckpointTopic string
+}
+
+// DefaultCheckpointTopic is KafkaSource.CheckpointTopic's default.
+const DefaultCheckpointTopic = "fastflow-checkpoints"
+
+// topic is the source topic's name, local or in the Kafka cluster.
+func (s *Source) topic() string {
+	if s.Kafka != nil {
+		return s.Kafka.Topic
+	}
+	return s.Topic
+}
+
+// TopicName names the source for messages: the topic, with the cluster's
+// first broker for Kafka.
+func (s *Source) TopicName() string {
+	if s.Kafka != nil {
+		return "kafka://" + s.Kafka.Brokers[0] + "/" + s.Kafka.Topic
+	}
+	return s.Topic
 }
 
 // TimeConfig is event time.
@@ -119,10 +154,11 @@ type AlertConfig struct {
 
 // SinkConfig is one sink.
 type SinkConfig struct {
-	Type   string // stdout, topic, webhook
-	Topic  string
-	URL    string
-	Format string // webhook: alertmanager or json
+	Type    string // stdout, topic, webhook, kafka
+	Topic   string
+	Brokers []string // kafka
+	URL     string
+	Format  string // webhook: alertmanager or json
 }
 
 // ConfigError is a configuration error: file, line and key path.
@@ -301,6 +337,21 @@ func (d *decoder) address(dst *string) func(*yaml.Node, string) error {
 	}
 }
 
+// addresses decodes a list of host:port.
+func (d *decoder) addresses(dst *[]string) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, p string) error {
+		*dst = []string{}
+		return d.sequence(n, p, func(n *yaml.Node, p string) error {
+			var a string
+			if err := d.address(&a)(n, p); err != nil {
+				return err
+			}
+			*dst = append(*dst, a)
+			return nil
+		})
+	}
+}
+
 func (d *decoder) boolean(dst *bool) func(*yaml.Node, string) error {
 	return func(n *yaml.Node, p string) error {
 		b, err := strconv.ParseBool(n.Value)
@@ -397,7 +448,32 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 				"topic": d.str(&c.Source.Topic),
 				"start": d.str(&startText),
 				"kafka": func(n *yaml.Node, p string) error {
-					return d.errf(n, p, "a Kafka cluster as source is not supported yet; use topic:")
+					c.Source.Kafka = &KafkaSource{}
+					k := c.Source.Kafka
+					if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+						"brokers":          d.addresses(&k.Brokers),
+						"topic":            d.str(&k.Topic),
+						"group":            d.str(&k.Group),
+						"checkpoint_topic": d.str(&k.CheckpointTopic),
+					}); err != nil {
+						return err
+					}
+					switch {
+					case len(k.Brokers) == 0:
+						return d.errf(n, join(p, "brokers"), "required: the Kafka cluster's bootstrap brokers, host:port")
+					case !log.ValidTopicName(k.Topic):
+						return d.errf(n, join(p, "topic"), "missing or invalid topic name %q", k.Topic)
+					}
+					if k.CheckpointTopic == "" {
+						k.CheckpointTopic = DefaultCheckpointTopic
+					}
+					if !log.ValidTopicName(k.CheckpointTopic) {
+						return d.errf(n, join(p, "checkpoint_topic"), "invalid topic name %q", k.CheckpointTopic)
+					}
+					if k.Group != "" && !log.ValidTopicName(k.Group) {
+						return d.errf(n, join(p, "group"), "invalid group name %q", k.Group)
+					}
+					return nil
 				},
 			})
 		},
@@ -487,6 +563,7 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 				var s SinkConfig
 				if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
 					"type": d.str(&s.Type), "topic": d.str(&s.Topic), "url": d.str(&s.URL), "format": d.str(&s.Format),
+					"brokers": d.addresses(&s.Brokers),
 				}); err != nil {
 					return err
 				}
@@ -511,12 +588,18 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 		}
 		return c, d.errf(at, join(path, "name"), "missing or invalid pipeline name %q (1 to 249 of a-z A-Z 0-9 . _ -)", c.Name)
 	}
-	if sourceNode == nil || c.Source.Topic == "" {
+	if sourceNode == nil || c.Source.Topic == "" && c.Source.Kafka == nil {
 		at := n
 		if sourceNode != nil {
 			at = sourceNode
 		}
-		return c, d.errf(at, join(path, "source.topic"), "required")
+		return c, d.errf(at, join(path, "source.topic"), "required (or source.kafka)")
+	}
+	if c.Source.Topic != "" && c.Source.Kafka != nil {
+		return c, d.errf(sourceNode, join(path, "source"), "topic: or kafka:, not both")
+	}
+	if k := c.Source.Kafka; k != nil && k.Group == "" {
+		k.Group = c.Name
 	}
 	if c.Source.Start, err = log.ParseStart(startText); err != nil || c.Source.Start.Kind == log.StartNone {
 		return c, d.errf(sourceNode, join(path, "source.start"), "want earliest, latest, an offset or an RFC 3339 time, not %q", startText)
@@ -649,15 +732,21 @@ func (d *decoder) checkMetric(n *yaml.Node, p string, m *MetricConfig) error {
 func (d *decoder) checkSink(n *yaml.Node, p string, s *SinkConfig) error {
 	switch s.Type {
 	case "stdout":
-		if s.Topic != "" || s.URL != "" || s.Format != "" {
-			return d.errf(n, p, "a stdout sink takes no topic, url or format")
+		if s.Topic != "" || s.URL != "" || s.Format != "" || s.Brokers != nil {
+			return d.errf(n, p, "a stdout sink takes no topic, url, format or brokers")
 		}
-	case "topic":
+	case "topic", "kafka":
 		if !log.ValidTopicName(s.Topic) {
 			return d.errf(n, join(p, "topic"), "missing or invalid topic name %q", s.Topic)
 		}
 		if s.URL != "" || s.Format != "" {
-			return d.errf(n, p, "a topic sink takes topic only")
+			return d.errf(n, p, "a %s sink takes no url or format", s.Type)
+		}
+		if s.Type == "topic" && s.Brokers != nil {
+			return d.errf(n, join(p, "brokers"), "a topic sink writes the local log; for a Kafka cluster use type: kafka")
+		}
+		if s.Type == "kafka" && len(s.Brokers) == 0 {
+			return d.errf(n, join(p, "brokers"), "required: the Kafka cluster's bootstrap brokers, host:port")
 		}
 	case "webhook":
 		u, err := url.Parse(s.URL)
@@ -671,9 +760,9 @@ func (d *decoder) checkSink(n *yaml.Node, p string, s *SinkConfig) error {
 			return d.errf(n, join(p, "format"), "unknown format %q (want alertmanager or json)", s.Format)
 		}
 	case "":
-		return d.errf(n, join(p, "type"), "required (stdout, topic or webhook)")
+		return d.errf(n, join(p, "type"), "required (stdout, topic, kafka or webhook)")
 	default:
-		return d.errf(n, join(p, "type"), "unknown sink type %q (want stdout, topic or webhook)", s.Type)
+		return d.errf(n, join(p, "type"), "unknown sink type %q (want stdout, topic, kafka or webhook)", s.Type)
 	}
 	return nil
 }

@@ -19,11 +19,12 @@ const batchRecords = 1024
 type batch struct {
 	recs  []log.Record
 	arena []byte
-	eof   bool // the partition has nothing more to give (until-end)
+	eof   bool  // the partition has nothing more to give (until-end)
+	end   int64 // the position after the batch: past its last record, and past gaps and transaction markers
 }
 
 func (b *batch) reset() {
-	b.recs, b.arena, b.eof = b.recs[:0], b.arena[:0], false
+	b.recs, b.arena, b.eof, b.end = b.recs[:0], b.arena[:0], false, 0
 }
 
 // add copies r into the batch.
@@ -44,12 +45,17 @@ func (b *batch) add(r *log.Record) {
 // feed is one partition's path from the fetcher to its worker: full
 // batches one way, empty ones back, each over an SPSC ring.
 type feed struct {
-	p    *log.Partition
-	r    *log.Reader
-	end  int64 // until-end: stop here; -1 follows the log
-	full *ring.Ring[*batch]
-	free *ring.Ring[*batch]
-	done bool // fetcher side: EOF sent
+	id int32
+	// p and r read a local partition; both are nil for a Kafka source,
+	// whose poller fills the feed and keeps hw.
+	p     *log.Partition
+	r     *log.Reader
+	hw    atomic.Int64 // Kafka: the offset after the last record delivered
+	lagHW atomic.Int64 // Kafka: the partition's high watermark, for lag
+	end   int64        // until-end: stop here; -1 follows the log
+	full  *ring.Ring[*batch]
+	free  *ring.Ring[*batch]
+	done  bool // fetcher side: EOF sent
 	// next is the offset after the last record fetched; the worker reads it
 	// to tell "caught up" from "batch in flight" when following.
 	fetched atomic.Int64
@@ -62,12 +68,36 @@ func newFeed(p *log.Partition, from, end int64) (*feed, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &feed{p: p, r: r, end: end, full: ring.New[*batch](feedDepth), free: ring.New[*batch](feedDepth)}
+	f := newEmptyFeed(p.ID(), from, end)
+	f.p, f.r = p, r
+	return f, nil
+}
+
+// newEmptyFeed is a feed without a reader: a Kafka source's poller fills it.
+func newEmptyFeed(id int32, from, end int64) *feed {
+	f := &feed{id: id, end: end, full: ring.New[*batch](feedDepth), free: ring.New[*batch](feedDepth)}
 	for i := 0; i < feedDepth; i++ {
 		f.free.Push(&batch{recs: make([]log.Record, 0, batchRecords), arena: make([]byte, 0, 256<<10)})
 	}
 	f.fetched.Store(from)
-	return f, nil
+	return f
+}
+
+// highWater is where the feed's worker is caught up: the local
+// partition's high watermark, or what a Kafka poller delivered.
+func (f *feed) highWater() int64 {
+	if f.p != nil {
+		return f.p.HighWatermark()
+	}
+	return f.hw.Load()
+}
+
+// lagHighWater is the partition's high watermark as last known, for lag.
+func (f *feed) lagHighWater() int64 {
+	if f.p != nil {
+		return f.p.HighWatermark()
+	}
+	return f.lagHW.Load()
 }
 
 // fetcher reads a worker's partitions into their feeds.
@@ -89,7 +119,7 @@ func newFetcher(feeds []*feed, logger *slog.Logger) (*fetcher, error) {
 	f := &fetcher{feeds: feeds, wake: make(chan struct{}, 1), delivered: make(chan struct{}, 1),
 		read: make([]log.Record, 0, batchRecords), logger: logger}
 	for _, fd := range feeds {
-		if fd.end < 0 {
+		if fd.end < 0 && fd.p != nil {
 			stop, err := fd.p.Listen(f.wake)
 			if err != nil {
 				f.close()
@@ -107,13 +137,20 @@ func (f *fetcher) close() {
 		stop()
 	}
 	for _, fd := range f.feeds {
-		fd.r.Close()
+		if fd.r != nil {
+			fd.r.Close()
+		}
 	}
 }
 
 // run fills the feeds until ctx is done or, until-end, every feed is
 // done.
 func (f *fetcher) run(ctx context.Context) error {
+	if len(f.feeds) > 0 && f.feeds[0].p == nil {
+		// A Kafka source: its poller fills every worker's feeds.
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	for {
 		progress, open := false, false
 		for _, fd := range f.feeds {
@@ -198,6 +235,7 @@ func (f *fetcher) fill(fd *feed, b *batch) (bool, error) {
 		}
 	}
 	fd.fetched.Store(fd.r.Offset())
+	b.end = fd.r.Offset()
 	if fd.end >= 0 && fd.r.Offset() >= fd.end {
 		b.eof, fd.done = true, true
 	}

@@ -83,9 +83,12 @@ type Pipeline struct {
 
 // Snapshot is a pipeline's progress after a round.
 type Snapshot struct {
-	Stats       Stats
-	Watermark   int64 // unix ms; math.MinInt64 before the first event
-	Positions   map[int32]int64
+	Stats     Stats
+	Watermark int64 // unix ms; math.MinInt64 before the first event
+	Positions map[int32]int64
+	// HighWater is each partition's high watermark as last seen: the lag
+	// is HighWater - Positions.
+	HighWater   map[int32]int64
 	OpenWindows int
 }
 
@@ -165,6 +168,12 @@ type engine struct {
 	follow  bool
 	every   time.Duration // checkpoints, following
 	saved   time.Time
+	// save writes a checkpoint: to the data directory, or per partition
+	// to a Kafka cluster.
+	save func(*coordinator, time.Time) error
+	// statsOnStop prints the stats line when a following run stops (not
+	// when a Kafka source's generation ends for a rebalance).
+	statsOnStop bool
 }
 
 func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, stdout io.Writer) error {
@@ -174,6 +183,20 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 		return err
 	}
 	p.log = opts.Logger
+	if c.Source.Kafka != nil {
+		if opts.UntilEnd {
+			return errors.New("--until-end is not supported with a Kafka source: it follows its consumer group")
+		}
+		out, err := newEmitter(l, p, stdout, opts.Observe, opts.Logger)
+		if err != nil {
+			return err
+		}
+		err = runKafka(ctx, l, pl, p, opts, out)
+		if cerr := out.close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
 	t, err := l.Topic(c.Source.Topic)
 	if err != nil {
 		return fmt.Errorf("source: %w", err)
@@ -182,81 +205,112 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 	if err != nil {
 		return err
 	}
-	e := &engine{l: l, p: p, pl: pl, follow: !opts.UntilEnd, every: opts.CheckpointInterval, saved: time.Now()}
-	if e.every == 0 {
-		e.every = 10 * time.Second
-	}
-	kt := newKeyTable()
-	e.coord = newCoordinator(p, kt, out)
+	e := newEngine(l, p, pl, opts, out)
+	e.save = func(c *coordinator, now time.Time) error { return saveCheckpoint(l, p.cfg.Name, c.snapshot(now)) }
 	// Following resumes from the pipeline's checkpoint; --until-end is a
 	// batch run over what the log holds, from the source's start.
-	var snap *snapshot
 	if e.follow {
-		snap, err = loadCheckpoint(l, c)
+		snap, err := loadCheckpoint(l, c)
 		switch {
 		case errors.Is(err, errNoCheckpoint):
-			snap = nil
 		case err != nil:
 			out.close()
 			return err
 		default:
-			if err := e.coord.restore(snap, time.Now()); err != nil {
+			if err := e.coord.restore(snap, noPartition); err != nil {
 				out.close()
 				return err
 			}
 			opts.Logger.Info("resuming from checkpoint", "pipeline", c.Name, "watermark", snap.Watermark)
 		}
 	}
-	n := t.Partitions()
+	ids := make([]int32, t.Partitions())
+	for i := range ids {
+		ids[i] = int32(i)
+	}
+	err = e.addWorkers(ids, opts, func(id int32, saved *partReport) (*feed, error) {
+		part, err := t.Partition(id)
+		if err != nil {
+			return nil, err
+		}
+		from, err := c.Source.Start.Resolve(part)
+		if err != nil {
+			return nil, fmt.Errorf("source start: %w", err)
+		}
+		if saved != nil {
+			from = saved.next
+			if from < part.LogStartOffset() || from > part.HighWatermark() {
+				opts.Logger.Warn("checkpointed offset out of range; starting by the source's start",
+					"pipeline", c.Name, "partition", id, "offset", from)
+				if from, err = c.Source.Start.Resolve(part); err != nil {
+					return nil, err
+				}
+			}
+		}
+		end := int64(-1)
+		if opts.UntilEnd {
+			end = part.HighWatermark()
+		}
+		return newFeed(part, from, end)
+	})
+	if err == nil {
+		opts.Logger.Info("pipeline running", "pipeline", c.Name, "workers", len(e.workers), "partitions", len(ids), "follow", e.follow)
+		err = e.run(ctx, !opts.NoPin)
+	}
+	if cerr := out.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func newEngine(l *log.Log, p *plan, pl *Pipeline, opts Options, out *emitter) *engine {
+	e := &engine{l: l, p: p, pl: pl, follow: !opts.UntilEnd, every: opts.CheckpointInterval, saved: time.Now(), statsOnStop: true}
+	if e.every == 0 {
+		e.every = 10 * time.Second
+	}
+	e.coord = newCoordinator(p, newKeyTable(), out)
+	return e
+}
+
+// addWorkers spreads partitions ids over the workers, each with a feed
+// that feedFor opens (saved is the partition's restored state, if any).
+func (e *engine) addWorkers(ids []int32, opts Options, feedFor func(id int32, saved *partReport) (*feed, error)) error {
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	workers = max(1, min(workers, int(n)))
-	for w, ids := range partition.Assign(n, workers) {
+	workers = max(1, min(workers, len(ids)))
+	kt := e.coord.keys
+	for w, idx := range partition.Assign(int32(len(ids)), workers) {
 		var feeds []*feed
 		var parts []*partState
-		for _, id := range ids {
-			part, err := t.Partition(id)
-			if err != nil {
-				return err
-			}
-			from, err := c.Source.Start.Resolve(part)
-			if err != nil {
-				return fmt.Errorf("source start: %w", err)
-			}
+		for _, i := range idx {
+			id := ids[i]
 			saved := e.coord.parts[id]
-			if saved != nil {
-				from = saved.next
-				if from < part.LogStartOffset() || from > part.HighWatermark() {
-					opts.Logger.Warn("checkpointed offset out of range; starting by the source's start",
-						"pipeline", c.Name, "partition", id, "offset", from)
-					if from, err = c.Source.Start.Resolve(part); err != nil {
-						return err
-					}
-				}
-			}
-			end := int64(-1)
-			if opts.UntilEnd {
-				end = part.HighWatermark()
-			}
-			fd, err := newFeed(part, from, end)
+			fd, err := feedFor(id, saved)
 			if err != nil {
+				for _, f := range e.fetch {
+					f.close()
+				}
 				return err
 			}
 			feeds = append(feeds, fd)
-			ps := &partState{feed: fd, sessions: sessionEnds{lateness: p.lateness}}
+			ps := &partState{feed: fd, sessions: sessionEnds{lateness: e.p.lateness}}
 			ps.id, ps.wm, ps.maxT = id, minWatermark, minWatermark
 			if saved != nil {
 				ps.partReport = *saved
-				// Restored sessions, as each partition may have fed them.
+				// Restored sessions, as this partition may have fed them:
+				// its own keys' when known, else every key's.
 				for key, list := range e.coord.sess {
+					if kp := kt.partition(key); kp != noPartition && kp != id {
+						continue
+					}
 					for _, ws := range list {
 						ps.sessions.open(key, ws.start, ws.end)
 					}
 				}
 			}
-			ps.next = from
+			ps.next = fd.fetched.Load()
 			parts = append(parts, ps)
 		}
 		f, err := newFetcher(feeds, opts.Logger)
@@ -264,7 +318,7 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 			return err
 		}
 		e.fetch = append(e.fetch, f)
-		wk := newWorker(p, kt, parts, f, !opts.UntilEnd)
+		wk := newWorker(e.p, kt, parts, f, e.follow)
 		wk.index = w
 		e.workers = append(e.workers, wk)
 	}
@@ -282,12 +336,7 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 			}
 		}
 	}
-	opts.Logger.Info("pipeline running", "pipeline", c.Name, "workers", len(e.workers), "partitions", n, "follow", e.follow)
-	err = e.run(ctx, !opts.NoPin)
-	if cerr := out.close(); err == nil {
-		err = cerr
-	}
-	return err
+	return nil
 }
 
 // run starts the fetchers and workers and coordinates their rounds.
@@ -388,16 +437,22 @@ func (e *engine) coordinate(ctx context.Context) error {
 // publish makes the round's progress visible to Pipeline.Snapshot.
 func (e *engine) publish() {
 	c := e.coord
-	s := &Snapshot{Stats: c.stats(), Watermark: c.wm, Positions: make(map[int32]int64, len(c.parts)), OpenWindows: c.openWindows()}
+	s := &Snapshot{Stats: c.stats(), Watermark: c.wm, Positions: make(map[int32]int64, len(c.parts)),
+		HighWater: make(map[int32]int64, len(c.parts)), OpenWindows: c.openWindows()}
 	for id, r := range c.parts {
 		s.Positions[id] = r.next
+	}
+	for _, f := range e.fetch {
+		for _, fd := range f.feeds {
+			s.HighWater[fd.id] = fd.lagHighWater()
+		}
 	}
 	e.pl.snap.Store(s)
 }
 
 func (e *engine) checkpoint() error {
 	e.saved = time.Now()
-	return saveCheckpoint(e.l, e.p.cfg.Name, e.coord.snapshot(e.saved))
+	return e.save(e.coord, e.saved)
 }
 
 // stop ends a following run: checkpoint, stats line, and a nil error if
@@ -408,6 +463,9 @@ func (e *engine) stop(cause error) error {
 	}
 	if err := e.checkpoint(); err != nil {
 		return err
+	}
+	if !e.statsOnStop {
+		return nil
 	}
 	s := e.coord.stats()
 	return e.coord.out.line(e.p.appendStats(nil, &s))

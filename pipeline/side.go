@@ -15,7 +15,7 @@ func dlqEnvelope(dst []byte, p *plan, rec *log.Record, r reason) []byte {
 	dst = append(dst, `{"reason":`...)
 	dst = log.AppendJSONString(dst, r.String())
 	dst = append(dst, `,"record":`...)
-	dst = log.AppendJSON(dst, p.cfg.Source.Topic, rec, false)
+	dst = log.AppendJSON(dst, p.cfg.Source.topic(), rec, false)
 	return append(dst, '}')
 }
 
@@ -25,6 +25,6 @@ func lateEnvelope(dst []byte, p *plan, rec *log.Record, t, wm int64) []byte {
 	dst = append(dst, `,"watermark":`...)
 	dst = appendTime(dst, wm)
 	dst = append(dst, `,"record":`...)
-	dst = log.AppendJSON(dst, p.cfg.Source.Topic, rec, false)
+	dst = log.AppendJSON(dst, p.cfg.Source.topic(), rec, false)
 	return append(dst, '}')
 }

@@ -35,6 +35,8 @@ type emitter struct {
 	buf    []byte    // whole lines for stdout, written once per round, so that
 	// pipelines sharing stdout never interleave within a line
 	topics  []*producer.Producer
+	kafkas  []*kafkaSink
+	kafkaN  int // records added to the Kafka sinks since their last flush
 	hooks   []*webhook
 	dlq     *producer.Producer
 	late    *producer.Producer
@@ -69,6 +71,13 @@ func newEmitter(l *log.Log, p *plan, stdout io.Writer, observe Observer, logger 
 			e.topics = append(e.topics, pr)
 		case "webhook":
 			e.hooks = append(e.hooks, newWebhook(p, s, logger))
+		case "kafka":
+			ks, err := newKafkaSink(s)
+			if err != nil {
+				e.close()
+				return nil, fmt.Errorf("pipeline %s: %w", p.cfg.Name, err)
+			}
+			e.kafkas = append(e.kafkas, ks)
 		}
 	}
 	var err error
@@ -107,12 +116,16 @@ func (e *emitter) send(line []byte, key string, tsMs int64) error {
 			}
 		}
 	}
-	if len(e.topics) > 0 {
+	if len(e.topics)+len(e.kafkas) > 0 {
 		k := appendKey(nil, e.p.cfg.GroupBy, key)
 		for _, t := range e.topics {
 			if err := t.Add(k, line, tsMs); err != nil {
 				return err
 			}
+		}
+		for _, ks := range e.kafkas {
+			ks.add(k, line, tsMs)
+			e.kafkaN++
 		}
 	}
 	if e.observe != nil {
@@ -158,6 +171,14 @@ func (e *emitter) flush() error {
 			}
 		}
 	}
+	if e.kafkaN > 0 {
+		e.kafkaN = 0
+		for _, ks := range e.kafkas {
+			if err := ks.flush(); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -190,6 +211,11 @@ func (e *emitter) close() error {
 			if cerr := pr.Close(); err == nil {
 				err = cerr
 			}
+		}
+	}
+	for _, ks := range e.kafkas {
+		if cerr := ks.close(); err == nil {
+			err = cerr
 		}
 	}
 	return err

@@ -201,7 +201,7 @@ type worker struct {
 
 func newWorker(p *plan, kt *keyTable, parts []*partState, fetch *fetcher, follow bool) *worker {
 	return &worker{
-		p: p, x: newExtractor(p), keys: keyCache{kt: kt, ids: map[string]uint32{}},
+		p: p, x: newExtractor(p), keys: keyCache{kt: kt, ids: map[string]cachedKey{}},
 		parts: parts, fetch: fetch, follow: follow, now: time.Now,
 		out: ring.New[*roundMsg](8), back: ring.New[*roundMsg](8),
 		winIdx: map[winKey]int{}, lastSes: map[uint32]int{},
@@ -307,6 +307,7 @@ func (w *worker) next(ctx context.Context, ps *partState) (*log.Record, error) {
 		}
 		if ps.cur != nil {
 			eof := ps.cur.eof
+			ps.next = max(ps.next, ps.cur.end)
 			ps.cur.reset()
 			ps.feed.free.Push(ps.cur)
 			w.fetch.notify()
@@ -320,7 +321,7 @@ func (w *worker) next(ctx context.Context, ps *partState) (*log.Record, error) {
 			ps.cur, ps.pos = b, 0
 			continue
 		}
-		if w.follow && ps.feed.fetched.Load() <= ps.next && ps.next >= ps.feed.p.HighWatermark() {
+		if w.follow && ps.feed.fetched.Load() <= ps.next && ps.next >= ps.feed.highWater() {
 			return nil, nil // caught up
 		}
 		if err := ps.feed.full.Wait(ctx); err != nil {
@@ -363,7 +364,7 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 		ps.maxT = t
 		ps.wm = t - w.p.maxOOO
 	}
-	key := w.keys.id(w.x.key)
+	key := w.keys.id(w.x.key, ps.id)
 	accepted, lateAccepted := false, false
 	win := w.p.windows
 	if win.Kind == agg.Session {

@@ -65,7 +65,7 @@ func checkSources(l *log.Log, f *pipeline.File) error {
 		declared[t.Name] = true
 	}
 	for i, c := range f.Pipelines {
-		if declared[c.Source.Topic] {
+		if declared[c.Source.Topic] || c.Source.Kafka != nil {
 			continue
 		}
 		if _, err := l.Topic(c.Source.Topic); errors.Is(err, log.ErrUnknownTopic) {

@@ -86,16 +86,18 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 				gaugeOf("fastflow_pipeline_watermark_seconds", "The pipeline's watermark (event time).", float64(snap.Watermark)/1000, l)
 			}
 			gaugeOf("fastflow_pipeline_open_windows", "Windows held (not yet forgotten).", float64(snap.OpenWindows), l)
-			if t, err := s.log.Topic(p.Config.Source.Topic); err == nil {
-				for id, pos := range snap.Positions {
-					part, err := t.Partition(id)
-					if err != nil {
-						continue
-					}
-					gaugeOf("fastflow_pipeline_lag_records", "Records in the source partition not yet processed.",
-						float64(max(0, part.HighWatermark()-pos)),
-						map[string]string{"pipeline": name, "topic": t.Name(), "partition": strconv.Itoa(int(id))})
+			topic := p.Config.Source.Topic
+			if k := p.Config.Source.Kafka; k != nil {
+				topic = k.Topic
+			}
+			for id, pos := range snap.Positions {
+				hw, ok := snap.HighWater[id]
+				if !ok {
+					continue
 				}
+				gaugeOf("fastflow_pipeline_lag_records", "Records in the source partition not yet processed.",
+					float64(max(0, hw-pos)),
+					map[string]string{"pipeline": name, "topic": topic, "partition": strconv.Itoa(int(id))})
 			}
 		}
 	}

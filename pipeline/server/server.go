@@ -224,7 +224,7 @@ func (s *Server) pipelineViews() []PipelineView {
 	}
 	for _, p := range s.runner.Pipelines() {
 		c := p.Config
-		v := PipelineView{Name: c.Name, Source: c.Source.Topic, GroupBy: c.GroupBy, Lag: map[string]int64{},
+		v := PipelineView{Name: c.Name, Source: c.Source.TopicName(), GroupBy: c.GroupBy, Lag: map[string]int64{},
 			Stats: statsView{Rejected: map[string]int64{}}}
 		if v.GroupBy == nil {
 			v.GroupBy = []string{}
@@ -257,16 +257,14 @@ func (s *Server) pipelineViews() []PipelineView {
 				v.Watermark = time.UnixMilli(snap.Watermark).UTC().Format(time.RFC3339Nano)
 			}
 			v.OpenWindows = snap.OpenWindows
-			if t, err := s.log.Topic(c.Source.Topic); err == nil {
-				ids := make([]int, 0, len(snap.Positions))
-				for id := range snap.Positions {
-					ids = append(ids, int(id))
-				}
-				sort.Ints(ids)
-				for _, id := range ids {
-					if part, err := t.Partition(int32(id)); err == nil {
-						v.Lag[strconv.Itoa(id)] = max(0, part.HighWatermark()-snap.Positions[int32(id)])
-					}
+			ids := make([]int, 0, len(snap.Positions))
+			for id := range snap.Positions {
+				ids = append(ids, int(id))
+			}
+			sort.Ints(ids)
+			for _, id := range ids {
+				if hw, ok := snap.HighWater[int32(id)]; ok {
+					v.Lag[strconv.Itoa(id)] = max(0, hw-snap.Positions[int32(id)])
 				}
 			}
 		}
