@@ -101,6 +101,38 @@ func TestConfigErrors(t *testing.T) {
 	f("{name: throughput, agg: rate, of: request_count}", "{name: request_count, agg: rate, of: error_count}", `duplicate metric "request_count"`)
 	f("pipelines:", "pipelines:\n  - oops: [", `api.yaml:`)
 	f("    source: {topic: events, start: earliest}        # start: earliest | latest | OFFSET | RFC3339\n", "", `source.topic: required`)
+	src := "source: {topic: events, start: earliest}"
+	f(src, "source: {kafka: {topic: events}}", `api.yaml:3: pipelines[0].source.kafka.brokers: required`)
+	f(src, "source: {kafka: {brokers: [kafka1], topic: events}}", `source.kafka.brokers[0]: "kafka1" is not a host:port address`)
+	f(src, "source: {kafka: {brokers: ['k:9092']}}", `source.kafka.topic: missing or invalid topic name ""`)
+	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, group: 'a b'}}", `source.kafka.group: invalid group name "a b"`)
+	f(src, "source: {topic: events, kafka: {brokers: ['k:9092'], topic: e}}", `source: topic: or kafka:, not both`)
+	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, partitions: 3}}", `source.kafka.partitions: unknown key`)
+	f("{type: stdout}", "{type: kafka, topic: out}", `sinks[0].brokers: required`)
+	f("{type: stdout}", "{type: topic, topic: out, brokers: ['k:9092']}", `for a Kafka cluster use type: kafka`)
+	f("{type: stdout}", "{type: kafka, brokers: ['k:9092']}", `sinks[0].topic: missing or invalid topic name`)
+}
+
+func TestKafkaSourceConfig(t *testing.T) {
+	src := strings.Replace(specExample, "source: {topic: events, start: earliest}",
+		"source: {kafka: {brokers: ['k1:9092', 'k2:9092'], topic: events}, start: latest}", 1)
+	src = strings.Replace(src, "{type: stdout}", "{type: kafka, brokers: ['k1:9092'], topic: out}", 1)
+	f, err := Parse("k.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.Pipelines[0]
+	k := c.Source.Kafka
+	if k == nil || c.Source.Topic != "" || len(k.Brokers) != 2 || k.Topic != "events" || k.Group != "api-health" ||
+		k.CheckpointTopic != DefaultCheckpointTopic || c.Source.Start.Kind != log.StartLatest {
+		t.Fatalf("source %+v %+v", c.Source, k)
+	}
+	if s := c.Sinks[0]; s.Type != "kafka" || s.Topic != "out" || len(s.Brokers) != 1 {
+		t.Fatalf("sink %+v", s)
+	}
+	if c.Source.TopicName() != "kafka://k1:9092/events" {
+		t.Fatalf("TopicName %q", c.Source.TopicName())
+	}
 }
 
 func TestTopicsSection(t *testing.T) {

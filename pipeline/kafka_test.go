@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -327,4 +328,62 @@ func firstDiff(have, want []string) string {
 		}
 	}
 	return ""
+}
+
+// A kafka sink writes every result and alert line to a Kafka topic, keyed
+// by the group key, in the order they were emitted.
+func TestKafkaSinkWritesResults(t *testing.T) {
+	addr, _ := broker(t)
+	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).UnixMilli()
+
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.CreateTopic("events", log.TopicConfig{Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	appendEvents(t, l, base, 0, 4)
+	f, err := Parse("sink.yaml", []byte(fmt.Sprintf(kafkaPipeline, "{topic: events}",
+		fmt.Sprintf("{type: stdout}, {type: kafka, brokers: [%q], topic: kp.results}", addr))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout strings.Builder
+	if err := Run(context.Background(), l, f, Options{UntilEnd: true, Stdout: &stdout, NoPin: true}); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		if !strings.Contains(line, `"type":"stats"`) {
+			want = append(want, line)
+		}
+	}
+
+	if len(want) < 30 {
+		t.Fatalf("the pipeline emitted only %d lines", len(want))
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("kp.results"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var got []string
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for len(got) < len(want) && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			got = append(got, string(r.Value))
+			var key struct {
+				Key map[string]string `json:"key"`
+			}
+			if err := json.Unmarshal(r.Value, &key); err != nil || string(r.Key) != fmt.Sprintf(`{"service":%q}`, key.Key["service"]) {
+				t.Errorf("record key %s for %s", r.Key, r.Value)
+			}
+		})
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("kafka sink: %d lines, stdout %d; differences:\n%s", len(got), len(want), diffLines(got, want))
+	}
 }

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,4 +278,102 @@ func TestServeKafkaFlagErrors(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "listen on "+ln.Addr().String()) {
 		t.Errorf("Kafka port in use: exit %d, %q", r.code, r.stderr)
 	}
+}
+
+// A pipeline with a Kafka source in its own process, reading a topic of
+// another fastflow's Kafka listener, and writing its results back to
+// that cluster with a kafka sink: events POSTed to the broker come out
+// as windows on the pipeline's stdout and in the results topic; SIGTERM
+// checkpoints to the cluster and commits the group's offsets.
+func TestRunWithKafkaSourceAndSink(t *testing.T) {
+	broker := newCLI(t)
+	kafkaAddr := freePort(t)
+	httpAddr := freePort(t)
+	broker.ok("", "topic", "create", "events", "--partitions", "3")
+	start(t, broker.cmd(context.Background(), "serve", "--http", httpAddr, "--kafka", kafkaAddr))
+	waitKafka(t, kafkaAddr)
+
+	cfg := filepath.Join(t.TempDir(), "scale.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`pipelines:
+  - name: per-service
+    source: {kafka: {brokers: ['%s'], topic: events, group: edge}}
+    time: {field: ts, unit: ms}
+    group_by: [service]
+    window: {type: tumbling, size: 1m}
+    metrics: [{name: n, agg: count}]
+    sinks: [{type: stdout}, {type: kafka, brokers: ['%s'], topic: per-service.results}]
+`, kafkaAddr, kafkaAddr)), 0o644)
+	inst := newCLI(t)
+	if r := inst.run("", "run", cfg, "--until-end"); r.code != 2 || !strings.Contains(r.stderr, "a Kafka source follows its consumer group") {
+		t.Fatalf("run --until-end with a Kafka source: exit %d, %q", r.code, r.stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	run := inst.cmd(ctx, "run", cfg)
+	var stdout, stderr lockedBuilder
+	run.Stdout, run.Stderr = &stdout, &stderr
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- run.Wait() }()
+
+	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).UnixMilli()
+	var body strings.Builder
+	for i := range 90 {
+		fmt.Fprintf(&body, `{"ts":%d,"service":"svc-%d"}`+"\n", base+int64(i)*1000, i%3)
+	}
+	for s := range 3 { // a minute later on every service closes the first minute
+		fmt.Fprintf(&body, `{"ts":%d,"service":"svc-%d"}`+"\n", base+150000, s)
+	}
+	resp, err := http.Post("http://"+httpAddr+"/topics/events/records?key_field=service", "application/x-ndjson", strings.NewReader(body.String()))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("ingest: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	waitFor(t, func() bool { return strings.Count(stdout.String(), `"window_start":"2026-11-23T10:01:00Z"`) == 3 })
+	run.Process.Signal(syscall.SIGTERM)
+	if err := <-exited; err != nil {
+		t.Fatalf("run exited with %v: %s", err, stderr.String())
+	}
+	out := stdout.String()
+	for s := range 3 {
+		// svc-s has 20 events in the first minute (i < 60, i%3 == s), 10 in
+		// the second.
+		for _, want := range []string{
+			fmt.Sprintf(`"key":{"service":"svc-%d"},"window_start":"2026-11-23T10:00:00Z","window_end":"2026-11-23T10:01:00Z","revision":0,"metrics":{"n":20}`, s),
+			fmt.Sprintf(`"key":{"service":"svc-%d"},"window_start":"2026-11-23T10:01:00Z","window_end":"2026-11-23T10:02:00Z","revision":0,"metrics":{"n":10}`, s),
+		} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("stdout lacks %s:\n%s", want, out)
+			}
+		}
+	}
+	if !strings.Contains(out, `{"type":"stats","pipeline":"per-service","records":93`) {
+		t.Fatalf("no stats line for 93 records:\n%s", out)
+	}
+	// The results are in the cluster too, and the group committed.
+	res := parseConsumed(t, broker.ok("", "consume", "per-service.results"))
+	if len(res) != 6 {
+		t.Fatalf("results topic holds %d records, want 6", len(res))
+	}
+	checkCommitted(t, broker, "edge", 3)
+}
+
+// lockedBuilder is a strings.Builder a process writes while the test reads.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

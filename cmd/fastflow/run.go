@@ -22,7 +22,11 @@ topic, results as JSON lines on stdout and to the configured sinks.
 
 With --until-end it processes what the log holds when it starts, emits every open
 window, prints one stats line per pipeline and exits 0. Without it, it follows the
-log until SIGINT or SIGTERM.`,
+log until SIGINT or SIGTERM.
+
+A pipeline whose source is a Kafka cluster (source: {kafka: {brokers, topic, group}})
+joins the consumer group: run the same file on several machines and they split the
+topic's partitions, each partition's window state moving with it on a rebalance.`,
 		Example: `  fastflow run api-health.yaml --until-end
   fastflow run pipelines.yaml --workers 2`,
 		Args: cobra.ExactArgs(1),
@@ -33,6 +37,12 @@ log until SIGINT or SIGTERM.`,
 			}
 			if workers < 0 {
 				return usagef("invalid --workers %d", workers)
+			}
+			for i, c := range f.Pipelines {
+				if untilEnd && c.Source.Kafka != nil {
+					return usageError{f.Errorf(fmt.Sprintf("pipelines[%d].source.kafka", i),
+						"--until-end reads a local topic to its end; a Kafka source follows its consumer group")}
+				}
 			}
 			logger, err := g.logger()
 			if err != nil {
