@@ -458,16 +458,10 @@ func sameProtocols(a, b []kmsg.JoinGroupRequestProtocol) bool {
 func (c *coordinator) sync(ctx context.Context, req *kmsg.SyncGroupRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
 	c.mu.Lock()
-	g := c.groups[req.Group]
-	var m *member
-	if g != nil {
-		m = g.members[req.MemberID]
-	}
+	g, m, code := c.memberOf(req.Group, req.MemberID, req.Generation)
 	switch {
-	case m == nil:
-		resp.ErrorCode = kerr.UnknownMemberID.Code
-	case req.Generation != g.generation:
-		resp.ErrorCode = kerr.IllegalGeneration.Code
+	case code != 0:
+		resp.ErrorCode = code
 	case req.ProtocolType != nil && *req.ProtocolType != g.protocolType,
 		req.Protocol != nil && *req.Protocol != g.protocol:
 		resp.ErrorCode = kerr.InconsistentGroupProtocol.Code
@@ -519,20 +513,27 @@ func (c *coordinator) sync(ctx context.Context, req *kmsg.SyncGroupRequest) kmsg
 	}
 }
 
+// memberOf finds a member of a group's current generation: else
+// UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION. The caller holds c.mu.
+func (c *coordinator) memberOf(group, id string, generation int32) (*group, *member, int16) {
+	g := c.groups[group]
+	if g == nil || g.members[id] == nil {
+		return g, nil, kerr.UnknownMemberID.Code
+	}
+	if generation != g.generation {
+		return g, g.members[id], kerr.IllegalGeneration.Code
+	}
+	return g, g.members[id], 0
+}
+
 func (c *coordinator) heartbeat(req *kmsg.HeartbeatRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	g := c.groups[req.Group]
-	var m *member
-	if g != nil {
-		m = g.members[req.MemberID]
-	}
+	g, m, code := c.memberOf(req.Group, req.MemberID, req.Generation)
 	switch {
-	case m == nil:
-		resp.ErrorCode = kerr.UnknownMemberID.Code
-	case req.Generation != g.generation:
-		resp.ErrorCode = kerr.IllegalGeneration.Code
+	case code != 0:
+		resp.ErrorCode = code
 	case g.state == statePreparingRebalance:
 		m.lastSeen = c.now()
 		resp.ErrorCode = kerr.RebalanceInProgress.Code

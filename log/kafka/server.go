@@ -29,8 +29,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -409,15 +411,4 @@ func (s *Server) apiVersions(r *request) kmsg.Response {
 	return resp
 }
 
-func sortedKeys() []int16 {
-	keys := make([]int16, 0, len(served))
-	for k := range served {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
-}
+func sortedKeys() []int16 { return slices.Sorted(maps.Keys(served)) }
