@@ -735,8 +735,57 @@ func TestMalformedRequestsCloseOnlyTheirConnection(t *testing.T) {
 		}
 		conn.Close()
 	}
+	// A client that sends half a frame and stalls holds only itself.
+	stalled, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	stalled.Write(md[:len(md)/2])
 	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
 		t.Fatalf("a good client after the bad ones: %v", err)
+	}
+}
+
+// Many clients at once, each on its own connections: every record lands.
+func TestManyConcurrentClients(t *testing.T) {
+	addr, l := startServer(t, map[string]int32{"t": 4})
+	ctx := ctxT(t)
+	const clients, each = 40, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("t"))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer cl.Close()
+			var recs []*kgo.Record
+			for i := range each {
+				recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(c)), Value: []byte(fmt.Sprint(c, "-", i))})
+			}
+			errs <- cl.ProduceSync(ctx, recs...).FirstErr()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for p := int32(0); p < 4; p++ {
+		for _, r := range readAll(t, l, "t", p) {
+			seen[string(r.Value)] = true
+		}
+	}
+	if len(seen) != clients*each {
+		t.Fatalf("%d distinct records, want %d", len(seen), clients*each)
 	}
 }
 

@@ -34,6 +34,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -49,6 +50,9 @@ type Options struct {
 	// MaxRequestBytes bounds one request frame; default 100 MiB, Kafka's
 	// socket.request.max.bytes.
 	MaxRequestBytes int
+	// IdleTimeout closes a connection that sends no request for this long;
+	// default 10 minutes, Kafka's connections.max.idle.ms.
+	IdleTimeout time.Duration
 	// Logger receives connection errors; nil discards.
 	Logger *slog.Logger
 }
@@ -80,6 +84,9 @@ func New(l *log.Log, opts Options) *Server {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 10 * time.Minute
 	}
 	return &Server{log: l, opts: opts, groups: newCoordinator(l), pids: newProducers(), conns: map[net.Conn]struct{}{}}
 }
@@ -146,6 +153,9 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	var size [4]byte
 	var out []byte
 	for {
+		// The deadline also bounds a frame that stops halfway: a stalled
+		// client holds its own goroutine, for a while, and nothing else.
+		conn.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 		if _, err := io.ReadFull(conn, size[:]); err != nil {
 			return
 		}
