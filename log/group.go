@@ -75,6 +75,8 @@ type CommittedOffset struct {
 	Partition   int32  `json:"partition"`
 	Offset      int64  `json:"offset"`
 	CommittedMs int64  `json:"committed_ms"`
+	// Metadata is what a Kafka client committed with the offset.
+	Metadata string `json:"metadata,omitempty"`
 }
 
 func (g *Group) offsetPath(topic string, partition int32) string {
@@ -83,11 +85,18 @@ func (g *Group) offsetPath(topic string, partition int32) string {
 
 // Commit durably records offset as the group's position in a partition.
 func (g *Group) Commit(topic string, partition int32, offset int64) error {
+	return g.CommitMetadata(topic, partition, offset, "")
+}
+
+// CommitMetadata is Commit with the client's metadata string, as Kafka's
+// OffsetCommit carries it.
+func (g *Group) CommitMetadata(topic string, partition int32, offset int64, metadata string) error {
 	path := g.offsetPath(topic, partition)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(CommittedOffset{Topic: topic, Partition: partition, Offset: offset, CommittedMs: g.l.opts.Now().UnixMilli()})
+	b, _ := json.Marshal(CommittedOffset{Topic: topic, Partition: partition, Offset: offset,
+		CommittedMs: g.l.opts.Now().UnixMilli(), Metadata: metadata})
 	if err := atomicfile.Write(path, b); err != nil {
 		return fmt.Errorf("commit %s %s/%d: %w", g.name, topic, partition, err)
 	}
@@ -97,18 +106,25 @@ func (g *Group) Commit(topic string, partition int32, offset int64) error {
 // Committed returns the group's committed offset in a partition, and
 // whether there is one.
 func (g *Group) Committed(topic string, partition int32) (int64, bool, error) {
+	c, ok, err := g.CommittedOffset(topic, partition)
+	return c.Offset, ok, err
+}
+
+// CommittedOffset returns the whole commit of a partition, metadata
+// included, and whether there is one.
+func (g *Group) CommittedOffset(topic string, partition int32) (CommittedOffset, bool, error) {
 	b, err := os.ReadFile(g.offsetPath(topic, partition))
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, false, nil
+		return CommittedOffset{}, false, nil
 	}
 	if err != nil {
-		return 0, false, err
+		return CommittedOffset{}, false, err
 	}
 	var c CommittedOffset
 	if err := json.Unmarshal(b, &c); err != nil {
-		return 0, false, fmt.Errorf("group %s: %s: %w", g.name, g.offsetPath(topic, partition), err)
+		return CommittedOffset{}, false, fmt.Errorf("group %s: %s: %w", g.name, g.offsetPath(topic, partition), err)
 	}
-	return c.Offset, true, nil
+	return c, true, nil
 }
 
 // Offsets lists every committed offset of the group, by topic and partition.

@@ -36,6 +36,9 @@ type ServeConfig struct {
 	// KafkaAdvertise is the host:port Kafka clients are told to connect
 	// to, when it is not the listen address (a container, a NAT).
 	KafkaAdvertise string
+	// KafkaAutoCreate, if positive, lets Kafka clients create the topics
+	// they ask for, with this many partitions.
+	KafkaAutoCreate int
 }
 
 // Errorf returns a *ConfigError for the key at path (e.g.
@@ -221,9 +224,10 @@ func Parse(name string, data []byte) (*File, error) {
 		},
 		"serve": func(n *yaml.Node, p string) error {
 			return d.mapping(n, p, map[string]func(*yaml.Node, string) error{
-				"http":            d.address(&f.Serve.HTTP),
-				"kafka":           d.address(&f.Serve.Kafka),
-				"kafka_advertise": d.address(&f.Serve.KafkaAdvertise),
+				"http":              d.address(&f.Serve.HTTP),
+				"kafka":             d.address(&f.Serve.Kafka),
+				"kafka_advertise":   d.address(&f.Serve.KafkaAdvertise),
+				"kafka_auto_create": d.integer(&f.Serve.KafkaAutoCreate, 0, 1<<16),
 			})
 		},
 	})

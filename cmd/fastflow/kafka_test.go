@@ -146,7 +146,7 @@ func TestKcatAgainstKafkaListener(t *testing.T) {
 	// topic before the server starts.
 	c.ok("", "topic", "create", "from-cli", "--partitions", "2")
 	c.ok("{\"from\":\"cli\"}\n", "produce", "from-cli", "--key", "cli-key")
-	addr := serveKafka(t, c, "orders", 3)
+	addr := serveKafka(t, c, "orders", 3, "--kafka-auto-create", "2")
 
 	md := runTool(t, "", kcat, "-b", addr, "-L")
 	if !strings.Contains(md, `topic "orders" with 3 partitions`) || !strings.Contains(md, "broker 0 at "+addr) {
@@ -191,6 +191,12 @@ func TestKcatAgainstKafkaListener(t *testing.T) {
 		t.Fatalf("kcat -G consumed %d records, want %d:\n%s", got, n, out)
 	}
 	checkCommitted(t, c, "kcat-group", 3)
+
+	// With --kafka-auto-create, producing to a new topic creates it.
+	runTool(t, "hello\n", kcat, "-b", addr, "-P", "-t", "brand-new")
+	if out := c.ok("", "topic", "describe", "brand-new"); !strings.Contains(out, `"partitions":2`) {
+		t.Fatalf("auto-created topic: %s", out)
+	}
 }
 
 func TestKafkajsAgainstKafkaListener(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 
 func newServeCmd(g *globals) *cobra.Command {
 	var config, addr, kafkaAddr, advertise, pyro string
-	var workers int
+	var workers, autoCreate int
 	c := &cobra.Command{
 		Use:   "serve [--config fastflow.yaml] [--http 127.0.0.1:8080] [--kafka 127.0.0.1:9092]",
 		Short: "Run pipelines continuously and serve ingest, query API, stream, metrics and dashboard",
@@ -44,7 +44,7 @@ checkpoint the pipelines and exit 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var f *pipeline.File
-			o := serveOptions{addr: addr, kafka: kafkaAddr, advertise: advertise, pyroscope: pyro, workers: workers}
+			o := serveOptions{addr: addr, kafka: kafkaAddr, advertise: advertise, autoCreate: autoCreate, pyroscope: pyro, workers: workers}
 			if config != "" {
 				var err error
 				if f, err = loadPipelines(config); err != nil {
@@ -60,9 +60,15 @@ checkpoint the pipelines and exit 0.`,
 				if !flags.Changed("kafka-advertise") {
 					o.advertise = f.Serve.KafkaAdvertise
 				}
+				if !flags.Changed("kafka-auto-create") {
+					o.autoCreate = f.Serve.KafkaAutoCreate
+				}
 			}
 			if o.advertise != "" && o.kafka == "" {
 				return usagef("--kafka-advertise needs --kafka")
+			}
+			if o.autoCreate < 0 || o.autoCreate > 1<<16 {
+				return usagef("invalid --kafka-auto-create %d: a number of partitions, 0 for off", o.autoCreate)
 			}
 			for _, a := range []string{o.kafka, o.advertise} {
 				if _, _, err := net.SplitHostPort(a); a != "" && err != nil {
@@ -76,6 +82,7 @@ checkpoint the pipelines and exit 0.`,
 	c.Flags().StringVar(&addr, "http", "127.0.0.1:8080", "HTTP listen address")
 	c.Flags().StringVar(&kafkaAddr, "kafka", "", "also serve the Kafka protocol on this address, e.g. 127.0.0.1:9092")
 	c.Flags().StringVar(&advertise, "kafka-advertise", "", "host:port Kafka clients are told to connect to (default: the --kafka address)")
+	c.Flags().IntVar(&autoCreate, "kafka-auto-create", 0, "let Kafka clients create the topics they ask for, with this many partitions (0: off)")
 	c.Flags().StringVar(&pyro, "pyroscope", "", "stream continuous profiles to this Pyroscope server URL")
 	c.Flags().IntVar(&workers, "workers", 0, "worker goroutines per pipeline (default: one per CPU)")
 	return c
@@ -94,6 +101,7 @@ func loadPipelines(path string) (*pipeline.File, error) {
 type serveOptions struct {
 	addr, pyroscope  string
 	kafka, advertise string
+	autoCreate       int
 	workers          int
 	log              *log.Log         // when the caller opened it
 	ready            func(url string) // called once listening
@@ -142,7 +150,7 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 		ln.Close()
 		return fmt.Errorf("listen on %s: %w", o.kafka, err)
 	}
-	ks := kafka.New(l, kafka.Options{Advertise: o.advertise, Logger: logger})
+	ks := kafka.New(l, kafka.Options{Advertise: o.advertise, AutoCreatePartitions: int32(o.autoCreate), Logger: logger})
 	if o.ready != nil {
 		o.ready(url)
 	} else {

@@ -628,7 +628,11 @@ func (c *coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) kmsg.Response 
 			case p.Offset < 0:
 				rp.ErrorCode = kerr.OffsetOutOfRange.Code
 			default:
-				if err := grp.Commit(t.Topic, p.Partition, p.Offset); err != nil {
+				meta := ""
+				if p.Metadata != nil {
+					meta = *p.Metadata
+				}
+				if err := grp.CommitMetadata(t.Topic, p.Partition, p.Offset, meta); err != nil {
 					rp.ErrorCode = kerr.KafkaStorageError.Code
 				}
 			}
@@ -673,12 +677,12 @@ func (c *coordinator) offsetFetch(req *kmsg.OffsetFetchRequest) kmsg.Response {
 			rp.Partition, rp.Offset, rp.LeaderEpoch = p, -1, -1
 			empty := ""
 			rp.Metadata = &empty
-			off, ok, err := grp.Committed(t.Topic, p)
+			c, ok, err := grp.CommittedOffset(t.Topic, p)
 			switch {
 			case err != nil:
 				rp.ErrorCode = kerr.KafkaStorageError.Code
 			case ok:
-				rp.Offset = off
+				rp.Offset, rp.Metadata = c.Offset, &c.Metadata
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}

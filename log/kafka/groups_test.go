@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -203,7 +204,8 @@ func TestGroupLeaveAndCommits(t *testing.T) {
 	commit := func(id string, gen int32, p int32, off int64) int16 {
 		r := kmsg.NewPtrOffsetCommitRequest()
 		r.Version, r.Group, r.MemberID, r.Generation = 8, "g", id, gen
-		r.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: p, Offset: off}}}}
+		r.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: p, Offset: off,
+			Metadata: kmsg.StringPtr(fmt.Sprint("by ", id))}}}}
 		return f.offsetCommit(r).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
 	}
 	if c := commit(a, gen, 0, 42); c != 0 {
@@ -225,7 +227,7 @@ func TestGroupLeaveAndCommits(t *testing.T) {
 	fr := kmsg.NewPtrOffsetFetchRequest()
 	fr.Version, fr.Group = 7, "g"
 	fresp := f.offsetFetch(fr).(*kmsg.OffsetFetchResponse)
-	if len(fresp.Topics) != 1 || fresp.Topics[0].Partitions[0].Offset != 42 {
+	if len(fresp.Topics) != 1 || fresp.Topics[0].Partitions[0].Offset != 42 || *fresp.Topics[0].Partitions[0].Metadata != "by "+a {
 		t.Fatalf("OffsetFetch all: %+v", fresp)
 	}
 

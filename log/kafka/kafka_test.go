@@ -28,6 +28,11 @@ import (
 // topics (name → partitions) on 127.0.0.1 until the test ends.
 func startServer(t testing.TB, topics map[string]int32) (string, *log.Log) {
 	t.Helper()
+	return startServerWith(t, topics, Options{})
+}
+
+func startServerWith(t testing.TB, topics map[string]int32, opts Options) (string, *log.Log) {
+	t.Helper()
 	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +47,7 @@ func startServer(t testing.TB, topics map[string]int32) (string, *log.Log) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := New(l, Options{})
+	s := New(l, opts)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
 	t.Cleanup(func() {
@@ -816,4 +821,29 @@ func FuzzParseRequest(f *testing.F) {
 			appendResponse(nil, r.corr, unsupported(r.Request))
 		}
 	})
+}
+
+// With AutoCreatePartitions, a producer that allows it creates the topic it
+// writes to, as with Kafka's auto.create.topics.enable; without, it is
+// told the topic is unknown.
+func TestAutoCreateTopics(t *testing.T) {
+	addr, l := startServerWith(t, nil, Options{AutoCreatePartitions: 3})
+	ctx := ctxT(t)
+	cl := newClient(t, addr, kgo.DefaultProduceTopic("fresh"), kgo.AllowAutoTopicCreation())
+	if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if tp, err := l.Topic("fresh"); err != nil || tp.Partitions() != 3 {
+		t.Fatalf("auto-created topic: %v %v", tp, err)
+	}
+
+	addr2, l2 := startServer(t, nil)
+	cl2 := newClient(t, addr2, kgo.DefaultProduceTopic("fresh"), kgo.AllowAutoTopicCreation(),
+		kgo.RecordRetries(2), kgo.UnknownTopicRetries(1))
+	if err := cl2.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err == nil {
+		t.Fatal("produced to an unknown topic without auto-creation")
+	}
+	if _, err := l2.Topic("fresh"); err == nil {
+		t.Fatal("topic created without auto-creation")
+	}
 }

@@ -50,6 +50,11 @@ type Options struct {
 	// MaxRequestBytes bounds one request frame; default 100 MiB, Kafka's
 	// socket.request.max.bytes.
 	MaxRequestBytes int
+	// AutoCreatePartitions, if positive, creates a topic a client asks
+	// Metadata for (and allows creating) when it does not exist, with this
+	// many partitions: Kafka's auto.create.topics.enable and num.partitions.
+	// Default 0: off, as Redpanda's default.
+	AutoCreatePartitions int32
 	// IdleTimeout closes a connection that sends no request for this long;
 	// default 10 minutes, Kafka's connections.max.idle.ms.
 	IdleTimeout time.Duration

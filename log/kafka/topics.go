@@ -48,6 +48,13 @@ func (s *Server) metadata(req *kmsg.MetadataRequest) kmsg.Response {
 		n := name
 		mt.Topic = &n
 		t, err := s.log.Topic(name)
+		if errors.Is(err, log.ErrUnknownTopic) && s.opts.AutoCreatePartitions > 0 && req.Topics != nil &&
+			(req.Version < 4 || req.AllowAutoTopicCreation) && log.ValidTopicName(name) && !log.IsInternal(name) {
+			t, err = s.log.CreateTopic(name, log.TopicConfig{Partitions: s.opts.AutoCreatePartitions})
+			if errors.Is(err, log.ErrTopicExists) {
+				t, err = s.log.Topic(name)
+			}
+		}
 		if err != nil {
 			mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			if !log.ValidTopicName(name) {
