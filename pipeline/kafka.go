@@ -169,8 +169,12 @@ func (k *kafkaRun) assigned(ctx context.Context, offsets map[string]map[int32]kg
 	ictx, cancel := context.WithTimeout(ctx, kafkaIOTimeout)
 	defer cancel()
 	snaps, err := readCheckpoints(ictx, k.src, k.p.cfg, parts)
+	if errors.Is(err, errBadCheckpoint) {
+		k.fail(err) // no retry can read it: stop, saying why
+		return nil, err
+	}
 	if err != nil {
-		k.opts.Logger.Error("reading checkpoints", "pipeline", k.p.cfg.Name, "err", err)
+		k.opts.Logger.Error("reading checkpoints (will retry)", "pipeline", k.p.cfg.Name, "err", err)
 		return nil, err
 	}
 	var missing []int32
@@ -462,6 +466,9 @@ func writeCheckpoints(ctx context.Context, cl *kgo.Client, src *KafkaSource, pip
 	return cl.ProduceSync(ctx, recs...).FirstErr()
 }
 
+// errBadCheckpoint: a checkpoint that no retry will read.
+var errBadCheckpoint = errors.New("unusable checkpoint")
+
 // readCheckpoints reads the checkpoint topic to its end and returns, for
 // each of parts, the latest complete snapshot of the pipeline's source.
 func readCheckpoints(ctx context.Context, src *KafkaSource, c *Config, parts []int32) (map[int32]*snapshot, error) {
@@ -560,14 +567,14 @@ func readCheckpoints(ctx context.Context, src *KafkaSource, c *Config, parts []i
 	for p, b := range complete {
 		var s snapshot
 		if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
-			return nil, fmt.Errorf("checkpoint of %s partition %d in %s does not decode: %w", src.Topic, p, src.CheckpointTopic, err)
+			return nil, fmt.Errorf("%w: the checkpoint of %s partition %d in %s does not decode: %v", errBadCheckpoint, src.Topic, p, src.CheckpointTopic, err)
 		}
 		if s.Version != checkpointVersion || s.Fingerprint != fingerprint(c) {
-			return nil, fmt.Errorf("the checkpoint of %s partition %d in %s was written for another definition of pipeline %s; use another group or checkpoint_topic to start over",
-				src.Topic, p, src.CheckpointTopic, c.Name)
+			return nil, fmt.Errorf("%w: the checkpoint of %s partition %d in %s was written for another definition of pipeline %s; use another group or checkpoint_topic to start over",
+				errBadCheckpoint, src.Topic, p, src.CheckpointTopic, c.Name)
 		}
 		if len(s.Parts) != 1 || s.Parts[0].ID != p {
-			return nil, fmt.Errorf("checkpoint of %s partition %d in %s holds another partition", src.Topic, p, src.CheckpointTopic)
+			return nil, fmt.Errorf("%w: the checkpoint of %s partition %d in %s holds another partition", errBadCheckpoint, src.Topic, p, src.CheckpointTopic)
 		}
 		out[p] = &s
 	}

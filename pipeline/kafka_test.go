@@ -387,3 +387,39 @@ func TestKafkaSinkWritesResults(t *testing.T) {
 		t.Fatalf("kafka sink: %d lines, stdout %d; differences:\n%s", len(got), len(want), diffLines(got, want))
 	}
 }
+
+// A checkpoint written for another definition of the pipeline stops the
+// run with an error that says what to do, rather than mixing states.
+func TestKafkaSourceRefusesAnotherDefinitionsCheckpoint(t *testing.T) {
+	addr, bl := broker(t)
+	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).UnixMilli()
+	appendEvents(t, bl, base, 0, 2)
+	var c collector
+	r := instance(t, addr, &c, "{type: stdout}")
+	waitFor(t, "the instance processed the events", 30*time.Second, func() bool {
+		s := r.Pipelines()[0].Snapshot()
+		return s != nil && s.Stats.Events == countEvents(bl)
+	})
+	r.Stop()
+	if err := r.Wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	src := fmt.Sprintf("{kafka: {brokers: [%q], topic: events, group: kg}}", addr)
+	changed := strings.Replace(fmt.Sprintf(kafkaPipeline, src, "{type: stdout}"), "size: 1m", "size: 2m", 1)
+	f, err := Parse("changed.yaml", []byte(changed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = Run(ctx, l, f, Options{Stdout: io.Discard, NoPin: true})
+	if err == nil || !strings.Contains(err.Error(), "written for another definition of pipeline kp") {
+		t.Fatalf("run with a changed window over old checkpoints: %v", err)
+	}
+}
