@@ -118,17 +118,27 @@ func runKafka(ctx context.Context, l *log.Log, pl *Pipeline, p *plan, opts Optio
 		case <-pctx.Done():
 		}
 	}()
-	for {
-		fs := cl.PollFetches(pctx)
+	var d deliverer
+	for pctx.Err() == nil {
+		// Records that did not fit in their feed wait here, their partition
+		// paused, until the worker hands batches back: the poller never
+		// blocks on one partition while another's worker needs records.
+		d.drain(k)
+		fctx, cancel := pctx, context.CancelFunc(func() {})
+		if len(d.pending) > 0 {
+			fctx, cancel = context.WithTimeout(pctx, 5*time.Millisecond)
+		}
+		fs := cl.PollFetches(fctx)
+		cancel()
 		if pctx.Err() != nil || fs.IsClientClosed() {
 			break
 		}
 		fs.EachError(func(topic string, part int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				opts.Logger.Warn("kafka fetch", "pipeline", p.cfg.Name, "topic", topic, "partition", part, "err", err)
 			}
 		})
-		fs.EachPartition(k.deliver)
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) { d.deliver(k, fp) })
 	}
 	stopPoll()
 	// Shutting down: the last generation checkpoints and prints the stats
@@ -288,11 +298,50 @@ func (k *kafkaRun) stopLocked(save, final bool) error {
 	return err
 }
 
-// deliver copies a fetched partition's records into its feed, as batches
-// for its worker. It runs on the polling goroutine, the feeds' only
-// producer.
-func (k *kafkaRun) deliver(fp kgo.FetchTopicPartition) {
+// deliverer moves fetched records into the current generation's feeds.
+// It runs on the polling goroutine, the feeds' only producer.
+type deliverer struct {
+	g       *generation
+	pending map[int32][]*kgo.Record // fetched, waiting for a free batch; partition paused
+}
+
+// sync follows the current generation: a new one starts from its
+// checkpointed offsets, so what was pending for the old one is dropped
+// and its partitions resumed.
+func (d *deliverer) sync(k *kafkaRun) *generation {
 	g := k.cur.Load()
+	if g != d.g {
+		if len(d.pending) > 0 {
+			var parts []int32
+			for p := range d.pending {
+				parts = append(parts, p)
+			}
+			k.cl.ResumeFetchPartitions(map[string][]int32{k.src.Topic: parts})
+		}
+		d.g, d.pending = g, map[int32][]*kgo.Record{}
+	}
+	return g
+}
+
+// drain retries the pending records, resuming partitions that caught up.
+func (d *deliverer) drain(k *kafkaRun) {
+	g := d.sync(k)
+	if g == nil {
+		return
+	}
+	for p, recs := range d.pending {
+		if rest := d.fill(k, g, g.feeds[p], recs); len(rest) > 0 {
+			d.pending[p] = rest
+		} else {
+			delete(d.pending, p)
+			k.cl.ResumeFetchPartitions(map[string][]int32{k.src.Topic: {p}})
+		}
+	}
+}
+
+// deliver takes one partition's fetched records.
+func (d *deliverer) deliver(k *kafkaRun, fp kgo.FetchTopicPartition) {
+	g := d.sync(k)
 	if g == nil || fp.Topic != k.src.Topic {
 		return
 	}
@@ -301,46 +350,53 @@ func (k *kafkaRun) deliver(fp kgo.FetchTopicPartition) {
 		return // revoked since the fetch
 	}
 	fd.lagHW.Store(fp.HighWatermark)
+	recs := fp.Records
+	if prev := d.pending[fp.Partition]; len(prev) > 0 {
+		recs = append(prev, recs...) // fetched before the pause took effect
+	}
+	if rest := d.fill(k, g, fd, recs); len(rest) > 0 {
+		if len(d.pending[fp.Partition]) == 0 {
+			k.cl.PauseFetchPartitions(map[string][]int32{k.src.Topic: {fp.Partition}})
+		}
+		d.pending[fp.Partition] = rest
+	} else {
+		delete(d.pending, fp.Partition)
+	}
+}
+
+// fill copies records into free batches and hands them to the worker; it
+// returns the records there was no free batch for.
+func (d *deliverer) fill(k *kafkaRun, g *generation, fd *feed, recs []*kgo.Record) []*kgo.Record {
 	next := fd.fetched.Load()
-	start := next
 	var b *batch
-	for _, r := range fp.Records {
+	for i, r := range recs {
 		if r.Offset < next {
 			continue // before the restored position
 		}
 		if b == nil {
-			if b = k.freeBatch(g, fd); b == nil {
-				return
+			var ok bool
+			if b, ok = fd.free.Pop(); !ok {
+				return recs[i:]
 			}
+			b.reset()
 		}
 		next = r.Offset + 1
-		if r.Attrs.IsControl() {
-			continue // a transaction marker: the position moves past it
+		if !r.Attrs.IsControl() { // a transaction marker only moves the position
+			rec := log.Record{Partition: r.Partition, Offset: r.Offset, TimestampMs: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}
+			b.add(&rec)
 		}
-		rec := log.Record{Partition: r.Partition, Offset: r.Offset, TimestampMs: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}
-		b.add(&rec)
 		if len(b.recs) == batchRecords {
 			k.push(g, fd, b, next)
 			b = nil
 		}
 	}
-	if b != nil && next > start {
+	if b != nil {
 		k.push(g, fd, b, next)
 	}
+	return nil
 }
 
-func (k *kafkaRun) freeBatch(g *generation, fd *feed) *batch {
-	for {
-		if b, ok := fd.free.Pop(); ok {
-			b.reset()
-			return b
-		}
-		if err := fd.free.Wait(g.ctx); err != nil {
-			return nil
-		}
-	}
-}
-
+// push hands a batch to the feed's worker.
 func (k *kafkaRun) push(g *generation, fd *feed, b *batch, next int64) {
 	b.end = next
 	fd.full.Push(b) // cannot fail: feedDepth batches exist

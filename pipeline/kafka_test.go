@@ -423,3 +423,98 @@ func TestKafkaSourceRefusesAnotherDefinitionsCheckpoint(t *testing.T) {
 		t.Fatalf("run with a changed window over old checkpoints: %v", err)
 	}
 }
+
+// bulkBroker serves a log holding about n events over 4 partitions, two
+// services per partition; it returns the address and the event count.
+func bulkBroker(tb testing.TB, n int) (string, int64) {
+	l, err := log.Open(tb.TempDir(), log.Options{CleanupInterval: -1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tp, err := l.CreateTopic("events", log.TopicConfig{Partitions: 4, Retention: -1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).UnixMilli()
+	batch := make([]log.Record, 0, 1024)
+	for p := int32(0); p < 4; p++ {
+		part, _ := tp.Partition(p)
+		for i := 0; i < n/4+1; i++ {
+			s := kafkaServices[int(p)+4*(i%2)]
+			v := fmt.Sprintf(`{"ts":%d,"service":%q,"ms":%d}`, base+int64(i)*10, s, i%500)
+			batch = append(batch, log.Record{Key: []byte(s), Value: []byte(v)})
+			if len(batch) == cap(batch) || i == n/4 {
+				if _, err := part.Append(batch, log.AcksNone); err != nil {
+					tb.Fatal(err)
+				}
+				batch = batch[:0]
+			}
+		}
+		if err := part.Flush(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { kafka.New(l, kafka.Options{}).Serve(ctx, ln); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done; l.Close() })
+	return ln.Addr().String(), countEvents(l)
+}
+
+// runBulk runs the pipeline from the Kafka source until it has processed
+// total records.
+func runBulk(tb testing.TB, addr string, total int64, timeout time.Duration) {
+	il, err := log.Open(tb.TempDir(), log.Options{CleanupInterval: -1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer il.Close()
+	src := fmt.Sprintf("{kafka: {brokers: [%q], topic: events, group: bulk}}", addr)
+	f, err := Parse("bulk.yaml", []byte(fmt.Sprintf(kafkaPipeline, src, "{type: stdout}")))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := Start(context.Background(), il, f, Options{Stdout: io.Discard, CheckpointInterval: -1, Workers: 2})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { r.Stop(); r.Wait() }()
+	deadline := time.Now().Add(timeout)
+	for {
+		s := r.Pipelines()[0].Snapshot()
+		if s != nil && s.Stats.Records >= total {
+			return
+		}
+		if time.Now().After(deadline) {
+			var got int64
+			if s != nil {
+				got = s.Stats.Records
+			}
+			tb.Fatalf("processed %d of %d records in %v", got, total, timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Partitions holding far more than their feeds (4 batches of 1,024) on
+// two workers: a partition whose worker is behind is paused, never
+// blocking the others' deliveries (which the round needs).
+func TestKafkaSourceMoreThanFeedsHold(t *testing.T) {
+	addr, total := bulkBroker(t, 120000)
+	runBulk(t, addr, total, 60*time.Second)
+}
+
+// BenchmarkKafkaSource: events/s a pipeline processes from a Kafka source
+// (franz-go fetching from fastflow's listener on the same machine), group
+// join and checkpoint-topic read included. One op is one event.
+func BenchmarkKafkaSource(b *testing.B) {
+	addr, total := bulkBroker(b, b.N)
+	b.ResetTimer()
+	runBulk(b, addr, total, 10*time.Minute)
+	b.StopTimer()
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+}
