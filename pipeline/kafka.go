@@ -91,7 +91,7 @@ func runKafka(ctx context.Context, l *log.Log, pl *Pipeline, p *plan, opts Optio
 		kgo.OnPartitionsRevoked(k.revoked),
 		kgo.OnPartitionsLost(k.lost),
 		kgo.AdjustFetchOffsetsFn(k.assigned),
-		kgo.FetchMaxWait(time.Second),
+		kgo.FetchMaxWait(250*time.Millisecond),
 		// Transaction markers come through, so that a partition's position
 		// reaches its end even when the last offset is a marker.
 		kgo.KeepControlRecords(),
@@ -120,9 +120,10 @@ func runKafka(ctx context.Context, l *log.Log, pl *Pipeline, p *plan, opts Optio
 	}()
 	var d deliverer
 	for pctx.Err() == nil {
-		// Records that did not fit in their feed wait here, their partition
-		// paused, until the worker hands batches back: the poller never
-		// blocks on one partition while another's worker needs records.
+		// Records that did not fit in their feed wait here (their partition
+		// paused if too many do) until the worker hands batches back: the
+		// poller never blocks on one partition while another's worker needs
+		// records.
 		d.drain(k)
 		fctx, cancel := pctx, context.CancelFunc(func() {})
 		if len(d.pending) > 0 {
@@ -302,7 +303,7 @@ func (k *kafkaRun) stopLocked(save, final bool) error {
 // It runs on the polling goroutine, the feeds' only producer.
 type deliverer struct {
 	g       *generation
-	pending map[int32][]*kgo.Record // fetched, waiting for a free batch; partition paused
+	pending map[int32][]*kgo.Record // fetched, waiting for a free batch
 }
 
 // sync follows the current generation: a new one starts from its
@@ -311,12 +312,14 @@ type deliverer struct {
 func (d *deliverer) sync(k *kafkaRun) *generation {
 	g := k.cur.Load()
 	if g != d.g {
-		if len(d.pending) > 0 {
-			var parts []int32
-			for p := range d.pending {
-				parts = append(parts, p)
+		var paused []int32
+		for p, recs := range d.pending {
+			if len(recs) > pendingPause {
+				paused = append(paused, p)
 			}
-			k.cl.ResumeFetchPartitions(map[string][]int32{k.src.Topic: parts})
+		}
+		if len(paused) > 0 {
+			k.cl.ResumeFetchPartitions(map[string][]int32{k.src.Topic: paused})
 		}
 		d.g, d.pending = g, map[int32][]*kgo.Record{}
 	}
@@ -330,11 +333,14 @@ func (d *deliverer) drain(k *kafkaRun) {
 		return
 	}
 	for p, recs := range d.pending {
-		if rest := d.fill(k, g, g.feeds[p], recs); len(rest) > 0 {
+		rest := d.fill(k, g, g.feeds[p], recs)
+		if len(recs) > pendingPause && len(rest) <= pendingPause {
+			k.cl.ResumeFetchPartitions(map[string][]int32{k.src.Topic: {p}})
+		}
+		if len(rest) > 0 {
 			d.pending[p] = rest
 		} else {
 			delete(d.pending, p)
-			k.cl.ResumeFetchPartitions(map[string][]int32{k.src.Topic: {p}})
 		}
 	}
 }
@@ -355,7 +361,9 @@ func (d *deliverer) deliver(k *kafkaRun, fp kgo.FetchTopicPartition) {
 		recs = append(prev, recs...) // fetched before the pause took effect
 	}
 	if rest := d.fill(k, g, fd, recs); len(rest) > 0 {
-		if len(d.pending[fp.Partition]) == 0 {
+		if len(rest) > pendingPause && len(d.pending[fp.Partition]) <= pendingPause {
+			// Far behind: stop fetching it (a resume costs a fetch round
+			// trip, so only then).
 			k.cl.PauseFetchPartitions(map[string][]int32{k.src.Topic: {fp.Partition}})
 		}
 		d.pending[fp.Partition] = rest
@@ -363,6 +371,10 @@ func (d *deliverer) deliver(k *kafkaRun, fp kgo.FetchTopicPartition) {
 		delete(d.pending, fp.Partition)
 	}
 }
+
+// pendingPause is how many records may wait for a partition's worker
+// before its fetching pauses.
+const pendingPause = 16 * batchRecords
 
 // fill copies records into free batches and hands them to the worker; it
 // returns the records there was no free batch for.

@@ -66,6 +66,8 @@ var comparisons = []comparison{
 		"kafka/KafkaProduce/acks=all", "log/Append/acks=1/batch=1024/writers=1", "records/s", 0},
 	{"Kafka protocol consume, franz-go over TCP, vs in-process read",
 		"kafka/KafkaConsume", "log/Read", "records/s", 0},
+	{"pipeline fed by a Kafka source (franz-go from fastflow's listener, same machine) vs run --until-end on the local log, 2 CPUs",
+		"pipeline/KafkaSource", "pipeline/RunUntilEnd@2", "events/s", 0},
 	{"SPSC ring vs buffered channel (time per item, 2 CPUs)",
 		"ring/SPSC", "ring/Channel", "sec/op", 1.5},
 	{"sparse HDR histogram record vs hdrhistogram-go's dense record (time)",
