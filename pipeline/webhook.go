@@ -41,6 +41,7 @@ type webhook struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	stop   chan struct{} // closed by close: deliver what is queued, then end
 	done   chan struct{}
 }
 
@@ -49,7 +50,7 @@ func newWebhook(p *plan, s SinkConfig, logger *slog.Logger) *webhook {
 	h := &webhook{url: s.URL, format: s.Format, p: p, logger: logger,
 		client: &http.Client{Timeout: 10 * time.Second},
 		queue:  make(chan []byte, webhookQueue), firing: map[string]firingAlert{},
-		closeWait: 5 * time.Second, now: time.Now, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		closeWait: 5 * time.Second, now: time.Now, ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
 	go h.run()
 	return h
 }
@@ -160,6 +161,15 @@ func (h *webhook) run() {
 			for _, b := range again {
 				h.deliver(b)
 			}
+		case <-h.stop:
+			for {
+				select {
+				case body := <-h.queue:
+					h.deliver(body)
+				default:
+					return
+				}
+			}
 		case <-h.ctx.Done():
 			return
 		}
@@ -212,19 +222,13 @@ func (h *webhook) post(body []byte) error {
 // close delivers what is queued, giving up after a few seconds (what is
 // left is counted as dropped), and stops.
 func (h *webhook) close() {
+	// The delivering goroutine drains the queue — including a body it is
+	// in the middle of posting — bounded by closeWait.
 	giveUp := time.AfterFunc(h.closeWait, h.cancel)
 	defer giveUp.Stop()
-	for {
-		select {
-		case body := <-h.queue:
-			h.deliver(body)
-			continue
-		default:
-		}
-		break
-	}
-	h.cancel()
+	close(h.stop)
 	<-h.done
+	h.cancel()
 	for {
 		select {
 		case <-h.queue:
