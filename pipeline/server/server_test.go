@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -289,5 +290,45 @@ func TestServeWithoutPipelines(t *testing.T) {
 	var pipes []PipelineView
 	if getJSON(t, base+"/api/v1/pipelines", &pipes) != 200 || len(pipes) != 0 {
 		t.Fatalf("pipelines: %v", pipes)
+	}
+}
+
+// With Pyroscope set, the server streams profiles to it: the test stands
+// in for the Pyroscope server's ingest endpoint and sees fastflow's CPU
+// profile arrive (pyroscope-go uploads what it has when it stops).
+func TestPyroscopeProfilesAreSent(t *testing.T) {
+	got := make(chan string, 16)
+	pyro := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case got <- r.URL.Path + "?" + r.URL.RawQuery:
+		default:
+		}
+	}))
+	defer pyro.Close()
+	l, err := log.Open(t.TempDir(), log.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- New(l, nil, Options{Pyroscope: pyro.URL}).Serve(ctx, ln) }()
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-got:
+		if !strings.HasPrefix(req, "/ingest?") || !strings.Contains(req, "name=fastflow") {
+			t.Fatalf("pyroscope got %s", req)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no profile reached the Pyroscope endpoint")
 	}
 }
