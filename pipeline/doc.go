@@ -1,0 +1,32 @@
+// Package pipeline is fastflow's stream processor: it reads a topic,
+// parses JSON events, assigns them to event-time windows per group key,
+// aggregates exact counts, sums, ratios and HDR percentiles, evaluates
+// alert rules on every emitted window, and writes results to sinks.
+//
+// A pipelines file (Parse, LoadFile) declares topics and pipelines in
+// YAML; each pipeline compiles to a plan (fields to extract, predicates,
+// metric layout, alert rules). Run or Start executes it:
+//
+//	log partitions ──fetcher──▶ SPSC ring ──▶ worker (owns its partitions)
+//	                                         │ partial aggregates per round
+//	                                         ▼
+//	                                   coordinator ──▶ windows, alerts ──▶ sinks
+//
+// Why this shape: a worker per core owns whole partitions, so the per-event
+// path (extract, window, aggregate) touches no lock, no channel and no
+// allocation; batches of records cross from the fetcher over lock-free
+// single-producer single-consumer rings. Workers report in rounds, and the
+// coordinator applies round r of every worker before it moves the
+// watermark, so what is emitted depends on the log alone — not on the
+// number of workers or their speed — and the same log always gives the
+// same lines. Lateness is judged per partition (Kafka Streams' stream
+// time), which is also what lets partitions move between machines without
+// changing results.
+//
+// A following run checkpoints the coordinator's state (positions, open
+// windows, alert histories) and resumes from it exactly. With a Kafka
+// source (KafkaSource), the pipeline joins a consumer group so that N
+// instances split the topic's partitions; on every rebalance the state is
+// split by partition into a checkpoint topic and restored by the
+// partitions' next owners.
+package pipeline
