@@ -34,15 +34,21 @@ func broker(t *testing.T) (string, *log.Log) {
 	if _, err := l.CreateTopic("events", log.TopicConfig{Partitions: 4, Retention: -1}); err != nil {
 		t.Fatal(err)
 	}
+	return serveLog(t, l), l
+}
+
+// serveLog serves l over the Kafka protocol until the test ends, then
+// closes it.
+func serveLog(tb testing.TB, l *log.Log) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { kafka.New(l, kafka.Options{}).Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; l.Close() })
-	return ln.Addr().String(), l
+	tb.Cleanup(func() { cancel(); <-done; l.Close() })
+	return ln.Addr().String()
 }
 
 const kafkaPipeline = `
@@ -454,15 +460,7 @@ func bulkBroker(tb testing.TB, n int) (string, int64) {
 			tb.Fatal(err)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { kafka.New(l, kafka.Options{}).Serve(ctx, ln); close(done) }()
-	tb.Cleanup(func() { cancel(); <-done; l.Close() })
-	return ln.Addr().String(), countEvents(l)
+	return serveLog(tb, l), countEvents(l)
 }
 
 // runBulk runs the pipeline from the Kafka source until it has processed
