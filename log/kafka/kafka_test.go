@@ -847,3 +847,39 @@ func TestAutoCreateTopics(t *testing.T) {
 		t.Fatal("topic created without auto-creation")
 	}
 }
+
+// Producer state is dropped after a day idle, so that memory follows the
+// live producers; a producer coming back after that is told to reset.
+func TestProducerStateExpires(t *testing.T) {
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tp, _ := l.CreateTopic("t", log.TopicConfig{Partitions: 1})
+	p, _ := tp.Partition(0)
+	now := time.Unix(1795341600, 0)
+	ps := newProducers()
+	ps.now = func() time.Time { return now }
+	ps.nextSweep = 3
+	batch := func(pid int64, seq int32) *producedBatch {
+		b := &producedBatch{records: []log.Record{{Value: []byte("v")}}}
+		b.ProducerID, b.FirstSequence, b.NumRecords = pid, seq, 1
+		return b
+	}
+	for pid := int64(1); pid <= 3; pid++ {
+		if _, err := ps.append(p, batch(pid, 0), log.AcksLeader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(25 * time.Hour)
+	if _, err := ps.append(p, batch(4, 0), log.AcksLeader); err != nil { // sweeps 1-3
+		t.Fatal(err)
+	}
+	if len(ps.state) != 1 {
+		t.Fatalf("%d producer states after the sweep, want 1", len(ps.state))
+	}
+	if _, err := ps.append(p, batch(1, 1), log.AcksLeader); !errors.Is(err, errUnknownProducer) {
+		t.Fatalf("an expired producer resuming: %v", err)
+	}
+}

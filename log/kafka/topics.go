@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -186,6 +187,12 @@ type producers struct {
 	mu    sync.Mutex
 	next  int64
 	state map[pidPartition]*pidState
+	// The state of a producer idle for expiry is dropped (Kafka's
+	// producer.id.expiration.ms, a day), in sweeps run when the map has
+	// doubled since the last one: memory follows the live producers.
+	expiry    time.Duration
+	nextSweep int
+	now       func() time.Time
 }
 
 type pidPartition struct {
@@ -197,9 +204,10 @@ type pidPartition struct {
 type pidState struct {
 	// mu orders the producer's batches to the partition, held across the
 	// append so that a retry waits for the batch it duplicates.
-	mu     sync.Mutex
-	epoch  int16
-	recent []seqOffset // the last batches, oldest first
+	mu       sync.Mutex
+	lastUsed atomic.Int64 // unix ns
+	epoch    int16
+	recent   []seqOffset // the last batches, oldest first
 }
 
 type seqOffset struct {
@@ -214,7 +222,20 @@ var (
 
 func newProducers() *producers {
 	// IDs from the clock: unique across restarts of this process too.
-	return &producers{next: time.Now().UnixMilli() << 8, state: map[pidPartition]*pidState{}}
+	return &producers{next: time.Now().UnixMilli() << 8, state: map[pidPartition]*pidState{},
+		expiry: 24 * time.Hour, nextSweep: 1024, now: time.Now}
+}
+
+// sweepLocked drops the state of producers idle for longer than the
+// expiry. ps.mu is held.
+func (ps *producers) sweepLocked() {
+	cutoff := ps.now().Add(-ps.expiry).UnixNano()
+	for k, st := range ps.state {
+		if st.lastUsed.Load() < cutoff {
+			delete(ps.state, k)
+		}
+	}
+	ps.nextSweep = max(1024, 2*len(ps.state))
 }
 
 func (ps *producers) newID() int64 {
@@ -235,9 +256,13 @@ func (ps *producers) append(p *log.Partition, b *producedBatch, acks log.Acks) (
 	ps.mu.Lock()
 	st := ps.state[k]
 	if st == nil {
+		if len(ps.state) >= ps.nextSweep {
+			ps.sweepLocked()
+		}
 		st = &pidState{epoch: -1}
 		ps.state[k] = st
 	}
+	st.lastUsed.Store(ps.now().UnixNano())
 	ps.mu.Unlock()
 	st.mu.Lock()
 	defer st.mu.Unlock()
