@@ -103,15 +103,8 @@ func countsIndex(v int64) int {
 
 // highestEquivalent returns the largest value in the bucket of counts index i.
 func highestEquivalent(i int) int64 {
-	bucket := (i >> subBucketHalfCountMg) - 1
-	sub := (i & (subBucketHalfCount - 1)) + subBucketHalfCount
-	if bucket < 0 {
-		sub -= subBucketHalfCount
-		bucket = 0
-	}
-	lowest := int64(sub) << uint(bucket)
-	size := int64(1) << uint(bucket)
-	return lowest + size - 1
+	lowest, bucket := bucketOf(i)
+	return lowest + int64(1)<<uint(bucket) - 1
 }
 
 // Record adds a value; negative values and NaN are ignored (it reports
@@ -279,24 +272,29 @@ func (h *Histogram) pagesRank(rank int64) int64 {
 		for j, c := range p {
 			seen += int64(c)
 			if seen >= rank {
-				return valueAt(pi<<pageBits | j)
+				return lowestEquivalent(pi<<pageBits | j)
 			}
 		}
 	}
 	return h.max
 }
 
-// valueAt is the lowest value of counts index i.
-func valueAt(i int) int64 { return lowestEquivalent(i) }
-
+// lowestEquivalent is the lowest value of counts index i.
 func lowestEquivalent(i int) int64 {
-	bucket := (i >> subBucketHalfCountMg) - 1
+	lowest, _ := bucketOf(i)
+	return lowest
+}
+
+// bucketOf returns the lowest value of counts index i and its bucket:
+// the values it stands for are lowest to lowest + 2^bucket - 1.
+func bucketOf(i int) (lowest int64, bucket int) {
+	bucket = (i >> subBucketHalfCountMg) - 1
 	sub := (i & (subBucketHalfCount - 1)) + subBucketHalfCount
 	if bucket < 0 {
 		sub -= subBucketHalfCount
 		bucket = 0
 	}
-	return int64(sub) << uint(bucket)
+	return int64(sub) << uint(bucket), bucket
 }
 
 // Min and Max are the exact extreme values recorded (scaled back).
@@ -340,7 +338,7 @@ func (h *Histogram) ForEach(fn func(units int64, count int64)) {
 		}
 		for j, c := range p {
 			if c != 0 {
-				fn(valueAt(pi<<pageBits|j), int64(c))
+				fn(lowestEquivalent(pi<<pageBits|j), int64(c))
 			}
 		}
 	}
