@@ -180,8 +180,8 @@ func (c *coordinator) restore(s *snapshot, part int32) error {
 			events: p.Events, lateDropped: p.LateDropped, rejected: p.Rejected, lastRecord: p.LastRecord}
 	}
 	for _, w := range s.Windows {
-		st := c.state()
-		if _, err := st.ReadBinary(w.State, &c.pool); err != nil {
+		st := c.states.get()
+		if _, err := st.ReadBinary(w.State, &c.states.pages); err != nil {
 			return fmt.Errorf("checkpoint: window %d..%d: %w", w.Start, w.End, err)
 		}
 		ws := &winState{start: w.Start, end: w.End, key: intern(w.Key), st: st,

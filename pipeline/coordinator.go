@@ -29,8 +29,7 @@ type coordinator struct {
 	sess   map[uint32][]*winState // per key, sorted by start
 	parts  map[int32]*partReport
 	wm     int64 // pipeline watermark: monotonic
-	pool   agg.PagePool
-	free   []*agg.State
+	states statePool
 	alerts map[alertKey]*alertState
 	out    *emitter
 	now    func() time.Time
@@ -46,22 +45,10 @@ type coordinator struct {
 
 func newCoordinator(p *plan, kt *keyTable, out *emitter) *coordinator {
 	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, sess: map[uint32][]*winState{},
-		parts: map[int32]*partReport{}, wm: minWatermark, alerts: map[alertKey]*alertState{}, out: out, now: time.Now}
+		parts: map[int32]*partReport{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: map[alertKey]*alertState{}, out: out, now: time.Now}
 }
 
-func (c *coordinator) state() *agg.State {
-	if n := len(c.free); n > 0 {
-		st := c.free[n-1]
-		c.free = c.free[:n-1]
-		return st
-	}
-	return c.p.layout.NewState()
-}
-
-func (c *coordinator) drop(ws *winState) {
-	ws.st.Reset(&c.pool)
-	c.free = append(c.free, ws.st)
-}
+func (c *coordinator) drop(ws *winState) { c.states.put(ws.st) }
 
 // apply merges one worker's round.
 func (c *coordinator) apply(m *roundMsg) {
@@ -80,10 +67,10 @@ func (c *coordinator) apply(m *roundMsg) {
 				c.latePurged += d.events
 				continue
 			}
-			ws = &winState{start: d.start, end: end, key: d.key, st: c.state()}
+			ws = &winState{start: d.start, end: end, key: d.key, st: c.states.get()}
 			c.wins[k] = ws
 		}
-		ws.st.Merge(d.st, &c.pool)
+		ws.st.Merge(d.st, &c.states.pages)
 		ws.dirty = true
 	}
 	for i := range m.sess {
@@ -110,7 +97,7 @@ func (c *coordinator) mergeSession(d *sessDelta) {
 			if into == nil {
 				into = ws
 			} else {
-				into.st.Merge(ws.st, &c.pool)
+				into.st.Merge(ws.st, &c.states.pages)
 				into.start, into.end = min(into.start, ws.start), max(into.end, ws.end)
 				into.emitted = into.emitted || ws.emitted
 				into.revision = max(into.revision, ws.revision)
@@ -121,10 +108,10 @@ func (c *coordinator) mergeSession(d *sessDelta) {
 		kept = append(kept, ws)
 	}
 	if into == nil {
-		into = &winState{start: d.start, end: d.end, key: d.key, st: c.state()}
+		into = &winState{start: d.start, end: d.end, key: d.key, st: c.states.get()}
 		kept = append(kept, into)
 	}
-	into.st.Merge(d.st, &c.pool)
+	into.st.Merge(d.st, &c.states.pages)
 	into.start, into.end = min(into.start, d.start), max(into.end, d.end)
 	into.dirty = true
 	sortSessions(kept)

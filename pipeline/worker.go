@@ -176,17 +176,16 @@ func (s *sessionEnds) closed(wm int64) bool {
 // worker processes whole partitions in rounds. It owns everything it
 // touches: nothing is shared with other workers but the key table.
 type worker struct {
-	p     *plan
-	x     *extractor
-	keys  keyCache
-	parts []*partState
-	fetch *fetcher
-	pool  agg.PagePool
-	free  []*agg.State
-	out   *ring.Ring[*roundMsg] // to the coordinator
-	back  *ring.Ring[*roundMsg] // reused messages from the coordinator
-	round uint64
-	index int // among the pipeline's workers
+	p      *plan
+	x      *extractor
+	keys   keyCache
+	parts  []*partState
+	fetch  *fetcher
+	states statePool
+	out    *ring.Ring[*roundMsg] // to the coordinator
+	back   *ring.Ring[*roundMsg] // reused messages from the coordinator
+	round  uint64
+	index  int // among the pipeline's workers
 
 	msg    *roundMsg
 	winIdx map[winKey]int // into msg.wins
@@ -204,7 +203,7 @@ func newWorker(p *plan, kt *keyTable, parts []*partState, fetch *fetcher, follow
 		p: p, x: newExtractor(p), keys: keyCache{kt: kt, ids: map[string]cachedKey{}},
 		parts: parts, fetch: fetch, follow: follow, now: time.Now,
 		out: ring.New[*roundMsg](8), back: ring.New[*roundMsg](8),
-		winIdx: map[winKey]int{}, lastSes: map[uint32]int{},
+		winIdx: map[winKey]int{}, lastSes: map[uint32]int{}, states: statePool{layout: p.layout},
 	}
 }
 
@@ -267,10 +266,10 @@ func (w *worker) begin() {
 	m, ok := w.back.Pop()
 	if ok {
 		for i := range m.wins {
-			w.release(m.wins[i].st)
+			w.states.put(m.wins[i].st)
 		}
 		for i := range m.sess {
-			w.release(m.sess[i].st)
+			w.states.put(m.sess[i].st)
 		}
 		m.parts, m.wins, m.sess, m.side, m.buf = m.parts[:0], m.wins[:0], m.sess[:0], m.side[:0], m.buf[:0]
 	} else {
@@ -282,18 +281,27 @@ func (w *worker) begin() {
 	clear(w.lastSes)
 }
 
-func (w *worker) state() *agg.State {
-	if n := len(w.free); n > 0 {
-		st := w.free[n-1]
-		w.free = w.free[:n-1]
-		return st
-	}
-	return w.p.layout.NewState()
+// statePool recycles aggregate states and their histogram pages: one per
+// goroutine (a worker, the coordinator), so it needs no lock.
+type statePool struct {
+	layout *agg.Layout
+	pages  agg.PagePool
+	free   []*agg.State
 }
 
-func (w *worker) release(st *agg.State) {
-	st.Reset(&w.pool)
-	w.free = append(w.free, st)
+func (sp *statePool) get() *agg.State {
+	if n := len(sp.free); n > 0 {
+		st := sp.free[n-1]
+		sp.free = sp.free[:n-1]
+		return st
+	}
+	return sp.layout.NewState()
+}
+
+// put resets st, keeping it and its pages for later.
+func (sp *statePool) put(st *agg.State) {
+	st.Reset(&sp.pages)
+	sp.free = append(sp.free, st)
 }
 
 // next returns ps's next record, or nil if it has none now (following)
@@ -415,13 +423,13 @@ func (w *worker) observe(start int64, key uint32) {
 	}
 	if !ok {
 		i = len(w.msg.wins)
-		w.msg.wins = append(w.msg.wins, winDelta{start: start, key: key, st: w.state()})
+		w.msg.wins = append(w.msg.wins, winDelta{start: start, key: key, st: w.states.get()})
 		w.winIdx[k] = i
 	}
 	w.lastWin, w.lastWinKey = i, k
 	d := &w.msg.wins[i]
 	d.events++
-	d.st.Observe(w.p.layout, &w.x.ev, &w.pool)
+	d.st.Observe(w.p.layout, &w.x.ev, &w.states.pages)
 }
 
 // session adds the event at t to the key's latest fragment of this round
@@ -433,14 +441,14 @@ func (w *worker) session(key uint32, t, end int64) {
 		if t <= d.end && end >= d.start {
 			d.start, d.end = min(d.start, t), max(d.end, end)
 			d.events++
-			d.st.Observe(w.p.layout, &w.x.ev, &w.pool)
+			d.st.Observe(w.p.layout, &w.x.ev, &w.states.pages)
 			return
 		}
 	}
 	w.lastSes[key] = len(w.msg.sess)
-	w.msg.sess = append(w.msg.sess, sessDelta{key: key, start: t, end: end, events: 1, st: w.state()})
+	w.msg.sess = append(w.msg.sess, sessDelta{key: key, start: t, end: end, events: 1, st: w.states.get()})
 	d := &w.msg.sess[len(w.msg.sess)-1]
-	d.st.Observe(w.p.layout, &w.x.ev, &w.pool)
+	d.st.Observe(w.p.layout, &w.x.ev, &w.states.pages)
 }
 
 // side queues a copy of rec for the dead-letter or late topic; value was
