@@ -137,28 +137,51 @@ func decompress(codec int16, b []byte) ([]byte, error) {
 				if n > len(b)-4 {
 					return nil, errors.New("truncated xerial chunk")
 				}
-				chunk, err := snappy.Decode(nil, b[4:4+n])
+				chunk, err := snappyDecode(b[4 : 4+n])
 				if err != nil {
 					return nil, err
+				}
+				if len(out)+len(chunk) > maxUncompressed {
+					return nil, errTooLarge
 				}
 				out = append(out, chunk...)
 				b = b[4+n:]
 			}
 			return out, nil
 		}
-		return snappy.Decode(nil, b)
+		return snappyDecode(b)
 	case 3:
 		return io.ReadAll(io.LimitReader(lz4.NewReader(bytes.NewReader(b)), maxUncompressed))
 	case 4:
-		d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxUncompressed))
+		d, err := zstdDecoder()
 		if err != nil {
 			return nil, err
 		}
-		defer d.Close()
 		return d.DecodeAll(b, nil)
 	}
 	return nil, fmt.Errorf("unknown compression codec %d", codec)
 }
+
+var errTooLarge = fmt.Errorf("batch decompresses to more than %d bytes", maxUncompressed)
+
+// snappyDecode decodes a snappy block, refusing one that claims to
+// decompress past the limit before allocating for it.
+func snappyDecode(b []byte) ([]byte, error) {
+	n, err := snappy.DecodedLen(b)
+	if err != nil {
+		return nil, err
+	}
+	if n > maxUncompressed {
+		return nil, errTooLarge
+	}
+	return snappy.Decode(nil, b)
+}
+
+// zstdDecoder is shared by every connection: a zstd decoder is costly to
+// build and its DecodeAll is safe for concurrent use.
+var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
+	return zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxUncompressed), zstd.WithDecoderConcurrency(0))
+})
 
 // maxUncompressed bounds what one compressed batch may expand to.
 const maxUncompressed = 256 << 20
