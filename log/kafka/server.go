@@ -1,7 +1,8 @@
 // Package kafka serves the Kafka wire protocol over a fastflow log, so
-// that ordinary Kafka clients — kcat and librdkafka, the Java client,
-// franz-go, kafkajs — produce to and consume from fastflow's topics
-// unchanged. Requests and responses are encoded with franz-go's kmsg; the
+// that ordinary Kafka clients produce to and consume from fastflow's
+// topics unchanged (tested with kcat/librdkafka, franz-go and kafkajs; the
+// versions served are those the Java client negotiates too, but no test
+// runs it). Requests and responses are encoded with franz-go's kmsg; the
 // records are fastflow's own: a record produced over Kafka is the record
 // the CLI and pipelines see, same key, partition, offset, timestamp and
 // headers, and the other way round.
