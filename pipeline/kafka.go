@@ -179,7 +179,7 @@ func (k *kafkaRun) assigned(ctx context.Context, offsets map[string]map[int32]kg
 	}
 	ictx, cancel := context.WithTimeout(ctx, kafkaIOTimeout)
 	defer cancel()
-	snaps, err := readCheckpoints(ictx, k.src, k.p.cfg, parts)
+	snaps, err := readCheckpoints(ictx, k.cl, k.src, k.p.cfg, parts)
 	if errors.Is(err, errBadCheckpoint) {
 		k.fail(err) // no retry can read it: stop, saying why
 		return nil, err
@@ -539,13 +539,10 @@ var errBadCheckpoint = errors.New("unusable checkpoint")
 
 // readCheckpoints reads the checkpoint topic to its end and returns, for
 // each of parts, the latest complete snapshot of the pipeline's source.
-func readCheckpoints(ctx context.Context, src *KafkaSource, c *Config, parts []int32) (map[int32]*snapshot, error) {
-	admin, err := kgo.NewClient(kgo.SeedBrokers(src.Brokers...))
-	if err != nil {
-		return nil, err
-	}
-	defer admin.Close()
-	ends, err := endOffsets(ctx, admin, src.CheckpointTopic)
+// The end offsets are asked through cl; the records are read by a client
+// of their own, which consumes the topic directly (outside any group).
+func readCheckpoints(ctx context.Context, cl *kgo.Client, src *KafkaSource, c *Config, parts []int32) (map[int32]*snapshot, error) {
+	ends, err := endOffsets(ctx, cl, src.CheckpointTopic)
 	if err != nil {
 		return nil, err
 	}

@@ -242,7 +242,7 @@ func parseRequest(body []byte) (r *request, err error) {
 			rest = rest[k1+k2+int(sz):]
 		}
 	}
-	if versionRange(key) != nil && (version < versionRange(key).min || version > versionRange(key).max) && key != 18 {
+	if vr := versionRange(key); vr != nil && (version < vr.min || version > vr.max) && key != 18 {
 		// Answered with UNSUPPORTED_VERSION without decoding the body,
 		// which this version may lay out differently.
 		return &request{Request: kreq, corr: corr, clientID: clientID}, nil
