@@ -148,12 +148,12 @@ func (g *Group) Offsets() ([]CommittedOffset, error) {
 			if err != nil {
 				continue // a temporary file
 			}
-			o, ok, err := g.Committed(t.Name(), int32(id))
+			c, ok, err := g.CommittedOffset(t.Name(), int32(id))
 			if err != nil {
 				return nil, err
 			}
 			if ok {
-				out = append(out, CommittedOffset{Topic: t.Name(), Partition: int32(id), Offset: o})
+				out = append(out, c)
 			}
 		}
 	}
