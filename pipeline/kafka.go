@@ -146,10 +146,12 @@ func runKafka(ctx context.Context, l *log.Log, pl *Pipeline, p *plan, opts Optio
 	// line; then the client leaves the group, handing the partitions over.
 	err = k.stop(true, true)
 	cl.Close()
-	if k.err != nil {
+	select {
+	case <-k.failed: // closed after k.err is set: reading it is safe now
 		return k.err
+	default:
+		return err
 	}
-	return err
 }
 
 // fail ends the run with err (an engine failed).
