@@ -58,6 +58,7 @@ type kafkaRun struct {
 	mu  sync.Mutex // generations start and stop under it
 	cur atomic.Pointer[generation]
 
+	ready     chan struct{} // closed once cl is set
 	failed    chan struct{} // closed by fail
 	failOnce  sync.Once
 	err       error
@@ -81,7 +82,9 @@ func runKafka(ctx context.Context, l *log.Log, pl *Pipeline, p *plan, opts Optio
 	var id [6]byte
 	rand.Read(id[:])
 	k := &kafkaRun{l: l, p: p, pl: pl, opts: opts, out: out, src: src, instance: hex.EncodeToString(id[:]),
-		failed: make(chan struct{})}
+		failed: make(chan struct{}), ready: make(chan struct{})}
+	// The client joins the group as it is made: its callbacks wait for
+	// ready, closed once k.cl is set.
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(src.Brokers...),
 		kgo.ConsumerGroup(src.Group),
@@ -101,6 +104,7 @@ func runKafka(ctx context.Context, l *log.Log, pl *Pipeline, p *plan, opts Optio
 		return fmt.Errorf("source kafka: %w", err)
 	}
 	k.cl = cl
+	close(k.ready)
 	ictx, cancel := context.WithTimeout(ctx, kafkaIOTimeout)
 	err = ensureTopic(ictx, cl, src.CheckpointTopic, 1, map[string]string{"cleanup.policy": "compact"})
 	cancel()
@@ -166,6 +170,11 @@ func (k *kafkaRun) fail(err error) {
 // their checkpoints restored, at their checkpointed offsets (or the
 // group's committed ones, or the source's start).
 func (k *kafkaRun) assigned(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	select {
+	case <-k.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.stopLocked(true, false); err != nil {
