@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -316,7 +315,7 @@ func TestRunWithKafkaSourceAndSink(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	run := inst.cmd(ctx, "run", cfg)
-	var stdout, stderr lockedBuilder
+	var stdout, stderr syncBuffer
 	run.Stdout, run.Stderr = &stdout, &stderr
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
@@ -364,22 +363,4 @@ func TestRunWithKafkaSourceAndSink(t *testing.T) {
 		t.Fatalf("results topic holds %d records, want 6", len(res))
 	}
 	checkCommitted(t, broker, "edge", 3)
-}
-
-// lockedBuilder is a strings.Builder a process writes while the test reads.
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
