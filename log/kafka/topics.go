@@ -386,30 +386,12 @@ func (s *Server) createTopics(req *kmsg.CreateTopicsRequest) kmsg.Response {
 		cfg := log.TopicConfig{Partitions: parts}
 		bad := ""
 		for _, c := range rt.Configs {
-			if c.Value == nil {
-				continue
+			tc := topicConfigs[c.Name]
+			if c.Value == nil || tc == nil {
+				continue // other Kafka configs have no effect here
 			}
-			v := *c.Value
-			n, err := strconv.ParseInt(v, 10, 64)
-			numeric := c.Name != "cleanup.policy" && c.Name != "message.timestamp.type"
-			if _, known := topicConfigNames[c.Name]; known && numeric && err != nil {
-				bad = fmt.Sprintf("%s: %q is not a number", c.Name, v)
-			}
-			switch c.Name {
-			case "cleanup.policy":
-				cfg.Cleanup = v
-			case "retention.ms":
-				cfg.Retention = time.Duration(n) * time.Millisecond
-			case "retention.bytes":
-				cfg.RetentionBytes = max(0, n)
-			case "segment.bytes":
-				cfg.SegmentBytes = n
-			case "max.message.bytes":
-				cfg.MaxRecordBytes = int(n)
-			case "message.timestamp.type":
-				cfg.TimestampType = v
-			case "delete.retention.ms":
-				cfg.DeleteRetention = time.Duration(n) * time.Millisecond
+			if err := tc.set(&cfg, *c.Value); err != nil {
+				bad = fmt.Sprintf("%s: %v", c.Name, err)
 			}
 		}
 		if bad != "" {
@@ -477,33 +459,12 @@ func (s *Server) describeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Response
 			continue
 		}
 		c := t.Config()
-		retention := c.Retention.Milliseconds()
-		if c.Retention < 0 {
-			retention = -1
-		}
-		retBytes := c.RetentionBytes
-		if retBytes == 0 {
-			retBytes = -1
-		}
-		tsType := "CreateTime"
-		if c.TimestampType == log.TimestampAppend {
-			tsType = "LogAppendTime"
-		}
-		for _, kv := range [][2]string{
-			{"cleanup.policy", c.Cleanup},
-			{"retention.ms", strconv.FormatInt(retention, 10)},
-			{"retention.bytes", strconv.FormatInt(retBytes, 10)},
-			{"segment.bytes", strconv.FormatInt(c.SegmentBytes, 10)},
-			{"max.message.bytes", strconv.Itoa(c.MaxRecordBytes)},
-			{"message.timestamp.type", tsType},
-			{"delete.retention.ms", strconv.FormatInt(c.DeleteRetention.Milliseconds(), 10)},
-		} {
-			if len(r.ConfigNames) > 0 && !contains(r.ConfigNames, kv[0]) {
+		for _, name := range topicConfigOrder {
+			if len(r.ConfigNames) > 0 && !contains(r.ConfigNames, name) {
 				continue
 			}
 			cfg := kmsg.NewDescribeConfigsResponseResourceConfig()
-			v := kv[1]
-			cfg.Name, cfg.Value = kv[0], &v
+			cfg.Name, cfg.Value = name, kmsg.StringPtr(topicConfigs[name].get(c))
 			cfg.Source = kmsg.ConfigSourceDynamicTopicConfig
 			sr.Configs = append(sr.Configs, cfg)
 		}
@@ -512,12 +473,78 @@ func (s *Server) describeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Response
 	return resp
 }
 
-// topicConfigNames are the Kafka topic configs fastflow maps to its own;
-// others (min.insync.replicas, compression.type, ...) are accepted and
-// have no effect on a single broker that stores batches as it does.
-var topicConfigNames = map[string]struct{}{
-	"cleanup.policy": {}, "retention.ms": {}, "retention.bytes": {}, "segment.bytes": {},
-	"max.message.bytes": {}, "message.timestamp.type": {}, "delete.retention.ms": {},
+// topicConfig is a Kafka topic config that maps to one of fastflow's:
+// how CreateTopics sets it and DescribeConfigs shows it. Other Kafka
+// topic configs (min.insync.replicas, compression.type, ...) are accepted
+// and have no effect on a single broker that stores batches as it does.
+type topicConfig struct {
+	set func(*log.TopicConfig, string) error
+	get func(log.TopicConfig) string
+}
+
+// topicConfigOrder is the order DescribeConfigs lists them in.
+var topicConfigOrder = []string{"cleanup.policy", "retention.ms", "retention.bytes", "segment.bytes",
+	"max.message.bytes", "message.timestamp.type", "delete.retention.ms"}
+
+var topicConfigs = map[string]*topicConfig{
+	"cleanup.policy": {
+		set: func(c *log.TopicConfig, v string) error { c.Cleanup = v; return nil },
+		get: func(c log.TopicConfig) string { return c.Cleanup },
+	},
+	"retention.ms": millis(func(c *log.TopicConfig) *time.Duration { return &c.Retention }),
+	"retention.bytes": {
+		set: number(func(c *log.TopicConfig, n int64) { c.RetentionBytes = max(0, n) }),
+		get: func(c log.TopicConfig) string {
+			if c.RetentionBytes == 0 {
+				return "-1" // unlimited
+			}
+			return strconv.FormatInt(c.RetentionBytes, 10)
+		},
+	},
+	"segment.bytes": {
+		set: number(func(c *log.TopicConfig, n int64) { c.SegmentBytes = n }),
+		get: func(c log.TopicConfig) string { return strconv.FormatInt(c.SegmentBytes, 10) },
+	},
+	"max.message.bytes": {
+		set: number(func(c *log.TopicConfig, n int64) { c.MaxRecordBytes = int(n) }),
+		get: func(c log.TopicConfig) string { return strconv.Itoa(c.MaxRecordBytes) },
+	},
+	"message.timestamp.type": {
+		set: func(c *log.TopicConfig, v string) error { c.TimestampType = v; return nil },
+		get: func(c log.TopicConfig) string {
+			if c.TimestampType == log.TimestampAppend {
+				return "LogAppendTime"
+			}
+			return "CreateTime"
+		},
+	},
+	"delete.retention.ms": millis(func(c *log.TopicConfig) *time.Duration { return &c.DeleteRetention }),
+}
+
+// number parses a config's value as an integer.
+func number(set func(*log.TopicConfig, int64)) func(*log.TopicConfig, string) error {
+	return func(c *log.TopicConfig, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", v)
+		}
+		set(c, n)
+		return nil
+	}
+}
+
+// millis is a duration config in milliseconds; a negative duration is -1.
+func millis(field func(*log.TopicConfig) *time.Duration) *topicConfig {
+	return &topicConfig{
+		set: number(func(c *log.TopicConfig, n int64) { *field(c) = time.Duration(n) * time.Millisecond }),
+		get: func(c log.TopicConfig) string {
+			d := *field(&c)
+			if d < 0 {
+				return "-1"
+			}
+			return strconv.FormatInt(d.Milliseconds(), 10)
+		},
+	}
 }
 
 func contains(list []string, s string) bool {
