@@ -98,15 +98,13 @@ func (p *Partition) enforceRetention() error {
 	if err := p.writeState(partitionState{LogStartOffset: newStart}); err != nil {
 		return err
 	}
-	p.syncMu.Lock() // wal may rewrite the tail file: the sync descriptor must follow
-	defer p.syncMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.wal == nil {
 		return p.failed
 	}
-	// wal rewrites the first kept segment (its START file) and removes the
-	// ones before; it holds its lock meanwhile, so appends wait that long.
+	// The kept segment starts a wal file: wal deletes the files before it,
+	// oldest first, and copies nothing.
 	if err := p.wal.TruncateFront(walIdx); err != nil {
 		return p.failLocked(fmt.Errorf("retention of %s/%d: %w", p.topic.name, p.id, err))
 	}
@@ -119,7 +117,6 @@ func (p *Partition) enforceRetention() error {
 	}
 	p.meta.Unlock()
 	p.start.Store(newStart)
-	p.syncPath = ""
 	p.opts.Logger.Info("retention deleted segments", "topic", p.topic.name, "partition", p.id,
 		"segments", k, "log_start_offset", newStart)
 	p.notify()
@@ -295,9 +292,6 @@ func (p *Partition) rewriteSegment(s *segment, latest map[string]int64, horizon 
 	}
 	if err := atomicfile.SyncDir(p.dir); err != nil {
 		return err
-	}
-	if p.wal != nil {
-		p.wal.ClearCache() // wal must not reuse the old bytes when it truncates
 	}
 	p.opts.Logger.Info("compacted segment", "topic", p.topic.name, "partition", p.id,
 		"file", s.path, "records_dropped", drop, "bytes_before", s.size, "bytes_after", fresh.size)

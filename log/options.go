@@ -80,7 +80,8 @@ type TopicConfig struct {
 	RetentionBytes int64 `json:"retention_bytes,omitempty"`
 	// SegmentBytes is the size at which a partition rolls to a new segment
 	// file. Default 16 MiB. Kafka's segment.bytes (whose default, 1 GiB,
-	// suits a broker; tidwall/wal keeps the active segment in memory).
+	// suits a broker; retention and compaction work in whole segments, and
+	// small ones keep them fine-grained on small disks).
 	SegmentBytes int64 `json:"segment_bytes"`
 	// Cleanup is "delete" (retention) or "compact" (keep the latest record
 	// per key). Default "delete". Kafka's cleanup.policy.

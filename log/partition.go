@@ -11,10 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tidwall/wal"
-
 	"github.com/fastflow/fastflow/log/atomicfile"
 	"github.com/fastflow/fastflow/log/internal/frame"
+	"github.com/fastflow/fastflow/log/internal/wal"
 )
 
 // targetFrameBytes closes a batch once it holds this many bytes: large
@@ -346,13 +345,10 @@ func (p *Partition) writableLocked() error {
 		return err
 	}
 	w, err := wal.Open(p.dir, &wal.Options{
-		NoSync:           true, // we fsync: once per group commit, not per write
-		SegmentSize:      int(p.topic.cfg.SegmentBytes),
-		SegmentCacheSize: 1, // wal reads only when retention truncates
-		NoCopy:           true,
-		AllowEmpty:       true,
-		DirPerms:         0o755,
-		FilePerms:        0o644,
+		NoSync:      true, // we fsync: once per group commit, not per write
+		SegmentSize: int(p.topic.cfg.SegmentBytes),
+		DirPerms:    0o755,
+		FilePerms:   0o644,
 	})
 	if err != nil {
 		return fmt.Errorf("open segments of %s/%d: %w", p.topic.name, p.id, err)
@@ -620,12 +616,18 @@ func (p *Partition) fsyncRound() (int64, error) {
 		return 0, err
 	}
 	target := p.hw.Load()
+	rolled := p.wal.Rolled()
 	p.meta.RLock()
 	tail := p.segs[len(p.segs)-1].path
 	p.meta.RUnlock()
 	dirty := p.dirDirty.Swap(false)
 	p.mu.Unlock()
-	// Segments before the tail were fsynced by wal when it rolled them.
+	// Segments before the tail are fsynced in the background when wal
+	// rolls them; the round waits for those too.
+	if err := rolled.Wait(); err != nil {
+		p.fail(err)
+		return 0, fmt.Errorf("fsync of a rolled segment of %s/%d: %w", p.topic.name, p.id, err)
+	}
 	if p.syncPath != tail {
 		if p.syncFile != nil {
 			p.syncFile.Close()
