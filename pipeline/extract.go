@@ -148,6 +148,23 @@ func (p *predicate) eval(v *fastjson.Value) bool {
 // decimalMs returns floor(value × 10^shift) for the JSON number text s,
 // exactly, with no float arithmetic. ok is false on overflow or bad input.
 func decimalMs(s []byte, shift int) (int64, bool) {
+	if shift == 0 && len(s) > 0 && len(s) <= 18 {
+		// The common case, milliseconds as an integer: digits only.
+		var v int64
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return decimalScaled(s, shift)
+			}
+			v = v*10 + int64(c-'0')
+		}
+		return v, true
+	}
+	return decimalScaled(s, shift)
+}
+
+// decimalScaled is decimalMs for any JSON number: sign, fraction and
+// exponent, with digits beyond 19 folded into the exponent.
+func decimalScaled(s []byte, shift int) (int64, bool) {
 	i := 0
 	neg := false
 	if i < len(s) && s[i] == '-' {

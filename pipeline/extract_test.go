@@ -46,6 +46,22 @@ func TestDecimalMs(t *testing.T) {
 	f("-", 0, 0, false)
 	f("1e", 0, 0, false)
 	f("12345678901234567890123", -6, 12345678901234567, true) // beyond 19 digits
+	f("000123", 0, 123, true)
+	f("999999999999999999", 0, 999999999999999999, true)
+	f("12-3", 0, 0, false)
+	// The integer fast path agrees with the general parse.
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := 0; n < 10000; n++ {
+		b := make([]byte, 1+rng.IntN(18))
+		for i := range b {
+			b[i] = '0' + byte(rng.IntN(10))
+		}
+		fast, ok1 := decimalMs(b, 0)
+		slow, ok2 := decimalScaled(b, 0)
+		if fast != slow || ok1 != ok2 {
+			t.Fatalf("%s: fast path %d %v, general %d %v", b, fast, ok1, slow, ok2)
+		}
+	}
 }
 
 func TestParseRFC3339Ms(t *testing.T) {

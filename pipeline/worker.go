@@ -189,13 +189,14 @@ type worker struct {
 
 	msg    *roundMsg
 	winIdx map[winKey]int // into msg.wins
-	// The window last observed, to skip the map for runs of one key.
-	lastWin    int
-	lastWinKey winKey
-	lastSes    map[uint32]int   // key -> its latest fragment in msg.sess
-	starts     []int64          // scratch
-	follow     bool             // no end: follow the log
-	now        func() time.Time // processing time, for idleness
+	// Per key ID, the window it last observed this round, so that most
+	// events skip the map: a key's events mostly fall in its current window.
+	keyWin  []keyWin
+	winGen  uint64           // counts begin calls: keyWin entries of older rounds are stale
+	lastSes map[uint32]int   // key -> its latest fragment in msg.sess
+	starts  []int64          // scratch
+	follow  bool             // no end: follow the log
+	now     func() time.Time // processing time, for idleness
 }
 
 func newWorker(p *plan, kt *keyTable, parts []*partState, fetch *fetcher, follow bool) *worker {
@@ -276,7 +277,7 @@ func (w *worker) begin() {
 		m = &roundMsg{}
 	}
 	w.msg = m
-	w.lastWin = -1
+	w.winGen++
 	clear(w.winIdx)
 	clear(w.lastSes)
 }
@@ -416,20 +417,32 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 }
 
 func (w *worker) observe(start int64, key uint32) {
-	k := winKey{start, key}
-	i, ok := w.lastWin, w.lastWinKey == k && w.lastWin >= 0
-	if !ok {
-		i, ok = w.winIdx[k]
+	if int(key) >= len(w.keyWin) {
+		w.keyWin = append(w.keyWin, make([]keyWin, int(key)+1-len(w.keyWin))...)
 	}
-	if !ok {
-		i = len(w.msg.wins)
-		w.msg.wins = append(w.msg.wins, winDelta{start: start, key: key, st: w.states.get()})
-		w.winIdx[k] = i
+	kw := &w.keyWin[key]
+	i := int(kw.idx)
+	if kw.gen != w.winGen || kw.start != start {
+		k := winKey{start, key}
+		var ok bool
+		if i, ok = w.winIdx[k]; !ok {
+			i = len(w.msg.wins)
+			w.msg.wins = append(w.msg.wins, winDelta{start: start, key: key, st: w.states.get()})
+			w.winIdx[k] = i
+		}
+		*kw = keyWin{start: start, idx: int32(i), gen: w.winGen}
 	}
-	w.lastWin, w.lastWinKey = i, k
 	d := &w.msg.wins[i]
 	d.events++
 	d.st.Observe(w.p.layout, &w.x.ev, &w.states.pages)
+}
+
+// keyWin is a key's last window in a round: its start and its index in
+// the round's msg.wins, valid while gen is the worker's winGen.
+type keyWin struct {
+	start int64
+	idx   int32
+	gen   uint64
 }
 
 // session adds the event at t to the key's latest fragment of this round
