@@ -1,6 +1,9 @@
 package pipeline
 
-import "sync"
+import (
+	"hash/maphash"
+	"sync"
+)
 
 // keyTable interns group keys (the group-by values as JSON, NUL-separated)
 // to small integer IDs shared by all workers. Workers look keys up in a
@@ -94,11 +97,21 @@ func (kt *keyTable) key(id uint32) string {
 
 // keyCache is a worker's view of the table.
 type keyCache struct {
-	kt    *keyTable
-	ids   map[string]cachedKey
-	last  []byte // the previous key, its ID and partition: events of a
-	lid   uint32 // partition often come in runs of one key
-	lpart int32
+	kt  *keyTable
+	ids map[string]cachedKey
+	// A direct-mapped cache in front of ids, by a hash of the key's bytes:
+	// a hit costs a hash and a compare, where the map costs a hash and a
+	// probe. Keys that share a slot only fall through to the map.
+	slots [keySlots]keySlot
+	seed  maphash.Seed
+}
+
+const keySlots = 256
+
+type keySlot struct {
+	key  []byte
+	id   uint32
+	part int32
 }
 
 type cachedKey struct {
@@ -109,21 +122,27 @@ type cachedKey struct {
 // id returns the ID of encoded key b, seen on partition p. The lookup with
 // string(b) does not allocate; a key new to this worker allocates once.
 func (c *keyCache) id(b []byte, p int32) uint32 {
-	if c.last != nil && p == c.lpart && string(b) == string(c.last) {
-		return c.lid
+	s := &c.slots[maphash.Bytes(c.seed, b)%keySlots]
+	if s.key != nil && s.part == p && string(b) == string(s.key) {
+		return s.id
 	}
+	id := c.lookup(b, p)
+	s.key, s.id, s.part = append(s.key[:0], b...), id, p
+	return id
+}
+
+// lookup is id past the slots: the map, and the table for a new key.
+func (c *keyCache) lookup(b []byte, p int32) uint32 {
 	if ck, ok := c.ids[string(b)]; ok {
 		if ck.part != p {
 			// Rare unless keys are spread over partitions.
 			c.kt.seen(ck.id, p)
 			c.ids[string(b)] = cachedKey{ck.id, p}
 		}
-		c.last, c.lid, c.lpart = append(c.last[:0], b...), ck.id, p
 		return ck.id
 	}
 	k := string(b)
 	id := c.kt.internAt(k, p)
 	c.ids[k] = cachedKey{id, p}
-	c.last, c.lid, c.lpart = append(c.last[:0], b...), id, p
 	return id
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"hash/maphash"
 	"math"
 	"time"
 
@@ -201,7 +202,7 @@ type worker struct {
 
 func newWorker(p *plan, kt *keyTable, parts []*partState, fetch *fetcher, follow bool) *worker {
 	return &worker{
-		p: p, x: newExtractor(p), keys: keyCache{kt: kt, ids: map[string]cachedKey{}},
+		p: p, x: newExtractor(p), keys: keyCache{kt: kt, ids: map[string]cachedKey{}, seed: maphash.MakeSeed()},
 		parts: parts, fetch: fetch, follow: follow, now: time.Now,
 		out: ring.New[*roundMsg](8), back: ring.New[*roundMsg](8),
 		winIdx: map[winKey]int{}, lastSes: map[uint32]int{}, states: statePool{layout: p.layout},
