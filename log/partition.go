@@ -455,7 +455,7 @@ func (p *Partition) encodeLocked(recs []Record) {
 	var now int64
 	b := &p.builder
 	base, start := p.next, 0 // offset of recs[0]; first record of the open frame
-	b.Reset(base, attrs)
+	b.ResetAppend(p.walBatch.Begin(), base, attrs) // framed in place in the wal batch
 	for i := range recs {
 		r := &recs[i]
 		if r.TimestampMs == 0 || appendTime {
@@ -469,7 +469,7 @@ func (p *Partition) encodeLocked(recs []Record) {
 		if b.Count() > 0 && b.Len()+r.Bytes() > targetFrameBytes {
 			p.queueFrameLocked(i - start)
 			start = i
-			b.Reset(r.Offset, attrs)
+			b.ResetAppend(p.walBatch.Begin(), r.Offset, attrs)
 		}
 		b.Add(int32(i-start), r.TimestampMs, r.Key, r.Value, len(r.Headers))
 		for j := range r.Headers {
@@ -483,7 +483,7 @@ func (p *Partition) encodeLocked(recs []Record) {
 func (p *Partition) queueFrameLocked(n int) {
 	f := p.builder.Finish()
 	h, _ := frame.ParseHeader(f)
-	p.walBatch.Write(p.lastWal+uint64(len(p.frames))+1, f)
+	p.walBatch.End(p.lastWal+uint64(len(p.frames))+1, p.builder.Buf())
 	p.frames = append(p.frames, queuedFrame{size: uvarintLen(uint64(len(f))) + len(f), hdr: h})
 	p.queued += len(f)
 	p.next += int64(n)

@@ -114,6 +114,7 @@ func Verify(b []byte) error {
 // until the next Reset. It cannot be used from concurrent goroutines.
 type Builder struct {
 	buf     []byte
+	start   int // of the batch in buf
 	base    int64
 	count   int32
 	last    int32
@@ -125,18 +126,33 @@ type Builder struct {
 // Reset starts a new batch whose offsets are relative to base.
 func (b *Builder) Reset(base int64, attrs uint8) {
 	if cap(b.buf) < HeaderSize {
-		b.buf = make([]byte, HeaderSize, 4096)
+		b.buf = make([]byte, 0, 4096)
 	}
-	b.buf = b.buf[:HeaderSize]
+	b.ResetAppend(b.buf[:0], base, attrs)
+}
+
+// ResetAppend starts a new batch built at the end of dst, so that a caller
+// collecting batches in one buffer builds them in place instead of copying
+// each. Finish returns the batch; Buf returns dst with the batch after it.
+// The Builder then uses dst's array until the next Reset or ResetAppend.
+func (b *Builder) ResetAppend(dst []byte, base int64, attrs uint8) {
+	b.start = len(dst)
+	b.buf = append(dst, zeroHeader[:]...)
 	b.base, b.count, b.last, b.attrs = base, 0, 0, attrs
 	b.firstTs, b.maxTs = 0, math.MinInt64
 }
+
+// Buf returns the buffer the batch is built in: ResetAppend's dst (empty
+// after Reset) followed by the batch so far.
+func (b *Builder) Buf() []byte { return b.buf }
+
+var zeroHeader [HeaderSize]byte
 
 // Count is the number of records added since Reset.
 func (b *Builder) Count() int32 { return b.count }
 
 // Len is the encoded size of the batch so far.
-func (b *Builder) Len() int { return len(b.buf) }
+func (b *Builder) Len() int { return len(b.buf) - b.start }
 
 // Add appends a record at offset base+offsetDelta with headerCount
 // headers, which the caller then adds with AddHeader. Offset deltas must
@@ -192,7 +208,7 @@ func (b *Builder) KeepSpan(lastOffsetDelta int32) {
 
 // Finish writes the header and CRC and returns the encoded batch.
 func (b *Builder) Finish() []byte {
-	h := b.buf[:HeaderSize]
+	h := b.buf[b.start : b.start+HeaderSize]
 	h[4], h[5], h[6], h[7] = magic, b.attrs, 0, 0
 	maxTs := b.maxTs
 	if b.count == 0 {
@@ -203,8 +219,8 @@ func (b *Builder) Finish() []byte {
 	binary.LittleEndian.PutUint32(h[20:], uint32(b.count))
 	binary.LittleEndian.PutUint64(h[24:], uint64(b.firstTs))
 	binary.LittleEndian.PutUint64(h[32:], uint64(maxTs))
-	binary.LittleEndian.PutUint32(h, crc32.Checksum(b.buf[4:], castagnoli))
-	return b.buf
+	binary.LittleEndian.PutUint32(h, crc32.Checksum(b.buf[b.start+4:], castagnoli))
+	return b.buf[b.start:]
 }
 
 // RecordSize is the encoded size of one record with no headers, for

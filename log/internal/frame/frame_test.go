@@ -223,3 +223,36 @@ func BenchmarkBuild(b *testing.B) {
 		bl.Finish()
 	}
 }
+
+// TestResetAppend: batches built in place after other bytes are the bytes
+// Reset builds, and the bytes before them are untouched.
+func TestResetAppend(t *testing.T) {
+	recs := []rec{
+		{0, 1795341600123, []byte("payments"), []byte(`{"a":1}`), nil},
+		{1, 1795341600100, nil, []byte("v"), [][2][]byte{{[]byte("trace"), []byte("abc")}}},
+	}
+	var alone Builder
+	want := append([]byte(nil), build(&alone, 7, recs)...)
+	var b Builder
+	buf := []byte("prefix")
+	for round := 0; round < 3; round++ {
+		b.ResetAppend(buf, 7, 0)
+		for _, r := range recs {
+			b.Add(r.od, r.ts, r.key, r.value, len(r.headers))
+			for _, h := range r.headers {
+				b.AddHeader(h[0], h[1])
+			}
+		}
+		if b.Len() != len(want) {
+			t.Fatalf("Len %d, want %d", b.Len(), len(want))
+		}
+		got := b.Finish()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("round %d: the batch built in place differs", round)
+		}
+		buf = b.Buf()
+		if !bytes.HasPrefix(buf, []byte("prefix")) || len(buf) != len("prefix")+(round+1)*len(want) {
+			t.Fatalf("round %d: buffer of %d bytes", round, len(buf))
+		}
+	}
+}

@@ -321,6 +321,35 @@ func (b *Batch) Write(index uint64, data []byte) {
 	b.entries = append(b.entries, batchEntry{index, len(b.data)})
 }
 
+// prefixRoom is the room Begin leaves for an entry's length: a uvarint of
+// 3 bytes holds up to 2 MiB.
+const prefixRoom = 3
+
+// Begin returns the batch's buffer with room for the next entry's length
+// after it. The caller appends the entry's data to the returned slice and
+// passes the result to End: the entry is built in place, not copied as by
+// Write. No other call on the batch may come between the two.
+func (b *Batch) Begin() []byte {
+	return append(b.data, 0, 0, 0)
+}
+
+// End adds the entry that buf, Begin's slice with the data appended,
+// holds. If the length's uvarint is not 3 bytes, the data moves to fit it.
+func (b *Batch) End(index uint64, buf []byte) {
+	start := len(b.data) + prefixRoom // of the data in buf
+	n := uint64(len(buf) - start)
+	if k := uvarintLen(n); k < prefixRoom {
+		copy(buf[len(b.data)+k:], buf[start:])
+		buf = buf[:len(buf)-(prefixRoom-k)]
+	} else if k > prefixRoom {
+		buf = append(buf, make([]byte, k-prefixRoom)...)
+		copy(buf[len(b.data)+k:], buf[start:len(buf)-(k-prefixRoom)])
+	}
+	binary.PutUvarint(buf[len(b.data):], n)
+	b.data = buf
+	b.entries = append(b.entries, batchEntry{index, len(b.data)})
+}
+
 // Clear empties the batch for reuse.
 func (b *Batch) Clear() {
 	b.entries = b.entries[:0]
