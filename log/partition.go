@@ -455,7 +455,8 @@ func (p *Partition) encodeLocked(recs []Record) {
 	var now int64
 	b := &p.builder
 	base, start := p.next, 0 // offset of recs[0]; first record of the open frame
-	b.ResetAppend(p.walBatch.Begin(), base, attrs) // framed in place in the wal batch
+	// Frames are built in place in the wal batch.
+	b.ResetAppend(p.walBatch.Begin(), base, attrs)
 	for i := range recs {
 		r := &recs[i]
 		if r.TimestampMs == 0 || appendTime {
