@@ -53,9 +53,13 @@ type feed struct {
 	hw    atomic.Int64 // Kafka: the offset after the last record delivered
 	lagHW atomic.Int64 // Kafka: the partition's high watermark, for lag
 	end   int64        // until-end: stop here; -1 follows the log
-	full  *ring.Ring[*batch]
-	free  *ring.Ring[*batch]
-	done  bool // fetcher side: EOF sent
+	// direct: the worker reads r itself and the fetcher leaves the feed
+	// alone. Until-end local feeds are direct: no copy into batches and no
+	// handoff, where following needs the fetcher's waiting and waking.
+	direct bool
+	full   *ring.Ring[*batch]
+	free   *ring.Ring[*batch]
+	done   bool // fetcher side: EOF sent
 	// next is the offset after the last record fetched; the worker reads it
 	// to tell "caught up" from "batch in flight" when following.
 	fetched atomic.Int64
@@ -67,6 +71,12 @@ func newFeed(p *log.Partition, from, end int64) (*feed, error) {
 	r, err := p.NewReader(from)
 	if err != nil {
 		return nil, err
+	}
+	if end >= 0 {
+		// Direct: no batches; the worker reads into its own slice.
+		f := &feed{id: p.ID(), end: end, p: p, r: r, direct: true}
+		f.fetched.Store(from)
+		return f, nil
 	}
 	f := newEmptyFeed(p.ID(), from, end)
 	f.p, f.r = p, r
@@ -154,7 +164,7 @@ func (f *fetcher) run(ctx context.Context) error {
 	for {
 		progress, open := false, false
 		for _, fd := range f.feeds {
-			if fd.done {
+			if fd.done || fd.direct {
 				continue
 			}
 			open = true

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"math"
 	"time"
@@ -78,6 +79,11 @@ type partState struct {
 	cur      *batch
 	pos      int
 	sessions sessionEnds
+	// A direct feed's records, read by the worker itself: they point into
+	// the reader's buffer until the next read. readEnd is the reader's
+	// offset after them (past gaps).
+	read    []log.Record
+	readEnd int64
 }
 
 // sessionEnds tracks, for session windows, the sessions of each key as
@@ -309,6 +315,9 @@ func (sp *statePool) put(st *agg.State) {
 // next returns ps's next record, or nil if it has none now (following)
 // or is exhausted.
 func (w *worker) next(ctx context.Context, ps *partState) (*log.Record, error) {
+	if ps.feed.direct {
+		return w.nextDirect(ps)
+	}
 	for {
 		if ps.cur != nil && ps.pos < len(ps.cur.recs) {
 			r := &ps.cur.recs[ps.pos]
@@ -338,6 +347,37 @@ func (w *worker) next(ctx context.Context, ps *partState) (*log.Record, error) {
 			return nil, err
 		}
 	}
+}
+
+// nextDirect is next for a direct feed: the worker reads the partition
+// itself, in place, up to the feed's end.
+func (w *worker) nextDirect(ps *partState) (*log.Record, error) {
+	fd := ps.feed
+	for ps.pos >= len(ps.read) {
+		ps.next = max(ps.next, ps.readEnd)
+		from := fd.r.Offset()
+		want := min(int64(batchRecords), fd.end-from)
+		if want <= 0 {
+			ps.exhausted = true
+			return nil, nil
+		}
+		if cap(ps.read) < batchRecords {
+			ps.read = make([]log.Record, 0, batchRecords)
+		}
+		recs, err := fd.r.Read(ps.read[:0:want])
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) == 0 && fd.r.Offset() == from {
+			// Below the high watermark the log always has records (or a
+			// gap to skip): nothing means the partition went away.
+			return nil, fmt.Errorf("partition %d: no records at offset %d, below the end %d", ps.id, from, fd.end)
+		}
+		ps.read, ps.pos, ps.readEnd = recs, 0, fd.r.Offset()
+	}
+	r := &ps.read[ps.pos]
+	ps.pos++
+	return r, nil
 }
 
 // waitAny parks until the fetcher delivers a batch or d passes.
