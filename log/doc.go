@@ -33,8 +33,9 @@
 // of the append time and ~5 bytes of garbage per byte written); the fork
 // is tested to write byte-identical files. Readers pread the files. wal's
 // Open refuses a torn tail, and wal has no checksum, so the log scans the
-// last segment, verifying CRCs, and cuts a torn or corrupt tail back to
-// the last good batch (with a warning naming the partition and the offsets
+// last two segments (the one before the tail may be torn after a power
+// failure: its fsync runs in the background), verifying CRCs, and cuts a
+// torn or corrupt tail back to the last good batch (with a warning naming the partition and the offsets
 // dropped) before it hands the files to wal. A damaged batch elsewhere is
 // a *CorruptError naming the file and position when it is read.
 //

@@ -497,6 +497,51 @@ func TestCorruptMiddleSegmentIsAnError(t *testing.T) {
 	checkRecords(t, readAll(t, p, 400), 400, 100)
 }
 
+// TestTornSegmentBeforeTailIsCut: after a power failure the segment before
+// the tail may end torn (its fsync runs in the background when the log
+// rolls). The writer cuts it at the tear and removes the tail after it, as
+// Kafka's recovery of unflushed segments does, and offsets stay dense.
+func TestTornSegmentBeforeTailIsCut(t *testing.T) {
+	dir := t.TempDir()
+	l := testLog(t, dir)
+	p := mustPartition(t, l, "torn2", TopicConfig{Partitions: 1, SegmentBytes: 4096}, 0)
+	appendN(t, p, 0, 500, 10, AcksLeader)
+	l.Close()
+	pdir := filepath.Join(dir, "topics", "torn2", "0")
+	idxs, err := listSegments(pdir)
+	if err != nil || len(idxs) < 3 {
+		t.Fatalf("segments %v, %v", idxs, err)
+	}
+	prev := filepath.Join(pdir, segmentName(idxs[len(idxs)-2]))
+	st, _ := os.Stat(prev)
+	if err := os.Truncate(prev, st.Size()-30); err != nil {
+		t.Fatal(err)
+	}
+	l = testLog(t, dir)
+	defer l.Close()
+	var logged bytes.Buffer
+	l.opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	p = mustPartition(t, l, "torn2", TopicConfig{}, 0)
+	base, err := p.Append([]Record{{TimestampMs: 1795341600000, Value: []byte("after")}}, AcksAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base <= 0 || base >= 500 {
+		t.Fatalf("appends resumed at %d", base)
+	}
+	recs := readAll(t, p, 0)
+	if int64(len(recs)) != base+1 || string(recs[base].Value) != "after" {
+		t.Fatalf("read %d records after recovery, want %d ending with the new one", len(recs), base+1)
+	}
+	checkRecords(t, recs[:base], 0, int(base))
+	if _, err := os.Stat(filepath.Join(pdir, segmentName(idxs[len(idxs)-1]))); err == nil {
+		t.Fatalf("the tail after the torn segment is still there")
+	}
+	if !strings.Contains(logged.String(), "removed the segment after a torn one") {
+		t.Fatalf("no warning: %q", logged.String())
+	}
+}
+
 func TestAppendAllocs(t *testing.T) {
 	l := testLog(t, "")
 	defer l.Close()

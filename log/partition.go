@@ -221,8 +221,11 @@ func (p *Partition) loadSegments(repair bool, cutAt int64) ([]*segment, int64, e
 	var buf []byte
 	for i, idx := range idxs {
 		s := newSegment(p.dir, idx, next)
-		last := i == len(idxs)-1
-		err := scanSegment(s, 0, repair && last, -1, &buf)
+		// The last two segments may end torn: the tail, and the one before
+		// it if the power failed while its background fsync was pending
+		// (wal keeps at most one pending).
+		last, recent := i == len(idxs)-1, i >= len(idxs)-2
+		err := scanSegment(s, 0, repair && recent, -1, &buf)
 		var ce *CorruptError
 		switch {
 		case err == nil:
@@ -232,6 +235,26 @@ func (p *Partition) loadSegments(repair bool, cutAt int64) ([]*segment, int64, e
 					return nil, 0, err
 				}
 			}
+		case errors.As(err, &ce) && recent:
+			// Everything after the tear goes too, the tail segment with it:
+			// offsets stay dense. None of it was acknowledged with acks=all,
+			// which waits for this segment's fsync. A follower just sees
+			// the log end there.
+			if repair {
+				if err := p.cutTail(s, ce); err != nil {
+					return nil, 0, err
+				}
+				if err := os.Remove(filepath.Join(p.dir, segmentName(idxs[i+1]))); err != nil {
+					return nil, 0, err
+				}
+				p.opts.Logger.Warn("log recovery: removed the segment after a torn one",
+					"topic", p.topic.name, "partition", p.id, "file", segmentName(idxs[i+1]))
+				if err := atomicfile.SyncDir(p.dir); err != nil {
+					return nil, 0, err
+				}
+			}
+			segs = append(segs, s)
+			return segs, max(st.LogStartOffset, firstOffset(segs, st.LogStartOffset)), nil
 		default:
 			return nil, 0, err
 		}

@@ -80,7 +80,7 @@ type Log struct {
 
 // RollSync is the fsync of the segments rolled so far, which runs in the
 // background, as Kafka flushes a rolled segment: a roll does not stall the
-// write that caused it.
+// write that caused it (unless the previous roll's fsync is still running).
 type RollSync struct {
 	done chan struct{}
 	err  error
@@ -423,9 +423,13 @@ func (l *Log) Rolled() *RollSync {
 }
 
 // cycle hands the tail to a background fsync and starts a segment at
-// LastIndex+1. The fsyncs run one after another, so each RollSync covers
-// all earlier ones.
+// LastIndex+1. It first waits for the previous roll's fsync: at most one
+// rolled segment is ever unsynced, so after a power failure only the last
+// two segments can end torn. Each RollSync covers the earlier ones.
 func (l *Log) cycle() error {
+	if err := l.rolled.Wait(); err != nil {
+		return err
+	}
 	s := segment{index: l.lastIndex + 1, path: filepath.Join(l.path, segmentName(l.lastIndex+1))}
 	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, l.opts.FilePerms)
 	if err != nil {
