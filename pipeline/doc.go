@@ -15,7 +15,11 @@
 // Why this shape: a worker per core owns whole partitions, so the per-event
 // path (extract, window, aggregate) touches no lock, no channel and no
 // allocation; batches of records cross from the fetcher over lock-free
-// single-producer single-consumer rings. Workers report in rounds, and the
+// single-producer single-consumer rings. An until-end run has no fetcher:
+// each worker reads its partitions itself and processes the records in
+// the reader's buffer, with no copy and no handoff — a following run needs
+// the fetcher, which waits for appends and wakes the workers. Workers
+// report in rounds, and the
 // coordinator applies round r of every worker before it moves the
 // watermark, so what is emitted depends on the log alone — not on the
 // number of workers or their speed — and the same log always gives the
