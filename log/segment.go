@@ -235,7 +235,8 @@ func listSegments(dir string) ([]uint64, error) {
 // tidwall/wal was doing when the process died, exactly as wal's own load
 // does (its START/END files), so that the segments are final before the
 // log scans and repairs them. wal writes those files atomically (temp file,
-// fsync, rename); a leftover .TEMP is an unfinished copy and is removed.
+// fsync, rename); a leftover temp file (upstream's .TEMP, the fork's
+// .START.tmp) is an unfinished copy and is removed.
 func finishWalTruncation(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -245,7 +246,7 @@ func finishWalTruncation(dir string) error {
 	for _, e := range ents {
 		name := e.Name()
 		switch {
-		case strings.HasSuffix(name, ".TEMP"):
+		case strings.HasSuffix(name, ".TEMP") || strings.HasSuffix(name, ".START.tmp"):
 			if err := os.Remove(filepath.Join(dir, name)); err != nil {
 				return err
 			}

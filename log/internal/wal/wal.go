@@ -32,6 +32,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/fastflow/fastflow/log/atomicfile"
 )
 
 var (
@@ -58,7 +60,8 @@ type Options struct {
 	// file. Default 20 MB.
 	SegmentSize int
 	// DirPerms and FilePerms are the modes of created directories and
-	// files. Default 0750 and 0640.
+	// segment files. Default 0750 and 0640. (A segment rewritten by a
+	// mid-segment TruncateFront is 0644, atomicfile's mode.)
 	DirPerms  os.FileMode
 	FilePerms os.FileMode
 }
@@ -521,7 +524,7 @@ func (l *Log) TruncateFront(index uint64) (err error) {
 		keep = data[pos:]
 	}
 	startName := filepath.Join(l.path, segmentName(index)+".START")
-	if err := l.atomicWrite(startName, keep); err != nil {
+	if err := atomicfile.Write(startName, keep); err != nil {
 		return fmt.Errorf("failed to create start segment: %w", err)
 	}
 	tail := segIdx == len(l.segments)-1
@@ -560,25 +563,4 @@ func (l *Log) findSegment(index uint64) int {
 		}
 	}
 	return i - 1
-}
-
-// atomicWrite writes name through a temp file, fsync and rename.
-func (l *Log) atomicWrite(name string, data []byte) error {
-	temp := name + ".TEMP"
-	defer os.Remove(temp)
-	f, err := os.OpenFile(temp, os.O_CREATE|os.O_RDWR|os.O_TRUNC, l.opts.FilePerms)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(temp, name)
 }
