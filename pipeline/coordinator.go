@@ -36,7 +36,7 @@ type coordinator struct {
 	// late contributions to windows already purged (following only: an
 	// idle partition that comes back with old events)
 	latePurged int64
-	skipped    func() int64 // records retention deleted before the fetchers read them
+	skipped    func() int64 // records retention deleted before the workers read them
 
 	due  []*winState
 	vals []agg.Value

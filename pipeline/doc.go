@@ -7,23 +7,22 @@
 // YAML; each pipeline compiles to a plan (fields to extract, predicates,
 // metric layout, alert rules). Run or Start executes it:
 //
-//	log partitions ──fetcher──▶ SPSC ring ──▶ worker (owns its partitions)
+//	log partitions ──read in place──▶ worker (owns its partitions)
 //	                                         │ partial aggregates per round
-//	                                         ▼
+//	                                         ▼ (SPSC ring)
 //	                                   coordinator ──▶ windows, alerts ──▶ sinks
 //
 // Why this shape: a worker per core owns whole partitions, so the per-event
 // path (extract, window, aggregate) touches no lock, no channel and no
-// allocation; batches of records cross from the fetcher over lock-free
-// single-producer single-consumer rings. An until-end run has no fetcher:
-// each worker reads its partitions itself and processes the records in
-// the reader's buffer, with no copy and no handoff — a following run needs
-// the fetcher, which waits for appends and wakes the workers. Workers
-// report in rounds, and the
-// coordinator applies round r of every worker before it moves the
-// watermark, so what is emitted depends on the log alone — not on the
-// number of workers or their speed — and the same log always gives the
-// same lines. Lateness is judged per partition (Kafka Streams' stream
+// allocation. A worker reads its local partitions itself and processes
+// the records in the reader's buffer: no copy and no handoff. A waker per
+// worker turns appends into wake-ups for the workers; a Kafka source's
+// poller copies records into batches that cross to the workers over
+// lock-free single-producer single-consumer rings. Workers report in
+// rounds, and the coordinator applies round r of every worker before it
+// moves the watermark, so what is emitted depends on the log alone — not
+// on the number of workers or their speed — and the same log always gives
+// the same lines. Lateness is judged per partition (Kafka Streams' stream
 // time), which is also what lets partitions move between machines without
 // changing results.
 //

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -373,5 +374,65 @@ func TestFollowAndCancel(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run after cancel: %v", err)
+	}
+}
+
+// TestReadSkipsWhatRetentionDeleted: a following worker whose position
+// retention deleted goes on from the log start, counting and logging the
+// records it lost; an until-end read never skips.
+func TestReadSkipsWhatRetentionDeleted(t *testing.T) {
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tp, err := l.CreateTopic("events", log.TopicConfig{Partitions: 1, SegmentBytes: 4096, RetentionBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := tp.Partition(0)
+	for i := 0; i < 400; i++ {
+		if _, err := p.Append([]log.Record{{Value: fmt.Appendf(nil, `{"n":%d,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`, i)}}, log.AcksLeader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fd, err := newFeed(p, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.r.Close()
+	if err := p.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	start := p.LogStartOffset()
+	if start == 0 {
+		t.Fatal("retention deleted nothing")
+	}
+	var logged bytes.Buffer
+	w := &waker{logger: slog.New(slog.NewTextHandler(&logged, nil))}
+	recs, err := w.read(fd, make([]log.Record, 0, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) == 0 || recs[0].Offset != start {
+		t.Fatalf("read from %v, want the log start %d", recs, start)
+	}
+	if w.skipped.Load() != start || !strings.Contains(logged.String(), "deleted by retention") {
+		t.Fatalf("skipped %d (want %d), log %q", w.skipped.Load(), start, logged.String())
+	}
+	// Until-end, the same loss is an error, not a skip.
+	fd2, err := newFeed(p, start, p.HighWatermark())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd2.r.Close()
+	for i := 0; i < 400; i++ {
+		p.Append([]log.Record{{Value: []byte(`{"n":0,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)}}, log.AcksLeader)
+	}
+	if err := p.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.read(fd2, make([]log.Record, 0, 16)); !errors.Is(err, log.ErrOffsetOutOfRange) {
+		t.Fatalf("until-end read below the log start: %v", err)
 	}
 }

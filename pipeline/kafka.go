@@ -429,7 +429,7 @@ func (k *kafkaRun) push(g *generation, fd *feed, b *batch, next int64) {
 	if fd.hw.Load() < next {
 		fd.hw.Store(next)
 	}
-	for _, f := range g.e.fetch {
+	for _, f := range g.e.wakers {
 		signal(f.delivered)
 	}
 }

@@ -164,7 +164,7 @@ type engine struct {
 	pl      *Pipeline
 	coord   *coordinator
 	workers []*worker
-	fetch   []*fetcher
+	wakers  []*waker
 	follow  bool
 	every   time.Duration // checkpoints, following
 	saved   time.Time
@@ -289,7 +289,7 @@ func (e *engine) addWorkers(ids []int32, opts Options, feedFor func(id int32, sa
 			saved := e.coord.parts[id]
 			fd, err := feedFor(id, saved)
 			if err != nil {
-				for _, f := range e.fetch {
+				for _, f := range e.wakers {
 					f.close()
 				}
 				return err
@@ -313,24 +313,24 @@ func (e *engine) addWorkers(ids []int32, opts Options, feedFor func(id int32, sa
 			ps.next = fd.fetched.Load()
 			parts = append(parts, ps)
 		}
-		f, err := newFetcher(feeds, opts.Logger)
+		f, err := newWaker(feeds, opts.Logger)
 		if err != nil {
 			return err
 		}
-		e.fetch = append(e.fetch, f)
+		e.wakers = append(e.wakers, f)
 		wk := newWorker(e.p, kt, parts, f, e.follow)
 		wk.index = w
 		e.workers = append(e.workers, wk)
 	}
 	e.coord.skipped = func() int64 {
 		var n int64
-		for _, f := range e.fetch {
+		for _, f := range e.wakers {
 			n += f.skipped.Load()
 		}
 		return n
 	}
-	for i, f := range e.fetch {
-		for j, g := range e.fetch {
+	for i, f := range e.wakers {
+		for j, g := range e.wakers {
 			if i != j {
 				f.peers = append(f.peers, g.delivered)
 			}
@@ -339,14 +339,14 @@ func (e *engine) addWorkers(ids []int32, opts Options, feedFor func(id int32, sa
 	return nil
 }
 
-// run starts the fetchers and workers and coordinates their rounds.
+// run starts the wakers and workers and coordinates their rounds.
 func (e *engine) run(ctx context.Context, pinned bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 2*len(e.workers))
 	for i, w := range e.workers {
-		f := e.fetch[i]
+		f := e.wakers[i]
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
@@ -369,7 +369,7 @@ func (e *engine) run(ctx context.Context, pinned bool) error {
 	err := e.coordinate(ctx)
 	cancel()
 	wg.Wait()
-	for _, f := range e.fetch {
+	for _, f := range e.wakers {
 		f.close()
 	}
 	select {
@@ -442,7 +442,7 @@ func (e *engine) publish() {
 	for id, r := range c.parts {
 		s.Positions[id] = r.next
 	}
-	for _, f := range e.fetch {
+	for _, f := range e.wakers {
 		for _, fd := range f.feeds {
 			s.HighWater[fd.id] = fd.lagHighWater()
 		}

@@ -79,7 +79,7 @@ type partState struct {
 	cur      *batch
 	pos      int
 	sessions sessionEnds
-	// A direct feed's records, read by the worker itself: they point into
+	// A local feed's records, read by the worker itself: they point into
 	// the reader's buffer until the next read. readEnd is the reader's
 	// offset after them (past gaps).
 	read    []log.Record
@@ -187,7 +187,7 @@ type worker struct {
 	x      *extractor
 	keys   keyCache
 	parts  []*partState
-	fetch  *fetcher
+	waker  *waker
 	states statePool
 	out    *ring.Ring[*roundMsg] // to the coordinator
 	back   *ring.Ring[*roundMsg] // reused messages from the coordinator
@@ -206,10 +206,10 @@ type worker struct {
 	now     func() time.Time // processing time, for idleness
 }
 
-func newWorker(p *plan, kt *keyTable, parts []*partState, fetch *fetcher, follow bool) *worker {
+func newWorker(p *plan, kt *keyTable, parts []*partState, waker *waker, follow bool) *worker {
 	return &worker{
 		p: p, x: newExtractor(p), keys: keyCache{kt: kt, ids: map[string]cachedKey{}, seed: maphash.MakeSeed()},
-		parts: parts, fetch: fetch, follow: follow, now: time.Now,
+		parts: parts, waker: waker, follow: follow, now: time.Now,
 		out: ring.New[*roundMsg](8), back: ring.New[*roundMsg](8),
 		winIdx: map[winKey]int{}, lastSes: map[uint32]int{}, states: statePool{layout: p.layout},
 	}
@@ -315,8 +315,8 @@ func (sp *statePool) put(st *agg.State) {
 // next returns ps's next record, or nil if it has none now (following)
 // or is exhausted.
 func (w *worker) next(ctx context.Context, ps *partState) (*log.Record, error) {
-	if ps.feed.direct {
-		return w.nextDirect(ps)
+	if ps.feed.r != nil {
+		return w.nextLocal(ps)
 	}
 	for {
 		if ps.cur != nil && ps.pos < len(ps.cur.recs) {
@@ -328,8 +328,7 @@ func (w *worker) next(ctx context.Context, ps *partState) (*log.Record, error) {
 			eof := ps.cur.eof
 			ps.next = max(ps.next, ps.cur.end)
 			ps.cur.reset()
-			ps.feed.free.Push(ps.cur)
-			w.fetch.notify()
+			ps.feed.free.Push(ps.cur) // the Kafka poller refills it on its next pass
 			ps.cur = nil
 			if eof {
 				ps.exhausted = true
@@ -349,43 +348,48 @@ func (w *worker) next(ctx context.Context, ps *partState) (*log.Record, error) {
 	}
 }
 
-// nextDirect is next for a direct feed: the worker reads the partition
-// itself, in place, up to the feed's end.
-func (w *worker) nextDirect(ps *partState) (*log.Record, error) {
+// nextLocal is next for a local partition: the worker reads it itself, in
+// place. Following, it returns nil when the partition is caught up;
+// until-end, at the feed's end, which it marks exhausted.
+func (w *worker) nextLocal(ps *partState) (*log.Record, error) {
 	fd := ps.feed
 	for ps.pos >= len(ps.read) {
 		ps.next = max(ps.next, ps.readEnd)
-		from := fd.r.Offset()
-		want := min(int64(batchRecords), fd.end-from)
-		if want <= 0 {
+		if fd.end >= 0 && fd.r.Offset() >= fd.end {
 			ps.exhausted = true
 			return nil, nil
 		}
 		if cap(ps.read) < batchRecords {
 			ps.read = make([]log.Record, 0, batchRecords)
 		}
-		recs, err := fd.r.Read(ps.read[:0:want])
+		from := fd.r.Offset()
+		recs, err := w.waker.read(fd, ps.read)
 		if err != nil {
 			return nil, err
 		}
-		if len(recs) == 0 && fd.r.Offset() == from {
-			// Below the high watermark the log always has records (or a
-			// gap to skip): nothing means the partition went away.
-			return nil, fmt.Errorf("partition %d: no records at offset %d, below the end %d", ps.id, from, fd.end)
-		}
 		ps.read, ps.pos, ps.readEnd = recs, 0, fd.r.Offset()
+		if len(recs) > 0 || fd.r.Offset() != from {
+			continue // records, or a gap skipped
+		}
+		if fd.end < 0 {
+			return nil, nil // caught up
+		}
+		// Below the high watermark the log always has records (or a gap
+		// to skip): nothing means the partition went away.
+		return nil, fmt.Errorf("partition %d: no records at offset %d, below the end %d", ps.id, from, fd.end)
 	}
 	r := &ps.read[ps.pos]
 	ps.pos++
 	return r, nil
 }
 
-// waitAny parks until the fetcher delivers a batch or d passes.
+// waitAny parks until records may be waiting (an append, a Kafka batch)
+// or d passes.
 func (w *worker) waitAny(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-w.fetch.delivered:
+	case <-w.waker.delivered:
 	case <-t.C:
 	case <-ctx.Done():
 	}

@@ -5,17 +5,18 @@ import (
 	"errors"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/pipeline/internal/ring"
 )
 
-// batchRecords is how many records a fetcher puts in one batch.
+// batchRecords is how many records a worker reads from a local partition
+// at once, and a Kafka poller puts in one batch.
 const batchRecords = 1024
 
-// batch is records read from one partition, with their bytes copied into
-// an arena the batch owns, so that they outlive the log reader's buffer.
+// batch is records of one partition that a Kafka poller received, with
+// their bytes copied into an arena the batch owns, so that they outlive
+// the client's buffers.
 type batch struct {
 	recs  []log.Record
 	arena []byte
@@ -42,8 +43,11 @@ func (b *batch) add(r *log.Record) {
 	b.recs = append(b.recs, c)
 }
 
-// feed is one partition's path from the fetcher to its worker: full
-// batches one way, empty ones back, each over an SPSC ring.
+// feed is one partition's source for its worker. A local partition's
+// worker reads it itself through r, in place: the records are processed
+// in the reader's buffer, with no copy and no handoff. A Kafka partition's
+// records come from the poller in batches, full ones one way and empty
+// ones back, each over an SPSC ring.
 type feed struct {
 	id int32
 	// p and r read a local partition; both are nil for a Kafka source,
@@ -53,15 +57,11 @@ type feed struct {
 	hw    atomic.Int64 // Kafka: the offset after the last record delivered
 	lagHW atomic.Int64 // Kafka: the partition's high watermark, for lag
 	end   int64        // until-end: stop here; -1 follows the log
-	// direct: the worker reads r itself and the fetcher leaves the feed
-	// alone. Until-end local feeds are direct: no copy into batches and no
-	// handoff, where following needs the fetcher's waiting and waking.
-	direct bool
-	full   *ring.Ring[*batch]
-	free   *ring.Ring[*batch]
-	done   bool // fetcher side: EOF sent
-	// next is the offset after the last record fetched; the worker reads it
-	// to tell "caught up" from "batch in flight" when following.
+	full  *ring.Ring[*batch]
+	free  *ring.Ring[*batch]
+	// fetched is the offset after the last record a Kafka poller
+	// delivered; the worker reads it to tell "caught up" from "batch in
+	// flight". For a local feed it is where reading started.
 	fetched atomic.Int64
 }
 
@@ -72,14 +72,8 @@ func newFeed(p *log.Partition, from, end int64) (*feed, error) {
 	if err != nil {
 		return nil, err
 	}
-	if end >= 0 {
-		// Direct: no batches; the worker reads into its own slice.
-		f := &feed{id: p.ID(), end: end, p: p, r: r, direct: true}
-		f.fetched.Store(from)
-		return f, nil
-	}
-	f := newEmptyFeed(p.ID(), from, end)
-	f.p, f.r = p, r
+	f := &feed{id: p.ID(), end: end, p: p, r: r}
+	f.fetched.Store(from)
 	return f, nil
 }
 
@@ -110,24 +104,25 @@ func (f *feed) lagHighWater() int64 {
 	return f.lagHW.Load()
 }
 
-// fetcher reads a worker's partitions into their feeds.
-type fetcher struct {
+// waker wakes a worker when there may be records for it: on an append to
+// one of its local partitions (Partition.Listen, inotify for appends by
+// another process) it signals the worker and, through peers, every other
+// worker. A Kafka source's poller signals delivered itself.
+type waker struct {
 	feeds     []*feed
-	wake      chan struct{} // appends, and batches coming back
-	delivered chan struct{} // to its worker: a batch is waiting
+	wake      chan struct{} // appends to the worker's partitions
+	delivered chan struct{} // to its worker: records may be waiting
 	// peers are the other workers' delivered channels: a round is complete
 	// only when every worker sent it, so idle workers must answer as soon
 	// as one has data, not at their idle timeout.
 	peers   []chan struct{}
-	read    []log.Record
 	stops   []func()
 	logger  *slog.Logger
 	skipped atomic.Int64 // records retention deleted before they were read
 }
 
-func newFetcher(feeds []*feed, logger *slog.Logger) (*fetcher, error) {
-	f := &fetcher{feeds: feeds, wake: make(chan struct{}, 1), delivered: make(chan struct{}, 1),
-		read: make([]log.Record, 0, batchRecords), logger: logger}
+func newWaker(feeds []*feed, logger *slog.Logger) (*waker, error) {
+	f := &waker{feeds: feeds, wake: make(chan struct{}, 1), delivered: make(chan struct{}, 1), logger: logger}
 	for _, fd := range feeds {
 		if fd.end < 0 && fd.p != nil {
 			stop, err := fd.p.Listen(f.wake)
@@ -142,7 +137,7 @@ func newFetcher(feeds []*feed, logger *slog.Logger) (*fetcher, error) {
 }
 
 // close stops listening to the partitions and closes the readers.
-func (f *fetcher) close() {
+func (f *waker) close() {
 	for _, stop := range f.stops {
 		stop()
 	}
@@ -153,107 +148,57 @@ func (f *fetcher) close() {
 	}
 }
 
-// run fills the feeds until ctx is done or, until-end, every feed is
-// done.
-func (f *fetcher) run(ctx context.Context) error {
-	if len(f.feeds) > 0 && f.feeds[0].p == nil {
-		// A Kafka source: its poller fills every worker's feeds.
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	for {
-		progress, open := false, false
-		for _, fd := range f.feeds {
-			if fd.done || fd.direct {
-				continue
-			}
-			open = true
-			b, ok := fd.free.Pop()
-			if !ok {
-				continue
-			}
-			got, err := f.fill(fd, b)
-			if err != nil {
-				return err
-			}
-			if got || b.eof {
-				fd.full.Push(b) // cannot fail: feedDepth batches exist
-				progress = true
-				signal(f.delivered)
-				for _, p := range f.peers {
-					signal(p)
-				}
-			} else {
-				fd.free.Push(b)
-			}
-		}
-		if !open {
-			return nil
-		}
-		if progress {
-			continue
-		}
-		// Nothing to read and no batch to fill: wait for an append, a batch
-		// coming back, or a periodic look (a returned batch signals wake
-		// only through the worker's notify).
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-f.wake:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+// run turns appends into wake-ups until ctx is done; it returns at once
+// if no partition is followed.
+func (f *waker) run(ctx context.Context) error {
+	if len(f.stops) == 0 {
+		if len(f.feeds) > 0 && f.feeds[0].p == nil {
+			// A Kafka source: run until the engine stops, like the others.
+			<-ctx.Done()
 			return ctx.Err()
 		}
-		t.Stop()
+		return nil
+	}
+	for {
+		select {
+		case <-f.wake:
+			signal(f.delivered)
+			for _, p := range f.peers {
+				signal(p)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
-// fill reads what is available into b; it reports whether b got records.
-func (f *fetcher) fill(fd *feed, b *batch) (bool, error) {
-	b.reset()
-	for len(b.recs) < batchRecords {
-		want := batchRecords - len(b.recs)
+// read reads the next records of a local feed into dst (Reader.Read),
+// up to the feed's end. A following feed whose records retention deleted
+// before they were read goes on from the log start, as Kafka's
+// auto.offset.reset=earliest does, and the loss is counted and logged.
+func (f *waker) read(fd *feed, dst []log.Record) ([]log.Record, error) {
+	for {
+		want := int64(cap(dst))
 		if fd.end >= 0 {
-			if left := fd.end - fd.r.Offset(); left < int64(want) {
-				want = int(left)
+			want = min(want, fd.end-fd.r.Offset())
+			if want <= 0 {
+				return dst[:0], nil
 			}
 		}
-		if want == 0 {
-			break
-		}
-		recs, err := fd.r.Read(f.read[:0:want])
+		recs, err := fd.r.Read(dst[:0:want])
 		if errors.Is(err, log.ErrOffsetOutOfRange) && fd.end < 0 {
-			// Retention deleted records before they were read: go on from
-			// the log start, as Kafka's auto.offset.reset=earliest does.
 			from := fd.r.Offset()
 			if err := fd.r.SeekOffset(fd.p.LogStartOffset()); err != nil {
-				return false, err
+				return dst[:0], err
 			}
 			f.logger.Warn("records deleted by retention before they were processed",
 				"topic", fd.p.Topic(), "partition", fd.p.ID(), "from", from, "to", fd.r.Offset())
 			f.skipped.Add(fd.r.Offset() - from)
 			continue
 		}
-		if err != nil {
-			return false, err
-		}
-		if len(recs) == 0 {
-			break
-		}
-		for i := range recs {
-			b.add(&recs[i])
-		}
+		return recs, err
 	}
-	fd.fetched.Store(fd.r.Offset())
-	b.end = fd.r.Offset()
-	if fd.end >= 0 && fd.r.Offset() >= fd.end {
-		b.eof, fd.done = true, true
-	}
-	return len(b.recs) > 0, nil
 }
-
-// notify wakes the fetcher after a batch came back.
-func (f *fetcher) notify() { signal(f.wake) }
 
 func signal(c chan struct{}) {
 	select {
