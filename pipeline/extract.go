@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 
 	"github.com/valyala/fastjson"
@@ -149,17 +150,42 @@ func (p *predicate) eval(v *fastjson.Value) bool {
 // exactly, with no float arithmetic. ok is false on overflow or bad input.
 func decimalMs(s []byte, shift int) (int64, bool) {
 	if shift == 0 && len(s) > 0 && len(s) <= 18 {
-		// The common case, milliseconds as an integer: digits only.
-		var v int64
-		for _, c := range s {
+		// The common case, milliseconds as an integer: digits only, eight
+		// at a time while there are eight.
+		var v uint64
+		rest := s
+		for len(rest) >= 8 {
+			d, ok := eightDigits(rest)
+			if !ok {
+				return decimalScaled(s, shift)
+			}
+			v, rest = v*1e8+d, rest[8:]
+		}
+		for _, c := range rest {
 			if c < '0' || c > '9' {
 				return decimalScaled(s, shift)
 			}
-			v = v*10 + int64(c-'0')
+			v = v*10 + uint64(c-'0')
 		}
-		return v, true
+		return int64(v), true
 	}
 	return decimalScaled(s, shift)
+}
+
+// eightDigits parses the 8 ASCII digits at the start of b with a few
+// multiplications on one word (SWAR); ok is false if one is not a digit.
+func eightDigits(b []byte) (uint64, bool) {
+	x := binary.LittleEndian.Uint64(b)
+	// Every byte in '0'..'9': its high nibble is 3, and adding 6 to it
+	// does not carry into the high nibble.
+	if x&0xF0F0F0F0F0F0F0F0 != 0x3030303030303030 ||
+		(x+0x0606060606060606)&0xF0F0F0F0F0F0F0F0 != 0x3030303030303030 {
+		return 0, false
+	}
+	x -= 0x3030303030303030
+	x = x*10 + x>>8 // pairs: each even byte holds a two-digit number
+	x = ((x&0x000000FF000000FF)*(100+(1000000<<32)) + (x>>16&0x000000FF000000FF)*(1+(10000<<32))) >> 32
+	return x, true
 }
 
 // decimalScaled is decimalMs for any JSON number: sign, fraction and
