@@ -113,30 +113,33 @@ func Verify(b []byte) error {
 // a batch. A Builder reuses its buffer: the slice Finish returns is valid
 // until the next Reset. It cannot be used from concurrent goroutines.
 type Builder struct {
-	buf     []byte
-	start   int // of the batch in buf
-	base    int64
-	count   int32
-	last    int32
-	firstTs int64
-	maxTs   int64
-	attrs   uint8
+	buf      []byte
+	start    int  // of the batch in buf
+	borrowed bool // buf is a ResetAppend caller's
+	base     int64
+	count    int32
+	last     int32
+	firstTs  int64
+	maxTs    int64
+	attrs    uint8
 }
 
 // Reset starts a new batch whose offsets are relative to base.
 func (b *Builder) Reset(base int64, attrs uint8) {
-	if cap(b.buf) < HeaderSize {
-		b.buf = make([]byte, 0, 4096)
+	if b.borrowed || cap(b.buf) < HeaderSize {
+		b.buf = make([]byte, 0, 4096) // never write over a ResetAppend caller's bytes
 	}
 	b.ResetAppend(b.buf[:0], base, attrs)
+	b.borrowed = false
 }
 
 // ResetAppend starts a new batch built at the end of dst, so that a caller
 // collecting batches in one buffer builds them in place instead of copying
 // each. Finish returns the batch; Buf returns dst with the batch after it.
-// The Builder then uses dst's array until the next Reset or ResetAppend.
+// The Builder appends to dst's array until the next Reset or ResetAppend;
+// a later Reset takes a buffer of its own.
 func (b *Builder) ResetAppend(dst []byte, base int64, attrs uint8) {
-	b.start = len(dst)
+	b.start, b.borrowed = len(dst), true
 	b.buf = append(dst, zeroHeader[:]...)
 	b.base, b.count, b.last, b.attrs = base, 0, 0, attrs
 	b.firstTs, b.maxTs = 0, math.MinInt64

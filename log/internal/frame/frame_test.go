@@ -256,3 +256,20 @@ func TestResetAppend(t *testing.T) {
 		}
 	}
 }
+
+// TestResetAfterResetAppend: Reset does not build over the bytes of an
+// earlier ResetAppend's caller.
+func TestResetAfterResetAppend(t *testing.T) {
+	var b Builder
+	dst := make([]byte, 0, 1<<10)
+	b.ResetAppend(dst, 0, 0)
+	b.Add(0, 1, nil, []byte("mine"), 0)
+	kept := append([]byte(nil), b.Finish()...)
+	owned := b.Buf()
+	b.Reset(5, 0)
+	b.Add(0, 2, nil, []byte("other"), 0)
+	b.Finish()
+	if !bytes.Equal(owned[:len(kept)], kept) {
+		t.Fatal("Reset wrote over the buffer lent by ResetAppend")
+	}
+}
