@@ -436,3 +436,18 @@ func TestReadSkipsWhatRetentionDeleted(t *testing.T) {
 		t.Fatalf("until-end read below the log start: %v", err)
 	}
 }
+
+// TestPinWorkers: workers are pinned only when they leave a CPU free.
+func TestPinWorkers(t *testing.T) {
+	for _, c := range []struct {
+		workers, procs int
+		noPin, want    bool
+	}{
+		{1, 1, false, false}, {2, 2, false, false}, {1, 2, false, true},
+		{6, 16, false, true}, {6, 16, true, false}, {16, 16, false, false},
+	} {
+		if got := pinWorkers(c.workers, c.procs, c.noPin); got != c.want {
+			t.Errorf("pinWorkers(%d workers, %d CPUs, noPin %v) = %v", c.workers, c.procs, c.noPin, got)
+		}
+	}
+}

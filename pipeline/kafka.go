@@ -256,7 +256,7 @@ func (k *kafkaRun) assigned(ctx context.Context, offsets map[string]map[int32]kg
 	gctx, gcancel := context.WithCancel(context.Background())
 	g := &generation{e: e, feeds: feeds, ctx: gctx, cancel: gcancel, done: make(chan error, 1)}
 	go func() {
-		err := e.run(gctx, !k.opts.NoPin)
+		err := e.run(gctx, k.opts.NoPin)
 		if err != nil && !stopped(err) {
 			k.fail(fmt.Errorf("pipeline %s: %w", k.p.cfg.Name, err))
 		}
