@@ -55,7 +55,7 @@ func benchEvents(n int) [][]byte {
 	return out
 }
 
-// testWorker is a worker with one partition and no fetcher: records are
+// testWorker is a worker with one partition and no feed: records are
 // handed to process directly.
 func testWorker(t testing.TB, yaml string) (*worker, *partState) {
 	p := testPlan(t, yaml)
