@@ -16,7 +16,11 @@
 // sparse index. So this package writes entries straight from the batch to
 // the file, and it drops what the log does not use: Read, the segment
 // cache, TruncateBack, the JSON format and the internal lock (a partition
-// serializes its calls).
+// serializes its calls). Two things it adds: a rolled segment is fsynced in
+// the background, as Kafka flushes one, with Rolled to wait for it; and a
+// caller may build an entry in place in the batch (Batch.Begin and End).
+// Truncating the front at a segment's start deletes files and copies
+// nothing.
 //
 // The file format: a segment is named by the 20-digit index of its first
 // entry; an entry is a uvarint of the data's length followed by the data.
