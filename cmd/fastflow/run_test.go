@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -104,12 +106,50 @@ type refEvent struct {
 }
 
 type refWin struct {
-	start, end int64
-	key        string
-	events     []refEvent
-	emitted    bool
-	rev        int
-	dirty      bool
+	refSpan
+	events []refEvent
+}
+
+// refSpan is what the reference implementations keep of a window besides
+// its contents: its span and key, and whether it was emitted, with which
+// revision, and changed since.
+type refSpan struct {
+	start, end     int64
+	key            string
+	emitted, dirty bool
+	rev            int
+}
+
+func (s *refSpan) span() *refSpan { return s }
+
+// emitDueRef emits the windows that watermark wm closed and that were not
+// emitted yet or changed since, in order of end, start and key, a changed
+// one with the next revision.
+func emitDueRef[W interface{ span() *refSpan }](wins []W, wm int64, emit func(W)) {
+	var due []W
+	for _, w := range wins {
+		if s := w.span(); s.end <= wm && (!s.emitted || s.dirty) {
+			due = append(due, w)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool {
+		a, b := due[i].span(), due[j].span()
+		if a.end != b.end {
+			return a.end < b.end
+		}
+		if a.start != b.start {
+			return a.start < b.start
+		}
+		return a.key < b.key
+	})
+	for _, w := range due {
+		s := w.span()
+		if s.emitted {
+			s.rev++
+		}
+		s.emitted, s.dirty = true, false
+		emit(w)
+	}
 }
 
 type refOut struct {
@@ -210,32 +250,8 @@ func refRun(lines []string) []refOut {
 			}
 		}
 	}
-	// emitDue emits closed windows not yet emitted, then changed ones, in
-	// order of end, start, key.
 	emitDue := func() {
-		var due []*refWin
-		for _, w := range wins {
-			if w.end <= wm && (!w.emitted || w.dirty) {
-				due = append(due, w)
-			}
-		}
-		sort.Slice(due, func(i, j int) bool {
-			a, b := due[i], due[j]
-			if a.end != b.end {
-				return a.end < b.end
-			}
-			if a.start != b.start {
-				return a.start < b.start
-			}
-			return a.key < b.key
-		})
-		for _, w := range due {
-			if w.emitted {
-				w.rev++
-			}
-			w.emitted, w.dirty = true, false
-			emit(w)
-		}
+		emitDueRef(slices.Collect(maps.Values(wins)), wm, emit)
 	}
 	for _, line := range lines {
 		if strings.TrimSpace(line) == "" {
@@ -278,7 +294,7 @@ func refRun(lines []string) []refOut {
 		id := fmt.Sprint(start, key)
 		w := wins[id]
 		if w == nil {
-			w = &refWin{start: start, end: end, key: key}
+			w = &refWin{refSpan: refSpan{start: start, end: end, key: key}}
 			wins[id] = w
 		}
 		e := refEvent{}

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -20,14 +19,10 @@ import (
 // that meet (start <= other end and end >= other start) merge.
 
 type genWin struct {
-	start, end int64
-	key        string
-	vals       []float64
-	n, errs    int
-	slow       int
-	emitted    bool
-	rev        int
-	dirty      bool
+	refSpan
+	vals    []float64
+	n, errs int
+	slow    int
 }
 
 func genericRef(lines []string, kind string, size, advance, gap, ooo, lateness int64) []string {
@@ -36,27 +31,7 @@ func genericRef(lines []string, kind string, size, advance, gap, ooo, lateness i
 	var out []string
 	ts := func(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
 	emitDue := func() {
-		var due []*genWin
-		for _, w := range wins {
-			if w.end <= wm && (!w.emitted || w.dirty) {
-				due = append(due, w)
-			}
-		}
-		sort.Slice(due, func(i, j int) bool {
-			a, b := due[i], due[j]
-			if a.end != b.end {
-				return a.end < b.end
-			}
-			if a.start != b.start {
-				return a.start < b.start
-			}
-			return a.key < b.key
-		})
-		for _, w := range due {
-			if w.emitted {
-				w.rev++
-			}
-			w.emitted, w.dirty = true, false
+		emitDueRef(wins, wm, func(w *genWin) {
 			m := map[string]any{"n": w.n, "errors": w.errs, "slow": w.slow}
 			if len(w.vals) > 0 {
 				sum := new(big.Float).SetPrec(3000)
@@ -72,7 +47,7 @@ func genericRef(lines []string, kind string, size, advance, gap, ooo, lateness i
 			}
 			b, _ := json.Marshal(m)
 			out = append(out, fmt.Sprintf("%s %s %s rev %d %s", w.key, ts(w.start), ts(w.end), w.rev, b))
-		}
+		})
 		// Forget windows no event can change any more.
 		kept := wins[:0]
 		for _, w := range wins {
@@ -121,7 +96,7 @@ func genericRef(lines []string, kind string, size, advance, gap, ooo, lateness i
 				break
 			}
 			accepted = true
-			nw := &genWin{start: t, end: t + gap, key: key}
+			nw := &genWin{refSpan: refSpan{start: t, end: t + gap, key: key}}
 			kept := wins[:0]
 			var into *genWin
 			for _, w := range wins {
@@ -165,7 +140,7 @@ func genericRef(lines []string, kind string, size, advance, gap, ooo, lateness i
 					}
 				}
 				if w == nil {
-					w = &genWin{start: s, end: s + size, key: key}
+					w = &genWin{refSpan: refSpan{start: s, end: s + size, key: key}}
 					wins = append(wins, w)
 				}
 				add(w, obj)
