@@ -375,16 +375,27 @@ func compareOutputs(t *testing.T, got, want []refOut) {
 	}
 }
 
+// writeRunFiles writes lines as an events file and SPEC's pipeline as a
+// config file in dir, for the CLI to produce and run.
+func writeRunFiles(t *testing.T, dir string, lines []string) (events, cfg string) {
+	t.Helper()
+	events, cfg = filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "api.yaml")
+	if err := os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(apiHealthYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return events, cfg
+}
+
 // TestRunMatchesReference runs the SPEC's pipeline through the binary on a
 // one-partition topic and checks every output line against the reference.
 func TestRunMatchesReference(t *testing.T) {
 	c := newCLI(t)
 	lines := genEvents(6000, 1)
 	dir := t.TempDir()
-	events := filepath.Join(dir, "events.jsonl")
-	os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
-	cfg := filepath.Join(dir, "api.yaml")
-	os.WriteFile(cfg, []byte(apiHealthYAML), 0o644)
+	events, cfg := writeRunFiles(t, dir, lines)
 	c.ok("", "topic", "create", "events", "--partitions", "1")
 	c.ok("", "produce", "events", "--key-field", "service", events)
 	out := c.ok("", "run", cfg, "--until-end")
@@ -425,10 +436,7 @@ func TestRunMatchesReference(t *testing.T) {
 func TestRunDeterministic(t *testing.T) {
 	lines := genEvents(4000, 2)
 	dir := t.TempDir()
-	events := filepath.Join(dir, "events.jsonl")
-	os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
-	cfg := filepath.Join(dir, "api.yaml")
-	os.WriteFile(cfg, []byte(apiHealthYAML), 0o644)
+	events, cfg := writeRunFiles(t, dir, lines)
 	for _, parts := range []string{"1", "3", "6"} {
 		c := newCLI(t)
 		c.ok("", "topic", "create", "events", "--partitions", parts)
@@ -457,10 +465,7 @@ func TestRunSigtermRestart(t *testing.T) {
 		lines = append(lines, fmt.Sprintf(`{"ts":%d,"service":%q,"status":"ok","response_time":1}`, int64(1795341600000)+30000*600+3600_000, s))
 	}
 	dir := t.TempDir()
-	events := filepath.Join(dir, "events.jsonl")
-	os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
-	cfg := filepath.Join(dir, "api.yaml")
-	os.WriteFile(cfg, []byte(apiHealthYAML), 0o644)
+	events, cfg := writeRunFiles(t, dir, lines)
 	c.ok("", "topic", "create", "events", "--partitions", "3")
 	c.ok("", "produce", "events", "--key-field", "service", events)
 
