@@ -20,12 +20,11 @@ const batchRecords = 1024
 type batch struct {
 	recs  []log.Record
 	arena []byte
-	eof   bool  // the partition has nothing more to give (until-end)
 	end   int64 // the position after the batch: past its last record, and past gaps and transaction markers
 }
 
 func (b *batch) reset() {
-	b.recs, b.arena, b.eof, b.end = b.recs[:0], b.arena[:0], false, 0
+	b.recs, b.arena, b.end = b.recs[:0], b.arena[:0], 0
 }
 
 // add copies r into the batch.
@@ -77,9 +76,10 @@ func newFeed(p *log.Partition, from, end int64) (*feed, error) {
 	return f, nil
 }
 
-// newEmptyFeed is a feed without a reader: a Kafka source's poller fills it.
-func newEmptyFeed(id int32, from, end int64) *feed {
-	f := &feed{id: id, end: end, full: ring.New[*batch](feedDepth), free: ring.New[*batch](feedDepth)}
+// newKafkaFeed is a feed without a reader: a Kafka source's poller fills
+// it, and it follows (a Kafka source has no end).
+func newKafkaFeed(id int32, from int64) *feed {
+	f := &feed{id: id, end: -1, full: ring.New[*batch](feedDepth), free: ring.New[*batch](feedDepth)}
 	for i := 0; i < feedDepth; i++ {
 		f.free.Push(&batch{recs: make([]log.Record, 0, batchRecords), arena: make([]byte, 0, 256<<10)})
 	}

@@ -243,7 +243,7 @@ func (k *kafkaRun) assigned(ctx context.Context, offsets map[string]map[int32]kg
 		if saved != nil {
 			from = saved.next
 		}
-		fd := newEmptyFeed(id, from, -1)
+		fd := newKafkaFeed(id, from)
 		fd.hw.Store(max(from, ends[id]))
 		fd.lagHW.Store(ends[id])
 		feeds[id] = fd

@@ -79,10 +79,11 @@ type partState struct {
 	cur      *batch
 	pos      int
 	sessions sessionEnds
-	// A local feed's records, read by the worker itself: they point into
-	// the reader's buffer until the next read. readEnd is the reader's
-	// offset after them (past gaps).
+	// A local feed's records, read by the worker itself into readBuf: they
+	// point into the reader's buffer until the next read. readEnd is the
+	// reader's offset after them (past gaps).
 	read    []log.Record
+	readBuf []log.Record
 	readEnd int64
 }
 
@@ -325,15 +326,10 @@ func (w *worker) next(ctx context.Context, ps *partState) (*log.Record, error) {
 			return r, nil
 		}
 		if ps.cur != nil {
-			eof := ps.cur.eof
 			ps.next = max(ps.next, ps.cur.end)
 			ps.cur.reset()
 			ps.feed.free.Push(ps.cur) // the Kafka poller refills it on its next pass
 			ps.cur = nil
-			if eof {
-				ps.exhausted = true
-				return nil, nil
-			}
 		}
 		if b, ok := ps.feed.full.Pop(); ok {
 			ps.cur, ps.pos = b, 0
@@ -355,24 +351,23 @@ func (w *worker) nextLocal(ps *partState) (*log.Record, error) {
 	fd := ps.feed
 	for ps.pos >= len(ps.read) {
 		ps.next = max(ps.next, ps.readEnd)
-		if fd.end >= 0 && fd.r.Offset() >= fd.end {
-			ps.exhausted = true
-			return nil, nil
-		}
-		if cap(ps.read) < batchRecords {
-			ps.read = make([]log.Record, 0, batchRecords)
+		if ps.readBuf == nil {
+			ps.readBuf = make([]log.Record, 0, batchRecords)
 		}
 		from := fd.r.Offset()
-		recs, err := w.waker.read(fd, ps.read)
+		recs, err := w.waker.read(fd, ps.readBuf)
 		if err != nil {
 			return nil, err
 		}
 		ps.read, ps.pos, ps.readEnd = recs, 0, fd.r.Offset()
-		if len(recs) > 0 || fd.r.Offset() != from {
+		switch {
+		case len(recs) > 0 || fd.r.Offset() != from:
 			continue // records, or a gap skipped
-		}
-		if fd.end < 0 {
+		case fd.end < 0:
 			return nil, nil // caught up
+		case from >= fd.end:
+			ps.exhausted = true
+			return nil, nil
 		}
 		// Below the high watermark the log always has records (or a gap
 		// to skip): nothing means the partition went away.
