@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fastflow/fastflow/log/internal/wal"
 )
 
 // follow makes sure that appends to p wake its waiting readers. Appends in
@@ -41,7 +43,7 @@ func (p *Partition) refresh(replaced map[string]bool) {
 	if err != nil {
 		return
 	}
-	idxs, err := listSegments(p.dir)
+	idxs, err := wal.Segments(p.dir)
 	if err != nil {
 		return
 	}
@@ -58,7 +60,7 @@ func (p *Partition) refresh(replaced map[string]bool) {
 	for _, idx := range idxs {
 		s := old[idx]
 		switch {
-		case s == nil || replaced[segmentName(idx)]:
+		case s == nil || replaced[wal.SegmentName(idx)]:
 			s = newSegment(p.dir, idx, next)
 			scanSegment(s, 0, false, -1, &buf)
 		case idx == oldTail:

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fastflow/fastflow/log/internal/wal"
 )
 
 // testLog opens a Log in a temp dir with the cleaner off.
@@ -420,7 +422,7 @@ func TestTornTailIsCut(t *testing.T) {
 	p := mustPartition(t, l, "torn", TopicConfig{Partitions: 1}, 0)
 	appendN(t, p, 0, 100, 10, AcksAll)
 	l.Close()
-	seg := filepath.Join(dir, "topics", "torn", "0", segmentName(1))
+	seg := filepath.Join(dir, "topics", "torn", "0", wal.SegmentName(1))
 	st, _ := os.Stat(seg)
 	// Cut every possible byte of the last batch.
 	for cut := int64(1); cut < 60; cut += 7 {
@@ -445,7 +447,7 @@ func TestFlippedBitIsCut(t *testing.T) {
 	p := mustPartition(t, l, "flip", TopicConfig{Partitions: 1}, 0)
 	appendN(t, p, 0, 100, 10, AcksAll)
 	l.Close()
-	seg := filepath.Join(dir, "topics", "flip", "0", segmentName(1))
+	seg := filepath.Join(dir, "topics", "flip", "0", wal.SegmentName(1))
 	b, _ := os.ReadFile(seg)
 	b[len(b)-20] ^= 0x10 // inside the last batch's records
 	os.WriteFile(seg, b, 0o644)
@@ -480,7 +482,7 @@ func TestCorruptMiddleSegmentIsAnError(t *testing.T) {
 	p := mustPartition(t, l, "mid", TopicConfig{Partitions: 1, SegmentBytes: 4096}, 0)
 	appendN(t, p, 0, 500, 10, AcksLeader)
 	l.Close()
-	seg := filepath.Join(dir, "topics", "mid", "0", segmentName(1))
+	seg := filepath.Join(dir, "topics", "mid", "0", wal.SegmentName(1))
 	b, _ := os.ReadFile(seg)
 	b[100] ^= 0xff
 	os.WriteFile(seg, b, 0o644)
@@ -508,11 +510,11 @@ func TestTornSegmentBeforeTailIsCut(t *testing.T) {
 	appendN(t, p, 0, 500, 10, AcksLeader)
 	l.Close()
 	pdir := filepath.Join(dir, "topics", "torn2", "0")
-	idxs, err := listSegments(pdir)
+	idxs, err := wal.Segments(pdir)
 	if err != nil || len(idxs) < 3 {
 		t.Fatalf("segments %v, %v", idxs, err)
 	}
-	prev := filepath.Join(pdir, segmentName(idxs[len(idxs)-2]))
+	prev := filepath.Join(pdir, wal.SegmentName(idxs[len(idxs)-2]))
 	st, _ := os.Stat(prev)
 	if err := os.Truncate(prev, st.Size()-30); err != nil {
 		t.Fatal(err)
@@ -534,7 +536,7 @@ func TestTornSegmentBeforeTailIsCut(t *testing.T) {
 		t.Fatalf("read %d records after recovery, want %d ending with the new one", len(recs), base+1)
 	}
 	checkRecords(t, recs[:base], 0, int(base))
-	if _, err := os.Stat(filepath.Join(pdir, segmentName(idxs[len(idxs)-1]))); err == nil {
+	if _, err := os.Stat(filepath.Join(pdir, wal.SegmentName(idxs[len(idxs)-1]))); err == nil {
 		t.Fatalf("the tail after the torn segment is still there")
 	}
 	if !strings.Contains(logged.String(), "removed the segment after a torn one") {

@@ -212,7 +212,7 @@ func (p *Partition) loadSegments(repair bool, cutAt int64) ([]*segment, int64, e
 	if err != nil {
 		return nil, 0, err
 	}
-	idxs, err := listSegments(p.dir)
+	idxs, err := wal.Segments(p.dir)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -244,11 +244,11 @@ func (p *Partition) loadSegments(repair bool, cutAt int64) ([]*segment, int64, e
 				if err := p.cutTail(s, ce); err != nil {
 					return nil, 0, err
 				}
-				if err := os.Remove(filepath.Join(p.dir, segmentName(idxs[i+1]))); err != nil {
+				if err := os.Remove(filepath.Join(p.dir, wal.SegmentName(idxs[i+1]))); err != nil {
 					return nil, 0, err
 				}
 				p.opts.Logger.Warn("log recovery: removed the segment after a torn one",
-					"topic", p.topic.name, "partition", p.id, "file", segmentName(idxs[i+1]))
+					"topic", p.topic.name, "partition", p.id, "file", wal.SegmentName(idxs[i+1]))
 				if err := atomicfile.SyncDir(p.dir); err != nil {
 					return nil, 0, err
 				}
@@ -301,7 +301,7 @@ func (p *Partition) cutTail(s *segment, ce *CorruptError) error {
 // the segment files after it are removed.
 func (p *Partition) cutFrom(s *segment, later []uint64, cutAt int64, buf *[]byte) error {
 	for _, idx := range later {
-		if err := os.Remove(filepath.Join(p.dir, segmentName(idx))); err != nil {
+		if err := os.Remove(filepath.Join(p.dir, wal.SegmentName(idx))); err != nil {
 			return err
 		}
 	}
@@ -356,7 +356,7 @@ func (p *Partition) writableLocked() error {
 		}
 		p.lockFile = f
 	}
-	if err := finishWalTruncation(p.dir); err != nil {
+	if err := wal.Recover(p.dir); err != nil {
 		return err
 	}
 	cutAt := int64(-1)

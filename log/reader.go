@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/fastflow/fastflow/log/internal/frame"
+	"github.com/fastflow/fastflow/log/internal/wal"
 )
 
 // readBufBytes is a reader's initial buffer: one pread fills it with many
@@ -273,7 +274,7 @@ func (r *Reader) open(o int64) error {
 		// indexed it: the batch at pos must be the one the index names.
 		if attempt < 3 && !r.batchAt(want) {
 			r.closeFile()
-			p.refresh(map[string]bool{segmentName(walIdx): true})
+			p.refresh(map[string]bool{wal.SegmentName(walIdx): true})
 			continue
 		}
 		return nil

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/fastflow/fastflow/log/internal/wal"
 )
 
 // FuzzRecovery damages the last segment of a partition with arbitrary
@@ -23,7 +25,7 @@ func FuzzRecovery(f *testing.F) {
 		p := mustPartition(t, l, "fz", TopicConfig{Partitions: 1}, 0)
 		appendN(t, p, 0, 120, 12, AcksLeader)
 		l.Close()
-		seg := filepath.Join(dir, "topics", "fz", "0", segmentName(1))
+		seg := filepath.Join(dir, "topics", "fz", "0", wal.SegmentName(1))
 		b, err := os.ReadFile(seg)
 		if err != nil {
 			t.Fatal(err)

@@ -9,10 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/fastflow/fastflow/log/internal/frame"
+	"github.com/fastflow/fastflow/log/internal/wal"
 )
 
 // indexIntervalBytes is how many bytes of batches one sparse index entry
@@ -46,7 +45,7 @@ type indexEntry struct {
 func newSegment(dir string, walIndex uint64, next int64) *segment {
 	return &segment{
 		walIndex:   walIndex,
-		path:       filepath.Join(dir, segmentName(walIndex)),
+		path:       filepath.Join(dir, wal.SegmentName(walIndex)),
 		baseOffset: next,
 		nextOffset: next,
 		maxTs:      minTs,
@@ -54,9 +53,6 @@ func newSegment(dir string, walIndex uint64, next int64) *segment {
 }
 
 const minTs = -1 << 63
-
-// segmentName is tidwall/wal's file name for a segment.
-func segmentName(index uint64) string { return fmt.Sprintf("%020d", index) }
 
 // addBatch records a batch written at pos with header h and total wal entry
 // size n in the segment's metadata and sparse index.
@@ -205,85 +201,4 @@ func uvarintLen(x uint64) int {
 		n++
 	}
 	return n
-}
-
-// listSegments returns the wal indexes of the segment files in dir, in
-// order. It ignores wal's temporary files, which finishWalTruncation
-// handles.
-func listSegments(dir string) ([]uint64, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []uint64
-	for _, e := range ents {
-		name := e.Name()
-		if e.IsDir() || len(name) != 20 {
-			continue
-		}
-		idx, err := strconv.ParseUint(name, 10, 64)
-		if err != nil || idx == 0 {
-			continue
-		}
-		out = append(out, idx)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, nil
-}
-
-// finishWalTruncation completes a TruncateFront or TruncateBack that
-// tidwall/wal was doing when the process died, exactly as wal's own load
-// does (its START/END files), so that the segments are final before the
-// log scans and repairs them. wal writes those files atomically (temp file,
-// fsync, rename); a leftover temp file (upstream's .TEMP, the fork's
-// .START.tmp) is an unfinished copy and is removed.
-func finishWalTruncation(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	var start, end string
-	for _, e := range ents {
-		name := e.Name()
-		switch {
-		case strings.HasSuffix(name, ".TEMP") || strings.HasSuffix(name, ".START.tmp"):
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return err
-			}
-		case len(name) == 26 && strings.HasSuffix(name, ".START"):
-			start = name
-		case len(name) == 24 && strings.HasSuffix(name, ".END") && end == "":
-			end = name
-		}
-	}
-	if start != "" && end != "" {
-		return fmt.Errorf("%s: both %s and %s present", dir, start, end)
-	}
-	segs, err := listSegments(dir)
-	if err != nil {
-		return err
-	}
-	if start != "" {
-		idx, _ := strconv.ParseUint(start[:20], 10, 64)
-		for _, s := range segs {
-			if s <= idx { // wal deletes everything up to and including the START's index
-				if err := os.Remove(filepath.Join(dir, segmentName(s))); err != nil {
-					return err
-				}
-			}
-		}
-		return os.Rename(filepath.Join(dir, start), filepath.Join(dir, start[:20]))
-	}
-	if end != "" {
-		idx, _ := strconv.ParseUint(end[:20], 10, 64)
-		for _, s := range segs {
-			if s >= idx {
-				if err := os.Remove(filepath.Join(dir, segmentName(s))); err != nil {
-					return err
-				}
-			}
-		}
-		return os.Rename(filepath.Join(dir, end), filepath.Join(dir, end[:20]))
-	}
-	return nil
 }

@@ -34,6 +34,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -145,77 +146,102 @@ func Open(path string, opts *Options) (*Log, error) {
 	return l, nil
 }
 
-// load lists the segments, finishes an interrupted truncation, and opens
+// load finishes an interrupted truncation, lists the segments and opens
 // the tail for appending.
 func (l *Log) load() error {
-	ents, err := os.ReadDir(l.path)
+	if err := Recover(l.path); err != nil {
+		return err
+	}
+	idxs, err := Segments(l.path)
 	if err != nil {
 		return err
 	}
-	startIdx, endIdx := -1, -1
-	for _, e := range ents {
-		name := e.Name()
-		if e.IsDir() || len(name) < 20 {
-			continue
-		}
-		index, err := strconv.ParseUint(name[:20], 10, 64)
-		if err != nil || index == 0 {
-			continue
-		}
-		isStart := len(name) == 26 && strings.HasSuffix(name, ".START")
-		isEnd := len(name) == 24 && strings.HasSuffix(name, ".END")
-		if len(name) == 20 || isStart || isEnd {
-			if isStart {
-				startIdx = len(l.segments)
-			} else if isEnd && endIdx == -1 {
-				endIdx = len(l.segments)
-			}
-			l.segments = append(l.segments, segment{index: index, path: filepath.Join(l.path, name)})
-		}
-	}
-	if len(l.segments) == 0 {
-		l.segments = append(l.segments, segment{index: 1, path: filepath.Join(l.path, segmentName(1))})
+	if len(idxs) == 0 {
+		l.segments = append(l.segments, segment{index: 1, path: filepath.Join(l.path, SegmentName(1))})
 		l.firstIndex, l.lastIndex = 1, 0
 		l.sfile, err = os.OpenFile(l.segments[0].path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, l.opts.FilePerms)
 		return err
 	}
-	if startIdx != -1 {
-		if endIdx != -1 {
-			return ErrCorrupt // there is never a START and an END at once
-		}
-		for i := 0; i < startIdx; i++ {
-			if err := os.Remove(l.segments[i].path); err != nil {
-				return err
-			}
-		}
-		l.segments = append([]segment(nil), l.segments[startIdx:]...)
-		final := strings.TrimSuffix(l.segments[0].path, ".START")
-		if err := os.Rename(l.segments[0].path, final); err != nil {
-			return err
-		}
-		l.segments[0].path = final
-	}
-	if endIdx != -1 {
-		for i := len(l.segments) - 1; i > endIdx; i-- {
-			if err := os.Remove(l.segments[i].path); err != nil {
-				return err
-			}
-		}
-		l.segments = l.segments[:endIdx+1]
-		if n := len(l.segments); n > 1 && l.segments[n-2].index == l.segments[n-1].index {
-			// The segment before END starts at the same index: END replaces it.
-			l.segments[n-2] = l.segments[n-1]
-			l.segments = l.segments[:n-1]
-		}
-		last := &l.segments[len(l.segments)-1]
-		final := strings.TrimSuffix(last.path, ".END")
-		if err := os.Rename(last.path, final); err != nil {
-			return err
-		}
-		last.path = final
+	for _, idx := range idxs {
+		l.segments = append(l.segments, segment{index: idx, path: filepath.Join(l.path, SegmentName(idx))})
 	}
 	l.firstIndex = l.segments[0].index
 	return l.openTail()
+}
+
+// Segments returns the indexes of the segment files in dir, in order,
+// ignoring truncation files (see Recover).
+func Segments(dir string) ([]uint64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint64
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || len(name) != 20 {
+			continue
+		}
+		idx, err := strconv.ParseUint(name, 10, 64)
+		if err != nil || idx == 0 {
+			continue
+		}
+		out = append(out, idx)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Recover completes, in dir, a front or back truncation that a crash
+// interrupted, as upstream's Open does: with a START file, the segments
+// up to its index are deleted and START becomes a segment; with an END
+// file, the segments from its index on are deleted and END becomes one.
+// Those files are written atomically (temp file, fsync, rename), so a
+// leftover temp file (upstream's .TEMP, the fork's .START.tmp) is an
+// unfinished copy and is removed. Open calls it; a caller that reads the
+// segments before opening the Log calls it first.
+func Recover(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var start, end string
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".TEMP") || strings.HasSuffix(name, ".START.tmp"):
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return err
+			}
+		case len(name) == 26 && strings.HasSuffix(name, ".START"):
+			start = name
+		case len(name) == 24 && strings.HasSuffix(name, ".END") && end == "":
+			end = name
+		}
+	}
+	if start != "" && end != "" {
+		return fmt.Errorf("%s: both %s and %s present: %w", dir, start, end, ErrCorrupt)
+	}
+	name, drop := start, func(s, idx uint64) bool { return s <= idx }
+	if end != "" {
+		name, drop = end, func(s, idx uint64) bool { return s >= idx }
+	}
+	if name == "" {
+		return nil
+	}
+	segs, err := Segments(dir)
+	if err != nil {
+		return err
+	}
+	idx, _ := strconv.ParseUint(name[:20], 10, 64)
+	for _, s := range segs {
+		if drop(s, idx) {
+			if err := os.Remove(filepath.Join(dir, SegmentName(s))); err != nil {
+				return err
+			}
+		}
+	}
+	return os.Rename(filepath.Join(dir, name), filepath.Join(dir, name[:20]))
 }
 
 // openTail counts the entries of the tail segment, streaming the file
@@ -269,8 +295,8 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
-// segmentName is the 20-digit file name of the segment starting at index.
-func segmentName(index uint64) string {
+// SegmentName is the 20-digit file name of the segment starting at index.
+func SegmentName(index uint64) string {
 	return fmt.Sprintf("%020d", index)
 }
 
@@ -437,7 +463,7 @@ func (l *Log) cycle() error {
 	if err := l.rolled.Wait(); err != nil {
 		return err
 	}
-	s := segment{index: l.lastIndex + 1, path: filepath.Join(l.path, segmentName(l.lastIndex+1))}
+	s := segment{index: l.lastIndex + 1, path: filepath.Join(l.path, SegmentName(l.lastIndex+1))}
 	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, l.opts.FilePerms)
 	if err != nil {
 		return err // the tail stays open: the next write retries the roll, or the caller reopens
@@ -527,7 +553,7 @@ func (l *Log) TruncateFront(index uint64) (err error) {
 		}
 		keep = data[pos:]
 	}
-	startName := filepath.Join(l.path, segmentName(index)+".START")
+	startName := filepath.Join(l.path, SegmentName(index)+".START")
 	if err := atomicfile.Write(startName, keep); err != nil {
 		return fmt.Errorf("failed to create start segment: %w", err)
 	}
@@ -542,7 +568,7 @@ func (l *Log) TruncateFront(index uint64) (err error) {
 			return err
 		}
 	}
-	newName := filepath.Join(l.path, segmentName(index))
+	newName := filepath.Join(l.path, SegmentName(index))
 	if err := os.Rename(startName, newName); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	upstream "github.com/tidwall/wal"
@@ -171,7 +172,7 @@ func TestOpenRefusesTornTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	name := filepath.Join(dir, segmentName(1))
+	name := filepath.Join(dir, SegmentName(1))
 	if err := os.Truncate(name, 9); err != nil { // inside "world"
 		t.Fatal(err)
 	}
@@ -213,7 +214,7 @@ func TestOpenFinishesTruncation(t *testing.T) {
 	}
 	f.Close()
 	// Segments 1..4 plus the empty 5; a START at 3 as a crash would leave it.
-	if err := os.WriteFile(filepath.Join(dir, segmentName(3)+".START"), []byte("\x0a0123456789"), 0o640); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, SegmentName(3)+".START"), []byte("\x0a0123456789"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	f, err = Open(dir, nil)
@@ -231,7 +232,7 @@ func TestOpenFinishesTruncation(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	if len(names) != 3 || names[0] != segmentName(3) {
+	if len(names) != 3 || names[0] != SegmentName(3) {
 		t.Fatalf("files %v, want segments 3, 4 and 5", names)
 	}
 }
@@ -383,5 +384,43 @@ func TestBeginEndMatchesWrite(t *testing.T) {
 		if !bytes.Equal(a.data, b.data) || len(a.entries) != len(b.entries) || a.entries[i] != b.entries[i] {
 			t.Fatalf("entry of %d bytes: Begin/End encodes differently from Write", n)
 		}
+	}
+}
+
+// TestRecoverEnd: an END file replaces the segments from its index on, and
+// leftover temp files go; both START and END at once is corrupt.
+func TestRecoverEnd(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := uint64(1); i <= 4; i++ {
+		write(SegmentName(i), "\x01x")
+	}
+	write(SegmentName(3)+".END", "\x01y")
+	write(SegmentName(2)+".START.tmp", "partial")
+	write(SegmentName(2)+".TEMP", "partial")
+	if err := Recover(dir); err != nil {
+		t.Fatal(err)
+	}
+	idxs, err := Segments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(idxs, []uint64{1, 2, 3}) {
+		t.Fatalf("segments %v, want [1 2 3]", idxs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, SegmentName(3))); string(b) != "\x01y" {
+		t.Fatalf("segment 3 holds %q, want the END file's bytes", b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 3 {
+		t.Fatalf("%d files left, want the 3 segments", len(ents))
+	}
+	write(SegmentName(2)+".START", "")
+	write(SegmentName(3)+".END", "")
+	if err := Recover(dir); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("START and END at once: %v", err)
 	}
 }
