@@ -195,14 +195,10 @@ func (h *Histogram) Merge(o *Histogram, pool *PagePool) {
 			p = pool.page()
 			h.pages[pi] = p
 		}
+		// Every count, without a branch on zero ones (which a sparse page
+		// mispredicts), saturating at maxPerPage as add does.
 		for j, c := range op {
-			if c != 0 {
-				if uint64(p[j])+uint64(c) > maxPerPage {
-					p[j] = maxPerPage
-				} else {
-					p[j] += c
-				}
-			}
+			p[j] = uint32(min(uint64(p[j])+uint64(c), maxPerPage))
 		}
 	}
 }

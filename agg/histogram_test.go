@@ -149,6 +149,34 @@ func TestHistogramMergeExact(t *testing.T) {
 	}
 }
 
+// A bucket holds at most 2^32-1 values of one window: recording or
+// merging past that saturates the bucket instead of wrapping it, and the
+// total stays exact.
+func TestHistogramBucketSaturates(t *testing.T) {
+	var pool PagePool
+	u, _ := scaled(5)
+	var h, o Histogram
+	h.recordUnits(u, maxPerPage-1, &pool)
+	o.recordUnits(u, 3, &pool)
+	o.recordUnits(u*2, 1, &pool) // a neighbour in another bucket is untouched
+	h.Merge(&o, &pool)
+	i := countsIndex(u)
+	if c := h.pages[i>>pageBits][i&(pageLen-1)]; c != maxPerPage {
+		t.Fatalf("merged bucket %d, want %d", c, uint32(maxPerPage))
+	}
+	h.recordUnits(u, 1, &pool)
+	if c := h.pages[i>>pageBits][i&(pageLen-1)]; c != maxPerPage {
+		t.Fatalf("recorded bucket %d, want %d", c, uint32(maxPerPage))
+	}
+	j := countsIndex(u * 2)
+	if c := h.pages[j>>pageBits][j&(pageLen-1)]; c != 1 {
+		t.Fatalf("neighbour bucket %d, want 1", c)
+	}
+	if want := int64(maxPerPage) - 1 + 4 + 1; h.Count() != want {
+		t.Fatalf("total %d, want %d", h.Count(), want)
+	}
+}
+
 // A typical window (1,000 latencies, log-normal) holds a few KiB, not the
 // 320 KiB a dense histogram over 0.001..1e9 would.
 func TestHistogramMemory(t *testing.T) {
