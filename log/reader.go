@@ -168,12 +168,12 @@ func (r *Reader) decode(dst []Record, entry []byte, size int, hw int64, limit in
 			r.offset = d.Offset
 			return dst, nil
 		}
-		h := len(r.headers)
-		for it := d.Headers(); it.Next(); {
-			r.headers = append(r.headers, Header{Key: it.Key, Value: it.Value})
-		}
 		var hs []Header
-		if len(r.headers) > h {
+		if d.HeaderCount() > 0 {
+			h := len(r.headers)
+			for it := d.Headers(); it.Next(); {
+				r.headers = append(r.headers, Header{Key: it.Key, Value: it.Value})
+			}
 			hs = r.headers[h:len(r.headers):len(r.headers)]
 		}
 		dst = append(dst, Record{
