@@ -288,6 +288,8 @@ func TestCLIErrors(t *testing.T) {
 	f(2, "missing.yaml:3: pipelines[0].source.topic: topic \"nope\" does not exist", "run", cfg("missing.yaml", strings.Replace(good, "topic: events", "topic: nope", 1)))
 	f(2, "unknown key", "run", cfg("key.yaml", good+"    colour: blue\n"))
 	f(1, "no such file", "run", filepath.Join(dir, "absent.yaml"))
+	f(2, "invalid --checkpoint-interval 0s", "run", cfg("good.yaml", good), "--checkpoint-interval", "0")
+	f(2, "invalid argument", "run", cfg("good.yaml", good), "--checkpoint-interval", "often")
 	f(2, "accepts 1 arg", "run")
 }
 

@@ -531,6 +531,119 @@ func TestRunSigtermRestart(t *testing.T) {
 	}
 }
 
+// TestRunKillRestart: a following run killed with SIGKILL loses nothing.
+// Three times in a row the run is killed part way and started again; each
+// restart resumes from the last checkpoint (written every millisecond
+// here) and prints the uninterrupted run's lines from there on: a replay
+// of what the killed run printed after its last checkpoint (at least
+// once), then what it had not reached. The checkpoint survives being
+// killed while it is written.
+func TestRunKillRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	c := newCLI(t)
+	lines := genEvents(30000, 4)
+	for _, s := range []string{"payments", "search", "auth", "checkout"} {
+		lines = append(lines, fmt.Sprintf(`{"ts":%d,"service":%q,"status":"ok","response_time":1}`, int64(1795341600000)+30000*600+3600_000, s))
+	}
+	dir := t.TempDir()
+	events, cfg := writeRunFiles(t, dir, lines)
+	c.ok("", "topic", "create", "events", "--partitions", "3")
+	c.ok("", "produce", "events", "--key-field", "service", events)
+	var want []string
+	lastData := time.UnixMilli(1795341600000 + 30000*600 + 3600_000).UTC().Truncate(time.Minute).Format(time.RFC3339)
+	for _, l := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
+		if !strings.Contains(l, `"type":"stats"`) && !strings.Contains(l, `"window_start":"`+lastData) {
+			want = append(want, l)
+		}
+	}
+	revised := 0
+	for _, l := range want {
+		if !strings.Contains(l, `"revision":0`) && strings.Contains(l, `"type":"window"`) {
+			revised++
+		}
+	}
+	t.Logf("%d lines, %d revisions", len(want), revised)
+	at := map[string]int{}
+	for i, l := range want {
+		at[l] = i
+	}
+	// from is where a run's output starts in want; -1 before it printed.
+	from := func(got []string) int {
+		if len(got) == 0 {
+			return -1
+		}
+		i, ok := at[got[0]]
+		if !ok {
+			t.Fatalf("a line the uninterrupted run did not print: %s", got[0])
+		}
+		return i
+	}
+	run := func(sig syscall.Signal, until func([]string) bool) []string {
+		t.Helper()
+		cmd := c.cmd(t.Context(), "run", cfg, "--log-level", "info", "--checkpoint-interval", "1ms")
+		var out, errs syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &errs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return strings.Contains(errs.String(), "pipeline running") })
+		waitFor(t, func() bool { return until(out.lines()) })
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		if sig == syscall.SIGTERM && err != nil {
+			t.Fatalf("run after SIGTERM: %v\n%s", err, errs.String())
+		}
+		var res []string
+		for _, l := range out.lines() { // a line cut by the kill is not counted
+			if !strings.Contains(l, `"type":"stats"`) {
+				res = append(res, l)
+			}
+		}
+		return res
+	}
+	for attempt := 1; ; attempt++ {
+		os.RemoveAll(filepath.Join(c.dir, "pipelines"))
+		printed, resumed, midway := 0, 0, 0
+		for kill := 1; kill <= 4; kill++ {
+			sig, target := syscall.SIGKILL, kill*len(want)/4
+			if kill == 4 {
+				sig = syscall.SIGTERM
+			}
+			got := run(sig, func(got []string) bool { return len(got) > 0 && from(got)+len(got) >= target })
+			k := from(got)
+			if k < 0 {
+				continue // killed before it printed anything
+			}
+			if k > printed {
+				t.Fatalf("run %d starts at line %d of the uninterrupted run, but only %d were printed before: results lost", kill, k, printed)
+			}
+			if end := k + len(got); end > len(want) || strings.Join(got, "\n") != strings.Join(want[k:end], "\n") {
+				t.Fatalf("run %d (from line %d, %d lines) differs from the uninterrupted run", kill, k, len(got))
+			}
+			t.Logf("run %d: lines %d..%d of %d", kill, k, k+len(got), len(want))
+			if k > 0 {
+				resumed++
+			}
+			if sig == syscall.SIGKILL && k+len(got) < len(want) {
+				midway++
+			}
+			printed = max(printed, k+len(got))
+		}
+		if printed != len(want) {
+			t.Fatalf("the runs printed %d of the %d lines", printed, len(want))
+		}
+		if midway > 0 && resumed > 0 {
+			t.Logf("attempt %d: %d kills before the end, %d restarts resumed from a checkpoint", attempt, midway, resumed)
+			return
+		}
+		if attempt == 5 {
+			t.Fatalf("five attempts: kills before the end %d, restarts from a checkpoint %d", midway, resumed)
+		}
+	}
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
