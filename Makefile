@@ -40,8 +40,9 @@ log-demo: build
 BENCH_PKGS ?= ./log/... ./partition/... ./agg/... ./pipeline/... ./cmd/fastflow/
 bench:
 	mkdir -p bench/out
-	$(GO) test -run '^$$' -bench . -skip RunUntilEnd -benchmem -count 5 $(BENCH_PKGS) | tee bench/out/bench.txt
+	$(GO) test -run '^$$' -bench . -skip 'RunUntilEnd|RunScaling' -benchmem -count 5 $(BENCH_PKGS) | tee bench/out/bench.txt
 	$(GO) test -run '^$$' -bench RunUntilEnd -benchmem -count 5 -cpu 1,2 ./pipeline/ | tee -a bench/out/bench.txt
+	$(GO) test -run '^$$' -bench RunScaling -benchtime 6x -count 5 ./pipeline/ | tee -a bench/out/bench.txt
 	$(GO) tool benchstat bench/out/bench.txt
 	$(GO) run ./cmd/fastflow bench --json > bench/out/e2e.json
 	$(GO) run ./bench/cmd/benchmd -in bench/out/bench.txt -e2e bench/out/e2e.json -peers bench/out/peers.json -md BENCHMARKS.md -cmd "make bench"

@@ -304,6 +304,76 @@ func BenchmarkRunUntilEnd(b *testing.B) {
 	_ = sink
 }
 
+// BenchmarkRunScaling is the 1 -> 2 CPU scaling of run --until-end
+// measured in one loop: each op runs the pipeline over the same 1M events
+// on 1 CPU (GOMAXPROCS 1, one worker) and on 2 (GOMAXPROCS 2, two
+// workers), timed apart and in alternating order, so that the machine's
+// state of the moment weighs on both; x-1cpu is the ratio of the two
+// rates. (RunUntilEnd with -cpu 1,2 gives the same two figures from runs
+// minutes apart.) The machine's own scaling is measured in the same op:
+// the bare parse of the same events on one goroutine, then split over two
+// (parse-x-1cpu); two vCPUs of a VM rarely give twice one.
+func BenchmarkRunScaling(b *testing.B) {
+	if runtime.NumCPU() < 2 {
+		b.Skip("needs 2 CPUs")
+	}
+	const n = 1_000_000
+	l := runLog(b, n, 6)
+	defer l.Close()
+	f, err := Parse("bench.yaml", []byte(benchYAML))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	var took [3]time.Duration // by CPUs
+	run := func(cpus int) {
+		runtime.GOMAXPROCS(cpus)
+		t := time.Now()
+		if err := Run(context.Background(), l, f, Options{UntilEnd: true, Workers: cpus, Stdout: &countingWriter{}}); err != nil {
+			b.Fatal(err)
+		}
+		took[cpus] += time.Since(t)
+	}
+	evs := benchEvents(n)
+	var parsed [3]time.Duration
+	var sink [2]float64
+	parse := func(cpus int) {
+		runtime.GOMAXPROCS(cpus)
+		t := time.Now()
+		var wg sync.WaitGroup
+		for g := range cpus {
+			wg.Go(func() {
+				var p fastjson.Parser
+				for _, ev := range evs[g*n/cpus : (g+1)*n/cpus] {
+					sink[g] += parse4(&p, ev)
+				}
+			})
+		}
+		wg.Wait()
+		parsed[cpus] += time.Since(t)
+	}
+	runtime.GC()
+	b.ResetTimer()
+	for i := range b.N {
+		first, second := 1, 2
+		if i%2 == 1 {
+			first, second = 2, 1
+		}
+		run(first)
+		run(second)
+		b.StopTimer()
+		parse(first)
+		parse(second)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/took[2].Seconds(), "events/s")
+	b.ReportMetric(float64(n*b.N)/took[1].Seconds(), "1cpu-events/s")
+	b.ReportMetric(took[1].Seconds()/took[2].Seconds(), "x-1cpu")
+	b.ReportMetric(float64(n*b.N)/parsed[2].Seconds(), "parse-events/s")
+	b.ReportMetric(float64(n*b.N)/parsed[1].Seconds(), "parse-1cpu-events/s")
+	b.ReportMetric(parsed[1].Seconds()/parsed[2].Seconds(), "parse-x-1cpu")
+}
+
 type countingWriter struct {
 	mu    sync.Mutex
 	lines int
