@@ -187,21 +187,32 @@ func TestWindowKindsMatchReference(t *testing.T) {
 	c := newCLI(t)
 	c.ok("", "topic", "create", "events", "--partitions", "1")
 	c.ok("", "produce", "events", events)
+	// strict: no disorder allowed and no lateness, where a window is
+	// emitted at the very watermark that refuses its late events: never
+	// revised.
 	for _, tc := range []struct {
 		name, window       string
 		size, advance, gap int64
+		strict             bool
 	}{
-		{"tumbling", "{type: tumbling, size: 10s}", 10000, 0, 0},
-		{"hopping", "{type: hopping, size: 30s, advance: 10s}", 30000, 10000, 0},
-		{"hopping-uneven", "{type: hopping, size: 25s, advance: 10s}", 25000, 10000, 0},
-		{"session", "{type: session, gap: 5s}", 0, 0, 5000},
+		{"tumbling", "{type: tumbling, size: 10s}", 10000, 0, 0, false},
+		{"hopping", "{type: hopping, size: 30s, advance: 10s}", 30000, 10000, 0, false},
+		{"hopping-uneven", "{type: hopping, size: 25s, advance: 10s}", 25000, 10000, 0, false},
+		{"session", "{type: session, gap: 5s}", 0, 0, 5000, false},
+		{"tumbling-strict", "{type: tumbling, size: 10s}", 10000, 0, 0, true},
+		{"hopping-strict", "{type: hopping, size: 25s, advance: 10s}", 25000, 10000, 0, true},
+		{"session-strict", "{type: session, gap: 5s}", 0, 0, 5000, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			ooo, lateness := int64(2000), int64(10000)
+			if tc.strict {
+				ooo, lateness = 0, 0
+			}
 			cfg := filepath.Join(dir, tc.name+".yaml")
 			os.WriteFile(cfg, []byte(`pipelines:
   - name: w
     source: {topic: events}
-    time: {field: ts, unit: ms, max_out_of_order: 2s, allowed_lateness: 10s}
+    time: {field: ts, unit: ms, max_out_of_order: `+fmt.Sprint(ooo)+`ms, allowed_lateness: `+fmt.Sprint(lateness)+`ms}
     group_by: [service]
     window: `+tc.window+`
     metrics:
@@ -213,7 +224,7 @@ func TestWindowKindsMatchReference(t *testing.T) {
       - {name: hi, agg: max, field: response_time}
 `), 0o644)
 			kind := strings.Split(tc.name, "-")[0]
-			want := genericRef(lines, kind, tc.size, tc.advance, tc.gap, 2000, 10000)
+			want := genericRef(lines, kind, tc.size, tc.advance, tc.gap, ooo, lateness)
 			var got []string
 			for _, line := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
 				var o struct {
@@ -252,6 +263,13 @@ func TestWindowKindsMatchReference(t *testing.T) {
 				if strings.Contains(got[i], " rev ") && !strings.Contains(got[i], " rev 0 ") {
 					revisions++
 				}
+			}
+			if tc.strict {
+				if revisions != 0 || len(got) < 50 || got[len(got)-1] == "late_dropped 0" {
+					t.Fatalf("%s: %d revisions (want none), %d lines, %s", tc.name, revisions, len(got), got[len(got)-1])
+				}
+				t.Logf("%s: %d lines, no revisions, %s", tc.name, len(got), got[len(got)-1])
+				return
 			}
 			// Hopping windows with 30s windows never refuse an event 24s late.
 			if revisions == 0 || len(got) < 50 || kind != "hopping" && got[len(got)-1] == "late_dropped 0" {
