@@ -105,29 +105,15 @@ func (h *Histogram) appendBinary(dst []byte) []byte {
 	dst = append(dst, 1)
 	// Non-empty buckets as (index delta, count) pairs.
 	var n int
-	for _, p := range h.pages {
-		if p != nil {
-			for _, c := range p {
-				if c != 0 {
-					n++
-				}
-			}
-		}
+	for range h.buckets {
+		n++
 	}
 	dst = binary.AppendUvarint(dst, uint64(n))
 	last := 0
-	for pi, p := range h.pages {
-		if p == nil {
-			continue
-		}
-		for j, c := range p {
-			if c != 0 {
-				i := pi<<pageBits | j
-				dst = binary.AppendUvarint(dst, uint64(i-last))
-				dst = binary.AppendUvarint(dst, uint64(c))
-				last = i
-			}
-		}
+	for i, c := range h.buckets {
+		dst = binary.AppendUvarint(dst, uint64(i-last))
+		dst = binary.AppendUvarint(dst, uint64(c))
+		last = i
 	}
 	return dst
 }

@@ -161,20 +161,117 @@ func TestHistogramBucketSaturates(t *testing.T) {
 	o.recordUnits(u*2, 1, &pool) // a neighbour in another bucket is untouched
 	h.Merge(&o, &pool)
 	i := countsIndex(u)
-	if c := h.pages[i>>pageBits][i&(pageLen-1)]; c != maxPerPage {
+	if c := countOf(&h, i); c != maxPerPage {
 		t.Fatalf("merged bucket %d, want %d", c, uint32(maxPerPage))
 	}
 	h.recordUnits(u, 1, &pool)
-	if c := h.pages[i>>pageBits][i&(pageLen-1)]; c != maxPerPage {
+	if c := countOf(&h, i); c != maxPerPage {
 		t.Fatalf("recorded bucket %d, want %d", c, uint32(maxPerPage))
 	}
 	j := countsIndex(u * 2)
-	if c := h.pages[j>>pageBits][j&(pageLen-1)]; c != 1 {
+	if c := countOf(&h, j); c != 1 {
 		t.Fatalf("neighbour bucket %d, want 1", c)
 	}
 	if want := int64(maxPerPage) - 1 + 4 + 1; h.Count() != want {
 		t.Fatalf("total %d, want %d", h.Count(), want)
 	}
+}
+
+// Counts past 65,535 move into a page's high halves: recorded one by one,
+// merged from low halves that carry, merged from another histogram's high
+// halves, through the binary encoding and HdrHistogram, and after a Reset
+// the pooled pages are clean. hdrhistogram-go is the reference.
+func TestHistogramCountsPast16Bits(t *testing.T) {
+	var pool PagePool
+	ref := hdr.New(1, maxUnits, sigFigs)
+	rng := rand.New(rand.NewPCG(11, 12))
+	values := []float64{1.5, 2, 250, 251, 9000}
+	parts := make([]Histogram, 3)
+	var all Histogram
+	for i := 0; i < 500_000; i++ { // ~100,000 of each of the five values
+		v := values[rng.IntN(len(values))]
+		if i%1000 == 0 {
+			v = rng.Float64() * 1000 // and a spread of others
+		}
+		u, _ := scaled(v)
+		ref.RecordValue(u)
+		all.Record(v, &pool)
+		parts[i%3].Record(v, &pool)
+	}
+	// Bucket by bucket, both ways of building it equal the reference.
+	var merged Histogram
+	merged.Record(2, &pool)
+	ref.RecordValue(2 * HistogramScale)
+	all.Record(2, &pool)
+	for i := range parts {
+		merged.Merge(&parts[i], &pool) // parts 1 and 2 carry into 0's high halves
+	}
+	var twice Histogram
+	twice.Merge(&merged, &pool) // from high halves into an empty histogram
+	twice.Merge(&merged, &pool) // and into high halves
+	check := func(name string, h *Histogram, times int64) {
+		t.Helper()
+		want := map[int64]int64{}
+		for _, b := range ref.Distribution() {
+			if b.Count > 0 {
+				want[b.From] = b.Count * times
+			}
+		}
+		got := map[int64]int64{}
+		h.ForEach(func(u, c int64) { got[u] = c })
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d buckets, want %d", name, len(got), len(want))
+		}
+		for u, c := range want {
+			if got[u] != c {
+				t.Fatalf("%s: bucket %d holds %d, want %d", name, u, got[u], c)
+			}
+		}
+		if h.Count() != ref.TotalCount()*times || h.high == nil {
+			t.Fatalf("%s: total %d, high halves %v", name, h.Count(), h.high != nil)
+		}
+		for _, q := range []float64{0.1, 0.5, 0.9, 0.999} {
+			got, _ := h.Quantile(q)
+			if want := float64(ref.ValueAtQuantile(q * 100)); math.Abs(got*HistogramScale-want) > want*0.001 {
+				t.Fatalf("%s: q%v = %v, reference %v", name, q, got*HistogramScale, want)
+			}
+		}
+	}
+	check("recorded", &all, 1)
+	check("merged", &merged, 1)
+	check("merged twice", &twice, 2)
+	var back Histogram
+	r := reader{b: twice.appendBinary(nil)}
+	if back.read(&r, &pool); r.err || len(r.b) != 0 {
+		t.Fatalf("decoding: error %v, %d bytes left", r.err, len(r.b))
+	}
+	check("decoded", &back, 2)
+	var fromHDR Histogram
+	fromHDR.FromHDR(all.ToHDR(), &pool)
+	check("from HDR", &fromHDR, 1)
+	// Pooled pages come back zeroed, high halves included.
+	for _, h := range []*Histogram{&all, &merged, &twice, &back, &fromHDR} {
+		h.Reset(&pool)
+	}
+	var fresh Histogram
+	for i := 0; i < 2*inlineLen; i++ {
+		fresh.Record(2, &pool)
+	}
+	n := 0
+	fresh.ForEach(func(u, c int64) { n++; _ = u })
+	if fresh.Count() != 2*inlineLen || n != 1 || fresh.high != nil {
+		t.Fatalf("after Reset: total %d, %d buckets", fresh.Count(), n)
+	}
+}
+
+// countOf is the count of bucket i.
+func countOf(h *Histogram, i int) uint32 {
+	for j, c := range h.buckets {
+		if j == i {
+			return c
+		}
+	}
+	return 0
 }
 
 // A typical window (1,000 latencies, log-normal) holds a few KiB, not the
