@@ -259,17 +259,24 @@ func runLog(tb testing.TB, n, parts int) *log.Log {
 	return l
 }
 
+// benchRun is the setup of the run benchmarks: n events in a 6-partition
+// topic (runLog) and the api-health pipeline.
+func benchRun(b *testing.B, n int) (*log.Log, *File) {
+	l := runLog(b, n, 6)
+	f, err := Parse("bench.yaml", []byte(benchYAML))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l, f
+}
+
 // BenchmarkRunUntilEnd runs the api-health pipeline over 1M events in a
 // 6-partition topic with as many workers as GOMAXPROCS (-cpu 1,2 shows the
 // scaling). One op is one whole run; events/s is the figure.
 func BenchmarkRunUntilEnd(b *testing.B) {
 	const n = 1_000_000
-	l := runLog(b, n, 6)
+	l, f := benchRun(b, n)
 	defer l.Close()
-	f, err := Parse("bench.yaml", []byte(benchYAML))
-	if err != nil {
-		b.Fatal(err)
-	}
 	evs := benchEvents(n)
 	var p fastjson.Parser
 	var sink float64
@@ -318,12 +325,8 @@ func BenchmarkRunScaling(b *testing.B) {
 		b.Skip("needs 2 CPUs")
 	}
 	const n = 1_000_000
-	l := runLog(b, n, 6)
+	l, f := benchRun(b, n)
 	defer l.Close()
-	f, err := Parse("bench.yaml", []byte(benchYAML))
-	if err != nil {
-		b.Fatal(err)
-	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	var took [3]time.Duration // by CPUs
 	run := func(cpus int) {

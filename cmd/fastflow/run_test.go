@@ -450,6 +450,31 @@ func TestRunDeterministic(t *testing.T) {
 	}
 }
 
+// followData produces 30,000 api events of seed into a 3-partition topic
+// of c, keyed by service, with a last event an hour later in every
+// partition so that following closes every window of the data. It
+// returns the pipelines file and what a following run must print: the
+// --until-end run's lines, without the stats line and the windows that
+// only the end of --until-end closes.
+func followData(t *testing.T, c *cli, seed uint64) (cfg string, want []string) {
+	t.Helper()
+	lines := genEvents(30000, seed)
+	last := int64(1795341600000) + 30000*600 + 3600_000
+	for _, s := range []string{"payments", "search", "auth", "checkout"} {
+		lines = append(lines, fmt.Sprintf(`{"ts":%d,"service":%q,"status":"ok","response_time":1}`, last, s))
+	}
+	events, cfg := writeRunFiles(t, t.TempDir(), lines)
+	c.ok("", "topic", "create", "events", "--partitions", "3")
+	c.ok("", "produce", "events", "--key-field", "service", events)
+	lastWindow := time.UnixMilli(last).UTC().Truncate(time.Minute).Format(time.RFC3339)
+	for _, l := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
+		if !strings.Contains(l, `"type":"stats"`) && !strings.Contains(l, `"window_start":"`+lastWindow) {
+			want = append(want, l)
+		}
+	}
+	return cfg, want
+}
+
 // TestRunSigtermRestart: a following run stopped by SIGTERM checkpoints;
 // restarted, it continues so that the two runs together print exactly
 // what one uninterrupted run prints — nothing lost, nothing twice.
@@ -458,25 +483,7 @@ func TestRunSigtermRestart(t *testing.T) {
 		t.Skip("runs processes")
 	}
 	c := newCLI(t)
-	lines := genEvents(30000, 3)
-	// A last event an hour later in every partition closes every window of
-	// the data while following.
-	for _, s := range []string{"payments", "search", "auth", "checkout"} {
-		lines = append(lines, fmt.Sprintf(`{"ts":%d,"service":%q,"status":"ok","response_time":1}`, int64(1795341600000)+30000*600+3600_000, s))
-	}
-	dir := t.TempDir()
-	events, cfg := writeRunFiles(t, dir, lines)
-	c.ok("", "topic", "create", "events", "--partitions", "3")
-	c.ok("", "produce", "events", "--key-field", "service", events)
-
-	// Expected: the batch run, without the windows only the end closes.
-	var want []string
-	lastData := time.UnixMilli(1795341600000 + 30000*600 + 3600_000).UTC().Truncate(time.Minute).Format(time.RFC3339)
-	for _, l := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
-		if !strings.Contains(l, `"type":"stats"`) && !strings.Contains(l, `"window_start":"`+lastData) {
-			want = append(want, l)
-		}
-	}
+	cfg, want := followData(t, c, 3)
 	follow := func(until func([]string) bool) []string {
 		t.Helper()
 		cmd := c.cmd(t.Context(), "run", cfg, "--log-level", "info")
@@ -543,21 +550,7 @@ func TestRunKillRestart(t *testing.T) {
 		t.Skip("runs processes")
 	}
 	c := newCLI(t)
-	lines := genEvents(30000, 4)
-	for _, s := range []string{"payments", "search", "auth", "checkout"} {
-		lines = append(lines, fmt.Sprintf(`{"ts":%d,"service":%q,"status":"ok","response_time":1}`, int64(1795341600000)+30000*600+3600_000, s))
-	}
-	dir := t.TempDir()
-	events, cfg := writeRunFiles(t, dir, lines)
-	c.ok("", "topic", "create", "events", "--partitions", "3")
-	c.ok("", "produce", "events", "--key-field", "service", events)
-	var want []string
-	lastData := time.UnixMilli(1795341600000 + 30000*600 + 3600_000).UTC().Truncate(time.Minute).Format(time.RFC3339)
-	for _, l := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
-		if !strings.Contains(l, `"type":"stats"`) && !strings.Contains(l, `"window_start":"`+lastData) {
-			want = append(want, l)
-		}
-	}
+	cfg, want := followData(t, c, 4)
 	// The killed runs also write their results to a topic.
 	if err := os.WriteFile(cfg, []byte(apiHealthYAML+"      - {type: topic, topic: api-health.results}\n"), 0o644); err != nil {
 		t.Fatal(err)
