@@ -486,26 +486,7 @@ func TestRunSigtermRestart(t *testing.T) {
 	cfg, want := followData(t, c, 3)
 	follow := func(until func([]string) bool) []string {
 		t.Helper()
-		cmd := c.cmd(t.Context(), "run", cfg, "--log-level", "info")
-		var out, errs syncBuffer
-		cmd.Stdout, cmd.Stderr = &out, &errs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Signals are handled once the pipeline runs.
-		waitFor(t, func() bool { return strings.Contains(errs.String(), "pipeline running") })
-		waitFor(t, func() bool { return until(out.lines()) })
-		cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("run after SIGTERM: %v\n%s", err, errs.String())
-		}
-		var res []string
-		for _, l := range out.lines() {
-			if !strings.Contains(l, `"type":"stats"`) {
-				res = append(res, l)
-			}
-		}
-		return res
+		return runFollowing(t, c, cfg, syscall.SIGTERM, until)
 	}
 	t.Logf("expecting %d lines", len(want))
 	all := func(got []string) bool { return len(got) >= len(want) }
@@ -572,26 +553,7 @@ func TestRunKillRestart(t *testing.T) {
 	}
 	run := func(sig syscall.Signal, until func([]string) bool) []string {
 		t.Helper()
-		cmd := c.cmd(t.Context(), "run", cfg, "--log-level", "info", "--checkpoint-interval", "1ms")
-		var out, errs syncBuffer
-		cmd.Stdout, cmd.Stderr = &out, &errs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, func() bool { return strings.Contains(errs.String(), "pipeline running") })
-		waitFor(t, func() bool { return until(out.lines()) })
-		cmd.Process.Signal(sig)
-		err := cmd.Wait()
-		if sig == syscall.SIGTERM && err != nil {
-			t.Fatalf("run after SIGTERM: %v\n%s", err, errs.String())
-		}
-		var res []string
-		for _, l := range out.lines() { // a line cut by the kill is not counted
-			if !strings.Contains(l, `"type":"stats"`) {
-				res = append(res, l)
-			}
-		}
-		return res
+		return runFollowing(t, c, cfg, sig, until, "--checkpoint-interval", "1ms")
 	}
 	for attempt := 1; ; attempt++ {
 		os.RemoveAll(filepath.Join(c.dir, "pipelines"))
@@ -645,6 +607,34 @@ func TestRunKillRestart(t *testing.T) {
 			t.Fatalf("five attempts: kills before the end %d, restarts from a checkpoint %d", midway, resumed)
 		}
 	}
+}
+
+// runFollowing starts a following `fastflow run cfg`, waits until its
+// lines satisfy until, sends it sig, and returns the lines it printed
+// without the stats line (a line cut by SIGKILL is not counted). After
+// SIGTERM it must exit 0.
+func runFollowing(t *testing.T, c *cli, cfg string, sig syscall.Signal, until func([]string) bool, args ...string) []string {
+	t.Helper()
+	cmd := c.cmd(t.Context(), append([]string{"run", cfg, "--log-level", "info"}, args...)...)
+	var out, errs syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Signals are handled once the pipeline runs.
+	waitFor(t, func() bool { return strings.Contains(errs.String(), "pipeline running") })
+	waitFor(t, func() bool { return until(out.lines()) })
+	cmd.Process.Signal(sig)
+	if err := cmd.Wait(); sig == syscall.SIGTERM && err != nil {
+		t.Fatalf("run after SIGTERM: %v\n%s", err, errs.String())
+	}
+	var res []string
+	for _, l := range out.lines() {
+		if !strings.Contains(l, `"type":"stats"`) {
+			res = append(res, l)
+		}
+	}
+	return res
 }
 
 type syncBuffer struct {
