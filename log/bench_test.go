@@ -195,17 +195,26 @@ func BenchmarkFsync(b *testing.B) {
 
 // BenchmarkRead: records/s reading a partition from the start (page
 // cache warm), 512 records per Read.
-func BenchmarkRead(b *testing.B) {
+func BenchmarkRead(b *testing.B) { benchRead(b, 1024, 512) }
+
+// BenchmarkReadInPieces reads batches of 8192 records (Kafka clients send
+// batches of up to 1 MB) 100 records at a time: each Read goes on inside
+// the batch the previous one stopped in.
+func BenchmarkReadInPieces(b *testing.B) { benchRead(b, 8192, 100) }
+
+// benchRead appends 1M records in batches of batch, then reads them again
+// and again, per records at a time.
+func benchRead(b *testing.B, batch, per int) {
 	l, p := benchPartition(b)
 	defer l.Close()
 	const n = 1 << 20
-	recs := benchRecords(1024)
-	for i := 0; i < n; i += 1024 {
+	recs := benchRecords(batch)
+	for i := 0; i < n; i += batch {
 		if _, err := p.Append(recs, AcksLeader); err != nil {
 			b.Fatal(err)
 		}
 	}
-	buf := make([]Record, 0, 512)
+	buf := make([]Record, 0, per)
 	r, _ := p.NewReader(0)
 	b.SetBytes(benchRecordBytes)
 	b.ReportAllocs()

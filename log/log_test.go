@@ -145,6 +145,97 @@ func TestAppendReadAcrossSegments(t *testing.T) {
 	}
 }
 
+// A Read may stop inside a batch, and the next goes on from there (without
+// checking and decoding the batch's first records again): the records come
+// out the same whatever the pieces, with headers, across segments, with
+// seeks inside the batch the reader stopped in, and with appends after.
+func TestReadInPieces(t *testing.T) {
+	l := testLog(t, "")
+	defer l.Close()
+	p := mustPartition(t, l, "pieces", TopicConfig{Partitions: 1, SegmentBytes: 64 << 10}, 0)
+	appendN(t, p, 0, 5000, 1000, AcksLeader)
+	hdrs := func(i int) []Header {
+		return []Header{{Key: []byte("i"), Value: fmt.Appendf(nil, "%d", i)}, {Key: []byte("nil")}}
+	}
+	withHeaders := make([]Record, 300)
+	for i := range withHeaders {
+		withHeaders[i] = rec(5000 + i)
+		withHeaders[i].Headers = hdrs(5000 + i)
+	}
+	if _, err := p.Append(withHeaders, AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5300
+	if p.Segments() < 3 {
+		t.Fatalf("want several segments, got %d", p.Segments())
+	}
+	check := func(t *testing.T, got []Record, from int) {
+		t.Helper()
+		checkRecords(t, got, from, len(got))
+		for j, g := range got {
+			if i := from + j; i >= 5000 && i < n && (len(g.Headers) != 2 || string(g.Headers[0].Value) != fmt.Sprint(i) || g.Headers[1].Value != nil) {
+				t.Fatalf("record %d: headers %q", i, g.Headers)
+			}
+		}
+	}
+	clone := func(recs []Record) []Record {
+		out := make([]Record, len(recs))
+		for i, r := range recs {
+			out[i] = Record{Offset: r.Offset, TimestampMs: r.TimestampMs, Key: bytes.Clone(r.Key), Value: bytes.Clone(r.Value)}
+			for _, h := range r.Headers {
+				out[i].Headers = append(out[i].Headers, Header{Key: bytes.Clone(h.Key), Value: bytes.Clone(h.Value)})
+			}
+		}
+		return out
+	}
+	for _, size := range []int{1, 7, 999, 1001} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			r, err := p.NewReader(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			var got []Record
+			buf := make([]Record, 0, size)
+			for r.Offset() < n {
+				if buf, err = r.Read(buf[:0]); err != nil || len(buf) == 0 {
+					t.Fatalf("at %d: %d records, %v", r.Offset(), len(buf), err)
+				}
+				got = append(got, clone(buf)...)
+			}
+			if len(got) != n {
+				t.Fatalf("%d records, want %d", len(got), n)
+			}
+			check(t, got, 0)
+		})
+	}
+	r, err := p.NewReader(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]Record, 0, 10)
+	read := func(from int64, count int) {
+		t.Helper()
+		if buf, err = r.Read(buf[:0]); err != nil || len(buf) != count || len(buf) > 0 && buf[0].Offset != from {
+			t.Fatalf("Read at %d: %d records from %v, want %d from %d", r.Offset(), len(buf), buf, count, from)
+		}
+		check(t, clone(buf), int(from))
+	}
+	read(0, 10) // stops inside the first batch
+	r.SeekOffset(500)
+	read(500, 10) // ahead in the same batch
+	r.SeekOffset(5)
+	read(5, 10) // behind
+	r.SeekOffset(r.Offset())
+	read(15, 10) // where it is
+	r.SeekOffset(5295)
+	read(5295, 5) // to the end, inside the batch with headers
+	appendN(t, p, n, 20, 20, AcksLeader)
+	read(n, 10)
+	read(n+10, 10)
+}
+
 func TestHeadersNullsAndTimestamps(t *testing.T) {
 	l := testLog(t, "")
 	defer l.Close()

@@ -39,6 +39,13 @@ type Reader struct {
 	bufN    int
 	dec     frame.Decoder
 	headers []Header
+	// A Read that stops inside a batch leaves dec there, holding the
+	// record at offset (decoded, not returned): the next Read goes on from
+	// it instead of checking the batch's CRC again and decoding its first
+	// records again to skip them. midAt is the batch's first byte in buf;
+	// anything that moves r or refills buf ends it.
+	mid   bool
+	midAt *byte
 }
 
 // NewReader returns a Reader positioned at offset, which must lie between
@@ -100,6 +107,7 @@ func (r *Reader) closeFile() {
 		r.f = nil
 	}
 	r.bufN = 0
+	r.mid = false
 }
 
 // Read appends to dst the records available now from r's offset, up to
@@ -153,19 +161,25 @@ func (r *Reader) decode(dst []Record, entry []byte, size int, hw int64, limit in
 	bad := func(err error) error {
 		return &CorruptError{Path: r.f.Name(), Pos: r.pos, Offset: r.offset, Err: err}
 	}
-	if err := frame.Verify(entry); err != nil {
-		return dst, bad(err)
-	}
 	d := &r.dec
-	if err := d.Init(entry); err != nil {
-		return dst, bad(err)
+	resume := r.mid && r.midAt == &entry[0] && d.Offset == r.offset
+	r.mid = false
+	if !resume {
+		if err := frame.Verify(entry); err != nil {
+			return dst, bad(err)
+		}
+		if err := d.Init(entry); err != nil {
+			return dst, bad(err)
+		}
 	}
-	for d.Next() {
+	for resume || d.Next() {
+		resume = false
 		if d.Offset < r.offset {
 			continue
 		}
 		if d.Offset >= hw || len(dst) == limit {
 			r.offset = d.Offset
+			r.mid, r.midAt = true, &entry[0]
 			return dst, nil
 		}
 		var hs []Header
@@ -210,6 +224,7 @@ func (r *Reader) entry(refill bool) ([]byte, int, error) {
 	if r.buf == nil {
 		r.buf = make([]byte, readBufBytes)
 	}
+	r.mid = false // the buffer is about to change under the decoder
 	for {
 		n, err := r.f.ReadAt(r.buf, r.pos)
 		if err != nil && err != io.EOF {
