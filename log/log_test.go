@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fastflow/fastflow/log/internal/wal"
 )
@@ -662,5 +663,16 @@ func TestAppendAllocs(t *testing.T) {
 		}
 	}); a != 0 {
 		t.Errorf("Read: %v allocs per call", a)
+	}
+}
+
+// A Reader's decoder is written per record, and readers of different
+// goroutines are often allocated side by side: its fields sit between
+// cache-line pads.
+func TestReaderPadded(t *testing.T) {
+	var r Reader
+	first, end := unsafe.Offsetof(r.p), unsafe.Offsetof(r.midAt)+unsafe.Sizeof(r.midAt)
+	if first < cacheLine || unsafe.Sizeof(r)-end < cacheLine {
+		t.Fatalf("%d bytes before the first field, %d after the last; want %d each", first, unsafe.Sizeof(r)-end, cacheLine)
 	}
 }

@@ -28,6 +28,10 @@ const defaultReadRecords = 512
 // point into the Reader's buffer: they are valid until the next call on
 // the Reader.
 type Reader struct {
+	// Readers of different goroutines are often allocated side by side,
+	// and dec is written per record: the pads keep them off each other's
+	// cache lines.
+	_      [cacheLine]byte
 	p      *Partition
 	offset int64 // next offset to return
 
@@ -46,7 +50,12 @@ type Reader struct {
 	// anything that moves r or refills buf ends it.
 	mid   bool
 	midAt *byte
+	_     [cacheLine]byte
 }
+
+// cacheLine is the cache line size of the CPUs fastflow runs on (amd64,
+// arm64).
+const cacheLine = 64
 
 // NewReader returns a Reader positioned at offset, which must lie between
 // the log-start offset and the high watermark.
