@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 
@@ -528,6 +529,26 @@ func TestPinWorkers(t *testing.T) {
 	} {
 		if got := pinWorkers(c.workers, c.procs, c.noPin); got != c.want {
 			t.Errorf("pinWorkers(%d workers, %d CPUs, noPin %v) = %v", c.workers, c.procs, c.noPin, got)
+		}
+	}
+}
+
+// What a worker writes per event sits between cache-line pads, so that
+// no line is written by two workers (objects allocated together sit side
+// by side): 2-CPU runs scaled 1.53x without the pads, ~1.8x with them
+// (medians of alternating RunScaling runs).
+func TestHotStructsPadded(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		first, lastEnd uintptr
+		size           uintptr
+	}{
+		{"partState", unsafe.Offsetof(partState{}.partReport), unsafe.Offsetof(partState{}.readEnd) + 8, unsafe.Sizeof(partState{})},
+		{"worker", unsafe.Offsetof(worker{}.p), unsafe.Offsetof(worker{}.now) + unsafe.Sizeof(worker{}.now), unsafe.Sizeof(worker{})},
+		{"extractor", unsafe.Offsetof(extractor{}.p), unsafe.Offsetof(extractor{}.num) + unsafe.Sizeof(extractor{}.num), unsafe.Sizeof(extractor{})},
+	} {
+		if c.first < cacheLine || c.size-c.lastEnd < cacheLine {
+			t.Errorf("%s: %d bytes before its first field and %d after its last, want %d each", c.name, c.first, c.size-c.lastEnd, cacheLine)
 		}
 	}
 }

@@ -34,15 +34,28 @@ func (r reason) String() string { return reasonNames[r] }
 // hold, its numeric fields and its group key. One per worker: it owns a
 // fastjson.Parser, and what it returns is valid until the next call.
 type extractor struct {
+	_      cacheLinePad // written per event: no line shared with another worker's data
 	p      *plan
 	parser fastjson.Parser
 	ev     agg.Event
 	key    []byte // the group-by values as JSON, NUL-separated (JSON text has no raw NUL)
 	num    []byte // scratch for a number's text
+	_      cacheLinePad
 }
 
+// cacheLine is the line size of the CPUs fastflow runs on (amd64, arm64);
+// cacheLinePad keeps what a worker writes per event off the lines of
+// another worker's data: objects allocated together sit side by side, and
+// a line written by two cores goes back and forth between them.
+const cacheLine = 64
+
+type cacheLinePad [cacheLine]byte
+
 func newExtractor(p *plan) *extractor {
-	return &extractor{p: p, ev: agg.Event{Values: make([]float64, len(p.fields))}, key: make([]byte, 0, 64)}
+	// The scratch buffers are written per event: at least a cache line
+	// each, so that no two workers' share one.
+	return &extractor{p: p, ev: agg.Event{Values: make([]float64, len(p.fields), max(len(p.fields), cacheLine/8))},
+		key: make([]byte, 0, cacheLine), num: make([]byte, 0, cacheLine)}
 }
 
 // extract parses rec. On success it returns the event time (unix ms) and

@@ -74,6 +74,7 @@ type partReport struct {
 
 // partState is a partition as its worker processes it.
 type partState struct {
+	_ cacheLinePad // written per event by its worker: no line shared with another partition's
 	partReport
 	feed     *feed
 	cur      *batch
@@ -85,6 +86,7 @@ type partState struct {
 	read    []log.Record
 	readBuf []log.Record
 	readEnd int64
+	_       cacheLinePad
 }
 
 // sessionEnds tracks, for session windows, the sessions of each key as
@@ -184,6 +186,7 @@ func (s *sessionEnds) closed(wm int64) bool {
 // worker processes whole partitions in rounds. It owns everything it
 // touches: nothing is shared with other workers but the key table.
 type worker struct {
+	_      cacheLinePad // written per event: no line shared with another worker's data
 	p      *plan
 	x      *extractor
 	keys   keyCache
@@ -205,6 +208,7 @@ type worker struct {
 	starts  []int64          // scratch
 	follow  bool             // no end: follow the log
 	now     func() time.Time // processing time, for idleness
+	_       cacheLinePad
 }
 
 func newWorker(p *plan, kt *keyTable, parts []*partState, waker *waker, follow bool) *worker {
@@ -213,6 +217,7 @@ func newWorker(p *plan, kt *keyTable, parts []*partState, waker *waker, follow b
 		parts: parts, waker: waker, follow: follow, now: time.Now,
 		out: ring.New[*roundMsg](8), back: ring.New[*roundMsg](8),
 		winIdx: map[winKey]int{}, lastSes: map[uint32]int{}, states: statePool{layout: p.layout},
+		starts: make([]int64, 0, cacheLine/8),
 	}
 }
 
