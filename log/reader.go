@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 
+	"golang.org/x/sys/cpu"
+
 	"github.com/fastflow/fastflow/log/internal/frame"
 	"github.com/fastflow/fastflow/log/internal/wal"
 )
@@ -31,7 +33,7 @@ type Reader struct {
 	// Readers of different goroutines are often allocated side by side,
 	// and dec is written per record: the pads keep them off each other's
 	// cache lines.
-	_      [cacheLine]byte
+	_      cpu.CacheLinePad
 	p      *Partition
 	offset int64 // next offset to return
 
@@ -44,18 +46,13 @@ type Reader struct {
 	dec     frame.Decoder
 	headers []Header
 	// A Read that stops inside a batch leaves dec there, holding the
-	// record at offset (decoded, not returned): the next Read goes on from
-	// it instead of checking the batch's CRC again and decoding its first
-	// records again to skip them. midAt is the batch's first byte in buf;
-	// anything that moves r or refills buf ends it.
-	mid   bool
+	// record at offset (decoded, not returned), and midAt at the batch's
+	// first byte in buf: the next Read goes on from it instead of checking
+	// the batch's CRC again and decoding its first records again to skip
+	// them. Anything that moves r or refills buf sets midAt to nil.
 	midAt *byte
-	_     [cacheLine]byte
+	_     cpu.CacheLinePad
 }
-
-// cacheLine is the cache line size of the CPUs fastflow runs on (amd64,
-// arm64).
-const cacheLine = 64
 
 // NewReader returns a Reader positioned at offset, which must lie between
 // the log-start offset and the high watermark.
@@ -116,7 +113,7 @@ func (r *Reader) closeFile() {
 		r.f = nil
 	}
 	r.bufN = 0
-	r.mid = false
+	r.midAt = nil
 }
 
 // Read appends to dst the records available now from r's offset, up to
@@ -171,8 +168,8 @@ func (r *Reader) decode(dst []Record, entry []byte, size int, hw int64, limit in
 		return &CorruptError{Path: r.f.Name(), Pos: r.pos, Offset: r.offset, Err: err}
 	}
 	d := &r.dec
-	resume := r.mid && r.midAt == &entry[0] && d.Offset == r.offset
-	r.mid = false
+	resume := r.midAt == &entry[0] && d.Offset == r.offset
+	r.midAt = nil
 	if !resume {
 		if err := frame.Verify(entry); err != nil {
 			return dst, bad(err)
@@ -188,7 +185,7 @@ func (r *Reader) decode(dst []Record, entry []byte, size int, hw int64, limit in
 		}
 		if d.Offset >= hw || len(dst) == limit {
 			r.offset = d.Offset
-			r.mid, r.midAt = true, &entry[0]
+			r.midAt = &entry[0]
 			return dst, nil
 		}
 		var hs []Header
@@ -233,7 +230,7 @@ func (r *Reader) entry(refill bool) ([]byte, int, error) {
 	if r.buf == nil {
 		r.buf = make([]byte, readBufBytes)
 	}
-	r.mid = false // the buffer is about to change under the decoder
+	r.midAt = nil // the buffer is about to change under the decoder
 	for {
 		n, err := r.f.ReadAt(r.buf, r.pos)
 		if err != nil && err != io.EOF {

@@ -547,7 +547,7 @@ func TestHotStructsPadded(t *testing.T) {
 		{"worker", unsafe.Offsetof(worker{}.p), unsafe.Offsetof(worker{}.now) + unsafe.Sizeof(worker{}.now), unsafe.Sizeof(worker{})},
 		{"extractor", unsafe.Offsetof(extractor{}.p), unsafe.Offsetof(extractor{}.num) + unsafe.Sizeof(extractor{}.num), unsafe.Sizeof(extractor{})},
 	} {
-		if c.first < cacheLine || c.size-c.lastEnd < cacheLine {
+		if line := uintptr(cacheLine); c.first < line || c.size-c.lastEnd < line {
 			t.Errorf("%s: %d bytes before its first field and %d after its last, want %d each", c.name, c.first, c.size-c.lastEnd, cacheLine)
 		}
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
+	"golang.org/x/sys/cpu"
 
 	"github.com/fastflow/fastflow/agg"
 	"github.com/fastflow/fastflow/log"
@@ -34,22 +36,21 @@ func (r reason) String() string { return reasonNames[r] }
 // hold, its numeric fields and its group key. One per worker: it owns a
 // fastjson.Parser, and what it returns is valid until the next call.
 type extractor struct {
-	_      cacheLinePad // written per event: no line shared with another worker's data
+	_      cpu.CacheLinePad // written per event: no line shared with another worker's data
 	p      *plan
 	parser fastjson.Parser
 	ev     agg.Event
 	key    []byte // the group-by values as JSON, NUL-separated (JSON text has no raw NUL)
 	num    []byte // scratch for a number's text
-	_      cacheLinePad
+	_      cpu.CacheLinePad
 }
 
-// cacheLine is the line size of the CPUs fastflow runs on (amd64, arm64);
-// cacheLinePad keeps what a worker writes per event off the lines of
-// another worker's data: objects allocated together sit side by side, and
-// a line written by two cores goes back and forth between them.
-const cacheLine = 64
-
-type cacheLinePad [cacheLine]byte
+// cacheLine is the CPU's cache line size. What a worker writes per event
+// is kept off the lines of another worker's data (cpu.CacheLinePad around
+// it, scratch buffers of a line at least): objects allocated together sit
+// side by side, and a line written by two cores goes back and forth
+// between them.
+const cacheLine = int(unsafe.Sizeof(cpu.CacheLinePad{}))
 
 func newExtractor(p *plan) *extractor {
 	// The scratch buffers are written per event: at least a cache line

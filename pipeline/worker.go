@@ -7,6 +7,8 @@ import (
 	"math"
 	"time"
 
+	"golang.org/x/sys/cpu"
+
 	"github.com/fastflow/fastflow/agg"
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/pipeline/internal/ring"
@@ -74,7 +76,7 @@ type partReport struct {
 
 // partState is a partition as its worker processes it.
 type partState struct {
-	_ cacheLinePad // written per event by its worker: no line shared with another partition's
+	_ cpu.CacheLinePad // written per event by its worker: no line shared with another partition's
 	partReport
 	feed     *feed
 	cur      *batch
@@ -86,7 +88,7 @@ type partState struct {
 	read    []log.Record
 	readBuf []log.Record
 	readEnd int64
-	_       cacheLinePad
+	_       cpu.CacheLinePad
 }
 
 // sessionEnds tracks, for session windows, the sessions of each key as
@@ -186,7 +188,7 @@ func (s *sessionEnds) closed(wm int64) bool {
 // worker processes whole partitions in rounds. It owns everything it
 // touches: nothing is shared with other workers but the key table.
 type worker struct {
-	_      cacheLinePad // written per event: no line shared with another worker's data
+	_      cpu.CacheLinePad // written per event: no line shared with another worker's data
 	p      *plan
 	x      *extractor
 	keys   keyCache
@@ -208,7 +210,7 @@ type worker struct {
 	starts  []int64          // scratch
 	follow  bool             // no end: follow the log
 	now     func() time.Time // processing time, for idleness
-	_       cacheLinePad
+	_       cpu.CacheLinePad
 }
 
 func newWorker(p *plan, kt *keyTable, parts []*partState, waker *waker, follow bool) *worker {
