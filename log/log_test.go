@@ -570,19 +570,26 @@ func TestFlippedBitIsCut(t *testing.T) {
 	l.Close()
 }
 
-func TestCorruptMiddleSegmentIsAnError(t *testing.T) {
-	dir := t.TempDir()
+// closedSegments writes 500 records to partition 0 of a new topic in 4 KiB
+// segments in dir, closes the log and returns the partition's directory.
+func closedSegments(t *testing.T, dir, topic string) string {
+	t.Helper()
 	l := testLog(t, dir)
-	p := mustPartition(t, l, "mid", TopicConfig{Partitions: 1, SegmentBytes: 4096}, 0)
+	p := mustPartition(t, l, topic, TopicConfig{Partitions: 1, SegmentBytes: 4096}, 0)
 	appendN(t, p, 0, 500, 10, AcksLeader)
 	l.Close()
-	seg := filepath.Join(dir, "topics", "mid", "0", wal.SegmentName(1))
+	return filepath.Join(dir, "topics", topic, "0")
+}
+
+func TestCorruptMiddleSegmentIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	seg := filepath.Join(closedSegments(t, dir, "mid"), wal.SegmentName(1))
 	b, _ := os.ReadFile(seg)
 	b[100] ^= 0xff
 	os.WriteFile(seg, b, 0o644)
-	l = testLog(t, dir)
+	l := testLog(t, dir)
 	defer l.Close()
-	p = mustPartition(t, l, "mid", TopicConfig{}, 0)
+	p := mustPartition(t, l, "mid", TopicConfig{}, 0)
 	r, _ := p.NewReader(0)
 	_, err := r.Read(make([]Record, 0, 1000))
 	var ce *CorruptError
@@ -599,11 +606,7 @@ func TestCorruptMiddleSegmentIsAnError(t *testing.T) {
 // Kafka's recovery of unflushed segments does, and offsets stay dense.
 func TestTornSegmentBeforeTailIsCut(t *testing.T) {
 	dir := t.TempDir()
-	l := testLog(t, dir)
-	p := mustPartition(t, l, "torn2", TopicConfig{Partitions: 1, SegmentBytes: 4096}, 0)
-	appendN(t, p, 0, 500, 10, AcksLeader)
-	l.Close()
-	pdir := filepath.Join(dir, "topics", "torn2", "0")
+	pdir := closedSegments(t, dir, "torn2")
 	idxs, err := wal.Segments(pdir)
 	if err != nil || len(idxs) < 3 {
 		t.Fatalf("segments %v, %v", idxs, err)
@@ -613,11 +616,11 @@ func TestTornSegmentBeforeTailIsCut(t *testing.T) {
 	if err := os.Truncate(prev, st.Size()-30); err != nil {
 		t.Fatal(err)
 	}
-	l = testLog(t, dir)
+	l := testLog(t, dir)
 	defer l.Close()
 	var logged bytes.Buffer
 	l.opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
-	p = mustPartition(t, l, "torn2", TopicConfig{}, 0)
+	p := mustPartition(t, l, "torn2", TopicConfig{}, 0)
 	base, err := p.Append([]Record{{TimestampMs: 1795341600000, Value: []byte("after")}}, AcksAll)
 	if err != nil {
 		t.Fatal(err)
