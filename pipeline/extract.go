@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -40,7 +41,7 @@ type extractor struct {
 	p      *plan
 	parser fastjson.Parser
 	ev     agg.Event
-	key    []byte // the group-by values as JSON, NUL-separated (JSON text has no raw NUL)
+	key    []byte // the group-by values' JSON text as written, NUL-separated (keyCache decodes it)
 	num    []byte // scratch for a number's text
 	_      cpu.CacheLinePad
 }
@@ -69,6 +70,19 @@ func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
 	if v.Type() != fastjson.TypeObject {
 		return 0, reasonNotObject, false
 	}
+	// The group key first: it is the values' JSON text as written, which
+	// reading a string (below) would replace by its decoded value.
+	x.key = x.key[:0]
+	for i, path := range x.p.groupBy {
+		if i > 0 {
+			x.key = append(x.key, 0)
+		}
+		if g := v.Get(path...); g != nil {
+			x.key = g.MarshalTo(x.key)
+		} else {
+			x.key = append(x.key, "null"...)
+		}
+	}
 	t := rec.TimestampMs
 	if x.p.timePath != nil {
 		tv := v.Get(x.p.timePath...)
@@ -83,7 +97,7 @@ func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
 	ev := &x.ev
 	ev.Preds, ev.Has = 0, 0
 	for i := range x.p.preds {
-		if x.p.preds[i].eval(v) {
+		if x.p.preds[i].eval(v, &x.num) {
 			ev.Preds |= 1 << uint(i)
 		}
 	}
@@ -91,17 +105,6 @@ func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
 		if f := v.Get(path...); f != nil && f.Type() == fastjson.TypeNumber {
 			ev.Values[i] = f.GetFloat64()
 			ev.Has |= 1 << uint(i)
-		}
-	}
-	x.key = x.key[:0]
-	for i, path := range x.p.groupBy {
-		if i > 0 {
-			x.key = append(x.key, 0)
-		}
-		if g := v.Get(path...); g != nil {
-			x.key = g.MarshalTo(x.key)
-		} else {
-			x.key = append(x.key, "null"...)
 		}
 	}
 	return t, 0, true
@@ -133,14 +136,20 @@ func (x *extractor) eventTime(tv *fastjson.Value) (int64, bool) {
 	return decimalMs(x.num, 0)
 }
 
-// eval reports whether the predicate holds for object v.
-func (p *predicate) eval(v *fastjson.Value) bool {
+// eval reports whether the predicate holds for object v; scratch is the
+// extractor's buffer for a value's text.
+func (p *predicate) eval(v *fastjson.Value, scratch *[]byte) bool {
 	f := v.Get(p.path...)
 	if f == nil {
 		return false
 	}
 	switch p.kind {
 	case litString:
+		if p.op == opEq || p.op == opNe {
+			if holds, decided := p.evalText(f, scratch); decided {
+				return holds
+			}
+		}
 		if f.Type() != fastjson.TypeString {
 			return false
 		}
@@ -158,6 +167,98 @@ func (p *predicate) eval(v *fastjson.Value) bool {
 		return (t == fastjson.TypeTrue) == p.b == (p.op == opEq)
 	}
 	return (f.Type() == fastjson.TypeNull) == (p.op == opEq)
+}
+
+// evalText decides == and != on a string literal from f's JSON text,
+// without decoding escapes, where the text is enough: f is not a string
+// (false either way), its text is the literal's bytes (a literal without
+// backslashes), or its text is no longer than the literal but differs.
+// Decoding a string's escapes only shortens it, so such a text cannot
+// decode to the literal. A longer text leaves it undecided: the caller
+// decodes.
+func (p *predicate) evalText(f *fastjson.Value, scratch *[]byte) (holds, decided bool) {
+	*scratch = f.MarshalTo((*scratch)[:0])
+	t := *scratch
+	if t[0] != '"' {
+		return false, true
+	}
+	t = t[1 : len(t)-1]
+	switch {
+	case len(t) < len(p.s):
+		return p.op == opNe, true
+	case len(t) == len(p.s):
+		if string(t) == string(p.s) {
+			return p.op == opEq, p.plain
+		}
+		return p.op == opNe, true
+	}
+	return false, false
+}
+
+// jsonPlain marks the bytes a JSON string holds as they are: printable
+// ASCII but the quote and the backslash.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+func plainJSON(b []byte) bool {
+	for _, c := range b {
+		if !jsonPlain[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json writes
+// it without HTML escaping: \" \\ \n \r \t \b \f, other control characters
+// and U+2028/U+2029 as \u00XX/\u202X; invalid UTF-8 becomes U+FFFD, as
+// encoding/json decodes it.
+func appendJSONString(dst, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if jsonPlain[c] {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = utf8.AppendRune(dst, utf8.RuneError)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
+		default:
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
 }
 
 // decimalMs returns floor(value × 10^shift) for the JSON number text s,

@@ -1,11 +1,14 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fastflow/fastflow/log"
 )
@@ -211,4 +214,135 @@ func FuzzExtract(f *testing.F) {
 		decimalMs(b, 3)
 		parseRFC3339Ms(b)
 	})
+}
+
+// TestGroupKeyIsTheStringValue: a string group-by value is keyed by what
+// it decodes to, not by its JSON text, whatever else read the field
+// before (a predicate decodes it in place): "a\u0062" and "ab" are one
+// group, written once, as valid JSON.
+func TestGroupKeyIsTheStringValue(t *testing.T) {
+	const bare = `pipelines:
+  - name: x
+    source: {topic: e}
+    time: {field: ts}
+    group_by: [service]
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: n, agg: count}
+`
+	const withWhere = bare + `      - {name: lt, agg: count, where: 'service < "m"'}
+`
+	// Each group decodes to one string.
+	groups := [][]string{
+		{`"ab"`, `"a\u0062"`, `"\u0061\u0062"`},
+		{`"a/b"`, `"a\/b"`},
+		{`"tab\there"`, `"tab\u0009here"`, "\"tab\there\""},
+		{`"q\"uote"`, `"q\u0022uote"`},
+		{`"back\\slash"`, `"back\u005cslash"`},
+		{`"é"`, `"\u00e9"`, `"\u00E9"`},
+		{`"\u0001\u001f"`},
+		{`"\u2028\u2029"`, "\"\u2028\u2029\""},
+		{`"\ud83d\ude00"`, "\"\U0001F600\""},
+		{"\"bad\xffutf8\"", `"bad\ufffdutf8"`},
+		{`""`},
+	}
+	for _, yaml := range []string{bare, withWhere} {
+		w := newWorker(testPlan(t, yaml), newKeyTable(), nil, nil, false)
+		seen := map[string]string{}
+		for _, g := range groups {
+			var key string
+			for _, text := range g {
+				if _, _, ok := w.x.extract(&log.Record{Value: []byte(`{"ts":1,"service":` + text + `}`)}); !ok {
+					t.Fatalf("%s: rejected", text)
+				}
+				gotKey := []byte(w.keys.kt.key(w.keys.id(w.x.key, 0)))
+				// The group's first text is valid JSON (a raw tab is not, but
+				// fastjson takes it).
+				var want, got string
+				if err := json.Unmarshal([]byte(g[0]), &want); err != nil {
+					t.Fatal(err)
+				}
+				if !json.Valid(gotKey) || json.Unmarshal(gotKey, &got) != nil || got != want {
+					t.Errorf("%s: key %q decodes to %q; want %q", text, gotKey, got, want)
+				}
+				if key == "" {
+					key = string(gotKey)
+				} else if string(gotKey) != key {
+					t.Errorf("%s: key %q; %s gave %q", text, gotKey, g[0], key)
+				}
+				if !utf8.Valid(gotKey) {
+					t.Errorf("%s: key %q is not UTF-8", text, gotKey)
+				}
+			}
+			if other, dup := seen[key]; dup {
+				t.Errorf("%s and %s share the key %q", g[0], other, key)
+			}
+			seen[key] = g[0]
+		}
+	}
+
+	// Two values, the first with a NUL in it: escaped, and raw (which
+	// fastjson takes), where the key's values are separated by NULs.
+	w := newWorker(testPlan(t, strings.Replace(bare, "[service]", "[service, region]", 1)), newKeyTable(), nil, nil, false)
+	var keys []string
+	for _, doc := range []string{`{"ts":1,"service":"x\u0000y","region":"e\u0075"}`, "{\"ts\":1,\"service\":\"x\x00y\",\"region\":\"eu\"}"} {
+		if _, _, ok := w.x.extract(&log.Record{Value: []byte(doc)}); !ok {
+			t.Fatalf("%q: rejected", doc)
+		}
+		keys = append(keys, w.keys.kt.key(w.keys.id(w.x.key, 0)))
+	}
+	if want := "\"x\\u0000y\"\x00\"eu\""; keys[0] != want || keys[1] != want {
+		t.Errorf("keys %q; want %q twice", keys, want)
+	}
+}
+
+// TestWhereOnStrings: == and != on strings decide from the value's JSON
+// text where it is enough (never decoding it) and decode it where not;
+// either way the result is the decoded value's comparison, false for a
+// missing field or another type. Literals with quotes and backslashes,
+// escaped values, and values a predicate before decoded in place.
+func TestWhereOnStrings(t *testing.T) {
+	lits := []string{"error", "", `a"b`, `a\b`, "é", "ok"}
+	ops := []string{"==", "!=", "<", ">="}
+	var yaml strings.Builder
+	yaml.WriteString("pipelines:\n  - name: x\n    source: {topic: e}\n    time: {field: ts}\n    window: {type: tumbling, size: 1m}\n    metrics:\n")
+	type pred struct {
+		op, lit string
+	}
+	var preds []pred
+	for _, lit := range lits {
+		for _, op := range ops {
+			q, _ := json.Marshal(lit)
+			fmt.Fprintf(&yaml, "      - {name: m%d, agg: count, where: '%s %s %s'}\n", len(preds), "status", op, q)
+			preds = append(preds, pred{op, lit})
+		}
+	}
+	x := newExtractor(testPlan(t, yaml.String()))
+	values := []string{`"error"`, `"err\u006fr"`, `"\u0065rror"`, `"erro"`, `"errorx"`, `"ok"`, `""`, `"\u0000"`,
+		`"a\"b"`, `"a\u0022b"`, `"a\\b"`, `"a\b"`, `"a\u005cb"`, `"ab"`, `"é"`, `"\u00e9"`, `"e"`,
+		`5`, `true`, `null`, `{"a":"error"}`, `["error"]`, ``}
+	for _, v := range values {
+		doc := `{"ts":1}`
+		if v != "" {
+			doc = `{"ts":1,"status":` + v + `}`
+		}
+		if _, _, ok := x.extract(&log.Record{Value: []byte(doc)}); !ok {
+			t.Fatalf("%s: rejected", doc)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(doc), &m); err != nil {
+			t.Fatal(err)
+		}
+		s, isString := m["status"].(string)
+		for i, p := range preds {
+			want := false
+			if isString {
+				c := strings.Compare(s, p.lit)
+				want = map[string]bool{"==": c == 0, "!=": c != 0, "<": c < 0, ">=": c >= 0}[p.op]
+			}
+			if got := x.ev.Preds&(1<<uint(i)) != 0; got != want {
+				t.Errorf("%s: status %s %q = %v; want %v", doc, p.op, p.lit, got, want)
+			}
+		}
+	}
 }

@@ -3,6 +3,8 @@ package pipeline
 import (
 	"hash/maphash"
 	"sync"
+
+	"github.com/valyala/fastjson"
 )
 
 // keyTable interns group keys (the group-by values as JSON, NUL-separated)
@@ -142,7 +144,54 @@ func (c *keyCache) lookup(b []byte, p int32) uint32 {
 		return ck.id
 	}
 	k := string(b)
-	id := c.kt.internAt(k, p)
+	id := c.kt.internAt(canonicalKey(b), p)
 	c.ids[k] = cachedKey{id, p}
 	return id
+}
+
+// canonicalKey turns a group key as the extractor writes it — each value's
+// JSON text as the event wrote it, NUL-separated — into the key interned:
+// strings by their decoded value, written back the way appendJSONString
+// writes them, so that "a\u0062" and "ab" are one group; numbers, booleans,
+// null, objects and arrays by their text. Workers cache keys by the text,
+// so this runs once per distinct text, never per event.
+func canonicalKey(b []byte) string {
+	var out []byte
+	var p fastjson.Parser
+	for len(b) > 0 {
+		n := valueLen(b)
+		v := b[:n]
+		if len(v) >= 2 && v[0] == '"' && !plainJSON(v[1:len(v)-1]) {
+			if s, err := p.ParseBytes(v); err == nil && s.Type() == fastjson.TypeString {
+				v = appendJSONString(nil, s.GetStringBytes())
+			}
+		}
+		out = append(out, v...)
+		if n < len(b) {
+			out = append(out, 0) // the separator
+			n++
+		}
+		b = b[n:]
+	}
+	return string(out)
+}
+
+// valueLen is the length of the JSON text at the start of b, up to the NUL
+// that separates it from the next value of a key: a NUL inside a string
+// (fastjson takes raw control characters in strings) is not one.
+func valueLen(b []byte) int {
+	inString, escaped := false, false
+	for i, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case c == 0 && !inString:
+			return i
+		}
+	}
+	return len(b)
 }

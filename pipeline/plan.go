@@ -108,13 +108,14 @@ const (
 // missing field, or a field of another type than the literal, makes it
 // false (SQL's rule: a comparison with NULL is not true).
 type predicate struct {
-	text string
-	path []string
-	op   op
-	kind litKind
-	s    []byte
-	f    float64
-	b    bool
+	text  string
+	path  []string
+	op    op
+	kind  litKind
+	s     []byte
+	plain bool // s has no backslash: a string whose JSON text is s is s
+	f     float64
+	b     bool
 }
 
 // alertRule is a compiled alert: metric op threshold, for N windows.
@@ -286,7 +287,7 @@ func parsePredicate(s string) (predicate, error) {
 		if err != nil {
 			return p, fmt.Errorf("%q: %v", s, err)
 		}
-		p.kind, p.s = litString, []byte(v)
+		p.kind, p.s, p.plain = litString, []byte(v), !strings.Contains(v, `\`)
 	case rhs == "true" || rhs == "false":
 		p.kind, p.b = litBool, rhs == "true"
 	case rhs == "null":

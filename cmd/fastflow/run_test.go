@@ -88,6 +88,10 @@ func genEvents(n int, seed uint64) []string {
 			line = fmt.Sprintf(`{"ts":"%d","service":%q,"status":%q,"response_time":%v}`, ts, s, status, rt)
 		case i%97 == 11:
 			line = fmt.Sprintf(`{"ts":%d,"service":%q,"status":%q}`, ts, s, status) // no response_time
+		case i%61 == 13:
+			// Escaped strings: the same service and status as plainly written.
+			line = fmt.Sprintf(`{"ts":%d,"service":"\u%04x%s","status":"%s\u%04x","response_time":%v}`,
+				ts, s[0], s[1:], status[:len(status)-1], status[len(status)-1], rt)
 		default:
 			line = fmt.Sprintf(`{"ts":%d,"service":%q,"status":%q,"response_time":%v}`, ts, s, status, rt)
 		}
