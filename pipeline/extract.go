@@ -264,9 +264,22 @@ func appendJSONString(dst, s []byte) []byte {
 // decimalMs returns floor(value × 10^shift) for the JSON number text s,
 // exactly, with no float arithmetic. ok is false on overflow or bad input.
 func decimalMs(s []byte, shift int) (int64, bool) {
+	if shift == 0 && len(s) > 8 && len(s) <= 16 {
+		// The common case, milliseconds as an integer of 9 to 16 digits
+		// (13 from 2001 to 2286): the last eight digits, and the first
+		// ones read as eight with '0's in front.
+		k := len(s) - 8
+		pad := uint64(0x3030303030303030) >> (8 * k)
+		hi, ok1 := eightDigitsWord(binary.LittleEndian.Uint64(s)<<(8*(8-k)) | pad)
+		lo, ok2 := eightDigits(s[k:])
+		if ok1 && ok2 {
+			return int64(hi*1e8 + lo), true
+		}
+		return decimalScaled(s, shift)
+	}
 	if shift == 0 && len(s) > 0 && len(s) <= 18 {
-		// The common case, milliseconds as an integer: digits only, eight
-		// at a time while there are eight.
+		// Other integers: digits only, eight at a time while there are
+		// eight.
 		var v uint64
 		rest := s
 		for len(rest) >= 8 {
@@ -290,7 +303,11 @@ func decimalMs(s []byte, shift int) (int64, bool) {
 // eightDigits parses the 8 ASCII digits at the start of b with a few
 // multiplications on one word (SWAR); ok is false if one is not a digit.
 func eightDigits(b []byte) (uint64, bool) {
-	x := binary.LittleEndian.Uint64(b)
+	return eightDigitsWord(binary.LittleEndian.Uint64(b))
+}
+
+// eightDigitsWord is eightDigits on the 8 bytes loaded little-endian.
+func eightDigitsWord(x uint64) (uint64, bool) {
 	// Every byte in '0'..'9': its high nibble is 3, and adding 6 to it
 	// does not carry into the high nibble.
 	if x&0xF0F0F0F0F0F0F0F0 != 0x3030303030303030 ||
