@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"strconv"
 	"unicode/utf8"
 	"unsafe"
 
@@ -83,90 +84,254 @@ func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
 			x.key = append(x.key, "null"...)
 		}
 	}
+	// Then what may make the record invalid JSON, before what may make it
+	// a bad event: a strict parser rejects the whole line.
+	ev := &x.ev
+	ev.Preds, ev.Has = 0, 0
+	for i := range x.p.preds {
+		holds, valid := x.p.preds[i].eval(v, &x.num)
+		if !valid {
+			return 0, reasonInvalidJSON, false
+		}
+		if holds {
+			ev.Preds |= 1 << uint(i)
+		}
+	}
+	for i, path := range x.p.fields {
+		if f := v.Get(path...); f != nil && f.Type() == fastjson.TypeNumber {
+			x.num = f.MarshalTo(x.num[:0])
+			n, ok := parseNumber(x.num)
+			if !ok {
+				return 0, reasonInvalidJSON, false
+			}
+			ev.Values[i] = n
+			ev.Has |= 1 << uint(i)
+		}
+	}
 	t := rec.TimestampMs
 	if x.p.timePath != nil {
 		tv := v.Get(x.p.timePath...)
 		if tv == nil || tv.Type() == fastjson.TypeNull {
 			return 0, reasonMissingTime, false
 		}
+		var r reason
 		var ok bool
-		if t, ok = x.eventTime(tv); !ok {
-			return 0, reasonBadTime, false
-		}
-	}
-	ev := &x.ev
-	ev.Preds, ev.Has = 0, 0
-	for i := range x.p.preds {
-		if x.p.preds[i].eval(v, &x.num) {
-			ev.Preds |= 1 << uint(i)
-		}
-	}
-	for i, path := range x.p.fields {
-		if f := v.Get(path...); f != nil && f.Type() == fastjson.TypeNumber {
-			ev.Values[i] = f.GetFloat64()
-			ev.Has |= 1 << uint(i)
+		if t, r, ok = x.eventTime(tv); !ok {
+			return 0, r, false
 		}
 	}
 	return t, 0, true
 }
 
-// eventTime reads a time field in the plan's unit as unix ms, floored.
-func (x *extractor) eventTime(tv *fastjson.Value) (int64, bool) {
+// eventTime reads a time field in the plan's unit as unix ms, floored;
+// or why it cannot: bad_time, or invalid_json for a number that is not
+// JSON.
+func (x *extractor) eventTime(tv *fastjson.Value) (int64, reason, bool) {
 	if x.p.unit == unitRFC3339 {
 		if tv.Type() != fastjson.TypeString {
-			return 0, false
+			return 0, reasonBadTime, false
 		}
-		return parseRFC3339Ms(tv.GetStringBytes())
+		return okTime(parseRFC3339Ms(tv.GetStringBytes()))
 	}
 	if tv.Type() != fastjson.TypeNumber {
-		return 0, false
+		return 0, reasonBadTime, false
 	}
 	// The number's own text, parsed once and exactly, so that
 	// 1795341600.123 seconds is ...123 ms, not 122 after a trip through
 	// float64.
 	x.num = tv.MarshalTo(x.num[:0])
+	if x.p.unit == unitMs && x.num[0] != '0' {
+		if t, ok := msDigits(x.num); ok {
+			return t, 0, true // digits only, no leading zero: valid JSON
+		}
+	}
+	if !validNumber(x.num) {
+		return 0, reasonInvalidJSON, false
+	}
 	switch x.p.unit {
 	case unitS:
-		return decimalMs(x.num, 3)
+		return okTime(decimalMs(x.num, 3))
 	case unitUs:
-		return decimalMs(x.num, -3)
+		return okTime(decimalMs(x.num, -3))
 	case unitNs:
-		return decimalMs(x.num, -6)
+		return okTime(decimalMs(x.num, -6))
 	}
-	return decimalMs(x.num, 0)
+	return okTime(decimalMs(x.num, 0))
 }
 
-// eval reports whether the predicate holds for object v; scratch is the
+func okTime(t int64, ok bool) (int64, reason, bool) {
+	if !ok {
+		return 0, reasonBadTime, false
+	}
+	return t, 0, true
+}
+
+// pow10 holds the powers of ten a float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseNumber parses the JSON number text s (validNumber's grammar) into
+// the nearest float64, as encoding/json does; ok is false if s is not a
+// JSON number. Up to 15 significant digits and an exponent within ±22 —
+// what events hold — take one exact multiplication or division (Clinger's
+// fast path); anything else goes to strconv.ParseFloat.
+func parseNumber(s []byte) (float64, bool) {
+	i := 0
+	neg := false
+	if i < len(s) && s[i] == '-' {
+		neg = true
+		i++
+	}
+	var mant uint64
+	exp, digits := 0, 0
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for ; i < len(s) && s[i]-'0' <= 9; i++ {
+			mant = mant*10 + uint64(s[i]-'0')
+			digits++
+		}
+	default:
+		return 0, false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		start := i
+		for ; i < len(s) && s[i]-'0' <= 9; i++ {
+			mant = mant*10 + uint64(s[i]-'0')
+			digits++
+			exp--
+		}
+		if i == start {
+			return 0, false
+		}
+	}
+	if i < len(s) && s[i]|0x20 == 'e' {
+		i++
+		eneg := false
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			eneg = s[i] == '-'
+			i++
+		}
+		start, e := i, 0
+		for ; i < len(s) && s[i]-'0' <= 9; i++ {
+			if e < 10000 {
+				e = e*10 + int(s[i]-'0')
+			}
+		}
+		if i == start {
+			return 0, false
+		}
+		if eneg {
+			e = -e
+		}
+		exp += e
+	}
+	if i != len(s) {
+		return 0, false
+	}
+	// digits counts leading zeros of a fraction too: 15 keeps mant below
+	// 2^53, where float64(mant) is exact, whatever they are.
+	if digits <= 15 && exp >= -22 && exp <= 22 {
+		f := float64(mant)
+		if exp < 0 {
+			f /= pow10[-exp]
+		} else {
+			f *= pow10[exp]
+		}
+		if neg {
+			f = -f
+		}
+		return f, true
+	}
+	f, _ := strconv.ParseFloat(unsafe.String(&s[0], len(s)), 64) // ±Inf beyond the range, as fastjson gave
+	return f, true
+}
+
+// validNumber reports whether s is a JSON number (RFC 8259):
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?. fastjson's parser takes
+// more — NaN, Infinity, inf, 01, .5, 1., +1 — which strict parsers
+// (encoding/json, Jackson) reject, and so does the pipeline where it reads
+// a number.
+func validNumber(s []byte) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i]-'0' <= 9 {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		start := i
+		for i < len(s) && s[i]-'0' <= 9 {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	if i < len(s) && s[i]|0x20 == 'e' {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(s) && s[i]-'0' <= 9 {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+// eval reports whether the predicate holds for object v; valid is false
+// if the field is a number that is not JSON (validNumber). scratch is the
 // extractor's buffer for a value's text.
-func (p *predicate) eval(v *fastjson.Value, scratch *[]byte) bool {
+func (p *predicate) eval(v *fastjson.Value, scratch *[]byte) (holds, valid bool) {
 	f := v.Get(p.path...)
 	if f == nil {
-		return false
+		return false, true
 	}
 	switch p.kind {
 	case litString:
 		if p.op == opEq || p.op == opNe {
 			if holds, decided := p.evalText(f, scratch); decided {
-				return holds
+				return holds, true
 			}
 		}
 		if f.Type() != fastjson.TypeString {
-			return false
+			return false, true
 		}
-		return p.op.cmp(bytes.Compare(f.GetStringBytes(), p.s))
+		return p.op.cmp(bytes.Compare(f.GetStringBytes(), p.s)), true
 	case litNumber:
 		if f.Type() != fastjson.TypeNumber {
-			return false
+			return false, true
 		}
-		return p.op.num(f.GetFloat64(), p.f)
+		*scratch = f.MarshalTo((*scratch)[:0])
+		n, ok := parseNumber(*scratch)
+		if !ok {
+			return false, false
+		}
+		return p.op.num(n, p.f), true
 	case litBool:
 		t := f.Type()
 		if t != fastjson.TypeTrue && t != fastjson.TypeFalse {
-			return false
+			return false, true
 		}
-		return (t == fastjson.TypeTrue) == p.b == (p.op == opEq)
+		return (t == fastjson.TypeTrue) == p.b == (p.op == opEq), true
 	}
-	return (f.Type() == fastjson.TypeNull) == (p.op == opEq)
+	return (f.Type() == fastjson.TypeNull) == (p.op == opEq), true
 }
 
 // evalText decides == and != on a string literal from f's JSON text,
@@ -264,18 +429,10 @@ func appendJSONString(dst, s []byte) []byte {
 // decimalMs returns floor(value × 10^shift) for the JSON number text s,
 // exactly, with no float arithmetic. ok is false on overflow or bad input.
 func decimalMs(s []byte, shift int) (int64, bool) {
-	if shift == 0 && len(s) > 8 && len(s) <= 16 {
-		// The common case, milliseconds as an integer of 9 to 16 digits
-		// (13 from 2001 to 2286): the last eight digits, and the first
-		// ones read as eight with '0's in front.
-		k := len(s) - 8
-		pad := uint64(0x3030303030303030) >> (8 * k)
-		hi, ok1 := eightDigitsWord(binary.LittleEndian.Uint64(s)<<(8*(8-k)) | pad)
-		lo, ok2 := eightDigits(s[k:])
-		if ok1 && ok2 {
-			return int64(hi*1e8 + lo), true
+	if shift == 0 {
+		if v, ok := msDigits(s); ok {
+			return v, true
 		}
-		return decimalScaled(s, shift)
 	}
 	if shift == 0 && len(s) > 0 && len(s) <= 18 {
 		// Other integers: digits only, eight at a time while there are
@@ -298,6 +455,20 @@ func decimalMs(s []byte, shift int) (int64, bool) {
 		return int64(v), true
 	}
 	return decimalScaled(s, shift)
+}
+
+// msDigits parses the common case, milliseconds as an integer of 9 to 16
+// digits (13 from 2001 to 2286): the last eight digits, and the first ones
+// read as eight with '0's in front. ok is false if s is anything else.
+func msDigits(s []byte) (int64, bool) {
+	if len(s) <= 8 || len(s) > 16 {
+		return 0, false
+	}
+	k := len(s) - 8
+	pad := uint64(0x3030303030303030) >> (8 * k)
+	hi, ok1 := eightDigitsWord(binary.LittleEndian.Uint64(s)<<(8*(8-k)) | pad)
+	lo, ok2 := eightDigits(s[k:])
+	return int64(hi*1e8 + lo), ok1 && ok2
 }
 
 // eightDigits parses the 8 ASCII digits at the start of b with a few

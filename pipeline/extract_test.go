@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -236,7 +237,7 @@ func TestGroupKeyIsTheStringValue(t *testing.T) {
 	groups := [][]string{
 		{`"ab"`, `"a\u0062"`, `"\u0061\u0062"`},
 		{`"a/b"`, `"a\/b"`},
-		{`"tab\there"`, `"tab\u0009here"`, "\"tab\there\""},
+		{`"tab\there"`, `"tab\u0009here"`},
 		{`"q\"uote"`, `"q\u0022uote"`},
 		{`"back\\slash"`, `"back\u005cslash"`},
 		{`"é"`, `"\u00e9"`, `"\u00E9"`},
@@ -256,8 +257,6 @@ func TestGroupKeyIsTheStringValue(t *testing.T) {
 					t.Fatalf("%s: rejected", text)
 				}
 				gotKey := []byte(w.keys.kt.key(w.keys.id(w.x.key, 0)))
-				// The group's first text is valid JSON (a raw tab is not, but
-				// fastjson takes it).
 				var want, got string
 				if err := json.Unmarshal([]byte(g[0]), &want); err != nil {
 					t.Fatal(err)
@@ -281,18 +280,21 @@ func TestGroupKeyIsTheStringValue(t *testing.T) {
 		}
 	}
 
-	// Two values, the first with a NUL in it: escaped, and raw (which
-	// fastjson takes), where the key's values are separated by NULs.
+	// Two values, the first with a NUL in it, where the key's values are
+	// separated by NULs: escaped, and raw (fastjson takes it, a strict
+	// parser does not: the key is invalid).
 	w := newWorker(testPlan(t, strings.Replace(bare, "[service]", "[service, region]", 1)), newKeyTable(), nil, nil, false)
 	var keys []string
 	for _, doc := range []string{`{"ts":1,"service":"x\u0000y","region":"e\u0075"}`, "{\"ts\":1,\"service\":\"x\x00y\",\"region\":\"eu\"}"} {
 		if _, _, ok := w.x.extract(&log.Record{Value: []byte(doc)}); !ok {
 			t.Fatalf("%q: rejected", doc)
 		}
-		keys = append(keys, w.keys.kt.key(w.keys.id(w.x.key, 0)))
+		if id := w.keys.id(w.x.key, 0); id != invalidKey {
+			keys = append(keys, w.keys.kt.key(id))
+		}
 	}
-	if want := "\"x\\u0000y\"\x00\"eu\""; keys[0] != want || keys[1] != want {
-		t.Errorf("keys %q; want %q twice", keys, want)
+	if want := "\"x\\u0000y\"\x00\"eu\""; len(keys) != 1 || keys[0] != want {
+		t.Errorf("keys %q; want %q, and the raw NUL's invalid", keys, want)
 	}
 }
 
@@ -344,5 +346,115 @@ func TestWhereOnStrings(t *testing.T) {
 				t.Errorf("%s: status %s %q = %v; want %v", doc, p.op, p.lit, got, want)
 			}
 		}
+	}
+}
+
+// TestStrictWhereRead: fastjson's parser takes more than JSON — NaN,
+// Infinity, 01, .5, raw control characters and unknown escapes in strings.
+// Where the pipeline reads a value (the time, a metric's field, a where
+// field, a group-by value) it holds it to RFC 8259, and a record that a
+// strict parser (encoding/json, Jackson) would reject is rejected as
+// invalid_json, before a missing or bad time is looked at.
+func TestStrictWhereRead(t *testing.T) {
+	const yaml = `pipelines:
+  - name: x
+    source: {topic: e}
+    time: {field: ts, unit: ms}
+    group_by: [service]
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: n, agg: count}
+      - {name: slow, agg: count, where: 'limit > 3'}
+      - {name: avg, agg: avg, field: rt}
+`
+	w, ps := testWorker(t, yaml)
+	f := func(doc string, want reason, wantOK bool) {
+		t.Helper()
+		before := ps.rejected
+		events := ps.events
+		w.process(ps, &log.Record{Value: []byte(doc)})
+		gotOK := ps.events == events+1
+		if gotOK != wantOK {
+			t.Errorf("%s: accepted %v; want %v (rejected %v)", doc, gotOK, wantOK, ps.rejected)
+			return
+		}
+		if !wantOK && ps.rejected[want] != before[want]+1 {
+			t.Errorf("%s: rejected %v, before %v; want one more %v", doc, ps.rejected, before, want)
+		}
+	}
+	for _, n := range []string{"0", "-0", "12", "-1.5", "0.25", "1e3", "1E+2", "2.5e-3", "1795341600000"} {
+		f(`{"ts":1795341600000,"service":"a","rt":`+n+`,"limit":`+n+`}`, 0, true)
+		f(`{"ts":`+n+`,"service":"a"}`, 0, true)
+	}
+	for _, n := range []string{"NaN", "nan", "Infinity", "-Infinity", "inf", "01", "-01", "00.5", ".5", "1.", "+1", "1e", "1e+", "0x10", "1795341600000.", "01795341600000"} {
+		f(`{"ts":1795341600000,"service":"a","rt":`+n+`}`, reasonInvalidJSON, false)
+		f(`{"ts":1795341600000,"service":"a","limit":`+n+`}`, reasonInvalidJSON, false)
+		f(`{"ts":`+n+`,"service":"a"}`, reasonInvalidJSON, false)
+		f(`{"service":`+n+`,"ts":1795341600000}`, reasonInvalidJSON, false)
+		f(`{"service":"a","rt":`+n+`}`, reasonInvalidJSON, false) // not missing_time
+	}
+	for _, s := range []string{"\"a\tb\"", "\"a\x00\"", "\"\x1f\"", `"a\qb"`, `"a\qbcde"`, `"a\u12"`, `"a\u12G4"`, `"a\"`} {
+		f(`{"ts":1795341600000,"service":`+s+`}`, reasonInvalidJSON, false)
+		f(`{"ts":"soon","service":`+s+`}`, reasonInvalidJSON, false) // not bad_time
+	}
+	for _, s := range []string{`"a\tb"`, `"a\u0000"`, `"a\/b"`, `"\uD83D\uDE00"`, `"\ud800"`, "\"caf\xc3\xa9\""} {
+		f(`{"ts":1795341600000,"service":`+s+`}`, 0, true)
+	}
+	// What a strict parser takes but is no event stays what it was.
+	f(`{"service":"a"}`, reasonMissingTime, false)
+	f(`{"ts":"soon","service":"a"}`, reasonBadTime, false)
+	f(`{"ts":1e400,"service":"a"}`, reasonBadTime, false)
+}
+
+// TestParseNumber: the strict number parser takes exactly JSON's grammar
+// and gives the float64 strconv.ParseFloat gives (the nearest), on the
+// fast path and off it.
+func TestParseNumber(t *testing.T) {
+	f := func(s string) {
+		t.Helper()
+		got, ok := parseNumber([]byte(s))
+		if ok != validNumber([]byte(s)) {
+			t.Fatalf("%q: parseNumber ok %v, validNumber %v", s, ok, !ok)
+		}
+		if jsonOK := json.Valid([]byte(s)); jsonOK != ok {
+			t.Fatalf("%q: parseNumber ok %v, encoding/json's grammar %v", s, ok, jsonOK)
+		}
+		if !ok {
+			return
+		}
+		want, _ := strconv.ParseFloat(s, 64)
+		if math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("%q: %v (%x); want %v (%x)", s, got, math.Float64bits(got), want, math.Float64bits(want))
+		}
+	}
+	for _, s := range []string{"0", "-0", "1", "-1", "0.1", "123.4", "1e22", "1e23", "9007199254740993", "123456789012345",
+		"1234567890123456", "0.000000000000000000000000001", "1.7976931348623157e308", "5e-324", "1e-400",
+		"0.30000000000000004", "4.35", "2.5e-3", "1E+2", "100e-2", "-12.5e1", "1795341600000"} {
+		f(s)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	const chars = "0123456789-+.eE"
+	for n := 0; n < 200000; n++ {
+		var b []byte
+		if n%2 == 0 { // shaped like a number
+			if rng.IntN(4) == 0 {
+				b = append(b, '-')
+			}
+			b = strconv.AppendUint(b, rng.Uint64N(1<<uint(rng.IntN(64))), 10)
+			if rng.IntN(2) == 0 {
+				b = append(b, '.')
+				b = strconv.AppendUint(b, rng.Uint64N(1<<uint(rng.IntN(40))), 10)
+			}
+			if rng.IntN(3) == 0 {
+				b = append(b, "eE"[rng.IntN(2)])
+				b = append(b, "+-"[rng.IntN(2)])
+				b = strconv.AppendInt(b, rng.Int64N(40), 10)
+			}
+		} else {
+			for range 1 + rng.IntN(8) {
+				b = append(b, chars[rng.IntN(len(chars))])
+			}
+		}
+		f(string(b))
 	}
 }

@@ -133,10 +133,14 @@ func (c *keyCache) id(b []byte, p int32) uint32 {
 	return id
 }
 
+// invalidKey is the ID of a key whose text is not JSON (validKey): its
+// events are rejected as invalid_json. It is never interned.
+const invalidKey = ^uint32(0)
+
 // lookup is id past the slots: the map, and the table for a new key.
 func (c *keyCache) lookup(b []byte, p int32) uint32 {
 	if ck, ok := c.ids[string(b)]; ok {
-		if ck.part != p {
+		if ck.part != p && ck.id != invalidKey {
 			// Rare unless keys are spread over partitions.
 			c.kt.seen(ck.id, p)
 			c.ids[string(b)] = cachedKey{ck.id, p}
@@ -144,7 +148,10 @@ func (c *keyCache) lookup(b []byte, p int32) uint32 {
 		return ck.id
 	}
 	k := string(b)
-	id := c.kt.internAt(canonicalKey(b), p)
+	id := invalidKey
+	if canonical, ok := canonicalKey(b); ok {
+		id = c.kt.internAt(canonical, p)
+	}
 	c.ids[k] = cachedKey{id, p}
 	return id
 }
@@ -154,8 +161,12 @@ func (c *keyCache) lookup(b []byte, p int32) uint32 {
 // strings by their decoded value, written back the way appendJSONString
 // writes them, so that "a\u0062" and "ab" are one group; numbers, booleans,
 // null, objects and arrays by their text. Workers cache keys by the text,
-// so this runs once per distinct text, never per event.
-func canonicalKey(b []byte) string {
+// so this runs once per distinct text, never per event. ok is false if a
+// string or a number is not valid JSON (validKey).
+func canonicalKey(b []byte) (key string, ok bool) {
+	if !validKey(b) {
+		return "", false
+	}
 	var out []byte
 	var p fastjson.Parser
 	for len(b) > 0 {
@@ -173,7 +184,66 @@ func canonicalKey(b []byte) string {
 		}
 		b = b[n:]
 	}
-	return string(out)
+	return string(out), true
+}
+
+// validKey reports whether the group key text b (as canonicalKey takes it)
+// holds only strings and numbers a strict JSON parser takes: fastjson's
+// parser also takes raw control characters and unknown escapes in strings,
+// and numbers such as NaN or 01 (validNumber). Objects and arrays are not
+// looked into.
+func validKey(b []byte) bool {
+	for len(b) > 0 {
+		n := valueLen(b)
+		v := b[:n]
+		switch {
+		case len(v) == 0:
+			return false
+		case v[0] == '"':
+			if len(v) < 2 || !validStringText(v[1:len(v)-1]) {
+				return false
+			}
+		case v[0] == '{' || v[0] == '[' || string(v) == "true" || string(v) == "false" || string(v) == "null":
+		default:
+			if !validNumber(v) {
+				return false
+			}
+		}
+		b = b[min(n+1, len(b)):]
+	}
+	return true
+}
+
+// validStringText reports whether s, the text between a JSON string's
+// quotes, has no raw control character and only JSON's escapes.
+func validStringText(s []byte) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20:
+			return false
+		case c == '\\':
+			i++
+			if i == len(s) {
+				return false
+			}
+			switch s[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(s) {
+					return false
+				}
+				for _, h := range s[i+1 : i+5] {
+					if !(h >= '0' && h <= '9' || h|0x20 >= 'a' && h|0x20 <= 'f') {
+						return false
+					}
+				}
+				i += 4
+			default:
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // valueLen is the length of the JSON text at the start of b, up to the NUL

@@ -403,6 +403,19 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 	ps.records++
 	ps.next = rec.Offset + 1
 	t, r, ok := w.x.extract(rec)
+	var key uint32
+	switch {
+	case ok:
+		if key = w.keys.id(w.x.key, ps.id); key == invalidKey {
+			r, ok = reasonInvalidJSON, false
+		}
+	case r == reasonMissingTime || r == reasonBadTime:
+		// Read before the time: a strict parser would have rejected the
+		// whole record.
+		if !validKey(w.x.key) {
+			r = reasonInvalidJSON
+		}
+	}
 	if !ok {
 		ps.rejected[r]++
 		if w.p.cfg.DLQ {
@@ -420,7 +433,6 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 		ps.maxT = t
 		ps.wm = t - w.p.maxOOO
 	}
-	key := w.keys.id(w.x.key, ps.id)
 	accepted, lateAccepted := false, false
 	win := w.p.windows
 	if win.Kind == agg.Session {

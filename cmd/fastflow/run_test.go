@@ -88,6 +88,10 @@ func genEvents(n int, seed uint64) []string {
 			line = fmt.Sprintf(`{"ts":"%d","service":%q,"status":%q,"response_time":%v}`, ts, s, status, rt)
 		case i%97 == 11:
 			line = fmt.Sprintf(`{"ts":%d,"service":%q,"status":%q}`, ts, s, status) // no response_time
+		case i%587 == 17:
+			// Not JSON, though fastjson's parser takes it.
+			line = fmt.Sprintf(`{"ts":%d,"service":%q,"status":%q,"response_time":%s}`, ts, s, status,
+				[]string{"NaN", "01", ".5", "Infinity"}[i/587%4])
 		case i%61 == 13:
 			// Escaped strings: the same service and status as plainly written.
 			line = fmt.Sprintf(`{"ts":%d,"service":"\u%04x%s","status":"%s\u%04x","response_time":%v}`,
