@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -210,6 +211,11 @@ func FuzzExtract(f *testing.F) {
 				t.Fatalf("bad reason %d", r)
 			} else if ok && e.p.unit == unitMs && tm == math.MinInt64 {
 				t.Fatal("impossible time")
+			}
+			// The key cache's decoding of the group key text, on a miss:
+			// strings come out as UTF-8 (objects and arrays keep their text).
+			if k, ok := canonicalKey(e.key); ok && !bytes.ContainsAny(e.key, "{[") && !utf8.ValidString(k) {
+				t.Fatalf("key %q from %q is not UTF-8", k, e.key)
 			}
 		}
 		decimalMs(b, 3)
