@@ -464,3 +464,62 @@ func TestParseNumber(t *testing.T) {
 		f(string(b))
 	}
 }
+
+// TestGroupKeyNumbers: a number group-by value is keyed by the number it
+// denotes, written as encoding/json writes it — 1, 1.0 and 1e0 are one
+// key — except that integers keep their digits (IDs past 2^53 stay
+// apart).
+func TestGroupKeyNumbers(t *testing.T) {
+	const yaml = `pipelines:
+  - name: x
+    source: {topic: e}
+    time: {field: ts}
+    group_by: [id]
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: n, agg: count}
+`
+	w := newWorker(testPlan(t, yaml), newKeyTable(), nil, nil, false)
+	key := func(text string) string {
+		t.Helper()
+		if _, _, ok := w.x.extract(&log.Record{Value: []byte(`{"ts":1,"id":` + text + `}`)}); !ok {
+			t.Fatalf("%s: rejected", text)
+		}
+		return w.keys.kt.key(w.keys.id(w.x.key, 0))
+	}
+	for _, g := range [][]string{
+		{"1", "1.0", "1e0", "10e-1", "0.1E1"},
+		{"2.5", "2.50", "25e-1"},
+		{"0", "-0", "0.0", "-0.0", "0e5"},
+		{"-3", "-3.000"},
+		{"12345678901234567"},
+		{"12345678901234568"},
+		{"1e21", "1000000000000000000000.0"},
+		{"1.5e-7", "0.00000015"},
+		{"0.1", "1e-1"},
+		{"1e400"},
+	} {
+		want := key(g[0])
+		for _, text := range g[1:] {
+			if got := key(text); got != want {
+				t.Errorf("%s: key %s; %s gave %s", text, got, g[0], want)
+			}
+		}
+	}
+	if a, b := key("12345678901234567"), key("12345678901234568"); a == b {
+		t.Errorf("two integers past 2^53 share the key %s", a)
+	}
+	// Non-integers are written as encoding/json writes the float64.
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 20000 {
+		f := math.Float64frombits(rng.Uint64())
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			continue
+		}
+		text := strconv.FormatFloat(f, 'e', -1, 64)
+		want, _ := json.Marshal(f)
+		if got := canonicalNumber([]byte(text)); string(got) != string(want) {
+			t.Fatalf("%s: %s; encoding/json writes %s", text, got, want)
+		}
+	}
+}

@@ -1,7 +1,10 @@
 package pipeline
 
 import (
+	"bytes"
 	"hash/maphash"
+	"math"
+	"strconv"
 	"sync"
 
 	"github.com/valyala/fastjson"
@@ -172,10 +175,13 @@ func canonicalKey(b []byte) (key string, ok bool) {
 	for len(b) > 0 {
 		n := valueLen(b)
 		v := b[:n]
-		if len(v) >= 2 && v[0] == '"' && !plainJSON(v[1:len(v)-1]) {
+		switch {
+		case len(v) >= 2 && v[0] == '"' && !plainJSON(v[1:len(v)-1]):
 			if s, err := p.ParseBytes(v); err == nil && s.Type() == fastjson.TypeString {
 				v = appendJSONString(nil, s.GetStringBytes())
 			}
+		case len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9'):
+			v = canonicalNumber(v)
 		}
 		out = append(out, v...)
 		if n < len(b) {
@@ -244,6 +250,42 @@ func validStringText(s []byte) bool {
 		}
 	}
 	return true
+}
+
+// canonicalNumber returns the group key form of valid JSON number text v:
+// an integer as written (JSON has no leading zeros; -0 is 0), anything
+// else as the float64 it denotes, written as encoding/json writes a
+// float64 — so 1, 1.0 and 1e0 are one key, written 1, and 2.50 is 2.5.
+// Integers are not read through float64, which would merge distinct ones
+// past 2^53 (IDs).
+func canonicalNumber(v []byte) []byte {
+	if bytes.IndexAny(v, ".eE") < 0 {
+		if string(v) == "-0" {
+			return []byte("0")
+		}
+		return v
+	}
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil || math.IsInf(f, 0) {
+		return v // beyond float64: its text
+	}
+	if f == 0 {
+		return []byte("0")
+	}
+	// encoding/json's float64 format (ES6 number to string).
+	abs, format := math.Abs(f), byte('f')
+	if abs < 1e-6 || abs >= 1e21 {
+		format = 'e'
+	}
+	b := strconv.AppendFloat(nil, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }
 
 // valueLen is the length of the JSON text at the start of b, up to the NUL
