@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"math"
 	"strconv"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -166,45 +165,54 @@ func okTime(t int64, ok bool) (int64, reason, bool) {
 	return t, 0, true
 }
 
-// pow10 holds the powers of ten a float64 holds exactly.
-var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+// decimal is a JSON number's value: mant × 10^exp, negative if neg, with
+// sticky set if nonzero digits past the 19th were dropped.
+type decimal struct {
+	mant   uint64
+	exp    int
+	neg    bool
+	sticky bool
+}
 
-// parseNumber parses the JSON number text s (validNumber's grammar) into
-// the nearest float64, as encoding/json does; ok is false if s is not a
-// JSON number. Up to 15 significant digits and an exponent within ±22 —
-// what events hold — take one exact multiplication or division (Clinger's
-// fast path); anything else goes to strconv.ParseFloat.
-func parseNumber(s []byte) (float64, bool) {
+// scanNumber reads the JSON number text s (RFC 8259:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?); ok is false if s is
+// anything else. fastjson's parser takes more — NaN, Infinity, inf, 01,
+// .5, 1., +1 — which strict parsers (encoding/json, Jackson) reject, and
+// so does the pipeline where it reads a number.
+func scanNumber(s []byte) (d decimal, ok bool) {
 	i := 0
-	neg := false
 	if i < len(s) && s[i] == '-' {
-		neg = true
+		d.neg = true
 		i++
 	}
-	var mant uint64
-	exp, digits := 0, 0
 	switch {
 	case i < len(s) && s[i] == '0':
 		i++
 	case i < len(s) && s[i] >= '1' && s[i] <= '9':
 		for ; i < len(s) && s[i]-'0' <= 9; i++ {
-			mant = mant*10 + uint64(s[i]-'0')
-			digits++
+			if d.mant > (math.MaxUint64-9)/10 {
+				d.exp++ // integer digits beyond 19: scale instead
+				d.sticky = d.sticky || s[i] != '0'
+				continue
+			}
+			d.mant = d.mant*10 + uint64(s[i]-'0')
 		}
 	default:
-		return 0, false
+		return d, false
 	}
 	if i < len(s) && s[i] == '.' {
 		i++
 		start := i
 		for ; i < len(s) && s[i]-'0' <= 9; i++ {
-			mant = mant*10 + uint64(s[i]-'0')
-			digits++
-			exp--
+			if d.mant > (math.MaxUint64-9)/10 {
+				d.sticky = d.sticky || s[i] != '0'
+				continue
+			}
+			d.mant = d.mant*10 + uint64(s[i]-'0')
+			d.exp--
 		}
 		if i == start {
-			return 0, false
+			return d, false
 		}
 	}
 	if i < len(s) && s[i]|0x20 == 'e' {
@@ -216,83 +224,55 @@ func parseNumber(s []byte) (float64, bool) {
 		}
 		start, e := i, 0
 		for ; i < len(s) && s[i]-'0' <= 9; i++ {
-			if e < 10000 {
+			if e < 10000 { // far past any float64
 				e = e*10 + int(s[i]-'0')
 			}
 		}
 		if i == start {
-			return 0, false
+			return d, false
 		}
 		if eneg {
 			e = -e
 		}
-		exp += e
+		d.exp += e
 	}
-	if i != len(s) {
+	return d, i == len(s)
+}
+
+// validNumber reports whether s is a JSON number (scanNumber).
+func validNumber(s []byte) bool {
+	_, ok := scanNumber(s)
+	return ok
+}
+
+// pow10 holds the powers of ten a float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseNumber parses the JSON number text s (scanNumber) into the nearest
+// float64, as encoding/json does; ok is false if s is not a JSON number.
+// A mantissa below 2^53 and an exponent within ±22 — what events hold —
+// take one exact multiplication or division (Clinger's fast path);
+// anything else goes to strconv.ParseFloat.
+func parseNumber(s []byte) (float64, bool) {
+	d, ok := scanNumber(s)
+	if !ok {
 		return 0, false
 	}
-	// digits counts leading zeros of a fraction too: 15 keeps mant below
-	// 2^53, where float64(mant) is exact, whatever they are.
-	if digits <= 15 && exp >= -22 && exp <= 22 {
-		f := float64(mant)
-		if exp < 0 {
-			f /= pow10[-exp]
+	if d.mant <= 1<<53 && !d.sticky && d.exp >= -22 && d.exp <= 22 {
+		f := float64(d.mant)
+		if d.exp < 0 {
+			f /= pow10[-d.exp]
 		} else {
-			f *= pow10[exp]
+			f *= pow10[d.exp]
 		}
-		if neg {
+		if d.neg {
 			f = -f
 		}
 		return f, true
 	}
 	f, _ := strconv.ParseFloat(unsafe.String(&s[0], len(s)), 64) // ±Inf beyond the range, as fastjson gave
 	return f, true
-}
-
-// validNumber reports whether s is a JSON number (RFC 8259):
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?. fastjson's parser takes
-// more — NaN, Infinity, inf, 01, .5, 1., +1 — which strict parsers
-// (encoding/json, Jackson) reject, and so does the pipeline where it reads
-// a number.
-func validNumber(s []byte) bool {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(s) && s[i] == '0':
-		i++
-	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i]-'0' <= 9 {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		start := i
-		for i < len(s) && s[i]-'0' <= 9 {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	if i < len(s) && s[i]|0x20 == 'e' {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		start := i
-		for i < len(s) && s[i]-'0' <= 9 {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	return i == len(s)
 }
 
 // eval reports whether the predicate holds for object v; valid is false
@@ -360,75 +340,12 @@ func (p *predicate) evalText(f *fastjson.Value, scratch *[]byte) (holds, decided
 	return false, false
 }
 
-// jsonPlain marks the bytes a JSON string holds as they are: printable
-// ASCII but the quote and the backslash.
-var jsonPlain = func() (t [256]bool) {
-	for c := 0x20; c < 0x80; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-func plainJSON(b []byte) bool {
-	for _, c := range b {
-		if !jsonPlain[c] {
-			return false
-		}
-	}
-	return true
-}
-
-// appendJSONString appends s as a JSON string the way encoding/json writes
-// it without HTML escaping: \" \\ \n \r \t \b \f, other control characters
-// and U+2028/U+2029 as \u00XX/\u202X; invalid UTF-8 becomes U+FFFD, as
-// encoding/json decodes it.
-func appendJSONString(dst, s []byte) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if jsonPlain[c] {
-			dst = append(dst, c)
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = utf8.AppendRune(dst, utf8.RuneError)
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
-		default:
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
-}
-
 // decimalMs returns floor(value × 10^shift) for the JSON number text s,
 // exactly, with no float arithmetic. ok is false on overflow or bad input.
 func decimalMs(s []byte, shift int) (int64, bool) {
+	if len(s) > 1 && s[0] == '0' {
+		return decimalScaled(s, shift) // a leading zero: only 0.x or 0e… are JSON
+	}
 	if shift == 0 {
 		if v, ok := msDigits(s); ok {
 			return v, true
@@ -491,69 +408,14 @@ func eightDigitsWord(x uint64) (uint64, bool) {
 	return x, true
 }
 
-// decimalScaled is decimalMs for any JSON number: sign, fraction and
-// exponent, with digits beyond 19 folded into the exponent.
+// decimalScaled is decimalMs for any JSON number (scanNumber): sign,
+// fraction and exponent, with digits beyond 19 folded into the exponent.
 func decimalScaled(s []byte, shift int) (int64, bool) {
-	i := 0
-	neg := false
-	if i < len(s) && s[i] == '-' {
-		neg = true
-		i++
-	}
-	var mant uint64
-	exp := 0        // value = mant × 10^exp
-	sticky := false // nonzero digits dropped
-	digits := 0
-	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		digits++
-		if mant > (math.MaxUint64-9)/10 {
-			exp++ // integer digits beyond 19: scale instead
-			sticky = sticky || s[i] != '0'
-			continue
-		}
-		mant = mant*10 + uint64(s[i]-'0')
-	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-			digits++
-			if mant > (math.MaxUint64-9)/10 {
-				sticky = sticky || s[i] != '0'
-				continue
-			}
-			mant = mant*10 + uint64(s[i]-'0')
-			exp--
-		}
-	}
-	if digits == 0 {
+	d, ok := scanNumber(s)
+	if !ok {
 		return 0, false
 	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		eneg := false
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			eneg = s[i] == '-'
-			i++
-		}
-		e := 0
-		start := i
-		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-			if e < 10000 {
-				e = e*10 + int(s[i]-'0')
-			}
-		}
-		if i == start {
-			return 0, false
-		}
-		if eneg {
-			e = -e
-		}
-		exp += e
-	}
-	if i != len(s) {
-		return 0, false
-	}
-	exp += shift
+	mant, exp, sticky := d.mant, d.exp+shift, d.sticky
 	for exp > 0 {
 		if mant > math.MaxInt64/10 {
 			return 0, false
@@ -572,7 +434,7 @@ func decimalScaled(s []byte, shift int) (int64, bool) {
 		return 0, false
 	}
 	v := int64(mant)
-	if neg {
+	if d.neg {
 		v = -v
 		if sticky {
 			v-- // floor toward -inf

@@ -51,7 +51,9 @@ func TestDecimalMs(t *testing.T) {
 	f("-", 0, 0, false)
 	f("1e", 0, 0, false)
 	f("12345678901234567890123", -6, 12345678901234567, true) // beyond 19 digits
-	f("000123", 0, 123, true)
+	f("000123", 0, 0, false)                                  // not JSON
+	f("0.5", 3, 500, true)
+	f("0e3", 0, 0, true)
 	f("999999999999999999", 0, 999999999999999999, true)
 	f("12-3", 0, 0, false)
 	// The integer fast path agrees with the general parse.
@@ -223,12 +225,8 @@ func FuzzExtract(f *testing.F) {
 	})
 }
 
-// TestGroupKeyIsTheStringValue: a string group-by value is keyed by what
-// it decodes to, not by its JSON text, whatever else read the field
-// before (a predicate decodes it in place): "a\u0062" and "ab" are one
-// group, written once, as valid JSON.
-func TestGroupKeyIsTheStringValue(t *testing.T) {
-	const bare = `pipelines:
+// groupByYAML is a pipeline grouping by service.
+const groupByYAML = `pipelines:
   - name: x
     source: {topic: e}
     time: {field: ts}
@@ -237,7 +235,27 @@ func TestGroupKeyIsTheStringValue(t *testing.T) {
     metrics:
       - {name: n, agg: count}
 `
-	const withWhere = bare + `      - {name: lt, agg: count, where: 'service < "m"'}
+
+// groupKey extracts doc as w does and returns the key its group is
+// interned as; ok is false if the key is invalid.
+func groupKey(t *testing.T, w *worker, doc string) (key string, ok bool) {
+	t.Helper()
+	if _, _, ok := w.x.extract(&log.Record{Value: []byte(doc)}); !ok {
+		t.Fatalf("%s: rejected", doc)
+	}
+	id := w.keys.id(w.x.key, 0)
+	if id == invalidKey {
+		return "", false
+	}
+	return w.keys.kt.key(id), true
+}
+
+// TestGroupKeyIsTheStringValue: a string group-by value is keyed by what
+// it decodes to, not by its JSON text, whatever else read the field
+// before (a predicate decodes it in place): "a\u0062" and "ab" are one
+// group, written once, as valid JSON.
+func TestGroupKeyIsTheStringValue(t *testing.T) {
+	const withWhere = groupByYAML + `      - {name: lt, agg: count, where: 'service < "m"'}
 `
 	// Each group decodes to one string.
 	groups := [][]string{
@@ -253,16 +271,14 @@ func TestGroupKeyIsTheStringValue(t *testing.T) {
 		{"\"bad\xffutf8\"", `"bad\ufffdutf8"`},
 		{`""`},
 	}
-	for _, yaml := range []string{bare, withWhere} {
+	for _, yaml := range []string{groupByYAML, withWhere} {
 		w := newWorker(testPlan(t, yaml), newKeyTable(), nil, nil, false)
 		seen := map[string]string{}
 		for _, g := range groups {
 			var key string
 			for _, text := range g {
-				if _, _, ok := w.x.extract(&log.Record{Value: []byte(`{"ts":1,"service":` + text + `}`)}); !ok {
-					t.Fatalf("%s: rejected", text)
-				}
-				gotKey := []byte(w.keys.kt.key(w.keys.id(w.x.key, 0)))
+				k, _ := groupKey(t, w, `{"ts":1,"service":`+text+`}`)
+				gotKey := []byte(k)
 				var want, got string
 				if err := json.Unmarshal([]byte(g[0]), &want); err != nil {
 					t.Fatal(err)
@@ -289,14 +305,11 @@ func TestGroupKeyIsTheStringValue(t *testing.T) {
 	// Two values, the first with a NUL in it, where the key's values are
 	// separated by NULs: escaped, and raw (fastjson takes it, a strict
 	// parser does not: the key is invalid).
-	w := newWorker(testPlan(t, strings.Replace(bare, "[service]", "[service, region]", 1)), newKeyTable(), nil, nil, false)
+	w := newWorker(testPlan(t, strings.Replace(groupByYAML, "[service]", "[service, region]", 1)), newKeyTable(), nil, nil, false)
 	var keys []string
 	for _, doc := range []string{`{"ts":1,"service":"x\u0000y","region":"e\u0075"}`, "{\"ts\":1,\"service\":\"x\x00y\",\"region\":\"eu\"}"} {
-		if _, _, ok := w.x.extract(&log.Record{Value: []byte(doc)}); !ok {
-			t.Fatalf("%q: rejected", doc)
-		}
-		if id := w.keys.id(w.x.key, 0); id != invalidKey {
-			keys = append(keys, w.keys.kt.key(id))
+		if k, ok := groupKey(t, w, doc); ok {
+			keys = append(keys, k)
 		}
 	}
 	if want := "\"x\\u0000y\"\x00\"eu\""; len(keys) != 1 || keys[0] != want {
@@ -362,18 +375,9 @@ func TestWhereOnStrings(t *testing.T) {
 // strict parser (encoding/json, Jackson) would reject is rejected as
 // invalid_json, before a missing or bad time is looked at.
 func TestStrictWhereRead(t *testing.T) {
-	const yaml = `pipelines:
-  - name: x
-    source: {topic: e}
-    time: {field: ts, unit: ms}
-    group_by: [service]
-    window: {type: tumbling, size: 1m}
-    metrics:
-      - {name: n, agg: count}
-      - {name: slow, agg: count, where: 'limit > 3'}
+	w, ps := testWorker(t, groupByYAML+`      - {name: slow, agg: count, where: 'limit > 3'}
       - {name: avg, agg: avg, field: rt}
-`
-	w, ps := testWorker(t, yaml)
+`)
 	f := func(doc string, want reason, wantOK bool) {
 		t.Helper()
 		before := ps.rejected
@@ -470,22 +474,11 @@ func TestParseNumber(t *testing.T) {
 // key — except that integers keep their digits (IDs past 2^53 stay
 // apart).
 func TestGroupKeyNumbers(t *testing.T) {
-	const yaml = `pipelines:
-  - name: x
-    source: {topic: e}
-    time: {field: ts}
-    group_by: [id]
-    window: {type: tumbling, size: 1m}
-    metrics:
-      - {name: n, agg: count}
-`
-	w := newWorker(testPlan(t, yaml), newKeyTable(), nil, nil, false)
+	w := newWorker(testPlan(t, strings.Replace(groupByYAML, "[service]", "[id]", 1)), newKeyTable(), nil, nil, false)
 	key := func(text string) string {
 		t.Helper()
-		if _, _, ok := w.x.extract(&log.Record{Value: []byte(`{"ts":1,"id":` + text + `}`)}); !ok {
-			t.Fatalf("%s: rejected", text)
-		}
-		return w.keys.kt.key(w.keys.id(w.x.key, 0))
+		k, _ := groupKey(t, w, `{"ts":1,"id":`+text+`}`)
+		return k
 	}
 	for _, g := range [][]string{
 		{"1", "1.0", "1e0", "10e-1", "0.1E1"},

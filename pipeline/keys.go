@@ -5,9 +5,13 @@ import (
 	"hash/maphash"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/fastflow/fastflow/log"
 )
 
 // keyTable interns group keys (the group-by values as JSON, NUL-separated)
@@ -161,9 +165,10 @@ func (c *keyCache) lookup(b []byte, p int32) uint32 {
 
 // canonicalKey turns a group key as the extractor writes it — each value's
 // JSON text as the event wrote it, NUL-separated — into the key interned:
-// strings by their decoded value, written back the way appendJSONString
-// writes them, so that "a\u0062" and "ab" are one group; numbers, booleans,
-// null, objects and arrays by their text. Workers cache keys by the text,
+// strings by their decoded value (invalid UTF-8 as U+FFFD) written back
+// by log.AppendJSONString, so that "a\u0062" and "ab" are one group;
+// numbers by the number they denote (canonicalNumber); booleans, null,
+// objects and arrays by their text. Workers cache keys by the text,
 // so this runs once per distinct text, never per event. ok is false if a
 // string or a number is not valid JSON (validKey).
 func canonicalKey(b []byte) (key string, ok bool) {
@@ -178,7 +183,7 @@ func canonicalKey(b []byte) (key string, ok bool) {
 		switch {
 		case len(v) >= 2 && v[0] == '"' && !plainJSON(v[1:len(v)-1]):
 			if s, err := p.ParseBytes(v); err == nil && s.Type() == fastjson.TypeString {
-				v = appendJSONString(nil, s.GetStringBytes())
+				v = log.AppendJSONString(nil, validUTF8(s.GetStringBytes()))
 			}
 		case len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9'):
 			v = canonicalNumber(v)
@@ -250,6 +255,32 @@ func validStringText(s []byte) bool {
 		}
 	}
 	return true
+}
+
+// plainJSON reports whether b, the text of a JSON string, is its value as
+// it is: printable ASCII without escapes.
+func plainJSON(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// validUTF8 returns s with each byte that is not part of valid UTF-8
+// replaced by U+FFFD, as encoding/json decodes a string.
+func validUTF8(s []byte) string {
+	if utf8.Valid(s) {
+		return string(s)
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRune(s)
+		b.WriteRune(r) // RuneError for an invalid byte
+		s = s[size:]
+	}
+	return b.String()
 }
 
 // canonicalNumber returns the group key form of valid JSON number text v:
