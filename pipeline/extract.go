@@ -95,8 +95,7 @@ func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
 	}
 	for i, path := range x.p.fields {
 		if f := v.Get(path...); f != nil && f.Type() == fastjson.TypeNumber {
-			x.num = f.MarshalTo(x.num[:0])
-			n, ok := parseNumber(x.num)
+			n, ok := numberOf(f, &x.num)
 			if !ok {
 				return 0, reasonInvalidJSON, false
 			}
@@ -127,7 +126,10 @@ func (x *extractor) eventTime(tv *fastjson.Value) (int64, reason, bool) {
 		if tv.Type() != fastjson.TypeString {
 			return 0, reasonBadTime, false
 		}
-		return okTime(parseRFC3339Ms(tv.GetStringBytes()))
+		if t, ok := parseRFC3339Ms(tv.GetStringBytes()); ok {
+			return t, 0, true
+		}
+		return 0, reasonBadTime, false
 	}
 	if tv.Type() != fastjson.TypeNumber {
 		return 0, reasonBadTime, false
@@ -136,30 +138,29 @@ func (x *extractor) eventTime(tv *fastjson.Value) (int64, reason, bool) {
 	// 1795341600.123 seconds is ...123 ms, not 122 after a trip through
 	// float64.
 	x.num = tv.MarshalTo(x.num[:0])
-	if x.p.unit == unitMs && x.num[0] != '0' {
-		if t, ok := msDigits(x.num); ok {
-			return t, 0, true // digits only, no leading zero: valid JSON
-		}
+	shift := 0
+	switch x.p.unit {
+	case unitS:
+		shift = 3
+	case unitUs:
+		shift = -3
+	case unitNs:
+		shift = -6
+	}
+	if t, ok := decimalMs(x.num, shift); ok {
+		return t, 0, true
 	}
 	if !validNumber(x.num) {
 		return 0, reasonInvalidJSON, false
 	}
-	switch x.p.unit {
-	case unitS:
-		return okTime(decimalMs(x.num, 3))
-	case unitUs:
-		return okTime(decimalMs(x.num, -3))
-	case unitNs:
-		return okTime(decimalMs(x.num, -6))
-	}
-	return okTime(decimalMs(x.num, 0))
+	return 0, reasonBadTime, false // out of range
 }
 
-func okTime(t int64, ok bool) (int64, reason, bool) {
-	if !ok {
-		return 0, reasonBadTime, false
-	}
-	return t, 0, true
+// numberOf parses number f from its text (parseNumber), into scratch; ok
+// is false if the text is not a JSON number.
+func numberOf(f *fastjson.Value, scratch *[]byte) (float64, bool) {
+	*scratch = f.MarshalTo((*scratch)[:0])
+	return parseNumber(*scratch)
 }
 
 // eval reports whether the predicate holds for object v; valid is false
@@ -185,8 +186,7 @@ func (p *predicate) eval(v *fastjson.Value, scratch *[]byte) (holds, valid bool)
 		if f.Type() != fastjson.TypeNumber {
 			return false, true
 		}
-		*scratch = f.MarshalTo((*scratch)[:0])
-		n, ok := parseNumber(*scratch)
+		n, ok := numberOf(f, scratch)
 		if !ok {
 			return false, false
 		}

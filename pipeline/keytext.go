@@ -25,14 +25,14 @@ import (
 // so this runs once per distinct text, never per event. ok is false if a
 // string or a number is not valid JSON (validKey).
 func canonicalKey(b []byte) (key string, ok bool) {
-	if !validKey(b) {
-		return "", false
-	}
 	var out []byte
 	var p fastjson.Parser
 	for len(b) > 0 {
 		n := valueLen(b)
 		v := b[:n]
+		if !validValue(v) {
+			return "", false
+		}
 		switch {
 		case len(v) >= 2 && v[0] == '"' && !plainJSON(v[1:len(v)-1]):
 			if s, err := p.ParseBytes(v); err == nil && s.Type() == fastjson.TypeString {
@@ -59,23 +59,25 @@ func canonicalKey(b []byte) (key string, ok bool) {
 func validKey(b []byte) bool {
 	for len(b) > 0 {
 		n := valueLen(b)
-		v := b[:n]
-		switch {
-		case len(v) == 0:
+		if !validValue(b[:n]) {
 			return false
-		case v[0] == '"':
-			if len(v) < 2 || !validStringText(v[1:len(v)-1]) {
-				return false
-			}
-		case v[0] == '{' || v[0] == '[' || string(v) == "true" || string(v) == "false" || string(v) == "null":
-		default:
-			if !validNumber(v) {
-				return false
-			}
 		}
 		b = b[min(n+1, len(b)):]
 	}
 	return true
+}
+
+// validValue is validKey for one value of a key.
+func validValue(v []byte) bool {
+	switch {
+	case len(v) == 0:
+		return false
+	case v[0] == '"':
+		return len(v) >= 2 && validStringText(v[1:len(v)-1])
+	case v[0] == '{' || v[0] == '[' || string(v) == "true" || string(v) == "false" || string(v) == "null":
+		return true
+	}
+	return validNumber(v)
 }
 
 // validStringText reports whether s, the text between a JSON string's

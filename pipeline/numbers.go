@@ -123,35 +123,13 @@ func parseNumber(s []byte) (float64, bool) {
 }
 
 // decimalMs returns floor(value × 10^shift) for the JSON number text s,
-// exactly, with no float arithmetic. ok is false on overflow or bad input.
+// exactly, with no float arithmetic. ok is false on overflow or if s is
+// not a JSON number.
 func decimalMs(s []byte, shift int) (int64, bool) {
-	if len(s) > 1 && s[0] == '0' {
-		return decimalScaled(s, shift) // a leading zero: only 0.x or 0e… are JSON
-	}
-	if shift == 0 {
+	if shift == 0 && len(s) > 0 && s[0] != '0' { // a leading zero is 0, 0.x or not JSON
 		if v, ok := msDigits(s); ok {
 			return v, true
 		}
-	}
-	if shift == 0 && len(s) > 0 && len(s) <= 18 {
-		// Other integers: digits only, eight at a time while there are
-		// eight.
-		var v uint64
-		rest := s
-		for len(rest) >= 8 {
-			d, ok := eightDigits(rest)
-			if !ok {
-				return decimalScaled(s, shift)
-			}
-			v, rest = v*1e8+d, rest[8:]
-		}
-		for _, c := range rest {
-			if c < '0' || c > '9' {
-				return decimalScaled(s, shift)
-			}
-			v = v*10 + uint64(c-'0')
-		}
-		return int64(v), true
 	}
 	return decimalScaled(s, shift)
 }
