@@ -6,6 +6,7 @@ package pipeline
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
@@ -156,21 +157,9 @@ func canonicalNumber(v []byte) []byte {
 		return v // beyond float64: its text
 	}
 	if f == 0 {
-		return []byte("0")
+		return []byte("0") // -0.0 too
 	}
-	// encoding/json's float64 format (ES6 number to string).
-	abs, format := math.Abs(f), byte('f')
-	if abs < 1e-6 || abs >= 1e21 {
-		format = 'e'
-	}
-	b := strconv.AppendFloat(nil, f, format, -1, 64)
-	if format == 'e' {
-		// clean up e-09 to e-9
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
+	b, _ := json.Marshal(f) // a finite float64: no error
 	return b
 }
 
