@@ -34,48 +34,55 @@ func (d *Decoder) Init(b []byte) error {
 
 // Next decodes the next record; it returns false at the end of the batch
 // or on a malformed record (then Err says which).
+//
+// The varints are read inline when they take one byte (most lengths and
+// deltas do) and by uvarintAt otherwise: with binary.Uvarint and Varint
+// called or inlined five times over, decoding took ~500 instructions per
+// record, a tenth of a pipeline's per event.
 func (d *Decoder) Next() bool {
 	if d.n >= d.Count || d.err != nil {
 		return false
 	}
-	b := d.b
-	od, n := binary.Uvarint(b[d.pos:])
-	if n <= 0 || od > 1<<31-1 {
+	b, i := d.b, d.pos
+	var od, td, hc uint64
+	if i < len(b) && b[i] < 0x80 {
+		od, i = uint64(b[i]), i+1
+	} else {
+		od, i = uvarintAt(b, i)
+	}
+	if i < len(b) && b[i] < 0x80 {
+		td, i = uint64(b[i]), i+1
+	} else {
+		td, i = uvarintAt(b, i)
+	}
+	start := i
+	key, i := bytesAt(b, i)
+	value, i := bytesAt(b, i)
+	if i < len(b) && b[i] < 0x80 {
+		hc, i = uint64(b[i]), i+1
+	} else {
+		hc, i = uvarintAt(b, i)
+	}
+	hstart := i
+	if hc > uint64(len(b)) {
 		return d.fail()
 	}
-	d.pos += n
-	td, n := binary.Varint(b[d.pos:])
-	if n <= 0 {
-		return d.fail()
-	}
-	d.pos += n
-	d.start = d.pos
-	var ok bool
-	if d.Key, ok = d.bytes(); !ok {
-		return d.fail()
-	}
-	if d.Value, ok = d.bytes(); !ok {
-		return d.fail()
-	}
-	hc, n := binary.Uvarint(b[d.pos:])
-	if n <= 0 || hc > uint64(len(b)) {
-		return d.fail()
-	}
-	d.pos += n
-	hstart := d.pos
-	for i := uint64(0); i < hc; i++ {
-		kl, n := binary.Uvarint(b[d.pos:])
-		if n <= 0 || kl > uint64(len(b)-d.pos-n) {
+	for h := uint64(0); h < hc && i <= len(b); h++ {
+		var kl uint64
+		if kl, i = uvarintAt(b, i); i <= len(b) && kl > uint64(len(b)-i) {
 			return d.fail()
 		}
-		d.pos += n + int(kl)
-		if _, ok := d.bytes(); !ok {
-			return d.fail()
-		}
+		i += int(kl)
+		_, i = bytesAt(b, i)
 	}
-	d.headers, d.nHeaders = b[hstart:d.pos], int(hc)
+	if i > len(b) || od > 1<<31-1 {
+		return d.fail()
+	}
+	d.pos, d.start = i, start
+	d.Key, d.Value = key, value
+	d.headers, d.nHeaders = b[hstart:i], int(hc)
 	d.Offset = d.BaseOffset + int64(od)
-	d.TimestampMs = d.FirstTimestamp + td
+	d.TimestampMs = d.FirstTimestamp + unzigzag(td)
 	d.n++
 	return true
 }
@@ -104,18 +111,44 @@ func (d *Decoder) HeaderCount() int { return d.nHeaders }
 // Headers returns an iterator over the current record's headers.
 func (d *Decoder) Headers() HeaderIter { return HeaderIter{b: d.headers, n: d.nHeaders} }
 
-func (d *Decoder) bytes() ([]byte, bool) {
-	l, n := binary.Varint(d.b[d.pos:])
-	if n <= 0 || l < -1 || l > int64(len(d.b)-d.pos-n) {
-		return nil, false
+// uvarintAt reads the unsigned varint at b[i:], returning the position
+// after it, or len(b)+1 if it is malformed or i is past the end already.
+func uvarintAt(b []byte, i int) (uint64, int) {
+	if i >= len(b) {
+		return 0, len(b) + 1
 	}
-	d.pos += n
-	if l < 0 {
-		return nil, true
+	x, n := binary.Uvarint(b[i:])
+	if n <= 0 {
+		return 0, len(b) + 1
 	}
-	v := d.b[d.pos : d.pos+int(l) : d.pos+int(l)]
-	d.pos += int(l)
-	return v, true
+	return x, i + n
+}
+
+// bytesAt reads the length-prefixed byte string at b[i:] (nil for length
+// -1), returning the position after it, or len(b)+1 if it is malformed.
+func bytesAt(b []byte, i int) ([]byte, int) {
+	var ux uint64
+	if i < len(b) && b[i] < 0x80 {
+		ux, i = uint64(b[i]), i+1
+	} else if ux, i = uvarintAt(b, i); i > len(b) {
+		return nil, i
+	}
+	l := unzigzag(ux)
+	switch {
+	case l == -1:
+		return nil, i
+	case l < -1 || l > int64(len(b)-i):
+		return nil, len(b) + 1
+	}
+	return b[i : i+int(l) : i+int(l)], i + int(l)
+}
+
+func unzigzag(ux uint64) int64 {
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x
 }
 
 // HeaderIter walks a record's headers; they were validated by Next.
