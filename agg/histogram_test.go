@@ -149,6 +149,45 @@ func TestHistogramMergeExact(t *testing.T) {
 	}
 }
 
+// Merging adds every bucket's count exactly, whether four neighbouring
+// counts add as one word (no top bit set in either page) or one at a time
+// (counts from 2^15 up, sums past 16 bits, high halves on either side).
+func TestHistogramMergeCounts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	counts := []uint32{0, 0, 0, 1, 2, 100, 0x7fff, 0x8000, 0x8001, 0xfffe, 0xffff, 0x10000, 0x12345, 1 << 31}
+	for round := range 50 {
+		var pool PagePool
+		var h, o Histogram
+		want := map[int]uint64{}
+		base := 1 << 20 << (round % 8) // units; three pages' worth of buckets from there
+		u0 := lowestEquivalent(countsIndex(int64(base)))
+		i0 := countsIndex(u0)
+		for k := range 3 * pageLen {
+			i := i0 + k
+			a, b := counts[rng.IntN(len(counts))], counts[rng.IntN(len(counts))]
+			switch round % 3 {
+			case 0: // below 2^15: the word path throughout
+				a, b = a%0x8000, b%0x8000
+			case 1: // 16 bits: no high halves before the merge, some after
+				a, b = a&0xffff, b&0xffff
+			}
+			if a > 0 {
+				h.recordUnits(lowestEquivalent(i), a, &pool)
+			}
+			if b > 0 {
+				o.recordUnits(lowestEquivalent(i), b, &pool)
+			}
+			want[i] = min(uint64(a)+uint64(b), maxPerPage)
+		}
+		h.Merge(&o, &pool)
+		for i, w := range want {
+			if c := countOf(&h, i); uint64(c) != w {
+				t.Fatalf("round %d: bucket %d has %d, want %d", round, i, c, w)
+			}
+		}
+	}
+}
+
 // A bucket holds at most 2^32-1 values of one window: recording or
 // merging past that saturates the bucket instead of wrapping it, and the
 // total stays exact.
