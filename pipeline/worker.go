@@ -251,17 +251,27 @@ func (w *worker) step(ctx context.Context) (*roundMsg, error) {
 	w.begin()
 	idle := true
 	for _, ps := range w.parts {
-		for n := 0; n < roundRecords && !ps.exhausted; n++ {
-			rec, err := w.next(ctx, ps)
+		for n := 0; n < roundRecords && !ps.exhausted; {
+			recs, err := w.records(ctx, ps)
 			if err != nil {
 				return nil, err
 			}
-			if rec == nil {
+			if len(recs) == 0 {
 				break
 			}
 			idle = false
-			if w.process(ps, rec) {
-				break // its watermark closed a window: the coordinator may emit
+			recs = recs[:min(len(recs), roundRecords-n)]
+			done := len(recs)
+			for i := range recs {
+				if w.process(ps, &recs[i]) {
+					done = i + 1 // its watermark closed a window: the coordinator may emit
+					break
+				}
+			}
+			ps.pos += done
+			n += done
+			if done < len(recs) {
+				break
 			}
 		}
 		w.msg.parts = append(w.msg.parts, ps.partReport)
@@ -320,17 +330,16 @@ func (sp *statePool) put(st *agg.State) {
 	sp.free = append(sp.free, st)
 }
 
-// next returns ps's next record, or nil if it has none now (following)
-// or is exhausted.
-func (w *worker) next(ctx context.Context, ps *partState) (*log.Record, error) {
+// records returns ps's next records, from ps.pos on in its current batch
+// (the caller moves ps.pos past those it processes), or none if it has
+// none now (following) or is exhausted.
+func (w *worker) records(ctx context.Context, ps *partState) ([]log.Record, error) {
 	if ps.feed.r != nil {
-		return w.nextLocal(ps)
+		return w.recordsLocal(ps)
 	}
 	for {
 		if ps.cur != nil && ps.pos < len(ps.cur.recs) {
-			r := &ps.cur.recs[ps.pos]
-			ps.pos++
-			return r, nil
+			return ps.cur.recs[ps.pos:], nil
 		}
 		if ps.cur != nil {
 			ps.next = max(ps.next, ps.cur.end)
@@ -351,10 +360,10 @@ func (w *worker) next(ctx context.Context, ps *partState) (*log.Record, error) {
 	}
 }
 
-// nextLocal is next for a local partition: the worker reads it itself, in
-// place. Following, it returns nil when the partition is caught up;
-// until-end, at the feed's end, which it marks exhausted.
-func (w *worker) nextLocal(ps *partState) (*log.Record, error) {
+// recordsLocal is records for a local partition: the worker reads it
+// itself, in place. Following, it returns none when the partition is
+// caught up; until-end, at the feed's end, which it marks exhausted.
+func (w *worker) recordsLocal(ps *partState) ([]log.Record, error) {
 	fd := ps.feed
 	for ps.pos >= len(ps.read) {
 		ps.next = max(ps.next, ps.readEnd)
@@ -380,9 +389,7 @@ func (w *worker) nextLocal(ps *partState) (*log.Record, error) {
 		// to skip): nothing means the partition went away.
 		return nil, fmt.Errorf("partition %d: no records at offset %d, below the end %d", ps.id, from, fd.end)
 	}
-	r := &ps.read[ps.pos]
-	ps.pos++
-	return r, nil
+	return ps.read[ps.pos:], nil
 }
 
 // waitAny parks until records may be waiting (an append, a Kafka batch)
