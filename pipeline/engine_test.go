@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -88,6 +89,59 @@ func TestProcessAllocs(t *testing.T) {
 		i++
 	}); a != 0 {
 		t.Fatalf("%v allocations per event", a)
+	}
+}
+
+// TestProcessEndsRoundAtBoundary: process reports that the coordinator
+// may emit exactly when the event's watermark move closed a window
+// (Boundary of the old and new watermark) or the event was accepted late,
+// and counts each event in the windows that contain it and are still open
+// to it. Tumbling and hopping windows; times in order, out of order, late
+// and too late.
+func TestProcessEndsRoundAtBoundary(t *testing.T) {
+	for _, window := range []string{"{type: tumbling, size: 10s}", "{type: hopping, size: 10s, advance: 3s}"} {
+		yaml := strings.Replace(benchYAML, "{type: tumbling, size: 1m}", window, 1)
+		w, ps := testWorker(t, yaml)
+		win, lateness := w.p.windows, w.p.lateness
+		rng := rand.New(rand.NewPCG(3, 4))
+		ts := int64(1795341600000)
+		signals := 0
+		counts := map[int64]int64{}
+		for i := range 20000 {
+			ts += rng.Int64N(200) // in order
+			t0 := ts
+			if rng.IntN(10) == 0 {
+				t0 -= rng.Int64N(80000) // out of order, some late, some too late
+			}
+			old := ps.wm
+			rec := log.Record{Offset: int64(i), Value: fmt.Appendf(nil, `{"ts":%d,"service":"a","status":"ok","response_time":1}`, t0)}
+			got := w.process(ps, &rec)
+			late := false
+			for _, s := range win.Starts(t0, nil) {
+				end := s + win.Size
+				late = late || end <= ps.wm && ps.wm < end+lateness
+				if ps.wm < end+lateness {
+					counts[s]++
+				}
+			}
+			want := late || old != minWatermark && win.Boundary(old, ps.wm)
+			if got != want {
+				t.Fatalf("%s: event %d at %d (watermark %d -> %d): process = %v, want %v", window, i, t0, old, ps.wm, got, want)
+			}
+			if got {
+				signals++
+			}
+		}
+		if signals < 100 {
+			t.Fatalf("%s: only %d round ends", window, signals)
+		}
+		got := map[int64]int64{}
+		for _, d := range w.msg.wins {
+			got[d.start] += d.events
+		}
+		if !maps.Equal(got, counts) {
+			t.Fatalf("%s: %d windows counted, want %d", window, len(got), len(counts))
+		}
 	}
 }
 
