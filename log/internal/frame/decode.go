@@ -37,8 +37,8 @@ func (d *Decoder) Init(b []byte) error {
 //
 // The varints are read inline when they take one byte (most lengths and
 // deltas do) and by uvarintAt otherwise: with binary.Uvarint and Varint
-// called or inlined five times over, decoding took ~500 instructions per
-// record, a tenth of a pipeline's per event.
+// called or inlined five times over, a record took ~415 instructions to
+// decode, ~320 this way (cachegrind, 140-byte records).
 func (d *Decoder) Next() bool {
 	if d.n >= d.Count || d.err != nil {
 		return false
