@@ -195,16 +195,20 @@ func BenchmarkFsync(b *testing.B) {
 
 // BenchmarkRead: records/s reading a partition from the start (page
 // cache warm), 512 records per Read.
-func BenchmarkRead(b *testing.B) { benchRead(b, 1024, 512) }
+func BenchmarkRead(b *testing.B) { benchRead(b, 1024, 512, false) }
+
+// BenchmarkReadMapped is BenchmarkRead through a mapped reader
+// (NewMappedReader): no copy into the reader's buffer.
+func BenchmarkReadMapped(b *testing.B) { benchRead(b, 1024, 512, true) }
 
 // BenchmarkReadInPieces reads batches of 8192 records (Kafka clients send
 // batches of up to 1 MB) 100 records at a time: each Read goes on inside
 // the batch the previous one stopped in.
-func BenchmarkReadInPieces(b *testing.B) { benchRead(b, 8192, 100) }
+func BenchmarkReadInPieces(b *testing.B) { benchRead(b, 8192, 100, false) }
 
 // benchRead appends 1M records in batches of batch, then reads them again
-// and again, per records at a time.
-func benchRead(b *testing.B, batch, per int) {
+// and again, per records at a time, with a mapped reader or not.
+func benchRead(b *testing.B, batch, per int, mapped bool) {
 	l, p := benchPartition(b)
 	defer l.Close()
 	const n = 1 << 20
@@ -215,7 +219,12 @@ func benchRead(b *testing.B, batch, per int) {
 		}
 	}
 	buf := make([]Record, 0, per)
-	r, _ := p.NewReader(0)
+	newReader := p.NewReader
+	if mapped {
+		newReader = p.NewMappedReader
+	}
+	r, _ := newReader(0)
+	defer r.Close()
 	b.SetBytes(benchRecordBytes)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -58,7 +58,9 @@
 // appends are serialized, a batch at a time; readers do not block appends
 // and take no lock per record. A Reader or a Consumer belongs to one
 // goroutine. The records a Read returns point into the Reader's buffer:
-// they are valid until the next call on that Reader.
+// they are valid until the next call on that Reader. A mapped reader's
+// point into a read-only mapping of the file (NewMappedReader): touching
+// them after the next call may fault.
 //
 // Several processes may open one data directory. The first to append to a
 // partition becomes its writer (an flock on its lock file); the others

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"golang.org/x/sys/cpu"
+	"golang.org/x/sys/unix"
 
 	"github.com/fastflow/fastflow/log/internal/frame"
 	"github.com/fastflow/fastflow/log/internal/wal"
@@ -15,6 +16,11 @@ import (
 // readBufBytes is a reader's initial buffer: one pread fills it with many
 // batches. It grows for a batch that does not fit.
 const readBufBytes = 256 << 10
+
+// mapWindowBytes is how much of a segment file a mapped reader maps at
+// once (more for a larger entry): bounded, so that reading a partition
+// from end to end keeps a few MiB mapped, not its segments.
+const mapWindowBytes = 4 << 20
 
 // defaultReadRecords bounds one Read when dst has no spare capacity.
 const defaultReadRecords = 512
@@ -28,7 +34,7 @@ const defaultReadRecords = 512
 // A Reader cannot be used from concurrent goroutines; use one per
 // goroutine. The Key, Value and Headers of the records a Read returns
 // point into the Reader's buffer: they are valid until the next call on
-// the Reader.
+// the Reader. A mapped reader (NewMappedReader) maps the files instead.
 type Reader struct {
 	// Readers of different goroutines are often allocated side by side,
 	// and dec is written per record: the pads keep them off each other's
@@ -41,7 +47,9 @@ type Reader struct {
 	walIdx  uint64 // segment of f
 	pos     int64  // file position of the next batch to read
 	buf     []byte
-	bufPos  int64 // file position of buf[0]
+	mapped  bool   // buf is (in) mapping, a window of f mapped read-only
+	mapping []byte // nil when nothing is mapped
+	bufPos  int64  // file position of buf[0]
 	bufN    int
 	dec     frame.Decoder
 	headers []Header
@@ -58,6 +66,29 @@ type Reader struct {
 // the log-start offset and the high watermark.
 func (p *Partition) NewReader(offset int64) (*Reader, error) {
 	r := &Reader{p: p}
+	if err := r.SeekOffset(offset); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// NewMappedReader returns a Reader positioned at offset that reads the
+// segment files through read-only memory maps of a few MiB at a time
+// instead of copying them into its buffer with pread: the records it
+// returns point into the page cache itself. A pipeline reads ~10% faster
+// this way, the copy and its cache misses gone.
+//
+// Two things are sharper than with NewReader. The records of a Read are
+// unmapped by a later call (a Read past the window, Close): touching them
+// then faults and crashes the program, where NewReader's would only hold
+// other bytes. And if a file shrinks under the mapping — another process
+// writing the partition cuts the tail of a failed write that this one
+// was reading — touching the cut bytes faults too (SIGBUS). A goroutine
+// that cannot rule that out calls debug.SetPanicOnFault(true), so that
+// the fault is a panic it can recover (a runtime.Error with an Addr
+// method), as the pipeline's workers do.
+func (p *Partition) NewMappedReader(offset int64) (*Reader, error) {
+	r := &Reader{p: p, mapped: true}
 	if err := r.SeekOffset(offset); err != nil {
 		return nil, err
 	}
@@ -112,8 +143,16 @@ func (r *Reader) closeFile() {
 		r.f.Close()
 		r.f = nil
 	}
+	r.unmap()
 	r.bufN = 0
 	r.midAt = nil
+}
+
+func (r *Reader) unmap() {
+	if r.mapping != nil {
+		unix.Munmap(r.mapping) // fails only for a bad address or length
+		r.mapping, r.buf, r.bufN = nil, nil, 0
+	}
 }
 
 // Read appends to dst the records available now from r's offset, up to
@@ -227,32 +266,83 @@ func (r *Reader) entry(refill bool) ([]byte, int, error) {
 	if !refill {
 		return nil, 0, nil
 	}
+	r.midAt = nil // the buffer is about to change under the decoder
+	if r.mapped {
+		return r.mapEntry()
+	}
 	if r.buf == nil {
 		r.buf = make([]byte, readBufBytes)
 	}
-	r.midAt = nil // the buffer is about to change under the decoder
 	for {
 		n, err := r.f.ReadAt(r.buf, r.pos)
 		if err != nil && err != io.EOF {
 			return nil, 0, err
 		}
 		r.bufPos, r.bufN = r.pos, n
-		size, k := uvarint(r.buf[:n])
-		if k < 0 || k > 0 && (size < frame.HeaderSize || size > maxEntryBytes) {
-			return nil, 0, &CorruptError{Path: r.f.Name(), Pos: r.pos, Offset: r.offset, Err: errors.New("bad entry length")}
-		}
-		if k == 0 {
-			return nil, 0, nil // nothing (complete) there yet
-		}
-		need := k + int(size)
-		if need <= n {
-			return r.buf[k:need:need], need, nil
+		e, need, cerr := r.firstEntry()
+		if e != nil || cerr != nil || need == 0 {
+			return e, need, cerr
 		}
 		if need <= len(r.buf) || err == io.EOF {
 			return nil, 0, nil // the rest is not written yet
 		}
 		r.buf = make([]byte, need+readBufBytes)
 	}
+}
+
+// mapEntry is entry's refill for a mapped reader: it maps the file from
+// r.pos on, mapWindowBytes or the whole entry there if that is larger, up
+// to the file's end.
+func (r *Reader) mapEntry() ([]byte, int, error) {
+	r.unmap()
+	st, err := r.f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	size := st.Size()
+	from := r.pos &^ int64(os.Getpagesize()-1) // mappings start on a page
+	length := int64(mapWindowBytes)
+	for {
+		end := min(size, from+length)
+		if end <= r.pos {
+			return nil, 0, nil // nothing there yet
+		}
+		m, err := unix.Mmap(int(r.f.Fd()), from, int(end-from), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return nil, 0, &os.PathError{Op: "mmap", Path: r.f.Name(), Err: err}
+		}
+		r.mapping = m
+		r.buf, r.bufPos, r.bufN = m[r.pos-from:], r.pos, int(end-r.pos)
+		e, need, cerr := r.firstEntry()
+		if e != nil || cerr != nil {
+			return e, need, cerr
+		}
+		if need == 0 || end == size {
+			return nil, 0, nil // not (all) written yet
+		}
+		r.unmap()
+		length = r.pos - from + int64(need)
+	}
+}
+
+// firstEntry returns the wal entry at the start of the buffer: its frame
+// and its size with the length prefix. If the buffer holds only part of
+// it, the entry is nil and need is its size; need is 0 if the buffer does
+// not hold its length either.
+func (r *Reader) firstEntry() (e []byte, need int, err error) {
+	b := r.buf[:r.bufN]
+	size, k := uvarint(b)
+	if k < 0 || k > 0 && (size < frame.HeaderSize || size > maxEntryBytes) {
+		return nil, 0, &CorruptError{Path: r.f.Name(), Pos: r.pos, Offset: r.offset, Err: errors.New("bad entry length")}
+	}
+	if k == 0 {
+		return nil, 0, nil // nothing (complete) there yet
+	}
+	need = k + int(size)
+	if need <= len(b) {
+		return b[k:need:need], need, nil
+	}
+	return nil, need, nil
 }
 
 func parseEntry(b []byte) ([]byte, int) {

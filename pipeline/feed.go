@@ -67,7 +67,9 @@ type feed struct {
 const feedDepth = 4 // batches in flight per partition
 
 func newFeed(p *log.Partition, from, end int64) (*feed, error) {
-	r, err := p.NewReader(from)
+	// Mapped: the worker processes a read's records before the next (and
+	// recovers a fault, worker.run).
+	r, err := p.NewMappedReader(from)
 	if err != nil {
 		return nil, err
 	}
