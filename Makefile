@@ -51,8 +51,7 @@ bench:
 # (its own module: nats-server stays out of fastflow's go.mod).
 bench-peers:
 	mkdir -p bench/out
-	cd bench/peers && $(GO) run . -events 1000000
-	cd bench/peers && $(GO) run . -events 1000000 -json > ../out/peers.json
+	cd bench/peers && $(GO) run . -events 1000000 -out ../out/peers.json
 
 clean:
 	rm -rf bin fastflow-data bench/out

@@ -40,15 +40,25 @@ func main() {
 	events := flag.Int("events", 1_000_000, "events")
 	partitions := flag.Int("partitions", 6, "fastflow partitions")
 	asJSON := flag.Bool("json", false, "print the rows as JSON (for bench/cmd/benchmd)")
+	out := flag.String("out", "", "also write the rows as JSON to this file")
+	runs := flag.Int("runs", 3, "runs of each read and pipeline measure (the median is reported)")
 	flag.Parse()
-	rows, err := Compare(context.Background(), *events, int32(*partitions))
+	rows, err := Compare(context.Background(), *events, int32(*partitions), max(1, *runs))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "peers:", err)
 		os.Exit(1)
 	}
+	doc := map[string]any{"events": *events, "rows": rows}
 	if *asJSON {
-		json.NewEncoder(os.Stdout).Encode(map[string]any{"events": *events, "rows": rows})
+		json.NewEncoder(os.Stdout).Encode(doc)
 		return
+	}
+	if *out != "" {
+		b, _ := json.Marshal(doc)
+		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "peers:", err)
+			os.Exit(1)
+		}
 	}
 	h := bench.Machine()
 	fmt.Printf("peers: %d events on %s (%d logical cores, GOMAXPROCS %d), %s\n", *events, h.CPU, h.LogicalCores, h.GOMAXPROCS, time.Now().UTC().Format(time.RFC3339))
@@ -68,8 +78,10 @@ type Row struct {
 	PeerIs   string  `json:"peer_is"`
 }
 
-// Compare runs every measure on n generated events.
-func Compare(ctx context.Context, n int, partitions int32) ([]Row, error) {
+// Compare runs every measure on n generated events: ingest once (it
+// fills the stores), reading and the pipelines runs times each, keeping
+// the median rate (one run of a shared 2-vCPU VM can be a third off).
+func Compare(ctx context.Context, n int, partitions int32, runs int) ([]Row, error) {
 	dir, err := os.MkdirTemp("", "fastflow-peers-")
 	if err != nil {
 		return nil, err
@@ -91,12 +103,15 @@ func Compare(ctx context.Context, n int, partitions int32) ([]Row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats publish: %w", err)
 	}
-	natsRead, err := timeIt(n, func() error { return readNATS(ctx, stream, n, func([]byte) {}) })
+	natsRead, err := medianRate(runs, n, func() error { return readNATS(ctx, stream, n, func([]byte) {}) })
 	if err != nil {
 		return nil, fmt.Errorf("nats read: %w", err)
 	}
-	naive := newNaive()
-	natsPipe, err := timeIt(n, func() error { return readNATS(ctx, stream, n, naive.add) })
+	var naive *naive
+	natsPipe, err := medianRate(runs, n, func() error {
+		naive = newNaive()
+		return readNATS(ctx, stream, n, naive.add)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("hand-written pipeline: %w", err)
 	}
@@ -128,7 +143,7 @@ func Compare(ctx context.Context, n int, partitions int32) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	ffRead, err := timeIt(n, func() error { return readFastflow(t) })
+	ffRead, err := medianRate(runs, n, func() error { return readFastflow(t) })
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +154,9 @@ func Compare(ctx context.Context, n int, partitions int32) ([]Row, error) {
 	f.Topics = nil
 	var windows atomic.Int64
 	var requests atomic.Int64
-	ffPipe, err := timeIt(n, func() error {
+	ffPipe, err := medianRate(runs, n, func() error {
+		windows.Store(0)
+		requests.Store(0)
 		return pipeline.Run(ctx, l, f, pipeline.Options{UntilEnd: true, Stdout: io.Discard, Observe: func(r *pipeline.Result) {
 			if !r.Alert {
 				windows.Add(1)
@@ -167,6 +184,20 @@ func Compare(ctx context.Context, n int, partitions int32) ([]Row, error) {
 		{"read (records)", ffRead, natsRead, "JetStream pull consumer, batches of 1000"},
 		{"api-health pipeline (events)", ffPipe, natsPipe, "JetStream consumer + encoding/json + map + sort"},
 	}, nil
+}
+
+// medianRate runs f runs times and returns the median of n per second.
+func medianRate(runs, n int, f func() error) (float64, error) {
+	rates := make([]float64, runs)
+	for i := range rates {
+		r, err := timeIt(n, f)
+		if err != nil {
+			return 0, err
+		}
+		rates[i] = r
+	}
+	sort.Float64s(rates)
+	return rates[runs/2], nil
 }
 
 func timeIt(n int, f func() error) (float64, error) {

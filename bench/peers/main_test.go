@@ -8,7 +8,7 @@ import (
 // TestCompareTiny runs the whole comparison on a few events: it builds,
 // both pipelines agree, and every figure is a rate.
 func TestCompareTiny(t *testing.T) {
-	rows, err := Compare(context.Background(), 5000, 3)
+	rows, err := Compare(context.Background(), 5000, 3, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
