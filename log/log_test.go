@@ -77,27 +77,48 @@ func appendN(t testing.TB, p *Partition, from, n, batch int, acks Acks) {
 // readAll reads p from offset to the high watermark.
 func readAll(t testing.TB, p *Partition, from int64) []Record {
 	t.Helper()
-	r, err := p.NewReader(from)
+	return readRecords(t, p.NewReader, from, 100)
+}
+
+// readRecords reads p from offset from to its high watermark with a
+// reader from newReader (NewReader or NewMappedReader), at most per
+// records a Read, copying what it returns.
+func readRecords(t testing.TB, newReader func(int64) (*Reader, error), from int64, per int) []Record {
+	t.Helper()
+	r, err := newReader(from)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	var out []Record
-	buf := make([]Record, 0, 100)
-	for r.Offset() < p.HighWatermark() {
-		buf, err = r.Read(buf[:0])
-		if err != nil {
+	buf := make([]Record, 0, per)
+	for r.Offset() < r.Partition().HighWatermark() {
+		if buf, err = r.Read(buf[:0]); err != nil {
 			t.Fatal(err)
 		}
 		if len(buf) == 0 {
-			t.Fatalf("Read returned nothing at offset %d, high watermark %d", r.Offset(), p.HighWatermark())
+			t.Fatalf("Read returned nothing at offset %d, high watermark %d", r.Offset(), r.Partition().HighWatermark())
 		}
-		for _, rc := range buf {
-			rc.Key, rc.Value = bytes.Clone(rc.Key), bytes.Clone(rc.Value)
-			out = append(out, rc)
-		}
+		out = appendClones(out, buf)
 	}
 	return out
+}
+
+// appendClones appends copies of recs to dst: their keys, values and
+// headers no longer point into a reader's buffer or mapping.
+func appendClones(dst, recs []Record) []Record {
+	for _, rc := range recs {
+		rc.Key, rc.Value = bytes.Clone(rc.Key), bytes.Clone(rc.Value)
+		if rc.Headers != nil {
+			hs := make([]Header, len(rc.Headers))
+			for i, h := range rc.Headers {
+				hs[i] = Header{Key: bytes.Clone(h.Key), Value: bytes.Clone(h.Value)}
+			}
+			rc.Headers = hs
+		}
+		dst = append(dst, rc)
+	}
+	return dst
 }
 
 func checkRecords(t testing.TB, got []Record, from, n int) {
@@ -181,16 +202,6 @@ func TestReadInPieces(t *testing.T) {
 			}
 		}
 	}
-	clone := func(recs []Record) []Record {
-		out := make([]Record, len(recs))
-		for i, r := range recs {
-			out[i] = Record{Offset: r.Offset, TimestampMs: r.TimestampMs, Key: bytes.Clone(r.Key), Value: bytes.Clone(r.Value)}
-			for _, h := range r.Headers {
-				out[i].Headers = append(out[i].Headers, Header{Key: bytes.Clone(h.Key), Value: bytes.Clone(h.Value)})
-			}
-		}
-		return out
-	}
 	for _, size := range []int{1, 7, 999, 1001} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			r, err := p.NewReader(0)
@@ -204,7 +215,7 @@ func TestReadInPieces(t *testing.T) {
 				if buf, err = r.Read(buf[:0]); err != nil || len(buf) == 0 {
 					t.Fatalf("at %d: %d records, %v", r.Offset(), len(buf), err)
 				}
-				got = append(got, clone(buf)...)
+				got = appendClones(got, buf)
 			}
 			if len(got) != n {
 				t.Fatalf("%d records, want %d", len(got), n)
@@ -223,7 +234,7 @@ func TestReadInPieces(t *testing.T) {
 		if buf, err = r.Read(buf[:0]); err != nil || len(buf) != count || len(buf) > 0 && buf[0].Offset != from {
 			t.Fatalf("Read at %d: %d records from %v, want %d from %d", r.Offset(), len(buf), buf, count, from)
 		}
-		check(t, clone(buf), int(from))
+		check(t, appendClones(nil, buf), int(from))
 	}
 	read(0, 10) // stops inside the first batch
 	r.SeekOffset(500)

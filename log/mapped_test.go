@@ -31,45 +31,6 @@ func sameRecords(t *testing.T, a, b []Record) {
 	}
 }
 
-// readFrom reads p from offset from to its high watermark with a reader
-// (mapped or not), at most per records a Read, copying what it returns.
-func readFrom(t *testing.T, p *Partition, mapped bool, from int64, per int) []Record {
-	t.Helper()
-	newReader := p.NewReader
-	if mapped {
-		newReader = p.NewMappedReader
-	}
-	r, err := newReader(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out []Record
-	buf := make([]Record, 0, per)
-	for r.Offset() < p.HighWatermark() {
-		if buf, err = r.Read(buf[:0]); err != nil {
-			t.Fatal(err)
-		}
-		if len(buf) == 0 {
-			t.Fatalf("Read returned nothing at offset %d, high watermark %d", r.Offset(), p.HighWatermark())
-		}
-		for _, rc := range buf {
-			out = append(out, cloneRecord(rc))
-		}
-	}
-	return out
-}
-
-func cloneRecord(rc Record) Record {
-	rc.Key, rc.Value = bytes.Clone(rc.Key), bytes.Clone(rc.Value)
-	hs := make([]Header, len(rc.Headers))
-	for i, h := range rc.Headers {
-		hs[i] = Header{Key: bytes.Clone(h.Key), Value: bytes.Clone(h.Value)}
-	}
-	rc.Headers = hs
-	return rc
-}
-
 // TestMappedReaderReadsWhatPreadReads: over small segments, batches of
 // 1 to 500 records, records with nulls and headers, an entry larger than
 // the map window, and reads of every size from many offsets, a mapped
@@ -104,13 +65,13 @@ func TestMappedReaderReadsWhatPreadReads(t *testing.T) {
 		i += n
 	}
 	hw := p.HighWatermark()
-	want := readFrom(t, p, false, 0, 1024)
+	want := readRecords(t, p.NewReader, 0, 1024)
 	for _, per := range []int{1, 7, 100, 1024, 5000} {
-		sameRecords(t, readFrom(t, p, true, 0, per), want)
+		sameRecords(t, readRecords(t, p.NewMappedReader, 0, per), want)
 	}
 	for range 30 {
 		from := rng.Int64N(hw)
-		sameRecords(t, readFrom(t, p, true, from, 1+rng.IntN(300)), want[from:])
+		sameRecords(t, readRecords(t, p.NewMappedReader, from, 1+rng.IntN(300)), want[from:])
 	}
 }
 
@@ -134,17 +95,16 @@ func TestMappedReaderFollowsAppends(t *testing.T) {
 			if buf, err = r.Read(buf[:0]); err != nil {
 				t.Fatal(err)
 			}
-			for _, rc := range buf {
-				got = append(got, cloneRecord(rc))
-			}
+			got = appendClones(got, buf)
 		}
 	}
-	sameRecords(t, got, readFrom(t, p, false, 0, 1024))
+	sameRecords(t, got, readRecords(t, p.NewReader, 0, 1024))
 }
 
-// TestMappedReaderRetention: a segment that retention deletes while a
-// mapped reader is in it stays readable through the mapping's window, and
-// past it the reader reports the offsets gone, as a pread reader does.
+// TestMappedReaderRetention: when retention deletes the segment a mapped
+// reader is reading (its window still mapped), the next Read reports the
+// offsets gone (ErrOffsetOutOfRange), as Read does for any reader whose
+// offset fell below the log start.
 func TestMappedReaderRetention(t *testing.T) {
 	l := testLog(t, "")
 	defer l.Close()
@@ -159,7 +119,7 @@ func TestMappedReaderRetention(t *testing.T) {
 	if buf, err = r.Read(buf[:0]); err != nil || len(buf) == 0 {
 		t.Fatalf("Read: %d records, %v", len(buf), err)
 	}
-	first := cloneRecord(buf[0])
+	first := appendClones(nil, buf[:1])[0]
 	appendN(t, p, 2000, 20000, 100, AcksLeader)
 	if err := p.Cleanup(); err != nil {
 		t.Fatal(err)
