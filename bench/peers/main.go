@@ -107,10 +107,10 @@ func Compare(ctx context.Context, n int, partitions int32, runs int) ([]Row, err
 	if err != nil {
 		return nil, fmt.Errorf("nats read: %w", err)
 	}
-	var naive *naive
+	var byHand *naive
 	natsPipe, err := medianRate(runs, n, func() error {
-		naive = newNaive()
-		return readNATS(ctx, stream, n, naive.add)
+		byHand = newNaive()
+		return readNATS(ctx, stream, n, byHand.add)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hand-written pipeline: %w", err)
@@ -174,7 +174,7 @@ func Compare(ctx context.Context, n int, partitions int32, runs int) ([]Row, err
 		return nil, err
 	}
 	// Equal results first.
-	nw, nr := naive.result()
+	nw, nr := byHand.result()
 	if int64(nw) != windows.Load() || int64(nr) != requests.Load() {
 		return nil, fmt.Errorf("the pipelines disagree: fastflow %d windows, %d requests; hand-written %d windows, %d requests",
 			windows.Load(), requests.Load(), nw, nr)
