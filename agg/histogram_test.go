@@ -303,6 +303,85 @@ func TestHistogramCountsPast16Bits(t *testing.T) {
 	}
 }
 
+// Record's in-line path (page present, count below 65,535) and its slow
+// paths (inline list, spill, a new page, high halves) keep the count, the
+// minimum and the maximum as one sequence of values does.
+func TestHistogramRecordTracksCountMinMax(t *testing.T) {
+	var pool PagePool
+	rng := rand.New(rand.NewPCG(13, 14))
+	for round := range 20 {
+		var h Histogram
+		var n, lo, hi int64
+		for i := range 100_000 {
+			v := math.Exp(rng.NormFloat64()*3) * 100
+			switch {
+			case round%2 == 0 && i%4 != 0:
+				v = 7 // one bucket past 65,535: high halves
+			case i%997 == 0:
+				v = -1 // ignored
+			}
+			recorded := h.Record(v, &pool)
+			u, ok := scaled(v)
+			if recorded != ok {
+				t.Fatalf("Record(%v) = %v", v, recorded)
+			}
+			if ok {
+				if n == 0 {
+					lo, hi = u, u
+				}
+				n, lo, hi = n+1, min(lo, u), max(hi, u)
+			}
+			if h.Count() != n || h.min != lo || h.max != hi {
+				t.Fatalf("round %d, value %d (%v): count %d min %d max %d, want %d %d %d",
+					round, i, v, h.Count(), h.min, h.max, n, lo, hi)
+			}
+		}
+		if q0, _ := h.Quantile(0); q0 != float64(lowestEquivalent(countsIndex(lo)))/HistogramScale {
+			t.Fatalf("round %d: q0 = %v, minimum %d units", round, q0, lo)
+		}
+		if round%2 == 0 && h.high == nil {
+			t.Fatalf("round %d: no high halves", round)
+		}
+		h.Reset(&pool)
+	}
+}
+
+// scaled rounds half away from zero, as math.Round does, and clamps.
+func TestScaledRoundsLikeMathRound(t *testing.T) {
+	want := func(v float64) (int64, bool) {
+		if !(v >= 0) {
+			return 0, false
+		}
+		u := math.Round(v * HistogramScale)
+		if u > maxUnits {
+			return maxUnits, true
+		}
+		return int64(u), true
+	}
+	check := func(v float64) {
+		t.Helper()
+		gu, gok := scaled(v)
+		if wu, wok := want(v); gu != wu || gok != wok {
+			t.Fatalf("scaled(%v) = %d, %v; want %d, %v", v, gu, gok, wu, wok)
+		}
+	}
+	for _, x := range []float64{0, 0.5, 1.5, 2.5, 1 << 52, 1<<52 + 1, 1 << 53, 1<<53 + 2, 1 << 62, maxUnits, 1 << 63, math.MaxFloat64} {
+		for _, y := range []float64{math.Nextafter(x, -1), x, math.Nextafter(x, math.Inf(1))} {
+			check(y / HistogramScale)
+			check(math.Nextafter(y/HistogramScale, 0))
+			check(math.Nextafter(y/HistogramScale, math.Inf(1)))
+		}
+	}
+	for _, v := range []float64{math.Copysign(0, -1), -1, math.NaN(), math.Inf(1), math.Inf(-1), math.SmallestNonzeroFloat64, 0.0005, 0.0000005, 4.9999999999999994e-7} {
+		check(v)
+	}
+	rng := rand.New(rand.NewPCG(15, 16))
+	for range 1_000_000 {
+		check(math.Ldexp(rng.Float64(), rng.IntN(90)-30))      // 1e-9 .. 1e18
+		check(float64(rng.Int64N(1<<40)) + 0.5/HistogramScale) // near halves
+	}
+}
+
 // countOf is the count of bucket i.
 func countOf(h *Histogram, i int) uint32 {
 	for j, c := range h.buckets {
