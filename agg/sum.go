@@ -46,22 +46,23 @@ func (s *Sum) Add(v float64) {
 		mant |= 1 << 52
 	}
 	// v = mant × 2^(exp-1075); in units of 2^-1074 its lowest bit is exp-1.
-	pos := exp - 1
-	limb, shift := pos/32, uint(pos%32)
+	pos := uint(exp - 1)
+	limb, shift := int(pos/32), pos%32
 	lo := mant << shift        // low 64 bits
-	hi := mant >> (64 - shift) // bits above 64 (0 when shift is 0)
-	if shift == 0 {
-		hi = 0
-	}
-	s.ensure(limb, limb+2)
+	hi := mant >> (64 - shift) // bits above 64 (Go shifts by 64 to 0)
 	i := limb - s.base
+	if i < 0 || i+3 >= len(s.limbs) { // the limbs (and a spare one) are not there: rare
+		s.ensure(limb, limb+2)
+		i = limb - s.base
+	}
 	p0, p1, p2 := int64(lo&0xffffffff), int64(lo>>32), int64(hi)
 	if neg {
 		p0, p1, p2 = -p0, -p1, -p2
 	}
-	s.limbs[i] += p0
-	s.limbs[i+1] += p1
-	s.limbs[i+2] += p2
+	l := s.limbs[i : i+3 : i+3]
+	l[0] += p0
+	l[1] += p1
+	l[2] += p2
 	s.adds++
 	if s.adds >= normalizeEvery {
 		s.normalize()
