@@ -80,8 +80,11 @@ func TestRetentionByTime(t *testing.T) {
 }
 
 func TestRetentionByBytes(t *testing.T) {
+	// The clock is the records' time (rec), not the wall clock: past the
+	// default retention of 7 days from their timestamps, the time rule
+	// would delete every closed segment and the size rule go untested.
 	var now atomic.Int64
-	now.Store(time.Now().UnixMilli())
+	now.Store(rec(1000).TimestampMs)
 	l := clockLog(t, t.TempDir(), &now)
 	defer l.Close()
 	p := mustPartition(t, l, "rb", TopicConfig{Partitions: 1, SegmentBytes: 4096, RetentionBytes: 20000}, 0)
