@@ -145,6 +145,61 @@ func TestProcessEndsRoundAtBoundary(t *testing.T) {
 	}
 }
 
+// TestStepEndsRoundAtBoundary: a round ends right after the event whose
+// watermark closes a window, wherever the worker's reads of the partition
+// begin and end: here that event is the last record of the first read
+// when reading from offset 0, and in the middle of one from offset 500 (as
+// after a restart from a checkpoint). Rounds that ran on past it when it
+// ended a read made a restarted run emit windows in other rounds than an
+// uninterrupted one.
+func TestStepEndsRoundAtBoundary(t *testing.T) {
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tp, err := l.CreateTopic("events", log.TopicConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _ := tp.Partition(0)
+	const t0 = 1795341600000 // a minute's start
+	var recs []log.Record
+	for i := range 3 * batchRecords {
+		ts := t0 + int64(i)
+		if i >= batchRecords-1 {
+			ts += 2 * 60_000 // the watermark passes the first minute's end
+		}
+		recs = append(recs, log.Record{Value: fmt.Appendf(nil, `{"ts":%d,"service":"a","status":"ok","response_time":1}`, ts)})
+	}
+	if _, err := part.Append(recs, log.AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	p := testPlan(t, benchYAML)
+	for _, from := range []int64{0, 500} {
+		fd, err := newFeed(part, from, part.HighWatermark())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wk, err := newWaker([]*feed{fd}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := &partState{feed: fd}
+		ps.wm, ps.maxT, ps.next = minWatermark, minWatermark, from
+		w := newWorker(p, newKeyTable(), []*partState{ps}, wk, false)
+		for ps.next < batchRecords && !ps.exhausted {
+			if _, err := w.step(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wk.close()
+		if ps.next != batchRecords {
+			t.Fatalf("reading from %d: the round of the boundary event (offset %d) ended at %d", from, batchRecords-1, ps.next)
+		}
+	}
+}
+
 // BenchmarkProcess is the per-event cost of a worker: parse the 4 fields,
 // compute time and watermark, intern the key, assign the window, update
 // counts, exact sum, max and the histogram. The limit is measured in the

@@ -285,16 +285,20 @@ func (w *worker) step(ctx context.Context) (*roundMsg, error) {
 			}
 			idle = false
 			recs = recs[:min(len(recs), roundRecords-n)]
-			done := len(recs)
+			done, boundary := len(recs), false
 			for i := range recs {
 				if w.process(ps, &recs[i]) {
-					done = i + 1 // its watermark closed a window: the coordinator may emit
+					// Its watermark closed a window: the coordinator may emit.
+					// The round ends here even if the read ends here too, so
+					// that where rounds end does not depend on how the reads
+					// fell (a restart reads from its checkpoint on).
+					done, boundary = i+1, true
 					break
 				}
 			}
 			ps.pos += done
 			n += done
-			if done < len(recs) {
+			if boundary {
 				break
 			}
 		}
