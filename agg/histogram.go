@@ -190,9 +190,10 @@ func (h *Histogram) Record(v float64, pool *PagePool) bool {
 	if !ok {
 		return false
 	}
-	// The common case in line: pages in use (total > 0 but after a failed
-	// decode), the value's page there and its count below 65,535. Record
-	// took ~10 ns with scaled and recordUnits as calls, ~6-7 ns this way.
+	// The common case in line: pages in use (a histogram with pages holds
+	// values, unless a failed decode left it), the value's page there and
+	// its count below 65,535. agg/HistogramRecord took ~11 ns with scaled
+	// and recordUnits as calls, ~6 ns this way.
 	if h.pages != nil && h.total > 0 {
 		i := countsIndex(u)
 		if p := h.pages[i>>pageBits]; p != nil {
