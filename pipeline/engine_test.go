@@ -153,15 +153,8 @@ func TestProcessEndsRoundAtBoundary(t *testing.T) {
 // ended a read made a restarted run emit windows in other rounds than an
 // uninterrupted one.
 func TestStepEndsRoundAtBoundary(t *testing.T) {
-	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, tp := testTopic(t, 1)
 	defer l.Close()
-	tp, err := l.CreateTopic("events", log.TopicConfig{Partitions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
 	part, _ := tp.Partition(0)
 	const t0 = 1795341600000 // a minute's start
 	var recs []log.Record
@@ -349,14 +342,7 @@ func BenchmarkNaive(b *testing.B) {
 // data directory, without keys: spread evenly, so that workers get equal
 // shares (keyed by service, 8 keys over 6 partitions hash unevenly).
 func runLog(tb testing.TB, n, parts int) *log.Log {
-	l, err := log.Open(tb.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	t, err := l.CreateTopic("events", log.TopicConfig{Partitions: int32(parts)})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	l, t := testTopic(tb, parts)
 	pr, _ := producer.New(t, producer.Options{Acks: log.AcksLeader, Partition: -1})
 	for _, e := range benchEvents(n) {
 		if err := pr.Add(nil, e, 0); err != nil {
@@ -367,6 +353,20 @@ func runLog(tb testing.TB, n, parts int) *log.Log {
 		tb.Fatal(err)
 	}
 	return l
+}
+
+// testTopic opens a log in a fresh data directory with an empty topic
+// "events" of parts partitions.
+func testTopic(tb testing.TB, parts int) (*log.Log, *log.Topic) {
+	l, err := log.Open(tb.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	t, err := l.CreateTopic("events", log.TopicConfig{Partitions: int32(parts)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l, t
 }
 
 // benchRun is the setup of the run benchmarks: n events in a 6-partition
