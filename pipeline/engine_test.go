@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -151,7 +152,8 @@ func TestProcessEndsRoundAtBoundary(t *testing.T) {
 // when reading from offset 0, and in the middle of one from offset 500 (as
 // after a restart from a checkpoint). Rounds that ran on past it when it
 // ended a read made a restarted run emit windows in other rounds than an
-// uninterrupted one.
+// uninterrupted one, and, as the run at the end checks, put the late event
+// that follows it into the first window's revision 0 instead of revision 1.
 func TestStepEndsRoundAtBoundary(t *testing.T) {
 	l, tp := testTopic(t, 1)
 	defer l.Close()
@@ -160,7 +162,10 @@ func TestStepEndsRoundAtBoundary(t *testing.T) {
 	var recs []log.Record
 	for i := range 3 * batchRecords {
 		ts := t0 + int64(i)
-		if i >= batchRecords-1 {
+		switch {
+		case i == batchRecords:
+			ts = t0 + 500 // late for the first minute, within its lateness
+		case i >= batchRecords-1:
 			ts += 2 * 60_000 // the watermark passes the first minute's end
 		}
 		recs = append(recs, log.Record{Value: fmt.Appendf(nil, `{"ts":%d,"service":"a","status":"ok","response_time":1}`, ts)})
@@ -190,6 +195,32 @@ func TestStepEndsRoundAtBoundary(t *testing.T) {
 		if ps.next != batchRecords {
 			t.Fatalf("reading from %d: the round of the boundary event (offset %d) ended at %d", from, batchRecords-1, ps.next)
 		}
+	}
+	// The whole run: the first minute is emitted at the boundary event with
+	// the events before it, then again with the late one.
+	f, err := Parse("t.yaml", []byte(benchYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out countingWriter
+	if err := Run(t.Context(), l, f, Options{UntilEnd: true, Stdout: &out}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, line := range strings.Split(out.buf.String(), "\n") {
+		var r struct {
+			WindowStart string `json:"window_start"`
+			Revision    int
+			Metrics     struct {
+				Count int `json:"request_count"`
+			}
+		}
+		if json.Unmarshal([]byte(line), &r) == nil && r.WindowStart == "2026-11-22T10:00:00Z" {
+			got = append(got, fmt.Sprintf("revision %d: %d events", r.Revision, r.Metrics.Count))
+		}
+	}
+	if want := []string{"revision 0: 1023 events", "revision 1: 1024 events"}; !slices.Equal(got, want) {
+		t.Fatalf("first minute emitted as %q, want %q", got, want)
 	}
 }
 
