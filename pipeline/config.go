@@ -119,8 +119,12 @@ func (s *Source) TopicName() string {
 
 // TimeConfig is event time.
 type TimeConfig struct {
+	// Field holds the event time; empty, the record's log timestamp is the
+	// event time and the rest of the section still applies (a watermark
+	// over record timestamps, like Flink's bounded out-of-orderness on
+	// Kafka record timestamps).
 	Field           string
-	Unit            string // ms, s, us, ns, rfc3339
+	Unit            string // ms, s, us, ns, rfc3339 (of Field; default ms)
 	MaxOutOfOrder   time.Duration
 	AllowedLateness time.Duration
 	// IdleTimeout: a partition without new records for this long (processing
@@ -482,7 +486,7 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 			})
 		},
 		"time": func(n *yaml.Node, p string) error {
-			c.Time = &TimeConfig{Unit: "ms", IdleTimeout: 30 * time.Second}
+			c.Time = &TimeConfig{IdleTimeout: 30 * time.Second}
 			tc := c.Time
 			if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
 				"field":            d.str(&tc.Field),
@@ -494,12 +498,16 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 				return err
 			}
 			switch tc.Unit {
+			case "":
+				if tc.Field != "" {
+					tc.Unit = "ms"
+				}
 			case "ms", "s", "us", "ns", "rfc3339":
+				if tc.Field == "" {
+					return d.errf(n, join(p, "unit"), "the unit of time.field, which is missing (without field, the record timestamp is the event time)")
+				}
 			default:
 				return d.errf(n, join(p, "unit"), "unknown unit %q (want ms, s, us, ns or rfc3339)", tc.Unit)
-			}
-			if tc.Field == "" {
-				return d.errf(n, join(p, "field"), "required (without time:, the record timestamp is used)")
 			}
 			return nil
 		},

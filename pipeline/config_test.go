@@ -91,6 +91,7 @@ func TestConfigErrors(t *testing.T) {
 	f("type: tumbling", "type: sliding", `unknown window type "sliding"`)
 	f("size: 1m}", "gap: 1m}", `window.size: required for a tumbling window`)
 	f("unit: ms", "unit: minutes", `time.unit: unknown unit "minutes"`)
+	f("field: ts, unit: ms", "unit: s", `api.yaml:4: pipelines[0].time.unit: the unit of time.field, which is missing`)
 	f("q: 0.95", "q: 95", `metrics[5].q: want a quantile in (0, 1]`)
 	f(", q: 0.95}", "}", `metrics[5].q: required for percentile`)
 	f("agg: avg, field: response_time", "agg: avg", `metrics[3].field: required for avg`)

@@ -144,7 +144,9 @@ func splitPath(f string) []string { return strings.Split(f, ".") }
 func compile(c *Config) (*plan, error) {
 	p := &plan{cfg: c, idle: 30 * time.Second}
 	if t := c.Time; t != nil {
-		p.timePath = splitPath(t.Field)
+		if t.Field != "" {
+			p.timePath = splitPath(t.Field)
+		}
 		p.unit = map[string]timeUnit{"ms": unitMs, "s": unitS, "us": unitUs, "ns": unitNs, "rfc3339": unitRFC3339}[t.Unit]
 		p.maxOOO = t.MaxOutOfOrder.Milliseconds()
 		p.lateness = t.AllowedLateness.Milliseconds()
