@@ -673,3 +673,60 @@ func (s *syncBuffer) lines() []string {
 	}
 	return strings.Split(text, "\n")
 }
+
+// TestPartitionsKeepFinalResults: over 3 partitions (keyed by service) the
+// last revision of every window equals the one-partition run's, as do the
+// stats, when no event is dropped as too late (a partition's watermark is
+// never ahead of the one partition's, so what one partition accepts, three
+// accept too). Which late events come in revision 0 and which in a later
+// revision may differ: that follows the rounds (README, How it runs).
+func TestPartitionsKeepFinalResults(t *testing.T) {
+	all := genEvents(6000, 5)
+	var lines []string
+	for i, l := range all {
+		if i%311 != 77 { // genEvents' too-late events
+			lines = append(lines, l)
+		}
+	}
+	dir := t.TempDir()
+	events, cfg := writeRunFiles(t, dir, lines)
+	final := func(parts string) (map[string]string, string, int) {
+		c := newCLI(t)
+		c.ok("", "topic", "create", "events", "--partitions", parts)
+		c.ok("", "produce", "events", "--key-field", "service", events)
+		res := map[string]string{}
+		var stats string
+		revisions := 0
+		for _, line := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
+			var o refOut
+			if err := json.Unmarshal([]byte(line), &o); err != nil {
+				t.Fatal(err)
+			}
+			switch o.Type {
+			case "window":
+				m, _ := json.Marshal(o.Metrics)
+				res[fmt.Sprint(o.Key, o.WindowStart)] = string(m)
+				if o.Revision > 0 {
+					revisions++
+				}
+			case "stats":
+				stats = line
+			}
+		}
+		return res, stats, revisions
+	}
+	one, oneStats, oneRevs := final("1")
+	three, threeStats, threeRevs := final("3")
+	if oneStats != threeStats || !strings.Contains(oneStats, `"late_dropped":0`) {
+		t.Fatalf("stats over 3 partitions:\n%s\nover 1:\n%s", threeStats, oneStats)
+	}
+	if len(one) != len(three) || oneRevs == 0 || threeRevs == 0 {
+		t.Fatalf("%d windows over 1 partition (%d revisions), %d over 3 (%d revisions)", len(one), oneRevs, len(three), threeRevs)
+	}
+	for k, v := range one {
+		if three[k] != v {
+			t.Fatalf("window %s: last revision over 3 partitions %s, over 1 %s", k, three[k], v)
+		}
+	}
+	t.Logf("%d windows, %d revisions over 1 partition, %d over 3", len(one), oneRevs, threeRevs)
+}
