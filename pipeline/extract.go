@@ -18,7 +18,7 @@ const (
 	reasonInvalidJSON reason = iota // not JSON (a null value too)
 	reasonNotObject                 // JSON, but not an object
 	reasonMissingTime               // the time field is absent or null
-	reasonBadTime                   // the time field has the wrong type or format
+	reasonBadTime                   // the time field has the wrong type or format, or is out of range
 	numReasons
 )
 
@@ -115,8 +115,22 @@ func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
 			return 0, r, false
 		}
 	}
+	if t < minEventMs || t > maxEventMs {
+		return 0, reasonBadTime, false
+	}
 	return t, 0, true
 }
+
+// The event times a pipeline takes: the years 0000 to 9999 that RFC 3339
+// writes (results print window bounds in it), far enough from int64's
+// ends that window ends, watermarks and lateness bounds cannot overflow.
+// A time past them — a unit mistaken, a Kafka client's garbage — would
+// otherwise wrap a window's end around and drag the watermark to where
+// every later event is too late.
+const (
+	minEventMs = -62167219200000 // 0000-01-01T00:00:00Z
+	maxEventMs = 253402300799999 // 9999-12-31T23:59:59.999Z
+)
 
 // eventTime reads a time field in the plan's unit as unix ms, floored;
 // or why it cannot: bad_time, or invalid_json for a number that is not

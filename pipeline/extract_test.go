@@ -72,6 +72,13 @@ func TestExtract(t *testing.T) {
 	f(`{"ts":"1000"}`, 0, reasonBadTime, false, "", 0, 0)
 	f(`{"ts":true}`, 0, reasonBadTime, false, "", 0, 0)
 	f(`{"ts":1e40}`, 0, reasonBadTime, false, "", 0, 0)
+	// Past the years 0000-9999: out of range, as are int64's ends.
+	f(`{"ts":253402300799999}`, 253402300799999, 0, true, "null\x00null", 0, 0)
+	f(`{"ts":253402300800000}`, 0, reasonBadTime, false, "", 0, 0)
+	f(`{"ts":-62167219200000}`, -62167219200000, 0, true, "null\x00null", 0, 0)
+	f(`{"ts":-62167219200001}`, 0, reasonBadTime, false, "", 0, 0)
+	f(`{"ts":9223372036854775807}`, 0, reasonBadTime, false, "", 0, 0)
+	f(`{"ts":-9223372036854775808}`, 0, reasonBadTime, false, "", 0, 0)
 
 	// Without time: the record timestamp; rfc3339 strings.
 	noTime := testPlan(t, `pipelines:
@@ -80,6 +87,9 @@ func TestExtract(t *testing.T) {
 	x2 := newExtractor(noTime)
 	if got, _, ok := x2.extract(&log.Record{Value: []byte(`{}`), TimestampMs: 99}); !ok || got != 99 || string(x2.key) != "" {
 		t.Fatalf("record timestamp: %d %v %q", got, ok, x2.key)
+	}
+	if _, r, ok := x2.extract(&log.Record{Value: []byte(`{}`), TimestampMs: math.MaxInt64}); ok || r != reasonBadTime {
+		t.Fatalf("record timestamp past 9999: %v %v", ok, r)
 	}
 	rfc := testPlan(t, `pipelines:
   - {name: x, source: {topic: e}, time: {field: at, unit: rfc3339}, window: {type: tumbling, size: 1m}, metrics: [{name: n, agg: count}]}
@@ -90,6 +100,9 @@ func TestExtract(t *testing.T) {
 	}
 	if _, r, ok := x3.extract(&log.Record{Value: []byte(`{"at":1795342800500}`)}); ok || r != reasonBadTime {
 		t.Fatal("a number for an rfc3339 field is bad_time")
+	}
+	if _, r, ok := x3.extract(&log.Record{Value: []byte(`{"at":"0000-01-01T00:00:00+01:00"}`)}); ok || r != reasonBadTime {
+		t.Fatal("an rfc3339 time before the year 0000 is bad_time")
 	}
 }
 
