@@ -3,11 +3,13 @@ package pipeline
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/gob"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"time"
@@ -23,9 +25,18 @@ import (
 // states. Rounds that workers processed beyond it are discarded; after a
 // restart they are processed again, so no result is lost or emitted twice.
 //
-// It lives in DATA/pipelines/NAME.checkpoint, replaced atomically.
+// It lives in DATA/pipelines/NAME.checkpoint, replaced atomically: the
+// magic checkpointMagic, the CRC-32C of the rest (big-endian), and the
+// snapshot in gob. The checksum turns a file damaged at rest into an error
+// rather than state restored wrong (gob would decode many flipped bits into
+// other numbers). A file without the magic is one written before the
+// checksum (fastflow of 2026-12-02 and earlier): decoded as it is.
 
 const checkpointVersion = 1
+
+const checkpointMagic = "FFCKPT\x00\x01"
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 type snapshot struct {
 	Version     int
@@ -126,14 +137,17 @@ func (c *coordinator) snapshot(now time.Time) *snapshot {
 
 func saveCheckpoint(l *log.Log, name string, s *snapshot) error {
 	var buf bytes.Buffer
+	buf.WriteString(checkpointMagic + "\x00\x00\x00\x00") // the checksum, below
 	if err := gob.NewEncoder(&buf).Encode(s); err != nil {
 		return err
 	}
+	b := buf.Bytes()
+	binary.BigEndian.PutUint32(b[len(checkpointMagic):], crc32.Checksum(b[len(checkpointMagic)+4:], castagnoli))
 	path := checkpointPath(l, name)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	if err := atomicfile.Write(path, buf.Bytes()); err != nil {
+	if err := atomicfile.Write(path, b); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", name, err)
 	}
 	return nil
@@ -150,6 +164,12 @@ func loadCheckpoint(l *log.Log, c *Config) (*snapshot, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if m := len(checkpointMagic); len(b) >= m && string(b[:m]) == checkpointMagic {
+		if len(b) < m+4 || binary.BigEndian.Uint32(b[m:]) != crc32.Checksum(b[m+4:], castagnoli) {
+			return nil, fmt.Errorf("checkpoint %s is damaged: its checksum does not match (delete it to start over)", path)
+		}
+		b = b[m+4:]
 	}
 	var s snapshot
 	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
