@@ -625,19 +625,33 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 	if len(c.Sinks) == 0 {
 		c.Sinks = []SinkConfig{{Type: "stdout"}}
 	}
+	// A local topic the pipeline writes must not be the one it reads: its
+	// own output would come back as input, forever when following.
+	if c.Source.Kafka == nil {
+		for i, s := range c.Sinks {
+			if s.Type == "topic" && s.Topic == c.Source.Topic {
+				p := join(path, fmt.Sprintf("sinks[%d].topic", i))
+				return c, &ConfigError{File: d.file, Line: d.lineOf(p, n.Line), Path: p,
+					Msg: fmt.Sprintf("%q is the pipeline's source: its results would come back as its input", s.Topic)}
+			}
+		}
+		for _, side := range []struct {
+			on   bool
+			key  string
+			name string
+		}{{c.DLQ, "dlq", c.Name + ".dlq"}, {c.LateTopic, "late_topic", c.Name + ".late"}} {
+			if side.on && side.name == c.Source.Topic {
+				p := join(path, side.key)
+				return c, &ConfigError{File: d.file, Line: d.lineOf(p, n.Line), Path: p,
+					Msg: fmt.Sprintf("writes %q, the pipeline's source: its copies would come back as its input", side.name)}
+			}
+		}
+	}
 	// Compiling catches references between metrics and alerts.
 	if _, err := compile(c); err != nil {
 		ce := err.(*compileError)
 		p := join(path, ce.path)
-		line := n.Line
-		// The line of the key, or of the closest enclosing one.
-		for q := p; q != ""; q = parent(q) {
-			if l, ok := d.at[q]; ok {
-				line = l
-				break
-			}
-		}
-		return c, &ConfigError{File: d.file, Line: line, Path: p, Msg: ce.msg}
+		return c, &ConfigError{File: d.file, Line: d.lineOf(p, n.Line), Path: p, Msg: ce.msg}
 	}
 	return c, nil
 }
@@ -777,6 +791,17 @@ func (d *decoder) checkSink(n *yaml.Node, p string, s *SinkConfig) error {
 		return d.errf(n, join(p, "type"), "unknown sink type %q (want stdout, topic, kafka or webhook)", s.Type)
 	}
 	return nil
+}
+
+// lineOf returns the line of key path p, or of the closest key enclosing
+// it, or dflt.
+func (d *decoder) lineOf(p string, dflt int) int {
+	for q := p; q != ""; q = parent(q) {
+		if l, ok := d.at[q]; ok {
+			return l
+		}
+	}
+	return dflt
 }
 
 // parent drops the last element of a key path.

@@ -110,6 +110,8 @@ func TestConfigErrors(t *testing.T) {
 	f(src, "source: {topic: events, kafka: {brokers: ['k:9092'], topic: e}}", `source: topic: or kafka:, not both`)
 	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, partitions: 3}}", `source.kafka.partitions: unknown key`)
 	f("{type: stdout}", "{type: kafka, topic: out}", `sinks[0].brokers: required`)
+	f("{type: stdout}", "{type: topic, topic: events}", `api.yaml:20: pipelines[0].sinks[0].topic: "events" is the pipeline's source`)
+	f("source: {topic: events, start: earliest}", "source: {topic: api-health.dlq}\n    dlq: true", `pipelines[0].dlq: writes "api-health.dlq", the pipeline's source`)
 	f("{type: stdout}", "{type: topic, topic: out, brokers: ['k:9092']}", `for a Kafka cluster use type: kafka`)
 	f("{type: stdout}", "{type: kafka, brokers: ['k:9092']}", `sinks[0].topic: missing or invalid topic name`)
 }

@@ -31,7 +31,8 @@ type Options struct {
 	// CPU when the workers leave at least one CPU for the rest (see
 	// pinWorkers).
 	NoPin bool
-	// Stdout receives stdout sinks' lines; default os.Stdout.
+	// Stdout receives stdout sinks' lines and every pipeline's stats line
+	// (with or without a stdout sink); default os.Stdout.
 	Stdout io.Writer
 	// Logger receives warnings and errors; nil discards.
 	Logger *slog.Logger

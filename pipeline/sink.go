@@ -32,6 +32,7 @@ type Observer func(r *Result)
 type emitter struct {
 	p      *plan
 	stdout io.Writer // nil without a stdout sink
+	out    io.Writer // the run's stdout, for the stats line whatever the sinks
 	buf    []byte    // whole lines for stdout, written once per round, so that
 	// pipelines sharing stdout never interleave within a line
 	topics  []*producer.Producer
@@ -45,7 +46,7 @@ type emitter struct {
 }
 
 func newEmitter(l *log.Log, p *plan, stdout io.Writer, observe Observer, logger *slog.Logger) (*emitter, error) {
-	e := &emitter{p: p, observe: observe}
+	e := &emitter{p: p, observe: observe, out: stdout}
 	open := func(name string) (*producer.Producer, error) {
 		t, err := l.Topic(name)
 		if errors.Is(err, log.ErrUnknownTopic) {
@@ -182,13 +183,23 @@ func (e *emitter) flush() error {
 	return nil
 }
 
-// line writes a line to stdout only (the stats line).
+// line writes the stats line to the run's stdout, with or without a
+// stdout sink: `run --until-end` prints it whatever the sinks (SPEC), and
+// a pipeline that writes only to topics or webhooks says so what it did.
 func (e *emitter) line(b []byte) error {
-	if e.stdout == nil {
+	if err := e.flushStdout(); err != nil {
+		return err
+	}
+	if e.out == nil {
 		return nil
 	}
 	e.buf = append(append(e.buf, b...), '\n')
-	return e.flushStdout()
+	_, err := e.out.Write(e.buf)
+	e.buf = e.buf[:0]
+	if err != nil {
+		return fmt.Errorf("stdout: %w", err)
+	}
+	return nil
 }
 
 func (e *emitter) dropped() int64 {

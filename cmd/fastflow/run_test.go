@@ -730,3 +730,28 @@ func TestPartitionsKeepFinalResults(t *testing.T) {
 	}
 	t.Logf("%d windows, %d revisions over 1 partition, %d over 3", len(one), oneRevs, threeRevs)
 }
+
+// TestStatsLineWithoutStdoutSink: a pipeline that writes only to a topic
+// still prints its stats line with --until-end (SPEC's CLI), and nothing
+// else on stdout; its results are in the topic.
+func TestStatsLineWithoutStdoutSink(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "1")
+	c.ok(`{"ts":1000,"s":"a"}`+"\n"+`{"ts":61000,"s":"a"}`+"\n"+`not json`+"\n", "produce", "events")
+	cfg := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(cfg, []byte(`pipelines:
+  - name: quiet
+    source: {topic: events}
+    time: {field: ts, unit: ms}
+    window: {type: tumbling, size: 1m}
+    metrics: [{name: n, agg: count}]
+    sinks: [{type: topic, topic: quiet.results}]
+`), 0o644)
+	want := `{"type":"stats","pipeline":"quiet","records":3,"events":2,"rejected":{"invalid_json":1},"late_dropped":0}` + "\n"
+	if out := c.ok("", "run", cfg, "--until-end"); out != want {
+		t.Fatalf("stdout %q, want the stats line alone", out)
+	}
+	if n := strings.Count(c.ok("", "consume", "quiet.results"), `"type":"window"`); n != 2 {
+		t.Fatalf("%d windows in quiet.results, want 2", n)
+	}
+}
