@@ -54,6 +54,27 @@ func TestWindowBoundary(t *testing.T) {
 	}
 }
 
+func TestWindowsValidate(t *testing.T) {
+	for _, c := range []struct {
+		w  Windows
+		ok bool
+	}{
+		{Windows{Kind: Tumbling, Size: 1}, true},
+		{Windows{Kind: Tumbling}, false},
+		{Windows{Kind: Hopping, Size: 100, Advance: 30}, true},
+		{Windows{Kind: Hopping, Size: 30, Advance: 100}, false},
+		{Windows{Kind: Hopping, Size: MaxWindowsPerEvent, Advance: 1}, true},
+		{Windows{Kind: Hopping, Size: MaxWindowsPerEvent + 1, Advance: 1}, false},
+		{Windows{Kind: Hopping, Size: 3_600_000, Advance: 1}, false},
+		{Windows{Kind: Session, Gap: 1}, true},
+		{Windows{Kind: Session}, false},
+	} {
+		if err := c.w.Validate(); (err == nil) != c.ok {
+			t.Errorf("%+v: %v", c.w, err)
+		}
+	}
+}
+
 func testLayout(t *testing.T) *Layout {
 	// The SPEC's api-health metrics; field 0 is response_time, predicate 0 is status == "error".
 	l, err := NewLayout([]Metric{

@@ -22,6 +22,11 @@ type Windows struct {
 }
 
 // Validate reports an invalid window definition.
+// MaxWindowsPerEvent bounds how many hopping windows an event belongs to
+// (size / advance): each is updated per event, so a size of a day with an
+// advance of a millisecond would make one event cost 86 million updates.
+const MaxWindowsPerEvent = 10_000
+
 func (w Windows) Validate() error {
 	switch w.Kind {
 	case Tumbling:
@@ -34,6 +39,9 @@ func (w Windows) Validate() error {
 		}
 		if w.Advance > w.Size {
 			return fmt.Errorf("advance (%dms) must not exceed size (%dms)", w.Advance, w.Size)
+		}
+		if n := (w.Size + w.Advance - 1) / w.Advance; n > MaxWindowsPerEvent {
+			return fmt.Errorf("size %dms / advance %dms puts every event in %d windows; at most %d", w.Size, w.Advance, n, MaxWindowsPerEvent)
 		}
 	case Session:
 		if w.Gap <= 0 {

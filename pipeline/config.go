@@ -687,6 +687,12 @@ func (d *decoder) window(n *yaml.Node, p string, w *WindowConfig) error {
 		if err := need(w.Advance <= w.Size, "advance", "must not exceed size"); err != nil {
 			return err
 		}
+		// A mistaken unit (advance: 1ms for 1m) would make every event
+		// update millions of windows: refused before anything runs.
+		if k := int64((w.Size + w.Advance - 1) / w.Advance); k > agg.MaxWindowsPerEvent {
+			return d.errf(n, join(p, "advance"), "puts every event in %d windows (size / advance); at most %d, e.g. advance: %v",
+				k, agg.MaxWindowsPerEvent, (w.Size+agg.MaxWindowsPerEvent-1)/agg.MaxWindowsPerEvent)
+		}
 		if err := need(w.Gap == 0, "gap", "a hopping window takes size and advance only"); err != nil {
 			return err
 		}

@@ -89,6 +89,11 @@ func TestConfigErrors(t *testing.T) {
 	f(`when: 'error_rate > 0.05'`, `when: 'error_ratio > 0.05'`, `api.yaml:17: pipelines[0].alerts[0].when: "error_ratio > 0.05": no metric named "error_ratio"`)
 	f(`when: 'error_rate > 0.05'`, `when: 'error_rate > lots'`, `threshold must be a number`)
 	f("type: tumbling", "type: sliding", `unknown window type "sliding"`)
+	f("{type: tumbling, size: 1m}", "{type: hopping, size: 1h, advance: 1ms}",
+		`api.yaml:6: pipelines[0].window.advance: puts every event in 3600000 windows (size / advance); at most 10000, e.g. advance: 360ms`)
+	if _, err := Parse("api.yaml", []byte(strings.Replace(base, "{type: tumbling, size: 1m}", "{type: hopping, size: 10000s, advance: 1s}", 1))); err != nil {
+		t.Fatalf("10,000 windows an event: %v", err)
+	}
 	f("size: 1m}", "gap: 1m}", `window.size: required for a tumbling window`)
 	f("unit: ms", "unit: minutes", `time.unit: unknown unit "minutes"`)
 	f("field: ts, unit: ms", "unit: s", `api.yaml:4: pipelines[0].time.unit: the unit of time.field, which is missing`)
