@@ -413,10 +413,16 @@ func TestGroupCommitResumeReset(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
+	waitForOr(t, cond, func() string { return "" })
+}
+
+// waitForOr is waitFor that, on a timeout, says what was seen instead.
+func waitForOr(t *testing.T, cond func() bool, seen func() string) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 30s")
+			t.Fatalf("condition not met in 30s; %s", seen())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

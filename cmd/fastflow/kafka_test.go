@@ -336,7 +336,8 @@ func TestRunWithKafkaSourceAndSink(t *testing.T) {
 		t.Fatalf("ingest: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	waitFor(t, func() bool { return strings.Count(stdout.String(), `"window_start":"2026-11-23T10:01:00Z"`) == 3 })
+	waitForOr(t, func() bool { return strings.Count(stdout.String(), `"window_start":"2026-11-23T10:01:00Z"`) >= 3 },
+		func() string { return "stdout:\n" + stdout.String() + "\nstderr:\n" + stderr.String() })
 	run.Process.Signal(syscall.SIGTERM)
 	if err := <-exited; err != nil {
 		t.Fatalf("run exited with %v: %s", err, stderr.String())
