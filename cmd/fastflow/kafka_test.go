@@ -343,6 +343,9 @@ func TestRunWithKafkaSourceAndSink(t *testing.T) {
 		t.Fatalf("run exited with %v: %s", err, stderr.String())
 	}
 	out := stdout.String()
+	if n := strings.Count(out, `"type":"window"`); n != 6 {
+		t.Fatalf("%d windows on stdout, want 6:\n%s", n, out)
+	}
 	for s := range 3 {
 		// svc-s has 20 events in the first minute (i < 60, i%3 == s), 10 in
 		// the second.
