@@ -72,6 +72,10 @@ func TestExtract(t *testing.T) {
 	f(`{"ts":"1000"}`, 0, reasonBadTime, false, "", 0, 0)
 	f(`{"ts":true}`, 0, reasonBadTime, false, "", 0, 0)
 	f(`{"ts":1e40}`, 0, reasonBadTime, false, "", 0, 0)
+	// A number past float64's range compares as ±Inf in where, and is no
+	// value for the aggregates (Has stays 0), like a string.
+	f(`{"ts":1000,"service":"pay","latency":{"ms":1e400}}`, 1000, 0, true, "\"pay\"\x00null", 0b010, 0)
+	f(`{"ts":1000,"service":"pay","latency":{"ms":-1e400}}`, 1000, 0, true, "\"pay\"\x00null", 0, 0)
 	// A repeated name: its first value (README).
 	f(`{"ts":1000,"service":"pay","ts":2000,"service":"auth","region":"eu"}`, 1000, 0, true, "\"pay\"\x00\"eu\"", 0, 0)
 	// Past the years 0000-9999: out of range, as are int64's ends.

@@ -31,7 +31,9 @@ type aggEvent struct {
 	ms       int64
 	key      string // JSON of {"service":...,"shard":...}
 	v        float64
-	hasV     bool // v is a JSON number
+	hasV     bool // v is a JSON number within float64's range
+	vCmp     float64
+	hasCmp   bool // v is a JSON number: vCmp its value, ±Inf past the range, for where
 	ok, hasO bool // "ok" is a JSON boolean
 	tagNull  bool // "tag" is JSON null
 	lat      float64
@@ -119,7 +121,9 @@ func aggEvents(rng *rand.Rand, n int, unit string) []aggEvent {
 		case r == 4:
 			vText = strconv.FormatFloat(-rng.Float64()*1000, 'g', 6, 64) // ignored by percentiles only
 		case r == 5:
-			vText = []string{"0.001", "1e9", "1000000000", "0.0004", "1E-3", "2.5e+2"}[rng.IntN(6)]
+			// 1e400 and -1e999 are JSON but past float64: no value
+			// (ParseFloat fails below, as the pipeline ignores them).
+			vText = []string{"0.001", "1e9", "1000000000", "0.0004", "1E-3", "2.5e+2", "1e400", "-1e999", "-0"}[rng.IntN(9)]
 		case r < 20:
 			vText = strconv.FormatInt(rng.Int64N(5000), 10)
 		default:
@@ -127,8 +131,11 @@ func aggEvents(rng *rand.Rand, n int, unit string) []aggEvent {
 		}
 		if vText != "" {
 			fields = append(fields, `"v":`+vText)
-			if f, err := strconv.ParseFloat(vText, 64); err == nil && vText[0] != '"' {
-				e.v, e.hasV = f, true
+			if f, err := strconv.ParseFloat(vText, 64); vText[0] != '"' && vText != "null" {
+				e.vCmp, e.hasCmp = f, true // ±Inf with err past the range
+				if err == nil {
+					e.v, e.hasV = f, true
+				}
 			}
 		}
 		switch r := rng.IntN(5); {
@@ -215,9 +222,9 @@ func aggsRef(evs []aggEvent) map[string]map[string]*float64 {
 				if e.v >= 0 {
 					nonNeg = append(nonNeg, e.v)
 				}
-				if e.v > 1000 {
-					nBig++
-				}
+			}
+			if e.hasCmp && e.vCmp > 1000 {
+				nBig++
 			}
 			if e.hasO && !e.ok {
 				failed++
