@@ -21,12 +21,12 @@ type Windows struct {
 	Gap     int64 // ms; session
 }
 
-// Validate reports an invalid window definition.
 // MaxWindowsPerEvent bounds how many hopping windows an event belongs to
 // (size / advance): each is updated per event, so a size of a day with an
 // advance of a millisecond would make one event cost 86 million updates.
 const MaxWindowsPerEvent = 10_000
 
+// Validate reports an invalid window definition.
 func (w Windows) Validate() error {
 	switch w.Kind {
 	case Tumbling:

@@ -184,8 +184,9 @@ func (e *emitter) flush() error {
 }
 
 // line writes the stats line to the run's stdout, with or without a
-// stdout sink: `run --until-end` prints it whatever the sinks (SPEC), and
-// a pipeline that writes only to topics or webhooks says so what it did.
+// stdout sink: `run --until-end` prints it whatever the sinks (SPEC), so
+// a pipeline that writes only to topics or webhooks still reports what it
+// did. Lines the round left for the stdout sink go first.
 func (e *emitter) line(b []byte) error {
 	if err := e.flushStdout(); err != nil {
 		return err
