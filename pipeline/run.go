@@ -438,6 +438,7 @@ func (e *engine) coordinate(ctx context.Context) error {
 		}
 		e.publish()
 		if left == 0 {
+			c.out.closeHooks()
 			s := c.stats()
 			return c.out.line(e.p.appendStats(nil, &s))
 		}
@@ -482,6 +483,7 @@ func (e *engine) stop(cause error) error {
 	if !e.statsOnStop {
 		return nil
 	}
+	e.coord.out.closeHooks()
 	s := e.coord.stats()
 	return e.coord.out.line(e.p.appendStats(nil, &s))
 }

@@ -213,6 +213,15 @@ func (e *emitter) dropped() int64 {
 
 // close flushes, stops the webhooks (delivering what they still hold, for
 // a moment) and closes the producers.
+// closeHooks delivers what the webhooks hold, or gives up on it after
+// their close wait, counting it as dropped: before the stats line, so
+// that the line counts what the end of the run dropped too.
+func (e *emitter) closeHooks() {
+	for _, h := range e.hooks {
+		h.close()
+	}
+}
+
 func (e *emitter) close() error {
 	err := e.flush()
 	for _, h := range e.hooks {

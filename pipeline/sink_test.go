@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -192,5 +193,43 @@ func TestWebhookRetriesAndDrops(t *testing.T) {
 	dead.close()
 	if dead.dropped.Load() < webhookQueue {
 		t.Fatalf("after close, %d dropped", dead.dropped.Load())
+	}
+}
+
+// TestStatsCountWhatWebhooksDropAtTheEnd: at the end of an --until-end run
+// the webhooks get their close wait to deliver what they hold; what they
+// cannot is in the stats line's sink_dropped, which comes after that wait.
+func TestStatsCountWhatWebhooksDropAtTheEnd(t *testing.T) {
+	l, tp := testTopic(t, 1)
+	defer l.Close()
+	p, _ := tp.Partition(0)
+	var recs []log.Record
+	for i, s := range []string{"a", "b", "c", "a", "b", "c"} {
+		recs = append(recs, log.Record{Value: []byte(`{"ts":` + strconv.Itoa(1000+i*30000) + `,"s":"` + s + `"}`)})
+	}
+	if _, err := p.Append(recs, log.AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Parse("t.yaml", []byte(`pipelines:
+  - name: x
+    source: {topic: events}
+    time: {field: ts, unit: ms}
+    group_by: [s]
+    window: {type: tumbling, size: 1m}
+    metrics: [{name: n, agg: count}]
+    alerts: [{name: busy, when: 'n > 0'}]
+    sinks: [{type: stdout}, {type: webhook, url: 'http://127.0.0.1:1/api/v2/alerts', format: alertmanager}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := Run(context.Background(), l, f, Options{UntilEnd: true, Stdout: &out}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	alerts := strings.Count(out.String(), `"type":"alert"`)
+	if last := lines[len(lines)-1]; alerts != 3 || !strings.HasSuffix(last, `,"sink_dropped":3}`) {
+		t.Fatalf("%d alerts; stats line %s, want sink_dropped 3", alerts, last)
 	}
 }

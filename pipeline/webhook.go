@@ -42,6 +42,7 @@ type webhook struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	stop   chan struct{} // closed by close: deliver what is queued, then end
+	closed sync.Once
 	done   chan struct{}
 }
 
@@ -221,7 +222,9 @@ func (h *webhook) post(body []byte) error {
 
 // close delivers what is queued, giving up after a few seconds (what is
 // left is counted as dropped), and stops.
-func (h *webhook) close() {
+func (h *webhook) close() { h.closed.Do(h.closeOnce) }
+
+func (h *webhook) closeOnce() {
 	// The delivering goroutine drains the queue — including a body it is
 	// in the middle of posting — bounded by closeWait.
 	giveUp := time.AfterFunc(h.closeWait, h.cancel)
