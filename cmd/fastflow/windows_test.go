@@ -279,3 +279,42 @@ func TestWindowKindsMatchReference(t *testing.T) {
 		})
 	}
 }
+
+// TestWindowKindsDeterministic: session and hopping windows, with late
+// events, revisions and alerts, over a 3-partition topic keyed by service:
+// the output is the same with 1, 2 and 3 workers (sessions merge across
+// workers' rounds in the coordinator).
+func TestWindowKindsDeterministic(t *testing.T) {
+	lines := windowEvents(6000, 3)
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "3")
+	c.ok("", "produce", "events", "--key-field", "service", events)
+	for _, window := range []string{"{type: session, gap: 5s}", "{type: hopping, size: 25s, advance: 10s}"} {
+		cfg := filepath.Join(dir, "d.yaml")
+		os.WriteFile(cfg, []byte(`pipelines:
+  - name: d
+    source: {topic: events}
+    time: {field: ts, unit: ms, max_out_of_order: 2s, allowed_lateness: 10s}
+    group_by: [service]
+    window: `+window+`
+    metrics:
+      - {name: n, agg: count}
+      - {name: p90, agg: percentile, field: response_time, q: 0.9}
+      - {name: total, agg: sum, field: response_time}
+    alerts:
+      - {name: busy, when: 'n > 30', for: 2}
+`), 0o644)
+		first := c.ok("", "run", cfg, "--until-end", "--workers", "1")
+		if !strings.Contains(first, `"revision":1`) || !strings.Contains(first, `"type":"alert"`) {
+			t.Fatalf("%s: the data did not exercise revisions and alerts", window)
+		}
+		for _, w := range []string{"2", "3"} {
+			if out := c.ok("", "run", cfg, "--until-end", "--workers", w); out != first {
+				t.Fatalf("%s: output with %s workers differs from 1 worker", window, w)
+			}
+		}
+	}
+}
