@@ -55,6 +55,17 @@ type partSnap struct {
 	LastRecord                   int64 // unix ns: idle partitions stay idle
 	Records, Events, LateDropped int64
 	Rejected                     [numReasons]int64
+	// Session pipelines: the partition's own session spans (its worker's
+	// sessionEnds), so that a restarted worker ends its rounds where the
+	// stopped one would have. HasSpans is false in checkpoints written
+	// before they were saved.
+	Spans    []spanSnap
+	HasSpans bool
+}
+
+type spanSnap struct {
+	Key        string
+	Start, End int64
 }
 
 type winSnap struct {
@@ -109,8 +120,14 @@ func (c *coordinator) snapshot(now time.Time) *snapshot {
 	s := &snapshot{Version: checkpointVersion, Fingerprint: fingerprint(c.p.cfg), WrittenMs: now.UnixMilli(),
 		Watermark: c.wm, LatePurged: c.latePurged}
 	for _, r := range c.parts {
-		s.Parts = append(s.Parts, partSnap{ID: r.id, Next: r.next, Wm: r.wm, MaxT: r.maxT, LastRecord: r.lastRecord,
-			Records: r.records, Events: r.events, LateDropped: r.lateDropped, Rejected: r.rejected})
+		ps := partSnap{ID: r.id, Next: r.next, Wm: r.wm, MaxT: r.maxT, LastRecord: r.lastRecord,
+			Records: r.records, Events: r.events, LateDropped: r.lateDropped, Rejected: r.rejected, HasSpans: true}
+		for key, spans := range c.partSpans[r.id] {
+			for _, sp := range spans {
+				ps.Spans = append(ps.Spans, spanSnap{Key: c.keys.key(key), Start: sp.start, End: sp.end})
+			}
+		}
+		s.Parts = append(s.Parts, ps)
 	}
 	add := func(ws *winState, session bool) {
 		s.Windows = append(s.Windows, winSnap{Start: ws.start, End: ws.end, Key: c.keys.key(ws.key), Session: session,
@@ -198,6 +215,15 @@ func (c *coordinator) restore(s *snapshot, part int32) error {
 	for _, p := range s.Parts {
 		c.parts[p.ID] = &partReport{id: p.ID, next: p.Next, wm: p.Wm, maxT: p.MaxT, records: p.Records,
 			events: p.Events, lateDropped: p.LateDropped, rejected: p.Rejected, lastRecord: p.LastRecord}
+		c.partSpansSaved = p.HasSpans
+		if len(p.Spans) > 0 {
+			byKey := map[uint32][]span{}
+			for _, sp := range p.Spans {
+				k := intern(sp.Key)
+				byKey[k] = append(byKey[k], span{sp.Start, sp.End})
+			}
+			c.partSpans[p.ID] = byKey
+		}
 	}
 	for _, w := range s.Windows {
 		st := c.states.get()

@@ -23,16 +23,21 @@ type winState struct {
 // coordinator merges the workers' rounds and emits results. It runs on one
 // goroutine; workers never wait for it beyond their rings' depth.
 type coordinator struct {
-	p      *plan
-	keys   *keyTable
-	wins   map[winKey]*winState
-	sess   map[uint32][]*winState // per key, sorted by start
-	parts  map[int32]*partReport
-	wm     int64 // pipeline watermark: monotonic
-	states statePool
-	alerts map[alertKey]*alertState
-	out    *emitter
-	now    func() time.Time
+	p     *plan
+	keys  *keyTable
+	wins  map[winKey]*winState
+	sess  map[uint32][]*winState // per key, sorted by start
+	parts map[int32]*partReport
+	// Session pipelines: each partition's session spans per key as its
+	// worker held them after the latest merged round (spanReport), for
+	// checkpoints. partSpansSaved: restored from a checkpoint that had them.
+	partSpans      map[int32]map[uint32][]span
+	partSpansSaved bool
+	wm             int64 // pipeline watermark: monotonic
+	states         statePool
+	alerts         map[alertKey]*alertState
+	out            *emitter
+	now            func() time.Time
 	// late contributions to windows already purged (following only: an
 	// idle partition that comes back with old events)
 	latePurged int64
@@ -45,7 +50,7 @@ type coordinator struct {
 
 func newCoordinator(p *plan, kt *keyTable, out *emitter) *coordinator {
 	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, sess: map[uint32][]*winState{},
-		parts: map[int32]*partReport{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: map[alertKey]*alertState{}, out: out, now: time.Now}
+		parts: map[int32]*partReport{}, partSpans: map[int32]map[uint32][]span{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: map[alertKey]*alertState{}, out: out, now: time.Now}
 }
 
 func (c *coordinator) drop(ws *winState) { c.states.put(ws.st) }
@@ -75,6 +80,18 @@ func (c *coordinator) apply(m *roundMsg) {
 	}
 	for i := range m.sess {
 		c.mergeSession(&m.sess[i])
+	}
+	for _, r := range m.spans {
+		byKey := c.partSpans[r.part]
+		if byKey == nil {
+			byKey = map[uint32][]span{}
+			c.partSpans[r.part] = byKey
+		}
+		if len(r.spans) == 0 {
+			delete(byKey, r.key)
+		} else {
+			byKey[r.key] = append(byKey[r.key][:0], r.spans...) // the message's memory is reused
+		}
 	}
 	for i := range m.side {
 		c.out.side(&m.side[i])

@@ -300,9 +300,15 @@ func (e *engine) addWorkers(ids []int32, opts Options, feedFor func(id int32, sa
 			feeds = append(feeds, fd)
 			ps := &partState{feed: fd, sessions: sessionEnds{lateness: e.p.lateness}}
 			ps.id, ps.wm, ps.maxT = id, minWatermark, minWatermark
-			if saved != nil {
+			if saved != nil && e.coord.partSpansSaved {
 				ps.partReport = *saved
-				// Restored sessions, as this partition may have fed them:
+				for key, spans := range e.coord.partSpans[id] {
+					ps.sessions.restore(key, spans, ps.wm)
+				}
+			} else if saved != nil {
+				ps.partReport = *saved
+				// A checkpoint from before partitions' spans were saved: the
+				// restored sessions, as this partition may have fed them:
 				// its own keys' when known, else every key's.
 				for key, list := range e.coord.sess {
 					if kp := kt.partition(key); kp != noPartition && kp != id {

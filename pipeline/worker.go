@@ -32,13 +32,26 @@ type winKey struct {
 // windows the round touched, which the coordinator merges. The
 // coordinator sends the message back for reuse.
 type roundMsg struct {
-	worker int
-	round  uint64
-	parts  []partReport
-	wins   []winDelta
-	sess   []sessDelta
-	side   []sideRecord
-	buf    []byte // side records' bytes
+	worker  int
+	round   uint64
+	parts   []partReport
+	wins    []winDelta
+	sess    []sessDelta
+	spans   []spanReport // session pipelines: the spans of keys a partition's round changed
+	spanBuf []span       // their spans' memory
+	side    []sideRecord
+	buf     []byte // side records' bytes
+}
+
+// spanReport is a key's session spans on one partition after a round, as
+// the partition's sessionEnds holds them (none: forgotten). The
+// coordinator keeps the latest of each, so that a checkpoint restores the
+// workers' session ends exactly and a restarted run ends its rounds where
+// an uninterrupted one does.
+type spanReport struct {
+	part  int32
+	key   uint32
+	spans []span
 }
 
 type winDelta struct {
@@ -101,6 +114,7 @@ type sessionEnds struct {
 	spans    map[uint32][]span
 	heap     []sessionEnd
 	lateness int64
+	touched  map[uint32]bool // keys whose spans changed since the last report
 }
 
 type span struct{ start, end int64 }
@@ -131,6 +145,42 @@ func (s *sessionEnds) open(key uint32, t, end int64) {
 	}
 	s.spans[key] = append(kept, ns)
 	s.push(sessionEnd{at: ns.end, end: ns.end, key: key})
+	s.touch(key)
+}
+
+func (s *sessionEnds) touch(key uint32) {
+	if s.touched == nil {
+		s.touched = map[uint32]bool{}
+	}
+	s.touched[key] = true
+}
+
+// report appends the spans of the keys touched since the last report to
+// m, and forgets which they were.
+func (s *sessionEnds) report(part int32, m *roundMsg) {
+	for key := range s.touched {
+		from := len(m.spanBuf)
+		m.spanBuf = append(m.spanBuf, s.spans[key]...)
+		m.spans = append(m.spans, spanReport{part: part, key: key, spans: m.spanBuf[from:len(m.spanBuf):len(m.spanBuf)]})
+	}
+	clear(s.touched)
+}
+
+// restore sets key's spans as a checkpoint saved them, with the heap entry
+// each has pending at watermark wm: its close if it ends after wm, else
+// its forget (a span past its forget is gone from the checkpoint).
+func (s *sessionEnds) restore(key uint32, spans []span, wm int64) {
+	if s.spans == nil {
+		s.spans = map[uint32][]span{}
+	}
+	s.spans[key] = append(s.spans[key], spans...)
+	for _, sp := range spans {
+		if sp.end > wm {
+			s.push(sessionEnd{at: sp.end, end: sp.end, key: key})
+		} else {
+			s.push(sessionEnd{at: sp.end + s.lateness, end: sp.end, key: key, forget: true})
+		}
+	}
 }
 
 func (s *sessionEnds) push(e sessionEnd) {
@@ -177,6 +227,10 @@ func (s *sessionEnds) closed(wm int64) bool {
 			any = true
 			if top.forget {
 				s.spans[top.key] = append(spans[:i], spans[i+1:]...)
+				if len(s.spans[top.key]) == 0 {
+					delete(s.spans, top.key)
+				}
+				s.touch(top.key)
 			} else {
 				s.push(sessionEnd{at: top.end + s.lateness, end: top.end, key: top.key, forget: true})
 			}
@@ -303,6 +357,9 @@ func (w *worker) step(ctx context.Context) (*roundMsg, error) {
 			}
 		}
 		w.msg.parts = append(w.msg.parts, ps.partReport)
+		if len(ps.sessions.touched) > 0 {
+			ps.sessions.report(ps.id, w.msg)
+		}
 	}
 	if idle && w.follow {
 		// Nothing anywhere: wait for data, but come back now and then so the
@@ -326,6 +383,7 @@ func (w *worker) begin() {
 			w.states.put(m.sess[i].st)
 		}
 		m.parts, m.wins, m.sess, m.side, m.buf = m.parts[:0], m.wins[:0], m.sess[:0], m.side[:0], m.buf[:0]
+		m.spans, m.spanBuf = m.spans[:0], m.spanBuf[:0]
 	} else {
 		m = &roundMsg{}
 	}

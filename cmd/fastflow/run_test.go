@@ -492,6 +492,44 @@ func TestRunSigtermRestart(t *testing.T) {
 	}
 	c := newCLI(t)
 	cfg, want := followData(t, c, 3)
+	checkStopRestart(t, c, cfg, "api-health", want)
+}
+
+// TestRunSigtermRestartSessions is TestRunSigtermRestart with session
+// windows (gap 3s: many sessions per service, merging as events arrive),
+// whose open sessions the checkpoint carries across the restart.
+func TestRunSigtermRestartSessions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	c := newCLI(t)
+	cfg, _ := followData(t, c, 6)
+	yaml := strings.Replace(apiHealthYAML, "window: {type: tumbling, size: 1m}", "window: {type: session, gap: 3s}", 1)
+	if yaml == apiHealthYAML {
+		t.Fatal("test bug: no window to replace")
+	}
+	os.WriteFile(cfg, []byte(yaml), 0o644)
+	// What a following run prints: all but the stats line and the sessions
+	// of the last events, an hour after the others, which only the end of
+	// --until-end closes.
+	last := time.UnixMilli(int64(1795341600000) + 30000*600 + 3600_000).UTC().Format(time.RFC3339Nano)
+	var want []string
+	for _, l := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
+		if !strings.Contains(l, `"type":"stats"`) && !strings.Contains(l, `"window_start":"`+last) {
+			want = append(want, l)
+		}
+	}
+	if n := strings.Count(strings.Join(want, "\n"), `"type":"window"`); n < 1000 {
+		t.Fatalf("only %d sessions", n)
+	}
+	checkStopRestart(t, c, cfg, "api-health", want)
+}
+
+// checkStopRestart runs pipeline name of cfg following the log and checks
+// that an uninterrupted run prints want, and that a run stopped by SIGTERM
+// part way and restarted prints want too, between the two.
+func checkStopRestart(t *testing.T, c *cli, cfg, name string, want []string) {
+	t.Helper()
 	follow := func(until func([]string) bool) []string {
 		t.Helper()
 		return runFollowing(t, c, cfg, syscall.SIGTERM, until)
@@ -504,7 +542,7 @@ func TestRunSigtermRestart(t *testing.T) {
 	// Stop part way, restart. The stop lands where the run happens to be;
 	// if that is after the last result, try again from scratch.
 	for attempt := 1; ; attempt++ {
-		os.Remove(filepath.Join(c.dir, "pipelines", "api-health.checkpoint"))
+		os.Remove(filepath.Join(c.dir, "pipelines", name+".checkpoint"))
 		first := follow(func(got []string) bool { return len(got) >= len(want)/3 })
 		if len(first) == len(want) {
 			if attempt == 5 {
@@ -512,7 +550,10 @@ func TestRunSigtermRestart(t *testing.T) {
 			}
 			continue
 		}
-		second := follow(func(got []string) bool { return len(first)+len(got) >= len(want) })
+		// Until the last line: what is missing then shows as a difference.
+		second := follow(func(got []string) bool {
+			return len(first)+len(got) >= len(want) || len(got) > 0 && got[len(got)-1] == want[len(want)-1]
+		})
 		got := append(first, second...)
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			for i := range min(len(got), len(want)) {
@@ -631,7 +672,10 @@ func runFollowing(t *testing.T, c *cli, cfg string, sig syscall.Signal, until fu
 	}
 	// Signals are handled once the pipeline runs.
 	waitFor(t, func() bool { return strings.Contains(errs.String(), "pipeline running") })
-	waitFor(t, func() bool { return until(out.lines()) })
+	waitForOr(t, func() bool { return until(out.lines()) }, func() string {
+		lines := out.lines()
+		return fmt.Sprintf("%d lines printed, the last: %s\nstderr:\n%s", len(lines), lines[max(0, len(lines)-1):], errs.String())
+	})
 	cmd.Process.Signal(sig)
 	if err := cmd.Wait(); sig == syscall.SIGTERM && err != nil {
 		t.Fatalf("run after SIGTERM: %v\n%s", err, errs.String())
