@@ -503,17 +503,26 @@ func TestRunSigtermRestartSessions(t *testing.T) {
 		t.Skip("runs processes")
 	}
 	c := newCLI(t)
-	cfg, _ := followData(t, c, 6)
-	yaml := strings.Replace(apiHealthYAML, "window: {type: tumbling, size: 1m}", "window: {type: session, gap: 3s}", 1)
-	if yaml == apiHealthYAML {
+	cfg, want := sessionData(t, c, 6)
+	checkStopRestart(t, c, cfg, "api-health", want)
+}
+
+// sessionYAML is the api-health pipeline with session windows of gap 3s:
+// many sessions per service, merging as events arrive.
+var sessionYAML = strings.Replace(apiHealthYAML, "window: {type: tumbling, size: 1m}", "window: {type: session, gap: 3s}", 1)
+
+// sessionData is followData for sessionYAML: the pipelines file and what a
+// following run prints — all but the stats line and the sessions of the
+// last events, an hour after the others, which only the end of
+// --until-end closes.
+func sessionData(t *testing.T, c *cli, seed uint64) (cfg string, want []string) {
+	t.Helper()
+	if sessionYAML == apiHealthYAML {
 		t.Fatal("test bug: no window to replace")
 	}
-	os.WriteFile(cfg, []byte(yaml), 0o644)
-	// What a following run prints: all but the stats line and the sessions
-	// of the last events, an hour after the others, which only the end of
-	// --until-end closes.
+	cfg, _ = followData(t, c, seed)
+	os.WriteFile(cfg, []byte(sessionYAML), 0o644)
 	last := time.UnixMilli(int64(1795341600000) + 30000*600 + 3600_000).UTC().Format(time.RFC3339Nano)
-	var want []string
 	for _, l := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
 		if !strings.Contains(l, `"type":"stats"`) && !strings.Contains(l, `"window_start":"`+last) {
 			want = append(want, l)
@@ -522,7 +531,7 @@ func TestRunSigtermRestartSessions(t *testing.T) {
 	if n := strings.Count(strings.Join(want, "\n"), `"type":"window"`); n < 1000 {
 		t.Fatalf("only %d sessions", n)
 	}
-	checkStopRestart(t, c, cfg, "api-health", want)
+	return cfg, want
 }
 
 // checkStopRestart runs pipeline name of cfg following the log and checks
@@ -581,8 +590,27 @@ func TestRunKillRestart(t *testing.T) {
 	}
 	c := newCLI(t)
 	cfg, want := followData(t, c, 4)
+	checkKillRestart(t, c, cfg, apiHealthYAML, want)
+}
+
+// TestRunKillRestartSessions is TestRunKillRestart with session windows.
+func TestRunKillRestartSessions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	c := newCLI(t)
+	cfg, want := sessionData(t, c, 7)
+	checkKillRestart(t, c, cfg, sessionYAML, want)
+}
+
+// checkKillRestart: runs of pipeline api-health (yaml, written to cfg with
+// a results topic added) killed part way and restarted print, together,
+// want — some lines twice, none lost — and the results topic holds every
+// window.
+func checkKillRestart(t *testing.T, c *cli, cfg, yaml string, want []string) {
+	t.Helper()
 	// The killed runs also write their results to a topic.
-	if err := os.WriteFile(cfg, []byte(apiHealthYAML+"      - {type: topic, topic: api-health.results}\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(yaml+"      - {type: topic, topic: api-health.results}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	at := map[string]int{}
