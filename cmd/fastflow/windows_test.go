@@ -179,14 +179,27 @@ func windowEvents(n int, seed uint64) []string {
 	return lines
 }
 
-func TestWindowKindsMatchReference(t *testing.T) {
-	lines := windowEvents(3000, 1)
+// windowTopic writes lines to a file and produces them into a new topic
+// "events" of parts partitions, keyed by service when parts > 1; it
+// returns the CLI and a directory for config files.
+func windowTopic(t *testing.T, lines []string, parts int) (*cli, string) {
+	t.Helper()
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events.jsonl")
 	os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 	c := newCLI(t)
-	c.ok("", "topic", "create", "events", "--partitions", "1")
-	c.ok("", "produce", "events", events)
+	c.ok("", "topic", "create", "events", "--partitions", fmt.Sprint(parts))
+	if parts > 1 {
+		c.ok("", "produce", "events", "--key-field", "service", events)
+	} else {
+		c.ok("", "produce", "events", events)
+	}
+	return c, dir
+}
+
+func TestWindowKindsMatchReference(t *testing.T) {
+	lines := windowEvents(3000, 1)
+	c, dir := windowTopic(t, lines, 1)
 	// strict: no disorder allowed and no lateness, where a window is
 	// emitted at the very watermark that refuses its late events: never
 	// revised.
@@ -285,13 +298,7 @@ func TestWindowKindsMatchReference(t *testing.T) {
 // the output is the same with 1, 2 and 3 workers (sessions merge across
 // workers' rounds in the coordinator).
 func TestWindowKindsDeterministic(t *testing.T) {
-	lines := windowEvents(6000, 3)
-	dir := t.TempDir()
-	events := filepath.Join(dir, "events.jsonl")
-	os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
-	c := newCLI(t)
-	c.ok("", "topic", "create", "events", "--partitions", "3")
-	c.ok("", "produce", "events", "--key-field", "service", events)
+	c, dir := windowTopic(t, windowEvents(6000, 3), 3)
 	for _, window := range []string{"{type: session, gap: 5s}", "{type: hopping, size: 25s, advance: 10s}"} {
 		cfg := filepath.Join(dir, "d.yaml")
 		os.WriteFile(cfg, []byte(`pipelines:
