@@ -200,16 +200,12 @@ func TestWebhookRetriesAndDrops(t *testing.T) {
 // the webhooks get their close wait to deliver what they hold; what they
 // cannot is in the stats line's sink_dropped, which comes after that wait.
 func TestStatsCountWhatWebhooksDropAtTheEnd(t *testing.T) {
-	l, tp := testTopic(t, 1)
-	defer l.Close()
-	p, _ := tp.Partition(0)
-	var recs []log.Record
+	var lines []string
 	for i, s := range []string{"a", "b", "c", "a", "b", "c"} {
-		recs = append(recs, log.Record{Value: []byte(`{"ts":` + strconv.Itoa(1000+i*30000) + `,"s":"` + s + `"}`)})
+		lines = append(lines, `{"ts":`+strconv.Itoa(1000+i*30000)+`,"s":"`+s+`"}`)
 	}
-	if _, err := p.Append(recs, log.AcksLeader); err != nil {
-		t.Fatal(err)
-	}
+	l := sinkLog(t, lines)
+	defer l.Close()
 	f, err := Parse("t.yaml", []byte(`pipelines:
   - name: x
     source: {topic: events}
@@ -227,9 +223,9 @@ func TestStatsCountWhatWebhooksDropAtTheEnd(t *testing.T) {
 	if err := Run(context.Background(), l, f, Options{UntilEnd: true, Stdout: &out}); err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	printed := strings.Split(strings.TrimSpace(out.String()), "\n")
 	alerts := strings.Count(out.String(), `"type":"alert"`)
-	if last := lines[len(lines)-1]; alerts != 3 || !strings.HasSuffix(last, `,"sink_dropped":3}`) {
+	if last := printed[len(printed)-1]; alerts != 3 || !strings.HasSuffix(last, `,"sink_dropped":3}`) {
 		t.Fatalf("%d alerts; stats line %s, want sink_dropped 3", alerts, last)
 	}
 }
