@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"math"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -99,7 +100,7 @@ func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
 			if !ok {
 				return 0, reasonInvalidJSON, false
 			}
-			if n-n != 0 {
+			if math.IsInf(n, 0) {
 				// Past float64's range (1e400: JSON, but ±Inf here): not a
 				// number a sum, min or max can hold, so ignored like a
 				// string, rather than turning the window's metrics null.

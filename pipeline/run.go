@@ -300,24 +300,9 @@ func (e *engine) addWorkers(ids []int32, opts Options, feedFor func(id int32, sa
 			feeds = append(feeds, fd)
 			ps := &partState{feed: fd, sessions: sessionEnds{lateness: e.p.lateness}}
 			ps.id, ps.wm, ps.maxT = id, minWatermark, minWatermark
-			if saved != nil && e.coord.partSpansSaved {
+			if saved != nil {
 				ps.partReport = *saved
-				for key, spans := range e.coord.partSpans[id] {
-					ps.sessions.restore(key, spans, ps.wm)
-				}
-			} else if saved != nil {
-				ps.partReport = *saved
-				// A checkpoint from before partitions' spans were saved: the
-				// restored sessions, as this partition may have fed them:
-				// its own keys' when known, else every key's.
-				for key, list := range e.coord.sess {
-					if kp := kt.partition(key); kp != noPartition && kp != id {
-						continue
-					}
-					for _, ws := range list {
-						ps.sessions.open(key, ws.start, ws.end)
-					}
-				}
+				e.restoreSessionEnds(ps)
 			}
 			ps.next = fd.fetched.Load()
 			parts = append(parts, ps)
@@ -444,9 +429,7 @@ func (e *engine) coordinate(ctx context.Context) error {
 		}
 		e.publish()
 		if left == 0 {
-			c.out.closeHooks()
-			s := c.stats()
-			return c.out.line(e.p.appendStats(nil, &s))
+			return e.printStats()
 		}
 		if e.follow && e.every > 0 && time.Since(e.saved) >= e.every {
 			if err := e.checkpoint(); err != nil {
@@ -489,6 +472,34 @@ func (e *engine) stop(cause error) error {
 	if !e.statsOnStop {
 		return nil
 	}
+	return e.printStats()
+}
+
+// restoreSessionEnds gives a restored partition's worker the session
+// spans the checkpoint saved for it. A checkpoint from before partitions'
+// spans were saved has only the merged sessions: those this partition may
+// have fed — its own keys' when known, else every key's.
+func (e *engine) restoreSessionEnds(ps *partState) {
+	c := e.coord
+	if c.partSpansSaved {
+		for key, spans := range c.partSpans[ps.id] {
+			ps.sessions.restore(key, spans, ps.wm)
+		}
+		return
+	}
+	for key, list := range c.sess {
+		if kp := c.keys.partition(key); kp != noPartition && kp != ps.id {
+			continue
+		}
+		for _, ws := range list {
+			ps.sessions.open(key, ws.start, ws.end)
+		}
+	}
+}
+
+// printStats ends a run's output: the webhooks deliver what they still
+// hold first, so that the stats line counts what they drop.
+func (e *engine) printStats() error {
 	e.coord.out.closeHooks()
 	s := e.coord.stats()
 	return e.coord.out.line(e.p.appendStats(nil, &s))

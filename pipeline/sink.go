@@ -194,10 +194,7 @@ func (e *emitter) line(b []byte) error {
 	if e.out == nil {
 		return nil
 	}
-	e.buf = append(append(e.buf, b...), '\n')
-	_, err := e.out.Write(e.buf)
-	e.buf = e.buf[:0]
-	if err != nil {
+	if _, err := e.out.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("stdout: %w", err)
 	}
 	return nil
@@ -211,8 +208,6 @@ func (e *emitter) dropped() int64 {
 	return n
 }
 
-// close flushes, stops the webhooks (delivering what they still hold, for
-// a moment) and closes the producers.
 // closeHooks delivers what the webhooks hold, or gives up on it after
 // their close wait, counting it as dropped: before the stats line, so
 // that the line counts what the end of the run dropped too.
@@ -222,11 +217,11 @@ func (e *emitter) closeHooks() {
 	}
 }
 
+// close flushes, stops the webhooks (delivering what they still hold, for
+// a moment; closeHooks) and closes the producers.
 func (e *emitter) close() error {
 	err := e.flush()
-	for _, h := range e.hooks {
-		h.close()
-	}
+	e.closeHooks()
 	for _, pr := range append(append(e.topics[:len(e.topics):len(e.topics)], e.dlq), e.late) {
 		if pr != nil {
 			if cerr := pr.Close(); err == nil {
