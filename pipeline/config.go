@@ -630,9 +630,8 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 	if c.Source.Kafka == nil {
 		for i, s := range c.Sinks {
 			if s.Type == "topic" && s.Topic == c.Source.Topic {
-				p := join(path, fmt.Sprintf("sinks[%d].topic", i))
-				return c, &ConfigError{File: d.file, Line: d.lineOf(p, n.Line), Path: p,
-					Msg: fmt.Sprintf("%q is the pipeline's source: its results would come back as its input", s.Topic)}
+				return c, d.errAt(join(path, fmt.Sprintf("sinks[%d].topic", i)), n.Line,
+					"%q is the pipeline's source: its results would come back as its input", s.Topic)
 			}
 		}
 		for _, side := range []struct {
@@ -641,17 +640,15 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 			name string
 		}{{c.DLQ, "dlq", c.Name + ".dlq"}, {c.LateTopic, "late_topic", c.Name + ".late"}} {
 			if side.on && side.name == c.Source.Topic {
-				p := join(path, side.key)
-				return c, &ConfigError{File: d.file, Line: d.lineOf(p, n.Line), Path: p,
-					Msg: fmt.Sprintf("writes %q, the pipeline's source: its copies would come back as its input", side.name)}
+				return c, d.errAt(join(path, side.key), n.Line,
+					"writes %q, the pipeline's source: its copies would come back as its input", side.name)
 			}
 		}
 	}
 	// Compiling catches references between metrics and alerts.
 	if _, err := compile(c); err != nil {
 		ce := err.(*compileError)
-		p := join(path, ce.path)
-		return c, &ConfigError{File: d.file, Line: d.lineOf(p, n.Line), Path: p, Msg: ce.msg}
+		return c, d.errAt(join(path, ce.path), n.Line, "%s", ce.msg)
 	}
 	return c, nil
 }
@@ -799,15 +796,17 @@ func (d *decoder) checkSink(n *yaml.Node, p string, s *SinkConfig) error {
 	return nil
 }
 
-// lineOf returns the line of key path p, or of the closest key enclosing
-// it, or dflt.
-func (d *decoder) lineOf(p string, dflt int) int {
+// errAt is the error at key path p, on the line of that key, or of the
+// closest key enclosing it, or dflt.
+func (d *decoder) errAt(p string, dflt int, format string, args ...any) *ConfigError {
+	line := dflt
 	for q := p; q != ""; q = parent(q) {
 		if l, ok := d.at[q]; ok {
-			return l
+			line = l
+			break
 		}
 	}
-	return dflt
+	return &ConfigError{File: d.file, Line: line, Path: p, Msg: fmt.Sprintf(format, args...)}
 }
 
 // parent drops the last element of a key path.
