@@ -458,6 +458,10 @@ func TestRunDeterministic(t *testing.T) {
 	}
 }
 
+// followLastMs is the time of followData's last events, an hour after
+// the others: every partition's watermark passes the others' windows.
+const followLastMs = int64(1795341600000) + 30000*600 + 3600_000
+
 // followData produces 30,000 api events of seed into a 3-partition topic
 // of c, keyed by service, with a last event an hour later in every
 // partition so that following closes every window of the data. It
@@ -467,7 +471,7 @@ func TestRunDeterministic(t *testing.T) {
 func followData(t *testing.T, c *cli, seed uint64) (cfg string, want []string) {
 	t.Helper()
 	lines := genEvents(30000, seed)
-	last := int64(1795341600000) + 30000*600 + 3600_000
+	last := followLastMs
 	for _, s := range []string{"payments", "search", "auth", "checkout"} {
 		lines = append(lines, fmt.Sprintf(`{"ts":%d,"service":%q,"status":"ok","response_time":1}`, last, s))
 	}
@@ -492,7 +496,7 @@ func TestRunSigtermRestart(t *testing.T) {
 	}
 	c := newCLI(t)
 	cfg, want := followData(t, c, 3)
-	checkStopRestart(t, c, cfg, "api-health", want)
+	checkStopRestart(t, c, cfg, want)
 }
 
 // TestRunSigtermRestartSessions is TestRunSigtermRestart with session
@@ -504,7 +508,7 @@ func TestRunSigtermRestartSessions(t *testing.T) {
 	}
 	c := newCLI(t)
 	cfg, want := sessionData(t, c, 6)
-	checkStopRestart(t, c, cfg, "api-health", want)
+	checkStopRestart(t, c, cfg, want)
 }
 
 // sessionYAML is the api-health pipeline with session windows of gap 3s:
@@ -522,7 +526,7 @@ func sessionData(t *testing.T, c *cli, seed uint64) (cfg string, want []string) 
 	}
 	cfg, _ = followData(t, c, seed)
 	os.WriteFile(cfg, []byte(sessionYAML), 0o644)
-	last := time.UnixMilli(int64(1795341600000) + 30000*600 + 3600_000).UTC().Format(time.RFC3339Nano)
+	last := time.UnixMilli(followLastMs).UTC().Format(time.RFC3339Nano)
 	for _, l := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
 		if !strings.Contains(l, `"type":"stats"`) && !strings.Contains(l, `"window_start":"`+last) {
 			want = append(want, l)
@@ -534,10 +538,10 @@ func sessionData(t *testing.T, c *cli, seed uint64) (cfg string, want []string) 
 	return cfg, want
 }
 
-// checkStopRestart runs pipeline name of cfg following the log and checks
+// checkStopRestart runs the api-health pipeline of cfg following the log and checks
 // that an uninterrupted run prints want, and that a run stopped by SIGTERM
 // part way and restarted prints want too, between the two.
-func checkStopRestart(t *testing.T, c *cli, cfg, name string, want []string) {
+func checkStopRestart(t *testing.T, c *cli, cfg string, want []string) {
 	t.Helper()
 	follow := func(until func([]string) bool) []string {
 		t.Helper()
@@ -551,7 +555,7 @@ func checkStopRestart(t *testing.T, c *cli, cfg, name string, want []string) {
 	// Stop part way, restart. The stop lands where the run happens to be;
 	// if that is after the last result, try again from scratch.
 	for attempt := 1; ; attempt++ {
-		os.Remove(filepath.Join(c.dir, "pipelines", name+".checkpoint"))
+		os.Remove(filepath.Join(c.dir, "pipelines", "api-health.checkpoint"))
 		first := follow(func(got []string) bool { return len(got) >= len(want)/3 })
 		if len(first) == len(want) {
 			if attempt == 5 {
