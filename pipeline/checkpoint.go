@@ -66,6 +66,7 @@ type partSnap struct {
 type spanSnap struct {
 	Key        string
 	Start, End int64
+	Closed     bool
 }
 
 type winSnap struct {
@@ -124,7 +125,7 @@ func (c *coordinator) snapshot(now time.Time) *snapshot {
 			Records: r.records, Events: r.events, LateDropped: r.lateDropped, Rejected: r.rejected, HasSpans: true}
 		for key, spans := range c.partSpans[r.id] {
 			for _, sp := range spans {
-				ps.Spans = append(ps.Spans, spanSnap{Key: c.keys.key(key), Start: sp.start, End: sp.end})
+				ps.Spans = append(ps.Spans, spanSnap{Key: c.keys.key(key), Start: sp.start, End: sp.end, Closed: sp.closed})
 			}
 		}
 		s.Parts = append(s.Parts, ps)
@@ -220,7 +221,7 @@ func (c *coordinator) restore(s *snapshot, part int32) error {
 			byKey := map[uint32][]span{}
 			for _, sp := range p.Spans {
 				k := intern(sp.Key)
-				byKey[k] = append(byKey[k], span{sp.Start, sp.End})
+				byKey[k] = append(byKey[k], span{start: sp.Start, end: sp.End, closed: sp.Closed})
 			}
 			c.partSpans[p.ID] = byKey
 		}

@@ -754,3 +754,33 @@ func TestCheckpointChecksum(t *testing.T) {
 		t.Fatalf("checkpoint without checksum: %+v %v", got, err)
 	}
 }
+
+// TestSessionEndsRestore: a partition's session spans, reported and
+// restored into a fresh sessionEnds (what a checkpoint does), end rounds
+// where the original does — including a span that a late event extended
+// below the watermark, whose close is still pending: the next watermark
+// move must end a round in both.
+func TestSessionEndsRestore(t *testing.T) {
+	orig := sessionEnds{lateness: 60_000}
+	orig.open(1, 1000, 4000) // [1000, 4000)
+	orig.open(2, 1500, 4500)
+	if !orig.closed(5000) { // both close
+		t.Fatal("no close at 5000")
+	}
+	orig.open(1, 3900, 6900) // late, accepted: extends key 1's span to 6900 > 5000
+	orig.open(2, 4400, 4900) // late, below the watermark: its close is pending
+	m := &roundMsg{}
+	orig.report(7, m)
+	restored := sessionEnds{lateness: 60_000}
+	for _, r := range m.spans {
+		restored.restore(r.key, append([]span(nil), r.spans...))
+	}
+	for _, wm := range []int64{5001, 6000, 6900, 7000, 64_900, 64_901, 66_900, 70_000} {
+		if a, b := orig.closed(wm), restored.closed(wm); a != b {
+			t.Fatalf("at watermark %d: the original ends a round: %v, the restored: %v", wm, a, b)
+		}
+	}
+	if len(orig.spans) != 0 || len(restored.spans) != 0 {
+		t.Fatalf("spans left: %v, %v", orig.spans, restored.spans)
+	}
+}

@@ -483,7 +483,7 @@ func (e *engine) restoreSessionEnds(ps *partState) {
 	c := e.coord
 	if c.partSpansSaved {
 		for key, spans := range c.partSpans[ps.id] {
-			ps.sessions.restore(key, spans, ps.wm)
+			ps.sessions.restore(key, spans)
 		}
 		return
 	}

@@ -117,7 +117,12 @@ type sessionEnds struct {
 	touched  map[uint32]bool // keys whose spans changed since the last report
 }
 
-type span struct{ start, end int64 }
+// span is a session as a partition sees it; closed once the watermark
+// passed its end (its forget is pending, not its close).
+type span struct {
+	start, end int64
+	closed     bool
+}
 
 // sessionEnd is a moment the watermark changes a session: at its end it
 // closes (the coordinator emits it), at its end plus the allowed lateness
@@ -133,7 +138,7 @@ func (s *sessionEnds) open(key uint32, t, end int64) {
 	if s.spans == nil {
 		s.spans = map[uint32][]span{}
 	}
-	ns := span{t, end}
+	ns := span{start: t, end: end}
 	spans := s.spans[key]
 	kept := spans[:0]
 	for _, sp := range spans {
@@ -166,19 +171,20 @@ func (s *sessionEnds) report(part int32, m *roundMsg) {
 	clear(s.touched)
 }
 
-// restore sets key's spans as a checkpoint saved them, with the heap entry
-// each has pending at watermark wm: its close if it ends after wm, else
-// its forget (a span past its forget is gone from the checkpoint).
-func (s *sessionEnds) restore(key uint32, spans []span, wm int64) {
+// restore sets key's spans as a checkpoint saved them, each with the heap
+// entry it has pending: its forget if it was closed, else its close — even
+// at or below the watermark: a late event may have extended it, and its
+// close ends a round at the next watermark move.
+func (s *sessionEnds) restore(key uint32, spans []span) {
 	if s.spans == nil {
 		s.spans = map[uint32][]span{}
 	}
 	s.spans[key] = append(s.spans[key], spans...)
 	for _, sp := range spans {
-		if sp.end > wm {
-			s.push(sessionEnd{at: sp.end, end: sp.end, key: key})
-		} else {
+		if sp.closed {
 			s.push(sessionEnd{at: sp.end + s.lateness, end: sp.end, key: key, forget: true})
+		} else {
+			s.push(sessionEnd{at: sp.end, end: sp.end, key: key})
 		}
 	}
 }
@@ -232,6 +238,8 @@ func (s *sessionEnds) closed(wm int64) bool {
 				}
 				s.touch(top.key)
 			} else {
+				spans[i].closed = true
+				s.touch(top.key)
 				s.push(sessionEnd{at: top.end + s.lateness, end: top.end, key: top.key, forget: true})
 			}
 			break
