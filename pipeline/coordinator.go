@@ -43,14 +43,29 @@ type coordinator struct {
 	latePurged int64
 	skipped    func() int64 // records retention deleted before the workers read them
 
+	// Forgetting keys (keys.go): the sweep whose keys wait for release
+	// (its epoch; 0: none), the table's size that starts the next sweep,
+	// the keys in use as usedKeys found them, and len(alerts) at its
+	// largest since the map was last rebuilt.
+	sweepEpoch uint64
+	nextSweep  int
+	used       []uint64
+	alertsPeak int
+	forgotten  int64 // keys released, in all
+
 	due  []*winState
 	vals []agg.Value
 	line []byte
 }
 
+// forgetMinKeys is the key table's size below which a pipeline does not
+// sweep: ~64 K keys hold a few MB. Tests lower it to sweep every round.
+var forgetMinKeys = 1 << 16
+
 func newCoordinator(p *plan, kt *keyTable, out *emitter) *coordinator {
 	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, sess: map[uint32][]*winState{},
-		parts: map[int32]*partReport{}, partSpans: map[int32]map[uint32][]span{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: map[alertKey]*alertState{}, out: out, now: time.Now}
+		parts: map[int32]*partReport{}, partSpans: map[int32]map[uint32][]span{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: map[alertKey]*alertState{}, out: out, now: time.Now,
+		nextSweep: forgetMinKeys}
 }
 
 func (c *coordinator) drop(ws *winState) { c.states.put(ws.st) }
@@ -284,6 +299,78 @@ func (c *coordinator) openWindows() int {
 		n += len(l)
 	}
 	return n
+}
+
+// forgetKeys runs after each round (Forgetting keys, keys.go): it releases
+// the pending sweep's keys once every worker has reported its epoch (seen
+// is the lowest epoch the workers' latest rounds carried), or sweeps when
+// the table has grown to nextSweep keys: twice what it held after the
+// last sweep, so that the sweeps' cost stays in proportion to the keys.
+func (c *coordinator) forgetKeys(seen uint64) {
+	switch {
+	case c.sweepEpoch != 0:
+		if seen < c.sweepEpoch {
+			return
+		}
+		freed := c.keys.release(c.usedKeys())
+		for _, id := range freed {
+			for i := range c.p.alerts {
+				delete(c.alerts, alertKey{i, id})
+			}
+		}
+		c.forgotten += int64(len(freed))
+		c.sweepEpoch = 0
+		if len(c.alerts) <= c.alertsPeak/2 {
+			c.alerts = cloneMap(c.alerts)
+			c.alertsPeak = len(c.alerts)
+		}
+		c.nextSweep = max(forgetMinKeys, 2*c.keys.size())
+	case c.keys.size() >= c.nextSweep:
+		if c.keys.sweep(c.usedKeys()) > 0 {
+			c.sweepEpoch = c.keys.epoch.Load()
+		} else {
+			c.nextSweep = max(forgetMinKeys, 2*c.keys.size())
+		}
+	}
+}
+
+// usedKeys returns whether the coordinator holds anything of key id: an
+// open window or session, a partition's session span, or an alert state
+// that differs from a new key's (firing, or its latest window meeting the
+// condition: the next may complete its streak). IDs taken after the call
+// count as used.
+func (c *coordinator) usedKeys() func(id uint32) bool {
+	n := c.keys.idSpace()
+	c.used = append(c.used[:0], make([]uint64, (n+63)/64)...)
+	mark := func(id uint32) {
+		if int(id) < n {
+			c.used[id/64] |= 1 << (id % 64)
+		}
+	}
+	for k := range c.wins {
+		mark(k.key)
+	}
+	for id, list := range c.sess {
+		if len(list) > 0 {
+			mark(id)
+		}
+	}
+	for _, byKey := range c.partSpans {
+		for id, spans := range byKey {
+			if len(spans) > 0 {
+				mark(id)
+			}
+		}
+	}
+	for k, st := range c.alerts {
+		if st.firing || len(st.history) > 0 && st.history[len(st.history)-1].met {
+			mark(k.key)
+		}
+	}
+	c.alertsPeak = max(c.alertsPeak, len(c.alerts))
+	return func(id uint32) bool {
+		return int(id) >= n || c.used[id/64]&(1<<(id%64)) != 0
+	}
 }
 
 func cmpInt(a, b int64) int {

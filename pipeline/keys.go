@@ -3,6 +3,7 @@ package pipeline
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 // keyTable interns group keys (the group-by values as JSON, NUL-separated)
@@ -15,6 +16,12 @@ import (
 // between instances (a Kafka source): that takes every key's events on one
 // partition, as producing with the group-by fields as the record key
 // gives. A key seen on two partitions is counted in spread.
+//
+// A following pipeline grouped by an unbounded field (a user ID, a
+// request path) sees new keys forever, so the table forgets keys nothing
+// holds any more, in two steps (Forgetting keys, below): the coordinator
+// marks them dying, and frees them once every worker has dropped them from
+// its cache; a worker that meets a dying key again revives it.
 type keyTable struct {
 	mu      sync.Mutex
 	ids     map[string]uint32
@@ -22,6 +29,15 @@ type keyTable struct {
 	part    []int32 // the partition a key's events come from; noPartition before any
 	spread  []bool  // seen on more than one partition
 	nSpread int
+
+	free      []uint32 // freed IDs, taken again by new keys
+	dying     []bool   // by ID: marked by the latest sweep, not met since
+	dyingList []uint32
+	peak      int // len(ids) at its largest since the map was last rebuilt
+	// epoch counts sweeps; workers drop the dying keys from their caches
+	// when they see it change (at the start of a round) and report the
+	// epoch they have seen in their round messages.
+	epoch atomic.Uint64
 }
 
 // noPartition: a key restored from a checkpoint before any event.
@@ -37,13 +53,22 @@ func (kt *keyTable) intern(k string) uint32 {
 
 func (kt *keyTable) internLocked(k string) uint32 {
 	id, ok := kt.ids[k]
-	if !ok {
+	switch {
+	case ok:
+		kt.dying[id] = false // met again: no longer a candidate
+	case len(kt.free) > 0:
+		id = kt.free[len(kt.free)-1]
+		kt.free = kt.free[:len(kt.free)-1]
+		kt.ids[k], kt.keys[id] = id, k
+	default:
 		id = uint32(len(kt.keys))
 		kt.ids[k] = id
 		kt.keys = append(kt.keys, k)
 		kt.part = append(kt.part, noPartition)
 		kt.spread = append(kt.spread, false)
+		kt.dying = append(kt.dying, false)
 	}
+	kt.peak = max(kt.peak, len(kt.ids))
 	return id
 }
 
@@ -95,10 +120,112 @@ func (kt *keyTable) key(id uint32) string {
 	return kt.keys[id]
 }
 
+// Forgetting keys. A key can go once nothing holds it: no window or
+// session of it is open, no partition holds a session span of it, and
+// none of its alert states would differ from a new one's (not firing, its
+// latest window not meeting the condition) — then a new event of the key
+// starts exactly as a key never seen does. The coordinator knows that
+// (after merging a round) but the workers run rounds ahead of it and
+// cache IDs, so an ID cannot be freed, and given to another key, the
+// moment the coordinator finds it unused:
+//
+//  1. sweep: the coordinator marks the unused keys dying and moves the
+//     epoch on;
+//  2. each worker, at the start of its next round, drops every cached key
+//     that is dying (so that it interns the key again if it meets it:
+//     which revives it) and reports the epoch in that round's message;
+//  3. release: once the coordinator has merged a round carrying the epoch
+//     from every worker, no worker holds a dying key but through intern.
+//     The coordinator frees those still dying and still unused (a worker's
+//     rounds before it dropped them may have brought state).
+//
+// Results do not change: forgetting only frees what a new key would start
+// without.
+
+// size is the number of keys held.
+func (kt *keyTable) size() int {
+	kt.mu.Lock()
+	defer kt.mu.Unlock()
+	return len(kt.keys) - len(kt.free)
+}
+
+// idSpace is one past the highest ID given so far.
+func (kt *keyTable) idSpace() int {
+	kt.mu.Lock()
+	defer kt.mu.Unlock()
+	return len(kt.keys)
+}
+
+// sweep marks the keys that used does not report dying, and starts a new
+// epoch. It returns how many it marked (none: no new epoch).
+func (kt *keyTable) sweep(used func(id uint32) bool) int {
+	kt.mu.Lock()
+	defer kt.mu.Unlock()
+	kt.dyingList = kt.dyingList[:0]
+	for id, k := range kt.keys {
+		if k != "" && !used(uint32(id)) {
+			kt.dying[id] = true
+			kt.dyingList = append(kt.dyingList, uint32(id))
+		}
+	}
+	if len(kt.dyingList) > 0 {
+		kt.epoch.Add(1)
+	}
+	return len(kt.dyingList)
+}
+
+// release frees the keys of the last sweep that are still dying (no
+// worker met them since) and still unused, and returns their IDs. Every
+// worker must have dropped them from its cache (seen the sweep's epoch).
+func (kt *keyTable) release(used func(id uint32) bool) []uint32 {
+	kt.mu.Lock()
+	defer kt.mu.Unlock()
+	freed := kt.dyingList[:0]
+	for _, id := range kt.dyingList {
+		if !kt.dying[id] {
+			continue
+		}
+		kt.dying[id] = false
+		if used(id) {
+			continue
+		}
+		delete(kt.ids, kt.keys[id])
+		kt.keys[id], kt.part[id] = "", noPartition
+		if kt.spread[id] {
+			kt.spread[id] = false
+			kt.nSpread--
+		}
+		freed = append(freed, id)
+	}
+	kt.free = append(kt.free, freed...)
+	kt.dyingList = nil // its memory is freed's, the caller's now
+	// A Go map keeps its largest size's memory: copy it when it has
+	// shrunk to half.
+	if len(kt.ids) <= kt.peak/2 {
+		kt.ids = cloneMap(kt.ids)
+		kt.peak = len(kt.ids)
+	}
+	return freed
+}
+
+// cloneMap copies m into a map sized for what it holds now (maps.Clone
+// keeps the original's size).
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
 // keyCache is a worker's view of the table.
 type keyCache struct {
 	kt  *keyTable
 	ids map[string]cachedKey
+	// epoch is the table's sweep epoch the cache has dropped the dying
+	// keys of; peak is len(ids) at its largest since it was last rebuilt.
+	epoch uint64
+	peak  int
 	// A direct-mapped cache in front of ids, by a hash of the key's bytes:
 	// a hit costs a hash and a compare, where the map costs a hash and a
 	// probe. Keys that share a slot only fall through to the map.
@@ -151,5 +278,30 @@ func (c *keyCache) lookup(b []byte, p int32) uint32 {
 		id = c.kt.internAt(canonical, p)
 	}
 	c.ids[k] = cachedKey{id, p}
+	c.peak = max(c.peak, len(c.ids))
 	return id
+}
+
+// sync drops the keys the table's latest sweep marked dying, if the cache
+// has not yet, and the texts it found invalid (they are only cached). It
+// returns the epoch the cache is at.
+func (c *keyCache) sync() uint64 {
+	e := c.kt.epoch.Load()
+	if e == c.epoch {
+		return e
+	}
+	c.kt.mu.Lock()
+	for k, ck := range c.ids {
+		if ck.id == invalidKey || c.kt.dying[ck.id] {
+			delete(c.ids, k)
+		}
+	}
+	c.kt.mu.Unlock()
+	c.slots = [keySlots]keySlot{}
+	if len(c.ids) <= c.peak/2 {
+		c.ids = cloneMap(c.ids)
+		c.peak = len(c.ids)
+	}
+	c.epoch = e
+	return e
 }

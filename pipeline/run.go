@@ -93,6 +93,11 @@ type Snapshot struct {
 	// is HighWater - Positions.
 	HighWater   map[int32]int64
 	OpenWindows int
+	// Keys is the number of group keys held: those of open windows and
+	// alert states, and those not yet forgotten (see keyTable).
+	Keys int
+	// KeysForgotten counts the keys released since the run started.
+	KeysForgotten int64
 }
 
 // Snapshot returns the pipeline's latest progress (nil before its first
@@ -395,6 +400,7 @@ func (e *engine) coordinate(ctx context.Context) error {
 	finished := make([]bool, len(e.workers))
 	left := len(e.workers)
 	msgs := make([]*roundMsg, 0, len(e.workers))
+	epochs := make([]uint64, len(e.workers)) // the key epoch of each worker's latest round
 	for {
 		msgs = msgs[:0]
 		for i, w := range e.workers {
@@ -424,6 +430,16 @@ func (e *engine) coordinate(ctx context.Context) error {
 		if err := c.advance(wm); err != nil {
 			return err
 		}
+		seen := uint64(math.MaxUint64) // a finished worker holds no key
+		for _, m := range msgs {
+			epochs[m.worker] = m.keyEpoch
+		}
+		for i, ep := range epochs {
+			if !finished[i] {
+				seen = min(seen, ep)
+			}
+		}
+		c.forgetKeys(seen)
 		for _, m := range msgs {
 			e.workers[m.worker].back.Push(m) // if full, the GC has it
 		}
@@ -443,7 +459,8 @@ func (e *engine) coordinate(ctx context.Context) error {
 func (e *engine) publish() {
 	c := e.coord
 	s := &Snapshot{Stats: c.stats(), Watermark: c.wm, Positions: make(map[int32]int64, len(c.parts)),
-		HighWater: make(map[int32]int64, len(c.parts)), OpenWindows: c.openWindows()}
+		HighWater: make(map[int32]int64, len(c.parts)), OpenWindows: c.openWindows(),
+		Keys: c.keys.size(), KeysForgotten: c.forgotten}
 	for id, r := range c.parts {
 		s.Positions[id] = r.next
 	}

@@ -32,15 +32,18 @@ type winKey struct {
 // windows the round touched, which the coordinator merges. The
 // coordinator sends the message back for reuse.
 type roundMsg struct {
-	worker  int
-	round   uint64
-	parts   []partReport
-	wins    []winDelta
-	sess    []sessDelta
-	spans   []spanReport // session pipelines: the spans of keys a partition's round changed
-	spanBuf []span       // their spans' memory
-	side    []sideRecord
-	buf     []byte // side records' bytes
+	worker int
+	round  uint64
+	// keyEpoch is the key table's sweep epoch whose dying keys the worker
+	// had dropped from its cache when the round began.
+	keyEpoch uint64
+	parts    []partReport
+	wins     []winDelta
+	sess     []sessDelta
+	spans    []spanReport // session pipelines: the spans of keys a partition's round changed
+	spanBuf  []span       // their spans' memory
+	side     []sideRecord
+	buf      []byte // side records' bytes
 }
 
 // spanReport is a key's session spans on one partition after a round, as
@@ -395,6 +398,7 @@ func (w *worker) begin() {
 	} else {
 		m = &roundMsg{}
 	}
+	m.keyEpoch = w.keys.sync()
 	w.msg = m
 	w.winGen++
 	clear(w.winIdx)

@@ -86,6 +86,8 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 				gaugeOf("fastflow_pipeline_watermark_seconds", "The pipeline's watermark (event time).", float64(snap.Watermark)/1000, l)
 			}
 			gaugeOf("fastflow_pipeline_open_windows", "Windows held (not yet forgotten).", float64(snap.OpenWindows), l)
+			gaugeOf("fastflow_pipeline_keys", "Group keys held (open windows, alert states, not yet forgotten).", float64(snap.Keys), l)
+			counter("fastflow_pipeline_keys_forgotten_total", "Group keys forgotten once nothing held them.", float64(snap.KeysForgotten), l)
 			topic := p.Config.Source.Topic
 			if k := p.Config.Source.Kafka; k != nil {
 				topic = k.Topic

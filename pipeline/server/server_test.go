@@ -260,6 +260,8 @@ func TestHTTPAPI(t *testing.T) {
 		`fastflow_pipeline_records_total{pipeline="api-health"} 103`,
 		`fastflow_pipeline_rejected_total{pipeline="api-health",reason="invalid_json"} 0`,
 		`fastflow_pipeline_lag_records{partition="0",pipeline="api-health",topic="events"} 0`,
+		`fastflow_pipeline_keys{pipeline="api-health"} 3`,
+		`fastflow_pipeline_keys_forgotten_total{pipeline="api-health"} 0`,
 		`fastflow_result_latency_seconds_count{pipeline="api-health"}`,
 		`go_goroutines`,
 	} {
