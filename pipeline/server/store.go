@@ -1,6 +1,7 @@
 package server
 
 import (
+	"container/list"
 	"encoding/json"
 	"sort"
 	"strings"
@@ -16,6 +17,17 @@ const keepWindows = 240
 
 // keepTransitions is how many recent alert transitions it keeps.
 const keepTransitions = 100
+
+// keepKeys and keepLines bound what the server keeps per pipeline: the
+// keys, and their windows in all (~300 bytes a line). A pipeline grouped
+// by a field of unbounded cardinality would otherwise grow the store for
+// as long as the server runs; past either bound the key updated least
+// recently goes, from the query API and /metrics alike (as Prometheus
+// drops a series that stops being scraped). Variables for tests.
+var (
+	keepKeys  = 10_000
+	keepLines = 100_000
+)
 
 // store keeps what the query API, the stream and /metrics show: recent
 // window results per pipeline and key, active alerts and recent alert
@@ -36,10 +48,13 @@ type pipeStore struct {
 	groupBy []string
 	metrics []string
 	keys    map[string]*keyStore // by the key's JSON object
+	byUse   *list.List           // of *keyStore, the most recently updated first
+	lines   int                  // windows held, over every key
 }
 
 type keyStore struct {
 	key     json.RawMessage
+	use     *list.Element // in byUse
 	windows []windowView // by start, latest revision of each
 	latest  map[string]float64
 	valid   map[string]bool
@@ -69,7 +84,7 @@ type AlertView struct {
 func newStore(cfgs []*pipeline.Config) *store {
 	s := &store{pipes: map[string]*pipeStore{}, active: map[string]*AlertView{}, hub: newHub(), now: time.Now}
 	for _, c := range cfgs {
-		ps := &pipeStore{groupBy: c.GroupBy, keys: map[string]*keyStore{}}
+		ps := &pipeStore{groupBy: c.GroupBy, keys: map[string]*keyStore{}, byUse: list.New()}
 		for _, m := range c.Metrics {
 			ps.metrics = append(ps.metrics, m.Name)
 		}
@@ -129,6 +144,9 @@ func (s *store) window(r *pipeline.Result, line json.RawMessage) {
 	if ks == nil {
 		ks = &keyStore{key: w.Key, latest: map[string]float64{}, valid: map[string]bool{}}
 		ps.keys[string(w.Key)] = ks
+		ks.use = ps.byUse.PushFront(ks)
+	} else {
+		ps.byUse.MoveToFront(ks.use)
 	}
 	i := sort.Search(len(ks.windows), func(i int) bool { return ks.windows[i].start >= r.StartMs })
 	switch {
@@ -138,9 +156,16 @@ func (s *store) window(r *pipeline.Result, line json.RawMessage) {
 		ks.windows = append(ks.windows, windowView{})
 		copy(ks.windows[i+1:], ks.windows[i:])
 		ks.windows[i] = windowView{start: r.StartMs, line: line}
+		ps.lines++
 		if len(ks.windows) > keepWindows {
+			ps.lines -= len(ks.windows) - keepWindows
 			ks.windows = ks.windows[len(ks.windows)-keepWindows:]
 		}
+	}
+	for len(ps.keys) > 1 && (len(ps.keys) > keepKeys || ps.lines > keepLines) {
+		old := ps.byUse.Remove(ps.byUse.Back()).(*keyStore)
+		delete(ps.keys, string(old.key))
+		ps.lines -= len(old.windows)
 	}
 	if i >= len(ks.windows)-1 {
 		// The newest window gives the current value of each metric.
