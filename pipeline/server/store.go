@@ -55,7 +55,7 @@ type pipeStore struct {
 type keyStore struct {
 	key     json.RawMessage
 	use     *list.Element // in byUse
-	windows []windowView // by start, latest revision of each
+	windows []windowView  // by start, latest revision of each
 	latest  map[string]float64
 	valid   map[string]bool
 }
