@@ -13,6 +13,27 @@ type alertKey struct {
 type alertState struct {
 	firing  bool
 	history []alertObs // by window start, oldest first
+	held    bool       // counted in the coordinator's alertHeld (hold)
+}
+
+// hold keeps the coordinator's count of key's alert states that differ
+// from a new key's — firing, or the latest window meeting the condition —
+// which keep the key from being forgotten (usedKeys): a count per key ID
+// rather than a walk over every state per sweep.
+func (c *coordinator) hold(key uint32, st *alertState) {
+	held := st.firing || len(st.history) > 0 && st.history[len(st.history)-1].met
+	if held == st.held {
+		return
+	}
+	st.held = held
+	if int(key) >= len(c.alertHeld) {
+		c.alertHeld = append(c.alertHeld, make([]int32, int(key)+1-len(c.alertHeld))...)
+	}
+	if held {
+		c.alertHeld[key]++
+	} else {
+		c.alertHeld[key]--
+	}
 }
 
 type alertObs struct {
@@ -55,6 +76,7 @@ func (c *coordinator) evaluate(i int, ws *winState, key string, vals []agg.Value
 		streak++
 	}
 	firing := streak >= r.forN
+	defer c.hold(ws.key, st)
 	if firing == st.firing {
 		return alertEvent{}, false
 	}

@@ -255,7 +255,9 @@ func (c *coordinator) restore(s *snapshot, part int32) error {
 		for j := range a.Starts {
 			st.history = append(st.history, alertObs{start: a.Starts[j], met: a.Met[j]})
 		}
-		c.alerts[alertKey{i, intern(a.Key)}] = st
+		id := intern(a.Key)
+		c.alerts[alertKey{i, id}] = st
+		c.hold(id, st)
 	}
 	return nil
 }

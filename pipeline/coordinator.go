@@ -50,6 +50,7 @@ type coordinator struct {
 	sweepEpoch uint64
 	nextSweep  int
 	used       []uint64
+	alertHeld  []int32 // by key ID: alert states that keep it (hold)
 	alertsPeak int
 	forgotten  int64 // keys released, in all
 
@@ -362,9 +363,9 @@ func (c *coordinator) usedKeys() func(id uint32) bool {
 			}
 		}
 	}
-	for k, st := range c.alerts {
-		if st.firing || len(st.history) > 0 && st.history[len(st.history)-1].met {
-			mark(k.key)
+	for id, n := range c.alertHeld {
+		if n > 0 {
+			mark(uint32(id))
 		}
 	}
 	c.alertsPeak = max(c.alertsPeak, len(c.alerts))
