@@ -784,3 +784,53 @@ func TestSessionEndsRestore(t *testing.T) {
 		t.Fatalf("spans left: %v, %v", orig.spans, restored.spans)
 	}
 }
+
+// TestFollowBacklogOnOnePartition: a following run whose backlog is all
+// on one worker's partition goes at that worker's pace. The coordinator
+// merges round r of every worker together, and the idle worker used to
+// send its empty rounds only at its 100 ms idle timeout: with a window
+// end at every event (a round each), these 3,000 events took 300 s.
+func TestFollowBacklogOnOnePartition(t *testing.T) {
+	l, tp := testTopic(t, 2)
+	defer l.Close()
+	pr, _ := producer.New(tp, producer.Options{Acks: log.AcksLeader, Partition: 0})
+	const n = 3000
+	for i := range n {
+		pr.Add(nil, fmt.Appendf(nil, `{"ts":%d,"service":"a"}`, 1795341600000+int64(i)*1000), 0)
+	}
+	if err := pr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Parse("t.yaml", []byte(`pipelines:
+  - name: p
+    source: {topic: events, start: earliest}
+    time: {field: ts, unit: ms}
+    group_by: [service]
+    window: {type: tumbling, size: 1s}
+    metrics:
+      - {name: n, agg: count}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Start(context.Background(), l, f, Options{Workers: 2, Stdout: &countingWriter{}, CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		r.Stop()
+		if err := r.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if s := r.Pipelines()[0].Snapshot(); s != nil && s.Stats.Records == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60 s: %+v", r.Pipelines()[0].Snapshot())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -372,10 +372,20 @@ func (w *worker) step(ctx context.Context) (*roundMsg, error) {
 			ps.sessions.report(ps.id, w.msg)
 		}
 	}
-	if idle && w.follow {
+	switch {
+	case idle && w.follow:
 		// Nothing anywhere: wait for data, but come back now and then so the
 		// coordinator can notice idle partitions.
 		w.waitAny(ctx, 100*time.Millisecond)
+	case !idle && w.follow && w.waker != nil:
+		// The coordinator merges round r of every worker together: wake the
+		// idle ones, so that their empty round r comes now rather than at
+		// their timeout. A backlog on one worker's partitions (a restart,
+		// keys that all hash to one partition) went at one round per
+		// 100 ms without this.
+		for _, p := range w.waker.peers {
+			signal(p)
+		}
 	}
 	m := w.msg
 	m.round, m.worker = w.round, w.index
