@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeForgetsKeys: a pipeline grouped by a field of unbounded
+// cardinality, served for a while. /metrics shows the pipeline forgetting
+// the keys nothing holds any more (the engine's key table), and the
+// per-key gauges bounded by the server's store.
+func TestServeForgetsKeys(t *testing.T) {
+	c := newCLI(t)
+	addr := freePort(t)
+	cfg := filepath.Join(t.TempDir(), "fastflow.yaml")
+	os.WriteFile(cfg, []byte(`topics:
+  - {name: events, partitions: 2}
+pipelines:
+  - name: users
+    source: {topic: events, start: earliest}
+    time: {field: ts, unit: ms, max_out_of_order: 100ms, idle_timeout: 1s}
+    group_by: [user]
+    window: {type: tumbling, size: 1s}
+    metrics:
+      - {name: n, agg: count}
+`), 0o644)
+	start(t, c.cmd(context.Background(), "serve", "--config", cfg, "--http", addr))
+	base := "http://" + addr
+	waitFor(t, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	// 80,000 users, two events each, 500 a second of event time.
+	const users = 80_000
+	t0 := int64(1795341600000)
+	for from := 0; from < users; from += 10_000 {
+		var b strings.Builder
+		for u := from; u < from+10_000; u++ {
+			for i := range 2 {
+				fmt.Fprintf(&b, `{"ts":%d,"user":"user-%06d"}`+"\n", t0+int64(u)*2+int64(i), u)
+			}
+		}
+		resp, err := http.Post(base+"/topics/events/records", "application/x-ndjson", strings.NewReader(b.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("ingest: %d", resp.StatusCode)
+		}
+	}
+	metric := func(body, name string) float64 {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\{pipeline="users"\} (\S+)$`).FindStringSubmatch(body)
+		if m == nil {
+			return -1
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	var body string
+	waitLong(t, "records processed and keys forgotten", 60*time.Second, func() bool {
+		body, _ = getBody(base + "/metrics")
+		return metric(body, "fastflow_pipeline_records_total") == 2*users && metric(body, "fastflow_pipeline_keys_forgotten_total") > 0
+	})
+	keys, forgotten := metric(body, "fastflow_pipeline_keys"), metric(body, "fastflow_pipeline_keys_forgotten_total")
+	series := strings.Count(body, "\nfastflow_users_n{")
+	t.Logf("%d users: %v keys held, %v forgotten, %d gauge series", users, keys, forgotten, series)
+	// The first sweep comes at 65,536 keys and frees all but the keys of
+	// the windows still open; the store keeps at most 10,000 keys.
+	if keys > 30_000 || forgotten < 40_000 || series > 10_000 || series == 0 {
+		t.Fatalf("%d users: %v keys held, %v forgotten, %d gauge series", users, keys, forgotten, series)
+	}
+}
