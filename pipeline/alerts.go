@@ -76,10 +76,11 @@ func (c *coordinator) evaluate(i int, ws *winState, key string, vals []agg.Value
 		streak++
 	}
 	firing := streak >= r.forN
-	defer c.hold(ws.key, st)
-	if firing == st.firing {
+	changed := firing != st.firing
+	st.firing = firing
+	c.hold(ws.key, st)
+	if !changed {
 		return alertEvent{}, false
 	}
-	st.firing = firing
 	return alertEvent{rule: r, firing: firing, key: key, start: ws.start, end: ws.end, value: v}, true
 }

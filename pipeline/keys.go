@@ -163,6 +163,8 @@ func (kt *keyTable) sweep(used func(id uint32) bool) int {
 	defer kt.mu.Unlock()
 	kt.dyingList = kt.dyingList[:0]
 	for id, k := range kt.keys {
+		// "" is a freed ID (or the one key of a pipeline without group_by,
+		// which stays).
 		if k != "" && !used(uint32(id)) {
 			kt.dying[id] = true
 			kt.dyingList = append(kt.dyingList, uint32(id))
