@@ -323,6 +323,7 @@ func (c *coordinator) forgetKeys(seen uint64) {
 		}
 		c.forgotten += int64(len(freed))
 		c.sweepEpoch = 0
+		c.p.logger().Info("group keys forgotten", "pipeline", c.p.cfg.Name, "forgotten", len(freed), "held", c.keys.size())
 		if len(c.alerts) <= c.alertsPeak/2 {
 			c.alerts = cloneMap(c.alerts)
 			c.alertsPeak = len(c.alerts)

@@ -82,3 +82,69 @@ pipelines:
 		t.Fatalf("%d users: %v keys held, %v forgotten, %d gauge series", users, keys, forgotten, series)
 	}
 }
+
+// forgetYAML groups by user: keys that come and go, more of them than
+// the 65,536 at which a pipeline starts forgetting keys.
+const forgetYAML = `pipelines:
+  - name: api-health
+    source: {topic: events, start: earliest}
+    time: {field: ts, unit: ms, max_out_of_order: 200ms, allowed_lateness: 1s}
+    group_by: [user]
+    window: {type: tumbling, size: 1s}
+    metrics:
+      - {name: n, agg: count}
+      - {name: errors, agg: count, where: 'status == "error"'}
+      - {name: slowest, agg: max, field: rt}
+    alerts:
+      - {name: erroring, when: 'errors >= 1', for: 2}
+    sinks:
+      - {type: stdout}
+`
+
+// TestRunSigtermRestartForgettingKeys is TestRunSigtermRestart over
+// 160,000 users that each come for a moment: both the uninterrupted
+// following run and the restarted one forget keys as they go (and the
+// checkpoint holds only the keys still in use), and the two runs together
+// print exactly what one uninterrupted run prints.
+func TestRunSigtermRestartForgettingKeys(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	c := newCLI(t)
+	const users = 160_000
+	t0 := int64(1795341600000)
+	var lines []string
+	for i := range 2 * users {
+		u, ts := i/2, t0+int64(i)*2
+		if i%97 == 0 {
+			ts -= 1500 // late, and too late when the window is past its lateness
+		}
+		status := "ok"
+		if u%10 == 0 {
+			status = "error"
+		}
+		lines = append(lines, fmt.Sprintf(`{"ts":%d,"user":"u%d","status":%q,"rt":%d}`, ts, u, status, i%1000))
+	}
+	// Then an hour later, on every partition: the others' windows close.
+	last := t0 + 2*2*users + 3600_000
+	for u := range 12 {
+		lines = append(lines, fmt.Sprintf(`{"ts":%d,"user":"last-%d","status":"ok","rt":1}`, last, u))
+	}
+	dir := t.TempDir()
+	events, cfg := filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "users.yaml")
+	os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	os.WriteFile(cfg, []byte(forgetYAML), 0o644)
+	c.ok("", "topic", "create", "events", "--partitions", "3")
+	c.ok("", "produce", "events", "--key-field", "user", events)
+	lastWindow := time.UnixMilli(last).UTC().Format(time.RFC3339)
+	var want []string
+	for _, l := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
+		if !strings.Contains(l, `"type":"stats"`) && !strings.Contains(l, `"window_start":"`+lastWindow) {
+			want = append(want, l)
+		}
+	}
+	if n := strings.Count(strings.Join(want, "\n"), `"state":"firing"`); n == 0 || len(want) < users {
+		t.Fatalf("%d lines, %d alerts firing", len(want), n)
+	}
+	checkStopRestart(t, c, cfg, want)
+}
