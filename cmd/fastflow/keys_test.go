@@ -111,6 +111,16 @@ func TestRunSigtermRestartForgettingKeys(t *testing.T) {
 		t.Skip("runs processes")
 	}
 	c := newCLI(t)
+	cfg, want := forgetData(t, c)
+	checkStopRestart(t, c, cfg, want)
+}
+
+// forgetData produces 160,000 users, two events each (and late ones),
+// into a 3-partition topic of c keyed by user, with events an hour later
+// on every partition; it returns the pipelines file and what a following
+// run prints: all but the stats line and the windows of those last events.
+func forgetData(t *testing.T, c *cli) (cfg string, want []string) {
+	t.Helper()
 	const users = 160_000
 	t0 := int64(1795341600000)
 	var lines []string
@@ -131,13 +141,13 @@ func TestRunSigtermRestartForgettingKeys(t *testing.T) {
 		lines = append(lines, fmt.Sprintf(`{"ts":%d,"user":"last-%d","status":"ok","rt":1}`, last, u))
 	}
 	dir := t.TempDir()
-	events, cfg := filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "users.yaml")
+	events := filepath.Join(dir, "events.jsonl")
+	cfg = filepath.Join(dir, "users.yaml")
 	os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 	os.WriteFile(cfg, []byte(forgetYAML), 0o644)
 	c.ok("", "topic", "create", "events", "--partitions", "3")
 	c.ok("", "produce", "events", "--key-field", "user", events)
 	lastWindow := time.UnixMilli(last).UTC().Format(time.RFC3339)
-	var want []string
 	for _, l := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
 		if !strings.Contains(l, `"type":"stats"`) && !strings.Contains(l, `"window_start":"`+lastWindow) {
 			want = append(want, l)
@@ -146,5 +156,5 @@ func TestRunSigtermRestartForgettingKeys(t *testing.T) {
 	if n := strings.Count(strings.Join(want, "\n"), `"state":"firing"`); n == 0 || len(want) < users {
 		t.Fatalf("%d lines, %d alerts firing", len(want), n)
 	}
-	checkStopRestart(t, c, cfg, want)
+	return cfg, want
 }
