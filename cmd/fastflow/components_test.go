@@ -83,9 +83,15 @@ func tail(s string, n int) string {
 // startDemo runs `fastflow demo` on a fresh port and waits for its API.
 func startDemo(t *testing.T, extra ...string) string {
 	t.Helper()
-	c := newCLI(t)
+	return startHTTP(t, newCLI(t), append([]string{"demo", "--duration", "3m"}, extra...)...)
+}
+
+// startHTTP runs c's `serve` or `demo` with args and --http on a fresh
+// port until the test ends, waits for its API, and returns its base URL.
+func startHTTP(t *testing.T, c *cli, args ...string) string {
+	t.Helper()
 	addr := freePort(t)
-	start(t, c.cmd(context.Background(), append([]string{"demo", "--http", addr, "--duration", "3m"}, extra...)...))
+	start(t, c.cmd(context.Background(), append(args, "--http", addr)...))
 	base := "http://" + addr
 	waitFor(t, func() bool {
 		resp, err := http.Get(base + "/healthz")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,7 +18,6 @@ import (
 // per-key gauges bounded by the server's store.
 func TestServeForgetsKeys(t *testing.T) {
 	c := newCLI(t)
-	addr := freePort(t)
 	cfg := filepath.Join(t.TempDir(), "fastflow.yaml")
 	os.WriteFile(cfg, []byte(`topics:
   - {name: events, partitions: 2}
@@ -32,15 +30,7 @@ pipelines:
     metrics:
       - {name: n, agg: count}
 `), 0o644)
-	start(t, c.cmd(context.Background(), "serve", "--config", cfg, "--http", addr))
-	base := "http://" + addr
-	waitFor(t, func() bool {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	})
+	base := startHTTP(t, c, "serve", "--config", cfg)
 	// 80,000 users, two events each, 500 a second of event time.
 	const users = 80_000
 	t0 := int64(1795341600000)
