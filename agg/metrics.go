@@ -292,7 +292,7 @@ func (s *State) Values(l *Layout, seconds float64, dst []Value) []Value {
 			case SumKind:
 				v = Value{V: f.Sum.Value(), OK: true}
 			case Avg:
-				v = Value{V: f.Sum.Value() / float64(f.N), OK: true}
+				v = Value{V: f.Sum.Mean(f.N), OK: true}
 			case Min:
 				v = Value{V: f.Min, OK: true}
 			case Max:

@@ -152,7 +152,13 @@ func (s *Sum) Merge(o *Sum) {
 
 // Value returns the sum, correctly rounded. It allocates (math/big); call
 // it when results are emitted, not per value.
-func (s *Sum) Value() float64 {
+func (s *Sum) Value() float64 { return s.Mean(1) }
+
+// Mean returns the sum divided by n (> 0), correctly rounded: the exact
+// sum's quotient rounded once, so that a mean is exact where the sum
+// rounded first would not be, or would not fit in a float64 (two values
+// of 1.7e308). It allocates, as Value.
+func (s *Sum) Mean(n int64) float64 {
 	switch {
 	case s.nan || s.inf == 2:
 		return math.NaN()
@@ -164,14 +170,15 @@ func (s *Sum) Value() float64 {
 		return 0
 	}
 	s.normalize()
-	n := new(big.Int)
+	sum := new(big.Int)
 	for i := len(s.limbs) - 1; i >= 0; i-- {
-		n.Lsh(n, 32)
-		n.Add(n, big.NewInt(s.limbs[i]))
+		sum.Lsh(sum, 32)
+		sum.Add(sum, big.NewInt(s.limbs[i]))
 	}
-	f := new(big.Float).SetPrec(0).SetInt(n) // exact
-	f.SetPrec(53)                            // round to nearest even, once
-	f.SetMantExp(f, 32*s.base-1074)
+	exact := new(big.Float).SetInt(sum) // precision 0: as many bits as sum has
+	exact.SetMantExp(exact, 32*s.base-1074)
+	// Quo rounds to the receiver's 53 bits, to nearest even, once.
+	f := new(big.Float).SetPrec(53).Quo(exact, new(big.Float).SetInt64(n))
 	v, _ := f.Float64()
 	return v
 }

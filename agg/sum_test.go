@@ -47,6 +47,54 @@ func TestSumExact(t *testing.T) {
 	}
 }
 
+// TestSumMean: the mean is the exact sum's quotient rounded once, against
+// math/big's exact rational arithmetic, also where the sum itself does not
+// fit in a float64; Value rounded and then divided can be off by an ulp.
+func TestSumMean(t *testing.T) {
+	mean := func(vs []float64) float64 {
+		r := new(big.Rat)
+		for _, v := range vs {
+			r.Add(r, new(big.Rat).SetFloat64(v))
+		}
+		f, _ := r.Quo(r, new(big.Rat).SetInt64(int64(len(vs)))).Float64()
+		return f
+	}
+	f := func(vs ...float64) (offByRounding bool) {
+		t.Helper()
+		var s Sum
+		for _, v := range vs {
+			s.Add(v)
+		}
+		if got, want := s.Mean(int64(len(vs))), mean(vs); got != want {
+			t.Errorf("mean of %v = %v, want %v", vs, got, want)
+		}
+		return s.Value()/float64(len(vs)) != mean(vs)
+	}
+	f(1, 2)
+	f(0.1, 0.2, 0.3)
+	f(-3, 1)
+	if !f(1.7e308, 1.7e308) { // the sum is +Inf as a float64
+		t.Error("1.7e308 twice: the rounded sum divided should be off")
+	}
+	f(math.MaxFloat64, math.MaxFloat64, math.MaxFloat64)
+	f(5e-324, 5e-324, 5e-324)
+	rng := rand.New(rand.NewPCG(3, 4))
+	off := 0
+	for range 2000 {
+		vs := make([]float64, 2+rng.IntN(50))
+		for i := range vs {
+			vs[i] = rng.ExpFloat64() * 120
+		}
+		if f(vs...) {
+			off++
+		}
+	}
+	if off == 0 {
+		t.Error("no mean where rounding the sum first is off: the test shows nothing")
+	}
+	t.Logf("%d of 2000 means differ by rounding the sum first", off)
+}
+
 func TestSumSpecials(t *testing.T) {
 	var s Sum
 	s.Add(1)

@@ -245,7 +245,7 @@ func aggsRef(evs []aggEvent) map[string]map[string]*float64 {
 		if len(vs) > 0 {
 			s, _ := sum.Float64()
 			m["total"] = fp(s)
-			m["mean"] = fp(s / float64(len(vs)))
+			m["mean"] = fp(exactMean(sum, len(vs)))
 			m["lo"], m["hi"] = fp(vs[0]), fp(vs[0])
 			for _, v := range vs {
 				*m["lo"], *m["hi"] = min(*m["lo"], v), max(*m["hi"], v)
@@ -324,6 +324,9 @@ func TestEveryAggAndUnitMatchesReference(t *testing.T) {
 						}
 						continue
 					}
+					if (name == "total" || name == "mean") && *gv != *wv {
+						t.Fatalf("%s: %s = %v, the exact %v", id, name, *gv, *wv) // correctly rounded, both
+					}
 					if *gv != *wv && math.Abs(*gv-*wv) > 1e-15*math.Abs(*wv) {
 						t.Fatalf("%s: %s = %v, reference %v", id, name, *gv, *wv)
 					}
@@ -345,4 +348,40 @@ func show(v *float64) string {
 		return "null"
 	}
 	return strconv.FormatFloat(*v, 'g', -1, 64)
+}
+
+// TestAvgWhereTheSumOverflows: avg is the exact mean, so two values near
+// float64's top average to themselves, where their sum is null (it does
+// not fit in a float64).
+func TestAvgWhereTheSumOverflows(t *testing.T) {
+	c := newCLI(t)
+	dir := t.TempDir()
+	events, cfg := filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "avg.yaml")
+	os.WriteFile(events, []byte(`{"ts":1000,"v":1.7e308}
+{"ts":2000,"v":1.7e308}
+{"ts":61000,"v":-1.7e308}
+{"ts":62000,"v":-1.5e308}
+{"ts":63000,"v":1e308}
+`), 0o644)
+	os.WriteFile(cfg, []byte(`pipelines:
+  - name: avg
+    source: {topic: events}
+    time: {field: ts}
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: total, agg: sum, field: v}
+      - {name: mean, agg: avg, field: v}
+`), 0o644)
+	c.ok("", "topic", "create", "events", "--partitions", "1")
+	c.ok("", "produce", "events", events)
+	got := strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n")
+	want := []string{`"metrics":{"total":null,"mean":1.7e+308}`, `"metrics":{"total":null,"mean":-7.333333333333333e+307}`}
+	if len(got) != 3 {
+		t.Fatalf("output:\n%s", strings.Join(got, "\n"))
+	}
+	for i, w := range want {
+		if !strings.Contains(got[i], w) {
+			t.Fatalf("window %d: %s, want %s", i, got[i], w)
+		}
+	}
 }

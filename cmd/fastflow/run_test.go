@@ -182,6 +182,13 @@ type refOut struct {
 
 func fp(v float64) *float64 { return &v }
 
+// exactMean is the exact sum divided by n, rounded once (Python's
+// statistics.mean), as the pipeline's avg is.
+func exactMean(sum *big.Float, n int) float64 {
+	m, _ := new(big.Float).SetPrec(53).Quo(sum, new(big.Float).SetInt64(int64(n))).Float64()
+	return m
+}
+
 func refRun(lines []string) []refOut {
 	const size, ooo, lateness = 60000, 5000, 60000
 	wins := map[string]*refWin{}
@@ -215,8 +222,7 @@ func refRun(lines []string) []refOut {
 		o.Metrics["error_rate"] = fp(errs / n)
 		o.Metrics["throughput"] = fp(n / 60)
 		if len(rts) > 0 {
-			s, _ := sum.Float64()
-			o.Metrics["avg_response_time"] = fp(s / float64(len(rts)))
+			o.Metrics["avg_response_time"] = fp(exactMean(sum, len(rts)))
 			sort.Float64s(rts)
 			o.Metrics["max_response_time"] = fp(rts[len(rts)-1])
 			rank := int(math.Ceil(0.95 * float64(len(rts))))
