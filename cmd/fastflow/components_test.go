@@ -217,14 +217,10 @@ func TestAlertmanagerReceivesDemoAlerts(t *testing.T) {
 	t.Logf("Alertmanager: firing since %s, then resolved", firing.StartsAt)
 }
 
-func TestDashboardInChromium(t *testing.T) {
-	browser := need(t, "chromium", "chromium-browser", "google-chrome")
-	base := startDemo(t)
-	// Let the demo's first incident fire.
-	waitLong(t, "an alert in the demo", 90*time.Second, func() bool {
-		body, _ := getBody(base + "/api/v1/alerts")
-		return strings.Contains(body, "high-error-rate")
-	})
+// openPage opens url in a headless browser until the test ends, and
+// returns a context for the page's actions, bounded to a minute.
+func openPage(t *testing.T, browser, url string) context.Context {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser),
 		chromedp.NoSandbox,
@@ -237,15 +233,27 @@ func TestDashboardInChromium(t *testing.T) {
 		chromedp.WindowSize(1600, 1250),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	t.Cleanup(cancel)
 	// The first call starts the browser: no timeout on it (chromedp's rule).
-	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
 		t.Fatal(err)
 	}
 	wctx, cancelWait := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelWait()
+	t.Cleanup(cancelWait)
+	return wctx
+}
+
+func TestDashboardInChromium(t *testing.T) {
+	browser := need(t, "chromium", "chromium-browser", "google-chrome")
+	base := startDemo(t)
+	// Let the demo's first incident fire.
+	waitLong(t, "an alert in the demo", 90*time.Second, func() bool {
+		body, _ := getBody(base + "/api/v1/alerts")
+		return strings.Contains(body, "high-error-rate")
+	})
+	wctx := openPage(t, browser, base+"/")
 	// Scripts ran: the charts drew on canvases, the table and the alerts filled in.
 	if err := chromedp.Do(wctx,
 		chromedp.WaitVisible(chromedp.CSS(`#charts canvas`)),
@@ -280,4 +288,64 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("dashboard: %s charts, %s keys, screenshot %d bytes in artifacts/dashboard.png", charts, keys, len(png))
+}
+
+// TestDashboardManyKeys: with more keys than a chart can show, the
+// dashboard charts the 10 updated most recently and lists the 50 updated
+// most recently, from the windows API and the stream.
+func TestDashboardManyKeys(t *testing.T) {
+	browser := need(t, "chromium", "chromium-browser", "google-chrome")
+	c := newCLI(t)
+	cfg := filepath.Join(t.TempDir(), "fastflow.yaml")
+	os.WriteFile(cfg, []byte(`topics:
+  - {name: events, partitions: 2}
+pipelines:
+  - name: users
+    source: {topic: events, start: earliest}
+    time: {field: ts, unit: ms}
+    group_by: [user]
+    window: {type: tumbling, size: 1s}
+    metrics:
+      - {name: n, agg: count}
+`), 0o644)
+	base := startHTTP(t, c, "serve", "--config", cfg)
+	// 80 users in each of 3 seconds, then the event that closes them.
+	var b strings.Builder
+	t0 := int64(1795341600000)
+	for sec := range 3 {
+		for u := range 80 {
+			fmt.Fprintf(&b, `{"ts":%d,"user":"user-%02d"}`+"\n", t0+int64(sec*1000+u), u)
+		}
+	}
+	fmt.Fprintf(&b, `{"ts":%d,"user":"late-comer"}`+"\n", t0+10_000)
+	resp, err := http.Post(base+"/topics/events/records?partition=0", "application/x-ndjson", strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, func() bool {
+		body, _ := getBody(base + "/api/v1/pipelines/users/windows?last=1")
+		return strings.Count(body, `"type":"window"`) == 80
+	})
+	wctx := openPage(t, browser, base+"/")
+	if err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS(`#charts canvas`))); err != nil {
+		t.Fatal(err)
+	}
+	count := func(js string) string {
+		t.Helper()
+		v, err := chromedp.Run(wctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	series := count(`String(document.querySelectorAll("#charts section .u-legend .u-series").length - 1)`)
+	rows := count(`String(document.querySelectorAll("#current tr").length - 1)`)
+	// The coordinator emits the 80 users' windows of a second in key
+	// order: the API gives the 50 updated last, the charts the last 10.
+	charted := count(`[...document.querySelectorAll("#charts section .u-legend .u-series .u-label")].slice(1).map(e => e.textContent).join(" ")`)
+	want := "user-70 user-71 user-72 user-73 user-74 user-75 user-76 user-77 user-78 user-79"
+	if series != "10" || rows != "50" || charted != want {
+		t.Fatalf("%s series (%s), %s rows; want 10 (%s), 50", series, charted, rows, want)
+	}
 }

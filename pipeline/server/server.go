@@ -6,7 +6,7 @@
 //
 //	POST /topics/{topic}/records                 ingest JSON lines or a JSON array
 //	GET  /api/v1/pipelines                       pipelines, their progress and lag
-//	GET  /api/v1/pipelines/{name}/windows?key=&last=N
+//	GET  /api/v1/pipelines/{name}/windows?key=&last=N&keys=K
 //	GET  /api/v1/alerts                          active alerts and recent transitions
 //	GET  /api/v1/stream                          server-sent events: window, alert, progress
 //	GET  /metrics                                Prometheus exposition
@@ -288,7 +288,16 @@ func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
 		}
 		last = n
 	}
-	ws, ok := s.store.windows(name, r.URL.Query().Get("key"), last)
+	keys := 0 // all
+	if v := r.URL.Query().Get("keys"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid keys %q: want a count of at least 1", v))
+			return
+		}
+		keys = n
+	}
+	ws, ok := s.store.windows(name, r.URL.Query().Get("key"), last, keys)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no pipeline %q", name))
 		return

@@ -222,6 +222,12 @@ func TestHTTPAPI(t *testing.T) {
 	if code := getJSON(t, base+"/api/v1/pipelines/api-health/windows?last=0", nil); code != 400 {
 		t.Fatalf("last=0: %d", code)
 	}
+	if getJSON(t, base+"/api/v1/pipelines/api-health/windows?keys=2", &ws) != 200 || len(ws.Windows) != 2 {
+		t.Fatalf("keys=2: %s", ws.Windows)
+	}
+	if code := getJSON(t, base+"/api/v1/pipelines/api-health/windows?keys=0", nil); code != 400 {
+		t.Fatalf("keys=0: %d", code)
+	}
 	// Alerts: svc-0 has 20% errors.
 	var alerts struct{ Active, Recent []AlertView }
 	getJSON(t, base+"/api/v1/alerts", &alerts)

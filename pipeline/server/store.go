@@ -205,25 +205,24 @@ func (s *store) alert(pipe string, line json.RawMessage) {
 }
 
 // windows returns the last n windows of the keys matching key ("" for
-// all): the raw result lines, oldest first per key, keys in order.
-func (s *store) windows(pipe, key string, n int) ([]json.RawMessage, bool) {
+// all) — of the `keys` updated most recently among them, if keys > 0: the
+// raw result lines, oldest first per key, keys in order.
+func (s *store) windows(pipe, key string, n, keys int) ([]json.RawMessage, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ps := s.pipes[pipe]
 	if ps == nil {
 		return nil, false
 	}
-	names := make([]string, 0, len(ps.keys))
-	for k := range ps.keys {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	out := []json.RawMessage{}
-	for _, k := range names {
-		ks := ps.keys[k]
-		if key != "" && !keyMatches(ks.key, key) {
-			continue
+	var picked []*keyStore
+	for e := ps.byUse.Front(); e != nil && (keys == 0 || len(picked) < keys); e = e.Next() {
+		if ks := e.Value.(*keyStore); key == "" || keyMatches(ks.key, key) {
+			picked = append(picked, ks)
 		}
+	}
+	sort.Slice(picked, func(i, j int) bool { return string(picked[i].key) < string(picked[j].key) })
+	out := []json.RawMessage{}
+	for _, ks := range picked {
 		ws := ks.windows
 		if n > 0 && len(ws) > n {
 			ws = ws[len(ws)-n:]

@@ -2,6 +2,8 @@ package server
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/fastflow/fastflow/pipeline"
@@ -23,7 +25,7 @@ func TestStoreKeepsRecentKeys(t *testing.T) {
 		for _, g := range s.gauges() {
 			names = append(names, string(g.key))
 		}
-		lines, _ := s.windows("p", "", 0)
+		lines, _ := s.windows("p", "", 0, 0)
 		if len(lines) > keepLines {
 			t.Fatalf("%d windows held", len(lines))
 		}
@@ -45,7 +47,18 @@ func TestStoreKeepsRecentKeys(t *testing.T) {
 	if _, ok := s.pipes["p"].keys[`{"user":"c"}`]; ok || len(keys()) != 2 || s.pipes["p"].lines != 5 {
 		t.Fatalf("after a's 4th window: %v, %d lines", keys(), s.pipes["p"].lines)
 	}
-	if ws, _ := s.windows("p", "a", 0); len(ws) != 4 {
+	if ws, _ := s.windows("p", "a", 0, 0); len(ws) != 4 {
 		t.Fatalf("a has %d windows", len(ws))
+	}
+	// keys=1: the key updated most recently (a); keys=2: a and d, by name.
+	for keys, want := range map[int]string{1: `"a"`, 2: `"a" "d"`} {
+		ws, _ := s.windows("p", "", 1, keys)
+		var got []string
+		for _, w := range ws {
+			got = append(got, regexp.MustCompile(`"user":("[a-z]")`).FindStringSubmatch(string(w))[1])
+		}
+		if strings.Join(got, " ") != want {
+			t.Fatalf("keys=%d: %v, want %s", keys, got, want)
+		}
 	}
 }

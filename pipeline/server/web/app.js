@@ -4,13 +4,19 @@
 
 const palette = ["#58a6ff", "#3fb950", "#d29922", "#f85149", "#bc8cff", "#39c5cf", "#ff7b72", "#e3b341", "#56d364", "#79c0ff"];
 const keepWindows = 60;
+// A pipeline grouped by a field of many values would draw a line per key:
+// the page keeps the keys updated most recently (the server's windows API
+// gives those first) and charts the first of them.
+const keepKeys = 50;
+const chartKeys = 10;
 
 const state = {
   pipeline: null,   // the pipeline shown (the first one)
   metrics: [],
   groupBy: [],
-  windows: new Map(), // key label -> Map(start ms -> window line)
+  windows: new Map(), // key label -> Map(start ms -> window line), least recently updated first
   charts: new Map(),  // metric -> uPlot
+  chartLabels: "",    // the keys the charts draw, joined
   dirty: false,
 };
 
@@ -33,8 +39,10 @@ function fmt(v) {
 
 function addWindow(w) {
   const label = keyLabel(w.key);
-  if (!state.windows.has(label)) state.windows.set(label, new Map());
-  const m = state.windows.get(label);
+  const m = state.windows.get(label) || new Map();
+  state.windows.delete(label); // a Map keeps insertion order: this key is now the most recent
+  state.windows.set(label, m);
+  if (state.windows.size > keepKeys) state.windows.delete(state.windows.keys().next().value);
   m.set(Date.parse(w.window_start), w); // a revision replaces its window
   if (m.size > keepWindows) {
     const starts = [...m.keys()].sort((a, b) => a - b);
@@ -58,12 +66,15 @@ function chartData(metric, labels) {
 function render() {
   if (!state.dirty) return;
   state.dirty = false;
-  const labels = [...state.windows.keys()].sort();
+  const all = [...state.windows.keys()];
+  const labels = all.slice(-chartKeys).sort();
+  const rebuild = labels.join("\n") !== state.chartLabels;
+  state.chartLabels = labels.join("\n");
   const charts = $("charts");
   for (const metric of state.metrics) {
     const data = chartData(metric, labels);
     let u = state.charts.get(metric);
-    if (u && u.series.length - 1 !== labels.length) { u.destroy(); u.root.parentElement.remove(); u = null; }
+    if (u && rebuild) { u.destroy(); u.root.parentElement.remove(); u = null; }
     if (!u) {
       const box = document.createElement("section");
       box.className = "chart";
@@ -86,7 +97,7 @@ function render() {
       u.setData(data);
     }
   }
-  renderCurrent(labels);
+  renderCurrent(all.sort());
 }
 
 function renderCurrent(labels) {
@@ -133,9 +144,12 @@ async function loadInitial() {
   state.metrics = p.metrics;
   state.groupBy = p.group_by;
   $("pipeline").textContent = p.name;
-  const r = await fetch(`/api/v1/pipelines/${encodeURIComponent(p.name)}/windows?last=${keepWindows}`);
+  const r = await fetch(`/api/v1/pipelines/${encodeURIComponent(p.name)}/windows?last=${keepWindows}&keys=${keepKeys}`);
   const { windows } = await r.json();
   for (const w of windows) addWindow(w);
+  // The API lists keys by name: order them by their latest window, oldest first.
+  const latest = (m) => Math.max(...m.keys());
+  state.windows = new Map([...state.windows].sort((a, b) => latest(a[1]) - latest(b[1])));
   await loadAlerts();
   render();
 }
