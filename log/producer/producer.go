@@ -27,10 +27,17 @@ type Options struct {
 	// -1 to route by key.
 	Partition int32
 	// BatchRecords and BatchBytes close a batch, like Kafka's batch.size.
-	// Defaults 1024 records and 1 MiB.
+	// Defaults DefaultBatchRecords and DefaultBatchBytes.
 	BatchRecords int
 	BatchBytes   int
 }
+
+// The default batch bounds: a batch of records without a key goes to one
+// partition, and the next batch to the next partition.
+const (
+	DefaultBatchRecords = 1024
+	DefaultBatchBytes   = 1 << 20
+)
 
 // Stats count what a Producer sent.
 type Stats struct {
@@ -68,10 +75,10 @@ type appender struct {
 // New returns a Producer for topic t.
 func New(t *log.Topic, opts Options) (*Producer, error) {
 	if opts.BatchRecords <= 0 {
-		opts.BatchRecords = 1024
+		opts.BatchRecords = DefaultBatchRecords
 	}
 	if opts.BatchBytes <= 0 {
-		opts.BatchBytes = 1 << 20
+		opts.BatchBytes = DefaultBatchBytes
 	}
 	n := t.Partitions()
 	if opts.Partition >= n {

@@ -91,7 +91,17 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		p   int32
 	}
 	recs := make([]routed, len(values))
+	// Records without a key go to one partition a batch at a time, as the
+	// CLI's producer (and Kafka's sticky partitioner) sends them: the
+	// partition moves on after a batch's records or bytes, and each request
+	// starts on the partition after the one the server's previous request
+	// started on, so that unkeyed traffic spreads over the partitions
+	// whatever the size of its requests.
 	sticky := partition.NewSticky(t.Partitions())
+	for range s.ingestTurn.Add(1) % uint32(t.Partitions()) {
+		sticky.BatchDone()
+	}
+	batchRecords, batchBytes := 0, 0
 	for i, v := range values {
 		key, ts, _ := fields.Extract(v)
 		if key != nil {
@@ -108,6 +118,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			p = partition.ForKey(key, t.Partitions())
 		default:
 			p = sticky.Partition()
+			if batchRecords, batchBytes = batchRecords+1, batchBytes+len(v); batchRecords >= producer.DefaultBatchRecords || batchBytes >= producer.DefaultBatchBytes {
+				sticky.BatchDone()
+				batchRecords, batchBytes = 0, 0
+			}
 		}
 		recs[i] = routed{rec: log.Record{Key: key, Value: v, TimestampMs: ts}, p: p}
 	}

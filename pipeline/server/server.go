@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/grafana/pyroscope-go"
@@ -68,6 +69,9 @@ type Server struct {
 	runner  *pipeline.Runner
 	started time.Time
 	extra   []pipeline.Observer
+	// ingestTurn counts ingest requests: each starts its records without
+	// a key on the next partition.
+	ingestTurn atomic.Uint32
 }
 
 // OnResult adds an observer of every result (before Serve).

@@ -301,6 +301,54 @@ func TestServeWithoutPipelines(t *testing.T) {
 	}
 }
 
+// TestIngestSpreadsRecordsWithoutKey: records without a key go to one
+// partition a batch (1024 records) at a time, and each request starts on
+// the partition after the previous one's: a large request and a run of
+// small ones both spread over the partitions, in request order within
+// each. (Every record went to partition 0 before.)
+func TestIngestSpreadsRecordsWithoutKey(t *testing.T) {
+	base, _ := startServer(t, "topics:\n  - {name: raw, partitions: 3}\n")
+	partitionsOf := func(body string) []int {
+		t.Helper()
+		code, reply := post(t, base+"/topics/raw/records", "application/x-ndjson", body)
+		if code != 200 {
+			t.Fatalf("%d %v", code, reply)
+		}
+		var ps []int
+		last := map[int]float64{}
+		for _, r := range reply["records"].([]any) {
+			m := r.(map[string]any)
+			p, off := int(m["partition"].(float64)), m["offset"].(float64)
+			if o, ok := last[p]; ok && off != o+1 {
+				t.Fatalf("partition %d: offset %v after %v", p, off, o)
+			}
+			last[p] = off
+			ps = append(ps, p)
+		}
+		return ps
+	}
+	var big strings.Builder
+	for i := range 3000 {
+		fmt.Fprintf(&big, `{"n":%d}`+"\n", i)
+	}
+	ps := partitionsOf(big.String())
+	first := ps[0]
+	for i, p := range ps {
+		if want := (first + i/1024) % 3; p != want {
+			t.Fatalf("record %d on partition %d, want %d (batches of 1024 from %d)", i, p, want, first)
+		}
+	}
+	// Small requests: each on the partition after the previous request's.
+	prev := ps[0]
+	for i := range 6 {
+		p := partitionsOf(fmt.Sprintf(`{"small":%d}`, i))[0]
+		if p != (prev+1)%3 {
+			t.Fatalf("request %d on partition %d after %d", i, p, prev)
+		}
+		prev = p
+	}
+}
+
 // With Pyroscope set, the server streams profiles to it: the test stands
 // in for the Pyroscope server's ingest endpoint and sees fastflow's CPU
 // profile arrive (pyroscope-go uploads what it has when it stops).
