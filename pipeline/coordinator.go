@@ -62,8 +62,17 @@ type coordinator struct {
 // forgetMinKeys is the key table's size below which a pipeline does not
 // sweep: 64 K keys hold ~30 MB (~500 bytes a key measured with two
 // workers and two alert rules: the table, the workers' caches, the alert
-// states). Tests lower it to sweep every round.
+// states). Tests set 0: a sweep after every round.
 var forgetMinKeys = 1 << 16
+
+// sweepAt is the table size at which the next sweep starts: twice what it
+// holds now, and at least forgetMinKeys.
+func (c *coordinator) sweepAt() int {
+	if forgetMinKeys == 0 {
+		return 0
+	}
+	return max(forgetMinKeys, 2*c.keys.size())
+}
 
 func newCoordinator(p *plan, kt *keyTable, out *emitter) *coordinator {
 	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, sess: map[uint32][]*winState{},
@@ -328,12 +337,12 @@ func (c *coordinator) forgetKeys(seen uint64) {
 			c.alerts = cloneMap(c.alerts)
 			c.alertsPeak = len(c.alerts)
 		}
-		c.nextSweep = max(forgetMinKeys, 2*c.keys.size())
+		c.nextSweep = c.sweepAt()
 	case c.keys.size() >= c.nextSweep:
 		if c.keys.sweep(c.usedKeys()) > 0 {
 			c.sweepEpoch = c.keys.epoch.Load()
 		} else {
-			c.nextSweep = max(forgetMinKeys, 2*c.keys.size())
+			c.nextSweep = c.sweepAt()
 		}
 	}
 }

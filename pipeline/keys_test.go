@@ -166,7 +166,7 @@ func TestForgettingKeysKeepsResults(t *testing.T) {
 		if !strings.Contains(want, `"state":"firing"`) || !strings.Contains(want, `"state":"resolved"`) || !strings.Contains(want, `"revision":1`) {
 			t.Fatalf("%s: the events should fire and resolve alerts and revise windows", win)
 		}
-		forgetMinKeys = 1
+		forgetMinKeys = 0 // a sweep after every round
 		for _, workers := range []int{1, 2} {
 			got, snap := runCounted(t, l, f, workers)
 			if got != want {
@@ -246,8 +246,20 @@ func TestFollowingRunForgetsKeys(t *testing.T) {
 	}
 	s := r.Pipelines()[0].Snapshot()
 	t.Logf("%d users: at most %d keys held, %d forgotten", users, maxKeys, s.KeysForgotten)
-	// Sweeps start at 64 keys and at twice what the last one kept.
-	if s.KeysForgotten < users/2 || maxKeys > users/4 {
+	// Sweeps start at 64 keys and then at twice what the last one kept,
+	// which includes the keys the workers took since it (they run ahead):
+	// how many are held at once depends on the timing, never all.
+	if s.KeysForgotten < users/2 || maxKeys > users/2 {
 		t.Fatalf("%d users: at most %d keys held, %d forgotten", users, maxKeys, s.KeysForgotten)
 	}
+}
+
+// TestKafkaSourceSplitsAndMovesStateForgettingKeys is
+// TestKafkaSourceSplitsAndMovesState with a sweep after every round: the
+// state that moves between instances is split by the partition each key
+// came from, which the key table keeps and forgets with the key.
+func TestKafkaSourceSplitsAndMovesStateForgettingKeys(t *testing.T) {
+	defer func(n int) { forgetMinKeys = n }(forgetMinKeys)
+	forgetMinKeys = 0 // a sweep after every round
+	TestKafkaSourceSplitsAndMovesState(t)
 }
