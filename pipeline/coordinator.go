@@ -48,6 +48,7 @@ type coordinator struct {
 	// the keys in use as usedKeys found them, and len(alerts) at its
 	// largest since the map was last rebuilt.
 	sweepEpoch uint64
+	forgetMin  int // forgetMinKeys when the coordinator was made
 	nextSweep  int
 	used       []uint64
 	alertHeld  []int32 // by key ID: alert states that keep it (hold)
@@ -66,18 +67,18 @@ type coordinator struct {
 var forgetMinKeys = 1 << 16
 
 // sweepAt is the table size at which the next sweep starts: twice what it
-// holds now, and at least forgetMinKeys.
+// holds now, and at least forgetMin.
 func (c *coordinator) sweepAt() int {
-	if forgetMinKeys == 0 {
+	if c.forgetMin == 0 {
 		return 0
 	}
-	return max(forgetMinKeys, 2*c.keys.size())
+	return max(c.forgetMin, 2*c.keys.size())
 }
 
 func newCoordinator(p *plan, kt *keyTable, out *emitter) *coordinator {
 	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, sess: map[uint32][]*winState{},
 		parts: map[int32]*partReport{}, partSpans: map[int32]map[uint32][]span{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: map[alertKey]*alertState{}, out: out, now: time.Now,
-		nextSweep: forgetMinKeys}
+		forgetMin: forgetMinKeys, nextSweep: forgetMinKeys}
 }
 
 func (c *coordinator) drop(ws *winState) { c.states.put(ws.st) }
