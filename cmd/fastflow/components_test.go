@@ -296,19 +296,7 @@ func TestDashboardInChromium(t *testing.T) {
 func TestDashboardManyKeys(t *testing.T) {
 	browser := need(t, "chromium", "chromium-browser", "google-chrome")
 	c := newCLI(t)
-	cfg := filepath.Join(t.TempDir(), "fastflow.yaml")
-	os.WriteFile(cfg, []byte(`topics:
-  - {name: events, partitions: 2}
-pipelines:
-  - name: users
-    source: {topic: events, start: earliest}
-    time: {field: ts, unit: ms}
-    group_by: [user]
-    window: {type: tumbling, size: 1s}
-    metrics:
-      - {name: n, agg: count}
-`), 0o644)
-	base := startHTTP(t, c, "serve", "--config", cfg)
+	base := serveUsers(t, c)
 	// 80 users in each of 3 seconds, then the event that closes them.
 	var b strings.Builder
 	t0 := int64(1795341600000)

@@ -12,12 +12,11 @@ import (
 	"time"
 )
 
-// TestServeForgetsKeys: a pipeline grouped by a field of unbounded
-// cardinality, served for a while. /metrics shows the pipeline forgetting
-// the keys nothing holds any more (the engine's key table), and the
-// per-key gauges bounded by the server's store.
-func TestServeForgetsKeys(t *testing.T) {
-	c := newCLI(t)
+// serveUsers serves a pipeline "users" that counts each user's events in
+// windows of a second, over a 2-partition topic "events"; it returns the
+// server's base URL.
+func serveUsers(t *testing.T, c *cli) string {
+	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "fastflow.yaml")
 	os.WriteFile(cfg, []byte(`topics:
   - {name: events, partitions: 2}
@@ -30,7 +29,16 @@ pipelines:
     metrics:
       - {name: n, agg: count}
 `), 0o644)
-	base := startHTTP(t, c, "serve", "--config", cfg)
+	return startHTTP(t, c, "serve", "--config", cfg)
+}
+
+// TestServeForgetsKeys: a pipeline grouped by a field of unbounded
+// cardinality, served for a while. /metrics shows the pipeline forgetting
+// the keys nothing holds any more (the engine's key table), and the
+// per-key gauges bounded by the server's store.
+func TestServeForgetsKeys(t *testing.T) {
+	c := newCLI(t)
+	base := serveUsers(t, c)
 	// 80,000 users, two events each, 500 a second of event time.
 	const users = 80_000
 	t0 := int64(1795341600000)
