@@ -46,7 +46,7 @@ type coordinator struct {
 	// Forgetting keys (keys.go): the sweep whose keys wait for release
 	// (its epoch; 0: none), the table's size that starts the next sweep,
 	// the keys in use as usedKeys found them, and len(alerts) at its
-	// largest since the map was last rebuilt.
+	// largest since the map was last copied (compact).
 	sweepEpoch uint64
 	forgetMin  int // forgetMinKeys when the coordinator was made
 	nextSweep  int
@@ -326,6 +326,7 @@ func (c *coordinator) forgetKeys(seen uint64) {
 			return
 		}
 		freed := c.keys.release(c.usedKeys())
+		before := len(c.alerts)
 		for _, id := range freed {
 			for i := range c.p.alerts {
 				delete(c.alerts, alertKey{i, id})
@@ -334,10 +335,7 @@ func (c *coordinator) forgetKeys(seen uint64) {
 		c.forgotten += int64(len(freed))
 		c.sweepEpoch = 0
 		c.p.logger().Info("group keys forgotten", "pipeline", c.p.cfg.Name, "forgotten", len(freed), "held", c.keys.size())
-		if len(c.alerts) <= c.alertsPeak/2 {
-			c.alerts = cloneMap(c.alerts)
-			c.alertsPeak = len(c.alerts)
-		}
+		c.alerts = compact(c.alerts, &c.alertsPeak, before)
 		c.nextSweep = c.sweepAt()
 	case c.keys.size() >= c.nextSweep:
 		if c.keys.sweep(c.usedKeys()) > 0 {
@@ -355,7 +353,8 @@ func (c *coordinator) forgetKeys(seen uint64) {
 // count as used.
 func (c *coordinator) usedKeys() func(id uint32) bool {
 	n := c.keys.idSpace()
-	c.used = append(c.used[:0], make([]uint64, (n+63)/64)...)
+	c.used = slices.Grow(c.used[:0], (n+63)/64)[:(n+63)/64]
+	clear(c.used)
 	mark := func(id uint32) {
 		if int(id) < n {
 			c.used[id/64] |= 1 << (id % 64)
@@ -381,7 +380,6 @@ func (c *coordinator) usedKeys() func(id uint32) bool {
 			mark(uint32(id))
 		}
 	}
-	c.alertsPeak = max(c.alertsPeak, len(c.alerts))
 	return func(id uint32) bool {
 		return int(id) >= n || c.used[id/64]&(1<<(id%64)) != 0
 	}

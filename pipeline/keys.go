@@ -33,7 +33,7 @@ type keyTable struct {
 	free      []uint32 // freed IDs, taken again by new keys
 	dying     []bool   // by ID: marked by the latest sweep, not met since
 	dyingList []uint32
-	peak      int // len(ids) at its largest since the map was last rebuilt
+	peak      int // len(ids) at its largest since the map was last copied (compact)
 	// epoch counts sweeps; workers drop the dying keys from their caches
 	// when they see it change (at the start of a round) and report the
 	// epoch they have seen in their round messages.
@@ -68,7 +68,6 @@ func (kt *keyTable) internLocked(k string) uint32 {
 		kt.spread = append(kt.spread, false)
 		kt.dying = append(kt.dying, false)
 	}
-	kt.peak = max(kt.peak, len(kt.ids))
 	return id
 }
 
@@ -182,6 +181,7 @@ func (kt *keyTable) sweep(used func(id uint32) bool) int {
 func (kt *keyTable) release(used func(id uint32) bool) []uint32 {
 	kt.mu.Lock()
 	defer kt.mu.Unlock()
+	before := len(kt.ids)
 	freed := kt.dyingList[:0]
 	for _, id := range kt.dyingList {
 		if !kt.dying[id] {
@@ -201,22 +201,26 @@ func (kt *keyTable) release(used func(id uint32) bool) []uint32 {
 	}
 	kt.free = append(kt.free, freed...)
 	kt.dyingList = nil // its memory is freed's, the caller's now
-	// A Go map keeps its largest size's memory: copy it when it has
-	// shrunk to half.
-	if len(kt.ids) <= kt.peak/2 {
-		kt.ids = cloneMap(kt.ids)
-		kt.peak = len(kt.ids)
-	}
+	kt.ids = compact(kt.ids, &kt.peak, before)
 	return freed
 }
 
-// cloneMap copies m into a map sized for what it holds now (maps.Clone
-// keeps the original's size).
-func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+// compact returns m after deletions, or a copy of it sized for what it
+// holds once they have left it at half its largest size or less: a Go map
+// keeps the memory of its largest size (and maps.Clone copies that size).
+// before is len(m) before the deletions, peak the largest len(m) seen
+// since the last copy: maps grow between deletions, so their largest sizes
+// are the sizes before deletions.
+func compact[K comparable, V any](m map[K]V, peak *int, before int) map[K]V {
+	*peak = max(*peak, before)
+	if len(m) > *peak/2 {
+		return m
+	}
 	c := make(map[K]V, len(m))
 	for k, v := range m {
 		c[k] = v
 	}
+	*peak = len(c)
 	return c
 }
 
@@ -225,7 +229,7 @@ type keyCache struct {
 	kt  *keyTable
 	ids map[string]cachedKey
 	// epoch is the table's sweep epoch the cache has dropped the dying
-	// keys of; peak is len(ids) at its largest since it was last rebuilt.
+	// keys of; peak is len(ids) at its largest since it was last copied.
 	epoch uint64
 	peak  int
 	// A direct-mapped cache in front of ids, by a hash of the key's bytes:
@@ -280,7 +284,6 @@ func (c *keyCache) lookup(b []byte, p int32) uint32 {
 		id = c.kt.internAt(canonical, p)
 	}
 	c.ids[k] = cachedKey{id, p}
-	c.peak = max(c.peak, len(c.ids))
 	return id
 }
 
@@ -292,6 +295,7 @@ func (c *keyCache) sync() uint64 {
 	if e == c.epoch {
 		return e
 	}
+	before := len(c.ids)
 	c.kt.mu.Lock()
 	for k, ck := range c.ids {
 		if ck.id == invalidKey || c.kt.dying[ck.id] {
@@ -300,10 +304,7 @@ func (c *keyCache) sync() uint64 {
 	}
 	c.kt.mu.Unlock()
 	c.slots = [keySlots]keySlot{}
-	if len(c.ids) <= c.peak/2 {
-		c.ids = cloneMap(c.ids)
-		c.peak = len(c.ids)
-	}
+	c.ids = compact(c.ids, &c.peak, before)
 	c.epoch = e
 	return e
 }
