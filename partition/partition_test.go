@@ -61,6 +61,9 @@ func TestSticky(t *testing.T) {
 	if want := []int32{0, 1, 2, 0, 1}; !slices.Equal(got, want) {
 		t.Fatalf("sticky order %v, want %v", got, want)
 	}
+	if p := NewStickyAt(3, 7).Partition(); p != 1 {
+		t.Fatalf("NewStickyAt(3, 7) starts at %d, want 1", p)
+	}
 }
 
 func TestAssign(t *testing.T) {

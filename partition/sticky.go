@@ -13,8 +13,13 @@ type Sticky struct {
 }
 
 // NewSticky returns a Sticky over partitions partitions, starting at 0.
-func NewSticky(partitions int32) *Sticky {
-	return &Sticky{partitions: partitions}
+func NewSticky(partitions int32) *Sticky { return NewStickyAt(partitions, 0) }
+
+// NewStickyAt returns a Sticky over partitions partitions, starting at
+// start modulo partitions: a server that makes one per request starts each
+// on the next partition.
+func NewStickyAt(partitions int32, start uint32) *Sticky {
+	return &Sticky{partitions: partitions, current: int32(start % uint32(partitions))}
 }
 
 // Partition returns the partition for the next null-key record.

@@ -97,10 +97,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	// starts on the partition after the one the server's previous request
 	// started on, so that unkeyed traffic spreads over the partitions
 	// whatever the size of its requests.
-	sticky := partition.NewSticky(t.Partitions())
-	for range s.ingestTurn.Add(1) % uint32(t.Partitions()) {
-		sticky.BatchDone()
-	}
+	sticky := partition.NewStickyAt(t.Partitions(), s.ingestTurn.Add(1))
 	batchRecords, batchBytes := 0, 0
 	for i, v := range values {
 		key, ts, _ := fields.Extract(v)
