@@ -26,6 +26,11 @@ type Windows struct {
 // advance of a millisecond would make one event cost 86 million updates.
 const MaxWindowsPerEvent = 10_000
 
+// WindowsPerEvent is how many hopping windows of size and advance (both
+// positive, in any one unit) an event belongs to: size / advance, rounded
+// up.
+func WindowsPerEvent(size, advance int64) int64 { return (size + advance - 1) / advance }
+
 // Validate reports an invalid window definition.
 func (w Windows) Validate() error {
 	switch w.Kind {
@@ -40,7 +45,7 @@ func (w Windows) Validate() error {
 		if w.Advance > w.Size {
 			return fmt.Errorf("advance (%dms) must not exceed size (%dms)", w.Advance, w.Size)
 		}
-		if n := (w.Size + w.Advance - 1) / w.Advance; n > MaxWindowsPerEvent {
+		if n := WindowsPerEvent(w.Size, w.Advance); n > MaxWindowsPerEvent {
 			return fmt.Errorf("size %dms / advance %dms puts every event in %d windows; at most %d", w.Size, w.Advance, n, MaxWindowsPerEvent)
 		}
 	case Session:

@@ -686,7 +686,7 @@ func (d *decoder) window(n *yaml.Node, p string, w *WindowConfig) error {
 		}
 		// A mistaken unit (advance: 1ms for 1m) would make every event
 		// update millions of windows: refused before anything runs.
-		if k := int64((w.Size + w.Advance - 1) / w.Advance); k > agg.MaxWindowsPerEvent {
+		if k := agg.WindowsPerEvent(int64(w.Size), int64(w.Advance)); k > agg.MaxWindowsPerEvent {
 			return d.errf(n, join(p, "advance"), "puts every event in %d windows (size / advance); at most %d, e.g. advance: %v",
 				k, agg.MaxWindowsPerEvent, (w.Size+agg.MaxWindowsPerEvent-1)/agg.MaxWindowsPerEvent)
 		}
