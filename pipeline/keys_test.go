@@ -253,15 +253,3 @@ func TestFollowingRunForgetsKeys(t *testing.T) {
 		t.Fatalf("%d users: at most %d keys held, %d forgotten", users, maxKeys, s.KeysForgotten)
 	}
 }
-
-// TestKafkaSourceSplitsAndMovesStateForgettingKeys is
-// TestKafkaSourceSplitsAndMovesState with a sweep after every round: the
-// state that moves between instances is split by the partition each key
-// came from, which the key table keeps and forgets with the key.
-func TestKafkaSourceSplitsAndMovesStateForgettingKeys(t *testing.T) {
-	// Restored after the instances stop (cleanups run last first): a
-	// rebalance while they stop makes new coordinators, which read it.
-	t.Cleanup(func(n int) func() { return func() { forgetMinKeys = n } }(forgetMinKeys))
-	forgetMinKeys = 0 // a sweep after every round
-	TestKafkaSourceSplitsAndMovesState(t)
-}
