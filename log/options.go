@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/dustin/go-humanize"
 )
 
 // Options configure a Log. The zero value of every field is its default.
@@ -140,6 +144,50 @@ func (c TopicConfig) Validate() error {
 		return fmt.Errorf("delete_retention must not be negative")
 	}
 	return nil
+}
+
+// ParseRetention parses a retention as the CLI and pipeline files write
+// it: a Go duration (168h), a number of days (7d), or -1 (also "unlimited"
+// or "forever") to keep everything.
+func ParseRetention(s string) (time.Duration, error) {
+	switch s {
+	case "-1", "unlimited", "forever":
+		return -1, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(d, 64)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("%q is not a duration (e.g. 168h, 7d, or -1)", s)
+		}
+		return time.Duration(n * 24 * float64(time.Hour)), nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration (e.g. 168h, 7d, or -1)", s)
+	}
+	return v, nil
+}
+
+// ParseSize parses a byte size as the CLI and pipeline files write it:
+// 1048576, 1MiB, 500MB, 10GiB.
+func ParseSize(s string) (int64, error) {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > 1<<62 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 1048576, 1MiB, 10GB)", s)
+	}
+	return int64(n), nil
+}
+
+// ParseTimestampType parses a topic's timestamp type: create or CreateTime
+// (the producer's), append or LogAppendTime (the log's).
+func ParseTimestampType(s string) (string, error) {
+	switch s {
+	case "create", TimestampCreate:
+		return TimestampCreate, nil
+	case "append", TimestampAppend:
+		return TimestampAppend, nil
+	}
+	return "", fmt.Errorf("%q is not a timestamp type: use create or append", s)
 }
 
 var topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)

@@ -407,18 +407,19 @@ func parseDuration(s string) (time.Duration, error) {
 
 func (d *decoder) topic(n *yaml.Node, path string) (TopicDef, error) {
 	var t TopicDef
-	var retention, deleteRetention time.Duration
-	var retentionBytes, segmentBytes, maxRecordBytes, partitions int
-	var cleanup string
+	var partitions int
+	var maxRecordBytes int64
+	c := &t.Config
 	err := d.mapping(n, path, map[string]func(*yaml.Node, string) error{
 		"name":             d.str(&t.Name),
 		"partitions":       d.integer(&partitions, 1, 1<<16),
-		"retention":        d.duration(&retention, false),
-		"retention_bytes":  d.integer(&retentionBytes, 1, 1<<62),
-		"segment_bytes":    d.integer(&segmentBytes, 4096, 1<<30),
-		"max_record_bytes": d.integer(&maxRecordBytes, 1, 64<<20),
-		"cleanup":          d.str(&cleanup),
-		"delete_retention": d.duration(&deleteRetention, false),
+		"retention":        topicText(d, &c.Retention, log.ParseRetention),
+		"retention_bytes":  topicText(d, &c.RetentionBytes, log.ParseSize),
+		"segment_bytes":    topicText(d, &c.SegmentBytes, log.ParseSize),
+		"max_record_bytes": topicText(d, &maxRecordBytes, log.ParseSize),
+		"cleanup":          d.str(&c.Cleanup),
+		"timestamp_type":   topicText(d, &c.TimestampType, log.ParseTimestampType),
+		"delete_retention": d.duration(&c.DeleteRetention, false),
 	})
 	if err != nil {
 		return t, err
@@ -429,12 +430,28 @@ func (d *decoder) topic(n *yaml.Node, path string) (TopicDef, error) {
 	if partitions == 0 {
 		return t, d.errf(n, join(path, "partitions"), "required")
 	}
-	t.Config = log.TopicConfig{Partitions: int32(partitions), Retention: retention, RetentionBytes: int64(retentionBytes),
-		SegmentBytes: int64(segmentBytes), Cleanup: cleanup, MaxRecordBytes: maxRecordBytes, DeleteRetention: deleteRetention}
-	if err := t.Config.WithDefaults().Validate(); err != nil {
+	c.Partitions = int32(partitions)
+	c.MaxRecordBytes = int(maxRecordBytes)
+	if err := c.WithDefaults().Validate(); err != nil {
 		return t, d.errf(n, path, "%v", err)
 	}
 	return t, nil
+}
+
+// topicText decodes a topic setting written as `fastflow topic create`
+// takes it (7d, 10GiB, append), with that command's parser.
+func topicText[T any](d *decoder, dst *T, parse func(string) (T, error)) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, p string) error {
+		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+			return d.errf(n, p, "want a single value")
+		}
+		v, err := parse(n.Value)
+		if err != nil {
+			return d.errf(n, p, "%v", err)
+		}
+		*dst = v
+		return nil
+	}
 }
 
 func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {

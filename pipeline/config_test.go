@@ -160,6 +160,42 @@ func TestTopicsSection(t *testing.T) {
 	}
 }
 
+// TestTopicsSectionTakesCLIText: a topic's settings read as `fastflow
+// topic create` takes them (sizes with units, -1 retention, create or
+// append), so that a topic declared in a file can be what the CLI makes.
+func TestTopicsSectionTakesCLIText(t *testing.T) {
+	src := "topics:\n" +
+		"  - {name: a, partitions: 2, retention: -1, retention_bytes: 10GiB, segment_bytes: 64KiB, max_record_bytes: 2MiB, timestamp_type: append, delete_retention: 1h}\n" +
+		"  - {name: b, partitions: 1, retention: 168h, retention_bytes: 1048576, segment_bytes: 65536, max_record_bytes: 1000, timestamp_type: CreateTime}\n"
+	f, err := Parse("x.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []log.TopicConfig{
+		{Partitions: 2, Retention: -1, RetentionBytes: 10 << 30, SegmentBytes: 64 << 10, MaxRecordBytes: 2 << 20, TimestampType: log.TimestampAppend, DeleteRetention: time.Hour},
+		{Partitions: 1, Retention: 168 * time.Hour, RetentionBytes: 1 << 20, SegmentBytes: 65536, MaxRecordBytes: 1000, TimestampType: log.TimestampCreate},
+	}
+	for i, w := range want {
+		if got := f.Topics[i].Config; got != w {
+			t.Errorf("topic %d: %+v, want %+v", i, got, w)
+		}
+	}
+	for text, msg := range map[string]string{
+		"retention_bytes: 2XB":      `x.yaml:2: topics[0].retention_bytes: "2XB" is not a size`,
+		"retention_bytes: [1]":      `x.yaml:2: topics[0].retention_bytes: want a single value`,
+		"retention: 0":              `x.yaml:2: topics[0].retention: "0" is not a positive duration`,
+		"segment_bytes: 1KiB":       `x.yaml:2: topics[0]: segment_bytes must be between 4 KiB and 1 GiB, not 1024`,
+		"max_record_bytes: 100GiB":  `x.yaml:2: topics[0]: max_record_bytes must be between 1 and 64 MiB, not 107374182400`,
+		"timestamp_type: log":       `x.yaml:2: topics[0].timestamp_type: "log" is not a timestamp type`,
+		"delete_retention: forever": `x.yaml:2: topics[0].delete_retention: invalid duration "forever"`,
+	} {
+		_, err := Parse("x.yaml", []byte("topics:\n  - {name: e, partitions: 1, "+text+"}\n"))
+		if err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%s: error %v, want %q", text, err, msg)
+		}
+	}
+}
+
 func TestPredicates(t *testing.T) {
 	f := func(s string, wantErr bool) {
 		t.Helper()

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -41,30 +39,25 @@ func newTopicCreateCmd(g *globals) *cobra.Command {
 			}
 			cfg := log.TopicConfig{Partitions: partitions, Cleanup: cleanup}
 			var err error
-			if cfg.Retention, err = parseRetention(retention); err != nil {
+			if cfg.Retention, err = log.ParseRetention(retention); err != nil {
 				return usagef("invalid --retention: %v", err)
 			}
-			if cfg.DeleteRetention, err = parseRetention(deleteRetention); err != nil || cfg.DeleteRetention < 0 {
+			if cfg.DeleteRetention, err = log.ParseRetention(deleteRetention); err != nil || cfg.DeleteRetention < 0 {
 				return usagef("invalid --delete-retention %q", deleteRetention)
 			}
-			if cfg.RetentionBytes, err = parseSize(retentionBytes); err != nil {
+			if cfg.RetentionBytes, err = log.ParseSize(retentionBytes); err != nil {
 				return usagef("invalid --retention-bytes: %v", err)
 			}
-			if cfg.SegmentBytes, err = parseSize(segBytes); err != nil {
+			if cfg.SegmentBytes, err = log.ParseSize(segBytes); err != nil {
 				return usagef("invalid --segment-bytes: %v", err)
 			}
-			mb, err := parseSize(maxBytes)
+			mb, err := log.ParseSize(maxBytes)
 			if err != nil {
 				return usagef("invalid --max-record-bytes: %v", err)
 			}
 			cfg.MaxRecordBytes = int(mb)
-			switch tsType {
-			case "", "create", log.TimestampCreate:
-				cfg.TimestampType = log.TimestampCreate
-			case "append", log.TimestampAppend:
-				cfg.TimestampType = log.TimestampAppend
-			default:
-				return usagef("invalid --timestamp-type %q: use create or append", tsType)
+			if cfg.TimestampType, err = log.ParseTimestampType(tsType); err != nil {
+				return usagef("invalid --timestamp-type: %v", err)
 			}
 			if err := cfg.WithDefaults().Validate(); err != nil {
 				return usageError{err}
@@ -98,36 +91,6 @@ func newTopicCreateCmd(g *globals) *cobra.Command {
 	f.StringVar(&tsType, "timestamp-type", "create", "record timestamps: create (the producer's) or append (the log's)")
 	f.StringVar(&deleteRetention, "delete-retention", "24h", "how long compaction keeps tombstones")
 	return c
-}
-
-// parseRetention parses a Go duration, or a number of days ("7d"), or -1
-// for unlimited.
-func parseRetention(s string) (time.Duration, error) {
-	switch s {
-	case "-1", "unlimited", "forever":
-		return -1, nil
-	}
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseFloat(d, 64)
-		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("%q is not a duration", s)
-		}
-		return time.Duration(n * 24 * float64(time.Hour)), nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil || v <= 0 {
-		return 0, fmt.Errorf("%q is not a positive duration (e.g. 168h, 7d, or -1)", s)
-	}
-	return v, nil
-}
-
-// parseSize parses a byte size: 1048576, 1MiB, 500MB.
-func parseSize(s string) (int64, error) {
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n > 1<<62 {
-		return 0, fmt.Errorf("%q is not a size (e.g. 1048576, 1MiB, 10GB)", s)
-	}
-	return int64(n), nil
 }
 
 // topicDesc is the JSON form of a topic, as list and describe print it.
