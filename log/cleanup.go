@@ -49,6 +49,8 @@ func (l *Log) Cleanup() {
 // active (last) segment, as in Kafka. Only the partition's writer cleans;
 // elsewhere Cleanup does nothing.
 func (p *Partition) Cleanup() error {
+	p.cleanMu.Lock()
+	defer p.cleanMu.Unlock()
 	p.mu.Lock()
 	writer := p.wal != nil
 	p.mu.Unlock()
@@ -95,7 +97,12 @@ func (p *Partition) enforceRetention() error {
 	newStart, walIdx := keep.baseOffset, keep.walIndex
 	// The new log start is persisted first: a crash between this and the
 	// truncation hides the old segments, and the next pass deletes them.
-	if err := p.writeState(partitionState{LogStartOffset: newStart}); err != nil {
+	st, err := p.readState()
+	if err != nil {
+		return err
+	}
+	st.LogStartOffset = newStart
+	if err := p.writeState(st); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -128,15 +135,32 @@ func (p *Partition) enforceRetention() error {
 // their offsets and each segment its offset range. A tombstone (null value) is kept
 // until its timestamp is older than delete_retention, so that consumers
 // see the deletion, then removed.
+//
+// A pass reads the whole partition, so, as Kafka's cleaner does, it runs
+// only once the closed segments written since the last pass (the dirty
+// part) make up at least minCleanableDirtyRatio of the closed bytes: the
+// bytes read for compaction stay in proportion to the bytes written, however
+// often Cleanup is called and however large the compacted part has grown.
 func (p *Partition) compact() error {
 	horizon := p.opts.Now().Add(-p.topic.cfg.DeleteRetention).UnixMilli()
+	st, err := p.readState()
+	if err != nil {
+		return err
+	}
 	p.meta.RLock()
 	var closed []segment
 	for _, s := range p.segs[:len(p.segs)-1] {
 		closed = append(closed, *s)
 	}
 	p.meta.RUnlock()
-	if len(closed) == 0 {
+	var total, dirty int64
+	for _, s := range closed {
+		total += s.size
+		if s.nextOffset > st.CleanedOffset {
+			dirty += s.size
+		}
+	}
+	if dirty == 0 || float64(dirty) < minCleanableDirtyRatio*float64(total) {
 		return nil
 	}
 	latest, err := p.latestOffsets()
@@ -148,8 +172,12 @@ func (p *Partition) compact() error {
 			return err
 		}
 	}
-	return nil
+	st.CleanedOffset = closed[len(closed)-1].nextOffset
+	return p.writeState(st)
 }
+
+// minCleanableDirtyRatio is Kafka's min.cleanable.dirty.ratio default.
+const minCleanableDirtyRatio = 0.5
 
 // latestOffsets maps each key to the offset of its latest record.
 func (p *Partition) latestOffsets() (map[string]int64, error) {

@@ -207,3 +207,67 @@ func fill(t *testing.T, p *Partition, n int) {
 		}
 	}
 }
+
+// TestCompactionWaitsForDirtyBytes: a compaction pass reads the whole
+// partition, so it runs only once the closed segments written since the
+// last pass are at least half of the closed bytes (Kafka's
+// min.cleanable.dirty.ratio), and how far the last pass got survives a
+// restart; otherwise every call of Cleanup (each produce, every minute of
+// serve) would read everything again.
+func TestCompactionWaitsForDirtyBytes(t *testing.T) {
+	dir := t.TempDir()
+	var now atomic.Int64
+	now.Store(10 * time.Hour.Milliseconds())
+	l := clockLog(t, dir, &now)
+	p := mustPartition(t, l, "kv", TopicConfig{Partitions: 1, SegmentBytes: 4096, Cleanup: CleanupCompact}, 0)
+	put := func(key string, n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			k := key
+			if key == "" {
+				k = fmt.Sprintf("cold-%d-%d", p.HighWatermark(), i)
+			}
+			if _, err := p.Append([]Record{{TimestampMs: now.Load(), Key: []byte(k), Value: []byte("value")}}, AcksLeader); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	records := func() int { return len(readAll(t, p, 0)) }
+	cleanup := func() {
+		t.Helper()
+		if err := p.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A large clean part: distinct keys, then one pass over them.
+	put("", 3000)
+	put("hot", 50)
+	before := records()
+	cleanup()
+	if records() >= before {
+		t.Fatalf("first pass kept all %d records", before)
+	}
+	// One more closed segment of updates: dirty, but far below half of
+	// the closed bytes. Its superseded records stay, across a restart too.
+	put("hot", 200)
+	before = records()
+	cleanup()
+	if records() != before {
+		t.Fatalf("a small dirty part was compacted: %d -> %d records", before, records())
+	}
+	l.Close()
+	l = clockLog(t, dir, &now)
+	defer l.Close()
+	p = mustPartition(t, l, "kv", TopicConfig{}, 0)
+	cleanup()
+	if records() != before {
+		t.Fatalf("after a restart a small dirty part was compacted: %d -> %d records", before, records())
+	}
+	// As many dirty bytes as clean ones: the next pass compacts.
+	put("hot", 4000)
+	before = records()
+	cleanup()
+	if after := records(); after > before-3000 {
+		t.Fatalf("a dirty part as large as the clean one was not compacted: %d -> %d records", before, after)
+	}
+}

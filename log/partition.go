@@ -92,6 +92,8 @@ type Partition struct {
 	syncPath string
 	dirDirty atomic.Bool
 	stats    partitionCounters
+	// cleanMu serializes Cleanup: the background cleaner and a caller.
+	cleanMu sync.Mutex
 
 	// writing counts AcksAll appends between entering Append and finishing
 	// their write: the goroutine about to fsync waits (briefly) for them,
@@ -175,9 +177,13 @@ func (p *Partition) Segments() int {
 
 // partitionState is what the log persists next to the segments: the
 // log-start offset that retention reached, which the segments alone do not
-// tell once the first remaining segment is empty.
+// tell once the first remaining segment is empty, and how far compaction
+// got (Kafka's cleaner-offset-checkpoint).
 type partitionState struct {
 	LogStartOffset int64 `json:"log_start_offset"`
+	// CleanedOffset is the end of the closed segments the last compaction
+	// rewrote: the records from it on are the dirty part of the log.
+	CleanedOffset int64 `json:"cleaned_offset,omitempty"`
 }
 
 const stateFile = "state" // shorter than 20 bytes: wal ignores it
