@@ -345,6 +345,54 @@ func TestTopicCommands(t *testing.T) {
 	}
 }
 
+// TestProduceAppliesRetentionAndCompaction: a topic written only by
+// `fastflow produce` runs, each shorter than the background cleaner's
+// minute, still keeps to its retention and is compacted, as a Kafka
+// broker's topic would be; consumers reading below the new start reset.
+func TestProduceAppliesRetentionAndCompaction(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "logs", "--partitions", "1", "--retention-bytes", "64KiB", "--segment-bytes", "16KiB")
+	c.ok("", "topic", "create", "users", "--partitions", "1", "--cleanup", "compact", "--segment-bytes", "16KiB")
+	line := func(i int) string {
+		return fmt.Sprintf(`{"user":"u%d","n":%d,"pad":"%s"}`, i%20, i, strings.Repeat("x", 80))
+	}
+	var all []string
+	for run := 0; run < 5; run++ {
+		var b strings.Builder
+		for i := 0; i < 1000; i++ {
+			l := line(run*1000 + i)
+			all = append(all, l)
+			b.WriteString(l + "\n")
+		}
+		c.ok(b.String(), "produce", "logs")
+		c.ok(b.String(), "produce", "users", "--key-field", "user")
+	}
+	var d topicDesc
+	json.Unmarshal([]byte(c.ok("", "topic", "describe", "logs")), &d)
+	p := d.Parts[0]
+	// Each run's 1,000 records (~110 KB) go in one batch, which a segment
+	// never splits: 64 KiB are kept in the last one or two.
+	if p.HighWatermark != 5000 || p.LogStartOffset < 3000 {
+		t.Fatalf("retention-bytes 64KiB, 16KiB segments, after 5 produce runs: %+v", p)
+	}
+	recs := parseConsumed(t, c.ok("", "consume", "logs", "--from", "earliest"))
+	if len(recs) != int(5000-p.LogStartOffset) || recs[0].Offset != p.LogStartOffset || string(recs[len(recs)-1].Value) != all[4999] {
+		t.Fatalf("consume from earliest after retention: %d records from %d", len(recs), recs[0].Offset)
+	}
+	if r := c.run("", "consume", "logs", "--from", "0"); r.code != 1 || !strings.Contains(r.stderr, "out of range") {
+		t.Fatalf("consume --from 0 below the log start: %+v", r)
+	}
+	// Compaction: the latest record of each of the 20 users survives.
+	latest := map[string]string{}
+	recs = parseConsumed(t, c.ok("", "consume", "users", "--from", "earliest"))
+	for _, r := range recs {
+		latest[*r.Key] = string(r.Value)
+	}
+	if len(recs) >= 4000 || len(latest) != 20 || latest["u19"] != all[4999] {
+		t.Fatalf("compacted topic: %d records, %d keys, u19 = %s", len(recs), len(latest), latest["u19"])
+	}
+}
+
 func TestGroupCommitResumeReset(t *testing.T) {
 	c := newCLI(t)
 	c.ok("", "topic", "create", "g", "--partitions", "2")
