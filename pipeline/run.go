@@ -209,6 +209,13 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 	if err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
+	if !opts.UntilEnd {
+		lock, err := lockCheckpoint(l, c.Name)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+	}
 	out, err := newEmitter(l, p, stdout, opts.Observe, opts.Logger)
 	if err != nil {
 		return err

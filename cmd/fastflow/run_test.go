@@ -505,6 +505,43 @@ func TestRunSigtermRestart(t *testing.T) {
 	checkStopRestart(t, c, cfg, want)
 }
 
+// TestRunTwiceRefused: a second following run of a pipeline on the same
+// data directory fails at once, naming the process that runs it, instead
+// of overwriting its checkpoints (both wrote DATA/pipelines/NAME.checkpoint
+// through one temporary file, and one failed renaming it) and printing its
+// results twice. A batch run (--until-end) keeps no checkpoint and may run
+// beside it; once the first stops, a following run starts from its
+// checkpoint.
+func TestRunTwiceRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	c := newCLI(t)
+	cfg, want := followData(t, c, 4)
+	first := c.cmd(t.Context(), "run", cfg, "--log-level", "info")
+	var out, errs syncBuffer
+	first.Stdout, first.Stderr = &out, &errs
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(errs.String(), "pipeline running") })
+	r := c.run("", "run", cfg)
+	if msg := fmt.Sprintf("pipeline api-health: already running on this data directory (pid %d holds ", first.Process.Pid); r.code != 1 || !strings.Contains(r.stderr, msg) {
+		t.Fatalf("second following run: exit %d, stderr %q, want exit 1 and %q", r.code, r.stderr, msg)
+	}
+	if got := c.ok("", "run", cfg, "--until-end"); !strings.Contains(got, want[len(want)-1]+"\n") || !strings.Contains(got, `"type":"stats"`) {
+		t.Fatalf("batch run beside the following one printed %d lines", strings.Count(got, "\n"))
+	}
+	waitFor(t, func() bool { return len(out.lines()) >= len(want) })
+	first.Process.Signal(syscall.SIGTERM)
+	if err := first.Wait(); err != nil {
+		t.Fatalf("first run after SIGTERM: %v\n%s", err, errs.String())
+	}
+	// The lock went with the first run: the next one starts (runFollowing
+	// waits for it to run).
+	runFollowing(t, c, cfg, syscall.SIGTERM, func([]string) bool { return true })
+}
+
 // TestRunSigtermRestartSessions is TestRunSigtermRestart with session
 // windows (gap 3s: many sessions per service, merging as events arrive),
 // whose open sessions the checkpoint carries across the restart.
