@@ -488,8 +488,7 @@ func (c *coordinator) snapshotByPartition(now time.Time) map[int32]*snapshot {
 	}
 	out[first].LatePurged = whole.LatePurged
 	owner := func(key string) *snapshot {
-		id := c.keys.intern(key)
-		if s := out[c.keys.partition(id)]; s != nil {
+		if s := out[c.keys.partitionOf(key)]; s != nil {
 			return s
 		}
 		return out[first]

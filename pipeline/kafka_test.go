@@ -69,15 +69,20 @@ pipelines:
 
 var kafkaServices = []string{"auth", "billing", "cart", "catalog", "checkout", "search", "payments", "users", "inventory"}
 
+// serviceKey keys the events of service si by the service.
+func serviceKey(si, m int) string { return kafkaServices[si] }
+
 // appendEvents appends, keyed by service (so that a service's events are
 // on one partition, as the Kafka source requires), events of minutes
-// [from, to) after base, and returns how many.
-func appendEvents(t *testing.T, l *log.Log, base int64, from, to int) {
+// [from, to) after base, and returns how many. keyOf names the service
+// of the events of service si in minute m.
+func appendEvents(t *testing.T, l *log.Log, base int64, from, to int, keyOf func(si, m int) string) {
 	t.Helper()
 	tp, _ := l.Topic("events")
 	byPart := map[int32][]log.Record{}
 	for m := from; m < to; m++ {
-		for si, s := range kafkaServices {
+		for si := range kafkaServices {
+			s := keyOf(si, m)
 			for i := 0; i < 5+(si*m)%17; i++ {
 				ts := base + int64(m)*60000 + int64(i*1700+si*97)%60000
 				v := fmt.Sprintf(`{"ts":%d,"service":%q,"ms":%d}`, ts, s, 10+(i*37+m*11+si)%400)
@@ -223,6 +228,35 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // states move to the other through the checkpoint topic, so nothing is
 // lost and nothing is emitted twice.
 func TestKafkaSourceSplitsAndMovesState(t *testing.T) {
+	kafkaSplitAndMove(t, serviceKey, nil)
+}
+
+// TestKafkaSourceMovesStateForgettingKeys is
+// TestKafkaSourceSplitsAndMovesState with keys that live two minutes of
+// event time each and a sweep after every round, so that both instances
+// forget keys while state moves between them: a moved window's key is
+// interned anew by the instance that takes it, whatever ID it had where
+// it came from.
+func TestKafkaSourceMovesStateForgettingKeys(t *testing.T) {
+	// Restored after the instances stop (cleanups run last first): a
+	// rebalance while they stop makes new coordinators, which read it.
+	t.Cleanup(func(n int) func() { return func() { forgetMinKeys = n } }(forgetMinKeys))
+	forgetMinKeys = 0
+	forgot := func(s *Snapshot) bool { return s.KeysForgotten > 0 }
+	a, b := kafkaSplitAndMove(t, func(si, m int) string { return fmt.Sprintf("%s-%d", kafkaServices[si], m/2) }, forgot)
+	// The one that stays forgets the keys whose windows the last events
+	// closed (its counters start again with the generation that took the
+	// partitions over).
+	waitFor(t, "the instance that stayed forgets keys", 30*time.Second, func() bool { return forgot(a.Pipelines()[0].Snapshot()) })
+	sa, sb := a.Pipelines()[0].Snapshot(), b.Pipelines()[0].Snapshot()
+	t.Logf("keys forgotten: %d by the instance that stayed (%d held), %d by the one that left", sa.KeysForgotten, sa.Keys, sb.KeysForgotten)
+}
+
+// kafkaSplitAndMove runs TestKafkaSourceSplitsAndMovesState's scenario
+// with events keyed by keyOf and returns the instance that stays (still
+// running) and the one that left, which left once its snapshot met
+// leaveWhen (if not nil).
+func kafkaSplitAndMove(t *testing.T, keyOf func(si, m int) string, leaveWhen func(*Snapshot) bool) (stays, leaves *Runner) {
 	addr, bl := broker(t)
 	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).UnixMilli()
 
@@ -250,13 +284,18 @@ func TestKafkaSourceSplitsAndMovesState(t *testing.T) {
 		return sa != nil && sb != nil && sa.Stats.Events+sb.Stats.Events == 4
 	})
 	// First half: minutes 0-5; the window of minute 5 stays open.
-	appendEvents(t, bl, base, 0, 6)
+	appendEvents(t, bl, base, 0, 6, keyOf)
 	waitFor(t, "both instances processed their partitions", 30*time.Second, func() bool {
 		sa, sb := a.Pipelines()[0].Snapshot(), b.Pipelines()[0].Snapshot()
 		return sa != nil && sb != nil && sa.Stats.Events > 0 && sb.Stats.Events > 0 &&
 			sa.Stats.Events+sb.Stats.Events == countEvents(bl)
 	})
 
+	if leaveWhen != nil {
+		waitFor(t, "the instance about to leave meets leaveWhen", 30*time.Second, func() bool {
+			return leaveWhen(b.Pipelines()[0].Snapshot())
+		})
+	}
 	// b leaves: its partitions, with their open windows, go to a.
 	b.Stop()
 	if err := b.Wait(); err != nil {
@@ -272,7 +311,7 @@ func TestKafkaSourceSplitsAndMovesState(t *testing.T) {
 
 	// Second half, then an event at minute 20 on every partition closes
 	// every window.
-	appendEvents(t, bl, base, 5, 11)
+	appendEvents(t, bl, base, 5, 11, keyOf)
 	appendFlush(t, bl, base, 20)
 	want := reference(t, bl)
 	if len(want) < 50 {
@@ -287,6 +326,7 @@ func TestKafkaSourceSplitsAndMovesState(t *testing.T) {
 	if !slices.Equal(have, want) {
 		t.Fatalf("the instances emitted %d lines, one instance %d; differences:\n%s", len(have), len(want), diffLines(have, want))
 	}
+	return a, b
 }
 
 func countEvents(l *log.Log) int64 {
@@ -350,7 +390,7 @@ func TestKafkaSinkWritesResults(t *testing.T) {
 	if _, err := l.CreateTopic("events", log.TopicConfig{Partitions: 4}); err != nil {
 		t.Fatal(err)
 	}
-	appendEvents(t, l, base, 0, 4)
+	appendEvents(t, l, base, 0, 4, serviceKey)
 	f, err := Parse("sink.yaml", []byte(fmt.Sprintf(kafkaPipeline, "{topic: events}",
 		fmt.Sprintf("{type: stdout}, {type: kafka, brokers: [%q], topic: kp.results}", addr))))
 	if err != nil {
@@ -399,7 +439,7 @@ func TestKafkaSinkWritesResults(t *testing.T) {
 func TestKafkaSourceRefusesAnotherDefinitionsCheckpoint(t *testing.T) {
 	addr, bl := broker(t)
 	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).UnixMilli()
-	appendEvents(t, bl, base, 0, 2)
+	appendEvents(t, bl, base, 0, 2, serviceKey)
 	var c collector
 	r := instance(t, addr, &c, "{type: stdout}")
 	waitFor(t, "the instance processed the events", 30*time.Second, func() bool {

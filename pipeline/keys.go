@@ -105,6 +105,19 @@ func (kt *keyTable) partition(id uint32) int32 {
 	return kt.part[id]
 }
 
+// partitionOf returns the partition the events of the key whose text is k
+// come from, or noPartition (also for a key not in the table). Unlike
+// intern it leaves a dying key dying: splitting a checkpoint by partition
+// does not meet keys.
+func (kt *keyTable) partitionOf(k string) int32 {
+	kt.mu.Lock()
+	defer kt.mu.Unlock()
+	if id, ok := kt.ids[k]; ok {
+		return kt.part[id]
+	}
+	return noPartition
+}
+
 // spreadKeys is how many keys had events on more than one partition.
 func (kt *keyTable) spreadKeys() int {
 	kt.mu.Lock()
