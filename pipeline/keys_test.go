@@ -66,6 +66,41 @@ func TestKeyTableForget(t *testing.T) {
 	}
 }
 
+// TestKeyTableSweepInChunks: a sweep over more than one chunk marks every
+// unused key, while another goroutine interns new keys (which take IDs
+// past the sweep's range, or freed ones) and meets old ones again (which
+// revives them) between the chunks; run with -race.
+func TestKeyTableSweepInChunks(t *testing.T) {
+	kt := newKeyTable()
+	const n = 3*sweepChunk + 100
+	for i := range n {
+		kt.intern(fmt.Sprintf("k%d", i))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 {
+			kt.intern(fmt.Sprintf("new%d", i))
+			kt.intern(fmt.Sprintf("k%d", 2*i)) // used anyway: stays
+		}
+	}()
+	// Odd IDs unused (to the coordinator), even ones used.
+	marked := kt.sweep(func(id uint32) bool { return id%2 == 0 || id >= n })
+	<-done
+	if marked != n/2 {
+		t.Fatalf("sweep marked %d of %d keys, want the %d odd ones", marked, n, n/2)
+	}
+	freed := kt.release(func(id uint32) bool { return id%2 == 0 || id >= n })
+	if len(freed) != n/2 || kt.size() != n-n/2+2000 {
+		t.Fatalf("released %d, %d held; want %d released, %d held", len(freed), kt.size(), n/2, n-n/2+2000)
+	}
+	for _, id := range freed {
+		if id%2 == 0 || id >= n {
+			t.Fatalf("released ID %d, which was in use", id)
+		}
+	}
+}
+
 // forgetYAML: every kind of window, lateness, and alerts whose `for`
 // spans windows, so that keys hold alert states when their windows are
 // gone: a key quiet while its alert fires, or one window short of firing,
