@@ -36,6 +36,9 @@ func (l *Log) Cleanup() {
 	}
 	l.mu.Unlock()
 	for _, t := range topics {
+		if err := t.reloadConfig(); err != nil {
+			l.opts.Logger.Error("reading a topic's configuration failed", "topic", t.name, "err", err)
+		}
 		for _, p := range t.open() {
 			if err := p.Cleanup(); err != nil {
 				l.opts.Logger.Error("log cleanup failed", "topic", t.name, "partition", p.id, "err", err)
@@ -57,7 +60,7 @@ func (p *Partition) Cleanup() error {
 	if !writer {
 		return nil
 	}
-	if p.topic.cfg.Cleanup == CleanupCompact {
+	if p.topic.config().Cleanup == CleanupCompact {
 		return p.compact()
 	}
 	return p.enforceRetention()
@@ -67,7 +70,7 @@ func (p *Partition) Cleanup() error {
 // record is older than the retention, or whose removal still leaves the
 // partition at least retention_bytes large (Kafka's rules).
 func (p *Partition) enforceRetention() error {
-	cfg := &p.topic.cfg
+	cfg := p.topic.config()
 	horizon := p.opts.Now().Add(-cfg.Retention).UnixMilli()
 	p.meta.RLock()
 	segs := p.segs
@@ -142,7 +145,7 @@ func (p *Partition) enforceRetention() error {
 // bytes read for compaction stay in proportion to the bytes written, however
 // often Cleanup is called and however large the compacted part has grown.
 func (p *Partition) compact() error {
-	horizon := p.opts.Now().Add(-p.topic.cfg.DeleteRetention).UnixMilli()
+	horizon := p.opts.Now().Add(-p.topic.config().DeleteRetention).UnixMilli()
 	st, err := p.readState()
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -269,5 +270,70 @@ func TestCompactionWaitsForDirtyBytes(t *testing.T) {
 	cleanup()
 	if after := records(); after > before-3000 {
 		t.Fatalf("a dirty part as large as the clean one was not compacted: %d -> %d records", before, after)
+	}
+}
+
+// TestAlterConfig: a topic's configuration changes as Kafka's
+// AlterConfigs changes it: validated, kept across a restart, applied at
+// once in the process that changed it, and taken up by another process
+// using the data directory at its next cleanup pass — here the writer,
+// whose retention then follows the new retention_bytes.
+func TestAlterConfig(t *testing.T) {
+	dir := t.TempDir()
+	var now atomic.Int64
+	now.Store(rec(0).TimestampMs)
+	admin := clockLog(t, dir, &now)
+	tp, err := admin.CreateTopic("a", TopicConfig{Partitions: 1, SegmentBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Refused: the partitions, an invalid value; the config stays.
+	if _, err := tp.AlterConfig(func(c *TopicConfig) { c.Partitions = 2 }); err == nil || !strings.Contains(err.Error(), "fixed at creation") {
+		t.Fatalf("changing the partitions: %v", err)
+	}
+	if _, err := tp.AlterConfig(func(c *TopicConfig) { c.SegmentBytes = 100 }); err == nil || !strings.Contains(err.Error(), "segment_bytes") {
+		t.Fatalf("segment_bytes 100: %v", err)
+	}
+	if tp.Config().SegmentBytes != 4096 {
+		t.Fatalf("a refused change applied: %+v", tp.Config())
+	}
+	// Applied at once here: max_record_bytes.
+	if _, err := tp.AlterConfig(func(c *TopicConfig) { c.MaxRecordBytes = 50 }); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := tp.Partition(0)
+	if _, err := p.Append([]Record{{Value: bytes.Repeat([]byte("x"), 60)}}, AcksLeader); !errors.Is(err, ErrRecordTooLarge) {
+		t.Fatalf("a 60-byte record after max_record_bytes 50: %v", err)
+	}
+	if _, err := tp.AlterConfig(func(c *TopicConfig) { c.MaxRecordBytes = 0 }); err != nil || tp.Config().MaxRecordBytes != DefaultMaxRecordBytes {
+		t.Fatalf("back to the default: %v, %+v", err, tp.Config())
+	}
+	// Another process writes the partition; the admin lowers its retention.
+	admin.Close()
+	writer := clockLog(t, dir, &now)
+	defer writer.Close()
+	wp := mustPartition(t, writer, "a", TopicConfig{}, 0)
+	for i := 0; i < 20; i++ {
+		appendN(t, wp, i*50, 50, 50, AcksLeader)
+	}
+	admin = clockLog(t, dir, &now)
+	atp, _ := admin.Topic("a")
+	if _, err := atp.AlterConfig(func(c *TopicConfig) { c.RetentionBytes = 20000 }); err != nil {
+		t.Fatal(err)
+	}
+	total := wp.Size()
+	writer.Cleanup()
+	if got := wp.topic.Config().RetentionBytes; got != 20000 {
+		t.Fatalf("the writer's retention_bytes after its cleanup pass: %d", got)
+	}
+	if wp.LogStartOffset() == 0 || wp.Size() >= total || wp.Size() < 20000 {
+		t.Fatalf("retention_bytes 20000 set by another process: size %d -> %d, start %d", total, wp.Size(), wp.LogStartOffset())
+	}
+	// Kept across a restart.
+	admin.Close()
+	admin = clockLog(t, dir, &now)
+	defer admin.Close()
+	if tp, _ = admin.Topic("a"); tp.Config().RetentionBytes != 20000 || tp.Config().SegmentBytes != 4096 {
+		t.Fatalf("after a restart: %+v", tp.Config())
 	}
 }

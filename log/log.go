@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fastflow/fastflow/log/atomicfile"
@@ -72,12 +73,12 @@ func (l *Log) CreateTopic(name string, cfg TopicConfig) (*Topic, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	b, _ := json.MarshalIndent(topicJSON{Name: name, Config: cfg}, "", "  ")
 	// The config file is what makes the topic exist: written last, atomically.
-	if err := atomicfile.Write(filepath.Join(dir, topicFile), b); err != nil {
+	stamp, err := writeTopicFile(dir, name, cfg)
+	if err != nil {
 		return nil, err
 	}
-	t := newTopic(l, name, cfg)
+	t := newTopic(l, name, cfg, stamp)
 	l.topics[name] = t
 	return t, nil
 }
@@ -85,6 +86,50 @@ func (l *Log) CreateTopic(name string, cfg TopicConfig) (*Topic, error) {
 type topicJSON struct {
 	Name   string      `json:"name"`
 	Config TopicConfig `json:"config"`
+}
+
+// writeTopicFile writes a topic's config file atomically and returns its
+// stamp.
+func writeTopicFile(dir, name string, cfg TopicConfig) (fileStamp, error) {
+	b, _ := json.MarshalIndent(topicJSON{Name: name, Config: cfg}, "", "  ")
+	path := filepath.Join(dir, topicFile)
+	if err := atomicfile.Write(path, b); err != nil {
+		return fileStamp{}, err
+	}
+	return statFile(path)
+}
+
+// readTopicFile reads a topic's config file; an error wrapping
+// os.ErrNotExist if there is none.
+func readTopicFile(dir, name string) (TopicConfig, error) {
+	b, err := os.ReadFile(filepath.Join(dir, topicFile))
+	if err != nil {
+		return TopicConfig{}, err
+	}
+	var tj topicJSON
+	if err := json.Unmarshal(b, &tj); err != nil {
+		return TopicConfig{}, fmt.Errorf("topic %q: %s: %w", name, topicFile, err)
+	}
+	return tj.Config.WithDefaults(), nil
+}
+
+// fileStamp tells whether a file was replaced since it was last read.
+type fileStamp struct {
+	mtime time.Time
+	size  int64
+	ino   uint64
+}
+
+func statFile(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	st := fileStamp{mtime: fi.ModTime(), size: fi.Size()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino = sys.Ino
+	}
+	return st, nil
 }
 
 // Topic returns the named topic, or an error wrapping ErrUnknownTopic.
@@ -100,20 +145,20 @@ func (l *Log) Topic(name string) (*Topic, error) {
 	if !ValidTopicName(name) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
 	}
-	b, err := os.ReadFile(filepath.Join(l.topicDir(name), topicFile))
+	dir := l.topicDir(name)
+	stamp, err := statFile(filepath.Join(dir, topicFile))
+	if err == nil {
+		var cfg TopicConfig
+		if cfg, err = readTopicFile(dir, name); err == nil {
+			t := newTopic(l, name, cfg, stamp)
+			l.topics[name] = t
+			return t, nil
+		}
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
 	}
-	if err != nil {
-		return nil, err
-	}
-	var tj topicJSON
-	if err := json.Unmarshal(b, &tj); err != nil {
-		return nil, fmt.Errorf("topic %q: %s: %w", name, topicFile, err)
-	}
-	t := newTopic(l, name, tj.Config.WithDefaults())
-	l.topics[name] = t
-	return t, nil
+	return nil, err
 }
 
 // Topics lists the topics' names in order.

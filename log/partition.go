@@ -55,6 +55,7 @@ type Partition struct {
 	failed   error // the write error that closed wal; the next Append repairs
 	next     int64 // next offset to assign, queued AcksNone records included
 	lastWal  uint64
+	segBytes int64 // wal's segment size
 	walBatch wal.Batch
 	frames   []queuedFrame // headers of the frames in walBatch
 	queued   int           // bytes in walBatch
@@ -373,9 +374,13 @@ func (p *Partition) writableLocked() error {
 	if err != nil {
 		return err
 	}
+	// wal rolls at the segment size it was opened with, and flushLocked
+	// must roll where it does: a change of segment_bytes applies from the
+	// next open.
+	segBytes := p.topic.config().SegmentBytes
 	w, err := wal.Open(p.dir, &wal.Options{
 		NoSync:      true, // we fsync: once per group commit, not per write
-		SegmentSize: int(p.topic.cfg.SegmentBytes),
+		SegmentSize: int(segBytes),
 		DirPerms:    0o755,
 		FilePerms:   0o644,
 	})
@@ -396,7 +401,7 @@ func (p *Partition) writableLocked() error {
 		w.Close()
 		return fmt.Errorf("BUG: wal of %s/%d ends at entry %d, the log scanned %d", p.topic.name, p.id, last, want)
 	}
-	p.wal, p.lastWal, p.failed = w, last, nil
+	p.wal, p.lastWal, p.failed, p.segBytes = w, last, nil, segBytes
 	p.meta.Lock()
 	p.segs = segs
 	p.meta.Unlock()
@@ -423,7 +428,7 @@ func (p *Partition) Append(recs []Record, acks Acks) (int64, error) {
 	if len(recs) == 0 {
 		return p.hw.Load(), nil
 	}
-	cfg := &p.topic.cfg
+	cfg := p.topic.config()
 	var size int64
 	for i := range recs {
 		n := recs[i].Bytes()
@@ -477,7 +482,7 @@ func (p *Partition) Append(recs []Record, acks Acks) (int64, error) {
 // encodeLocked frames recs into batches queued in walBatch.
 func (p *Partition) encodeLocked(recs []Record) {
 	var attrs uint8
-	appendTime := p.topic.cfg.TimestampType == TimestampAppend
+	appendTime := p.topic.config().TimestampType == TimestampAppend
 	if appendTime {
 		attrs = frame.AttrLogAppendTime
 	}
@@ -542,7 +547,7 @@ func (p *Partition) flushLocked() error {
 	if err := p.wal.WriteBatch(&p.walBatch); err != nil {
 		return p.failLocked(fmt.Errorf("append to %s/%d: %w", p.topic.name, p.id, err))
 	}
-	segBytes := p.topic.cfg.SegmentBytes
+	segBytes := p.segBytes
 	p.meta.Lock()
 	tail := p.segs[len(p.segs)-1]
 	var err error

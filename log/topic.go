@@ -3,37 +3,103 @@ package log
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // Topic is a named set of partitions sharing one configuration.
 type Topic struct {
-	log  *Log
-	name string
-	dir  string
-	cfg  TopicConfig
+	log        *Log
+	name       string
+	dir        string
+	partitions int32
+
+	// cfg is replaced whole when the configuration changes (AlterConfig
+	// here, or reloadConfig seeing another process's change); readers load
+	// it once per use.
+	cfg      atomic.Pointer[TopicConfig]
+	cfgStamp fileStamp // topic.json as last read or written
 
 	mu    sync.Mutex
 	parts []*Partition // opened on first use
 }
 
-func newTopic(l *Log, name string, cfg TopicConfig) *Topic {
-	return &Topic{log: l, name: name, dir: l.topicDir(name), cfg: cfg, parts: make([]*Partition, cfg.Partitions)}
+func newTopic(l *Log, name string, cfg TopicConfig, stamp fileStamp) *Topic {
+	t := &Topic{log: l, name: name, dir: l.topicDir(name), partitions: cfg.Partitions,
+		cfgStamp: stamp, parts: make([]*Partition, cfg.Partitions)}
+	t.cfg.Store(&cfg)
+	return t
 }
 
 // Name is the topic's name.
 func (t *Topic) Name() string { return t.name }
 
 // Config is the topic's configuration, defaults filled in.
-func (t *Topic) Config() TopicConfig { return t.cfg }
+func (t *Topic) Config() TopicConfig { return *t.cfg.Load() }
+
+// config is the current configuration, not to be modified.
+func (t *Topic) config() *TopicConfig { return t.cfg.Load() }
 
 // Partitions is the number of partitions.
-func (t *Topic) Partitions() int32 { return t.cfg.Partitions }
+func (t *Topic) Partitions() int32 { return t.partitions }
+
+// AlterConfig changes the topic's configuration, Kafka's AlterConfigs:
+// change edits a copy of the current one, which must stay valid and keep
+// the number of partitions. The new configuration is written to the
+// topic's config file (atomically) before it applies. In this process it
+// applies at once: retention, retention_bytes, cleanup and
+// delete_retention at the next cleanup pass, max_record_bytes and
+// timestamp_type at the next append, segment_bytes when a writer next
+// opens a partition. Other processes using the data directory take it up
+// at their next cleanup pass (Log.Cleanup).
+func (t *Topic) AlterConfig(change func(*TopicConfig)) (TopicConfig, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cfg := *t.config()
+	change(&cfg)
+	cfg = cfg.WithDefaults()
+	if cfg.Partitions != t.partitions {
+		return TopicConfig{}, fmt.Errorf("topic %q: the number of partitions is fixed at creation (%d)", t.name, t.partitions)
+	}
+	if err := cfg.Validate(); err != nil {
+		return TopicConfig{}, fmt.Errorf("topic %q: %w", t.name, err)
+	}
+	stamp, err := writeTopicFile(t.dir, t.name, cfg)
+	if err != nil {
+		return TopicConfig{}, err
+	}
+	t.cfg.Store(&cfg)
+	t.cfgStamp = stamp
+	return cfg, nil
+}
+
+// reloadConfig takes up a configuration another process wrote to the
+// topic's config file since this one last read it.
+func (t *Topic) reloadConfig() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	path := filepath.Join(t.dir, topicFile)
+	stamp, err := statFile(path)
+	if err != nil || stamp == t.cfgStamp {
+		return err
+	}
+	cfg, err := readTopicFile(t.dir, t.name)
+	if err != nil {
+		return err
+	}
+	if cfg.Partitions != t.partitions {
+		return fmt.Errorf("topic %q: %s has %d partitions, the topic %d", t.name, path, cfg.Partitions, t.partitions)
+	}
+	t.cfg.Store(&cfg)
+	t.cfgStamp = stamp
+	return nil
+}
 
 // Partition opens (once) and returns partition id.
 func (t *Topic) Partition(id int32) (*Partition, error) {
-	if id < 0 || id >= t.cfg.Partitions {
-		return nil, fmt.Errorf("topic %q has no partition %d (it has %d)", t.name, id, t.cfg.Partitions)
+	if id < 0 || id >= t.partitions {
+		return nil, fmt.Errorf("topic %q has no partition %d (it has %d)", t.name, id, t.partitions)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
