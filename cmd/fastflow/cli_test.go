@@ -393,6 +393,44 @@ func TestProduceAppliesRetentionAndCompaction(t *testing.T) {
 	}
 }
 
+// TestTopicAlter: `topic alter` changes the settings given and keeps the
+// others, refuses bad values with exit 2 and changes nothing then, and the
+// next writer follows the new settings (here produce's retention pass).
+func TestTopicAlter(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "logs", "--partitions", "1", "--segment-bytes", "16KiB", "--retention", "7d")
+	var b strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&b, `{"n":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", 80))
+	}
+	c.ok(b.String(), "produce", "logs")
+	var d topicDesc
+	json.Unmarshal([]byte(c.ok("", "topic", "alter", "logs", "--retention-bytes", "64KiB", "--max-record-bytes", "2MiB")), &d)
+	if d.Config.RetentionBytes != 64<<10 || d.Config.MaxRecordBytes != 2<<20 || d.Config.Retention != "168h0m0s" || d.Config.SegmentBytes != 16<<10 {
+		t.Fatalf("after alter: %+v", d.Config)
+	}
+	for _, bad := range []struct{ args, msg string }{
+		{"", "nothing to change"},
+		{"--segment-bytes 1", "segment_bytes must be between"},
+		{"--retention soon", `invalid --retention: "soon"`},
+		{"--cleanup shred", "cleanup_policy"},
+		{"--partitions 3", "unknown flag: --partitions"},
+	} {
+		r := c.run("", append([]string{"topic", "alter", "logs"}, strings.Fields(bad.args)...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, bad.msg) || strings.Count(r.stderr, "\n") != 1 {
+			t.Fatalf("topic alter logs %s: exit %d, %q; want exit 2 and one line with %q", bad.args, r.code, r.stderr, bad.msg)
+		}
+	}
+	if r := c.run("", "topic", "alter", "nope", "--retention", "1h"); r.code != 1 || !strings.Contains(r.stderr, `topic "nope" does not exist`) {
+		t.Fatalf("alter an unknown topic: %+v", r)
+	}
+	c.ok(b.String(), "produce", "logs")
+	json.Unmarshal([]byte(c.ok("", "topic", "describe", "logs")), &d)
+	if p := d.Parts[0]; d.Config.RetentionBytes != 64<<10 || p.HighWatermark != 2000 || p.LogStartOffset == 0 {
+		t.Fatalf("retention-bytes 64KiB after alter, 2000 records: %+v %+v", d.Config, p)
+	}
+}
+
 func TestGroupCommitResumeReset(t *testing.T) {
 	c := newCLI(t)
 	c.ok("", "topic", "create", "g", "--partitions", "2")

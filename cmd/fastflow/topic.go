@@ -9,22 +9,92 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fastflow/fastflow/log"
 )
 
 func newTopicCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "topic", Short: "Create, list, describe and delete topics"}
-	c.AddCommand(newTopicCreateCmd(g), newTopicListCmd(g), newTopicDescribeCmd(g), newTopicDeleteCmd(g))
+	c.AddCommand(newTopicCreateCmd(g), newTopicAlterCmd(g), newTopicListCmd(g), newTopicDescribeCmd(g), newTopicDeleteCmd(g))
 	return c
+}
+
+// topicSettings are the flags of a topic's configuration, shared by
+// create (every setting, defaults included) and alter (those given).
+type topicSettings struct {
+	retention, deleteRetention         string
+	retentionBytes, segBytes, maxBytes string
+	cleanup, tsType                    string
+}
+
+func (ts *topicSettings) register(f *pflag.FlagSet) {
+	f.StringVar(&ts.retention, "retention", "168h", "delete segments older than this (e.g. 168h, 7d; -1 keeps everything)")
+	f.StringVar(&ts.retentionBytes, "retention-bytes", "0", "per partition, delete the oldest segments above this size (e.g. 10GiB; 0: unlimited)")
+	f.StringVar(&ts.cleanup, "cleanup", "delete", "cleanup policy: delete (retention) or compact (latest record per key)")
+	f.StringVar(&ts.segBytes, "segment-bytes", "16MiB", "segment file size")
+	f.StringVar(&ts.maxBytes, "max-record-bytes", "1MiB", "largest record (key, value and headers)")
+	f.StringVar(&ts.tsType, "timestamp-type", "create", "record timestamps: create (the producer's) or append (the log's)")
+	f.StringVar(&ts.deleteRetention, "delete-retention", "24h", "how long compaction keeps tombstones")
+}
+
+type topicSetting struct {
+	flag  string
+	parse func() error // sets the setting in the TopicConfig given to parsers
+}
+
+// parsers returns each setting's flag and the parser that sets it in cfg.
+func (ts *topicSettings) parsers(cfg *log.TopicConfig) []topicSetting {
+	var err error
+	return []topicSetting{
+		{"retention", func() error { cfg.Retention, err = log.ParseRetention(ts.retention); return err }},
+		{"delete-retention", func() error {
+			if cfg.DeleteRetention, err = log.ParseRetention(ts.deleteRetention); err == nil && cfg.DeleteRetention < 0 {
+				err = fmt.Errorf("%q: tombstones cannot be kept forever", ts.deleteRetention)
+			}
+			return err
+		}},
+		{"retention-bytes", func() error { cfg.RetentionBytes, err = log.ParseSize(ts.retentionBytes); return err }},
+		{"segment-bytes", func() error { cfg.SegmentBytes, err = log.ParseSize(ts.segBytes); return err }},
+		{"max-record-bytes", func() error {
+			n, err := log.ParseSize(ts.maxBytes)
+			cfg.MaxRecordBytes = int(n)
+			return err
+		}},
+		{"cleanup", func() error { cfg.Cleanup = ts.cleanup; return nil }},
+		{"timestamp-type", func() error { cfg.TimestampType, err = log.ParseTimestampType(ts.tsType); return err }},
+	}
+}
+
+// given reports whether any setting's flag was given.
+func (ts *topicSettings) given(f *pflag.FlagSet) bool {
+	for _, s := range ts.parsers(&log.TopicConfig{}) {
+		if f.Changed(s.flag) {
+			return true
+		}
+	}
+	return false
+}
+
+// apply sets in cfg the settings whose flags were given, or every one with
+// all. A bad value is a usage error naming its flag; cfg may then be
+// partly set.
+func (ts *topicSettings) apply(f *pflag.FlagSet, cfg *log.TopicConfig, all bool) error {
+	for _, s := range ts.parsers(cfg) {
+		if !all && !f.Changed(s.flag) {
+			continue
+		}
+		if err := s.parse(); err != nil {
+			return usagef("invalid --%s: %v", s.flag, err)
+		}
+	}
+	return nil
 }
 
 func newTopicCreateCmd(g *globals) *cobra.Command {
 	var (
-		partitions                         int32
-		retention, deleteRetention         string
-		retentionBytes, segBytes, maxBytes string
-		cleanup, tsType                    string
+		partitions int32
+		settings   topicSettings
 	)
 	c := &cobra.Command{
 		Use:   "create NAME --partitions N",
@@ -37,27 +107,9 @@ func newTopicCreateCmd(g *globals) *cobra.Command {
 			if !cmd.Flags().Changed("partitions") {
 				return usagef("--partitions is required")
 			}
-			cfg := log.TopicConfig{Partitions: partitions, Cleanup: cleanup}
-			var err error
-			if cfg.Retention, err = log.ParseRetention(retention); err != nil {
-				return usagef("invalid --retention: %v", err)
-			}
-			if cfg.DeleteRetention, err = log.ParseRetention(deleteRetention); err != nil || cfg.DeleteRetention < 0 {
-				return usagef("invalid --delete-retention %q", deleteRetention)
-			}
-			if cfg.RetentionBytes, err = log.ParseSize(retentionBytes); err != nil {
-				return usagef("invalid --retention-bytes: %v", err)
-			}
-			if cfg.SegmentBytes, err = log.ParseSize(segBytes); err != nil {
-				return usagef("invalid --segment-bytes: %v", err)
-			}
-			mb, err := log.ParseSize(maxBytes)
-			if err != nil {
-				return usagef("invalid --max-record-bytes: %v", err)
-			}
-			cfg.MaxRecordBytes = int(mb)
-			if cfg.TimestampType, err = log.ParseTimestampType(tsType); err != nil {
-				return usagef("invalid --timestamp-type: %v", err)
+			cfg := log.TopicConfig{Partitions: partitions}
+			if err := settings.apply(cmd.Flags(), &cfg, true); err != nil {
+				return err
 			}
 			if err := cfg.WithDefaults().Validate(); err != nil {
 				return usageError{err}
@@ -81,15 +133,56 @@ func newTopicCreateCmd(g *globals) *cobra.Command {
 			return printJSON(describeTopic(t, false))
 		},
 	}
-	f := c.Flags()
-	f.Int32Var(&partitions, "partitions", 0, "number of partitions (required)")
-	f.StringVar(&retention, "retention", "168h", "delete segments older than this (e.g. 168h, 7d; -1 keeps everything)")
-	f.StringVar(&retentionBytes, "retention-bytes", "0", "per partition, delete the oldest segments above this size (e.g. 10GiB; 0: unlimited)")
-	f.StringVar(&cleanup, "cleanup", "delete", "cleanup policy: delete (retention) or compact (latest record per key)")
-	f.StringVar(&segBytes, "segment-bytes", "16MiB", "segment file size")
-	f.StringVar(&maxBytes, "max-record-bytes", "1MiB", "largest record (key, value and headers)")
-	f.StringVar(&tsType, "timestamp-type", "create", "record timestamps: create (the producer's) or append (the log's)")
-	f.StringVar(&deleteRetention, "delete-retention", "24h", "how long compaction keeps tombstones")
+	c.Flags().Int32Var(&partitions, "partitions", 0, "number of partitions (required)")
+	settings.register(c.Flags())
+	return c
+}
+
+func newTopicAlterCmd(g *globals) *cobra.Command {
+	var settings topicSettings
+	c := &cobra.Command{
+		Use:   "alter NAME [--retention D] [--retention-bytes SIZE] [...]",
+		Short: "Change a topic's configuration (its partitions are fixed)",
+		Long: `Change the settings given, as kafka-configs --alter does; the others keep their values.
+A process writing the topic (serve, run) takes the change up within its cleanup interval
+(a minute); retention then follows it. A new segment_bytes applies from the next time a
+writer opens the partition.`,
+		Example: `  fastflow topic alter logs --retention 24h --retention-bytes 2GiB
+  fastflow topic alter events --max-record-bytes 4MiB`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !settings.given(cmd.Flags()) {
+				return usagef("nothing to change: give at least one setting (see --help)")
+			}
+			l, err := g.openLog()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			t, err := topic(l, args[0])
+			if err != nil {
+				return err
+			}
+			// Checked on the current configuration first: a bad value is a
+			// usage error (exit 2), and then the change cannot fail to apply.
+			cfg := t.Config()
+			if err := settings.apply(cmd.Flags(), &cfg, false); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return usageError{err}
+			}
+			if _, err := t.AlterConfig(func(c *log.TopicConfig) { settings.apply(cmd.Flags(), c, false) }); err != nil {
+				return err
+			}
+			if isTerminal(os.Stdout) {
+				fmt.Printf("altered topic %s\n", t.Name())
+				return nil
+			}
+			return printJSON(describeTopic(t, false))
+		},
+	}
+	settings.register(c.Flags())
 	return c
 }
 
