@@ -232,6 +232,11 @@ func TestKafkajsAgainstKafkaListener(t *testing.T) {
 	}
 	checkAgainstCLI(t, c, "js", 4, recs, n)
 	checkCommitted(t, c, "js-group", 4)
+	var d topicDesc
+	json.Unmarshal([]byte(c.ok("", "topic", "describe", "js")), &d)
+	if d.Config.Retention != "24h0m0s" || d.Partitions != 4 {
+		t.Fatalf("after kafkajs's alterConfigs retention.ms=86400000: %+v", d.Config)
+	}
 }
 
 // runCmd runs cmd with a time bound; stdout, and stderr on failure.

@@ -501,6 +501,99 @@ func TestListOffsets(t *testing.T) {
 	}
 }
 
+// TestAlterTopicConfigs: kafka-configs --alter and franz-go's kadm change
+// a topic's configs through IncrementalAlterConfigs (set, or delete to
+// revert to the default), the legacy AlterConfigs replaces them all; bad
+// values, list operations, unknown topics and broker resources are
+// refused with Kafka's error codes and change nothing; validate_only
+// changes nothing.
+func TestAlterTopicConfigs(t *testing.T) {
+	addr, l := startServer(t, nil)
+	cl := newClient(t, addr)
+	ctx := ctxT(t)
+	if _, err := l.CreateTopic("logs", log.TopicConfig{Partitions: 2, Retention: time.Hour, MaxRecordBytes: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	type op struct {
+		name  string
+		op    kmsg.IncrementalAlterConfigOp
+		value string
+	}
+	incremental := func(name string, validateOnly bool, typ kmsg.ConfigResourceType, ops ...op) int16 {
+		t.Helper()
+		req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+		req.ValidateOnly = validateOnly
+		r := kmsg.NewIncrementalAlterConfigsRequestResource()
+		r.ResourceType, r.ResourceName = typ, name
+		for _, o := range ops {
+			c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+			c.Name, c.Op, c.Value = o.name, o.op, kmsg.StringPtr(o.value)
+			r.Configs = append(r.Configs, c)
+		}
+		req.Resources = append(req.Resources, r)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Resources[0].ErrorCode
+	}
+	topic := kmsg.ConfigResourceTypeTopic
+	set, del := kmsg.IncrementalAlterConfigOpSet, kmsg.IncrementalAlterConfigOpDelete
+	tp, _ := l.Topic("logs")
+	if c := incremental("logs", false, topic, op{"retention.bytes", set, "1048576"}, op{"max.message.bytes", del, ""},
+		op{"min.insync.replicas", set, "1"}); c != 0 {
+		t.Fatalf("set retention.bytes, delete max.message.bytes: %v", kerr.ErrorForCode(c))
+	}
+	if c := tp.Config(); c.RetentionBytes != 1<<20 || c.MaxRecordBytes != log.DefaultMaxRecordBytes || c.Retention != time.Hour {
+		t.Fatalf("after IncrementalAlterConfigs: %+v", c)
+	}
+	before := tp.Config()
+	for what, c := range map[string]int16{
+		"a bad value":      incremental("logs", false, topic, op{"retention.ms", set, "soon"}),
+		"an invalid value": incremental("logs", false, topic, op{"segment.bytes", set, "10"}),
+		"APPEND":           incremental("logs", false, topic, op{"cleanup.policy", kmsg.IncrementalAlterConfigOpAppend, "compact"}),
+		"validate only":    incremental("logs", true, topic, op{"retention.ms", set, "60000"}),
+	} {
+		if want := kerr.InvalidConfig.Code; what == "validate only" && c != 0 || what != "validate only" && c != want {
+			t.Errorf("%s: %v", what, kerr.ErrorForCode(c))
+		}
+	}
+	if c := incremental("nope", false, topic, op{"retention.ms", set, "1"}); c != kerr.UnknownTopicOrPartition.Code {
+		t.Errorf("unknown topic: %v", kerr.ErrorForCode(c))
+	}
+	if c := incremental("0", false, kmsg.ConfigResourceTypeBroker, op{"log.retention.ms", set, "1"}); c != kerr.InvalidRequest.Code {
+		t.Errorf("a broker resource: %v", kerr.ErrorForCode(c))
+	}
+	if tp.Config() != before {
+		t.Fatalf("a refused change applied: %+v", tp.Config())
+	}
+	// AlterConfigs: what is not given goes back to its default.
+	req := kmsg.NewPtrAlterConfigsRequest()
+	r := kmsg.NewAlterConfigsRequestResource()
+	r.ResourceType, r.ResourceName = topic, "logs"
+	c := kmsg.NewAlterConfigsRequestResourceConfig()
+	c.Name, c.Value = "cleanup.policy", kmsg.StringPtr("compact")
+	r.Configs = append(r.Configs, c)
+	req.Resources = append(req.Resources, r)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil || resp.Resources[0].ErrorCode != 0 {
+		t.Fatal(err, resp)
+	}
+	want := log.TopicConfig{Partitions: 2, Cleanup: log.CleanupCompact}.WithDefaults()
+	if got := tp.Config(); got != want {
+		t.Fatalf("after AlterConfigs: %+v, want %+v", got, want)
+	}
+	// Kept: a new Log over the directory reads it.
+	l2, err := log.Open(l.Dir(), log.Options{CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if tp2, _ := l2.Topic("logs"); tp2.Config() != want {
+		t.Fatalf("read back: %+v", tp2.Config())
+	}
+}
+
 func TestTopicAdmin(t *testing.T) {
 	addr, l := startServer(t, nil)
 	cl := newClient(t, addr)

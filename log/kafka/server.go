@@ -12,7 +12,8 @@
 // ApiVersions, Metadata, Produce (acks 0/1/all, record batches v2 with their
 // CRC checked, gzip/snappy/lz4/zstd), Fetch (max wait and min bytes, long
 // polling on the log's tail), ListOffsets, CreateTopics, DeleteTopics,
-// DescribeConfigs, FindCoordinator, the classic consumer group protocol
+// DescribeConfigs, AlterConfigs and IncrementalAlterConfigs (topics'
+// configs), FindCoordinator, the classic consumer group protocol
 // (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, with session timeouts),
 // OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, and InitProducerId
 // for idempotent producers. Committed offsets are the log's group offsets,
@@ -295,6 +296,8 @@ var served = map[int16]vrange{
 	20: {0, 5},  // DeleteTopics
 	22: {0, 4},  // InitProducerId
 	32: {0, 4},  // DescribeConfigs
+	33: {0, 2},  // AlterConfigs
+	44: {0, 1},  // IncrementalAlterConfigs
 }
 
 func versionRange(key int16) *vrange {
@@ -329,6 +332,10 @@ func (s *Server) handle(ctx context.Context, r *request) kmsg.Response {
 		return s.deleteTopics(req)
 	case *kmsg.DescribeConfigsRequest:
 		return s.describeConfigs(req)
+	case *kmsg.AlterConfigsRequest:
+		return s.alterConfigs(req)
+	case *kmsg.IncrementalAlterConfigsRequest:
+		return s.incrementalAlterConfigs(req)
 	case *kmsg.FindCoordinatorRequest:
 		return s.findCoordinator(req)
 	case *kmsg.InitProducerIDRequest:

@@ -386,12 +386,11 @@ func (s *Server) createTopics(req *kmsg.CreateTopicsRequest) kmsg.Response {
 		cfg := log.TopicConfig{Partitions: parts}
 		bad := ""
 		for _, c := range rt.Configs {
-			tc := topicConfigs[c.Name]
-			if c.Value == nil || tc == nil {
-				continue // other Kafka configs have no effect here
+			if c.Value == nil {
+				continue // the default
 			}
-			if err := tc.set(&cfg, *c.Value); err != nil {
-				bad = fmt.Sprintf("%s: %v", c.Name, err)
+			if err := setTopicConfig(&cfg, c.Name, c.Value); err != nil {
+				bad = err.Error()
 			}
 		}
 		if bad != "" {
@@ -471,6 +470,109 @@ func (s *Server) describeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Response
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return resp
+}
+
+// alterConfigs replaces the listed topics' configs, Kafka's legacy
+// AlterConfigs: every config not given takes its default.
+func (s *Server) alterConfigs(req *kmsg.AlterConfigsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
+	for _, r := range req.Resources {
+		sr := kmsg.NewAlterConfigsResponseResource()
+		sr.ResourceType, sr.ResourceName = r.ResourceType, r.ResourceName
+		sr.ErrorCode, sr.ErrorMessage = s.alterTopicConfig(r.ResourceType, r.ResourceName, req.ValidateOnly,
+			func(cur log.TopicConfig) (log.TopicConfig, error) {
+				cfg := log.TopicConfig{Partitions: cur.Partitions}.WithDefaults()
+				for _, c := range r.Configs {
+					if err := setTopicConfig(&cfg, c.Name, c.Value); err != nil {
+						return cfg, err
+					}
+				}
+				return cfg, nil
+			})
+		resp.Resources = append(resp.Resources, sr)
+	}
+	return resp
+}
+
+// incrementalAlterConfigs sets or deletes (reverts to the default) the
+// given configs of the listed topics, Kafka's IncrementalAlterConfigs
+// (kafka-configs --alter, franz-go's kadm). APPEND and SUBTRACT, for
+// list configs, are refused: none of fastflow's is a list.
+func (s *Server) incrementalAlterConfigs(req *kmsg.IncrementalAlterConfigsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+	for _, r := range req.Resources {
+		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
+		sr.ResourceType, sr.ResourceName = r.ResourceType, r.ResourceName
+		sr.ErrorCode, sr.ErrorMessage = s.alterTopicConfig(r.ResourceType, r.ResourceName, req.ValidateOnly,
+			func(cfg log.TopicConfig) (log.TopicConfig, error) {
+				defaults := log.TopicConfig{Partitions: cfg.Partitions}.WithDefaults()
+				for _, c := range r.Configs {
+					var err error
+					switch c.Op {
+					case kmsg.IncrementalAlterConfigOpSet:
+						err = setTopicConfig(&cfg, c.Name, c.Value)
+					case kmsg.IncrementalAlterConfigOpDelete:
+						if tc := topicConfigs[c.Name]; tc != nil {
+							err = tc.set(&cfg, tc.get(defaults))
+						}
+					default:
+						err = fmt.Errorf("%s: operation %v is for list configs, and fastflow's are not lists", c.Name, c.Op)
+					}
+					if err != nil {
+						return cfg, err
+					}
+				}
+				return cfg, nil
+			})
+		resp.Resources = append(resp.Resources, sr)
+	}
+	return resp
+}
+
+// alterTopicConfig applies change to a topic's config (with validateOnly,
+// only checks it) and returns the error code and message for the
+// response.
+func (s *Server) alterTopicConfig(typ kmsg.ConfigResourceType, name string, validateOnly bool,
+	change func(log.TopicConfig) (log.TopicConfig, error)) (int16, *string) {
+	fail := func(e *kerr.Error, msg string) (int16, *string) { return e.Code, &msg }
+	if typ != kmsg.ConfigResourceTypeTopic {
+		return fail(kerr.InvalidRequest, "fastflow alters topic configs only")
+	}
+	t, err := s.log.Topic(name)
+	if err != nil {
+		return fail(kerr.UnknownTopicOrPartition, err.Error())
+	}
+	cfg, err := change(t.Config())
+	if err == nil {
+		err = cfg.WithDefaults().Validate()
+	}
+	if err != nil {
+		return fail(kerr.InvalidConfig, err.Error())
+	}
+	if validateOnly {
+		return 0, nil
+	}
+	if _, err := t.AlterConfig(func(c *log.TopicConfig) { *c = cfg }); err != nil {
+		return fail(kerr.KafkaStorageError, err.Error())
+	}
+	return 0, nil
+}
+
+// setTopicConfig sets a Kafka topic config in cfg. Configs without a
+// fastflow counterpart are accepted and have no effect, as in
+// CreateTopics.
+func setTopicConfig(cfg *log.TopicConfig, name string, value *string) error {
+	tc := topicConfigs[name]
+	if tc == nil {
+		return nil
+	}
+	if value == nil {
+		return fmt.Errorf("%s: no value", name)
+	}
+	if err := tc.set(cfg, *value); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 // topicConfig is a Kafka topic config that maps to one of fastflow's:

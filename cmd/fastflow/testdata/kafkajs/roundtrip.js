@@ -1,7 +1,8 @@
 // kafkajs against fastflow: produce keyed messages, then consume them in a
-// consumer group and print each as a JSON line. Driven by
+// consumer group and print each as a JSON line; then set the topic's
+// retention.ms to a day with the admin client's alterConfigs. Driven by
 // cmd/fastflow/kafka_test.go: node roundtrip.js BROKER TOPIC GROUP COUNT
-const { Kafka, logLevel } = require('kafkajs')
+const { Kafka, logLevel, ConfigResourceTypes } = require('kafkajs')
 
 const [broker, topic, groupId, countArg] = process.argv.slice(2)
 const count = Number(countArg)
@@ -38,6 +39,14 @@ async function main () {
   })
   await consumer.commitOffsets([]) // commits what was resolved
   await consumer.disconnect()
+
+  const admin = kafka.admin()
+  await admin.connect()
+  await admin.alterConfigs({
+    validateOnly: false,
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'retention.ms', value: '86400000' }] }]
+  })
+  await admin.disconnect()
 }
 
 const timer = setTimeout(() => { process.stderr.write('timed out\n'); process.exit(3) }, 60000)
