@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +216,47 @@ func TestPredicates(t *testing.T) {
 	f(`== 5`, true)
 	f(`status == "unterminated`, true)
 	f(`status`, true)
+}
+
+// TestCreateTopicsAppliesDeclaredSettings: a file declares its topics: an
+// existing topic takes the settings the file gives (a changed retention
+// applies on the next start), keeps those it leaves out (what `topic
+// alter` set), and a different number of partitions, which cannot change,
+// is a warning.
+func TestCreateTopicsAppliesDeclaredSettings(t *testing.T) {
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.CreateTopic("events", log.TopicConfig{Partitions: 3, Retention: time.Hour, MaxRecordBytes: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Parse("x.yaml", []byte("topics:\n  - {name: events, partitions: 6, retention: 7d, retention_bytes: 1GiB}\n  - {name: fresh, partitions: 2}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	if err := CreateTopics(l, f, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := l.Topic("events")
+	want := log.TopicConfig{Partitions: 3, Retention: 7 * 24 * time.Hour, RetentionBytes: 1 << 30, MaxRecordBytes: 1000}.WithDefaults()
+	if got := tp.Config(); got != want {
+		t.Fatalf("existing topic: %+v, want %+v", got, want)
+	}
+	if fresh, err := l.Topic("fresh"); err != nil || fresh.Partitions() != 2 {
+		t.Fatalf("new topic: %v", err)
+	}
+	for _, msg := range []string{"level=WARN msg=\"topic exists with another number of partitions", "partitions=3 declared=6",
+		"level=INFO msg=\"topic configuration changed to the file's\" topic=events"} {
+		if !strings.Contains(logs.String(), msg) {
+			t.Errorf("log lacks %q:\n%s", msg, logs.String())
+		}
+	}
+	// Nothing to change: nothing logged.
+	logs.Reset()
+	if err := CreateTopics(l, f, slog.New(slog.NewTextHandler(&logs, nil))); err != nil || strings.Contains(logs.String(), "changed") {
+		t.Fatalf("second time: %v\n%s", err, logs.String())
+	}
 }

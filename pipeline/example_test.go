@@ -35,7 +35,7 @@ pipelines:
 		fmt.Println(err)
 		return
 	}
-	pipeline.CreateTopics(l, f)
+	pipeline.CreateTopics(l, f, nil)
 	t, _ := l.Topic("events")
 	p, _ := t.Partition(0)
 	var recs []log.Record

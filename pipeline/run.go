@@ -44,19 +44,71 @@ type Options struct {
 	CheckpointInterval time.Duration
 }
 
-// CreateTopics creates the file's topics that do not exist yet.
-func CreateTopics(l *log.Log, f *File) error {
-	for _, t := range f.Topics {
-		if _, err := l.Topic(t.Name); err == nil {
+// CreateTopics creates the file's topics that do not exist yet, and gives
+// those that do the settings the file declares for them (a file is the
+// topics' declaration, as a Strimzi KafkaTopic is): what it changes is
+// logged at info. Settings the file leaves out keep their values, so that
+// what `fastflow topic alter` set stays. The partitions cannot change; a
+// different number is logged as a warning. logger may be nil.
+func CreateTopics(l *log.Log, f *File, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	for _, def := range f.Topics {
+		t, err := l.Topic(def.Name)
+		if errors.Is(err, log.ErrUnknownTopic) {
+			if _, err := l.CreateTopic(def.Name, def.Config); err != nil && !errors.Is(err, log.ErrTopicExists) {
+				return err
+			}
 			continue
-		} else if !errors.Is(err, log.ErrUnknownTopic) {
+		}
+		if err != nil {
 			return err
 		}
-		if _, err := l.CreateTopic(t.Name, t.Config); err != nil && !errors.Is(err, log.ErrTopicExists) {
-			return err
+		if p := def.Config.Partitions; p != t.Partitions() {
+			logger.Warn("topic exists with another number of partitions than the file declares; they cannot change",
+				"topic", def.Name, "partitions", t.Partitions(), "declared", p)
 		}
+		cur := t.Config()
+		want := declared(cur, def.Config)
+		if want == cur {
+			continue
+		}
+		if _, err := t.AlterConfig(func(c *log.TopicConfig) { *c = declared(*c, def.Config) }); err != nil {
+			return fmt.Errorf("topic %s: %w", def.Name, err)
+		}
+		logger.Info("topic configuration changed to the file's", "topic", def.Name, "from", fmt.Sprintf("%+v", cur),
+			"to", fmt.Sprintf("%+v", want))
 	}
 	return nil
+}
+
+// declared returns cur with the settings decl gives (its non-zero ones),
+// the partitions excepted.
+func declared(cur, decl log.TopicConfig) log.TopicConfig {
+	set := func(dst *time.Duration, v time.Duration) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	set(&cur.Retention, decl.Retention)
+	set(&cur.DeleteRetention, decl.DeleteRetention)
+	if decl.RetentionBytes != 0 {
+		cur.RetentionBytes = decl.RetentionBytes
+	}
+	if decl.SegmentBytes != 0 {
+		cur.SegmentBytes = decl.SegmentBytes
+	}
+	if decl.MaxRecordBytes != 0 {
+		cur.MaxRecordBytes = decl.MaxRecordBytes
+	}
+	if decl.Cleanup != "" {
+		cur.Cleanup = decl.Cleanup
+	}
+	if decl.TimestampType != "" {
+		cur.TimestampType = decl.TimestampType
+	}
+	return cur
 }
 
 // Run creates the file's topics and runs its pipelines, each on its own
@@ -112,7 +164,7 @@ func Start(ctx context.Context, l *log.Log, f *File, opts Options) (*Runner, err
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := CreateTopics(l, f); err != nil {
+	if err := CreateTopics(l, f, opts.Logger); err != nil {
 		return nil, err
 	}
 	// One writer for all pipelines' stdout sinks: each writes whole lines

@@ -216,7 +216,7 @@ The data directory is a temporary one, removed at exit, unless --data is given.`
 					fmt.Printf("fastflow demo: dashboard at %s — api-health over %.0f events/s, event time ×%g; Ctrl-C to stop\n", url, rate, speed)
 				},
 				beforeServe: func(l *log.Log, srv *server.Server) error {
-					if err := pipeline.CreateTopics(l, f); err != nil {
+					if err := pipeline.CreateTopics(l, f, nil); err != nil {
 						return err
 					}
 					t, err := l.Topic("events")

@@ -48,7 +48,7 @@ func startServer(t *testing.T, yaml string) (base string, l *log.Log) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pipeline.CreateTopics(l, f); err != nil {
+	if err := pipeline.CreateTopics(l, f, nil); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
