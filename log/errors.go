@@ -22,6 +22,12 @@ var (
 	// ErrNoOffset is returned for a group with no committed offset when
 	// the start policy is "none".
 	ErrNoOffset = errors.New("no committed offset")
+	// ErrUnknownGroup is returned by Group.Delete for a group that has
+	// nothing to delete.
+	ErrUnknownGroup = errors.New("unknown group")
+	// ErrGroupNotEmpty is wrapped by Group.Delete's error while the group
+	// has members, as Kafka's NON_EMPTY_GROUP.
+	ErrGroupNotEmpty = errors.New("group has active members")
 )
 
 // OffsetOutOfRangeError is returned when reading or seeking outside the

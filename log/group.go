@@ -57,7 +57,7 @@ func (l *Log) Groups() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() {
+		if e.IsDir() && ValidTopicName(e.Name()) { // not NAME~deleted: a group being deleted
 			out = append(out, e.Name())
 		}
 	}
@@ -67,6 +67,39 @@ func (l *Log) Groups() ([]string, error) {
 
 // Name is the group's name.
 func (g *Group) Name() string { return g.name }
+
+// Delete deletes the group's committed offsets and the group with them,
+// Kafka's DeleteGroups: refused, wrapping ErrGroupNotEmpty, while a member
+// of this data directory's groups (fastflow consume --group) is live;
+// ErrUnknownGroup if there is no such group. Members of the same group
+// through the Kafka listener are the listener's to check (it refuses to
+// delete a group it has members of).
+func (g *Group) Delete() error {
+	if _, err := os.Stat(g.dir); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %q", ErrUnknownGroup, g.name)
+	}
+	members, err := g.Members()
+	if err != nil {
+		return err
+	}
+	if len(members) > 0 {
+		return fmt.Errorf("%w: %s has %d (e.g. pid %d on %s); stop them first", ErrGroupNotEmpty, g.name,
+			len(members), members[0].PID, members[0].Topic)
+	}
+	// Renamed away first, so that the group is gone at once, whole, and a
+	// crash part way through the removal leaves no half group behind.
+	gone := g.dir + "~deleted" // not a group name: Groups skips it
+	if err := os.RemoveAll(gone); err != nil {
+		return err
+	}
+	if err := os.Rename(g.dir, gone); err != nil {
+		return err
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(g.dir)); err != nil {
+		return err
+	}
+	return os.RemoveAll(gone)
+}
 
 // CommittedOffset is one committed position: the next offset the group
 // will read in that partition (Kafka's convention).

@@ -210,3 +210,37 @@ func TestGroupMembersSplitAndRebalance(t *testing.T) {
 		t.Fatalf("members after close: %v", members)
 	}
 }
+
+// TestGroupDelete: deleting a group removes its committed offsets (a new
+// member starts by its start policy); refused while a member is live, and
+// for a group that does not exist.
+func TestGroupDelete(t *testing.T) {
+	l := testLog(t, t.TempDir())
+	defer l.Close()
+	p := mustPartition(t, l, "d", TopicConfig{Partitions: 1}, 0)
+	appendN(t, p, 0, 10, 10, AcksLeader)
+	g, _ := l.Group("g")
+	if err := g.Commit("d", 0, 7); err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.NewConsumer(ConsumerOptions{Topic: "d", Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Delete(); !errors.Is(err, ErrGroupNotEmpty) {
+		t.Fatalf("delete with a live member: %v", err)
+	}
+	c.Close()
+	if err := g.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := l.Groups(); len(names) != 0 {
+		t.Fatalf("groups after delete: %v", names)
+	}
+	if _, ok, err := g.Committed("d", 0); ok || err != nil {
+		t.Fatalf("committed offset after delete: %v %v", ok, err)
+	}
+	if err := g.Delete(); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("delete again: %v", err)
+	}
+}

@@ -714,3 +714,36 @@ func TestBenchJSON(t *testing.T) {
 		t.Fatalf("bad --acks: %+v", r)
 	}
 }
+
+// TestGroupDelete: `group delete` deletes a group's committed offsets, as
+// kafka-consumer-groups --delete does, so that its next member starts by
+// its start policy; refused while a member consumes (exit 1, naming it),
+// and for a group that does not exist.
+func TestGroupDelete(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "jobs", "--partitions", "2")
+	c.ok("{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n", "produce", "jobs")
+	if n := len(parseConsumed(t, c.ok("", "consume", "jobs", "--group", "workers"))); n != 3 {
+		t.Fatalf("first consume: %d records", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := c.follow(ctx, "jobs", "--group", "workers", "--follow")
+	waitFor(t, func() bool { return strings.Contains(c.ok("", "group", "list"), `"members":1`) })
+	if r := c.run("", "group", "delete", "workers"); r.code != 1 || !strings.Contains(r.stderr, "group has active members: workers has 1") {
+		t.Fatalf("delete with a live member: %+v", r)
+	}
+	cancel()
+	<-f.done
+	f.cmd.Wait()
+	c.ok("", "group", "delete", "workers")
+	if out := c.ok("", "group", "list"); out != "" {
+		t.Fatalf("group list after delete: %q", out)
+	}
+	// Its committed offsets went with it: a new member starts from earliest.
+	if n := len(parseConsumed(t, c.ok("", "consume", "jobs", "--group", "workers", "--from", "earliest"))); n != 3 {
+		t.Fatalf("consume after delete: %d records, want all 3 again", n)
+	}
+	if r := c.run("", "group", "delete", "nobody"); r.code != 1 || !strings.Contains(r.stderr, `unknown group: "nobody"`) {
+		t.Fatalf("delete an unknown group: %+v", r)
+	}
+}

@@ -11,8 +11,8 @@ import (
 )
 
 func newGroupCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "group", Short: "List, describe and reset consumer groups"}
-	c.AddCommand(newGroupListCmd(g), newGroupDescribeCmd(g), newGroupResetCmd(g))
+	c := &cobra.Command{Use: "group", Short: "List, describe, reset and delete consumer groups"}
+	c.AddCommand(newGroupListCmd(g), newGroupDescribeCmd(g), newGroupResetCmd(g), newGroupDeleteCmd(g))
 	return c
 }
 
@@ -248,4 +248,32 @@ func sortedKeys[V any](m map[string]V) []string {
 		}
 	}
 	return out
+}
+
+func newGroupDeleteCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete GROUP",
+		Short: "Delete a consumer group and its committed offsets",
+		Long: `Delete the group's committed offsets, as kafka-consumer-groups --delete does: its next
+member starts by its start policy. As with Kafka, the group must have no active member.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.openLog()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			grp, err := l.Group(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			if err := grp.Delete(); err != nil {
+				return err
+			}
+			if isTerminal(os.Stdout) {
+				fmt.Printf("deleted group %s\n", args[0])
+			}
+			return nil
+		},
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -689,6 +690,47 @@ func (c *coordinator) offsetFetch(req *kmsg.OffsetFetchRequest) kmsg.Response {
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// deleteGroups deletes groups and their committed offsets, Kafka's
+// DeleteGroups (kafka-consumer-groups --delete): NON_EMPTY_GROUP while the
+// group has members here or through `fastflow consume --group`,
+// GROUP_ID_NOT_FOUND for a group with nothing to delete.
+func (c *coordinator) deleteGroups(req *kmsg.DeleteGroupsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	for _, name := range req.Groups {
+		rg := kmsg.NewDeleteGroupsResponseGroup()
+		rg.Group = name
+		rg.ErrorCode = c.deleteGroup(name)
+		resp.Groups = append(resp.Groups, rg)
+	}
+	return resp
+}
+
+func (c *coordinator) deleteGroup(name string) int16 {
+	// Under the lock, so that no member joins between the check and the
+	// deletion.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if g := c.groups[name]; g != nil && (len(g.members) > 0 || len(g.pending) > 0) {
+		return kerr.NonEmptyGroup.Code
+	}
+	grp, err := c.l.Group(name)
+	if err != nil {
+		return kerr.InvalidGroupID.Code
+	}
+	switch err := grp.Delete(); {
+	case errors.Is(err, log.ErrGroupNotEmpty):
+		return kerr.NonEmptyGroup.Code
+	case errors.Is(err, log.ErrUnknownGroup):
+		if c.groups[name] == nil {
+			return kerr.GroupIDNotFound.Code
+		}
+	case err != nil:
+		return kerr.KafkaStorageError.Code
+	}
+	delete(c.groups, name)
+	return 0
 }
 
 // knownGroups is every group with members in memory or offsets on disk,

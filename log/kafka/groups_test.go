@@ -258,3 +258,54 @@ func TestGroupLeaveAndCommits(t *testing.T) {
 		t.Fatalf("ListGroups: %+v", lg)
 	}
 }
+
+// TestDeleteGroups: DeleteGroups (kafka-consumer-groups --delete) deletes
+// an empty group's committed offsets; a group with members here, or with a
+// `fastflow consume --group` member, is NON_EMPTY_GROUP; an unknown one
+// GROUP_ID_NOT_FOUND.
+func TestDeleteGroups(t *testing.T) {
+	f := newFakeGroups(t)
+	if _, err := f.l.CreateTopic("t", log.TopicConfig{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	a, b, _ := stableTwo(t, f)
+	del := func(names ...string) map[string]int16 {
+		req := kmsg.NewPtrDeleteGroupsRequest()
+		req.Version, req.Groups = 2, names
+		out := map[string]int16{}
+		for _, g := range f.deleteGroups(req).(*kmsg.DeleteGroupsResponse).Groups {
+			out[g.Group] = g.ErrorCode
+		}
+		return out
+	}
+	g, _ := f.l.Group("g")
+	if err := g.Commit("t", 0, 5); err != nil {
+		t.Fatal(err)
+	}
+	if got := del("g", "never"); got["g"] != kerr.NonEmptyGroup.Code || got["never"] != kerr.GroupIDNotFound.Code {
+		t.Fatalf("with members: %v", got)
+	}
+	lr := kmsg.NewPtrLeaveGroupRequest()
+	lr.Version, lr.Group = 4, "g"
+	lr.Members = []kmsg.LeaveGroupRequestMember{{MemberID: a}, {MemberID: b}}
+	f.leave(lr)
+	// A member through the log's own groups (fastflow consume --group).
+	c, err := f.l.NewConsumer(log.ConsumerOptions{Topic: "t", Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := del("g"); got["g"] != kerr.NonEmptyGroup.Code {
+		t.Fatalf("with a consume --group member: %v", got)
+	}
+	c.Close()
+	if got := del("g"); got["g"] != 0 {
+		t.Fatalf("empty: %v", kerr.ErrorForCode(got["g"]))
+	}
+	if _, ok, _ := g.Committed("t", 0); ok {
+		t.Fatal("committed offset survived the group's deletion")
+	}
+	lg := f.listGroups(kmsg.NewPtrListGroupsRequest()).(*kmsg.ListGroupsResponse)
+	if len(lg.Groups) != 0 {
+		t.Fatalf("ListGroups after delete: %+v", lg.Groups)
+	}
+}

@@ -15,7 +15,7 @@
 // DescribeConfigs, AlterConfigs and IncrementalAlterConfigs (topics'
 // configs), FindCoordinator, the classic consumer group protocol
 // (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, with session timeouts),
-// OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, and InitProducerId
+// OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, and InitProducerId
 // for idempotent producers. Committed offsets are the log's group offsets,
 // shared with `fastflow consume --group`.
 //
@@ -297,6 +297,7 @@ var served = map[int16]vrange{
 	22: {0, 4},  // InitProducerId
 	32: {0, 4},  // DescribeConfigs
 	33: {0, 2},  // AlterConfigs
+	42: {0, 2},  // DeleteGroups
 	44: {0, 1},  // IncrementalAlterConfigs
 }
 
@@ -356,6 +357,8 @@ func (s *Server) handle(ctx context.Context, r *request) kmsg.Response {
 		return s.groups.heartbeat(req)
 	case *kmsg.LeaveGroupRequest:
 		return s.groups.leave(req)
+	case *kmsg.DeleteGroupsRequest:
+		return s.groups.deleteGroups(req)
 	}
 	return unsupported(r.Request)
 }
