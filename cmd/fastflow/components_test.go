@@ -168,6 +168,11 @@ scrape_configs:
 	if body, _ := getBody(own); !strings.Contains(body, `"pipeline":"api-health"`) {
 		t.Fatalf("no fastflow_pipeline_records_total in Prometheus: %s", body)
 	}
+	// And the log's, as from kafka_exporter: the demo's events topic.
+	logq := "http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(`sum(fastflow_log_high_watermark{topic="events"}) > 0`)
+	if body, _ := getBody(logq); !strings.Contains(body, `"result":[{`) {
+		t.Fatalf("no fastflow_log_high_watermark of the events topic in Prometheus: %s", body)
+	}
 }
 
 func TestAlertmanagerReceivesDemoAlerts(t *testing.T) {

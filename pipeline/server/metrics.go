@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/pipeline"
 )
 
@@ -20,6 +21,11 @@ import (
 //   - fastflow's own: ingest records and bytes per topic; per pipeline
 //     records read, events, rejected by reason, late dropped, sink drops,
 //     watermark, open windows, lag per partition; event→result latency;
+//   - the log's, as kafka_exporter shows a Kafka cluster's: per topic and
+//     partition the high watermark, log-start offset and size; per
+//     consumer group, topic and partition the committed offset and the lag
+//     (committed offsets are shared by `fastflow consume --group` and Kafka
+//     clients through the listener);
 //   - Go runtime and process metrics.
 type metrics struct {
 	reg           *prometheus.Registry
@@ -41,7 +47,7 @@ func newMetrics(s *Server) *metrics {
 	}, []string{"pipeline"})
 	m.reg.MustRegister(m.ingestRecords, m.ingestBytes, m.latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&pipelineCollector{s: s})
+		&pipelineCollector{s: s}, &logCollector{l: s.log})
 	return m
 }
 
@@ -120,6 +126,70 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		gaugeOf(MetricName(g.pipeline, g.metric), "Latest window value of "+g.metric+" in pipeline "+g.pipeline+".", g.value, labels)
+	}
+}
+
+// logCollector reports the log's partitions and consumer groups at scrape
+// time.
+type logCollector struct{ l *log.Log }
+
+var (
+	descHighWater = prometheus.NewDesc("fastflow_log_high_watermark",
+		"The partition's high watermark: the offset the next record gets.", []string{"topic", "partition"}, nil)
+	descLogStart = prometheus.NewDesc("fastflow_log_start_offset",
+		"The partition's first offset still held (retention moves it).", []string{"topic", "partition"}, nil)
+	descLogSize = prometheus.NewDesc("fastflow_log_size_bytes",
+		"Bytes of the partition's segment files.", []string{"topic", "partition"}, nil)
+	descCommitted = prometheus.NewDesc("fastflow_group_committed_offset",
+		"The consumer group's committed offset in the partition.", []string{"group", "topic", "partition"}, nil)
+	descGroupLag = prometheus.NewDesc("fastflow_group_lag_records",
+		"Records in the partition past the group's committed offset.", []string{"group", "topic", "partition"}, nil)
+)
+
+func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descHighWater, descLogStart, descLogSize, descCommitted, descGroupLag} {
+		ch <- d
+	}
+}
+
+func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
+	names, _ := c.l.Topics()
+	parts := map[string][]*log.Partition{}
+	for _, name := range names {
+		t, err := c.l.Topic(name)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		parts[name] = make([]*log.Partition, t.Partitions())
+		for id := range t.Partitions() {
+			p, err := t.Partition(id)
+			if err != nil {
+				continue
+			}
+			parts[name][id] = p
+			pid := strconv.Itoa(int(id))
+			ch <- prometheus.MustNewConstMetric(descHighWater, prometheus.GaugeValue, float64(p.HighWatermark()), name, pid)
+			ch <- prometheus.MustNewConstMetric(descLogStart, prometheus.GaugeValue, float64(p.LogStartOffset()), name, pid)
+			ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(p.Size()), name, pid)
+		}
+	}
+	groups, _ := c.l.Groups()
+	for _, name := range groups {
+		g, err := c.l.Group(name)
+		if err != nil {
+			continue
+		}
+		offsets, _ := g.Offsets()
+		for _, o := range offsets {
+			ps := parts[o.Topic]
+			if int(o.Partition) >= len(ps) || ps[o.Partition] == nil {
+				continue // a topic deleted since, or a partition that does not open
+			}
+			pid := strconv.Itoa(int(o.Partition))
+			ch <- prometheus.MustNewConstMetric(descCommitted, prometheus.GaugeValue, float64(o.Offset), name, o.Topic, pid)
+			ch <- prometheus.MustNewConstMetric(descGroupLag, prometheus.GaugeValue,
+				float64(max(0, ps[o.Partition].HighWatermark()-o.Offset)), name, o.Topic, pid)
+		}
 	}
 }
 

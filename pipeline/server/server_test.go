@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -298,6 +299,40 @@ func TestServeWithoutPipelines(t *testing.T) {
 	var pipes []PipelineView
 	if getJSON(t, base+"/api/v1/pipelines", &pipes) != 200 || len(pipes) != 0 {
 		t.Fatalf("pipelines: %v", pipes)
+	}
+}
+
+// TestLogAndGroupMetrics: /metrics shows the log as kafka_exporter shows
+// a Kafka cluster: each partition's high watermark, log-start offset and
+// size, and each consumer group's committed offset and lag.
+func TestLogAndGroupMetrics(t *testing.T) {
+	base, l := startServer(t, "topics:\n  - {name: raw, partitions: 2}\n")
+	if code, _ := post(t, base+"/topics/raw/records?partition=1", "text/plain", "a\nb\nc\nd\ne\n"); code != 200 {
+		t.Fatalf("ingest: %d", code)
+	}
+	g, _ := l.Group("audit")
+	if err := g.Commit("raw", 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`fastflow_log_high_watermark{partition="0",topic="raw"} 0`,
+		`fastflow_log_high_watermark{partition="1",topic="raw"} 5`,
+		`fastflow_log_start_offset{partition="1",topic="raw"} 0`,
+		`fastflow_group_committed_offset{group="audit",partition="1",topic="raw"} 2`,
+		`fastflow_group_lag_records{group="audit",partition="1",topic="raw"} 3`,
+	} {
+		if !bytes.Contains(body, []byte(want+"\n")) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if !regexp.MustCompile(`fastflow_log_size_bytes\{partition="1",topic="raw"\} [1-9]`).Match(body) {
+		t.Errorf("/metrics lacks partition 1's size")
 	}
 }
 
