@@ -3,6 +3,7 @@ package log
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,9 @@ func (t *Topic) reloadConfig() error {
 	defer t.mu.Unlock()
 	path := filepath.Join(t.dir, topicFile)
 	stamp, err := statFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // deleted by another process: nothing to take up
+	}
 	if err != nil || stamp == t.cfgStamp {
 		return err
 	}
