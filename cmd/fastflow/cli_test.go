@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/partition"
 )
 
@@ -327,7 +328,7 @@ func TestTopicCommands(t *testing.T) {
 		t.Fatalf("topic list: %q", out)
 	}
 	c.ok("1\n2\n3\n", "produce", "b", "--partition", "1")
-	var d topicDesc
+	var d log.TopicInfo
 	json.Unmarshal([]byte(c.ok("", "topic", "describe", "b")), &d)
 	if d.Config.Retention != "168h0m0s" || d.Config.RetentionBytes != 1<<30 || len(d.Parts) != 2 || d.Parts[1].HighWatermark != 3 || d.Parts[1].SizeBytes == 0 {
 		t.Fatalf("describe: %+v %+v", d.Config, d.Parts)
@@ -367,7 +368,7 @@ func TestProduceAppliesRetentionAndCompaction(t *testing.T) {
 		c.ok(b.String(), "produce", "logs")
 		c.ok(b.String(), "produce", "users", "--key-field", "user")
 	}
-	var d topicDesc
+	var d log.TopicInfo
 	json.Unmarshal([]byte(c.ok("", "topic", "describe", "logs")), &d)
 	p := d.Parts[0]
 	// Each run's 1,000 records (~110 KB) go in one batch, which a segment
@@ -404,7 +405,7 @@ func TestTopicAlter(t *testing.T) {
 		fmt.Fprintf(&b, `{"n":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", 80))
 	}
 	c.ok(b.String(), "produce", "logs")
-	var d topicDesc
+	var d log.TopicInfo
 	json.Unmarshal([]byte(c.ok("", "topic", "alter", "logs", "--retention-bytes", "64KiB", "--max-record-bytes", "2MiB")), &d)
 	if d.Config.RetentionBytes != 64<<10 || d.Config.MaxRecordBytes != 2<<20 || d.Config.Retention != "168h0m0s" || d.Config.SegmentBytes != 16<<10 {
 		t.Fatalf("after alter: %+v", d.Config)
@@ -455,9 +456,9 @@ func TestGroupCommitResumeReset(t *testing.T) {
 	if again := parseConsumed(t, c.ok("", "consume", "g", "--group", "app")); len(again) != 0 {
 		t.Fatalf("after commit, read %d again", len(again))
 	}
-	var rows []groupOffset
+	var rows []log.GroupPartition
 	for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", "app")), "\n") {
-		var r groupOffset
+		var r log.GroupPartition
 		json.Unmarshal([]byte(line), &r)
 		rows = append(rows, r)
 	}
@@ -585,7 +586,7 @@ func TestGroupSplitsAcrossProcesses(t *testing.T) {
 	waitFor(t, func() bool {
 		owners := map[string]int{}
 		for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", "pool")), "\n") {
-			var r groupOffset
+			var r log.GroupPartition
 			json.Unmarshal([]byte(line), &r)
 			if r.Member != "" {
 				owners[r.Member]++
@@ -644,7 +645,7 @@ func TestGroupSplitsAcrossProcesses(t *testing.T) {
 	a.cmd.Wait()
 	var d []string
 	for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", "pool")), "\n") {
-		var r groupOffset
+		var r log.GroupPartition
 		json.Unmarshal([]byte(line), &r)
 		if r.Lag == nil || *r.Lag != 0 {
 			d = append(d, line)

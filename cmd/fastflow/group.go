@@ -61,17 +61,6 @@ func newGroupListCmd(g *globals) *cobra.Command {
 }
 
 // groupOffset is one line of group describe and reset.
-type groupOffset struct {
-	Group         string `json:"group"`
-	Topic         string `json:"topic"`
-	Partition     int32  `json:"partition"`
-	Committed     *int64 `json:"committed"`
-	LogStart      int64  `json:"log_start_offset"`
-	HighWatermark int64  `json:"high_watermark"`
-	Lag           *int64 `json:"lag"`
-	Member        string `json:"member,omitempty"`
-}
-
 func newGroupDescribeCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "describe GROUP",
@@ -87,53 +76,12 @@ func newGroupDescribeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			offs, err := grp.Offsets()
+			rows, err := grp.Describe()
 			if err != nil {
 				return err
 			}
-			members, err := grp.Members()
-			if err != nil {
-				return err
-			}
-			if len(offs) == 0 && len(members) == 0 {
+			if len(rows) == 0 {
 				return fmt.Errorf("group %q does not exist (nothing committed, no members)", args[0])
-			}
-			// Every partition of every topic the group committed to or consumes.
-			topics := map[string]map[int32]int64{}
-			for _, o := range offs {
-				if topics[o.Topic] == nil {
-					topics[o.Topic] = map[int32]int64{}
-				}
-				topics[o.Topic][o.Partition] = o.Offset
-			}
-			for _, m := range members {
-				if topics[m.Topic] == nil {
-					topics[m.Topic] = map[int32]int64{}
-				}
-			}
-			var rows []groupOffset
-			for _, name := range sortedKeys(topics) {
-				t, err := l.Topic(name)
-				if err != nil {
-					continue // deleted since
-				}
-				owners, err := grp.Owners(name)
-				if err != nil {
-					return err
-				}
-				for id := int32(0); id < t.Partitions(); id++ {
-					p, err := t.Partition(id)
-					if err != nil {
-						return err
-					}
-					row := groupOffset{Group: args[0], Topic: name, Partition: id, LogStart: p.LogStartOffset(),
-						HighWatermark: p.HighWatermark(), Member: owners[id]}
-					if o, ok := topics[name][id]; ok {
-						lag := max(0, row.HighWatermark-o)
-						row.Committed, row.Lag = &o, &lag
-					}
-					rows = append(rows, row)
-				}
 			}
 			if !isTerminal(os.Stdout) {
 				for _, r := range rows {
@@ -207,7 +155,7 @@ at or after a time. As with Kafka, the group must have no active member on the t
 					return err
 				}
 				lag := p.HighWatermark() - o
-				row := groupOffset{Group: args[0], Topic: topicName, Partition: id, Committed: &o,
+				row := log.GroupPartition{Group: args[0], Topic: topicName, Partition: id, Committed: &o,
 					LogStart: p.LogStartOffset(), HighWatermark: p.HighWatermark(), Lag: &lag}
 				if isTerminal(os.Stdout) {
 					fmt.Printf("%s %s/%d -> %d\n", args[0], topicName, id, o)
@@ -235,19 +183,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }
 
 func newGroupDeleteCmd(g *globals) *cobra.Command {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/partition"
 )
 
@@ -232,7 +233,7 @@ func TestKafkajsAgainstKafkaListener(t *testing.T) {
 	}
 	checkAgainstCLI(t, c, "js", 4, recs, n)
 	checkCommitted(t, c, "js-group", 4)
-	var d topicDesc
+	var d log.TopicInfo
 	json.Unmarshal([]byte(c.ok("", "topic", "describe", "js")), &d)
 	if d.Config.Retention != "24h0m0s" || d.Partitions != 4 {
 		t.Fatalf("after kafkajs's alterConfigs retention.ms=86400000: %+v", d.Config)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
-	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -130,7 +129,7 @@ func newTopicCreateCmd(g *globals) *cobra.Command {
 				fmt.Printf("created topic %s with %d partitions\n", t.Name(), t.Partitions())
 				return nil
 			}
-			return printJSON(describeTopic(t, false))
+			return printJSON(t.Describe(false))
 		},
 	}
 	c.Flags().Int32Var(&partitions, "partitions", 0, "number of partitions (required)")
@@ -179,64 +178,11 @@ writer opens the partition.`,
 				fmt.Printf("altered topic %s\n", t.Name())
 				return nil
 			}
-			return printJSON(describeTopic(t, false))
+			return printJSON(t.Describe(false))
 		},
 	}
 	settings.register(c.Flags())
 	return c
-}
-
-// topicDesc is the JSON form of a topic, as list and describe print it.
-type topicDesc struct {
-	Topic      string          `json:"topic"`
-	Partitions int32           `json:"partitions"`
-	Config     *configDesc     `json:"config,omitempty"`
-	Parts      []partitionDesc `json:"partition_offsets,omitempty"`
-}
-
-type configDesc struct {
-	Retention       string `json:"retention"`
-	RetentionBytes  int64  `json:"retention_bytes"`
-	SegmentBytes    int64  `json:"segment_bytes"`
-	Cleanup         string `json:"cleanup_policy"`
-	MaxRecordBytes  int    `json:"max_record_bytes"`
-	TimestampType   string `json:"timestamp_type"`
-	DeleteRetention string `json:"delete_retention"`
-}
-
-type partitionDesc struct {
-	Partition      int32 `json:"partition"`
-	LogStartOffset int64 `json:"log_start_offset"`
-	HighWatermark  int64 `json:"high_watermark"`
-	SizeBytes      int64 `json:"size_bytes"`
-	Segments       int   `json:"segments"`
-}
-
-func durationText(d time.Duration) string {
-	if d < 0 {
-		return "-1"
-	}
-	return d.String()
-}
-
-func describeTopic(t *log.Topic, offsets bool) topicDesc {
-	cfg := t.Config()
-	d := topicDesc{Topic: t.Name(), Partitions: t.Partitions(), Config: &configDesc{
-		Retention: durationText(cfg.Retention), RetentionBytes: cfg.RetentionBytes,
-		SegmentBytes: cfg.SegmentBytes, Cleanup: cfg.Cleanup, MaxRecordBytes: cfg.MaxRecordBytes,
-		TimestampType: cfg.TimestampType, DeleteRetention: durationText(cfg.DeleteRetention),
-	}}
-	if offsets {
-		for id := int32(0); id < t.Partitions(); id++ {
-			p, err := t.Partition(id)
-			if err != nil {
-				continue
-			}
-			d.Parts = append(d.Parts, partitionDesc{Partition: id, LogStartOffset: p.LogStartOffset(),
-				HighWatermark: p.HighWatermark(), SizeBytes: p.Size(), Segments: p.Segments()})
-		}
-	}
-	return d
 }
 
 func newTopicListCmd(g *globals) *cobra.Command {
@@ -269,11 +215,11 @@ func newTopicListCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if human {
-					cfg := t.Config()
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", n, t.Partitions(), cfg.Cleanup, durationText(cfg.Retention))
+					cfg := t.Describe(false).Config
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", n, t.Partitions(), cfg.Cleanup, cfg.Retention)
 					continue
 				}
-				if err := printJSON(topicDesc{Topic: n, Partitions: t.Partitions()}); err != nil {
+				if err := printJSON(log.TopicInfo{Topic: n, Partitions: t.Partitions()}); err != nil {
 					return err
 				}
 			}
@@ -299,7 +245,7 @@ func newTopicDescribeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d := describeTopic(t, true)
+			d := t.Describe(true)
 			if !isTerminal(os.Stdout) {
 				return printJSON(d)
 			}
