@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -279,6 +280,11 @@ func TestDashboardInChromium(t *testing.T) {
 	keys := value(chromedp.Evaluate[string](`String(document.querySelectorAll("#current tr").length - 1)`))
 	alerts := value(chromedp.Text(chromedp.CSS(`#recent`)))
 	conn := value(chromedp.Text(chromedp.CSS(`#conn`)))
+	// The topics panel: the demo's events topic and the results topic, with their records.
+	topics := value(chromedp.Evaluate[string](`[...document.querySelectorAll("#topics tr")].slice(1).map(r => r.cells[0].textContent + "=" + r.cells[2].textContent).join(" ")`))
+	if !regexp.MustCompile(`(^| )events=[1-9]`).MatchString(topics) {
+		t.Fatalf("topics panel: %q", topics)
+	}
 	png, err := chromedp.Run(wctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)

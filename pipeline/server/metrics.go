@@ -153,43 +153,23 @@ func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
-	names, _ := c.l.Topics()
-	parts := map[string][]*log.Partition{}
-	for _, name := range names {
-		t, err := c.l.Topic(name)
-		if err != nil {
-			continue // deleted meanwhile
-		}
-		parts[name] = make([]*log.Partition, t.Partitions())
-		for id := range t.Partitions() {
-			p, err := t.Partition(id)
-			if err != nil {
-				continue
-			}
-			parts[name][id] = p
-			pid := strconv.Itoa(int(id))
-			ch <- prometheus.MustNewConstMetric(descHighWater, prometheus.GaugeValue, float64(p.HighWatermark()), name, pid)
-			ch <- prometheus.MustNewConstMetric(descLogStart, prometheus.GaugeValue, float64(p.LogStartOffset()), name, pid)
-			ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(p.Size()), name, pid)
+	topics, _ := describeTopics(c.l)
+	for _, t := range topics {
+		for _, p := range t.Parts {
+			pid := strconv.Itoa(int(p.Partition))
+			ch <- prometheus.MustNewConstMetric(descHighWater, prometheus.GaugeValue, float64(p.HighWatermark), t.Topic, pid)
+			ch <- prometheus.MustNewConstMetric(descLogStart, prometheus.GaugeValue, float64(p.LogStartOffset), t.Topic, pid)
+			ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(p.SizeBytes), t.Topic, pid)
 		}
 	}
-	groups, _ := c.l.Groups()
-	for _, name := range groups {
-		g, err := c.l.Group(name)
-		if err != nil {
+	groups, _ := describeGroups(c.l)
+	for _, g := range groups {
+		if g.Committed == nil {
 			continue
 		}
-		offsets, _ := g.Offsets()
-		for _, o := range offsets {
-			ps := parts[o.Topic]
-			if int(o.Partition) >= len(ps) || ps[o.Partition] == nil {
-				continue // a topic deleted since, or a partition that does not open
-			}
-			pid := strconv.Itoa(int(o.Partition))
-			ch <- prometheus.MustNewConstMetric(descCommitted, prometheus.GaugeValue, float64(o.Offset), name, o.Topic, pid)
-			ch <- prometheus.MustNewConstMetric(descGroupLag, prometheus.GaugeValue,
-				float64(max(0, ps[o.Partition].HighWatermark()-o.Offset)), name, o.Topic, pid)
-		}
+		pid := strconv.Itoa(int(g.Partition))
+		ch <- prometheus.MustNewConstMetric(descCommitted, prometheus.GaugeValue, float64(*g.Committed), g.Group, g.Topic, pid)
+		ch <- prometheus.MustNewConstMetric(descGroupLag, prometheus.GaugeValue, float64(*g.Lag), g.Group, g.Topic, pid)
 	}
 }
 

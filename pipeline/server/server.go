@@ -108,6 +108,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/pipelines", s.pipelines)
 	mux.HandleFunc("GET /api/v1/pipelines/{name}/windows", s.windows)
 	mux.HandleFunc("GET /api/v1/alerts", s.alerts)
+	mux.HandleFunc("GET /api/v1/topics", s.topics)
+	mux.HandleFunc("GET /api/v1/groups", s.groups)
 	mux.HandleFunc("GET /api/v1/stream", s.stream)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -312,6 +314,66 @@ func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 	active, recent := s.store.alerts()
 	writeJSON(w, http.StatusOK, map[string]any{"active": active, "recent": recent})
+}
+
+// topics serves every topic with its configuration and its partitions'
+// offsets and sizes (internal ones, "__...", left out), as `fastflow topic
+// describe` prints them.
+func (s *Server) topics(w http.ResponseWriter, r *http.Request) {
+	out, err := describeTopics(s.log)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// groups serves every consumer group's committed offset and lag per
+// partition, as `fastflow group describe` prints them.
+func (s *Server) groups(w http.ResponseWriter, r *http.Request) {
+	out, err := describeGroups(s.log)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func describeTopics(l *log.Log) ([]log.TopicInfo, error) {
+	names, err := l.Topics()
+	if err != nil {
+		return nil, err
+	}
+	out := []log.TopicInfo{}
+	for _, name := range names {
+		if log.IsInternal(name) {
+			continue
+		}
+		if t, err := l.Topic(name); err == nil { // else deleted meanwhile
+			out = append(out, t.Describe(true))
+		}
+	}
+	return out, nil
+}
+
+func describeGroups(l *log.Log) ([]log.GroupPartition, error) {
+	names, err := l.Groups()
+	if err != nil {
+		return nil, err
+	}
+	out := []log.GroupPartition{}
+	for _, name := range names {
+		g, err := l.Group(name)
+		if err != nil {
+			continue
+		}
+		rows, err := g.Describe()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
 }
 
 // stream serves server-sent events: "window" and "alert" with the result

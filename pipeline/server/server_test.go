@@ -304,7 +304,8 @@ func TestServeWithoutPipelines(t *testing.T) {
 
 // TestLogAndGroupMetrics: /metrics shows the log as kafka_exporter shows
 // a Kafka cluster: each partition's high watermark, log-start offset and
-// size, and each consumer group's committed offset and lag.
+// size, and each consumer group's committed offset and lag; the topics
+// and groups APIs show the same as JSON.
 func TestLogAndGroupMetrics(t *testing.T) {
 	base, l := startServer(t, "topics:\n  - {name: raw, partitions: 2}\n")
 	if code, _ := post(t, base+"/topics/raw/records?partition=1", "text/plain", "a\nb\nc\nd\ne\n"); code != 200 {
@@ -333,6 +334,18 @@ func TestLogAndGroupMetrics(t *testing.T) {
 	}
 	if !regexp.MustCompile(`fastflow_log_size_bytes\{partition="1",topic="raw"\} [1-9]`).Match(body) {
 		t.Errorf("/metrics lacks partition 1's size")
+	}
+	// The same as JSON, as the CLI's topic describe and group describe
+	// print it.
+	var topics []log.TopicInfo
+	if getJSON(t, base+"/api/v1/topics", &topics) != 200 || len(topics) != 1 || topics[0].Topic != "raw" ||
+		len(topics[0].Parts) != 2 || topics[0].Parts[1].HighWatermark != 5 || topics[0].Config.Retention != "168h0m0s" {
+		t.Fatalf("topics API: %+v", topics)
+	}
+	var groups []log.GroupPartition
+	if getJSON(t, base+"/api/v1/groups", &groups) != 200 || len(groups) != 2 || groups[1].Group != "audit" ||
+		*groups[1].Committed != 2 || *groups[1].Lag != 3 || groups[0].Committed != nil {
+		t.Fatalf("groups API: %+v", groups)
 	}
 }
 

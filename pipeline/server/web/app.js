@@ -1,5 +1,6 @@
 // fastflow dashboard: one chart per metric over recent windows, one line per
 // key, current values, alerts, throughput and lag; live over /api/v1/stream.
+// The topics and consumer groups, polled every 2 s.
 "use strict";
 
 const palette = ["#58a6ff", "#3fb950", "#d29922", "#f85149", "#bc8cff", "#39c5cf", "#ff7b72", "#e3b341", "#56d364", "#79c0ff"];
@@ -136,6 +137,41 @@ async function loadAlerts() {
   $("recent").innerHTML = last.length ? last.map((a) => alertHTML(a, true)).join("") : "none yet";
 }
 
+function bytesText(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : String(n)) + " " + units[i];
+}
+
+// The log, as `fastflow topic describe` and `group describe` show it:
+// records held and size per topic, lag per group and topic.
+async function loadLog() {
+  const topics = await (await fetch("/api/v1/topics")).json();
+  let html = "<table><tr><th>topic</th><th>partitions</th><th>records</th><th>size</th></tr>";
+  for (const t of topics) {
+    const parts = t.partition_offsets || [];
+    const held = parts.reduce((a, p) => a + p.high_watermark - p.log_start_offset, 0);
+    const size = parts.reduce((a, p) => a + p.size_bytes, 0);
+    html += `<tr><td>${t.topic}</td><td>${t.partitions}</td><td>${fmt(held)}</td><td>${bytesText(size)}</td></tr>`;
+  }
+  $("topics").className = topics.length ? "" : "empty";
+  $("topics").innerHTML = topics.length ? html + "</table>" : "none";
+  const rows = await (await fetch("/api/v1/groups")).json();
+  const lag = new Map(); // "group\ttopic" -> lag
+  for (const r of rows) {
+    const k = `${r.group}\t${r.topic}`;
+    lag.set(k, (lag.get(k) || 0) + (r.lag || 0));
+  }
+  html = "<table><tr><th>group</th><th>topic</th><th>lag</th></tr>";
+  for (const [k, v] of lag) {
+    const [g, t] = k.split("\t");
+    html += `<tr><td>${g}</td><td>${t}</td><td>${fmt(v)}</td></tr>`;
+  }
+  $("groups").className = lag.size ? "" : "empty";
+  $("groups").innerHTML = lag.size ? html + "</table>" : "none";
+}
+
 async function loadInitial() {
   const pipes = await (await fetch("/api/v1/pipelines")).json();
   if (!pipes.length) { $("pipeline").textContent = "no pipeline"; return; }
@@ -173,4 +209,6 @@ function connect() {
 }
 
 setInterval(render, 250);
+setInterval(() => loadLog().catch(() => {}), 2000);
+loadLog().catch(() => {});
 loadInitial().catch((e) => { $("current").textContent = "cannot reach the server: " + e; }).finally(connect);
