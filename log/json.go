@@ -14,8 +14,8 @@ import (
 //
 //	{"topic":"events","partition":3,"offset":41,"timestamp":1795341600123,"key":"payments","value":{...}}
 //
-// The value is embedded as JSON when it is valid JSON, as a JSON string
-// otherwise, and null for a tombstone; the key is a string or null. With
+// The value is embedded as JSON when it is valid JSON (UTF-8 included), as
+// a JSON string otherwise, and null for a tombstone; the key is a string or null. With
 // headers, a "headers" array of {"key","value"} objects follows.
 func AppendJSON(dst []byte, topic string, r *Record, headers bool) []byte {
 	dst = append(dst, `{"topic":`...)
@@ -59,7 +59,10 @@ func appendValue(dst, v []byte) []byte {
 		return append(dst, "null"...)
 	}
 	t := bytes.TrimSpace(v)
-	if len(t) == 0 || fastjson.ValidateBytes(t) != nil {
+	// JSON text is UTF-8 (RFC 8259), which fastjson does not check: a
+	// value with other bytes embedded as it is would make the line invalid
+	// JSON, so it is a string, its invalid bytes U+FFFD.
+	if len(t) == 0 || fastjson.ValidateBytes(t) != nil || !utf8.Valid(t) {
 		return AppendJSONString(dst, string(v))
 	}
 	if bytes.IndexByte(t, '\n') < 0 && bytes.IndexByte(t, '\r') < 0 {

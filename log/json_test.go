@@ -3,6 +3,7 @@ package log
 import (
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestAppendJSON(t *testing.T) {
@@ -13,8 +14,8 @@ func TestAppendJSON(t *testing.T) {
 			t.Errorf("got  %s\nwant %s", got, want)
 		}
 		var v any
-		if err := json.Unmarshal([]byte(got), &v); err != nil {
-			t.Errorf("not JSON: %s: %v", got, err)
+		if err := json.Unmarshal([]byte(got), &v); err != nil || !utf8.ValidString(got) {
+			t.Errorf("not JSON (UTF-8): %q: %v", got, err)
 		}
 	}
 	f(Record{Partition: 3, Offset: 41, TimestampMs: 1795341600123, Key: []byte("payments"), Value: []byte(`{"a":1}`)}, false,
@@ -27,6 +28,9 @@ func TestAppendJSON(t *testing.T) {
 		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":{"a":[1,2]}}`)
 	f(Record{Key: []byte("q\"\\\x01\xff"), Value: []byte("42")}, false,
 		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":"q\"\\\u0001\ufffd","value":42}`)
+	// A JSON value with bytes that are not UTF-8 is not JSON text: a string.
+	f(Record{Value: []byte("{\"a\":\"x\xffy\"}")}, false,
+		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":"{\"a\":\"x\ufffdy\"}"}`)
 	f(Record{Value: []byte(""), Headers: []Header{{Key: []byte("h"), Value: []byte("v")}, {Key: []byte("n")}}}, true,
 		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":"","headers":[{"key":"h","value":"v"},{"key":"n","value":null}]}`)
 }
