@@ -60,22 +60,17 @@ func newGroupListCmd(g *globals) *cobra.Command {
 	}
 }
 
-// groupOffset is one line of group describe and reset.
 func newGroupDescribeCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "describe GROUP",
 		Short: "Show a group's committed offsets, lag and members",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.openLog()
+			l, grp, err := g.openGroup(args[0])
 			if err != nil {
 				return err
 			}
 			defer l.Close()
-			grp, err := l.Group(args[0])
-			if err != nil {
-				return usageError{err}
-			}
 			rows, err := grp.Describe()
 			if err != nil {
 				return err
@@ -118,15 +113,11 @@ at or after a time. As with Kafka, the group must have no active member on the t
 			if err != nil || start.Kind == log.StartNone {
 				return usagef("invalid --to %q: want earliest, latest, an offset or an RFC 3339 time", to)
 			}
-			l, err := g.openLog()
+			l, grp, err := g.openGroup(args[0])
 			if err != nil {
 				return err
 			}
 			defer l.Close()
-			grp, err := l.Group(args[0])
-			if err != nil {
-				return usageError{err}
-			}
 			t, err := topic(l, topicName)
 			if err != nil {
 				return err
@@ -193,15 +184,11 @@ func newGroupDeleteCmd(g *globals) *cobra.Command {
 member starts by its start policy. As with Kafka, the group must have no active member.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.openLog()
+			l, grp, err := g.openGroup(args[0])
 			if err != nil {
 				return err
 			}
 			defer l.Close()
-			grp, err := l.Group(args[0])
-			if err != nil {
-				return usageError{err}
-			}
 			if err := grp.Delete(); err != nil {
 				return err
 			}
@@ -211,4 +198,19 @@ member starts by its start policy. As with Kafka, the group must have no active 
 			return nil
 		},
 	}
+}
+
+// openGroup opens the log and the named group; a bad name is a usage
+// error. The caller closes the log.
+func (g *globals) openGroup(name string) (*log.Log, *log.Group, error) {
+	l, err := g.openLog()
+	if err != nil {
+		return nil, nil, err
+	}
+	grp, err := l.Group(name)
+	if err != nil {
+		l.Close()
+		return nil, nil, usageError{err}
+	}
+	return l, grp, nil
 }

@@ -320,18 +320,18 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 // offsets and sizes (internal ones, "__...", left out), as `fastflow topic
 // describe` prints them.
 func (s *Server) topics(w http.ResponseWriter, r *http.Request) {
-	out, err := describeTopics(s.log)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeDescription(w, func() (any, error) { return describeTopics(s.log) })
 }
 
 // groups serves every consumer group's committed offset and lag per
 // partition, as `fastflow group describe` prints them.
 func (s *Server) groups(w http.ResponseWriter, r *http.Request) {
-	out, err := describeGroups(s.log)
+	writeDescription(w, func() (any, error) { return describeGroups(s.log) })
+}
+
+// writeDescription writes what describe returns, or its error.
+func writeDescription(w http.ResponseWriter, describe func() (any, error)) {
+	out, err := describe()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return

@@ -255,12 +255,7 @@ func TestHTTPAPI(t *testing.T) {
 		t.Fatalf("pipelines: %+v", pipes[0])
 	}
 	// Metrics: a window gauge with its key label, and fastflow's own.
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := scrape(t, base)
 	for _, want := range []string{
 		`fastflow_api_health_request_count{service="svc-1"} 33`,
 		`fastflow_ingest_records_total{topic="events"} 103`,
@@ -315,12 +310,7 @@ func TestLogAndGroupMetrics(t *testing.T) {
 	if err := g.Commit("raw", 1, 2); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := scrape(t, base)
 	for _, want := range []string{
 		`fastflow_log_high_watermark{partition="0",topic="raw"} 0`,
 		`fastflow_log_high_watermark{partition="1",topic="raw"} 5`,
@@ -435,4 +425,19 @@ func TestPyroscopeProfilesAreSent(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no profile reached the Pyroscope endpoint")
 	}
+}
+
+// scrape returns the server's /metrics.
+func scrape(t *testing.T, base string) []byte {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
 }
