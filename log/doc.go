@@ -13,9 +13,9 @@
 //
 // # On disk
 //
-//	DATA/topics/TOPIC/topic.json           the topic's configuration
+//	DATA/topics/TOPIC/topic.json           the topic's configuration (AlterConfig rewrites it)
 //	DATA/topics/TOPIC/P/0000…0001          tidwall/wal segment files
-//	DATA/topics/TOPIC/P/state              log-start offset after retention
+//	DATA/topics/TOPIC/P/state              log-start offset after retention, offset compaction reached
 //	DATA/topics/TOPIC/P/lock               flock of the writing process
 //	DATA/groups/GROUP/…                    consumer groups (see Group)
 //

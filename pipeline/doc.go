@@ -27,7 +27,10 @@
 // changing results.
 //
 // A following run checkpoints the coordinator's state (positions, open
-// windows, alert histories) and resumes from it exactly. With a Kafka
+// windows, alert histories) to DATA/pipelines/NAME.checkpoint and resumes
+// from it exactly; it holds DATA/pipelines/NAME.lock meanwhile, so that a
+// second run of the pipeline on the data directory fails rather than
+// overwriting its checkpoints. With a Kafka
 // source (KafkaSource), the pipeline joins a consumer group so that N
 // instances split the topic's partitions; on every rebalance the state is
 // split by partition into a checkpoint topic and restored by the
