@@ -28,6 +28,9 @@ var (
 	// ErrGroupNotEmpty is wrapped by Group.Delete's error while the group
 	// has members, as Kafka's NON_EMPTY_GROUP.
 	ErrGroupNotEmpty = errors.New("group has active members")
+	// ErrGroupSubscribed is wrapped by Group.DeleteOffsets' error while a
+	// member consumes the topic, as Kafka's GROUP_SUBSCRIBED_TO_TOPIC.
+	ErrGroupSubscribed = errors.New("group has active members on the topic")
 )
 
 // OffsetOutOfRangeError is returned when reading or seeking outside the

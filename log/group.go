@@ -101,6 +101,42 @@ func (g *Group) Delete() error {
 	return os.RemoveAll(gone)
 }
 
+// DeleteOffsets deletes the group's committed offsets in the given
+// partitions of topic (all of them if none are given), Kafka's
+// OffsetDelete: the group's next member on the topic starts by its start
+// policy there. Refused, wrapping ErrGroupSubscribed, while a member of
+// this data directory's groups consumes the topic. Partitions with nothing
+// committed are no error.
+func (g *Group) DeleteOffsets(topic string, partitions ...int32) error {
+	members, err := g.Members()
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		if m.Topic == topic {
+			return fmt.Errorf("%w: %s consumes %s (e.g. pid %d); stop it first", ErrGroupSubscribed, g.name, topic, m.PID)
+		}
+	}
+	dir := filepath.Join(g.dir, "offsets", topic)
+	if len(partitions) == 0 {
+		err = os.RemoveAll(dir)
+	} else {
+		for _, p := range partitions {
+			if e := os.Remove(g.offsetPath(topic, p)); e != nil && !errors.Is(e, os.ErrNotExist) {
+				err = e
+			}
+		}
+		os.Remove(dir) // if it is empty now
+	}
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // CommittedOffset is one committed position: the next offset the group
 // will read in that partition (Kafka's convention).
 type CommittedOffset struct {

@@ -733,9 +733,26 @@ func TestGroupDelete(t *testing.T) {
 	if r := c.run("", "group", "delete", "workers"); r.code != 1 || !strings.Contains(r.stderr, "group has active members: workers has 1") {
 		t.Fatalf("delete with a live member: %+v", r)
 	}
+	if r := c.run("", "group", "delete", "workers", "--topic", "jobs"); r.code != 1 || !strings.Contains(r.stderr, "group has active members on the topic: workers consumes jobs") {
+		t.Fatalf("delete the offsets on a topic a member consumes: %+v", r)
+	}
 	cancel()
 	<-f.done
 	f.cmd.Wait()
+	// The offsets on one topic only.
+	c.ok("", "topic", "create", "other", "--partitions", "1")
+	c.ok("{\"n\":1}\n", "produce", "other")
+	parseConsumed(t, c.ok("", "consume", "other", "--group", "workers"))
+	c.ok("", "group", "delete", "workers", "--topic", "other")
+	var rows []log.GroupPartition
+	for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", "workers")), "\n") {
+		var r log.GroupPartition
+		json.Unmarshal([]byte(line), &r)
+		rows = append(rows, r)
+	}
+	if len(rows) != 2 || rows[0].Topic != "jobs" || rows[0].Committed == nil {
+		t.Fatalf("after deleting the offsets on other: %+v", rows)
+	}
 	c.ok("", "group", "delete", "workers")
 	if out := c.ok("", "group", "list"); out != "" {
 		t.Fatalf("group list after delete: %q", out)

@@ -177,11 +177,14 @@ func orDash(s string) string {
 }
 
 func newGroupDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete GROUP",
-		Short: "Delete a consumer group and its committed offsets",
+	var topicName string
+	c := &cobra.Command{
+		Use:   "delete GROUP [--topic T]",
+		Short: "Delete a consumer group and its committed offsets, or its offsets on one topic",
 		Long: `Delete the group's committed offsets, as kafka-consumer-groups --delete does: its next
-member starts by its start policy. As with Kafka, the group must have no active member.`,
+member starts by its start policy. As with Kafka, the group must have no active member.
+With --topic, delete only its offsets on that topic (kafka-consumer-groups --delete-offsets),
+which no member may be consuming.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, grp, err := g.openGroup(args[0])
@@ -189,15 +192,29 @@ member starts by its start policy. As with Kafka, the group must have no active 
 				return err
 			}
 			defer l.Close()
-			if err := grp.Delete(); err != nil {
+			if topicName != "" {
+				if _, err := topic(l, topicName); err != nil {
+					return err
+				}
+				err = grp.DeleteOffsets(topicName)
+			} else {
+				err = grp.Delete()
+			}
+			if err != nil {
 				return err
 			}
-			if isTerminal(os.Stdout) {
+			switch {
+			case !isTerminal(os.Stdout):
+			case topicName != "":
+				fmt.Printf("deleted group %s's offsets on %s\n", args[0], topicName)
+			default:
 				fmt.Printf("deleted group %s\n", args[0])
 			}
 			return nil
 		},
 	}
+	c.Flags().StringVar(&topicName, "topic", "", "delete only the group's offsets on this topic")
+	return c
 }
 
 // openGroup opens the log and the named group; a bad name is a usage

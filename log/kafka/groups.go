@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -731,6 +732,68 @@ func (c *coordinator) deleteGroup(name string) int16 {
 	}
 	delete(c.groups, name)
 	return 0
+}
+
+// offsetDelete deletes a group's committed offsets in the given
+// partitions, Kafka's OffsetDelete (kafka-consumer-groups
+// --delete-offsets): GROUP_SUBSCRIBED_TO_TOPIC for a topic a member here
+// or a `fastflow consume --group` member consumes, GROUP_ID_NOT_FOUND
+// for a group with nothing committed and no members.
+func (c *coordinator) offsetDelete(req *kmsg.OffsetDeleteRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	grp, err := c.l.Group(req.Group)
+	if err != nil {
+		resp.ErrorCode = kerr.InvalidGroupID.Code
+		return resp
+	}
+	if offs, err := grp.Offsets(); err == nil && len(offs) == 0 && c.groups[req.Group] == nil {
+		resp.ErrorCode = kerr.GroupIDNotFound.Code
+		return resp
+	}
+	for _, rt := range req.Topics {
+		st := kmsg.NewOffsetDeleteResponseTopic()
+		st.Topic = rt.Topic
+		var code int16
+		var parts []int32
+		for _, rp := range rt.Partitions {
+			parts = append(parts, rp.Partition)
+		}
+		if c.subscribed(req.Group, rt.Topic) {
+			code = kerr.GroupSubscribedToTopic.Code
+		} else if err := grp.DeleteOffsets(rt.Topic, parts...); errors.Is(err, log.ErrGroupSubscribed) {
+			code = kerr.GroupSubscribedToTopic.Code
+		} else if err != nil {
+			code = kerr.KafkaStorageError.Code
+		}
+		for _, p := range parts {
+			sp := kmsg.NewOffsetDeleteResponseTopicPartition()
+			sp.Partition, sp.ErrorCode = p, code
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// subscribed reports whether a member of group here consumes topic, by its
+// consumer protocol metadata. c.mu is held.
+func (c *coordinator) subscribed(group, topic string) bool {
+	g := c.groups[group]
+	if g == nil {
+		return false
+	}
+	for _, m := range g.members {
+		var meta kmsg.ConsumerMemberMetadata
+		if meta.ReadFrom(protocolMetadata(m, g.protocol)) != nil {
+			return true // not a consumer we can read: take it as subscribed
+		}
+		if slices.Contains(meta.Topics, topic) {
+			return true
+		}
+	}
+	return false
 }
 
 // knownGroups is every group with members in memory or offsets on disk,

@@ -309,3 +309,72 @@ func TestDeleteGroups(t *testing.T) {
 		t.Fatalf("ListGroups after delete: %+v", lg.Groups)
 	}
 }
+
+// TestOffsetDelete: OffsetDelete (kafka-consumer-groups --delete-offsets)
+// deletes a group's committed offsets in a topic's partitions; refused
+// with GROUP_SUBSCRIBED_TO_TOPIC while a member here, or a `fastflow
+// consume --group` member, consumes the topic; GROUP_ID_NOT_FOUND for a
+// group with nothing.
+func TestOffsetDelete(t *testing.T) {
+	f := newFakeGroups(t)
+	for _, name := range []string{"t", "u"} {
+		if _, err := f.l.CreateTopic(name, log.TopicConfig{Partitions: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, _ := f.l.Group("g")
+	for _, tp := range []string{"t", "u"} {
+		for p := range int32(2) {
+			g.Commit(tp, p, 5)
+		}
+	}
+	del := func(group, topic string, parts ...int32) (int16, []int16) {
+		req := kmsg.NewPtrOffsetDeleteRequest()
+		req.Group = group
+		rt := kmsg.NewOffsetDeleteRequestTopic()
+		rt.Topic = topic
+		for _, p := range parts {
+			rp := kmsg.NewOffsetDeleteRequestTopicPartition()
+			rp.Partition = p
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp := f.offsetDelete(req).(*kmsg.OffsetDeleteResponse)
+		var codes []int16
+		for _, st := range resp.Topics {
+			for _, sp := range st.Partitions {
+				codes = append(codes, sp.ErrorCode)
+			}
+		}
+		return resp.ErrorCode, codes
+	}
+	committed := func(topic string, p int32) bool { _, ok, _ := g.Committed(topic, p); return ok }
+	// A member here subscribes to t.
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Topics = []string{"t"}
+	_, join := f.joinAsync(t, "", string(meta.AppendTo(nil)))
+	if r := recv(t, join); r.ErrorCode != 0 {
+		t.Fatalf("join: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if _, codes := del("g", "t", 0); codes[0] != kerr.GroupSubscribedToTopic.Code || !committed("t", 0) {
+		t.Fatalf("offsets of a subscribed topic: %v", codes)
+	}
+	if _, codes := del("g", "u", 1); codes[0] != 0 || committed("u", 1) || !committed("u", 0) {
+		t.Fatalf("u/1: %v", codes)
+	}
+	// A consume --group member on u.
+	c, err := f.l.NewConsumer(log.ConsumerOptions{Topic: "u", Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, codes := del("g", "u", 0); codes[0] != kerr.GroupSubscribedToTopic.Code || !committed("u", 0) {
+		t.Fatalf("u/0 with a consume --group member: %v", codes)
+	}
+	c.Close()
+	if _, codes := del("g", "u", 0); codes[0] != 0 || committed("u", 0) {
+		t.Fatalf("u/0: %v", codes)
+	}
+	if code, _ := del("nobody", "u", 0); code != kerr.GroupIDNotFound.Code {
+		t.Fatalf("unknown group: %v", kerr.ErrorForCode(code))
+	}
+}

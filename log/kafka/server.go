@@ -15,8 +15,8 @@
 // DescribeConfigs, AlterConfigs and IncrementalAlterConfigs (topics'
 // configs), FindCoordinator, the classic consumer group protocol
 // (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, with session timeouts),
-// OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, and InitProducerId
-// for idempotent producers. Committed offsets are the log's group offsets,
+// OffsetCommit, OffsetFetch, OffsetDelete, ListGroups, DescribeGroups,
+// DeleteGroups, and InitProducerId for idempotent producers. Committed offsets are the log's group offsets,
 // shared with `fastflow consume --group`.
 //
 // Each connection is served by one goroutine, requests in order, as a
@@ -299,6 +299,7 @@ var served = map[int16]vrange{
 	33: {0, 2},  // AlterConfigs
 	42: {0, 2},  // DeleteGroups
 	44: {0, 1},  // IncrementalAlterConfigs
+	47: {0, 0},  // OffsetDelete
 }
 
 func versionRange(key int16) *vrange {
@@ -359,6 +360,8 @@ func (s *Server) handle(ctx context.Context, r *request) kmsg.Response {
 		return s.groups.leave(req)
 	case *kmsg.DeleteGroupsRequest:
 		return s.groups.deleteGroups(req)
+	case *kmsg.OffsetDeleteRequest:
+		return s.groups.offsetDelete(req)
 	}
 	return unsupported(r.Request)
 }
