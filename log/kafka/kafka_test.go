@@ -594,6 +594,47 @@ func TestAlterTopicConfigs(t *testing.T) {
 	}
 }
 
+// TestDescribeLogDirs: the data directory is the one log directory, with
+// each partition's size (what kafka-log-dirs and admin UIs show) and the
+// file system's total and usable bytes.
+func TestDescribeLogDirs(t *testing.T) {
+	addr, l := startServer(t, nil)
+	cl := newClient(t, addr)
+	tp, err := l.CreateTopic("sized", log.TopicConfig{Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := tp.Partition(1)
+	p.Append([]log.Record{{Value: make([]byte, 1000)}}, log.AcksLeader)
+	describe := func(topics []kmsg.DescribeLogDirsRequestTopic) map[string]int64 {
+		t.Helper()
+		req := kmsg.NewPtrDescribeLogDirsRequest()
+		req.Topics = topics
+		resp, err := req.RequestWith(ctxT(t), cl)
+		if err != nil || len(resp.Dirs) != 1 || resp.Dirs[0].ErrorCode != 0 || resp.Dirs[0].Dir != l.Dir() {
+			t.Fatalf("DescribeLogDirs: %v %+v", err, resp)
+		}
+		if d := resp.Dirs[0]; d.TotalBytes <= 0 || d.UsableBytes <= 0 || d.UsableBytes > d.TotalBytes {
+			t.Fatalf("total %d, usable %d bytes", d.TotalBytes, d.UsableBytes)
+		}
+		sizes := map[string]int64{}
+		for _, dt := range resp.Dirs[0].Topics {
+			for _, dp := range dt.Partitions {
+				sizes[fmt.Sprintf("%s/%d", dt.Topic, dp.Partition)] = dp.Size
+			}
+		}
+		return sizes
+	}
+	all := describe(nil)
+	if len(all) != 2 || all["sized/1"] < 1000 || all["sized/0"] != 0 {
+		t.Fatalf("all partitions: %v", all)
+	}
+	some := describe([]kmsg.DescribeLogDirsRequestTopic{{Topic: "sized", Partitions: []int32{1}}, {Topic: "nope", Partitions: []int32{0}}})
+	if len(some) != 1 || some["sized/1"] != all["sized/1"] {
+		t.Fatalf("sized/1 and an unknown topic: %v", some)
+	}
+}
+
 func TestTopicAdmin(t *testing.T) {
 	addr, l := startServer(t, nil)
 	cl := newClient(t, addr)

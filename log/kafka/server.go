@@ -13,7 +13,7 @@
 // CRC checked, gzip/snappy/lz4/zstd), Fetch (max wait and min bytes, long
 // polling on the log's tail), ListOffsets, CreateTopics, DeleteTopics,
 // DescribeConfigs, AlterConfigs and IncrementalAlterConfigs (topics'
-// configs), FindCoordinator, the classic consumer group protocol
+// configs), DescribeLogDirs, FindCoordinator, the classic consumer group protocol
 // (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, with session timeouts),
 // OffsetCommit, OffsetFetch, OffsetDelete, ListGroups, DescribeGroups,
 // DeleteGroups, and InitProducerId for idempotent producers. Committed offsets are the log's group offsets,
@@ -297,6 +297,7 @@ var served = map[int16]vrange{
 	22: {0, 4},  // InitProducerId
 	32: {0, 4},  // DescribeConfigs
 	33: {0, 2},  // AlterConfigs
+	35: {0, 4},  // DescribeLogDirs
 	42: {0, 2},  // DeleteGroups
 	44: {0, 1},  // IncrementalAlterConfigs
 	47: {0, 0},  // OffsetDelete
@@ -336,6 +337,8 @@ func (s *Server) handle(ctx context.Context, r *request) kmsg.Response {
 		return s.describeConfigs(req)
 	case *kmsg.AlterConfigsRequest:
 		return s.alterConfigs(req)
+	case *kmsg.DescribeLogDirsRequest:
+		return s.describeLogDirs(req)
 	case *kmsg.IncrementalAlterConfigsRequest:
 		return s.incrementalAlterConfigs(req)
 	case *kmsg.FindCoordinatorRequest:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sys/unix"
 
 	"github.com/fastflow/fastflow/log"
 )
@@ -469,6 +470,59 @@ func (s *Server) describeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Response
 		}
 		resp.Resources = append(resp.Resources, sr)
 	}
+	return resp
+}
+
+// describeLogDirs reports the data directory as the broker's one log
+// directory, with each requested partition's size (all of them when the
+// request lists no topics), Kafka's DescribeLogDirs (kafka-log-dirs, and
+// the topic sizes admin UIs show); v4+ adds the file system's total and
+// usable bytes.
+func (s *Server) describeLogDirs(req *kmsg.DescribeLogDirsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+	dir := kmsg.NewDescribeLogDirsResponseDir()
+	dir.Dir = s.log.Dir()
+	var fs unix.Statfs_t
+	if unix.Statfs(s.log.Dir(), &fs) == nil {
+		dir.TotalBytes, dir.UsableBytes = int64(fs.Blocks)*int64(fs.Bsize), int64(fs.Bavail)*int64(fs.Bsize)
+	} else {
+		dir.TotalBytes, dir.UsableBytes = -1, -1
+	}
+	want := req.Topics
+	if want == nil { // all of them
+		names, err := s.log.Topics()
+		if err != nil {
+			dir.ErrorCode = kerr.KafkaStorageError.Code
+		}
+		for _, name := range names {
+			want = append(want, kmsg.DescribeLogDirsRequestTopic{Topic: name})
+		}
+	}
+	for _, rt := range want {
+		t, err := s.log.Topic(rt.Topic)
+		if err != nil {
+			continue // Kafka leaves out what it does not host
+		}
+		parts := rt.Partitions
+		if req.Topics == nil {
+			for id := range t.Partitions() {
+				parts = append(parts, id)
+			}
+		}
+		st := kmsg.NewDescribeLogDirsResponseDirTopic()
+		st.Topic = rt.Topic
+		for _, id := range parts {
+			p, err := t.Partition(id)
+			if err != nil {
+				continue
+			}
+			sp := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
+			sp.Partition, sp.Size = id, p.Size()
+			st.Partitions = append(st.Partitions, sp)
+		}
+		dir.Topics = append(dir.Topics, st)
+	}
+	resp.Dirs = append(resp.Dirs, dir)
 	return resp
 }
 
