@@ -146,22 +146,27 @@ func (c TopicConfig) Validate() error {
 	return nil
 }
 
-// ParseRetention parses a retention as the CLI and pipeline files write
-// it: a Go duration (168h), a number of days (7d), or -1 (also "unlimited"
-// or "forever") to keep everything.
+// ParseDuration parses a duration as the CLI and pipeline files write it:
+// a Go duration (90s, 168h) or a number of days (7d).
+func ParseDuration(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(d, 64)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(n * 24 * float64(time.Hour)), nil
+	}
+	return time.ParseDuration(s)
+}
+
+// ParseRetention parses a retention: a positive ParseDuration, or -1 (also
+// "unlimited" or "forever") to keep everything.
 func ParseRetention(s string) (time.Duration, error) {
 	switch s {
 	case "-1", "unlimited", "forever":
 		return -1, nil
 	}
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseFloat(d, 64)
-		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("%q is not a duration (e.g. 168h, 7d, or -1)", s)
-		}
-		return time.Duration(n * 24 * float64(time.Hour)), nil
-	}
-	v, err := time.ParseDuration(s)
+	v, err := ParseDuration(s)
 	if err != nil || v <= 0 {
 		return 0, fmt.Errorf("%q is not a positive duration (e.g. 168h, 7d, or -1)", s)
 	}

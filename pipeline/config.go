@@ -384,25 +384,13 @@ func (d *decoder) integer(dst *int, lo, hi int) func(*yaml.Node, string) error {
 
 func (d *decoder) duration(dst *time.Duration, allowZero bool) func(*yaml.Node, string) error {
 	return func(n *yaml.Node, p string) error {
-		v, err := parseDuration(n.Value)
+		v, err := log.ParseDuration(n.Value)
 		if n.Kind != yaml.ScalarNode || err != nil || v < 0 || v == 0 && !allowZero {
 			return d.errf(n, p, "invalid duration %q (e.g. 500ms, 30s, 1m, 1h, 7d)", n.Value)
 		}
 		*dst = v
 		return nil
 	}
-}
-
-// parseDuration is time.ParseDuration plus days ("7d").
-func parseDuration(s string) (time.Duration, error) {
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseFloat(d, 64)
-		if err != nil {
-			return 0, err
-		}
-		return time.Duration(n * 24 * float64(time.Hour)), nil
-	}
-	return time.ParseDuration(s)
 }
 
 func (d *decoder) topic(n *yaml.Node, path string) (TopicDef, error) {
