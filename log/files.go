@@ -4,45 +4,24 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fastflow/fastflow/log/flock"
 )
 
-// lockFile takes an exclusive flock on path, creating it, and writes the
-// holder's pid into it. A lock held by another process is retried until
-// timeout. flock locks belong to the open file, so they are released when
-// the process dies, however it dies.
+// lockFile takes the writer lock at path (package flock), waiting up to
+// timeout for another process that holds it; ErrLocked, naming the
+// holder, after that.
 func lockFile(path string, timeout time.Duration) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
+	f, err := flock.Lock(path, timeout)
+	var held *flock.HeldError
+	if errors.As(err, &held) {
+		return nil, fmt.Errorf("%w (pid %s) for more than %v", ErrLocked, held.Holder, timeout)
 	}
-	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if time.Now().After(deadline) {
-			holder, _ := os.ReadFile(path)
-			f.Close()
-			return nil, fmt.Errorf("%w (pid %s) for more than %v", ErrLocked, strings.TrimSpace(string(holder)), timeout)
-		}
-		time.Sleep(wait)
-		wait = min(2*wait, 100*time.Millisecond)
-	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return f, nil
+	return f, err
 }
 
 // tryLock takes an exclusive flock on f without waiting.

@@ -12,14 +12,11 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/log/atomicfile"
+	"github.com/fastflow/fastflow/log/flock"
 )
 
 // A checkpoint is the coordinator's state after a whole round: each
@@ -95,32 +92,21 @@ func checkpointPath(l *log.Log, name string) string {
 	return filepath.Join(l.Dir(), "pipelines", name+".checkpoint")
 }
 
-// lockCheckpoint takes DATA/pipelines/NAME.lock for a following run of the
-// pipeline: a second process following the same pipeline on the same data
-// directory would overwrite its checkpoints and emit its results twice, so
-// it fails at once, naming the holder. The lock is an flock, released when
-// the file is closed or the process ends, however it ends.
+// lockCheckpoint takes DATA/pipelines/NAME.lock (package flock) for a
+// following run of the pipeline: a second process following the same
+// pipeline on the same data directory would overwrite its checkpoints and
+// emit its results twice, so it fails at once, naming the holder.
 func lockCheckpoint(l *log.Log, name string) (*os.File, error) {
 	path := filepath.Join(l.Dir(), "pipelines", name+".lock")
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
+	f, err := flock.Lock(path, 0)
+	var held *flock.HeldError
+	if errors.As(err, &held) {
+		return nil, fmt.Errorf("already running on this data directory (pid %s holds %s)", held.Holder, path)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(path)
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("already running on this data directory (pid %s holds %s)",
-				strings.TrimSpace(string(holder)), path)
-		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return f, nil
+	return f, err
 }
 
 // fingerprint identifies what a checkpoint's state means: the source, time,
