@@ -337,3 +337,29 @@ func TestAlterConfig(t *testing.T) {
 		t.Fatalf("after a restart: %+v", tp.Config())
 	}
 }
+
+// TestCloseCleans: a process that writes for less than a CleanupInterval
+// still applies retention to what it wrote, as it closes the log.
+func TestCloseCleans(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *Log {
+		l, err := Open(dir, Options{CleanupInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	l := open()
+	p := mustPartition(t, l, "short", TopicConfig{Partitions: 1, SegmentBytes: 4096, RetentionBytes: 10000}, 0)
+	for i := 0; i < 20; i++ {
+		appendN(t, p, i*50, 50, 50, AcksLeader)
+	}
+	total := p.Size()
+	l.Close()
+	l = open()
+	defer l.Close()
+	p = mustPartition(t, l, "short", TopicConfig{}, 0)
+	if p.LogStartOffset() == 0 || p.Size() >= total {
+		t.Fatalf("retention_bytes 10000 after a close: size %d -> %d, start %d", total, p.Size(), p.LogStartOffset())
+	}
+}

@@ -215,6 +215,10 @@ func (l *Log) Close() error {
 	if l.stop != nil {
 		close(l.stop)
 		<-l.done
+		// A last pass: a process that writes for less than a
+		// CleanupInterval (fastflow produce, a short-lived program) would
+		// otherwise never apply retention and compaction to what it wrote.
+		l.Cleanup()
 	}
 	var errs []error
 	for _, t := range topics {

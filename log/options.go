@@ -23,7 +23,8 @@ type Options struct {
 	// before they are written. Default 5ms, as Kafka's linger.ms.
 	Linger time.Duration
 	// CleanupInterval is how often retention and compaction run in the
-	// background. Default 1m; negative disables the background cleaner
+	// background, on the partitions this process writes; they run once
+	// more when the Log is closed. Default 1m; negative disables both
 	// (Cleanup can still be called).
 	CleanupInterval time.Duration
 	// Now returns the current time; tests set it. Default time.Now.

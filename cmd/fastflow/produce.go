@@ -118,12 +118,6 @@ func runProduce(ctx context.Context, g *globals, f *produceFlags, partitionSet b
 	}
 	readErr := lp.run(ctx, in, regular, bar)
 	closeErr := pr.Close()
-	if closeErr == nil {
-		// Retention and compaction run in the process that writes a
-		// partition; this one is gone before its background cleaner's
-		// first minute, so it applies them once before it exits.
-		l.Cleanup()
-	}
 	if bar != nil {
 		bar.Finish()
 	}
