@@ -288,24 +288,24 @@ func TestAlterConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Refused: the partitions, an invalid value; the config stays.
-	if _, err := tp.AlterConfig(func(c *TopicConfig) { c.Partitions = 2 }); err == nil || !strings.Contains(err.Error(), "fixed at creation") {
+	if _, err := tp.AlterConfig(func(c *TopicConfig) error { c.Partitions = 2; return nil }); err == nil || !strings.Contains(err.Error(), "fixed at creation") {
 		t.Fatalf("changing the partitions: %v", err)
 	}
-	if _, err := tp.AlterConfig(func(c *TopicConfig) { c.SegmentBytes = 100 }); err == nil || !strings.Contains(err.Error(), "segment_bytes") {
+	if _, err := tp.AlterConfig(func(c *TopicConfig) error { c.SegmentBytes = 100; return nil }); err == nil || !strings.Contains(err.Error(), "segment_bytes") {
 		t.Fatalf("segment_bytes 100: %v", err)
 	}
 	if tp.Config().SegmentBytes != 4096 {
 		t.Fatalf("a refused change applied: %+v", tp.Config())
 	}
 	// Applied at once here: max_record_bytes.
-	if _, err := tp.AlterConfig(func(c *TopicConfig) { c.MaxRecordBytes = 50 }); err != nil {
+	if _, err := tp.AlterConfig(func(c *TopicConfig) error { c.MaxRecordBytes = 50; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	p, _ := tp.Partition(0)
 	if _, err := p.Append([]Record{{Value: bytes.Repeat([]byte("x"), 60)}}, AcksLeader); !errors.Is(err, ErrRecordTooLarge) {
 		t.Fatalf("a 60-byte record after max_record_bytes 50: %v", err)
 	}
-	if _, err := tp.AlterConfig(func(c *TopicConfig) { c.MaxRecordBytes = 0 }); err != nil || tp.Config().MaxRecordBytes != DefaultMaxRecordBytes {
+	if _, err := tp.AlterConfig(func(c *TopicConfig) error { c.MaxRecordBytes = 0; return nil }); err != nil || tp.Config().MaxRecordBytes != DefaultMaxRecordBytes {
 		t.Fatalf("back to the default: %v, %+v", err, tp.Config())
 	}
 	// Another process writes the partition; the admin lowers its retention.
@@ -318,7 +318,7 @@ func TestAlterConfig(t *testing.T) {
 	}
 	admin = clockLog(t, dir, &now)
 	atp, _ := admin.Topic("a")
-	if _, err := atp.AlterConfig(func(c *TopicConfig) { c.RetentionBytes = 20000 }); err != nil {
+	if _, err := atp.AlterConfig(func(c *TopicConfig) error { c.RetentionBytes = 20000; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	total := wp.Size()

@@ -44,12 +44,13 @@ func ExampleTopic_AlterConfig() {
 	defer l.Close()
 	t, _ := l.CreateTopic("logs", log.TopicConfig{Partitions: 2, MaxRecordBytes: 4096})
 
-	cfg, err := t.AlterConfig(func(c *log.TopicConfig) {
+	cfg, err := t.AlterConfig(func(c *log.TopicConfig) error {
 		c.Retention = 24 * time.Hour
 		c.RetentionBytes = 10 << 30
+		return nil
 	})
 	fmt.Println(cfg.Retention, cfg.RetentionBytes, cfg.MaxRecordBytes, err)
-	_, err = t.AlterConfig(func(c *log.TopicConfig) { c.Partitions = 4 })
+	_, err = t.AlterConfig(func(c *log.TopicConfig) error { c.Partitions = 4; return nil })
 	fmt.Println(err)
 	// Output:
 	// 24h0m0s 10737418240 4096 <nil>

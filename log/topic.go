@@ -47,24 +47,20 @@ func (t *Topic) Partitions() int32 { return t.partitions }
 
 // AlterConfig changes the topic's configuration, Kafka's AlterConfigs:
 // change edits a copy of the current one, which must stay valid and keep
-// the number of partitions. The new configuration is written to the
-// topic's config file (atomically) before it applies. In this process it
-// applies at once: retention, retention_bytes, cleanup and
-// delete_retention at the next cleanup pass, max_record_bytes and
-// timestamp_type at the next append, segment_bytes when a writer next
-// opens a partition. Other processes using the data directory take it up
-// at their next cleanup pass (Log.Cleanup).
-func (t *Topic) AlterConfig(change func(*TopicConfig)) (TopicConfig, error) {
+// the number of partitions; a change refused, by change or by these rules,
+// is a *ConfigError. The new configuration is written to the topic's
+// config file (atomically) before it applies. In this process it applies
+// at once: retention, retention_bytes, cleanup and delete_retention at the
+// next cleanup pass, max_record_bytes and timestamp_type at the next
+// append, segment_bytes when a writer next opens a partition. Other
+// processes using the data directory take it up at their next cleanup pass
+// (Log.Cleanup).
+func (t *Topic) AlterConfig(change func(*TopicConfig) error) (TopicConfig, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cfg := *t.config()
-	change(&cfg)
-	cfg = cfg.WithDefaults()
-	if cfg.Partitions != t.partitions {
-		return TopicConfig{}, fmt.Errorf("topic %q: the number of partitions is fixed at creation (%d)", t.name, t.partitions)
-	}
-	if err := cfg.Validate(); err != nil {
-		return TopicConfig{}, fmt.Errorf("topic %q: %w", t.name, err)
+	cfg, err := t.changedLocked(change)
+	if err != nil {
+		return TopicConfig{}, err
 	}
 	stamp, err := writeTopicFile(t.dir, t.name, cfg)
 	if err != nil {
@@ -74,6 +70,39 @@ func (t *Topic) AlterConfig(change func(*TopicConfig)) (TopicConfig, error) {
 	t.cfgStamp = stamp
 	return cfg, nil
 }
+
+// CheckConfig returns the configuration AlterConfig(change) would give,
+// or its *ConfigError, and changes nothing (Kafka's validate_only).
+func (t *Topic) CheckConfig(change func(*TopicConfig) error) (TopicConfig, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.changedLocked(change)
+}
+
+func (t *Topic) changedLocked(change func(*TopicConfig) error) (TopicConfig, error) {
+	cfg := *t.config()
+	if err := change(&cfg); err != nil {
+		return TopicConfig{}, &ConfigError{Topic: t.name, Err: err}
+	}
+	cfg = cfg.WithDefaults()
+	if cfg.Partitions != t.partitions {
+		return TopicConfig{}, &ConfigError{Topic: t.name, Err: fmt.Errorf("the number of partitions is fixed at creation (%d)", t.partitions)}
+	}
+	if err := cfg.Validate(); err != nil {
+		return TopicConfig{}, &ConfigError{Topic: t.name, Err: err}
+	}
+	return cfg, nil
+}
+
+// ConfigError is AlterConfig's error for a change it refuses, as against
+// a failure to write the configuration.
+type ConfigError struct {
+	Topic string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("topic %q: %v", e.Topic, e.Err) }
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // reloadConfig takes up a configuration another process wrote to the
 // topic's config file since this one last read it.

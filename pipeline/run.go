@@ -74,7 +74,7 @@ func CreateTopics(l *log.Log, f *File, logger *slog.Logger) error {
 		if want == cur {
 			continue
 		}
-		if _, err := t.AlterConfig(func(c *log.TopicConfig) { *c = declared(*c, def.Config) }); err != nil {
+		if _, err := t.AlterConfig(func(c *log.TopicConfig) error { *c = declared(*c, def.Config); return nil }); err != nil {
 			return fmt.Errorf("topic %s: %w", def.Name, err)
 		}
 		logger.Info("topic configuration changed to the file's", "topic", def.Name, "from", fmt.Sprintf("%+v", cur),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -162,16 +163,12 @@ writer opens the partition.`,
 			if err != nil {
 				return err
 			}
-			// Checked on the current configuration first: a bad value is a
-			// usage error (exit 2), and then the change cannot fail to apply.
-			cfg := t.Config()
-			if err := settings.apply(cmd.Flags(), &cfg, false); err != nil {
-				return err
+			_, err = t.AlterConfig(func(c *log.TopicConfig) error { return settings.apply(cmd.Flags(), c, false) })
+			var refused *log.ConfigError
+			if errors.As(err, &refused) {
+				return usageError{err} // a bad value: exit 2
 			}
-			if err := cfg.Validate(); err != nil {
-				return usageError{err}
-			}
-			if _, err := t.AlterConfig(func(c *log.TopicConfig) { settings.apply(cmd.Flags(), c, false) }); err != nil {
+			if err != nil {
 				return err
 			}
 			if isTerminal(os.Stdout) {

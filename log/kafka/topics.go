@@ -534,14 +534,14 @@ func (s *Server) alterConfigs(req *kmsg.AlterConfigsRequest) kmsg.Response {
 		sr := kmsg.NewAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = r.ResourceType, r.ResourceName
 		sr.ErrorCode, sr.ErrorMessage = s.alterTopicConfig(r.ResourceType, r.ResourceName, req.ValidateOnly,
-			func(cur log.TopicConfig) (log.TopicConfig, error) {
-				cfg := log.TopicConfig{Partitions: cur.Partitions}.WithDefaults()
+			func(cfg *log.TopicConfig) error {
+				*cfg = log.TopicConfig{Partitions: cfg.Partitions}.WithDefaults()
 				for _, c := range r.Configs {
-					if err := setTopicConfig(&cfg, c.Name, c.Value); err != nil {
-						return cfg, err
+					if err := setTopicConfig(cfg, c.Name, c.Value); err != nil {
+						return err
 					}
 				}
-				return cfg, nil
+				return nil
 			})
 		resp.Resources = append(resp.Resources, sr)
 	}
@@ -558,25 +558,25 @@ func (s *Server) incrementalAlterConfigs(req *kmsg.IncrementalAlterConfigsReques
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = r.ResourceType, r.ResourceName
 		sr.ErrorCode, sr.ErrorMessage = s.alterTopicConfig(r.ResourceType, r.ResourceName, req.ValidateOnly,
-			func(cfg log.TopicConfig) (log.TopicConfig, error) {
+			func(cfg *log.TopicConfig) error {
 				defaults := log.TopicConfig{Partitions: cfg.Partitions}.WithDefaults()
 				for _, c := range r.Configs {
 					var err error
 					switch c.Op {
 					case kmsg.IncrementalAlterConfigOpSet:
-						err = setTopicConfig(&cfg, c.Name, c.Value)
+						err = setTopicConfig(cfg, c.Name, c.Value)
 					case kmsg.IncrementalAlterConfigOpDelete:
 						if tc := topicConfigs[c.Name]; tc != nil {
-							err = tc.set(&cfg, tc.get(defaults))
+							err = tc.set(cfg, tc.get(defaults))
 						}
 					default:
 						err = fmt.Errorf("%s: operation %v is for list configs, and fastflow's are not lists", c.Name, c.Op)
 					}
 					if err != nil {
-						return cfg, err
+						return err
 					}
 				}
-				return cfg, nil
+				return nil
 			})
 		resp.Resources = append(resp.Resources, sr)
 	}
@@ -587,7 +587,7 @@ func (s *Server) incrementalAlterConfigs(req *kmsg.IncrementalAlterConfigsReques
 // only checks it) and returns the error code and message for the
 // response.
 func (s *Server) alterTopicConfig(typ kmsg.ConfigResourceType, name string, validateOnly bool,
-	change func(log.TopicConfig) (log.TopicConfig, error)) (int16, *string) {
+	change func(*log.TopicConfig) error) (int16, *string) {
 	fail := func(e *kerr.Error, msg string) (int16, *string) { return e.Code, &msg }
 	if typ != kmsg.ConfigResourceTypeTopic {
 		return fail(kerr.InvalidRequest, "fastflow alters topic configs only")
@@ -596,17 +596,16 @@ func (s *Server) alterTopicConfig(typ kmsg.ConfigResourceType, name string, vali
 	if err != nil {
 		return fail(kerr.UnknownTopicOrPartition, err.Error())
 	}
-	cfg, err := change(t.Config())
-	if err == nil {
-		err = cfg.WithDefaults().Validate()
-	}
-	if err != nil {
-		return fail(kerr.InvalidConfig, err.Error())
-	}
 	if validateOnly {
-		return 0, nil
+		_, err = t.CheckConfig(change)
+	} else {
+		_, err = t.AlterConfig(change)
 	}
-	if _, err := t.AlterConfig(func(c *log.TopicConfig) { *c = cfg }); err != nil {
+	var refused *log.ConfigError
+	switch {
+	case errors.As(err, &refused):
+		return fail(kerr.InvalidConfig, err.Error())
+	case err != nil:
 		return fail(kerr.KafkaStorageError, err.Error())
 	}
 	return 0, nil
