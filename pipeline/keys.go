@@ -172,8 +172,8 @@ func (kt *keyTable) idSpace() int {
 // epoch. It returns how many it marked (none: no new epoch).
 //
 // It takes the lock for sweepChunk IDs at a time, so that a worker
-// interning a new key waits for a chunk (tens of microseconds), not for
-// the whole table (~15 ns a key: 15 ms at a million). Nothing is lost
+// interning a new key waits for a chunk (~15 µs), not for the whole table
+// (~3.6 ns a key, BenchmarkKeyTableSweep: 3.6 ms at a million). Nothing is lost
 // between chunks: only the coordinator, which sweeps, frees IDs; keys
 // interned meanwhile take IDs past the sweep's range, or revive a key the
 // sweep already marked, exactly as if they had come after a sweep under
