@@ -11,8 +11,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -189,11 +191,16 @@ func exactMean(sum *big.Float, n int) float64 {
 	return m
 }
 
-func refRun(lines []string) []refOut {
+// refRun runs SPEC's example pipeline over the records of one partition,
+// record by record, emitting as the watermark moves. Given several
+// partitions' records (each in offset order), it judges lateness by each
+// partition's own watermark, as SPEC says, and emits every window once, at
+// the end: when a window closes between the partitions' records depends on
+// the engine's rounds, its final contents do not.
+func refRun(partitions ...[]string) []refOut {
 	const size, ooo, lateness = 60000, 5000, 60000
 	wins := map[string]*refWin{}
-	wm := int64(math.MinInt64)
-	maxT := int64(math.MinInt64)
+	wm := int64(math.MinInt64) // the watermark that emits: the one partition's, or none until the end
 	var out []refOut
 	stats := refOut{Type: "stats", Pipeline: "api-health", Rejected: map[string]int64{}}
 	type alertSt struct {
@@ -267,42 +274,46 @@ func refRun(lines []string) []refOut {
 	emitDue := func() {
 		emitDueRef(slices.Collect(maps.Values(wins)), wm, emit)
 	}
-	for _, line := range lines {
+	// judge takes one record of a partition whose clock is maxT and pwm.
+	judge := func(line string, maxT, pwm *int64, emitting bool) {
 		if strings.TrimSpace(line) == "" {
-			continue
+			return
 		}
 		stats.Records++
 		var v any
 		if err := json.Unmarshal([]byte(line), &v); err != nil {
 			stats.Rejected["invalid_json"]++
-			continue
+			return
 		}
 		obj, ok := v.(map[string]any)
 		if !ok {
 			stats.Rejected["not_object"]++
-			continue
+			return
 		}
 		raw, ok := obj["ts"]
 		if !ok || raw == nil {
 			stats.Rejected["missing_time"]++
-			continue
+			return
 		}
 		f, ok := raw.(float64)
 		if !ok {
 			stats.Rejected["bad_time"]++
-			continue
+			return
 		}
 		stats.Events++
 		t := int64(math.Floor(f))
-		if t > maxT {
-			maxT = t
-			wm = t - ooo
+		if t > *maxT {
+			*maxT = t
+			*pwm = t - ooo
+			if emitting {
+				wm = *pwm
+			}
 		}
 		start := int64(math.Floor(float64(t)/size)) * size
 		end := start + size
-		if wm >= end+lateness {
+		if *pwm >= end+lateness {
 			stats.LateDropped++
-			continue
+			return
 		}
 		key, _ := obj["service"].(string)
 		id := fmt.Sprint(start, key)
@@ -321,6 +332,12 @@ func refRun(lines []string) []refOut {
 			w.dirty = true
 		}
 		emitDue()
+	}
+	for _, lines := range partitions {
+		maxT, pwm := int64(math.MinInt64), int64(math.MinInt64) // this partition's clock
+		for _, line := range lines {
+			judge(line, &maxT, &pwm, len(partitions) == 1)
+		}
 	}
 	wm = math.MaxInt64
 	emitDue()
@@ -848,6 +865,109 @@ func TestPartitionsKeepFinalResults(t *testing.T) {
 		}
 	}
 	t.Logf("%d windows, %d revisions over 1 partition, %d over 3", len(one), oneRevs, threeRevs)
+}
+
+// TestPartitionsFinalResultsWithLateDrops: over 3 and 6 partitions, keyed
+// by service or not keyed (a service's events then spread over partitions
+// whose clocks differ), with events too late for some partitions' clocks:
+// the last revision of every window holds exactly the events that their
+// own partition's watermark accepted (SPEC: lateness is judged per
+// partition), checked against the reference given each partition's
+// records as the log holds them; late_dropped and the rejected counts too.
+func TestPartitionsFinalResultsWithLateDrops(t *testing.T) {
+	lines := genEvents(6000, 5)
+	// Besides genEvents' late and too-late events, some that are about as
+	// late as lateness allows: which of them a partition refuses depends
+	// on how far its own clock has gone.
+	tsField := regexp.MustCompile(`"ts":(\d+)`)
+	for i := 20; i < len(lines); i += 53 {
+		lines[i] = tsField.ReplaceAllStringFunc(lines[i], func(m string) string {
+			ts, _ := strconv.ParseInt(m[5:], 10, 64)
+			return fmt.Sprintf(`"ts":%d`, ts-60_000-int64(i%13)*1000)
+		})
+	}
+	oneDropped := refRun(lines)[len(refRun(lines))-1].LateDropped
+	differs := false
+	dir := t.TempDir()
+	events, cfg := writeRunFiles(t, dir, lines)
+	for _, tc := range []struct {
+		parts string
+		keyed bool
+	}{{"3", true}, {"6", true}, {"3", false}, {"6", false}} {
+		t.Run(fmt.Sprintf("%s-partitions-keyed-%v", tc.parts, tc.keyed), func(t *testing.T) {
+			c := newCLI(t)
+			c.ok("", "topic", "create", "events", "--partitions", tc.parts)
+			if tc.keyed {
+				c.ok("", "produce", "events", "--key-field", "service", events)
+			} else {
+				c.ok("", "produce", "events", events)
+			}
+			partitions := consumeLines(t, c, "events")
+			want := map[string]refOut{}
+			var wantStats refOut
+			for _, o := range refRun(partitions...) {
+				switch o.Type {
+				case "window":
+					want[fmt.Sprint(o.Key, o.WindowStart)] = o
+				case "stats":
+					wantStats = o
+				}
+			}
+			got := map[string]refOut{}
+			var gotStats refOut
+			for _, o := range parseRunOutput(t, c.ok("", "run", cfg, "--until-end")) {
+				switch o.Type {
+				case "window":
+					got[fmt.Sprint(o.Key, o.WindowStart)] = o // the last revision stays
+				case "stats":
+					gotStats = o
+				}
+			}
+			wantStats.Revision, gotStats.Revision = 0, 0
+			compareOutputs(t, []refOut{gotStats}, []refOut{wantStats})
+			if wantStats.LateDropped == 0 || len(got) != len(want) {
+				t.Fatalf("late_dropped %d (want some); %d windows, the reference has %d", wantStats.LateDropped, len(got), len(want))
+			}
+			for k, w := range want {
+				g := got[k]
+				g.Revision, w.Revision = 0, 0
+				compareOutputs(t, []refOut{g}, []refOut{w})
+			}
+			differs = differs || gotStats.LateDropped != oneDropped
+			t.Logf("%d windows, late_dropped %d (%d over one partition)", len(got), gotStats.LateDropped, oneDropped)
+		})
+	}
+	if !differs {
+		t.Fatalf("every layout dropped as many events as one partition (%d): the data did not exercise the partitions' own clocks", oneDropped)
+	}
+}
+
+// consumeLines reads topic back through the CLI: each partition's record
+// values in offset order, as the lines they were produced from.
+func consumeLines(t *testing.T, c *cli, topic string) [][]string {
+	t.Helper()
+	var parts [][]string
+	for _, line := range strings.Split(strings.TrimSpace(c.ok("", "consume", topic)), "\n") {
+		var r struct {
+			Partition int
+			Value     json.RawMessage
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("consume printed %q: %v", line, err)
+		}
+		for len(parts) <= r.Partition {
+			parts = append(parts, nil)
+		}
+		// A value that is not JSON is printed as a string (the events
+		// hold no JSON strings).
+		v := string(r.Value)
+		var s string
+		if json.Unmarshal(r.Value, &s) == nil {
+			v = s
+		}
+		parts[r.Partition] = append(parts[r.Partition], v)
+	}
+	return parts
 }
 
 // TestStatsLineWithoutStdoutSink: a pipeline that writes only to a topic
