@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	case "fsize":
 		crashChildFileSize()
 		return
+	case "fsize-exit":
+		crashChildFileSizeExit()
+		return
 	}
 	os.Exit(m.Run())
 }
@@ -224,6 +227,135 @@ func crashChildFileSize() {
 		}
 	}
 	os.Exit(0)
+}
+
+// crashChildFileSizeExit appends under RLIMIT_FSIZE until a write fails,
+// and exits without appending again, as a produce command does: with
+// acks=1 the append that failed is reported, with acks=0 (ACKS=0) the
+// appends return once queued and the failed write's records are counted
+// in Stats().Lost. It prints what was acknowledged and lost.
+func crashChildFileSizeExit() {
+	signal.Ignore(syscall.SIGXFSZ)
+	l, err := Open(os.Getenv("DIR"), Options{CleanupInterval: -1})
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(3)
+	}
+	// Segments larger than the limit, batches of several 64 KiB frames:
+	// the write that fails leaves complete frames before the torn one.
+	tp, err := l.CreateTopic("exit", TopicConfig{Partitions: 1, SegmentBytes: 1 << 20})
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(3)
+	}
+	p, _ := tp.Partition(0)
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: 300 << 10, Max: unix.RLIM_INFINITY}); err != nil {
+		fmt.Println("ERR setrlimit", err)
+		os.Exit(3)
+	}
+	acks, batch := AcksLeader, 1500
+	if os.Getenv("ACKS") == "0" {
+		acks, batch = AcksNone, 100
+	}
+	var acked int64
+	for {
+		recs := make([]Record, batch)
+		for j := range recs {
+			recs[j] = crashRecord(acked + int64(j))
+		}
+		if _, err := p.Append(recs, acks); err != nil {
+			fmt.Println("FAIL", err)
+			break
+		}
+		acked += int64(batch)
+		if acks == AcksNone && acked >= 50*int64(batch) {
+			if err := p.Flush(); err != nil {
+				fmt.Println("FAIL", err)
+			}
+			break
+		}
+	}
+	fmt.Println("ACKED", acked, "LOST", p.Stats().Lost)
+	l.Close()
+	os.Exit(0)
+}
+
+// TestWriteErrorThenExit: a process whose write fails and that exits
+// without appending again leaves no record of the failed write for
+// readers: the partition holds exactly what was acknowledged with acks=1,
+// and with acks=0 what was queued less what Stats().Lost counts.
+func TestWriteErrorThenExit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	for _, acks := range []string{"1", "0"} {
+		t.Run("acks="+acks, func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), childEnv+"=fsize-exit", "DIR="+dir, "ACKS="+acks)
+			cmd.WaitDelay = time.Minute
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("child: %v\n%s\n%s", err, out, stderr.String())
+			}
+			var acked, lost int64
+			failed := false
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				switch {
+				case strings.HasPrefix(line, "FAIL") && strings.Contains(line, "file too large"):
+					failed = true
+				case strings.HasPrefix(line, "ACKED"):
+					fmt.Sscanf(line, "ACKED %d LOST %d", &acked, &lost)
+				default:
+					t.Fatalf("child: %s", line)
+				}
+			}
+			// With acks=0 the write that fails may be a background one,
+			// which no call returns: Lost tells.
+			if acks == "1" && !failed || acked == 0 || (acks == "0") != (lost > 0) {
+				t.Fatalf("child: %s", out)
+			}
+			l := testLog(t, dir)
+			defer l.Close()
+			p := mustPartition(t, l, "exit", TopicConfig{}, 0)
+			if p.HighWatermark() != acked-lost {
+				t.Fatalf("high watermark %d: acknowledged %d, lost %d", p.HighWatermark(), acked, lost)
+			}
+			if acks == "1" {
+				verifyCrash(t, p, acked)
+			} else {
+				// Offsets whose records were lost went to the next records
+				// (nothing had read them): each record is one the child
+				// queued, whole, in the order it queued them.
+				r, _ := p.NewReader(0)
+				defer r.Close()
+				var recs []Record
+				for int64(len(recs)) < p.HighWatermark() {
+					more, err := r.Read(make([]Record, 0, 1000))
+					if err != nil || len(more) == 0 {
+						t.Fatalf("read at %d of %d: %v", len(recs), p.HighWatermark(), err)
+					}
+					recs = append(recs, more...)
+				}
+				last := int64(-1)
+				for _, rc := range recs {
+					var n int64
+					fmt.Sscanf(string(rc.Value), `{"n":%d`, &n)
+					w := crashRecord(n)
+					if n <= last || !bytes.Equal(rc.Value, w.Value) || !bytes.Equal(rc.Key, w.Key) {
+						t.Fatalf("offset %d: %q=%q after record %d", rc.Offset, rc.Key, rc.Value, last)
+					}
+					last = n
+				}
+				if int64(len(recs)) != acked-lost {
+					t.Fatalf("read %d records, want %d", len(recs), acked-lost)
+				}
+			}
+			t.Logf("acknowledged %d, lost %d, high watermark %d", acked, lost, p.HighWatermark())
+		})
+	}
 }
 
 func TestWriteErrorThenRecovery(t *testing.T) {

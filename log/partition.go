@@ -59,9 +59,13 @@ type Partition struct {
 	walBatch wal.Batch
 	frames   []queuedFrame // headers of the frames in walBatch
 	queued   int           // bytes in walBatch
-	builder  frame.Builder
-	linger   *time.Timer
-	armed    bool
+	// unwritten counts the queued records of AcksNone appends, which
+	// returned before their write: if it fails, they are lost (lostErr).
+	unwritten int64
+	lostErr   error
+	builder   frame.Builder
+	linger    *time.Timer
+	armed     bool
 
 	// meta guards segs and the segments' fields.
 	meta sync.RWMutex
@@ -105,20 +109,31 @@ type Partition struct {
 // PartitionStats are a partition's counters since it was opened in this
 // process.
 type PartitionStats struct {
-	Appends int64 // Append calls that succeeded
-	Records int64 // records appended
+	Appends int64 // Append calls that succeeded (with AcksNone: queued)
+	Records int64 // records appended (with AcksNone: queued)
 	Bytes   int64 // record bytes (keys, values, headers) appended
 	Fsyncs  int64 // group-commit fsyncs
+	// Lost counts records appended with AcksNone whose write then failed
+	// (a full disk): Append had returned, so no caller was told.
+	Lost int64
 }
 
 type partitionCounters struct {
-	appends, records, bytes, fsyncs atomic.Int64
+	appends, records, bytes, fsyncs, lost atomic.Int64
 }
 
 // Stats returns the partition's counters.
 func (p *Partition) Stats() PartitionStats {
 	return PartitionStats{Appends: p.stats.appends.Load(), Records: p.stats.records.Load(),
-		Bytes: p.stats.bytes.Load(), Fsyncs: p.stats.fsyncs.Load()}
+		Bytes: p.stats.bytes.Load(), Fsyncs: p.stats.fsyncs.Load(), Lost: p.stats.lost.Load()}
+}
+
+// LostError returns the write error that last lost records appended with
+// AcksNone (PartitionStats.Lost), or nil if none was lost.
+func (p *Partition) LostError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lostErr
 }
 
 type queuedFrame struct {
@@ -451,10 +466,9 @@ func (p *Partition) Append(recs []Record, acks Acks) (int64, error) {
 	}
 	base := p.next
 	p.encodeLocked(recs)
-	p.stats.appends.Add(1)
-	p.stats.records.Add(int64(len(recs)))
-	p.stats.bytes.Add(size)
 	if acks == AcksNone && p.queued < maxQueuedBytes {
+		p.unwritten += int64(len(recs))
+		p.countAppend(len(recs), size)
 		if !p.armed {
 			p.armed = true
 			p.linger.Reset(p.opts.Linger)
@@ -471,12 +485,20 @@ func (p *Partition) Append(recs []Record, acks Acks) (int64, error) {
 	if err != nil {
 		return -1, err
 	}
+	p.countAppend(len(recs), size)
 	if acks == AcksAll {
 		if err := p.syncTo(end); err != nil {
 			return -1, err
 		}
 	}
 	return base, nil
+}
+
+// countAppend counts an append of n records and size bytes that succeeded.
+func (p *Partition) countAppend(n int, size int64) {
+	p.stats.appends.Add(1)
+	p.stats.records.Add(int64(n))
+	p.stats.bytes.Add(size)
 }
 
 // encodeLocked frames recs into batches queued in walBatch.
@@ -532,9 +554,10 @@ func (p *Partition) lingerFlush() {
 	if p.wal == nil || len(p.frames) == 0 {
 		return
 	}
+	lost := p.unwritten
 	if err := p.flushLocked(); err != nil {
 		p.opts.Logger.Error("write of acks=0 records failed; they are lost",
-			"topic", p.topic.name, "partition", p.id, "err", err)
+			"topic", p.topic.name, "partition", p.id, "records", lost, "err", err)
 	}
 }
 
@@ -570,6 +593,7 @@ func (p *Partition) flushLocked() error {
 	if err != nil {
 		return p.failLocked(err)
 	}
+	p.unwritten = 0
 	p.hw.Store(p.next)
 	p.notify()
 	return nil
@@ -586,19 +610,35 @@ func (p *Partition) rollLocked() (*segment, error) {
 	return s, nil
 }
 
-// failLocked handles a write error: the queued records are dropped (none
-// was acknowledged), the wal is closed, and the next Append reopens it,
-// cutting whatever part of the failed write reached the files.
+// failLocked handles a write error: the queued records are dropped (those
+// of AcksNone appends that returned are counted lost; the caller of the
+// Append that wrote tells its own caller), the wal is closed, and the next
+// Append reopens it, cutting whatever part of the failed write reached the
+// files.
 func (p *Partition) failLocked(err error) error {
+	if p.unwritten > 0 {
+		p.stats.lost.Add(p.unwritten)
+		p.lostErr = err
+		p.unwritten = 0
+	}
 	p.walBatch.Clear()
 	p.frames = p.frames[:0]
 	p.queued = 0
 	p.next = p.hw.Load()
 	if p.wal != nil {
-		p.wal.Close() // may fail like the write did; the files are repaired on reopen
+		p.wal.Close() // may fail like the write did; the files are repaired below
 		p.wal = nil
 	}
 	p.failed = err
+	// Cut what the failed write left in the files now, not only when the
+	// next Append reopens them: a process that exits after the error (a
+	// produce command, a program that gives up) would otherwise leave
+	// the write's complete batches for readers, records its caller was
+	// told were not appended. If the repair fails too, the next Append
+	// tries again.
+	if wal.Recover(p.dir) == nil {
+		p.loadSegments(true, p.hw.Load())
+	}
 	return err
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"math/rand/v2"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/partition"
@@ -236,6 +239,60 @@ func TestProduceFromStdinWithKeyAndPartition(t *testing.T) {
 	}
 	if len(recs) != 5 {
 		t.Fatalf("consumed %v", vals)
+	}
+}
+
+// TestProduceFullDisk: produce meets a write error (a file-size limit on
+// the process, the kernel's EFBIG: a full disk as a write sees it) part
+// way through a file. It exits 1 with a one-line error, and its summary
+// counts exactly what the topic then holds: with acks=1 and all, the
+// records of appends that succeeded; with acks=0, what it queued, less
+// what it reports lost.
+func TestProduceFullDisk(t *testing.T) {
+	var in strings.Builder
+	for i := range 40000 {
+		fmt.Fprintf(&in, `{"ts":%d,"service":"svc-%d","pad":"%s"}`+"\n", 1795341600000+i, i%7, strings.Repeat("x", i%50))
+	}
+	for _, acks := range []string{"all", "1", "0"} {
+		t.Run("acks="+acks, func(t *testing.T) {
+			c := newCLI(t)
+			c.ok("", "topic", "create", "events", "--partitions", "3")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := c.cmd(ctx, "produce", "events", "--key-field", "service", "--acks", acks)
+			stdin, _ := cmd.StdinPipe()
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// The limit before any record arrives: 300 KiB a file, about
+			// half of what each partition would get.
+			lim := unix.Rlimit{Cur: 300 << 10, Max: unix.RLIM_INFINITY}
+			if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_FSIZE, &lim, nil); err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(stdin, in.String()) // fails once produce stops reading
+			stdin.Close()
+			err := cmd.Wait()
+			stderr := strings.TrimSpace(errb.String())
+			lastLine := stderr[strings.LastIndex(stderr, "\n")+1:]
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(lastLine, "file too large") {
+				t.Fatalf("produce: %v, stderr:\n%s", err, stderr)
+			}
+			var sum struct{ Records, Lost int64 }
+			if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
+				t.Fatalf("summary %q: %v", out.String(), err)
+			}
+			if (acks == "0") != (sum.Lost > 0) || sum.Records == 0 {
+				t.Fatalf("summary %s", out.String())
+			}
+			held := int64(len(parseConsumed(t, c.ok("", "consume", "events"))))
+			if held != sum.Records-sum.Lost {
+				t.Fatalf("the topic holds %d records; produce's summary: %s", held, out.String())
+			}
+			t.Logf("%s; %s", strings.TrimSpace(out.String()), lastLine)
+		})
 	}
 }
 

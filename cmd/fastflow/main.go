@@ -30,6 +30,10 @@ func (e usageError) Unwrap() error { return e.err }
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 func main() {
+	// Past a file-size limit (ulimit -f) a write fails with EFBIG, which
+	// the log handles as it does a full disk, instead of the signal
+	// killing the process in the middle of it (PostgreSQL does the same).
+	signal.Ignore(syscall.SIGXFSZ)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRoot().ExecuteContext(ctx)
 	stop()

@@ -60,6 +60,9 @@ type produceSummary struct {
 	NoKey        int64            `json:"no_key"`
 	BadTimestamp int64            `json:"bad_timestamp,omitempty"`
 	TooLarge     int64            `json:"too_large,omitempty"`
+	// Lost counts records queued with --acks 0 whose write then failed;
+	// records counts them, as an acks=0 producer does.
+	Lost int64 `json:"lost,omitempty"`
 }
 
 func runProduce(ctx context.Context, g *globals, f *produceFlags, partitionSet bool, args []string) error {
@@ -123,7 +126,7 @@ func runProduce(ctx context.Context, g *globals, f *produceFlags, partitionSet b
 	}
 	st := pr.Stats()
 	sum := produceSummary{Topic: t.Name(), Records: st.Records, Bytes: st.Bytes, NoKey: st.NoKey,
-		BadTimestamp: lp.badTime, TooLarge: lp.tooLarge, Partitions: map[string]int64{}}
+		BadTimestamp: lp.badTime, TooLarge: lp.tooLarge, Lost: st.Lost, Partitions: map[string]int64{}}
 	for id, n := range st.PerPartition {
 		sum.Partitions[strconv.Itoa(id)] = n
 	}
@@ -133,6 +136,9 @@ func runProduce(ctx context.Context, g *globals, f *produceFlags, partitionSet b
 		return err
 	}
 	if closeErr != nil {
+		if st.Lost > 0 {
+			return fmt.Errorf("queued %d records with acks=0, then: %w", st.Records, closeErr)
+		}
 		return fmt.Errorf("produced %d records, then: %w", st.Records, closeErr)
 	}
 	if readErr != nil {
@@ -153,6 +159,9 @@ func printProduceSummary(s *produceSummary, per []int64) {
 		s.Records, humanize.IBytes(uint64(s.Bytes)), s.Topic, strings.Join(parts, " "), s.NoKey)
 	if s.BadTimestamp > 0 {
 		fmt.Printf("; %d without a valid timestamp", s.BadTimestamp)
+	}
+	if s.Lost > 0 {
+		fmt.Printf("; %d lost (acks=0, the write failed)", s.Lost)
 	}
 	fmt.Println()
 }

@@ -11,6 +11,7 @@ package producer
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -39,11 +40,15 @@ const (
 	DefaultBatchBytes   = 1 << 20
 )
 
-// Stats count what a Producer sent.
+// Stats count what a Producer has appended: records in batches whose
+// append succeeded, not those added since or lost to an append error.
+// With log.AcksNone an append succeeds once queued; Lost counts the
+// records of its partitions that a failed write lost after that.
 type Stats struct {
 	Records      int64   `json:"records"`
 	Bytes        int64   `json:"bytes"` // keys and values
 	NoKey        int64   `json:"no_key"`
+	Lost         int64   `json:"lost,omitempty"`
 	PerPartition []int64 `json:"-"`
 }
 
@@ -53,7 +58,6 @@ type Producer struct {
 	opts   Options
 	sticky *partition.Sticky
 	parts  []*appender
-	stats  Stats
 	err    atomic.Pointer[error] // the first append error
 }
 
@@ -70,6 +74,10 @@ type appender struct {
 	full chan *batch // to the goroutine
 	free chan *batch // back from it
 	done sync.WaitGroup
+
+	// What its appends stored, counted by the goroutine.
+	records, bytes, noKey atomic.Int64
+	lostBefore            int64 // the partition's Lost when the appender began
 }
 
 // New returns a Producer for topic t.
@@ -89,7 +97,6 @@ func New(t *log.Topic, opts Options) (*Producer, error) {
 		opts:   opts,
 		sticky: partition.NewSticky(n),
 		parts:  make([]*appender, n),
-		stats:  Stats{PerPartition: make([]int64, n)},
 	}, nil
 }
 
@@ -102,7 +109,8 @@ func (pr *Producer) appender(id int32) (*appender, error) {
 		return nil, err
 	}
 	// Two batches: one filling, one being appended.
-	a := &appender{p: p, cur: &batch{}, full: make(chan *batch, 1), free: make(chan *batch, 2)}
+	a := &appender{p: p, cur: &batch{}, full: make(chan *batch, 1), free: make(chan *batch, 2),
+		lostBefore: p.Stats().Lost}
 	a.free <- &batch{}
 	a.done.Add(1)
 	go func() {
@@ -110,6 +118,8 @@ func (pr *Producer) appender(id int32) (*appender, error) {
 		for b := range a.full {
 			if _, err := a.p.Append(b.recs, pr.opts.Acks); err != nil {
 				pr.fail(err)
+			} else {
+				a.stored(b)
 			}
 			b.recs, b.arena = b.recs[:0], b.arena[:0]
 			a.free <- b
@@ -117,6 +127,19 @@ func (pr *Producer) appender(id int32) (*appender, error) {
 	}()
 	pr.parts[id] = a
 	return a, nil
+}
+
+// stored counts batch b, appended.
+func (a *appender) stored(b *batch) {
+	noKey := 0
+	for i := range b.recs {
+		if b.recs[i].Key == nil {
+			noKey++
+		}
+	}
+	a.records.Add(int64(len(b.recs)))
+	a.bytes.Add(int64(len(b.arena)))
+	a.noKey.Add(int64(noKey))
 }
 
 func (pr *Producer) fail(err error) { pr.err.CompareAndSwap(nil, &err) }
@@ -157,12 +180,6 @@ func (pr *Producer) Add(key, value []byte, tsMs int64) error {
 	}
 	r.Value = b.arena[start+len(key) : len(b.arena) : len(b.arena)]
 	b.recs = append(b.recs, r)
-	pr.stats.Records++
-	pr.stats.Bytes += int64(len(key) + len(value))
-	pr.stats.PerPartition[id]++
-	if key == nil {
-		pr.stats.NoKey++
-	}
 	if len(b.recs) >= pr.opts.BatchRecords || len(b.arena) >= pr.opts.BatchBytes {
 		pr.send(a)
 		if id == pr.sticky.Partition() {
@@ -203,7 +220,10 @@ func (pr *Producer) Flush() error {
 	return pr.Err()
 }
 
-// Close flushes and stops the appenders.
+// Close flushes and stops the appenders. With log.AcksNone it also writes
+// what its partitions hold queued, and returns an error if a write lost
+// records appended since the Producer began (Stats.Lost): Kafka's acks=0
+// producer is never told, but a process that owns the log can be.
 func (pr *Producer) Close() error {
 	err := pr.Flush()
 	for _, a := range pr.parts {
@@ -212,8 +232,40 @@ func (pr *Producer) Close() error {
 			a.done.Wait()
 		}
 	}
+	if pr.opts.Acks != log.AcksNone {
+		return err
+	}
+	var lostErr error
+	for _, a := range pr.parts {
+		if a == nil {
+			continue
+		}
+		a.p.Flush() // a failure counts in Lost
+		if a.p.Stats().Lost > a.lostBefore && lostErr == nil {
+			lostErr = a.p.LostError()
+		}
+	}
+	if lost := pr.Stats().Lost; lost > 0 {
+		return fmt.Errorf("%d records appended with acks=0 to %s were lost: %w", lost, pr.topic.Name(), lostErr)
+	}
 	return err
 }
 
-// Stats returns what was sent so far.
-func (pr *Producer) Stats() Stats { return pr.stats }
+// Stats returns what was appended so far: after Flush or Close, every
+// record the Producer stored, and only those; when an append failed, the
+// records of that batch and of those not sent are not counted.
+func (pr *Producer) Stats() Stats {
+	st := Stats{PerPartition: make([]int64, len(pr.parts))}
+	for id, a := range pr.parts {
+		if a == nil {
+			continue
+		}
+		n := a.records.Load()
+		st.PerPartition[id] = n
+		st.Records += n
+		st.Bytes += a.bytes.Load()
+		st.NoKey += a.noKey.Load()
+		st.Lost += a.p.Stats().Lost - a.lostBefore
+	}
+	return st
+}
