@@ -258,7 +258,7 @@ func (k *kafkaRun) assigned(ctx context.Context, offsets map[string]map[int32]kg
 	go func() {
 		err := e.run(gctx, k.opts.NoPin)
 		if err != nil && !stopped(err) {
-			k.fail(fmt.Errorf("pipeline %s: %w", k.p.cfg.Name, err))
+			k.fail(err) // runPipeline's caller names the pipeline
 		}
 		g.done <- err
 	}()

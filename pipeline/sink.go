@@ -56,7 +56,7 @@ func newEmitter(l *log.Log, p *plan, stdout io.Writer, observe Observer, logger 
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("pipeline %s: topic %s: %w", p.cfg.Name, name, err)
+			return nil, fmt.Errorf("topic %s: %w", name, err)
 		}
 		return producer.New(t, producer.Options{Acks: log.AcksLeader, Partition: -1})
 	}
@@ -76,7 +76,7 @@ func newEmitter(l *log.Log, p *plan, stdout io.Writer, observe Observer, logger 
 			ks, err := newKafkaSink(s)
 			if err != nil {
 				e.close()
-				return nil, fmt.Errorf("pipeline %s: %w", p.cfg.Name, err)
+				return nil, err
 			}
 			e.kafkas = append(e.kafkas, ks)
 		}
