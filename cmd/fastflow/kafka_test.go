@@ -199,6 +199,72 @@ func TestKcatAgainstKafkaListener(t *testing.T) {
 	}
 }
 
+// TestKcatGroupRebalanceLosesNoCommit: a second kcat joins the group of a
+// first that has consumed everything. librdkafka commits the revoked
+// partitions' offsets as the rebalance begins (its auto-commit timer is
+// set far off here, so that commit is the only one); the listener must
+// take it, as Kafka does while a group prepares a rebalance, or the
+// partitions' next owners consume every record again (they did: all 2,000
+// twice).
+func TestKcatGroupRebalanceLosesNoCommit(t *testing.T) {
+	kcat := need(t, "kcat", "kafkacat")
+	c := newCLI(t)
+	addr := serveKafka(t, c, "events", 4)
+	const n = 2000
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, `{"k":"key-%d","i":%d}`+"\n", i%37, i)
+	}
+	c.ok(in.String(), "produce", "events", "--key-field", "k")
+	type member struct {
+		cmd         *exec.Cmd
+		out, stderr syncBuffer
+		done        chan struct{}
+	}
+	join := func() *member {
+		m := &member{done: make(chan struct{})}
+		m.cmd = exec.Command(kcat, "-u", "-b", addr, "-G", "g", "-X", "auto.offset.reset=earliest",
+			"-X", "auto.commit.interval.ms=600000", "-f", "%p %o\n", "events")
+		m.cmd.Stdout, m.cmd.Stderr = &m.out, &m.stderr
+		if err := m.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { m.cmd.Wait(); close(m.done) }()
+		t.Cleanup(func() { m.cmd.Process.Kill(); <-m.done })
+		return m
+	}
+	a := join()
+	waitForOr(t, func() bool { return len(a.out.lines()) >= n }, func() string { return a.stderr.String() })
+	b := join()
+	// Both hold partitions of the new generation.
+	waitForOr(t, func() bool {
+		return strings.Count(a.stderr.String(), "assigned:") >= 2 && strings.Contains(b.stderr.String(), "assigned:")
+	}, func() string { return "a: " + a.stderr.String() + "\nb: " + b.stderr.String() })
+	time.Sleep(time.Second) // what they would consume again, they would consume now
+	for _, m := range []*member{a, b} {
+		m.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-m.done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("kcat did not stop: %s", m.stderr.String())
+		}
+	}
+	seen := map[string]int{}
+	for _, line := range append(a.out.lines(), b.out.lines()...) {
+		seen[line]++
+		if seen[line] == 2 {
+			t.Errorf("record %s consumed twice", line)
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("consumed %d distinct records, want %d", len(seen), n)
+	}
+	if strings.Contains(a.stderr.String(), "COMMITFAIL") {
+		t.Fatalf("a commit failed: %s", a.stderr.String())
+	}
+	checkCommitted(t, c, "g", 4)
+}
+
 func TestKafkajsAgainstKafkaListener(t *testing.T) {
 	node := need(t, "node")
 	dir, _ := filepath.Abs("testdata/kafkajs")

@@ -581,7 +581,12 @@ func (c *coordinator) leave(req *kmsg.LeaveGroupRequest) kmsg.Response {
 
 // checkMember validates the generation and member of an offset commit: a
 // commit from a member of an older generation would rewind partitions
-// that moved on to someone else.
+// that moved on to someone else. Kafka's rules (ClassicGroup's
+// validateOffsetCommit): while the group prepares a rebalance its members
+// still commit with the generation they have, which is how an eager
+// consumer commits what it consumed as its partitions are revoked, before
+// it rejoins; between the new generation's join and its sync, the
+// assignment is not known yet, and a commit gets REBALANCE_IN_PROGRESS.
 func (c *coordinator) checkMember(group string, generation int32, memberID string) int16 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -600,7 +605,7 @@ func (c *coordinator) checkMember(group string, generation int32, memberID strin
 	if generation != g.generation {
 		return kerr.IllegalGeneration.Code
 	}
-	if g.state == statePreparingRebalance {
+	if g.state == stateCompletingRebalance {
 		return kerr.RebalanceInProgress.Code
 	}
 	g.members[memberID].lastSeen = c.now()

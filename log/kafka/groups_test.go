@@ -145,6 +145,64 @@ func stableTwo(t *testing.T, f *fakeGroups) (a, b string, gen int32) {
 	return a, b, 2
 }
 
+func (f *fakeGroups) commit(id string, gen int32, offset int64) int16 {
+	r := kmsg.NewPtrOffsetCommitRequest()
+	r.Version, r.Group, r.MemberID, r.Generation = 8, "g", id, gen
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = "t"
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = 0, offset
+	rt.Partitions = append(rt.Partitions, rp)
+	r.Topics = append(r.Topics, rt)
+	return f.offsetCommit(r).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+}
+
+// Offset commits around a rebalance follow Kafka's classic group: while
+// the group prepares a rebalance, a member commits with its current
+// generation (an eager consumer commits as its partitions are revoked,
+// before it rejoins: refused, the next owner would consume those records
+// again); once the new generation is joined but not synced, a commit is
+// REBALANCE_IN_PROGRESS; an old generation's commit is ILLEGAL_GENERATION.
+func TestCommitDuringRebalance(t *testing.T) {
+	f := newFakeGroups(t)
+	if _, err := f.l.CreateTopic("t", log.TopicConfig{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	a, b, gen := stableTwo(t, f)
+	if c := f.commit(a, gen, 10); c != 0 {
+		t.Fatalf("stable: %v", kerr.ErrorForCode(c))
+	}
+	_, jc := f.joinAsync(t, "", "C") // a third member: the group prepares a rebalance
+	for deadline := time.Now().Add(10 * time.Second); f.state() != "PreparingRebalance"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("state %s after a third member's join", f.state())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if c := f.commit(a, gen, 20); c != 0 {
+		t.Fatalf("a's commit on revoke, while the group prepares a rebalance: %v", kerr.ErrorForCode(c))
+	}
+	_, ja := f.joinAsync(t, a, "A")
+	_, jb := f.joinAsync(t, b, "B")
+	ra, rb, rc := recv(t, ja), recv(t, jb), recv(t, jc)
+	if ra.Generation != gen+1 || rb.Generation != gen+1 || rc.Generation != gen+1 {
+		t.Fatalf("generations %d %d %d", ra.Generation, rb.Generation, rc.Generation)
+	}
+	if s := f.state(); s != "CompletingRebalance" {
+		t.Fatalf("state %s", s)
+	}
+	if c := f.commit(a, gen+1, 30); c != kerr.RebalanceInProgress.Code {
+		t.Fatalf("a's commit before the new generation's sync: %v", kerr.ErrorForCode(c))
+	}
+	if c := f.commit(b, gen, 30); c != kerr.IllegalGeneration.Code {
+		t.Fatalf("b's commit with the old generation: %v", kerr.ErrorForCode(c))
+	}
+	grp, _ := f.l.Group("g")
+	if off, _, _ := grp.Committed("t", 0); off != 20 {
+		t.Fatalf("committed %d, want 20 (the commit on revoke)", off)
+	}
+}
+
 // A member that stops heartbeating is dropped when its session times out,
 // and the others are told to rejoin; the survivor leads the next
 // generation.
