@@ -331,26 +331,27 @@ func TestWriteErrorThenExit(t *testing.T) {
 				// queued, whole, in the order it queued them.
 				r, _ := p.NewReader(0)
 				defer r.Close()
-				var recs []Record
-				for int64(len(recs)) < p.HighWatermark() {
-					more, err := r.Read(make([]Record, 0, 1000))
-					if err != nil || len(more) == 0 {
-						t.Fatalf("read at %d of %d: %v", len(recs), p.HighWatermark(), err)
+				// A Read's records are valid until the next Read: each
+				// batch is checked as it comes.
+				last, read := int64(-1), int64(0)
+				for read < p.HighWatermark() {
+					recs, err := r.Read(make([]Record, 0, 1000))
+					if err != nil || len(recs) == 0 {
+						t.Fatalf("read at %d of %d: %v", read, p.HighWatermark(), err)
 					}
-					recs = append(recs, more...)
-				}
-				last := int64(-1)
-				for _, rc := range recs {
-					var n int64
-					fmt.Sscanf(string(rc.Value), `{"n":%d`, &n)
-					w := crashRecord(n)
-					if n <= last || !bytes.Equal(rc.Value, w.Value) || !bytes.Equal(rc.Key, w.Key) {
-						t.Fatalf("offset %d: %q=%q after record %d", rc.Offset, rc.Key, rc.Value, last)
+					for _, rc := range recs {
+						var n int64
+						fmt.Sscanf(string(rc.Value), `{"n":%d`, &n)
+						w := crashRecord(n)
+						if n <= last || !bytes.Equal(rc.Value, w.Value) || !bytes.Equal(rc.Key, w.Key) {
+							t.Fatalf("offset %d: %q=%q after record %d", rc.Offset, rc.Key, rc.Value, last)
+						}
+						last = n
 					}
-					last = n
+					read += int64(len(recs))
 				}
-				if int64(len(recs)) != acked-lost {
-					t.Fatalf("read %d records, want %d", len(recs), acked-lost)
+				if read != acked-lost {
+					t.Fatalf("read %d records, want %d", read, acked-lost)
 				}
 			}
 			t.Logf("acknowledged %d, lost %d, high watermark %d", acked, lost, p.HighWatermark())
