@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/fastflow/fastflow/log/atomicfile"
+	"github.com/fastflow/fastflow/log/flock"
 )
 
 // Log is a data directory: its topics and their partitions.
@@ -177,7 +179,11 @@ func (l *Log) Topics() ([]string, error) {
 	return names, nil
 }
 
-// DeleteTopic deletes a topic and its data.
+// DeleteTopic deletes a topic and its data. It refuses (ErrLocked, naming
+// the process) while another process writes one of the topic's partitions:
+// that process would go on acknowledging appends to files no longer in
+// the log. A process that only reads it sees the topic end, and an
+// Append of its gets ErrUnknownTopic.
 func (l *Log) DeleteTopic(name string) error {
 	t, err := l.Topic(name)
 	if err != nil {
@@ -186,7 +192,22 @@ func (l *Log) DeleteTopic(name string) error {
 	l.mu.Lock()
 	delete(l.topics, name)
 	l.mu.Unlock()
-	t.close()
+	t.close() // this process's writer locks go, so that they can be taken below
+	// The partitions' writer locks are held through the rename: no other
+	// process starts writing under it.
+	for id := range t.Partitions() {
+		f, err := flock.Lock(filepath.Join(l.topicDir(name), strconv.Itoa(int(id)), "lock"), 0)
+		var held *flock.HeldError
+		switch {
+		case errors.As(err, &held):
+			return fmt.Errorf("topic %s: %w (pid %s): stop it, or delete the topic through it", name, ErrLocked, held.Holder)
+		case errors.Is(err, os.ErrNotExist): // a partition never opened for writing
+		case err != nil:
+			return err
+		default:
+			defer f.Close()
+		}
+	}
 	// Renaming first makes the deletion atomic for other processes.
 	trash := filepath.Join(l.dir, "trash")
 	if err := os.MkdirAll(trash, 0o755); err != nil {
@@ -198,6 +219,16 @@ func (l *Log) DeleteTopic(name string) error {
 	}
 	atomicfile.SyncDir(filepath.Join(l.dir, "topics"))
 	return os.RemoveAll(gone)
+}
+
+// forget drops t from the open topics if it is still there: another
+// process deleted it.
+func (l *Log) forget(t *Topic) {
+	l.mu.Lock()
+	if l.topics[t.name] == t {
+		delete(l.topics, t.name)
+	}
+	l.mu.Unlock()
 }
 
 // Close flushes and closes every open partition. A second call returns

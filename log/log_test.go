@@ -693,3 +693,71 @@ func TestReaderPadded(t *testing.T) {
 		t.Fatalf("%d bytes before the first field, %d after the last; want %d each", first, unsafe.Sizeof(r)-end, line)
 	}
 }
+
+// TestDeleteTopic: a deleted topic is gone for this Log and for another
+// one on the same directory (another process: flock locks conflict
+// between two opens in one process too). It is not deleted while another
+// Log writes one of its partitions, which would go on acknowledging
+// appends to files no longer in the log; a Log that had the topic open
+// gets ErrUnknownTopic from its next Append and can create it anew.
+func TestDeleteTopic(t *testing.T) {
+	dir := t.TempDir()
+	writer, other := testLog(t, dir), testLog(t, dir)
+	defer other.Close()
+	rec := []Record{{Value: []byte("v")}}
+	p := mustPartition(t, writer, "t", TopicConfig{Partitions: 2}, 1)
+	if _, err := p.Append(rec, AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	// The deleting Log has the topic open too.
+	op := mustPartition(t, other, "t", TopicConfig{}, 0)
+
+	err := other.DeleteTopic("t")
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("deleting a topic another Log writes: %v", err)
+	}
+	if _, err := p.Append(rec, AcksLeader); err != nil || p.HighWatermark() != 2 {
+		t.Fatalf("the writer after a refused delete: %v, high watermark %d", err, p.HighWatermark())
+	}
+	writer.Close()
+
+	if err := other.DeleteTopic("t"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "topics", "t")); !os.IsNotExist(err) {
+		t.Fatalf("topic directory after the delete: %v", err)
+	}
+	if names, _ := other.Topics(); len(names) != 0 {
+		t.Fatalf("topics after the delete: %v", names)
+	}
+	if _, err := op.Append(rec, AcksLeader); err == nil {
+		t.Fatal("appended to a deleted topic through a partition opened before the delete")
+	}
+	third := testLog(t, dir)
+	defer third.Close()
+	if _, err := third.Topic("t"); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("a new Log opens the deleted topic: %v", err)
+	}
+
+	// A Log that opened a topic (a serve reading it) before another
+	// deleted it.
+	stale := testLog(t, dir)
+	defer stale.Close()
+	if _, err := stale.CreateTopic("u", TopicConfig{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	sp := mustPartition(t, stale, "u", TopicConfig{}, 0)
+	if err := third.DeleteTopic("u"); err != nil { // stale has not written: nothing held
+		t.Fatal(err)
+	}
+	if _, err := sp.Append(rec, AcksLeader); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("Append to a topic another Log deleted: %v", err)
+	}
+	if _, err := stale.Topic("u"); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("Topic after its Append found it deleted: %v", err)
+	}
+	np := mustPartition(t, stale, "u", TopicConfig{Partitions: 1}, 0)
+	if _, err := np.Append(rec, AcksLeader); err != nil || np.HighWatermark() != 1 {
+		t.Fatalf("the topic created again: %v, high watermark %d", err, np.HighWatermark())
+	}
+}

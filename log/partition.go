@@ -373,6 +373,13 @@ func (p *Partition) writableLocked() error {
 	}
 	if p.lockFile == nil {
 		f, err := lockFile(filepath.Join(p.dir, "lock"), p.opts.LockTimeout)
+		if errors.Is(err, os.ErrNotExist) {
+			// Another process deleted the topic (DeleteTopic waits for
+			// no writer): say so, and forget it, so that a topic created
+			// again under its name is opened afresh.
+			p.topic.log.forget(p.topic)
+			return fmt.Errorf("%w: %q was deleted", ErrUnknownTopic, p.topic.name)
+		}
 		if err != nil {
 			return fmt.Errorf("%s/%d: %w", p.topic.name, p.id, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -293,6 +294,48 @@ func TestProduceFullDisk(t *testing.T) {
 			}
 			t.Logf("%s; %s", strings.TrimSpace(out.String()), lastLine)
 		})
+	}
+}
+
+// TestTopicDeleteWhileServed: `topic delete` refuses a topic that a
+// running serve writes (serve would go on acknowledging records into
+// deleted files), naming serve's pid; a topic serve has open but does not
+// write is deleted, and serve's next POST to it is a 404, not an error
+// about a missing lock file.
+func TestTopicDeleteWhileServed(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "written", "--partitions", "2")
+	c.ok("", "topic", "create", "read", "--partitions", "2")
+	base := startHTTP(t, c, "serve")
+	post := func(topic string) int {
+		t.Helper()
+		resp, err := http.Post(base+"/topics/"+topic+"/records", "application/x-ndjson", strings.NewReader(`{"a":1}`+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("written"); code != http.StatusOK {
+		t.Fatalf("POST: %d", code)
+	}
+	r := c.run("", "topic", "delete", "written")
+	if r.code != 1 || !strings.Contains(r.stderr, "written by another process (pid ") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("topic delete of a topic serve writes: exit %d, %q", r.code, r.stderr)
+	}
+	if recs := parseConsumed(t, c.ok("", "consume", "written")); len(recs) != 1 {
+		t.Fatalf("after the refused delete the topic holds %d records", len(recs))
+	}
+	if code := post("written"); code != http.StatusOK {
+		t.Fatalf("POST after the refused delete: %d", code)
+	}
+
+	if body, err := getBody(base + "/api/v1/topics"); err != nil || !strings.Contains(body, `"read"`) {
+		t.Fatalf("GET /api/v1/topics: %v %s", err, body) // serve opens both topics
+	}
+	c.ok("", "topic", "delete", "read")
+	if code := post("read"); code != http.StatusNotFound {
+		t.Fatalf("POST to a topic deleted under serve: %d, want 404", code)
 	}
 }
 

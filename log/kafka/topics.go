@@ -169,6 +169,9 @@ func (s *Server) produceBatches(p *log.Partition, raw []byte, acks log.Acks, sp 
 		case errors.Is(err, log.ErrRecordTooLarge):
 			fail(kerr.MessageTooLarge, err.Error())
 			return
+		case errors.Is(err, log.ErrUnknownTopic): // deleted by another process
+			fail(kerr.UnknownTopicOrPartition, err.Error())
+			return
 		case err != nil:
 			fail(kerr.KafkaStorageError, err.Error())
 			return

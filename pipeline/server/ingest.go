@@ -141,8 +141,11 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		base, err := part.Append(batch, acks)
 		if err != nil {
 			status := http.StatusInternalServerError
-			if errors.Is(err, log.ErrRecordTooLarge) {
+			switch {
+			case errors.Is(err, log.ErrRecordTooLarge):
 				status = http.StatusRequestEntityTooLarge
+			case errors.Is(err, log.ErrUnknownTopic): // deleted by another process
+				status = http.StatusNotFound
 			}
 			writeError(w, status, err.Error())
 			return
