@@ -11,6 +11,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -717,6 +718,32 @@ func TestTopicAdmin(t *testing.T) {
 	}
 	if _, err := l.Topic("clicks"); err == nil {
 		t.Fatal("topic still there after DeleteTopics")
+	}
+
+	// A topic another process writes is not deleted (log.DeleteTopic).
+	other, err := log.Open(l.Dir(), log.Options{CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	busy, _ := other.CreateTopic("busy", log.TopicConfig{Partitions: 1})
+	bp, _ := busy.Partition(0)
+	if _, err := bp.Append([]log.Record{{Value: []byte("v")}}, log.AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	del = kmsg.NewPtrDeleteTopicsRequest()
+	dt = kmsg.NewDeleteTopicsRequestTopic()
+	dt.Topic = kmsg.StringPtr("busy")
+	del.Topics, del.TopicNames = []kmsg.DeleteTopicsRequestTopic{dt}, []string{"busy"}
+	if delResp, err = del.RequestWith(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	if r := delResp.Topics[0]; r.ErrorCode != kerr.UnknownServerError.Code || r.ErrorMessage == nil ||
+		!strings.Contains(*r.ErrorMessage, "written by another process") {
+		t.Fatalf("deleting a topic another process writes: %v %v", kerr.ErrorForCode(r.ErrorCode), r.ErrorMessage)
+	}
+	if _, err := other.Topic("busy"); err != nil {
+		t.Fatalf("the refused topic: %v", err)
 	}
 }
 

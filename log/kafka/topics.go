@@ -436,8 +436,14 @@ func (s *Server) deleteTopics(req *kmsg.DeleteTopicsRequest) kmsg.Response {
 		st := kmsg.NewDeleteTopicsResponseTopic()
 		n := name
 		st.Topic = &n
-		if err := s.log.DeleteTopic(name); err != nil {
+		switch err := s.log.DeleteTopic(name); {
+		case err == nil:
+		case errors.Is(err, log.ErrUnknownTopic):
 			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		default: // another process writes it (log.ErrLocked), or the files could not be removed
+			st.ErrorCode = kerr.UnknownServerError.Code
+			msg := err.Error()
+			st.ErrorMessage = &msg
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
