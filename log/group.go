@@ -310,10 +310,17 @@ func (g *Group) join(topic string) (*member, error) {
 		f.Close()
 		return nil, fmt.Errorf("lock member file %s", tmp)
 	}
+	// What it subscribes to is in the file: a member whose file could not
+	// be written (a full disk) would be live but get no partition.
 	b, _ := json.Marshal(MemberInfo{ID: id, PID: os.Getpid(), Host: host, Topic: topic, StartedMs: time.Now().UnixMilli()})
-	f.Write(b)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("join group %s: %w", g.name, err)
+	}
 	if err := os.Rename(tmp, filepath.Join(dir, id)); err != nil {
 		f.Close()
+		os.Remove(tmp)
 		return nil, err
 	}
 	return &member{g: g, id: id, file: f}, nil
@@ -340,8 +347,14 @@ func (g *Group) ownerLock(topic string, p int32, member string) (*os.File, error
 		f.Close()
 		return nil, nil
 	}
-	f.Truncate(0)
-	f.WriteAt([]byte(member), 0)
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.WriteAt([]byte(member), 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("group %s: claim %s/%d: %w", g.name, topic, p, err)
+	}
 	return f, nil
 }
 

@@ -297,6 +297,31 @@ func TestProduceFullDisk(t *testing.T) {
 	}
 }
 
+// TestConsumeGroupFullDisk: a group consumer that cannot write its
+// membership (no byte may be written: ulimit -f 0, a full disk as a write
+// sees it) fails with the error, where it used to join with an empty
+// member file, subscribed to nothing, and exit 0 having printed nothing.
+func TestConsumeGroupFullDisk(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "2")
+	c.ok("a\nb\nc\n", "produce", "events")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", `ulimit -f 0 && exec "$0" "$@"`, os.Args[0], "consume", "events", "--group", "g")
+	cmd.Env = c.cmd(ctx).Env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(errb.String(), "join group g") ||
+		!strings.Contains(errb.String(), "file too large") {
+		t.Fatalf("consume --group under ulimit -f 0: %v, stdout %q, stderr %q", err, out.String(), errb.String())
+	}
+	// With space, the group consumes everything.
+	if recs := parseConsumed(t, c.ok("", "consume", "events", "--group", "g")); len(recs) != 3 {
+		t.Fatalf("then consumed %d records", len(recs))
+	}
+}
+
 // TestTopicDeleteWhileServed: `topic delete` refuses a topic that a
 // running serve writes (serve would go on acknowledging records into
 // deleted files), naming serve's pid; a topic serve has open but does not
