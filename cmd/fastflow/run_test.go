@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -641,6 +644,40 @@ func checkStopRestart(t *testing.T, c *cli, cfg string, want []string) {
 	}
 }
 
+// TestRunGoesOnWhenCheckpointsFail: a following run whose periodic
+// checkpoints fail (nothing may be written: ulimit -f 0, a full disk as a
+// write sees it) logs the failure and goes on, printing every result; once
+// space is back its stop's checkpoint is written, and a restart resumes
+// from it with nothing printed twice. It used to exit at the first failed
+// checkpoint (and serve with it).
+func TestRunGoesOnWhenCheckpointsFail(t *testing.T) {
+	c := newCLI(t)
+	cfg, want := followData(t, c, 6)
+	cmd := exec.CommandContext(t.Context(), "sh", "-c", `ulimit -S -f 0 && exec "$0" "$@"`, os.Args[0],
+		"run", cfg, "--log-level", "info", "--checkpoint-interval", "20ms")
+	cmd.Env = c.cmd(t.Context()).Env
+	got, logged := followCmd(t, cmd, syscall.SIGTERM, func(got []string) bool { return len(got) >= len(want) }, func() {
+		// Space is back for the stop's checkpoint. sh exec'ed the run: the
+		// same process.
+		lim := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+		if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_FSIZE, &lim, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("printed %d lines, the batch run %d", len(got), len(want))
+	}
+	if !strings.Contains(logged, "checkpoint failed") || !strings.Contains(logged, "file too large") {
+		t.Fatalf("no failed checkpoint logged:\n%s", logged)
+	}
+	// The stop's checkpoint was written: a restart resumes from it.
+	again, logged := followCmd(t, c.cmd(t.Context(), "run", cfg, "--log-level", "info"), syscall.SIGTERM,
+		func([]string) bool { return true }, nil)
+	if !strings.Contains(logged, "resuming from checkpoint") || len(again) != 0 {
+		t.Fatalf("the restart printed %d lines; logged:\n%s", len(again), logged)
+	}
+}
+
 // TestRunKillRestart: a following run killed with SIGKILL loses nothing.
 // Three times in a row the run is killed part way and started again; each
 // restart resumes from the last checkpoint (written every millisecond
@@ -756,7 +793,15 @@ func checkKillRestart(t *testing.T, c *cli, cfg, yaml string, want []string) {
 // SIGTERM it must exit 0.
 func runFollowing(t *testing.T, c *cli, cfg string, sig syscall.Signal, until func([]string) bool, args ...string) []string {
 	t.Helper()
-	cmd := c.cmd(t.Context(), append([]string{"run", cfg, "--log-level", "info"}, args...)...)
+	out, _ := followCmd(t, c.cmd(t.Context(), append([]string{"run", cfg, "--log-level", "info"}, args...)...), sig, until, nil)
+	return out
+}
+
+// followCmd is runFollowing's body for a command of the test's making;
+// before, if not nil, runs before the signal is sent. It also returns
+// what the run logged.
+func followCmd(t *testing.T, cmd *exec.Cmd, sig syscall.Signal, until func([]string) bool, before func()) ([]string, string) {
+	t.Helper()
 	var out, errs syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errs
 	if err := cmd.Start(); err != nil {
@@ -768,6 +813,9 @@ func runFollowing(t *testing.T, c *cli, cfg string, sig syscall.Signal, until fu
 		lines := out.lines()
 		return fmt.Sprintf("%d lines printed, the last: %s\nstderr:\n%s", len(lines), lines[max(0, len(lines)-1):], errs.String())
 	})
+	if before != nil {
+		before()
+	}
 	cmd.Process.Signal(sig)
 	if err := cmd.Wait(); sig == syscall.SIGTERM && err != nil {
 		t.Fatalf("run after SIGTERM: %v\n%s", err, errs.String())
@@ -778,7 +826,7 @@ func runFollowing(t *testing.T, c *cli, cfg string, sig syscall.Signal, until fu
 			res = append(res, l)
 		}
 	}
-	return res
+	return res, errs.String()
 }
 
 type syncBuffer struct {
