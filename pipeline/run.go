@@ -42,7 +42,21 @@ type Options struct {
 	// it also checkpoints when ctx ends. Default 10s; negative: only at the
 	// end.
 	CheckpointInterval time.Duration
+	// RestartDelay, if positive, restarts a following pipeline that fails
+	// (a sink it cannot write to, a full disk) from its last checkpoint,
+	// after this delay, doubled for each failure in a row up to
+	// MaxRestartDelay, as Flink's exponential-delay restart strategy does;
+	// the other pipelines go on. A run that lasted RestartResetAfter
+	// starts the delay over. Zero: a failure stops every pipeline and Wait
+	// returns it (what `fastflow run` does).
+	RestartDelay time.Duration
 }
+
+// The restart strategy's bounds (Options.RestartDelay).
+const (
+	MaxRestartDelay   = time.Minute
+	RestartResetAfter = 10 * time.Minute
+)
 
 // CreateTopics creates the file's topics that do not exist yet, and gives
 // those that do the settings the file declares for them (a file is the
@@ -134,7 +148,19 @@ type Runner struct {
 type Pipeline struct {
 	Config *Config
 	snap   atomic.Pointer[Snapshot]
+	failed atomic.Pointer[Failure]
 }
+
+// Failure is what made a pipeline restart (Options.RestartDelay).
+type Failure struct {
+	Restarts int64     // failures so far, each followed by a restart
+	Err      error     // the latest failure
+	At       time.Time // when it failed
+}
+
+// Failure returns the pipeline's latest failure and how many there were,
+// or nil if it never failed.
+func (p *Pipeline) Failure() *Failure { return p.failed.Load() }
 
 // Snapshot is a pipeline's progress after a round.
 type Snapshot struct {
@@ -178,13 +204,42 @@ func Start(ctx context.Context, l *log.Log, f *File, opts Options) (*Runner, err
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			if err := runPipeline(ctx, l, pl, opts, out); err != nil && !stopped(err) {
+			if err := runRestarting(ctx, l, pl, opts, out); err != nil && !stopped(err) {
 				r.errs[i] = fmt.Errorf("pipeline %s: %w", c.Name, err)
 				cancel()
 			}
 		}()
 	}
 	return r, nil
+}
+
+// runRestarting runs pl, and again from its last checkpoint each time a
+// following run fails, if opts.RestartDelay says so.
+func runRestarting(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, out io.Writer) error {
+	delay := opts.RestartDelay
+	for {
+		began := time.Now()
+		err := runPipeline(ctx, l, pl, opts, out)
+		if err == nil || stopped(err) || opts.RestartDelay <= 0 || opts.UntilEnd {
+			return err
+		}
+		if time.Since(began) >= RestartResetAfter {
+			delay = opts.RestartDelay
+		}
+		n := int64(1)
+		if f := pl.failed.Load(); f != nil {
+			n = f.Restarts + 1
+		}
+		pl.failed.Store(&Failure{Restarts: n, Err: err, At: time.Now()})
+		opts.Logger.Error("pipeline failed; restarting from its last checkpoint", "pipeline", pl.Config.Name,
+			"err", err, "in", delay, "restarts", n)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, MaxRestartDelay)
+	}
 }
 
 // Pipelines lists the running pipelines, in file order.

@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -12,6 +16,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sys/unix"
 )
 
 // The write paths of `serve` — HTTP ingest and Kafka Produce — killed with
@@ -178,4 +183,55 @@ func TestServeKillLosesNoAcknowledgedKafkaProduce(t *testing.T) {
 				}
 			}
 		})
+}
+
+// TestServeRestartsFailedPipeline: a pipeline of serve that fails — here
+// its results topic cannot be written (serve runs under ulimit -S -f 0, a
+// full disk as a write sees it) — is restarted from its last checkpoint
+// with a growing delay, while serve keeps answering; /api/v1/pipelines and
+// /metrics show the restarts and the error. Once writes succeed again the
+// pipeline catches up: the results topic holds exactly what a run
+// following the log prints. serve used to exit with the pipeline.
+func TestServeRestartsFailedPipeline(t *testing.T) {
+	c := newCLI(t)
+	_, want := followData(t, c, 7)
+	cfg := filepath.Join(t.TempDir(), "serve.yaml")
+	os.WriteFile(cfg, []byte(apiHealthYAML+"      - {type: topic, topic: api-health.results}\n"), 0o644)
+	addr := freePort(t)
+	cmd := exec.Command("sh", "-c", `ulimit -S -f 0 && exec "$0" "$@"`, os.Args[0], "serve", "--config", cfg, "--http", addr)
+	cmd.Env = c.cmd(context.Background()).Env
+	start(t, cmd)
+	base := "http://" + addr
+	type view struct {
+		Restarts  int64  `json:"restarts"`
+		LastError string `json:"last_error"`
+	}
+	pipelines := func() []view {
+		var vs []view
+		if body, err := getBody(base + "/api/v1/pipelines"); err == nil {
+			json.Unmarshal([]byte(body), &vs)
+		}
+		return vs
+	}
+	waitForOr(t, func() bool {
+		vs := pipelines()
+		return len(vs) == 1 && vs[0].Restarts >= 2 && strings.Contains(vs[0].LastError, "file too large")
+	}, func() string { return fmt.Sprintf("pipelines: %+v", pipelines()) })
+	if body, _ := getBody(base + "/metrics"); !regexp.MustCompile(`fastflow_pipeline_restarts_total\{pipeline="api-health"\} [1-9]`).MatchString(body) {
+		t.Fatalf("/metrics has no restarts:\n%s", body)
+	}
+	lim := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+	if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_FSIZE, &lim, nil); err != nil {
+		t.Fatal(err)
+	}
+	results := func() int {
+		r := c.run("", "consume", "api-health.results")
+		return strings.Count(r.stdout, "\n")
+	}
+	waitForOr(t, func() bool { return results() >= len(want) }, func() string {
+		return fmt.Sprintf("%d results of %d; pipelines %+v", results(), len(want), pipelines())
+	})
+	if n := results(); n != len(want) {
+		t.Fatalf("the results topic holds %d lines, a following run prints %d", n, len(want))
+	}
 }

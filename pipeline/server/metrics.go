@@ -73,12 +73,17 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.runner != nil {
 		for _, p := range s.runner.Pipelines() {
+			name := p.Config.Name
+			l := map[string]string{"pipeline": name}
+			var restarts int64
+			if f := p.Failure(); f != nil {
+				restarts = f.Restarts
+			}
+			counter("fastflow_pipeline_restarts_total", "Failures of the pipeline, each followed by a restart from its last checkpoint.", float64(restarts), l)
 			snap := p.Snapshot()
 			if snap == nil {
 				continue
 			}
-			name := p.Config.Name
-			l := map[string]string{"pipeline": name}
 			st := snap.Stats
 			counter("fastflow_pipeline_records_total", "Records read from the source.", float64(st.Records), l)
 			counter("fastflow_pipeline_events_total", "Records accepted as events (not rejected).", float64(st.Events), l)

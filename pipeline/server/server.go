@@ -140,6 +140,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	runner, err := pipeline.Start(ctx, s.log, s.file, pipeline.Options{
 		Workers: s.opts.Workers, Stdout: s.opts.Stdout, Logger: s.opts.Logger,
 		Observe: s.observe, CheckpointInterval: s.opts.CheckpointInterval,
+		// A pipeline that fails restarts from its checkpoint; the server,
+		// its ingest and the other pipelines go on.
+		RestartDelay: time.Second,
 	})
 	if err != nil {
 		return err
@@ -213,6 +216,11 @@ type PipelineView struct {
 	Watermark   string           `json:"watermark,omitempty"`
 	OpenWindows int              `json:"open_windows"`
 	Lag         map[string]int64 `json:"lag"`
+	// Restarts counts the pipeline's failures, each followed by a restart
+	// from its last checkpoint; LastError is the latest.
+	Restarts    int64  `json:"restarts"`
+	LastError   string `json:"last_error,omitempty"`
+	LastErrorAt string `json:"last_error_at,omitempty"`
 }
 
 type statsView struct {
@@ -249,6 +257,9 @@ func (s *Server) pipelineViews() []PipelineView {
 		v.Alerts = []string{}
 		for _, a := range c.Alerts {
 			v.Alerts = append(v.Alerts, a.Name)
+		}
+		if f := p.Failure(); f != nil {
+			v.Restarts, v.LastError, v.LastErrorAt = f.Restarts, f.Err.Error(), f.At.UTC().Format(time.RFC3339Nano)
 		}
 		if snap := p.Snapshot(); snap != nil {
 			st := snap.Stats
