@@ -488,6 +488,33 @@ func (p *Partition) waitFor(ctx context.Context, offset int64) error {
 	}
 }
 
+// OffsetOfMaxTimestamp returns the offset and timestamp of the first
+// record that holds the partition's largest timestamp (Kafka's ListOffsets
+// MAX_TIMESTAMP, KIP-734: with timestamps out of order, not the newest
+// record), or -1, -1 if the partition holds no record.
+func (p *Partition) OffsetOfMaxTimestamp() (offset, tsMs int64, err error) {
+	p.meta.RLock()
+	maxTs, found := int64(0), false
+	for _, s := range p.segs {
+		if s.entries > 0 && (!found || s.maxTs > maxTs) {
+			maxTs, found = s.maxTs, true
+		}
+	}
+	p.meta.RUnlock()
+	if !found {
+		return -1, -1, nil
+	}
+	// No record holds a later time: the first at or after it holds it.
+	o, err := p.OffsetForTime(maxTs)
+	if err != nil {
+		return -1, -1, err
+	}
+	if o >= p.hw.Load() {
+		return -1, -1, nil
+	}
+	return o, maxTs, nil
+}
+
 // OffsetForTime returns the first offset whose record has a timestamp at
 // or after tsMs, or the high watermark if none has (Kafka's ListOffsets).
 func (p *Partition) OffsetForTime(tsMs int64) (int64, error) {

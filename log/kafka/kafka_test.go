@@ -495,10 +495,23 @@ func TestListOffsets(t *testing.T) {
 	}
 	for _, c := range []struct{ ts, off, gotTs int64 }{
 		{-2, 0, -1}, {-1, 10, -1}, {0, 0, 1000}, {1000, 0, 1000}, {1250, 3, 1300}, {1900, 9, 1900}, {5000, -1, -1},
+		{-3, 9, 1900},
 	} {
 		if off, ts := list(c.ts); off != c.off || ts != c.gotTs {
 			t.Errorf("ListOffsets(%d) = %d (ts %d), want %d (ts %d)", c.ts, off, ts, c.off, c.gotTs)
 		}
+	}
+	// MAX_TIMESTAMP is the record with the largest timestamp, not the
+	// newest, when timestamps go back (KIP-734).
+	var later []log.Record
+	for _, ts := range []int64{1500, 3000, 2500, 3000} {
+		later = append(later, log.Record{Value: []byte("x"), TimestampMs: ts})
+	}
+	if _, err := p.Append(later, log.AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	if off, ts := list(-3); off != 11 || ts != 3000 {
+		t.Errorf("ListOffsets(MAX_TIMESTAMP) = %d (ts %d), want 11 (ts 3000)", off, ts)
 	}
 }
 

@@ -344,8 +344,12 @@ func (s *Server) listOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 				sp.Offset = p.HighWatermark()
 			case -2: // earliest
 				sp.Offset = p.LogStartOffset()
-			case -3: // max timestamp: the offset of the newest record
-				sp.Offset = max(p.LogStartOffset(), p.HighWatermark()-1)
+			case -3: // max timestamp (KIP-734): the first record with the largest timestamp
+				o, ts, err := p.OffsetOfMaxTimestamp()
+				if err != nil {
+					sp.ErrorCode = kerr.KafkaStorageError.Code
+				}
+				sp.Offset, sp.Timestamp = o, ts
 			default:
 				o, err := p.OffsetForTime(rp.Timestamp)
 				if err != nil {
