@@ -637,16 +637,36 @@ func (p *Partition) failLocked(err error) error {
 		p.wal = nil
 	}
 	p.failed = err
-	// Cut what the failed write left in the files now, not only when the
-	// next Append reopens them: a process that exits after the error (a
-	// produce command, a program that gives up) would otherwise leave
-	// the write's complete batches for readers, records its caller was
-	// told were not appended. If the repair fails too, the next Append
-	// tries again.
-	if wal.Recover(p.dir) == nil {
-		p.loadSegments(true, p.hw.Load())
-	}
+	p.cutFailedWrite()
 	return err
+}
+
+// cutFailedWrite cuts what a failed write left in the files now, not only
+// when the next Append reopens them: a process that exits after the error
+// (a produce command, a program that gives up) would otherwise leave the
+// write's complete batches for readers, records its caller was told were
+// not appended. The segment list still describes the files as they were
+// before the write (it grows only once a write succeeds), so the cut is a
+// truncation of the tail to its size and the removal of any segment the
+// write rolled to; no scan. If it fails too, the next Append's reopen
+// repairs the files (cutting at the high watermark).
+func (p *Partition) cutFailedWrite() {
+	p.meta.RLock()
+	tail := p.segs[len(p.segs)-1]
+	path, size, first := tail.path, tail.size, tail.walIndex
+	p.meta.RUnlock()
+	if os.Truncate(path, size) != nil {
+		return
+	}
+	idxs, err := wal.Segments(p.dir)
+	if err != nil {
+		return
+	}
+	for _, idx := range idxs {
+		if idx > first {
+			os.Remove(filepath.Join(p.dir, wal.SegmentName(idx)))
+		}
+	}
 }
 
 // syncTo returns once every offset below end is fsynced (group commit):
