@@ -97,40 +97,99 @@ func (p *Partition) enforceRetention() error {
 	if keep == nil {
 		return nil
 	}
-	newStart, walIdx := keep.baseOffset, keep.walIndex
+	newStart, err := p.moveStart(keep.baseOffset, keep.walIndex, "retention")
+	if err != nil {
+		return err
+	}
+	p.opts.Logger.Info("retention deleted segments", "topic", p.topic.name, "partition", p.id,
+		"segments", k, "log_start_offset", newStart)
+	return nil
+}
+
+// moveStart makes start the log-start offset, unless it is already past
+// it, and deletes the segments before the one whose wal index is walIdx (0:
+// none). It returns the log-start offset. p.cleanMu is held, and p is the
+// writer.
+func (p *Partition) moveStart(start int64, walIdx uint64, why string) (int64, error) {
 	// The new log start is persisted first: a crash between this and the
 	// truncation hides the old segments, and the next pass deletes them.
 	st, err := p.readState()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	st.LogStartOffset = newStart
-	if err := p.writeState(st); err != nil {
-		return err
+	start = max(start, st.LogStartOffset) // DeleteRecords may have gone further
+	if start != st.LogStartOffset {
+		st.LogStartOffset = start
+		if err := p.writeState(st); err != nil {
+			return 0, err
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.wal == nil {
-		return p.failed
+		return 0, p.failed
 	}
-	// The kept segment starts a wal file: wal deletes the files before it,
-	// oldest first, and copies nothing.
-	if err := p.wal.TruncateFront(walIdx); err != nil {
-		return p.failLocked(fmt.Errorf("retention of %s/%d: %w", p.topic.name, p.id, err))
+	if walIdx > 0 {
+		// The kept segment starts a wal file: wal deletes the files before
+		// it, oldest first, and copies nothing.
+		if err := p.wal.TruncateFront(walIdx); err != nil {
+			return 0, p.failLocked(fmt.Errorf("%s of %s/%d: %w", why, p.topic.name, p.id, err))
+		}
+		p.meta.Lock()
+		for i, s := range p.segs {
+			if s.walIndex == walIdx {
+				p.segs = p.segs[i:]
+				break
+			}
+		}
+		p.meta.Unlock()
 	}
-	p.meta.Lock()
+	p.start.Store(start)
+	p.notify()
+	return start, nil
+}
+
+// DeleteRecords moves the partition's log-start offset up to before, as
+// Kafka's DeleteRecords does (kafka-delete-records, an admin client's
+// deleteRecords); -1 means the high watermark. Records below it are no
+// longer served (reading there is an *OffsetOutOfRangeError, as after
+// retention) and the segments wholly below it are deleted. It returns the
+// new log-start offset (Kafka's low watermark); an offset past the high
+// watermark is an *OffsetOutOfRangeError. This process becomes the
+// partition's writer, so another process writing it makes it fail with
+// ErrLocked.
+func (p *Partition) DeleteRecords(before int64) (int64, error) {
+	p.cleanMu.Lock()
+	defer p.cleanMu.Unlock()
+	p.mu.Lock()
+	err := p.writableLocked()
+	p.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	hw, start := p.hw.Load(), p.start.Load()
+	if before == -1 {
+		before = hw
+	}
+	if before < 0 || before > hw {
+		return 0, &OffsetOutOfRangeError{Topic: p.topic.name, Partition: p.id, Offset: before, Start: start, End: hw}
+	}
+	if before <= start {
+		return start, nil
+	}
+	// The segments that end at or before it go; the tail stays.
+	var walIdx uint64
+	p.meta.RLock()
 	for i, s := range p.segs {
-		if s.walIndex == walIdx {
-			p.segs = p.segs[i:]
+		if i == len(p.segs)-1 || s.nextOffset > before {
+			if i > 0 {
+				walIdx = s.walIndex
+			}
 			break
 		}
 	}
-	p.meta.Unlock()
-	p.start.Store(newStart)
-	p.opts.Logger.Info("retention deleted segments", "topic", p.topic.name, "partition", p.id,
-		"segments", k, "log_start_offset", newStart)
-	p.notify()
-	return nil
+	p.meta.RUnlock()
+	return p.moveStart(before, walIdx, "delete records")
 }
 
 // compact keeps, in the closed segments, only the latest record of each

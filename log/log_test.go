@@ -761,3 +761,73 @@ func TestDeleteTopic(t *testing.T) {
 		t.Fatalf("the topic created again: %v, high watermark %d", err, np.HighWatermark())
 	}
 }
+
+// TestDeleteRecords: Kafka's DeleteRecords moves the log-start offset into
+// the middle of a segment; the records below are out of range, the
+// segments wholly below are deleted, the start survives a retention pass
+// and a reopen; -1 is the high watermark, and an offset past it is
+// refused.
+func TestDeleteRecords(t *testing.T) {
+	dir := t.TempDir()
+	l := testLog(t, dir)
+	p := mustPartition(t, l, "t", TopicConfig{Partitions: 1, SegmentBytes: 16 << 10}, 0)
+	var recs []Record
+	for i := range 3000 {
+		recs = append(recs, Record{Value: fmt.Appendf(nil, "record %d", i)})
+	}
+	for i := 0; i < len(recs); i += 100 {
+		if _, err := p.Append(recs[i:i+100], AcksLeader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs := p.Segments()
+	start, err := p.DeleteRecords(1555)
+	if err != nil || start != 1555 || p.LogStartOffset() != 1555 {
+		t.Fatalf("DeleteRecords(1555) = %d, %v; log start %d", start, err, p.LogStartOffset())
+	}
+	if p.Segments() >= segs {
+		t.Fatalf("%d segments before, %d after: none deleted", segs, p.Segments())
+	}
+	var oor *OffsetOutOfRangeError
+	if _, err := p.NewReader(1554); !errors.As(err, &oor) {
+		t.Fatalf("reading below the new start: %v", err)
+	}
+	first := func(p *Partition) string {
+		r, err := p.NewReader(p.LogStartOffset())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		got, err := r.Read(nil)
+		if err != nil || len(got) == 0 {
+			t.Fatalf("read at the start: %v", err)
+		}
+		return fmt.Sprintf("%d %s", got[0].Offset, got[0].Value)
+	}
+	if f := first(p); f != "1555 record 1555" {
+		t.Fatalf("first record %s", f)
+	}
+	if start, err := p.DeleteRecords(100); err != nil || start != 1555 {
+		t.Fatalf("DeleteRecords below the start = %d, %v", start, err)
+	}
+	if _, err := p.DeleteRecords(3001); !errors.As(err, &oor) {
+		t.Fatalf("DeleteRecords past the high watermark: %v", err)
+	}
+	if err := p.Cleanup(); err != nil || p.LogStartOffset() != 1555 {
+		t.Fatalf("after a retention pass: %v, log start %d", err, p.LogStartOffset())
+	}
+	l.Close()
+
+	l = testLog(t, dir)
+	defer l.Close()
+	p = mustPartition(t, l, "t", TopicConfig{}, 0)
+	if p.LogStartOffset() != 1555 || first(p) != "1555 record 1555" {
+		t.Fatalf("reopened: log start %d, first record %s", p.LogStartOffset(), first(p))
+	}
+	if start, err := p.DeleteRecords(-1); err != nil || start != 3000 || p.LogStartOffset() != 3000 {
+		t.Fatalf("DeleteRecords(-1) = %d, %v", start, err)
+	}
+	if _, err := p.Append(recs[:1], AcksLeader); err != nil || p.HighWatermark() != 3001 {
+		t.Fatalf("append after deleting every record: %v, high watermark %d", err, p.HighWatermark())
+	}
+}

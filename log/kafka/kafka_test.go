@@ -1061,3 +1061,77 @@ func TestProducerStateExpires(t *testing.T) {
 		t.Fatalf("an expired producer resuming: %v", err)
 	}
 }
+
+// TestDeleteRecords: Kafka's DeleteRecords through the listener moves the
+// partition's log start (its low watermark in the reply, ListOffsets
+// earliest afterwards), and a consumer from the earliest offset starts
+// there; a compacted topic is POLICY_VIOLATION, an offset past the high
+// watermark OFFSET_OUT_OF_RANGE.
+func TestDeleteRecords(t *testing.T) {
+	addr, l := startServer(t, map[string]int32{"t": 2})
+	if _, err := l.CreateTopic("kv", log.TopicConfig{Partitions: 1, Cleanup: log.CleanupCompact}); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := l.Topic("t")
+	for id := int32(0); id < 2; id++ {
+		p, _ := tp.Partition(id)
+		var recs []log.Record
+		for i := range 100 {
+			recs = append(recs, log.Record{Value: fmt.Appendf(nil, "%d-%d", id, i)})
+		}
+		if _, err := p.Append(recs, log.AcksLeader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := newClient(t, addr)
+	req := kmsg.NewPtrDeleteRecordsRequest()
+	add := func(topic string, parts ...[2]int64) {
+		rt := kmsg.NewDeleteRecordsRequestTopic()
+		rt.Topic = topic
+		for _, p := range parts {
+			rp := kmsg.NewDeleteRecordsRequestTopicPartition()
+			rp.Partition, rp.Offset = int32(p[0]), p[1]
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	add("t", [2]int64{0, 40}, [2]int64{1, 101})
+	add("kv", [2]int64{0, 0})
+	resp, err := req.RequestWith(ctxT(t), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			got[fmt.Sprintf("%s/%d", rt.Topic, rp.Partition)] = fmt.Sprintf("%d %v", rp.LowWatermark, kerr.ErrorForCode(rp.ErrorCode))
+		}
+	}
+	want := map[string]string{
+		"t/0":  "40 <nil>",
+		"t/1":  fmt.Sprintf("-1 %v", kerr.OffsetOutOfRange),
+		"kv/0": fmt.Sprintf("-1 %v", kerr.PolicyViolation),
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("DeleteRecords:\n got %v\nwant %v", got, want)
+	}
+	// A consumer from the earliest offset starts at the new log start.
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("t"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	first := map[int32]int64{0: -1, 1: -1}
+	for first[0] < 0 || first[1] < 0 {
+		fs := cons.PollFetches(ctxT(t))
+		fs.EachError(func(topic string, p int32, err error) { t.Logf("fetch %s/%d: %v", topic, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if first[r.Partition] < 0 {
+				first[r.Partition] = r.Offset
+			}
+		})
+	}
+	if first[0] != 40 || first[1] != 0 {
+		t.Fatalf("first offsets consumed: %v, want 0:40 1:0", first)
+	}
+}

@@ -294,6 +294,7 @@ var served = map[int16]vrange{
 	18: {0, 3},  // ApiVersions
 	19: {0, 7},  // CreateTopics
 	20: {0, 5},  // DeleteTopics
+	21: {0, 2},  // DeleteRecords
 	22: {0, 4},  // InitProducerId
 	32: {0, 4},  // DescribeConfigs
 	33: {0, 2},  // AlterConfigs
@@ -333,6 +334,8 @@ func (s *Server) handle(ctx context.Context, r *request) kmsg.Response {
 		return s.createTopics(req)
 	case *kmsg.DeleteTopicsRequest:
 		return s.deleteTopics(req)
+	case *kmsg.DeleteRecordsRequest:
+		return s.deleteRecords(req)
 	case *kmsg.DescribeConfigsRequest:
 		return s.describeConfigs(req)
 	case *kmsg.AlterConfigsRequest:

@@ -454,6 +454,44 @@ func (s *Server) deleteTopics(req *kmsg.DeleteTopicsRequest) kmsg.Response {
 	return resp
 }
 
+// deleteRecords moves partitions' log-start offsets (kafka-delete-records,
+// an admin client's deleteRecords). As Kafka, it refuses a compacted
+// topic (POLICY_VIOLATION) and an offset past the high watermark
+// (OFFSET_OUT_OF_RANGE); -1 means the high watermark.
+func (s *Server) deleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewDeleteRecordsResponseTopic()
+		st.Topic = rt.Topic
+		topic, terr := s.log.Topic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
+			sp.Partition, sp.LowWatermark = rp.Partition, -1
+			var oor *log.OffsetOutOfRangeError
+			switch {
+			case terr != nil || rp.Partition < 0 || rp.Partition >= topic.Partitions():
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case topic.Config().Cleanup == log.CleanupCompact:
+				sp.ErrorCode = kerr.PolicyViolation.Code
+			default:
+				p, err := topic.Partition(rp.Partition)
+				if err == nil {
+					sp.LowWatermark, err = p.DeleteRecords(rp.Offset)
+				}
+				switch {
+				case errors.As(err, &oor):
+					sp.ErrorCode, sp.LowWatermark = kerr.OffsetOutOfRange.Code, -1
+				case err != nil:
+					sp.ErrorCode, sp.LowWatermark = kerr.KafkaStorageError.Code, -1
+				}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
 // describeConfigs reports a topic's configuration under Kafka's names.
 func (s *Server) describeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
