@@ -802,32 +802,32 @@ func TestUnsupportedAPIsAnswerWithAnError(t *testing.T) {
 	}
 	defer conn.Close()
 
-	// DeleteRecords: answered per topic and partition.
-	dr := kmsg.NewPtrDeleteRecordsRequest()
-	dr.Version = 1
-	drt := kmsg.NewDeleteRecordsRequestTopic()
-	drt.Topic = "t"
+	// OffsetForLeaderEpoch: answered per topic and partition.
+	oe := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	oe.Version = 3
+	oet := kmsg.NewOffsetForLeaderEpochRequestTopic()
+	oet.Topic = "t"
 	for p := int32(0); p < 2; p++ {
-		drp := kmsg.NewDeleteRecordsRequestTopicPartition()
-		drp.Partition, drp.Offset = p, 5
-		drt.Partitions = append(drt.Partitions, drp)
+		oep := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+		oep.Partition, oep.LeaderEpoch = p, 0
+		oet.Partitions = append(oet.Partitions, oep)
 	}
-	dr.Topics = append(dr.Topics, drt)
-	body, err := roundTrip(conn, requestFrame(dr, 7))
+	oe.Topics = append(oe.Topics, oet)
+	body, err := roundTrip(conn, requestFrame(oe, 7))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if corr := int32(binary.BigEndian.Uint32(body)); corr != 7 {
 		t.Fatalf("correlation %d", corr)
 	}
-	drResp := kmsg.NewPtrDeleteRecordsResponse()
-	drResp.Version = 1
-	if err := drResp.ReadFrom(body[4:]); err != nil {
+	oeResp := kmsg.NewPtrOffsetForLeaderEpochResponse()
+	oeResp.Version = 3
+	if err := oeResp.ReadFrom(body[4:]); err != nil {
 		t.Fatal(err)
 	}
-	if len(drResp.Topics) != 1 || drResp.Topics[0].Topic != "t" || len(drResp.Topics[0].Partitions) != 2 ||
-		drResp.Topics[0].Partitions[1].Partition != 1 || drResp.Topics[0].Partitions[1].ErrorCode != kerr.UnsupportedVersion.Code {
-		t.Fatalf("DeleteRecords answered %+v", drResp)
+	if len(oeResp.Topics) != 1 || oeResp.Topics[0].Topic != "t" || len(oeResp.Topics[0].Partitions) != 2 ||
+		oeResp.Topics[0].Partitions[1].Partition != 1 || oeResp.Topics[0].Partitions[1].ErrorCode != kerr.UnsupportedVersion.Code {
+		t.Fatalf("OffsetForLeaderEpoch answered %+v", oeResp)
 	}
 
 	// A served API at a version past what is served: a top-level error.
