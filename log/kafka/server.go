@@ -375,7 +375,7 @@ func (s *Server) handle(ctx context.Context, r *request) kmsg.Response {
 // unsupported answers a request for an API or version the server does not
 // serve, as Kafka's error responses do: UNSUPPORTED_VERSION in the
 // response's top-level error code, or, for APIs that answer per topic and
-// partition (Produce, DeleteRecords, ...), in each of the request's
+// partition (Produce, OffsetForLeaderEpoch, ...), in each of the request's
 // topics and partitions. The client learns why instead of losing its
 // connection.
 func unsupported(req kmsg.Request) kmsg.Response {
