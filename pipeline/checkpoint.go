@@ -92,6 +92,10 @@ func checkpointPath(l *log.Log, name string) string {
 	return filepath.Join(l.Dir(), "pipelines", name+".checkpoint")
 }
 
+// ErrAlreadyRunning is wrapped by the error of a following run of a
+// pipeline that another process follows on the same data directory.
+var ErrAlreadyRunning = errors.New("already running")
+
 // lockCheckpoint takes DATA/pipelines/NAME.lock (package flock) for a
 // following run of the pipeline: a second process following the same
 // pipeline on the same data directory would overwrite its checkpoints and
@@ -104,7 +108,7 @@ func lockCheckpoint(l *log.Log, name string) (*os.File, error) {
 	f, err := flock.Lock(path, 0)
 	var held *flock.HeldError
 	if errors.As(err, &held) {
-		return nil, fmt.Errorf("already running on this data directory (pid %s holds %s)", held.Holder, path)
+		return nil, fmt.Errorf("%w on this data directory (pid %s holds %s)", ErrAlreadyRunning, held.Holder, path)
 	}
 	return f, err
 }

@@ -214,14 +214,18 @@ func Start(ctx context.Context, l *log.Log, f *File, opts Options) (*Runner, err
 }
 
 // runRestarting runs pl, and again from its last checkpoint each time a
-// following run fails, if opts.RestartDelay says so.
+// following run fails, if opts.RestartDelay says so; but a pipeline that
+// another process already follows on the data directory fails at once.
 func runRestarting(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, out io.Writer) error {
 	delay := opts.RestartDelay
-	for {
+	for attempt := 0; ; attempt++ {
 		began := time.Now()
 		err := runPipeline(ctx, l, pl, opts, out)
 		if err == nil || stopped(err) || opts.RestartDelay <= 0 || opts.UntilEnd {
 			return err
+		}
+		if attempt == 0 && errors.Is(err, ErrAlreadyRunning) {
+			return err // a second instance on one data directory: a mistake to report, not a failure to outlast
 		}
 		if time.Since(began) >= RestartResetAfter {
 			delay = opts.RestartDelay

@@ -235,3 +235,27 @@ func TestServeRestartsFailedPipeline(t *testing.T) {
 		t.Fatalf("the results topic holds %d lines, a following run prints %d", n, len(want))
 	}
 }
+
+// TestServeTwiceRefused: a second serve of the same pipelines on one data
+// directory exits at once naming the first (it does not wait, restarting,
+// for the first to go: pipelines restart on failures, not on this).
+func TestServeTwiceRefused(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "1")
+	cfg := filepath.Join(t.TempDir(), "serve.yaml")
+	os.WriteFile(cfg, []byte(apiHealthYAML), 0o644)
+	startHTTP(t, c, "serve", "--config", cfg)
+	waitFor(t, func() bool { // the first holds the pipeline's lock
+		b, _ := os.ReadFile(filepath.Join(c.dir, "pipelines", "api-health.lock"))
+		return len(b) > 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := c.cmd(ctx, "serve", "--config", cfg, "--http", freePort(t))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "pipeline api-health: already running on this data directory (pid ") {
+		t.Fatalf("second serve: %v\n%s", err, stderr.String())
+	}
+}
