@@ -96,6 +96,20 @@ func checkpointPath(l *log.Log, name string) string {
 // pipeline that another process follows on the same data directory.
 var ErrAlreadyRunning = errors.New("already running")
 
+// ErrBadCheckpoint is wrapped by the error for a checkpoint that no retry
+// will read: damaged, or written for another definition of the pipeline.
+var ErrBadCheckpoint = errors.New("unusable checkpoint")
+
+// badCheckpoint is an error of ErrBadCheckpoint with its own message.
+func badCheckpoint(format string, args ...any) error {
+	return &checkpointError{fmt.Errorf(format, args...)}
+}
+
+type checkpointError struct{ err error }
+
+func (e *checkpointError) Error() string   { return e.err.Error() }
+func (e *checkpointError) Unwrap() []error { return []error{e.err, ErrBadCheckpoint} }
+
 // lockCheckpoint takes DATA/pipelines/NAME.lock (package flock) for a
 // following run of the pipeline: a second process following the same
 // pipeline on the same data directory would overwrite its checkpoints and
@@ -207,19 +221,19 @@ func loadCheckpoint(l *log.Log, c *Config) (*snapshot, error) {
 	}
 	if m := len(checkpointMagic); len(b) >= m && string(b[:m]) == checkpointMagic {
 		if len(b) < m+4 || binary.BigEndian.Uint32(b[m:]) != crc32.Checksum(b[m+4:], castagnoli) {
-			return nil, fmt.Errorf("checkpoint %s is damaged: its checksum does not match (delete it to start over)", path)
+			return nil, badCheckpoint("checkpoint %s is damaged: its checksum does not match (delete it to start over)", path)
 		}
 		b = b[m+4:]
 	}
 	var s snapshot
 	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
-		return nil, fmt.Errorf("checkpoint %s does not decode: %w (delete it to start over)", path, err)
+		return nil, badCheckpoint("checkpoint %s does not decode: %w (delete it to start over)", path, err)
 	}
 	if s.Version != checkpointVersion {
-		return nil, fmt.Errorf("checkpoint %s has version %d, want %d (delete it to start over)", path, s.Version, checkpointVersion)
+		return nil, badCheckpoint("checkpoint %s has version %d, want %d (delete it to start over)", path, s.Version, checkpointVersion)
 	}
 	if s.Fingerprint != fingerprint(c) {
-		return nil, fmt.Errorf("checkpoint %s was written for another definition of pipeline %s (source, time, group_by, window, metrics or alerts changed); delete it to start over", path, c.Name)
+		return nil, badCheckpoint("checkpoint %s was written for another definition of pipeline %s (source, time, group_by, window, metrics or alerts changed); delete it to start over", path, c.Name)
 	}
 	return &s, nil
 }

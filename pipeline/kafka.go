@@ -191,7 +191,7 @@ func (k *kafkaRun) assigned(ctx context.Context, offsets map[string]map[int32]kg
 	ictx, cancel := context.WithTimeout(ctx, kafkaIOTimeout)
 	defer cancel()
 	snaps, err := readCheckpoints(ictx, k.cl, k.src, k.p.cfg, parts)
-	if errors.Is(err, errBadCheckpoint) {
+	if errors.Is(err, ErrBadCheckpoint) {
 		k.fail(err) // no retry can read it: stop, saying why
 		return nil, err
 	}
@@ -544,9 +544,6 @@ func writeCheckpoints(ctx context.Context, cl *kgo.Client, src *KafkaSource, pip
 	return cl.ProduceSync(ctx, recs...).FirstErr()
 }
 
-// errBadCheckpoint: a checkpoint that no retry will read.
-var errBadCheckpoint = errors.New("unusable checkpoint")
-
 // readCheckpoints reads the checkpoint topic to its end and returns, for
 // each of parts, the latest complete snapshot of the pipeline's source.
 // The end offsets are asked through cl; the records are read by a client
@@ -642,14 +639,14 @@ func readCheckpoints(ctx context.Context, cl *kgo.Client, src *KafkaSource, c *C
 	for p, b := range complete {
 		var s snapshot
 		if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
-			return nil, fmt.Errorf("%w: the checkpoint of %s partition %d in %s does not decode: %v", errBadCheckpoint, src.Topic, p, src.CheckpointTopic, err)
+			return nil, fmt.Errorf("%w: the checkpoint of %s partition %d in %s does not decode: %v", ErrBadCheckpoint, src.Topic, p, src.CheckpointTopic, err)
 		}
 		if s.Version != checkpointVersion || s.Fingerprint != fingerprint(c) {
 			return nil, fmt.Errorf("%w: the checkpoint of %s partition %d in %s was written for another definition of pipeline %s; use another group or checkpoint_topic to start over",
-				errBadCheckpoint, src.Topic, p, src.CheckpointTopic, c.Name)
+				ErrBadCheckpoint, src.Topic, p, src.CheckpointTopic, c.Name)
 		}
 		if len(s.Parts) != 1 || s.Parts[0].ID != p {
-			return nil, fmt.Errorf("%w: the checkpoint of %s partition %d in %s holds another partition", errBadCheckpoint, src.Topic, p, src.CheckpointTopic)
+			return nil, fmt.Errorf("%w: the checkpoint of %s partition %d in %s holds another partition", ErrBadCheckpoint, src.Topic, p, src.CheckpointTopic)
 		}
 		out[p] = &s
 	}

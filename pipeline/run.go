@@ -215,7 +215,8 @@ func Start(ctx context.Context, l *log.Log, f *File, opts Options) (*Runner, err
 
 // runRestarting runs pl, and again from its last checkpoint each time a
 // following run fails, if opts.RestartDelay says so; but a pipeline that
-// another process already follows on the data directory fails at once.
+// another process already follows on the data directory, or whose
+// checkpoint it cannot use, fails at once.
 func runRestarting(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, out io.Writer) error {
 	delay := opts.RestartDelay
 	for attempt := 0; ; attempt++ {
@@ -224,8 +225,10 @@ func runRestarting(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, 
 		if err == nil || stopped(err) || opts.RestartDelay <= 0 || opts.UntilEnd {
 			return err
 		}
-		if attempt == 0 && errors.Is(err, ErrAlreadyRunning) {
-			return err // a second instance on one data directory: a mistake to report, not a failure to outlast
+		if attempt == 0 && (errors.Is(err, ErrAlreadyRunning) || errors.Is(err, ErrBadCheckpoint)) {
+			// A second instance on one data directory, a checkpoint to
+			// delete: mistakes to report at start, not failures to outlast.
+			return err
 		}
 		if time.Since(began) >= RestartResetAfter {
 			delay = opts.RestartDelay

@@ -259,3 +259,31 @@ func TestServeTwiceRefused(t *testing.T) {
 		t.Fatalf("second serve: %v\n%s", err, stderr.String())
 	}
 }
+
+// TestCheckpointOfAnotherDefinitionRefused: after the pipeline's window
+// changed, its checkpoint is refused, naming the file to delete, by run
+// and by serve alike: serve exits at once rather than restarting a
+// pipeline that cannot start (a mistake to report, not a failure to
+// outlast); once the file is deleted, serve starts.
+func TestCheckpointOfAnotherDefinitionRefused(t *testing.T) {
+	c := newCLI(t)
+	cfg, want := followData(t, c, 8)
+	runFollowing(t, c, cfg, syscall.SIGTERM, func(got []string) bool { return len(got) >= len(want)/2 })
+	changed := filepath.Join(t.TempDir(), "changed.yaml")
+	os.WriteFile(changed, []byte(strings.Replace(apiHealthYAML, "size: 1m", "size: 2m", 1)), 0o644)
+	msg := "was written for another definition of pipeline api-health"
+	if r := c.run("", "run", changed); r.code != 1 || !strings.Contains(r.stderr, msg) {
+		t.Fatalf("run with a changed window: exit %d, %s", r.code, r.stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := c.cmd(ctx, "serve", "--config", changed, "--http", freePort(t))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), msg) {
+		t.Fatalf("serve with a changed window: %v\n%s", err, stderr.String())
+	}
+	os.Remove(filepath.Join(c.dir, "pipelines", "api-health.checkpoint"))
+	startHTTP(t, c, "serve", "--config", changed)
+}
