@@ -327,14 +327,8 @@ func (s *Server) listOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition, sp.Timestamp, sp.Offset, sp.LeaderEpoch = rp.Partition, -1, -1, 0
-			var p *log.Partition
-			var err error
-			if terr != nil {
-				err = terr
-			} else {
-				p, err = t.Partition(rp.Partition)
-			}
-			if err != nil {
+			p := partitionOf(t, terr, rp.Partition)
+			if p == nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				st.Partitions = append(st.Partitions, sp)
 				continue
@@ -467,22 +461,22 @@ func (s *Server) deleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Response {
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1
+			p := partitionOf(topic, terr, rp.Partition)
 			var oor *log.OffsetOutOfRangeError
 			switch {
-			case terr != nil || rp.Partition < 0 || rp.Partition >= topic.Partitions():
+			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case topic.Config().Cleanup == log.CleanupCompact:
 				sp.ErrorCode = kerr.PolicyViolation.Code
 			default:
-				p, err := topic.Partition(rp.Partition)
-				if err == nil {
-					sp.LowWatermark, err = p.DeleteRecords(rp.Offset)
-				}
+				start, err := p.DeleteRecords(rp.Offset)
 				switch {
 				case errors.As(err, &oor):
-					sp.ErrorCode, sp.LowWatermark = kerr.OffsetOutOfRange.Code, -1
+					sp.ErrorCode = kerr.OffsetOutOfRange.Code
 				case err != nil:
-					sp.ErrorCode, sp.LowWatermark = kerr.KafkaStorageError.Code, -1
+					sp.ErrorCode = kerr.KafkaStorageError.Code
+				default:
+					sp.LowWatermark = start
 				}
 			}
 			st.Partitions = append(st.Partitions, sp)
@@ -490,6 +484,19 @@ func (s *Server) deleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Response {
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp
+}
+
+// partitionOf returns partition id of topic t, which was looked up with
+// error terr; nil if the topic or the partition does not exist.
+func partitionOf(t *log.Topic, terr error, id int32) *log.Partition {
+	if terr != nil {
+		return nil
+	}
+	p, err := t.Partition(id)
+	if err != nil {
+		return nil
+	}
+	return p
 }
 
 // describeConfigs reports a topic's configuration under Kafka's names.
