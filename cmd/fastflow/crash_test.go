@@ -249,14 +249,9 @@ func TestServeTwiceRefused(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(c.dir, "pipelines", "api-health.lock"))
 		return len(b) > 0
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := c.cmd(ctx, "serve", "--config", cfg, "--http", freePort(t))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "pipeline api-health: already running on this data directory (pid ") {
-		t.Fatalf("second serve: %v\n%s", err, stderr.String())
+	if r := c.run("", "serve", "--config", cfg, "--http", freePort(t)); r.code != 1 ||
+		!strings.Contains(r.stderr, "pipeline api-health: already running on this data directory (pid ") {
+		t.Fatalf("second serve: exit %d\n%s", r.code, r.stderr)
 	}
 }
 
@@ -275,14 +270,8 @@ func TestCheckpointOfAnotherDefinitionRefused(t *testing.T) {
 	if r := c.run("", "run", changed); r.code != 1 || !strings.Contains(r.stderr, msg) {
 		t.Fatalf("run with a changed window: exit %d, %s", r.code, r.stderr)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := c.cmd(ctx, "serve", "--config", changed, "--http", freePort(t))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), msg) {
-		t.Fatalf("serve with a changed window: %v\n%s", err, stderr.String())
+	if r := c.run("", "serve", "--config", changed, "--http", freePort(t)); r.code != 1 || !strings.Contains(r.stderr, msg) {
+		t.Fatalf("serve with a changed window: exit %d\n%s", r.code, r.stderr)
 	}
 	os.Remove(filepath.Join(c.dir, "pipelines", "api-health.checkpoint"))
 	startHTTP(t, c, "serve", "--config", changed)
