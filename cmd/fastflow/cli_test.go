@@ -51,6 +51,16 @@ func (c *cli) cmd(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// cmdNoSpace is cmd run under a file-size limit of 0 (ulimit -S -f 0):
+// every write that would grow a file fails with EFBIG, a full disk as a
+// write sees it. The soft limit can be lifted again with unix.Prlimit on
+// the command's pid (sh execs the command: the same process).
+func (c *cli) cmdNoSpace(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "sh", append([]string{"-c", `ulimit -S -f 0 && exec "$0" "$@"`, os.Args[0]}, args...)...)
+	cmd.Env = c.cmd(ctx).Env
+	return cmd
+}
+
 type result struct {
 	stdout, stderr string
 	code           int
@@ -307,8 +317,7 @@ func TestConsumeGroupFullDisk(t *testing.T) {
 	c.ok("a\nb\nc\n", "produce", "events")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "sh", "-c", `ulimit -f 0 && exec "$0" "$@"`, os.Args[0], "consume", "events", "--group", "g")
-	cmd.Env = c.cmd(ctx).Env
+	cmd := c.cmdNoSpace(ctx, "consume", "events", "--group", "g")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

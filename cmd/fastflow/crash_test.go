@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -198,8 +197,7 @@ func TestServeRestartsFailedPipeline(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "serve.yaml")
 	os.WriteFile(cfg, []byte(apiHealthYAML+"      - {type: topic, topic: api-health.results}\n"), 0o644)
 	addr := freePort(t)
-	cmd := exec.Command("sh", "-c", `ulimit -S -f 0 && exec "$0" "$@"`, os.Args[0], "serve", "--config", cfg, "--http", addr)
-	cmd.Env = c.cmd(context.Background()).Env
+	cmd := c.cmdNoSpace(context.Background(), "serve", "--config", cfg, "--http", addr)
 	start(t, cmd)
 	base := "http://" + addr
 	type view struct {

@@ -653,9 +653,7 @@ func checkStopRestart(t *testing.T, c *cli, cfg string, want []string) {
 func TestRunGoesOnWhenCheckpointsFail(t *testing.T) {
 	c := newCLI(t)
 	cfg, want := followData(t, c, 6)
-	cmd := exec.CommandContext(t.Context(), "sh", "-c", `ulimit -S -f 0 && exec "$0" "$@"`, os.Args[0],
-		"run", cfg, "--log-level", "info", "--checkpoint-interval", "20ms")
-	cmd.Env = c.cmd(t.Context()).Env
+	cmd := c.cmdNoSpace(t.Context(), "run", cfg, "--log-level", "info", "--checkpoint-interval", "20ms")
 	got, logged := followCmd(t, cmd, syscall.SIGTERM, func(got []string) bool { return len(got) >= len(want) }, func() {
 		// Space is back for the stop's checkpoint. sh exec'ed the run: the
 		// same process.
