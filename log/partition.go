@@ -619,9 +619,9 @@ func (p *Partition) rollLocked() (*segment, error) {
 
 // failLocked handles a write error: the queued records are dropped (those
 // of AcksNone appends that returned are counted lost; the caller of the
-// Append that wrote tells its own caller), the wal is closed, and the next
-// Append reopens it, cutting whatever part of the failed write reached the
-// files.
+// Append that wrote tells its own caller), the wal is closed, whatever part
+// of the failed write reached the files is cut (cutFailedWrite), and the
+// next Append reopens the wal.
 func (p *Partition) failLocked(err error) error {
 	if p.unwritten > 0 {
 		p.stats.lost.Add(p.unwritten)
