@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
 
 	"github.com/fastflow/fastflow/log"
 )
@@ -76,8 +79,20 @@ func TestExtract(t *testing.T) {
 	// value for the aggregates (Has stays 0), like a string.
 	f(`{"ts":1000,"service":"pay","latency":{"ms":1e400}}`, 1000, 0, true, "\"pay\"\x00null", 0b010, 0)
 	f(`{"ts":1000,"service":"pay","latency":{"ms":-1e400}}`, 1000, 0, true, "\"pay\"\x00null", 0, 0)
-	// A repeated name: its first value (README).
-	f(`{"ts":1000,"service":"pay","ts":2000,"service":"auth","region":"eu"}`, 1000, 0, true, "\"pay\"\x00\"eu\"", 0, 0)
+	// A repeated name: its last value, as encoding/json, Python and
+	// Jackson read it (README); fastjson's Get would give the first. With
+	// a backslash in the record, names go through fastjson's Visit, which
+	// decodes them: "t\u0073" is "ts".
+	f(`{"ts":1000,"service":"pay","ts":2000,"service":"auth","region":"eu"}`, 2000, 0, true, "\"auth\"\x00\"eu\"", 0, 0)
+	f(`{"ts":1000,"t\u0073":2000,"service":"pay","region":"e\u0075"}`, 2000, 0, true, "\"pay\"\x00\"e\\u0075\"", 0, 0)
+	f(`{"t\u0073":1000,"ts":2000,"status":"ok","st\u0061tus":"error"}`, 2000, 0, true, "null\x00null", 0b1, 0)
+	f(`{"ts":1000,"latency":{"ms":5,"ms":150},"latency":{"ms":50}}`, 1000, 0, true, "null\x00null", 0, 0b1)
+	f(`{"ts":1000,"latency":{"ms":50},"latency":{"ms":5,"ms":150}}`, 1000, 0, true, "null\x00null", 0b10, 0b1)
+	f(`{"ts":1000,"latency":{"ms":50,"m\u0073":150}}`, 1000, 0, true, "null\x00null", 0b10, 0b1)
+	// A name repeated with a bad value after a good one: the bad one is
+	// read, as a strict parser would.
+	f(`{"ts":1000,"ts":"x"}`, 0, reasonBadTime, false, "", 0, 0)
+	f(`{"ts":"x","ts":1000}`, 1000, 0, true, "null\x00null", 0, 0)
 	// Past the years 0000-9999: out of range, as are int64's ends.
 	f(`{"ts":253402300799999}`, 253402300799999, 0, true, "null\x00null", 0, 0)
 	f(`{"ts":253402300800000}`, 0, reasonBadTime, false, "", 0, 0)
@@ -129,6 +144,38 @@ func TestExtractAllocs(t *testing.T) {
 }
 
 // FuzzExtract: arbitrary bytes never panic the extractor.
+// TestRawKeys: the extractor reads the names of fastjson's objects from
+// their layout (rawObject). If an upgrade of fastjson changes it, this
+// fails, rather than the extractor going quietly through Visit, slower.
+func TestRawKeys(t *testing.T) {
+	if !rawKeys {
+		t.Fatal("fastjson.Value is not laid out as rawObject says: update rawObject or drop it")
+	}
+	type kvSwapped struct {
+		v *fastjson.Value
+		k string
+	}
+	for _, typ := range []reflect.Type{
+		reflect.TypeFor[int](),
+		reflect.TypeFor[struct{ a int }](),
+		reflect.TypeFor[struct{ o struct{ kvs []kvSwapped } }](),
+		reflect.TypeFor[struct {
+			o struct{ kvs []struct{ k, v string } }
+		}](),
+		reflect.TypeFor[struct {
+			t int
+			o struct{ kvs []rawKV }
+		}](),
+	} {
+		if rawLayoutMatches(typ) {
+			t.Errorf("%v matches rawObject", typ)
+		}
+	}
+	if !rawLayoutMatches(reflect.TypeFor[struct{ o struct{ kvs []rawKV } }]()) {
+		t.Error("rawObject's own layout does not match")
+	}
+}
+
 func FuzzExtract(f *testing.F) {
 	f.Add([]byte(`{"ts":1000,"service":"pay","region":"eu","status":"error","latency":{"ms":150},"ok":true}`))
 	f.Add([]byte(`{"ts":"2026-11-22T10:20:00Z"}`))
@@ -142,7 +189,18 @@ func FuzzExtract(f *testing.F) {
 	secs := *p
 	secs.unit = unitS
 	xs := newExtractor(&secs)
+	xv := newExtractor(p)
+	xv.visit = true
+	f.Add([]byte(`{"ts":1,"service":"a","ts":2,"latency":{"ms":1,"ms":2},"service":"b"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// Names read from fastjson's objects directly (a record without a
+		// backslash) or through its Visit: the same event.
+		tm, r, ok := x.extract(&log.Record{Value: b})
+		tmv, rv, okv := xv.extract(&log.Record{Value: b})
+		if tm != tmv || r != rv || ok != okv || ok && (!bytes.Equal(x.key, xv.key) || x.ev.Preds != xv.ev.Preds ||
+			x.ev.Has != xv.ev.Has || x.ev.Has&1 != 0 && x.ev.Values[0] != xv.ev.Values[0]) {
+			t.Fatalf("%q: direct %d %v %v %q, through Visit %d %v %v %q", b, tm, r, ok, x.key, tmv, rv, okv, xv.key)
+		}
 		for _, e := range []*extractor{x, xr, xs} {
 			if tm, r, ok := e.extract(&log.Record{Value: b}); !ok && r >= numReasons {
 				t.Fatalf("bad reason %d", r)

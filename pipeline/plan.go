@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,13 +15,15 @@ import (
 // indexes, predicates and alert rules parsed once.
 type plan struct {
 	cfg      *Config
-	timePath []string // nil: the record timestamp
+	top      []string // the first names of the paths below, each once
+	hasTime  bool     // false: the record timestamp is the event time
+	timePath field
 	unit     timeUnit
 	maxOOO   int64 // ms
 	lateness int64 // ms
 	idle     time.Duration
-	groupBy  [][]string
-	fields   [][]string // numeric fields, by index
+	groupBy  []field
+	fields   []field // numeric fields, by index
 	preds    []predicate
 	windows  agg.Windows
 	layout   *agg.Layout
@@ -104,12 +107,32 @@ const (
 	litNull
 )
 
+// field is where a record holds a value the pipeline reads: the first
+// name of its dotted path, as an index into plan.top, and the names below
+// it. The extractor finds every top-level name in one pass over the
+// record's object.
+type field struct {
+	top  int
+	rest []string
+}
+
+// fieldOf resolves a dotted path, adding its first name to p.top.
+func (p *plan) fieldOf(path []string) field {
+	i := slices.Index(p.top, path[0])
+	if i < 0 {
+		i = len(p.top)
+		p.top = append(p.top, path[0])
+	}
+	return field{top: i, rest: path[1:]}
+}
+
 // predicate is a compiled where: one field compared with a literal. A
 // missing field, or a field of another type than the literal, makes it
 // false (SQL's rule: a comparison with NULL is not true).
 type predicate struct {
 	text  string
 	path  []string
+	field field // path, resolved by compile
 	op    op
 	kind  litKind
 	s     []byte
@@ -145,7 +168,7 @@ func compile(c *Config) (*plan, error) {
 	p := &plan{cfg: c, idle: 30 * time.Second}
 	if t := c.Time; t != nil {
 		if t.Field != "" {
-			p.timePath = splitPath(t.Field)
+			p.hasTime, p.timePath = true, p.fieldOf(splitPath(t.Field))
 		}
 		p.unit = map[string]timeUnit{"ms": unitMs, "s": unitS, "us": unitUs, "ns": unitNs, "rfc3339": unitRFC3339}[t.Unit]
 		p.maxOOO = t.MaxOutOfOrder.Milliseconds()
@@ -153,7 +176,7 @@ func compile(c *Config) (*plan, error) {
 		p.idle = t.IdleTimeout
 	}
 	for _, g := range c.GroupBy {
-		p.groupBy = append(p.groupBy, splitPath(g))
+		p.groupBy = append(p.groupBy, p.fieldOf(splitPath(g)))
 	}
 	switch w := c.Window; w.Type {
 	case "tumbling":
@@ -187,7 +210,7 @@ func compile(c *Config) (*plan, error) {
 					return nil, cerr(fmt.Sprintf("metrics[%d].field", i), "more than 64 distinct fields")
 				}
 				fieldIdx[m.Field] = f
-				p.fields = append(p.fields, splitPath(m.Field))
+				p.fields = append(p.fields, p.fieldOf(splitPath(m.Field)))
 			}
 			am.Field = f
 		}
@@ -203,6 +226,7 @@ func compile(c *Config) (*plan, error) {
 					return nil, cerr(fmt.Sprintf("metrics[%d].where", i), "more than 64 distinct where expressions")
 				}
 				predIdx[m.Where] = w
+				pr.field = p.fieldOf(pr.path)
 				p.preds = append(p.preds, pr)
 			}
 			am.Where = w

@@ -37,7 +37,7 @@ func (f *Fields) Extract(line []byte) (key []byte, tsMs int64, badTime bool) {
 		return nil, 0, f.TimeField != ""
 	}
 	if f.KeyField != "" {
-		if k := v.Get(f.KeyField); k != nil {
+		if k := member(v, f.KeyField); k != nil {
 			f.key = f.key[:0]
 			switch k.Type() {
 			case fastjson.TypeString:
@@ -51,7 +51,7 @@ func (f *Fields) Extract(line []byte) (key []byte, tsMs int64, badTime bool) {
 		}
 	}
 	if f.TimeField != "" {
-		t := v.Get(f.TimeField)
+		t := member(v, f.TimeField)
 		switch {
 		case t == nil:
 			badTime = true
@@ -71,4 +71,18 @@ func (f *Fields) Extract(line []byte) (key []byte, tsMs int64, badTime bool) {
 		}
 	}
 	return key, tsMs, badTime
+}
+
+// member returns the value of name in object v: the last, if v holds it
+// twice, as encoding/json, Python's json and Jackson read it, and as
+// pipelines do (fastjson's Get would return the first).
+func member(v *fastjson.Value, name string) *fastjson.Value {
+	var last *fastjson.Value
+	o, _ := v.Object()
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if string(k) == name {
+			last = v
+		}
+	})
+	return last
 }

@@ -31,12 +31,16 @@ func TestFieldsExtract(t *testing.T) {
 	f(kf, `{"other":1}`, "<nil>", 0, false)
 	f(kf, `not json`, "<nil>", 0, false)
 	f(kf, `[1,2]`, "<nil>", 0, false)
+	// A repeated name: its last value, as pipelines read it.
+	f(kf, `{"service":"a","service":"b"}`, "b", 0, false)
+	f(kf, `{"service":"a","s\u0065rvice":"b"}`, "b", 0, false)
 	tf := Fields{KeyField: "s", TimeField: "ts"}
 	f(tf, `{"s":"a","ts":1795341600123}`, "a", 1795341600123, false)
 	f(tf, `{"s":"a","ts":"2026-11-22T10:20:00.5Z"}`, "a", 1795342800500, false)
 	f(tf, `{"s":"a","ts":"yesterday"}`, "a", 0, true)
 	f(tf, `{"s":"a"}`, "a", 0, true)
 	f(tf, `garbage`, "<nil>", 0, true)
+	f(tf, `{"s":"a","ts":1,"ts":1795341600123}`, "a", 1795341600123, false)
 }
 
 func TestProducerRoutesAndCounts(t *testing.T) {
