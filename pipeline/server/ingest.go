@@ -2,12 +2,16 @@ package server
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/valyala/fastjson"
 
 	"github.com/fastflow/fastflow/log"
@@ -17,6 +21,49 @@ import (
 
 // maxIngestBytes bounds one request's body.
 const maxIngestBytes = 32 << 20
+
+// readBody returns r's body decoded as its Content-Encoding says (gzip,
+// deflate, zstd, or none: what log shippers such as Vector and Fluent Bit
+// send when told to compress), at most maxIngestBytes of it; or an error
+// and the HTTP status that answers it. An encoding it does not know is
+// refused rather than stored as the records' bytes.
+func readBody(r *http.Request) ([]byte, int, error) {
+	var in io.Reader = r.Body
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("reading gzip body: %v", err)
+		}
+		defer zr.Close()
+		in = zr
+	case "deflate": // HTTP's deflate is zlib's format (RFC 9110 8.4.1.2)
+		zr, err := zlib.NewReader(r.Body)
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("reading deflate body: %v", err)
+		}
+		defer zr.Close()
+		in = zr
+	case "zstd":
+		zr, err := zstd.NewReader(r.Body, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxIngestBytes+1))
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("reading zstd body: %v", err)
+		}
+		defer zr.Close()
+		in = zr
+	default:
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Encoding %q is not supported: send gzip, deflate, zstd or an uncompressed body", enc)
+	}
+	body, err := io.ReadAll(io.LimitReader(in, maxIngestBytes+1))
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("reading body: %v", err)
+	}
+	if len(body) > maxIngestBytes {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes; split it", maxIngestBytes)
+	}
+	return body, 0, nil
+}
 
 // ingestReply is the answer to POST /topics/{topic}/records.
 type ingestReply struct {
@@ -64,14 +111,9 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		}
 		forced = int32(n)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxIngestBytes))
+	body, status, err := readBody(r)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes; split it", maxIngestBytes))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		writeError(w, status, err.Error())
 		return
 	}
 	values, err := splitRecords(body)
