@@ -41,6 +41,10 @@ func TestFieldsExtract(t *testing.T) {
 	f(tf, `{"s":"a"}`, "a", 0, true)
 	f(tf, `garbage`, "<nil>", 0, true)
 	f(tf, `{"s":"a","ts":1,"ts":1795341600123}`, "a", 1795341600123, false)
+	// RFC 3339's variants, as pipelines take them (pipeline.parseRFC3339Ms).
+	f(tf, `{"s":"a","ts":"2026-11-22t10:20:00.5z"}`, "a", 1795342800500, false)
+	f(tf, `{"s":"a","ts":"2026-11-22 10:20:00.1239+01:00"}`, "a", 1795339200123, false)
+	f(tf, `{"s":"a","ts":"2026-11-22 10:20:00"}`, "a", 0, true)
 }
 
 func TestProducerRoutesAndCounts(t *testing.T) {
