@@ -139,8 +139,20 @@ func (l *Log) NewConsumer(opts ConsumerOptions) (*Consumer, error) {
 	if c.group, err = l.Group(opts.Group); err != nil {
 		return nil, err
 	}
-	if c.mem, err = c.group.join(opts.Topic); err != nil {
+	if c.mem, err = c.group.join(MemberInfo{Topic: opts.Topic}); err != nil {
 		return nil, err
+	}
+	// Checked once this member is announced: a Kafka client joining at
+	// the same moment sees it and is refused, or is seen here.
+	members, err := c.group.Members()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if km := kafkaMembers(members, true); len(km) > 0 {
+		c.Close()
+		return nil, fmt.Errorf("%w: %s has %d (e.g. client %q, through the Kafka listener of pid %d); a fastflow consumer cannot join it",
+			ErrGroupProtocol, opts.Group, len(km), km[0].Kafka.ClientID, km[0].PID)
 	}
 	if err := c.rebalance(); err != nil {
 		c.Close()

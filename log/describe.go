@@ -77,7 +77,13 @@ type GroupPartition struct {
 	LogStart      int64  `json:"log_start_offset"`
 	HighWatermark int64  `json:"high_watermark"`
 	Lag           *int64 `json:"lag"`
-	Member        string `json:"member,omitempty"`
+	// Member consumes the partition: a fastflow consumer's member ID, or
+	// a Kafka client's, with its client ID and host, as its group's leader
+	// assigned it (kafka-consumer-groups --describe's CONSUMER-ID,
+	// CLIENT-ID and HOST).
+	Member     string `json:"member,omitempty"`
+	ClientID   string `json:"client_id,omitempty"`
+	ClientHost string `json:"client_host,omitempty"`
 }
 
 // Describe returns the group's position in every partition of every topic
@@ -122,6 +128,11 @@ func (g *Group) Describe() ([]GroupPartition, error) {
 			}
 			row := GroupPartition{Group: g.name, Topic: name, Partition: id, LogStart: p.LogStartOffset(),
 				HighWatermark: p.HighWatermark(), Member: owners[id]}
+			for _, m := range members {
+				if k := m.Kafka; k != nil && m.Topic == name && slices.Contains(k.Partitions, id) {
+					row.Member, row.ClientID, row.ClientHost = k.MemberID, k.ClientID, k.ClientHost
+				}
+			}
 			if o, ok := topics[name][id]; ok {
 				lag := max(0, row.HighWatermark-o)
 				row.Committed, row.Lag = &o, &lag

@@ -31,6 +31,12 @@ var (
 	// ErrGroupSubscribed is wrapped by Group.DeleteOffsets' error while a
 	// member consumes the topic, as Kafka's GROUP_SUBSCRIBED_TO_TOPIC.
 	ErrGroupSubscribed = errors.New("group has active members on the topic")
+	// ErrGroupProtocol is wrapped by NewConsumer's error for a group that
+	// has Kafka clients' members (through serve's Kafka listener): as
+	// Kafka refuses a member of another protocol type
+	// (INCONSISTENT_GROUP_PROTOCOL), a fastflow consumer cannot share
+	// their assignment.
+	ErrGroupProtocol = errors.New("group has Kafka client members")
 )
 
 // OffsetOutOfRangeError is returned when reading or seeking outside the

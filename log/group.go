@@ -24,7 +24,9 @@ import (
 // On disk, under groups/NAME/:
 //
 //	offsets/TOPIC/PARTITION  the committed offset (JSON), replaced atomically
-//	members/ID               one file per live member, flock-held by it
+//	members/ID               one file per live member, flock-held by it (a Kafka
+//	                         client's, one per topic, by the process whose Kafka
+//	                         listener serves it: Announce)
 //	owners/TOPIC/PARTITION   flock-held by the member consuming that partition
 //
 // flock locks vanish with their process, however it ends, so a member
@@ -242,6 +244,81 @@ type MemberInfo struct {
 	Host      string `json:"host"`
 	Topic     string `json:"topic"`
 	StartedMs int64  `json:"started_ms"`
+	// Kafka is set for a Kafka client's member, which the process PID
+	// (serve, its Kafka listener) announced for the client.
+	Kafka *KafkaMember `json:"kafka,omitempty"`
+}
+
+// KafkaMember is a Kafka client's membership of a group through the Kafka
+// listener, as Announce publishes it: what kafka-consumer-groups
+// --describe --members shows.
+type KafkaMember struct {
+	MemberID   string  `json:"member_id"`
+	ClientID   string  `json:"client_id"`
+	ClientHost string  `json:"client_host"`
+	Partitions []int32 `json:"partitions,omitempty"` // of Topic, as the group's leader assigned them
+}
+
+// Announcement is a member this process announced for a Kafka client
+// (Group.Announce); Leave withdraws it.
+type Announcement struct {
+	m *member
+}
+
+// Announce publishes a Kafka client's membership of the group on topic,
+// so that fastflow's own commands see it: `group describe` and `group
+// list` show it, and `group reset`, `group delete` and `consume --group`
+// refuse as they do for a fastflow consumer. The member stays announced
+// until Leave or the end of this process. info.Kafka must be set; ID,
+// PID, Host and StartedMs are filled in.
+func (g *Group) Announce(topic string, info KafkaMember) (*Announcement, error) {
+	m, err := g.join(MemberInfo{Topic: topic, Kafka: &info})
+	if err != nil {
+		return nil, err
+	}
+	return &Announcement{m: m}, nil
+}
+
+// Update rewrites the announced member (its assigned partitions, after a
+// rebalance).
+func (a *Announcement) Update(info KafkaMember) error {
+	a.m.info.Kafka = &info
+	b, _ := json.Marshal(a.m.info)
+	if err := a.m.file.Truncate(0); err != nil {
+		return err
+	}
+	_, err := a.m.file.WriteAt(b, 0)
+	return err
+}
+
+// Info returns what was announced last.
+func (a *Announcement) Info() KafkaMember { return *a.m.info.Kafka }
+
+// Topic is the topic the member was announced on.
+func (a *Announcement) Topic() string { return a.m.info.Topic }
+
+// Leave withdraws the announcement.
+func (a *Announcement) Leave() { a.m.leave() }
+
+// kafkaMembers returns the members of members that are Kafka clients'
+// (kafka true) or fastflow consumers' (kafka false).
+func kafkaMembers(members []MemberInfo, kafka bool) []MemberInfo {
+	var out []MemberInfo
+	for _, m := range members {
+		if (m.Kafka != nil) == kafka {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// ConsumerMembers returns the live members that are fastflow consumers
+// (`fastflow consume --group`, a Consumer), not Kafka clients': a Kafka
+// group cannot take them in, as Kafka refuses a member of another
+// protocol type.
+func (g *Group) ConsumerMembers() ([]MemberInfo, error) {
+	members, err := g.Members()
+	return kafkaMembers(members, false), err
 }
 
 // Members lists the live members, sorted by ID, removing the files of
@@ -286,10 +363,13 @@ func (g *Group) Members() ([]MemberInfo, error) {
 type member struct {
 	g    *Group
 	id   string
+	info MemberInfo
 	file *os.File
 }
 
-func (g *Group) join(topic string) (*member, error) {
+// join announces info's member: a member file, flock-held by this process
+// until leave or its end. ID, PID, Host and StartedMs are filled in.
+func (g *Group) join(info MemberInfo) (*member, error) {
 	dir := filepath.Join(g.dir, "members")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -312,7 +392,8 @@ func (g *Group) join(topic string) (*member, error) {
 	}
 	// What it subscribes to is in the file: a member whose file could not
 	// be written (a full disk) would be live but get no partition.
-	b, _ := json.Marshal(MemberInfo{ID: id, PID: os.Getpid(), Host: host, Topic: topic, StartedMs: time.Now().UnixMilli()})
+	info.ID, info.PID, info.Host, info.StartedMs = id, os.Getpid(), host, time.Now().UnixMilli()
+	b, _ := json.Marshal(info)
 	if _, err := f.Write(b); err != nil {
 		f.Close()
 		os.Remove(tmp)
@@ -323,7 +404,7 @@ func (g *Group) join(topic string) (*member, error) {
 		os.Remove(tmp)
 		return nil, err
 	}
-	return &member{g: g, id: id, file: f}, nil
+	return &member{g: g, id: id, info: info, file: f}, nil
 }
 
 func (m *member) leave() {
@@ -396,7 +477,7 @@ func (g *Group) Owners(topic string) (map[int32]string, error) {
 func Owner(topic string, p int32, members []MemberInfo) string {
 	var ids []string
 	for _, m := range members {
-		if m.Topic == topic {
+		if m.Topic == topic && m.Kafka == nil { // Kafka clients' members are assigned by their leader
 			ids = append(ids, m.ID)
 		}
 	}

@@ -49,9 +49,19 @@ func newGroupListCmd(g *globals) *cobra.Command {
 				if len(members) > 0 {
 					state = "Stable"
 				}
+				// A Kafka client's member is announced once per topic it
+				// subscribes to.
+				ids := map[string]bool{}
+				for _, m := range members {
+					if m.Kafka != nil {
+						ids["kafka:"+m.Kafka.MemberID] = true
+					} else {
+						ids[m.ID] = true
+					}
+				}
 				if human {
-					fmt.Fprintf(tw, "%s\t%d\t%s\n", n, len(members), state)
-				} else if err := printJSON(map[string]any{"group": n, "members": len(members), "state": state}); err != nil {
+					fmt.Fprintf(tw, "%s\t%d\t%s\n", n, len(ids), state)
+				} else if err := printJSON(map[string]any{"group": n, "members": len(ids), "state": state}); err != nil {
 					return err
 				}
 			}
@@ -89,7 +99,11 @@ func newGroupDescribeCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tHIGH-WATERMARK\tLAG\tMEMBER")
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", r.Topic, r.Partition, optInt(r.Committed), r.HighWatermark, optInt(r.Lag), orDash(r.Member))
+				member := orDash(r.Member)
+				if r.ClientID != "" {
+					member += fmt.Sprintf(" (Kafka client %s at %s)", r.ClientID, r.ClientHost)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", r.Topic, r.Partition, optInt(r.Committed), r.HighWatermark, optInt(r.Lag), member)
 			}
 			return tw.Flush()
 		},

@@ -265,6 +265,71 @@ func TestKcatGroupRebalanceLosesNoCommit(t *testing.T) {
 	checkCommitted(t, c, "g", 4)
 }
 
+// TestKcatGroupSeenByCLI: a Kafka client's group member, through serve's
+// listener, is seen by fastflow's group commands, as kafka-consumer-groups
+// sees it: describe shows which member consumes which partition, list
+// counts it, reset refuses while it is there, and `consume --group`
+// cannot join its group (each kind of member is assigned partitions its
+// own way: mixed, both would consume every partition).
+func TestKcatGroupSeenByCLI(t *testing.T) {
+	kcat := need(t, "kcat", "kafkacat")
+	c := newCLI(t)
+	addr := serveKafka(t, c, "events", 3)
+	var in strings.Builder
+	for i := range 300 {
+		fmt.Fprintf(&in, `{"i":%d}`+"\n", i)
+	}
+	c.ok(in.String(), "produce", "events")
+	cmd := exec.Command(kcat, "-u", "-b", addr, "-G", "g", "-X", "client.id=kcat-test",
+		"-X", "auto.offset.reset=earliest", "-f", "%p %o\n", "events")
+	var out, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	waitForOr(t, func() bool { return len(out.lines()) >= 300 }, func() string { return stderr.String() })
+
+	var member string
+	for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", "g")), "\n") {
+		var row struct {
+			Partition  int32  `json:"partition"`
+			Member     string `json:"member"`
+			ClientID   string `json:"client_id"`
+			ClientHost string `json:"client_host"`
+		}
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("describe: %q: %v", line, err)
+		}
+		if row.Member == "" || row.ClientID != "kcat-test" || !strings.Contains(row.ClientHost, "127.0.0.1") ||
+			member != "" && row.Member != member {
+			t.Fatalf("describe: partition %d: %s", row.Partition, line)
+		}
+		member = row.Member
+	}
+	if list := c.ok("", "group", "list"); !strings.Contains(list, `"group":"g","members":1,"state":"Stable"`) {
+		t.Fatalf("group list: %s", list)
+	}
+	if r := c.run("", "group", "reset", "g", "--topic", "events", "--to", "earliest"); r.code != 1 || !strings.Contains(r.stderr, "active members") {
+		t.Fatalf("reset under a Kafka member: exit %d: %s", r.code, r.stderr)
+	}
+	if r := c.run("", "consume", "events", "--group", "g"); r.code != 1 || !strings.Contains(r.stderr, "Kafka client members") {
+		t.Fatalf("consume --group into a Kafka group: exit %d: %s", r.code, r.stderr)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("kcat did not stop: %s", stderr.String())
+	}
+	// Gone with it: the group can be reset now.
+	waitForOr(t, func() bool {
+		return c.run("", "group", "reset", "g", "--topic", "events", "--to", "earliest").code == 0
+	}, func() string { return c.run("", "group", "describe", "g").stdout })
+}
+
 func TestKafkajsAgainstKafkaListener(t *testing.T) {
 	node := need(t, "node")
 	dir, _ := filepath.Abs("testdata/kafkajs")

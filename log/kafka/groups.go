@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"slices"
 	"sort"
 	"sync"
@@ -31,8 +32,13 @@ import (
 // on their next heartbeat.
 //
 // Membership lives in memory (a broker restart is a coordinator failover:
-// clients rejoin). Committed offsets are the log's group offsets, on disk
-// and shared with `fastflow consume --group`.
+// clients rejoin), and is announced in the data directory (a member file
+// per member and topic, log.Group.Announce) so that fastflow's group
+// commands see it. Committed offsets are the log's group offsets, on disk
+// and shared with `fastflow consume --group`. A group has Kafka clients'
+// members or fastflow consumers, not both: each assigns partitions its own
+// way, so a member of the other kind is refused (Kafka's
+// INCONSISTENT_GROUP_PROTOCOL for a member of another protocol type).
 
 // groupState is a group's place in the rebalance protocol.
 type groupState int
@@ -52,8 +58,9 @@ func (s groupState) String() string {
 // coordinator runs every group on this broker. Group operations are rare
 // (joins, heartbeats every few seconds, commits), so one mutex guards them.
 type coordinator struct {
-	l  *log.Log
-	mu sync.Mutex
+	l      *log.Log
+	logger *slog.Logger
+	mu     sync.Mutex
 	// groups are those with members or a rebalance in flight.
 	groups map[string]*group
 	// initialDelay holds the first rebalance of an empty group open this
@@ -92,10 +99,13 @@ type member struct {
 	// complete; sync while its SyncGroup waits for the leader's.
 	join chan *kmsg.JoinGroupResponse
 	sync chan *kmsg.SyncGroupResponse
+	// announced publishes the member in the data directory, one per
+	// topic it subscribes to (announce).
+	announced []*log.Announcement
 }
 
-func newCoordinator(l *log.Log) *coordinator {
-	return &coordinator{l: l, groups: map[string]*group{}, now: time.Now}
+func newCoordinator(l *log.Log, logger *slog.Logger) *coordinator {
+	return &coordinator{l: l, logger: logger, groups: map[string]*group{}, now: time.Now}
 }
 
 // start runs the janitor that completes rebalances at their deadline and
@@ -136,6 +146,7 @@ func (c *coordinator) tick() {
 			// Members that did not rejoin in time are out.
 			for id, m := range g.members {
 				if m.join == nil {
+					withdraw(m)
 					delete(g.members, id)
 				}
 			}
@@ -155,6 +166,7 @@ func (c *coordinator) remove(g *group, id string) {
 	if m == nil {
 		return
 	}
+	withdraw(m)
 	delete(g.members, id)
 	if m.join != nil {
 		resp := &kmsg.JoinGroupResponse{ErrorCode: kerr.UnknownMemberID.Code, Generation: -1}
@@ -403,13 +415,27 @@ func (c *coordinator) join(ctx context.Context, req *kmsg.JoinGroupRequest, clie
 	}
 	delete(g.pending, id)
 	m := g.members[id]
-	changed := m == nil || !sameProtocols(m.protocols, req.Protocols)
-	if m == nil {
+	isNew := m == nil
+	changed := isNew || !sameProtocols(m.protocols, req.Protocols)
+	if isNew {
 		m = &member{id: id}
-		g.members[id] = m
 	}
 	m.instanceID, m.clientID, m.host = instanceID, clientID, host
 	m.protocolType, m.protocols = req.ProtocolType, req.Protocols
+	if changed {
+		c.announce(g.name, m)
+	}
+	if isNew {
+		// Checked once the member is announced: a fastflow consumer
+		// joining at the same moment sees it and is refused, or is seen
+		// here.
+		if c.hasConsumers(g.name) {
+			withdraw(m)
+			c.mu.Unlock()
+			return fail(kerr.InconsistentGroupProtocol.Code)
+		}
+		g.members[id] = m
+	}
 	m.session, m.rebalance = session, rebalance
 	m.lastSeen = c.now()
 	g.protocolType = req.ProtocolType
@@ -441,6 +467,85 @@ func (c *coordinator) join(ctx context.Context, req *kmsg.JoinGroupRequest, clie
 		return r
 	case <-ctx.Done():
 		return fail(kerr.CoordinatorNotAvailable.Code)
+	}
+}
+
+// announce publishes m in the data directory (log.Group.Announce), once
+// per topic its subscription names (one, unnamed, for a protocol other
+// than the consumer protocol), replacing what it announced before. A
+// member that cannot be announced (a full disk) stays in the group; the
+// CLI just does not see it. c.mu is held.
+func (c *coordinator) announce(group string, m *member) {
+	withdraw(m)
+	grp, err := c.l.Group(group)
+	if err != nil {
+		return
+	}
+	topics := []string{""}
+	var meta kmsg.ConsumerMemberMetadata
+	if m.protocolType == "consumer" && len(m.protocols) > 0 && meta.ReadFrom(m.protocols[0].Metadata) == nil {
+		topics = meta.Topics
+	}
+	for _, t := range topics {
+		a, err := grp.Announce(t, log.KafkaMember{MemberID: m.id, ClientID: m.clientID, ClientHost: m.host})
+		if err != nil {
+			c.logger.Warn("kafka: cannot announce a group member in the data directory", "group", group, "member", m.id, "err", err)
+			continue
+		}
+		m.announced = append(m.announced, a)
+	}
+}
+
+// announceAssignment adds to m's announcements the partitions the group's
+// leader assigned it (consumer protocol). c.mu is held.
+func (c *coordinator) announceAssignment(g *group, m *member) {
+	var asg kmsg.ConsumerMemberAssignment
+	if g.protocolType != "consumer" || asg.ReadFrom(m.assignment) != nil {
+		return
+	}
+	for _, a := range m.announced {
+		info := a.Info()
+		info.Partitions = nil
+		for _, t := range asg.Topics {
+			if t.Topic == a.Topic() {
+				info.Partitions = append(info.Partitions, t.Partitions...)
+			}
+		}
+		if err := a.Update(info); err != nil {
+			c.logger.Warn("kafka: cannot announce a member's assignment in the data directory", "group", g.name, "member", m.id, "err", err)
+		}
+	}
+}
+
+// withdraw takes m's announcements back.
+func withdraw(m *member) {
+	for _, a := range m.announced {
+		a.Leave()
+	}
+	m.announced = nil
+}
+
+// hasConsumers reports whether group has fastflow consumers' members
+// (`fastflow consume --group`), which a Kafka client cannot join. c.mu is
+// held.
+func (c *coordinator) hasConsumers(group string) bool {
+	grp, err := c.l.Group(group)
+	if err != nil {
+		return false
+	}
+	members, err := grp.ConsumerMembers()
+	return err == nil && len(members) > 0
+}
+
+// stop withdraws every member's announcement: the listener is closing, and
+// its clients will join again wherever it comes back.
+func (c *coordinator) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, g := range c.groups {
+		for _, m := range g.members {
+			withdraw(m)
+		}
 	}
 }
 
@@ -490,6 +595,9 @@ func (c *coordinator) sync(ctx context.Context, req *kmsg.SyncGroupRequest) kmsg
 			if mm := g.members[a.MemberID]; mm != nil {
 				mm.assignment = a.MemberAssignment
 			}
+		}
+		for _, mm := range g.members {
+			c.announceAssignment(g, mm)
 		}
 		g.state = stateStable
 		for id, mm := range g.members {

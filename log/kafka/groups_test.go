@@ -2,7 +2,9 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +28,7 @@ func newFakeGroups(t *testing.T) *fakeGroups {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	f := &fakeGroups{coordinator: newCoordinator(l), now: time.Unix(1795341600, 0)}
+	f := &fakeGroups{coordinator: newCoordinator(l, slog.New(slog.DiscardHandler)), now: time.Unix(1795341600, 0)}
 	f.coordinator.now = func() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
 	return f
 }
@@ -420,19 +422,124 @@ func TestOffsetDelete(t *testing.T) {
 	if _, codes := del("g", "u", 1); codes[0] != 0 || committed("u", 1) || !committed("u", 0) {
 		t.Fatalf("u/1: %v", codes)
 	}
-	// A consume --group member on u.
-	c, err := f.l.NewConsumer(log.ConsumerOptions{Topic: "u", Group: "g"})
+	// A consume --group member on u, in a group of fastflow consumers (a
+	// Kafka client's group refuses one: TestConsumerAndKafkaMembersDoNotMix).
+	g2, _ := f.l.Group("g2")
+	g2.Commit("u", 0, 5)
+	c, err := f.l.NewConsumer(log.ConsumerOptions{Topic: "u", Group: "g2"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, codes := del("g", "u", 0); codes[0] != kerr.GroupSubscribedToTopic.Code || !committed("u", 0) {
+	if _, codes := del("g2", "u", 0); codes[0] != kerr.GroupSubscribedToTopic.Code {
 		t.Fatalf("u/0 with a consume --group member: %v", codes)
 	}
 	c.Close()
-	if _, codes := del("g", "u", 0); codes[0] != 0 || committed("u", 0) {
+	if _, codes := del("g2", "u", 0); codes[0] != 0 {
 		t.Fatalf("u/0: %v", codes)
+	}
+	if _, ok, _ := g2.Committed("u", 0); ok {
+		t.Fatal("u/0 still committed")
 	}
 	if code, _ := del("nobody", "u", 0); code != kerr.GroupIDNotFound.Code {
 		t.Fatalf("unknown group: %v", kerr.ErrorForCode(code))
+	}
+}
+
+// TestConsumerAndKafkaMembersDoNotMix: a Kafka client's member is
+// announced in the data directory, with its subscription and then its
+// assignment, so that fastflow's group commands see it, and withdrawn
+// when it leaves or the listener stops. A group has Kafka clients'
+// members or fastflow consumers, never both: each kind assigns partitions
+// its own way, so a member of the other kind is refused (fastflow:
+// ErrGroupProtocol; Kafka: INCONSISTENT_GROUP_PROTOCOL).
+func TestConsumerAndKafkaMembersDoNotMix(t *testing.T) {
+	f := newFakeGroups(t)
+	for _, name := range []string{"t", "u"} {
+		if _, err := f.l.CreateTopic(name, log.TopicConfig{Partitions: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, _ := f.l.Group("g")
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Topics = []string{"t", "u"}
+	id, join := f.joinAsync(t, "", string(meta.AppendTo(nil)))
+	r := recv(t, join)
+	if r.ErrorCode != 0 {
+		t.Fatalf("join: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	asg := kmsg.NewConsumerMemberAssignment()
+	asg.Topics = []kmsg.ConsumerMemberAssignmentTopic{{Topic: "t", Partitions: []int32{0, 1, 2}}, {Topic: "u", Partitions: []int32{2}}}
+	if s := f.syncGroup(id, r.Generation, map[string]string{id: string(asg.AppendTo(nil))}); s.ErrorCode != 0 {
+		t.Fatalf("sync: %v", kerr.ErrorForCode(s.ErrorCode))
+	}
+	members, err := g.Members()
+	if err != nil || len(members) != 2 {
+		t.Fatalf("members %+v, %v", members, err)
+	}
+	for _, m := range members {
+		k := m.Kafka
+		want := map[string]string{"t": "[0 1 2]", "u": "[2]"}[m.Topic]
+		if k == nil || k.MemberID != id || k.ClientID != "client" || k.ClientHost != "127.0.0.1" || fmt.Sprint(k.Partitions) != want {
+			t.Fatalf("member %+v %+v", m, k)
+		}
+	}
+	rows, _ := g.Describe()
+	if len(rows) != 6 {
+		t.Fatalf("describe: %+v", rows)
+	}
+	for _, r := range rows {
+		owned := r.Topic == "t" || r.Partition == 2
+		if (r.Member == id && r.ClientID == "client" && r.ClientHost == "127.0.0.1") != owned || !owned && r.Member != "" {
+			t.Fatalf("describe row %+v", r)
+		}
+	}
+	// A fastflow consumer cannot join it; the CLI's checks see it.
+	if _, err := f.l.NewConsumer(log.ConsumerOptions{Topic: "t", Group: "g"}); !errors.Is(err, log.ErrGroupProtocol) {
+		t.Fatalf("consumer in a Kafka group: %v", err)
+	}
+	if err := g.Delete(); !errors.Is(err, log.ErrGroupNotEmpty) {
+		t.Fatalf("delete: %v", err)
+	}
+	if cm, _ := g.ConsumerMembers(); len(cm) != 0 {
+		t.Fatalf("consumer members %+v", cm)
+	}
+	// Leaving withdraws it.
+	lr := kmsg.NewPtrLeaveGroupRequest()
+	lr.Version, lr.Group, lr.MemberID = 2, "g", id
+	if code := f.leave(lr).(*kmsg.LeaveGroupResponse).ErrorCode; code != 0 {
+		t.Fatalf("leave: %v", kerr.ErrorForCode(code))
+	}
+	if members, _ := g.Members(); len(members) != 0 {
+		t.Fatalf("members after leave: %+v", members)
+	}
+
+	// The other way: a fastflow consumer's group refuses a Kafka client.
+	c, err := f.l.NewConsumer(log.ConsumerOptions{Topic: "t", Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jr := kmsg.NewPtrJoinGroupRequest()
+	jr.Version, jr.Group, jr.ProtocolType = 3, "g", "consumer" // v3: no member ID handshake
+	jr.SessionTimeoutMillis, jr.RebalanceTimeoutMillis = 10000, 30000
+	jr.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: meta.AppendTo(nil)}}
+	if code := f.join(context.Background(), jr, "client", "127.0.0.1").(*kmsg.JoinGroupResponse).ErrorCode; code != kerr.InconsistentGroupProtocol.Code {
+		t.Fatalf("Kafka client joining a consumer's group: %v", kerr.ErrorForCode(code))
+	}
+	if members, _ := g.Members(); len(members) != 1 || members[0].Kafka != nil {
+		t.Fatalf("members: %+v", members)
+	}
+	c.Close()
+
+	// Stopping the listener withdraws its members.
+	_, join = f.joinAsync(t, "", string(meta.AppendTo(nil)))
+	if r := recv(t, join); r.ErrorCode != 0 {
+		t.Fatalf("join: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if members, _ := g.Members(); len(members) != 2 {
+		t.Fatalf("members: %+v", members)
+	}
+	f.stop()
+	if members, _ := g.Members(); len(members) != 0 {
+		t.Fatalf("members after stop: %+v", members)
 	}
 }

@@ -95,7 +95,7 @@ func New(l *log.Log, opts Options) *Server {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 10 * time.Minute
 	}
-	return &Server{log: l, opts: opts, groups: newCoordinator(l), pids: newProducers(), conns: map[net.Conn]struct{}{}}
+	return &Server{log: l, opts: opts, groups: newCoordinator(l, opts.Logger), pids: newProducers(), conns: map[net.Conn]struct{}{}}
 }
 
 // Serve accepts connections on ln until ctx is done, then closes them and
@@ -126,6 +126,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		conn, err := ln.Accept()
 		if err != nil {
 			s.wg.Wait()
+			s.groups.stop()
 			if ctx.Err() != nil {
 				return nil
 			}
