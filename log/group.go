@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -280,12 +281,15 @@ func (g *Group) Announce(topic string, info KafkaMember) (*Announcement, error) 
 }
 
 // Update rewrites the announced member (its assigned partitions, after a
-// rebalance).
+// rebalance). The file is rewritten in place, in one write, padded with
+// spaces (JSON's whitespace) to its size so far, never truncated: a
+// process reading it meanwhile sees the old text or the new one, not an
+// empty file (and Members reads again what does not decode).
 func (a *Announcement) Update(info KafkaMember) error {
 	a.m.info.Kafka = &info
 	b, _ := json.Marshal(a.m.info)
-	if err := a.m.file.Truncate(0); err != nil {
-		return err
+	if fi, err := a.m.file.Stat(); err == nil && fi.Size() > int64(len(b)) {
+		b = append(b, bytes.Repeat([]byte{' '}, int(fi.Size())-len(b))...)
 	}
 	_, err := a.m.file.WriteAt(b, 0)
 	return err
@@ -349,8 +353,16 @@ func (g *Group) Members() ([]MemberInfo, error) {
 			continue
 		}
 		var mi MemberInfo
-		b, _ := os.ReadFile(path)
-		json.Unmarshal(b, &mi)
+		for try := 0; ; try++ {
+			// A file being rewritten (Announcement.Update) may be read
+			// half old, half new: read it again.
+			mi = MemberInfo{}
+			b, _ := os.ReadFile(path)
+			if json.Unmarshal(b, &mi) == nil || try == 10 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
 		mi.ID = e.Name()
 		f.Close()
 		out = append(out, mi)

@@ -3,6 +3,7 @@ package log
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -242,5 +243,37 @@ func TestGroupDelete(t *testing.T) {
 	}
 	if err := g.Delete(); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("delete again: %v", err)
+	}
+}
+
+// TestAnnounceUpdate: an announced Kafka member is rewritten in place,
+// shorter or longer, and always reads back whole.
+func TestAnnounceUpdate(t *testing.T) {
+	l, err := Open(t.TempDir(), Options{CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	g, _ := l.Group("g")
+	a, err := g.Announce("t", KafkaMember{MemberID: "m-1", ClientID: "c", ClientHost: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, parts := range [][]int32{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, nil, {3}} {
+		if err := a.Update(KafkaMember{MemberID: "m-1", ClientID: "c", ClientHost: "h", Partitions: parts}); err != nil {
+			t.Fatal(err)
+		}
+		members, err := g.Members()
+		if err != nil || len(members) != 1 || members[0].Kafka == nil || members[0].Topic != "t" ||
+			fmt.Sprint(members[0].Kafka.Partitions) != fmt.Sprint(parts) {
+			t.Fatalf("after update to %v: %+v, %v", parts, members, err)
+		}
+	}
+	if cm, _ := g.ConsumerMembers(); len(cm) != 0 {
+		t.Fatalf("consumer members: %+v", cm)
+	}
+	a.Leave()
+	if members, _ := g.Members(); len(members) != 0 {
+		t.Fatalf("after leave: %+v", members)
 	}
 }
