@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -897,5 +898,15 @@ func TestGroupDelete(t *testing.T) {
 	}
 	if r := c.run("", "group", "delete", "nobody"); r.code != 1 || !strings.Contains(r.stderr, `unknown group: "nobody"`) {
 		t.Fatalf("delete an unknown group: %+v", r)
+	}
+}
+
+// TestVersion: --version prints the build (version, VCS revision when the
+// go command stamped one, Go version and platform) and exits 0.
+func TestVersion(t *testing.T) {
+	c := newCLI(t)
+	out := c.ok("", "--version")
+	if !regexp.MustCompile(`^fastflow \S+ (\([0-9a-f]+(-dirty)?\) )?go1\.\S+ \w+/\w+\n$`).MatchString(out) {
+		t.Fatalf("--version: %q", out)
 	}
 }

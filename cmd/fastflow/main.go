@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/pipeline/server"
 )
 
 // usageError marks errors that exit with status 2: bad flags, arguments
@@ -68,7 +69,9 @@ and threshold alerts.
 The data directory is --data DIR, else $FASTFLOW_DATA, else ./fastflow-data.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       server.ReadBuild().String(),
 	}
+	root.SetVersionTemplate("fastflow {{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.data, "data", "", "data directory (default $FASTFLOW_DATA, else ./fastflow-data)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })

@@ -45,7 +45,12 @@ func newMetrics(s *Server) *metrics {
 		Help:    "Wall time from a window's end to the emission of its result: how long results trail the events.",
 		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 	}, []string{"pipeline"})
-	m.reg.MustRegister(m.ingestRecords, m.ingestBytes, m.latency,
+	b := ReadBuild()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "fastflow_build_info", Help: "1, labelled with the version, VCS revision and Go version fastflow was built from.",
+		ConstLabels: prometheus.Labels{"version": b.Version, "revision": b.Revision, "goversion": b.GoVersion}})
+	build.Set(1)
+	m.reg.MustRegister(m.ingestRecords, m.ingestBytes, m.latency, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&pipelineCollector{s: s}, &logCollector{l: s.log})
 	return m

@@ -329,6 +329,9 @@ func TestLogAndGroupMetrics(t *testing.T) {
 	if !regexp.MustCompile(`fastflow_log_size_bytes\{partition="1",topic="raw"\} [1-9]`).Match(body) {
 		t.Errorf("/metrics lacks partition 1's size")
 	}
+	if b := ReadBuild(); !bytes.Contains(body, []byte(fmt.Sprintf(`fastflow_build_info{goversion=%q,revision=%q,version=%q} 1`+"\n", b.GoVersion, b.Revision, b.Version))) {
+		t.Errorf("/metrics lacks fastflow_build_info for %+v", b)
+	}
 	// The same as JSON, as the CLI's topic describe and group describe
 	// print it.
 	var topics []log.TopicInfo
