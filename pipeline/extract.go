@@ -41,7 +41,7 @@ type extractor struct {
 	parser fastjson.Parser
 	top    []*fastjson.Value // the record's values of plan.top, by index; nil: absent
 	plain  bool              // the record's names are as written (readTop)
-	visit  bool              // tests: read names through fastjson's Visit, always
+	visit  bool              // tests: read names through fastjson's Visit and texts through MarshalTo, always
 	ev     agg.Event
 	key    []byte // the group-by values' JSON text as written, NUL-separated (keyCache decodes it)
 	num    []byte // scratch for a number's text
@@ -93,7 +93,7 @@ func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
 	ev.Preds, ev.Has = 0, 0
 	for i := range x.p.preds {
 		pr := &x.p.preds[i]
-		holds, valid := pr.eval(x.get(pr.field), &x.num)
+		holds, valid := pr.eval(x.get(pr.field), x)
 		if !valid {
 			return 0, reasonInvalidJSON, false
 		}
@@ -103,7 +103,7 @@ func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
 	}
 	for i, path := range x.p.fields {
 		if f := x.get(path); f != nil && f.Type() == fastjson.TypeNumber {
-			n, ok := numberOf(f, &x.num)
+			n, ok := x.number(f)
 			if !ok {
 				return 0, reasonInvalidJSON, false
 			}
@@ -218,6 +218,7 @@ func child(v *fastjson.Value, name string, plain bool) *fastjson.Value {
 // goes through Visit if they are not.
 type rawObject struct {
 	kvs []rawKV
+	_   bool // keysUnescaped
 }
 
 type rawKV struct {
@@ -226,6 +227,66 @@ type rawKV struct {
 }
 
 var rawKeys = rawLayoutMatches(reflect.TypeFor[fastjson.Value]())
+
+// rawValue is the layout of a fastjson.Value: the text of a number, or of
+// a string not decoded yet (typeRawString: GetStringBytes decodes it in
+// place), is s, as the record holds it. Reading it there (rawText) spares
+// the extractor a copy (MarshalTo) per number and string it reads.
+type rawValue struct {
+	o rawObject
+	a []*fastjson.Value
+	s string
+	t fastjson.Type
+}
+
+// typeRawString is fastjson's type of a string whose escapes are not
+// decoded yet; Type reports it as TypeString.
+const typeRawString fastjson.Type = 7
+
+// rawValues: fastjson.Value is laid out as rawValue says, checked on its
+// fields and on what it holds for a parsed number and string.
+var rawValues = rawKeys && rawValueLayoutMatches()
+
+func rawValueLayoutMatches() bool {
+	vt, want := reflect.TypeFor[fastjson.Value](), reflect.TypeFor[rawValue]()
+	if vt.Size() != want.Size() || vt.NumField() != want.NumField() {
+		return false
+	}
+	for i := range vt.NumField() {
+		f, w := vt.Field(i), want.Field(i)
+		if f.Offset != w.Offset || f.Type.Size() != w.Type.Size() || f.Type.Kind() != w.Type.Kind() {
+			return false
+		}
+	}
+	var p fastjson.Parser
+	v, err := p.Parse(`{"n":-1.5e3,"s":"a\u0062"}`)
+	if err != nil {
+		return false
+	}
+	n, s := (*rawValue)(unsafe.Pointer(v.Get("n"))), (*rawValue)(unsafe.Pointer(v.Get("s")))
+	return n.t == fastjson.TypeNumber && n.s == "-1.5e3" && s.t == typeRawString && s.s == `a\u0062`
+}
+
+// rawText returns, without copying, the JSON text fastjson holds for v: a
+// number's, or a string's between its quotes (isString) while its
+// escapes are not decoded. ok is false for other values, a decoded
+// string, or if fastjson is not laid out as rawValue says (or x.visit,
+// in tests): then the caller asks fastjson for the text (MarshalTo). The
+// text is the parser's, valid until its next parse: read it, do not keep
+// it.
+func (x *extractor) rawText(v *fastjson.Value) (text []byte, isString, ok bool) {
+	if !rawValues || x.visit {
+		return nil, false, false
+	}
+	rv := (*rawValue)(unsafe.Pointer(v))
+	switch rv.t {
+	case fastjson.TypeNumber:
+		return unsafe.Slice(unsafe.StringData(rv.s), len(rv.s)), false, true
+	case typeRawString:
+		return unsafe.Slice(unsafe.StringData(rv.s), len(rv.s)), true, true
+	}
+	return nil, false, false
+}
 
 // rawLayoutMatches reports whether value type vt (fastjson.Value) begins
 // with an Object whose first field is a slice of rawKV's layout.
@@ -284,7 +345,11 @@ func (x *extractor) eventTime(tv *fastjson.Value) (int64, reason, bool) {
 	// The number's own text, parsed once and exactly, so that
 	// 1795341600.123 seconds is ...123 ms, not 122 after a trip through
 	// float64.
-	x.num = tv.MarshalTo(x.num[:0])
+	num, _, ok := x.rawText(tv)
+	if !ok {
+		x.num = tv.MarshalTo(x.num[:0])
+		num = x.num
+	}
 	shift := 0
 	switch x.p.unit {
 	case unitS:
@@ -294,34 +359,36 @@ func (x *extractor) eventTime(tv *fastjson.Value) (int64, reason, bool) {
 	case unitNs:
 		shift = -6
 	}
-	if t, ok := decimalMs(x.num, shift); ok {
+	if t, ok := decimalMs(num, shift); ok {
 		return t, 0, true
 	}
-	if !validNumber(x.num) {
+	if !validNumber(num) {
 		return 0, reasonInvalidJSON, false
 	}
 	return 0, reasonBadTime, false // out of range
 }
 
-// numberOf parses number f from its text (parseNumber), into scratch; ok
-// is false if the text is not a JSON number.
-func numberOf(f *fastjson.Value, scratch *[]byte) (float64, bool) {
-	*scratch = f.MarshalTo((*scratch)[:0])
-	return parseNumber(*scratch)
+// number parses number f from its text (parseNumber); ok is false if the
+// text is not a JSON number.
+func (x *extractor) number(f *fastjson.Value) (float64, bool) {
+	if t, _, ok := x.rawText(f); ok {
+		return parseNumber(t)
+	}
+	x.num = f.MarshalTo(x.num[:0])
+	return parseNumber(x.num)
 }
 
 // eval reports whether the predicate holds for f, the record's value of
 // its field (nil: absent); valid is false if f is a number that is not
-// JSON (validNumber). scratch is the extractor's buffer for a value's
-// text.
-func (p *predicate) eval(f *fastjson.Value, scratch *[]byte) (holds, valid bool) {
+// JSON (validNumber). x reads f's text.
+func (p *predicate) eval(f *fastjson.Value, x *extractor) (holds, valid bool) {
 	if f == nil {
 		return false, true
 	}
 	switch p.kind {
 	case litString:
 		if p.op == opEq || p.op == opNe {
-			if holds, decided := p.evalText(f, scratch); decided {
+			if holds, decided := p.evalText(f, x); decided {
 				return holds, true
 			}
 		}
@@ -333,7 +400,7 @@ func (p *predicate) eval(f *fastjson.Value, scratch *[]byte) (holds, valid bool)
 		if f.Type() != fastjson.TypeNumber {
 			return false, true
 		}
-		n, ok := numberOf(f, scratch)
+		n, ok := x.number(f)
 		if !ok {
 			return false, false
 		}
@@ -355,13 +422,18 @@ func (p *predicate) eval(f *fastjson.Value, scratch *[]byte) (holds, valid bool)
 // Decoding a string's escapes only shortens it, so such a text cannot
 // decode to the literal. A longer text leaves it undecided: the caller
 // decodes.
-func (p *predicate) evalText(f *fastjson.Value, scratch *[]byte) (holds, decided bool) {
-	*scratch = f.MarshalTo((*scratch)[:0])
-	t := *scratch
-	if t[0] != '"' {
+func (p *predicate) evalText(f *fastjson.Value, x *extractor) (holds, decided bool) {
+	t, isString, ok := x.rawText(f)
+	if !ok {
+		x.num = f.MarshalTo(x.num[:0])
+		t = x.num
+		if isString = t[0] == '"'; isString {
+			t = t[1 : len(t)-1]
+		}
+	}
+	if !isString {
 		return false, true
 	}
-	t = t[1 : len(t)-1]
 	switch {
 	case len(t) < len(p.s):
 		return p.op == opNe, true

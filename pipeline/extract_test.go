@@ -148,8 +148,8 @@ func TestExtractAllocs(t *testing.T) {
 // their layout (rawObject). If an upgrade of fastjson changes it, this
 // fails, rather than the extractor going quietly through Visit, slower.
 func TestRawKeys(t *testing.T) {
-	if !rawKeys {
-		t.Fatal("fastjson.Value is not laid out as rawObject says: update rawObject or drop it")
+	if !rawKeys || !rawValues {
+		t.Fatalf("fastjson.Value is not laid out as rawObject (%v) and rawValue (%v) say: update them or drop them", rawKeys, rawValues)
 	}
 	type kvSwapped struct {
 		v *fastjson.Value
