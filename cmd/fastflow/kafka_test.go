@@ -330,15 +330,78 @@ func TestKcatGroupSeenByCLI(t *testing.T) {
 	}, func() string { return c.run("", "group", "describe", "g").stdout })
 }
 
-func TestKafkajsAgainstKafkaListener(t *testing.T) {
-	node := need(t, "node")
-	dir, _ := filepath.Abs("testdata/kafkajs")
+// TestKafkajsDescribesConsumeGroup: Kafka's admin APIs, through the
+// listener, show a group of `fastflow consume --group` members as Kafka
+// shows one: Stable, each member with the partitions it consumes (what
+// kafka-consumer-groups --describe prints), Empty once they have left.
+func TestKafkajsDescribesConsumeGroup(t *testing.T) {
+	node, dir := needKafkajs(t)
+	c := newCLI(t)
+	addr := serveKafka(t, c, "events", 2)
+	describe := func() string {
+		t.Helper()
+		out, err := runCmd(exec.Command(node, filepath.Join(dir, "describegroup.js"), addr, "audit"), 90*time.Second)
+		if err != nil {
+			t.Fatalf("kafkajs: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := c.follow(ctx, "events", "--group", "audit", "--follow")
+	b := c.follow(ctx, "events", "--group", "audit", "--follow")
+	// Once they have split the partitions, one each.
+	var got string
+	waitForOr(t, func() bool {
+		got = describe()
+		var d struct {
+			State, ProtocolType string
+			Listed              []string
+			Members             []struct {
+				ClientID   string           `json:"clientId"`
+				Assignment map[string][]int `json:"assignment"`
+			}
+		}
+		if json.Unmarshal([]byte(got), &d) != nil || d.State != "Stable" || d.ProtocolType != "consumer" ||
+			fmt.Sprint(d.Listed) != "[consumer]" || len(d.Members) != 2 {
+			return false
+		}
+		held := map[int]int{}
+		for _, m := range d.Members {
+			if m.ClientID != "fastflow consume" || len(m.Assignment) != 1 || len(m.Assignment["events"]) != 1 {
+				return false
+			}
+			held[m.Assignment["events"][0]]++
+		}
+		return held[0] == 1 && held[1] == 1
+	}, func() string { return got })
+	for _, f := range []*follower{a, b} {
+		f.cmd.Process.Signal(syscall.SIGINT)
+		<-f.done
+		f.cmd.Wait()
+	}
+	if got := describe(); got != `{"state":"Empty","protocolType":"consumer","listed":["consumer"],"members":[]}` {
+		t.Fatalf("after the members left: %s", got)
+	}
+}
+
+// needKafkajs returns node and the kafkajs test directory, or skips (fails
+// in CI) if kafkajs is not installed.
+func needKafkajs(t *testing.T) (node, dir string) {
+	t.Helper()
+	node = need(t, "node")
+	dir, _ = filepath.Abs("testdata/kafkajs")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "kafkajs")); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("kafkajs is not installed: npm ci --prefix cmd/fastflow/testdata/kafkajs (.ci/run does)")
 		}
 		t.Skip("kafkajs is not installed: npm ci --prefix cmd/fastflow/testdata/kafkajs")
 	}
+	return node, dir
+}
+
+func TestKafkajsAgainstKafkaListener(t *testing.T) {
+	node, dir := needKafkajs(t)
 	c := newCLI(t)
 	// The listeners come from the configuration file's serve: section.
 	addr := freePort(t)

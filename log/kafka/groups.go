@@ -916,12 +916,16 @@ func (c *coordinator) knownGroups() (map[string]*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	out := map[string]*group{}
 	for _, name := range onDisk {
-		out[name] = &group{name: name, protocolType: "consumer"}
+		g, err := c.consumerGroup(name)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = g
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for name, g := range c.groups {
 		snap := *g
 		snap.members = map[string]*member{}
@@ -932,6 +936,48 @@ func (c *coordinator) knownGroups() (map[string]*group, error) {
 		out[name] = &snap
 	}
 	return out, nil
+}
+
+// consumerGroup describes a group of the data directory as the listener
+// shows one it has no Kafka members of: Empty, or, with `fastflow consume
+// --group` members, Stable with those members (client ID "fastflow
+// consume", assignment strategy "fastflow"), each with the partitions it
+// holds in the consumer protocol's encoding, so that kafka-consumer-groups
+// --describe shows who consumes what, as `fastflow group describe` does.
+func (c *coordinator) consumerGroup(name string) (*group, error) {
+	g := &group{name: name, protocolType: "consumer", members: map[string]*member{}}
+	grp, err := c.l.Group(name)
+	if err != nil {
+		return g, nil
+	}
+	members, err := grp.ConsumerMembers()
+	if err != nil || len(members) == 0 {
+		return g, err
+	}
+	owners := map[string]map[int32]string{}
+	for _, mi := range members {
+		if owners[mi.Topic] == nil {
+			if owners[mi.Topic], err = grp.Owners(mi.Topic); err != nil {
+				return nil, err
+			}
+		}
+		meta := kmsg.NewConsumerMemberMetadata()
+		meta.Topics = []string{mi.Topic}
+		asg := kmsg.NewConsumerMemberAssignment()
+		at := kmsg.ConsumerMemberAssignmentTopic{Topic: mi.Topic}
+		for p, owner := range owners[mi.Topic] {
+			if owner == mi.ID {
+				at.Partitions = append(at.Partitions, p)
+			}
+		}
+		slices.Sort(at.Partitions)
+		asg.Topics = append(asg.Topics, at)
+		g.members[mi.ID] = &member{id: mi.ID, clientID: "fastflow consume", host: mi.Host, protocolType: "consumer",
+			protocols:  []kmsg.JoinGroupRequestProtocol{{Name: "fastflow", Metadata: meta.AppendTo(nil)}},
+			assignment: asg.AppendTo(nil)}
+	}
+	g.state, g.protocol = stateStable, "fastflow"
+	return g, nil
 }
 
 func (c *coordinator) listGroups(req *kmsg.ListGroupsRequest) kmsg.Response {

@@ -543,3 +543,46 @@ func TestConsumerAndKafkaMembersDoNotMix(t *testing.T) {
 		t.Fatalf("members after stop: %+v", members)
 	}
 }
+
+// TestDescribeConsumerGroupMembers: a group of `fastflow consume --group`
+// members is Stable to Kafka's admin APIs, with each member and the
+// partitions it holds in the consumer protocol's encoding, so that
+// kafka-consumer-groups --describe shows who consumes what; Empty once
+// they leave.
+func TestDescribeConsumerGroupMembers(t *testing.T) {
+	f := newFakeGroups(t)
+	if _, err := f.l.CreateTopic("u", log.TopicConfig{Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.l.NewConsumer(log.ConsumerOptions{Topic: "u", Group: "cli"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	describe := func() kmsg.DescribeGroupsResponseGroup {
+		r := kmsg.NewPtrDescribeGroupsRequest()
+		r.Groups = []string{"cli"}
+		return f.describeGroups(r).(*kmsg.DescribeGroupsResponse).Groups[0]
+	}
+	list := func() string {
+		for _, g := range f.listGroups(kmsg.NewPtrListGroupsRequest()).(*kmsg.ListGroupsResponse).Groups {
+			if g.Group == "cli" {
+				return g.ProtocolType + " " + g.GroupState
+			}
+		}
+		return "missing"
+	}
+	dg := describe()
+	if dg.State != "Stable" || dg.ProtocolType != "consumer" || dg.Protocol != "fastflow" || len(dg.Members) != 1 || list() != "consumer Stable" {
+		t.Fatalf("described %+v; listed %s", dg, list())
+	}
+	m := dg.Members[0]
+	var asg kmsg.ConsumerMemberAssignment
+	if err := asg.ReadFrom(m.MemberAssignment); err != nil || m.ClientID != "fastflow consume" ||
+		len(asg.Topics) != 1 || asg.Topics[0].Topic != "u" || fmt.Sprint(asg.Topics[0].Partitions) != "[0 1 2]" {
+		t.Fatalf("member %+v, assignment %+v, %v", m, asg, err)
+	}
+	c.Close()
+	if dg := describe(); dg.State != "Empty" || len(dg.Members) != 0 || list() != "consumer Empty" {
+		t.Fatalf("after the member left: %+v; listed %s", dg, list())
+	}
+}
