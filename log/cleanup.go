@@ -3,6 +3,7 @@ package log
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -36,7 +37,10 @@ func (l *Log) Cleanup() {
 	}
 	l.mu.Unlock()
 	for _, t := range topics {
-		if err := t.reloadConfig(); err != nil {
+		if err := t.reloadConfig(); errors.Is(err, errTopicReplaced) {
+			l.forget(t) // the next Topic call opens the new one
+			continue
+		} else if err != nil {
 			l.opts.Logger.Error("reading a topic's configuration failed", "topic", t.name, "err", err)
 		}
 		for _, p := range t.open() {

@@ -10,6 +10,7 @@ import (
 // server's topics API returns it.
 type TopicInfo struct {
 	Topic      string          `json:"topic"`
+	ID         string          `json:"id,omitempty"` // Topic.ID, as kafka-topics --describe shows TopicId
 	Partitions int32           `json:"partitions"`
 	Config     *ConfigInfo     `json:"config,omitempty"`
 	Parts      []PartitionInfo `json:"partition_offsets,omitempty"`
@@ -41,7 +42,7 @@ type PartitionInfo struct {
 // out).
 func (t *Topic) Describe(offsets bool) TopicInfo {
 	cfg := t.Config()
-	d := TopicInfo{Topic: t.Name(), Partitions: t.Partitions(), Config: &ConfigInfo{
+	d := TopicInfo{Topic: t.Name(), ID: t.ID(), Partitions: t.Partitions(), Config: &ConfigInfo{
 		Retention: durationText(cfg.Retention), RetentionBytes: cfg.RetentionBytes,
 		SegmentBytes: cfg.SegmentBytes, Cleanup: cfg.Cleanup, MaxRecordBytes: cfg.MaxRecordBytes,
 		TimestampType: cfg.TimestampType, DeleteRetention: durationText(cfg.DeleteRetention),

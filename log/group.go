@@ -149,6 +149,19 @@ type CommittedOffset struct {
 	CommittedMs int64  `json:"committed_ms"`
 	// Metadata is what a Kafka client committed with the offset.
 	Metadata string `json:"metadata,omitempty"`
+	// TopicID is the ID of the topic committed to (Topic.ID): an offset
+	// committed to a topic deleted since does not apply to another of the
+	// same name.
+	TopicID string `json:"topic_id,omitempty"`
+}
+
+// topicID returns the ID of topic as this process knows it, "" if there
+// is no such topic.
+func (g *Group) topicID(topic string) string {
+	if t, err := g.l.Topic(topic); err == nil {
+		return t.ID()
+	}
+	return ""
 }
 
 func (g *Group) offsetPath(topic string, partition int32) string {
@@ -168,7 +181,7 @@ func (g *Group) CommitMetadata(topic string, partition int32, offset int64, meta
 		return err
 	}
 	b, _ := json.Marshal(CommittedOffset{Topic: topic, Partition: partition, Offset: offset,
-		CommittedMs: g.l.opts.Now().UnixMilli(), Metadata: metadata})
+		CommittedMs: g.l.opts.Now().UnixMilli(), Metadata: metadata, TopicID: g.topicID(topic)})
 	if err := atomicfile.Write(path, b); err != nil {
 		return fmt.Errorf("commit %s %s/%d: %w", g.name, topic, partition, err)
 	}
@@ -183,7 +196,11 @@ func (g *Group) Committed(topic string, partition int32) (int64, bool, error) {
 }
 
 // CommittedOffset returns the whole commit of a partition, metadata
-// included, and whether there is one.
+// included, and whether there is one. An offset committed to a topic that
+// was deleted since, and created again (another Topic.ID), is none: as in
+// Kafka, which deletes a deleted topic's committed offsets, the group
+// starts on the new topic by its start policy instead of skipping its
+// first records.
 func (g *Group) CommittedOffset(topic string, partition int32) (CommittedOffset, bool, error) {
 	b, err := os.ReadFile(g.offsetPath(topic, partition))
 	if errors.Is(err, os.ErrNotExist) {
@@ -195,6 +212,9 @@ func (g *Group) CommittedOffset(topic string, partition int32) (CommittedOffset,
 	var c CommittedOffset
 	if err := json.Unmarshal(b, &c); err != nil {
 		return CommittedOffset{}, false, fmt.Errorf("group %s: %s: %w", g.name, g.offsetPath(topic, partition), err)
+	}
+	if id := g.topicID(topic); c.TopicID != "" && id != "" && c.TopicID != id {
+		return CommittedOffset{}, false, nil
 	}
 	return c, true, nil
 }

@@ -277,3 +277,62 @@ func TestAnnounceUpdate(t *testing.T) {
 		t.Fatalf("after leave: %+v", members)
 	}
 }
+
+// TestCommittedOffsetsOfADeletedTopic: deleting a topic deletes the
+// groups' offsets on it, as Kafka does; and an offset committed to it by
+// a process that still had it open, after another deleted it and created
+// a topic of the same name (another ID), is no offset there: the group
+// starts on the new topic by its start policy instead of skipping its
+// first records.
+func TestCommittedOffsetsOfADeletedTopic(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *Log {
+		l, err := Open(dir, Options{CleanupInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	a, b := open(), open() // two processes
+	produceTopic(t, b, "t", 1, 10)
+	if _, err := a.Topic("t"); err != nil {
+		t.Fatal(err)
+	}
+	ga, _ := a.Group("g")
+	if err := ga.Commit("t", 0, 7); err != nil {
+		t.Fatal(err)
+	}
+	gb, _ := b.Group("g")
+	if o, ok, err := gb.Committed("t", 0); o != 7 || !ok || err != nil {
+		t.Fatalf("committed: %d %v %v", o, ok, err)
+	}
+	tb, _ := b.Topic("t")
+	oldID := tb.ID()
+	if err := b.DeleteTopic("t"); err != nil {
+		t.Fatal(err)
+	}
+	if offs, err := gb.Offsets(); len(offs) != 0 || err != nil {
+		t.Fatalf("offsets after the delete: %+v %v", offs, err)
+	}
+	nt, err := b.CreateTopic("t", TopicConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nt.ID() == oldID || nt.ID() == "" {
+		t.Fatalf("new topic's id %q, old %q", nt.ID(), oldID)
+	}
+	// a still has the old topic open, and commits to it.
+	if err := ga.Commit("t", 0, 9); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := gb.Committed("t", 0); ok || err != nil {
+		t.Fatalf("offset of the deleted topic applied to the new one: %v %v", ok, err)
+	}
+	if err := gb.Commit("t", 0, 3); err != nil {
+		t.Fatal(err)
+	}
+	if o, ok, _ := gb.Committed("t", 0); o != 3 || !ok {
+		t.Fatalf("new topic's offset: %d %v", o, ok)
+	}
+}

@@ -1,6 +1,8 @@
 package log
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,24 +78,34 @@ func (l *Log) CreateTopic(name string, cfg TopicConfig) (*Topic, error) {
 		return nil, err
 	}
 	// The config file is what makes the topic exist: written last, atomically.
-	stamp, err := writeTopicFile(dir, name, cfg)
+	id := newTopicID()
+	stamp, err := writeTopicFile(dir, name, id, cfg)
 	if err != nil {
 		return nil, err
 	}
-	t := newTopic(l, name, cfg, stamp)
+	t := newTopic(l, name, id, cfg, stamp)
 	l.topics[name] = t
 	return t, nil
 }
 
 type topicJSON struct {
 	Name   string      `json:"name"`
+	ID     string      `json:"id,omitempty"`
 	Config TopicConfig `json:"config"`
+}
+
+// newTopicID returns a new topic's ID: 16 random bytes, written as Kafka
+// writes a topic ID (KIP-516), in unpadded URL-safe base64.
+func newTopicID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // writeTopicFile writes a topic's config file atomically and returns its
 // stamp.
-func writeTopicFile(dir, name string, cfg TopicConfig) (fileStamp, error) {
-	b, _ := json.MarshalIndent(topicJSON{Name: name, Config: cfg}, "", "  ")
+func writeTopicFile(dir, name, id string, cfg TopicConfig) (fileStamp, error) {
+	b, _ := json.MarshalIndent(topicJSON{Name: name, ID: id, Config: cfg}, "", "  ")
 	path := filepath.Join(dir, topicFile)
 	if err := atomicfile.Write(path, b); err != nil {
 		return fileStamp{}, err
@@ -101,18 +113,18 @@ func writeTopicFile(dir, name string, cfg TopicConfig) (fileStamp, error) {
 	return statFile(path)
 }
 
-// readTopicFile reads a topic's config file; an error wrapping
+// readTopicFile reads a topic's config file and ID; an error wrapping
 // os.ErrNotExist if there is none.
-func readTopicFile(dir, name string) (TopicConfig, error) {
+func readTopicFile(dir, name string) (TopicConfig, string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, topicFile))
 	if err != nil {
-		return TopicConfig{}, err
+		return TopicConfig{}, "", err
 	}
 	var tj topicJSON
 	if err := json.Unmarshal(b, &tj); err != nil {
-		return TopicConfig{}, fmt.Errorf("topic %q: %s: %w", name, topicFile, err)
+		return TopicConfig{}, "", fmt.Errorf("topic %q: %s: %w", name, topicFile, err)
 	}
-	return tj.Config.WithDefaults(), nil
+	return tj.Config.WithDefaults(), tj.ID, nil
 }
 
 // fileStamp tells whether a file was replaced since it was last read.
@@ -151,8 +163,9 @@ func (l *Log) Topic(name string) (*Topic, error) {
 	stamp, err := statFile(filepath.Join(dir, topicFile))
 	if err == nil {
 		var cfg TopicConfig
-		if cfg, err = readTopicFile(dir, name); err == nil {
-			t := newTopic(l, name, cfg, stamp)
+		var id string
+		if cfg, id, err = readTopicFile(dir, name); err == nil {
+			t := newTopic(l, name, id, cfg, stamp)
 			l.topics[name] = t
 			return t, nil
 		}
@@ -179,7 +192,8 @@ func (l *Log) Topics() ([]string, error) {
 	return names, nil
 }
 
-// DeleteTopic deletes a topic and its data. It refuses (ErrLocked, naming
+// DeleteTopic deletes a topic and its data, and the consumer groups'
+// committed offsets on it, as Kafka does. It refuses (ErrLocked, naming
 // the process) while another process writes one of the topic's partitions:
 // that process would go on acknowledging appends to files no longer in
 // the log. A process that only reads it sees the topic end, and an
@@ -218,7 +232,22 @@ func (l *Log) DeleteTopic(name string) error {
 		return err
 	}
 	atomicfile.SyncDir(filepath.Join(l.dir, "topics"))
-	return os.RemoveAll(gone)
+	if err := os.RemoveAll(gone); err != nil {
+		return err
+	}
+	// The groups' offsets on it go with it, as in Kafka. (One committed
+	// since by a consumer of the deleted topic does not apply to a new
+	// topic of the name either: CommittedOffset checks its topic ID.)
+	groups, err := l.Groups()
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		if err := os.RemoveAll(filepath.Join(l.dir, "groups", g, "offsets", name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // forget drops t from the open topics if it is still there: another

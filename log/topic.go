@@ -13,6 +13,7 @@ import (
 type Topic struct {
 	log        *Log
 	name       string
+	id         string // "" for a topic created before topics had IDs
 	dir        string
 	partitions int32
 
@@ -26,8 +27,8 @@ type Topic struct {
 	parts []*Partition // opened on first use
 }
 
-func newTopic(l *Log, name string, cfg TopicConfig, stamp fileStamp) *Topic {
-	t := &Topic{log: l, name: name, dir: l.topicDir(name), partitions: cfg.Partitions,
+func newTopic(l *Log, name, id string, cfg TopicConfig, stamp fileStamp) *Topic {
+	t := &Topic{log: l, name: name, id: id, dir: l.topicDir(name), partitions: cfg.Partitions,
 		cfgStamp: stamp, parts: make([]*Partition, cfg.Partitions)}
 	t.cfg.Store(&cfg)
 	return t
@@ -35,6 +36,13 @@ func newTopic(l *Log, name string, cfg TopicConfig, stamp fileStamp) *Topic {
 
 // Name is the topic's name.
 func (t *Topic) Name() string { return t.name }
+
+// ID tells this topic from another of the same name, deleted or created
+// since, as Kafka's topic IDs (KIP-516) do: what a consumer saved about
+// the topic (a pipeline's checkpoint) no longer applies to a topic of
+// another ID. Random, set at creation; "" for a topic created before
+// fastflow gave topics IDs.
+func (t *Topic) ID() string { return t.id }
 
 // Config is the topic's configuration, defaults filled in.
 func (t *Topic) Config() TopicConfig { return *t.cfg.Load() }
@@ -62,7 +70,7 @@ func (t *Topic) AlterConfig(change func(*TopicConfig) error) (TopicConfig, error
 	if err != nil {
 		return TopicConfig{}, err
 	}
-	stamp, err := writeTopicFile(t.dir, t.name, cfg)
+	stamp, err := writeTopicFile(t.dir, t.name, t.id, cfg)
 	if err != nil {
 		return TopicConfig{}, err
 	}
@@ -104,6 +112,28 @@ type ConfigError struct {
 func (e *ConfigError) Error() string { return fmt.Sprintf("topic %q: %v", e.Topic, e.Err) }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// Check reports whether t is still the topic of its name in the data
+// directory: an error wrapping ErrUnknownTopic if another process deleted
+// it, or deleted it and created one of the same name (another ID). A
+// process that only reads a topic (a following pipeline) learns that way
+// that what it reads is gone.
+func (t *Topic) Check() error {
+	_, id, err := readTopicFile(t.dir, t.name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%w: %q was deleted", ErrUnknownTopic, t.name)
+	case err != nil:
+		return err
+	case id != t.id:
+		return fmt.Errorf("%w: %q was deleted and created again (topic id %s, now %s)", ErrUnknownTopic, t.name, t.id, id)
+	}
+	return nil
+}
+
+// errTopicReplaced: another process deleted the topic and created one of
+// the same name; this Topic is the old one.
+var errTopicReplaced = errors.New("topic deleted and created again")
+
 // reloadConfig takes up a configuration another process wrote to the
 // topic's config file since this one last read it.
 func (t *Topic) reloadConfig() error {
@@ -117,9 +147,12 @@ func (t *Topic) reloadConfig() error {
 	if err != nil || stamp == t.cfgStamp {
 		return err
 	}
-	cfg, err := readTopicFile(t.dir, t.name)
+	cfg, id, err := readTopicFile(t.dir, t.name)
 	if err != nil {
 		return err
+	}
+	if id != t.id {
+		return errTopicReplaced // deleted and created again by another process
 	}
 	if cfg.Partitions != t.partitions {
 		return fmt.Errorf("topic %q: %s has %d partitions, the topic %d", t.name, path, cfg.Partitions, t.partitions)

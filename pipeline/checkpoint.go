@@ -42,6 +42,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type snapshot struct {
 	Version     int
 	Fingerprint string
+	SourceID    string // the source topic's ID (log.Topic.ID); "" if unknown
 	WrittenMs   int64
 	Watermark   int64
 	LatePurged  int64
@@ -154,7 +155,7 @@ func (s *Source) fingerprintName() string {
 
 // snapshot captures the coordinator's state.
 func (c *coordinator) snapshot(now time.Time) *snapshot {
-	s := &snapshot{Version: checkpointVersion, Fingerprint: fingerprint(c.p.cfg), WrittenMs: now.UnixMilli(),
+	s := &snapshot{Version: checkpointVersion, Fingerprint: fingerprint(c.p.cfg), SourceID: c.sourceID, WrittenMs: now.UnixMilli(),
 		Watermark: c.wm, LatePurged: c.latePurged}
 	for _, r := range c.parts {
 		ps := partSnap{ID: r.id, Next: r.next, Wm: r.wm, MaxT: r.maxT, LastRecord: r.lastRecord,
@@ -210,7 +211,12 @@ func saveCheckpoint(l *log.Log, name string, s *snapshot) error {
 // errNoCheckpoint: the pipeline starts from its source's start.
 var errNoCheckpoint = errors.New("no checkpoint")
 
-func loadCheckpoint(l *log.Log, c *Config) (*snapshot, error) {
+// loadCheckpoint reads pipeline c's checkpoint, which must have been
+// written for the same definition and over the same source topic, of ID
+// sourceID: the offsets of a topic deleted since do not apply to another
+// of the same name (Kafka's topic IDs, KIP-516), and resuming from them
+// would skip its first records.
+func loadCheckpoint(l *log.Log, c *Config, sourceID string) (*snapshot, error) {
 	path := checkpointPath(l, c.Name)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -234,6 +240,9 @@ func loadCheckpoint(l *log.Log, c *Config) (*snapshot, error) {
 	}
 	if s.Fingerprint != fingerprint(c) {
 		return nil, badCheckpoint("checkpoint %s was written for another definition of pipeline %s (source, time, group_by, window, metrics or alerts changed); delete it to start over", path, c.Name)
+	}
+	if s.SourceID != "" && sourceID != "" && s.SourceID != sourceID {
+		return nil, badCheckpoint("checkpoint %s was written over topic %s of id %s, deleted since (the topic is now id %s): its offsets do not apply to the new one; delete it to start over", path, c.Source.Topic, s.SourceID, sourceID)
 	}
 	return &s, nil
 }

@@ -23,11 +23,12 @@ type winState struct {
 // coordinator merges the workers' rounds and emits results. It runs on one
 // goroutine; workers never wait for it beyond their rings' depth.
 type coordinator struct {
-	p     *plan
-	keys  *keyTable
-	wins  map[winKey]*winState
-	sess  map[uint32][]*winState // per key, sorted by start
-	parts map[int32]*partReport
+	p        *plan
+	sourceID string // the source topic's ID, saved in checkpoints
+	keys     *keyTable
+	wins     map[winKey]*winState
+	sess     map[uint32][]*winState // per key, sorted by start
+	parts    map[int32]*partReport
 	// Session pipelines: each partition's session spans per key as its
 	// worker held them after the latest merged round (spanReport), for
 	// checkpoints. partSpansSaved: restored from a checkpoint that had them.

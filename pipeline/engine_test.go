@@ -729,7 +729,7 @@ func TestCheckpointChecksum(t *testing.T) {
 	if err := saveCheckpoint(l, c.Name, s); err != nil {
 		t.Fatal(err)
 	}
-	got, err := loadCheckpoint(l, c)
+	got, err := loadCheckpoint(l, c, "")
 	if err != nil || got.Watermark != s.Watermark {
 		t.Fatalf("load: %+v %v", got, err)
 	}
@@ -744,14 +744,29 @@ func TestCheckpointChecksum(t *testing.T) {
 		func(b []byte) []byte { return b[:len(checkpointMagic)+2] },
 	} {
 		os.WriteFile(path, damage(bytes.Clone(b)), 0o644)
-		if _, err := loadCheckpoint(l, c); err == nil || !strings.Contains(err.Error(), "is damaged") {
+		if _, err := loadCheckpoint(l, c, ""); err == nil || !strings.Contains(err.Error(), "is damaged") {
 			t.Fatalf("damaged checkpoint: %v", err)
 		}
 	}
 	// Written before the checksum: the gob alone.
 	os.WriteFile(path, b[len(checkpointMagic)+4:], 0o644)
-	if got, err := loadCheckpoint(l, c); err != nil || got.Watermark != s.Watermark {
+	if got, err := loadCheckpoint(l, c, ""); err != nil || got.Watermark != s.Watermark {
 		t.Fatalf("checkpoint without checksum: %+v %v", got, err)
+	}
+	// Written over a source topic of another ID: deleted and created again
+	// since, its offsets do not apply. A topic or checkpoint from before
+	// topic IDs ("") is taken as the same topic.
+	s.SourceID = "old-id"
+	if err := saveCheckpoint(l, c.Name, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"old-id", ""} {
+		if _, err := loadCheckpoint(l, c, id); err != nil {
+			t.Fatalf("source id %q: %v", id, err)
+		}
+	}
+	if _, err := loadCheckpoint(l, c, "new-id"); !errors.Is(err, ErrBadCheckpoint) || !strings.Contains(err.Error(), "deleted since") {
+		t.Fatalf("checkpoint over a deleted topic: %v", err)
 	}
 }
 

@@ -290,6 +290,9 @@ type engine struct {
 	follow  bool
 	every   time.Duration // checkpoints, following
 	saved   time.Time
+	// source is the local source topic, checked at each periodic
+	// checkpoint (log.Topic.Check); nil for a Kafka source.
+	source *log.Topic
 	// save writes a checkpoint: to the data directory, or per partition
 	// to a Kafka cluster.
 	save func(*coordinator, time.Time) error
@@ -335,11 +338,12 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 		return err
 	}
 	e := newEngine(l, p, pl, opts, out)
+	e.source, e.coord.sourceID = t, t.ID()
 	e.save = func(c *coordinator, now time.Time) error { return saveCheckpoint(l, p.cfg.Name, c.snapshot(now)) }
 	// Following resumes from the pipeline's checkpoint; --until-end is a
 	// batch run over what the log holds, from the source's start.
 	if e.follow {
-		snap, err := loadCheckpoint(l, c)
+		snap, err := loadCheckpoint(l, c, t.ID())
 		switch {
 		case errors.Is(err, errNoCheckpoint):
 		case err != nil:
@@ -569,6 +573,13 @@ func (e *engine) coordinate(ctx context.Context) error {
 			return e.printStats()
 		}
 		if e.follow && e.every > 0 && time.Since(e.saved) >= e.every {
+			if e.source != nil {
+				// A topic deleted under a follower reads as one that
+				// stopped growing: say so instead of waiting forever.
+				if err := e.source.Check(); errors.Is(err, log.ErrUnknownTopic) {
+					return fmt.Errorf("source: %w", err)
+				}
+			}
 			if err := e.checkpoint(); err != nil {
 				// A periodic checkpoint only bounds what a crash would
 				// replay: the run goes on and tries again at the next

@@ -468,7 +468,11 @@ func TestTopicCommands(t *testing.T) {
 	if d.Config.Retention != "168h0m0s" || d.Config.RetentionBytes != 1<<30 || len(d.Parts) != 2 || d.Parts[1].HighWatermark != 3 || d.Parts[1].SizeBytes == 0 {
 		t.Fatalf("describe: %+v %+v", d.Config, d.Parts)
 	}
+	idB := d.ID
 	json.Unmarshal([]byte(c.ok("", "topic", "describe", "a")), &d)
+	if len(idB) != 22 || len(d.ID) != 22 || d.ID == idB {
+		t.Fatalf("topic ids %q and %q: want two of 22 characters (16 bytes in base64)", idB, d.ID)
+	}
 	if d.Config.Cleanup != "compact" || d.Config.SegmentBytes != 64<<10 {
 		t.Fatalf("describe a: %+v", d.Config)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -560,6 +561,54 @@ func TestRunTwiceRefused(t *testing.T) {
 	// The lock went with the first run: the next one starts (runFollowing
 	// waits for it to run).
 	runFollowing(t, c, cfg, syscall.SIGTERM, func([]string) bool { return true })
+}
+
+// TestRunSourceTopicRecreated: a following run whose source topic is
+// deleted stops with an error naming it, instead of waiting forever for
+// records that will not come; and its checkpoint is not applied to a
+// topic created again under the same name (another topic ID): its offsets
+// would skip the new topic's first records. The error says to delete the
+// checkpoint to start over, and then the new topic's records are all read.
+func TestRunSourceTopicRecreated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	c := newCLI(t)
+	cfg, _ := followData(t, c, 5)
+	run := c.cmd(t.Context(), "run", cfg, "--checkpoint-interval", "200ms", "--log-level", "info")
+	var errs syncBuffer
+	run.Stderr = &errs
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once it has checkpointed.
+	checkpoint := filepath.Join(c.dir, "pipelines", "api-health.checkpoint")
+	waitFor(t, func() bool { _, err := os.Stat(checkpoint); return err == nil })
+	c.ok("", "topic", "delete", "events")
+	done := make(chan error, 1)
+	go func() { done <- run.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(errs.String(), `source: unknown topic: "events" was deleted`) {
+			t.Fatalf("run after its source was deleted: %v\n%s", err, errs.String())
+		}
+	case <-time.After(30 * time.Second):
+		run.Process.Kill()
+		t.Fatalf("run went on after its source was deleted:\n%s", errs.String())
+	}
+	c.ok("", "topic", "create", "events", "--partitions", "3")
+	c.ok(`{"ts":1795341600000,"service":"a","status":"ok","response_time":1}`+"\n", "produce", "events")
+	r := c.run("", "run", cfg)
+	if r.code != 1 || !strings.Contains(r.stderr, "deleted since") || !strings.Contains(r.stderr, "delete it to start over") {
+		t.Fatalf("run over the topic created again: exit %d: %s", r.code, r.stderr)
+	}
+	if err := os.Remove(checkpoint); err != nil {
+		t.Fatal(err)
+	}
+	if out := c.ok("", "run", cfg, "--until-end"); !strings.Contains(out, `"type":"stats","pipeline":"api-health","records":1,`) {
+		t.Fatalf("run over the new topic: %s", out)
+	}
 }
 
 // TestRunSigtermRestartSessions is TestRunSigtermRestart with session
