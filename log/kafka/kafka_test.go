@@ -3,6 +3,7 @@ package kafka
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -680,6 +681,19 @@ func TestTopicAdmin(t *testing.T) {
 	tp, err := l.Topic("clicks")
 	if err != nil || tp.Partitions() != 6 || tp.Config().Retention != time.Hour || tp.Config().Cleanup != "compact" {
 		t.Fatalf("created topic: %v %+v", err, tp)
+	}
+	// Metadata v10+ carries the topic's ID, the log's.
+	md := kmsg.NewPtrMetadataRequest()
+	md.Version = 12
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr("clicks")
+	md.Topics = append(md.Topics, mt)
+	mresp, err := md.RequestWith(ctx, cl)
+	if err != nil || len(mresp.Topics) != 1 {
+		t.Fatalf("metadata: %v", err)
+	}
+	if id := mresp.Topics[0].TopicID; base64.RawURLEncoding.EncodeToString(id[:]) != tp.ID() {
+		t.Fatalf("metadata topic id %x, the log's %s", id, tp.ID())
 	}
 	for name, want := range map[string]*kerr.Error{
 		"clicks": kerr.TopicAlreadyExists, "bad/name": kerr.InvalidTopicException,

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -65,7 +66,7 @@ func (s *Server) metadata(req *kmsg.MetadataRequest) kmsg.Response {
 			resp.Topics = append(resp.Topics, mt)
 			continue
 		}
-		mt.IsInternal = log.IsInternal(name)
+		mt.IsInternal, mt.TopicID = log.IsInternal(name), topicID(t)
 		for p := int32(0); p < t.Partitions(); p++ {
 			mp := kmsg.NewMetadataResponseTopicPartition()
 			mp.Partition, mp.Leader, mp.LeaderEpoch = p, nodeID, 0
@@ -404,7 +405,9 @@ func (s *Server) createTopics(req *kmsg.CreateTopicsRequest) kmsg.Response {
 				fail(kerr.InvalidConfig, err.Error())
 				continue
 			}
-		} else if _, err := s.log.CreateTopic(rt.Topic, cfg); err != nil {
+		} else if t, err := s.log.CreateTopic(rt.Topic, cfg); err == nil {
+			st.TopicID = topicID(t)
+		} else {
 			msg := err.Error()
 			st.ErrorMessage = &msg
 			switch {
@@ -420,6 +423,18 @@ func (s *Server) createTopics(req *kmsg.CreateTopicsRequest) kmsg.Response {
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp
+}
+
+// topicID is t's ID (log.Topic.ID, 16 random bytes) as Kafka's Metadata
+// (v10+) and CreateTopics (v7) carry a topic's UUID, so that a client
+// tells a topic from another of the same name created since; zero for a
+// topic without one.
+func topicID(t *log.Topic) [16]byte {
+	var id [16]byte
+	if b, err := base64.RawURLEncoding.DecodeString(t.ID()); err == nil && len(b) == len(id) {
+		copy(id[:], b)
+	}
+	return id
 }
 
 func (s *Server) deleteTopics(req *kmsg.DeleteTopicsRequest) kmsg.Response {
