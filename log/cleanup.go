@@ -37,8 +37,8 @@ func (l *Log) Cleanup() {
 	}
 	l.mu.Unlock()
 	for _, t := range topics {
-		if err := t.reloadConfig(); errors.Is(err, errTopicReplaced) {
-			l.forget(t) // the next Topic call opens the new one
+		if err := t.reloadConfig(); errors.Is(err, errTopicGone) {
+			l.forget(t) // the next Topic call sees what is there now
 			continue
 		} else if err != nil {
 			l.opts.Logger.Error("reading a topic's configuration failed", "topic", t.name, "err", err)

@@ -100,7 +100,15 @@ type Consumer struct {
 	pending int // assigned partitions whose previous owner has not let go
 	wake    chan struct{}
 	checked time.Time
+	// topicChecked is when the topic was last found still there
+	// (Topic.Check, every topicCheckInterval).
+	topicChecked time.Time
 }
+
+// topicCheckInterval is how often a Consumer checks that its topic was
+// not deleted under it: reading a deleted topic looks like reading one
+// that stopped growing, and a follower would wait for ever.
+const topicCheckInterval = time.Second
 
 // claim is a partition the consumer reads.
 type claim struct {
@@ -273,8 +281,16 @@ func (c *Consumer) rebalance() error {
 func (c *Consumer) Assigned() []int32 { return append([]int32(nil), c.order...) }
 
 // Read appends to dst the records available now, from one partition at a
-// time in turn, without waiting.
+// time in turn, without waiting. Once another process has deleted the
+// topic (checked every second) it returns an error wrapping
+// ErrUnknownTopic.
 func (c *Consumer) Read(dst []Record) ([]Record, error) {
+	if time.Since(c.topicChecked) >= topicCheckInterval {
+		c.topicChecked = time.Now()
+		if err := c.t.Check(); errors.Is(err, ErrUnknownTopic) {
+			return dst, err
+		}
+	}
 	if c.group != nil && time.Since(c.checked) >= c.opts.RebalanceInterval {
 		if err := c.rebalance(); err != nil {
 			return dst, err
@@ -329,12 +345,13 @@ func (c *Consumer) Wait(ctx context.Context) error {
 	if !c.AtEnd() && c.pending == 0 {
 		return nil
 	}
-	var tick <-chan time.Time
+	every := topicCheckInterval
 	if c.group != nil {
-		t := time.NewTimer(c.opts.RebalanceInterval)
-		defer t.Stop()
-		tick = t.C
+		every = min(every, c.opts.RebalanceInterval)
 	}
+	t := time.NewTimer(every)
+	defer t.Stop()
+	tick := t.C
 	select {
 	case <-c.wake:
 	case <-tick:

@@ -130,9 +130,9 @@ func (t *Topic) Check() error {
 	return nil
 }
 
-// errTopicReplaced: another process deleted the topic and created one of
-// the same name; this Topic is the old one.
-var errTopicReplaced = errors.New("topic deleted and created again")
+// errTopicGone: another process deleted the topic (and maybe created one
+// of the same name); this Topic is the old one.
+var errTopicGone = errors.New("topic deleted")
 
 // reloadConfig takes up a configuration another process wrote to the
 // topic's config file since this one last read it.
@@ -142,7 +142,7 @@ func (t *Topic) reloadConfig() error {
 	path := filepath.Join(t.dir, topicFile)
 	stamp, err := statFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil // deleted by another process: nothing to take up
+		return errTopicGone // deleted by another process
 	}
 	if err != nil || stamp == t.cfgStamp {
 		return err
@@ -152,7 +152,7 @@ func (t *Topic) reloadConfig() error {
 		return err
 	}
 	if id != t.id {
-		return errTopicReplaced // deleted and created again by another process
+		return errTopicGone // deleted and created again by another process
 	}
 	if cfg.Partitions != t.partitions {
 		return fmt.Errorf("topic %q: %s has %d partitions, the topic %d", t.name, path, cfg.Partitions, t.partitions)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -371,6 +372,44 @@ func TestTopicDeleteWhileServed(t *testing.T) {
 	c.ok("", "topic", "delete", "read")
 	if code := post("read"); code != http.StatusNotFound {
 		t.Fatalf("POST to a topic deleted under serve: %d, want 404", code)
+	}
+}
+
+// TestFollowStopsWhenTopicDeleted: consume --follow, with a group or
+// without, stops with a one-line error when another process deletes its
+// topic, instead of waiting for ever for records that will not come.
+func TestFollowStopsWhenTopicDeleted(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "gone", "--partitions", "2")
+	c.ok("a\nb\n", "produce", "gone")
+	var followers []*exec.Cmd
+	var errs []*syncBuffer
+	for _, args := range [][]string{{"consume", "gone", "--follow"}, {"consume", "gone", "--follow", "--group", "g"}} {
+		cmd := c.cmd(t.Context(), args...)
+		var e syncBuffer
+		cmd.Stderr = &e
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		followers, errs = append(followers, cmd), append(errs, &e)
+	}
+	waitFor(t, func() bool {
+		return strings.Contains(c.run("", "group", "describe", "g").stdout, `"committed":2`)
+	})
+	c.ok("", "topic", "delete", "gone")
+	for i, cmd := range followers {
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(errs[i].String(), `unknown topic: "gone" was deleted`) {
+				t.Fatalf("follower %d after the delete: %v: %s", i, err, errs[i].String())
+			}
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("follower %d went on after its topic was deleted", i)
+		}
 	}
 }
 
