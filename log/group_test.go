@@ -322,9 +322,17 @@ func TestCommittedOffsetsOfADeletedTopic(t *testing.T) {
 	if nt.ID() == oldID || nt.ID() == "" {
 		t.Fatalf("new topic's id %q, old %q", nt.ID(), oldID)
 	}
-	// a still has the old topic open, and commits to it.
+	// a still has the old topic open, and commits to it; it cannot alter
+	// the new topic's configuration through it (nor give it its ID).
 	if err := ga.Commit("t", 0, 9); err != nil {
 		t.Fatal(err)
+	}
+	ta, _ := a.Topic("t")
+	if _, err := ta.AlterConfig(func(c *TopicConfig) error { c.Retention = time.Hour; return nil }); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("AlterConfig through the deleted topic: %v", err)
+	}
+	if err := nt.Check(); err != nil {
+		t.Fatalf("the new topic after the refused alter: %v", err)
 	}
 	if _, ok, err := gb.Committed("t", 0); ok || err != nil {
 		t.Fatalf("offset of the deleted topic applied to the new one: %v %v", ok, err)

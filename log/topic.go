@@ -70,6 +70,11 @@ func (t *Topic) AlterConfig(change func(*TopicConfig) error) (TopicConfig, error
 	if err != nil {
 		return TopicConfig{}, err
 	}
+	// Not over a topic of the name that another process created since:
+	// its config file would get this one's ID and configuration.
+	if err := t.Check(); err != nil {
+		return TopicConfig{}, err
+	}
 	stamp, err := writeTopicFile(t.dir, t.name, t.id, cfg)
 	if err != nil {
 		return TopicConfig{}, err

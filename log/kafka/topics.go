@@ -678,6 +678,8 @@ func (s *Server) alterTopicConfig(typ kmsg.ConfigResourceType, name string, vali
 	switch {
 	case errors.As(err, &refused):
 		return fail(kerr.InvalidConfig, err.Error())
+	case errors.Is(err, log.ErrUnknownTopic): // deleted by another process
+		return fail(kerr.UnknownTopicOrPartition, err.Error())
 	case err != nil:
 		return fail(kerr.KafkaStorageError, err.Error())
 	}
