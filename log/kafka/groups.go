@@ -701,8 +701,10 @@ func (c *coordinator) checkMember(group string, generation int32, memberID strin
 	g := c.groups[group]
 	if generation < 0 && memberID == "" {
 		// A standalone consumer (assign, not subscribe) commits outside
-		// any generation, which only an empty group allows.
-		if g != nil && len(g.members) > 0 {
+		// any generation, which only an empty group allows: no member
+		// here, nor a `fastflow consume --group` member, whose offsets
+		// it would overwrite.
+		if g != nil && len(g.members) > 0 || c.hasConsumers(group) {
 			return kerr.UnknownMemberID.Code
 		}
 		return 0

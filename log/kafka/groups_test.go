@@ -581,7 +581,26 @@ func TestDescribeConsumerGroupMembers(t *testing.T) {
 		len(asg.Topics) != 1 || asg.Topics[0].Topic != "u" || fmt.Sprint(asg.Topics[0].Partitions) != "[0 1 2]" {
 		t.Fatalf("member %+v, assignment %+v, %v", m, asg, err)
 	}
+	// A standalone Kafka consumer (no member, no generation) may not
+	// commit over their offsets, as Kafka refuses it in a non-empty group.
+	standalone := func() int16 {
+		r := kmsg.NewPtrOffsetCommitRequest()
+		r.Version, r.Group, r.Generation = 8, "cli", -1
+		rt := kmsg.NewOffsetCommitRequestTopic()
+		rt.Topic = "u"
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset = 0, 5
+		rt.Partitions = append(rt.Partitions, rp)
+		r.Topics = append(r.Topics, rt)
+		return f.offsetCommit(r).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	if code := standalone(); code != kerr.UnknownMemberID.Code {
+		t.Fatalf("standalone commit into a group of consume --group members: %v", kerr.ErrorForCode(code))
+	}
 	c.Close()
+	if code := standalone(); code != 0 {
+		t.Fatalf("standalone commit into the empty group: %v", kerr.ErrorForCode(code))
+	}
 	if dg := describe(); dg.State != "Empty" || len(dg.Members) != 0 || list() != "consumer Empty" {
 		t.Fatalf("after the member left: %+v; listed %s", dg, list())
 	}
