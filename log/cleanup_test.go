@@ -288,7 +288,7 @@ func TestAlterConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Refused: the partitions, an invalid value; the config stays.
-	if _, err := tp.AlterConfig(func(c *TopicConfig) error { c.Partitions = 2; return nil }); err == nil || !strings.Contains(err.Error(), "fixed at creation") {
+	if _, err := tp.AlterConfig(func(c *TopicConfig) error { c.Partitions = 2; return nil }); err == nil || !strings.Contains(err.Error(), "only by adding partitions") {
 		t.Fatalf("changing the partitions: %v", err)
 	}
 	if _, err := tp.AlterConfig(func(c *TopicConfig) error { c.SegmentBytes = 100; return nil }); err == nil || !strings.Contains(err.Error(), "segment_bytes") {

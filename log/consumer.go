@@ -101,8 +101,12 @@ type Consumer struct {
 	wake    chan struct{}
 	checked time.Time
 	// topicChecked is when the topic was last found still there
-	// (Topic.Check, every topicCheckInterval).
+	// (Topic.Reload, every topicCheckInterval).
 	topicChecked time.Time
+	// known is the topic's partition count when the consumer started: a
+	// partition added since is read from its start, whatever the start
+	// policy (all it holds came after the consumer started).
+	known int32
 }
 
 // topicCheckInterval is how often a Consumer checks that its topic was
@@ -128,7 +132,7 @@ func (l *Log) NewConsumer(opts ConsumerOptions) (*Consumer, error) {
 	if opts.RebalanceInterval <= 0 {
 		opts.RebalanceInterval = 250 * time.Millisecond
 	}
-	c := &Consumer{l: l, t: t, opts: opts, owned: map[int32]*claim{}, wake: make(chan struct{}, 1)}
+	c := &Consumer{l: l, t: t, opts: opts, owned: map[int32]*claim{}, wake: make(chan struct{}, 1), known: t.Partitions()}
 	if opts.Group == "" {
 		parts := opts.Partitions
 		if parts == nil {
@@ -188,7 +192,11 @@ func (c *Consumer) claim(id int32, lock *os.File) error {
 		}
 	}
 	if !ok {
-		if from, err = c.opts.Start.Resolve(p); err != nil {
+		start := c.opts.Start
+		if id >= c.known {
+			start = Start{Kind: StartEarliest}
+		}
+		if from, err = start.Resolve(p); err != nil {
 			return err
 		}
 	}
@@ -287,8 +295,17 @@ func (c *Consumer) Assigned() []int32 { return append([]int32(nil), c.order...) 
 func (c *Consumer) Read(dst []Record) ([]Record, error) {
 	if time.Since(c.topicChecked) >= topicCheckInterval {
 		c.topicChecked = time.Now()
-		if err := c.t.Check(); errors.Is(err, ErrUnknownTopic) {
+		if err := c.t.Reload(); errors.Is(err, ErrUnknownTopic) {
 			return dst, err
+		}
+		// Partitions added since: a group's next rebalance spreads them;
+		// a consumer of the whole topic takes them.
+		if c.group == nil && c.opts.Partitions == nil {
+			for id := int32(len(c.order)); id < c.t.Partitions(); id++ {
+				if err := c.claim(id, nil); err != nil {
+					return dst, err
+				}
+			}
 		}
 	}
 	if c.group != nil && time.Since(c.checked) >= c.opts.RebalanceInterval {

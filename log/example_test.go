@@ -54,7 +54,7 @@ func ExampleTopic_AlterConfig() {
 	fmt.Println(err)
 	// Output:
 	// 24h0m0s 10737418240 4096 <nil>
-	// topic "logs": the number of partitions is fixed at creation (2)
+	// topic "logs": the number of partitions (2) changes only by adding partitions (AddPartitions)
 }
 
 // A consumer group's position, then the group deleted with its offsets.

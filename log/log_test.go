@@ -831,3 +831,61 @@ func TestDeleteRecords(t *testing.T) {
 		t.Fatalf("append after deleting every record: %v, high watermark %d", err, p.HighWatermark())
 	}
 }
+
+// TestAddPartitions: a topic grows, as with Kafka's CreatePartitions, and
+// never shrinks; another process takes the new count up at its Reload,
+// and its AlterConfig, made before it did, does not write the old count
+// back; a consumer of the whole topic reads the new partitions from their
+// start.
+func TestAddPartitions(t *testing.T) {
+	dir := t.TempDir()
+	a, b := testLog(t, dir), testLog(t, dir)
+	defer a.Close()
+	defer b.Close()
+	ta, err := a.CreateTopic("t", TopicConfig{Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, _ := b.Topic("t")
+	cons, err := b.NewConsumer(ConsumerOptions{Topic: "t", Start: Start{Kind: StartLatest}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	for _, n := range []int32{2, 1} {
+		var refused *ConfigError
+		if err := ta.AddPartitions(n); !errors.As(err, &refused) || !strings.Contains(err.Error(), "can only be added") {
+			t.Fatalf("AddPartitions(%d): %v", n, err)
+		}
+	}
+	if err := ta.AddPartitions(4); err != nil || ta.Partitions() != 4 {
+		t.Fatalf("AddPartitions(4): %v, %d", err, ta.Partitions())
+	}
+	p3, err := ta.Partition(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p3.Append([]Record{{Value: []byte("in the new partition")}}, AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	// b has not reloaded: its AlterConfig reloads first and keeps 4.
+	if tb.Partitions() != 2 {
+		t.Fatalf("b sees %d partitions before its reload", tb.Partitions())
+	}
+	if _, err := tb.AlterConfig(func(c *TopicConfig) error { c.Retention = time.Hour; return nil }); err != nil || tb.Partitions() != 4 {
+		t.Fatalf("b's AlterConfig: %v, %d partitions", err, tb.Partitions())
+	}
+	c := testLog(t, dir)
+	if tc, err := c.Topic("t"); err != nil || tc.Partitions() != 4 || tc.Config().Retention != time.Hour {
+		t.Fatalf("reopened: %v %+v", err, tc)
+	}
+	c.Close()
+	// The consumer started before the growth takes partition 3 up from its
+	// start, though its own start policy is latest.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	recs, err := cons.Poll(ctx, nil)
+	if err != nil || len(recs) != 1 || recs[0].Partition != 3 || string(recs[0].Value) != "in the new partition" {
+		t.Fatalf("consumer after the growth: %v %+v", err, recs)
+	}
+}

@@ -74,7 +74,7 @@ const (
 // TopicConfig is a topic's configuration. The zero value of every field is
 // its default; Partitions is required.
 type TopicConfig struct {
-	// Partitions is the number of partitions, fixed at creation.
+	// Partitions is the number of partitions; it only grows (AddPartitions).
 	Partitions int32 `json:"partitions"`
 	// Retention deletes closed segments whose newest record is older than
 	// this. Default 168h; negative keeps everything. Kafka's retention.ms.

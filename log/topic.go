@@ -15,7 +15,7 @@ type Topic struct {
 	name       string
 	id         string // "" for a topic created before topics had IDs
 	dir        string
-	partitions int32
+	partitions atomic.Int32 // grows (AddPartitions), never shrinks
 
 	// cfg is replaced whole when the configuration changes (AlterConfig
 	// here, or reloadConfig seeing another process's change); readers load
@@ -28,8 +28,9 @@ type Topic struct {
 }
 
 func newTopic(l *Log, name, id string, cfg TopicConfig, stamp fileStamp) *Topic {
-	t := &Topic{log: l, name: name, id: id, dir: l.topicDir(name), partitions: cfg.Partitions,
+	t := &Topic{log: l, name: name, id: id, dir: l.topicDir(name),
 		cfgStamp: stamp, parts: make([]*Partition, cfg.Partitions)}
+	t.partitions.Store(cfg.Partitions)
 	t.cfg.Store(&cfg)
 	return t
 }
@@ -51,7 +52,48 @@ func (t *Topic) Config() TopicConfig { return *t.cfg.Load() }
 func (t *Topic) config() *TopicConfig { return t.cfg.Load() }
 
 // Partitions is the number of partitions.
-func (t *Topic) Partitions() int32 { return t.partitions }
+// It only grows: AddPartitions here, or another process's, taken up at
+// this one's next Reload (its cleanup pass, a consumer's check every
+// second, a Kafka Metadata request).
+func (t *Topic) Partitions() int32 { return t.partitions.Load() }
+
+// AddPartitions grows the topic to total partitions, Kafka's
+// CreatePartitions (kafka-topics --alter --partitions): the new ones are
+// empty, and keys hash over the new count from then on, so a key's
+// records after it may land elsewhere than before it, as in Kafka. A
+// total not above the current count is a *ConfigError: partitions cannot
+// be removed.
+func (t *Topic) AddPartitions(total int32) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.refreshGoneLocked(); err != nil {
+		return err
+	}
+	cfg := *t.config()
+	if n := t.partitions.Load(); total <= n {
+		return &ConfigError{Topic: t.name, Err: fmt.Errorf("partitions can only be added: the topic has %d, not fewer than %d", n, total)}
+	}
+	cfg.Partitions = total
+	if err := cfg.Validate(); err != nil {
+		return &ConfigError{Topic: t.name, Err: err}
+	}
+	stamp, err := writeTopicFile(t.dir, t.name, t.id, cfg)
+	if err != nil {
+		return err
+	}
+	t.growLocked(total)
+	t.cfg.Store(&cfg)
+	t.cfgStamp = stamp
+	return nil
+}
+
+// growLocked takes up a larger partition count.
+func (t *Topic) growLocked(n int32) {
+	for int32(len(t.parts)) < n {
+		t.parts = append(t.parts, nil)
+	}
+	t.partitions.Store(n)
+}
 
 // AlterConfig changes the topic's configuration, Kafka's AlterConfigs:
 // change edits a copy of the current one, which must stay valid and keep
@@ -66,13 +108,15 @@ func (t *Topic) Partitions() int32 { return t.partitions }
 func (t *Topic) AlterConfig(change func(*TopicConfig) error) (TopicConfig, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cfg, err := t.changedLocked(change)
-	if err != nil {
+	// Up to date first: not over a topic of the name that another process
+	// created since (its config file would get this one's ID and
+	// configuration), nor with fewer partitions than another process
+	// added.
+	if err := t.refreshGoneLocked(); err != nil {
 		return TopicConfig{}, err
 	}
-	// Not over a topic of the name that another process created since:
-	// its config file would get this one's ID and configuration.
-	if err := t.Check(); err != nil {
+	cfg, err := t.changedLocked(change)
+	if err != nil {
 		return TopicConfig{}, err
 	}
 	stamp, err := writeTopicFile(t.dir, t.name, t.id, cfg)
@@ -98,8 +142,8 @@ func (t *Topic) changedLocked(change func(*TopicConfig) error) (TopicConfig, err
 		return TopicConfig{}, &ConfigError{Topic: t.name, Err: err}
 	}
 	cfg = cfg.WithDefaults()
-	if cfg.Partitions != t.partitions {
-		return TopicConfig{}, &ConfigError{Topic: t.name, Err: fmt.Errorf("the number of partitions is fixed at creation (%d)", t.partitions)}
+	if n := t.partitions.Load(); cfg.Partitions != n {
+		return TopicConfig{}, &ConfigError{Topic: t.name, Err: fmt.Errorf("the number of partitions (%d) changes only by adding partitions (AddPartitions)", n)}
 	}
 	if err := cfg.Validate(); err != nil {
 		return TopicConfig{}, &ConfigError{Topic: t.name, Err: err}
@@ -139,11 +183,37 @@ func (t *Topic) Check() error {
 // of the same name); this Topic is the old one.
 var errTopicGone = errors.New("topic deleted")
 
-// reloadConfig takes up a configuration another process wrote to the
-// topic's config file since this one last read it.
+// Reload takes up what another process changed in the topic's config
+// file since this one last read it: its configuration and added
+// partitions. An error wrapping ErrUnknownTopic if another process deleted
+// the topic (and maybe created one of the same name).
+func (t *Topic) Reload() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.refreshGoneLocked()
+}
+
+// refreshGoneLocked is refreshLocked with Check's error, which names the
+// topic, for a deleted one.
+func (t *Topic) refreshGoneLocked() error {
+	err := t.refreshLocked()
+	if errors.Is(err, errTopicGone) {
+		if cerr := t.Check(); cerr != nil {
+			return cerr
+		}
+		return fmt.Errorf("%w: %q was deleted", ErrUnknownTopic, t.name)
+	}
+	return err
+}
+
+// reloadConfig is Reload, with errTopicGone for a deleted topic.
 func (t *Topic) reloadConfig() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.refreshLocked()
+}
+
+func (t *Topic) refreshLocked() error {
 	path := filepath.Join(t.dir, topicFile)
 	stamp, err := statFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -159,9 +229,10 @@ func (t *Topic) reloadConfig() error {
 	if id != t.id {
 		return errTopicGone // deleted and created again by another process
 	}
-	if cfg.Partitions != t.partitions {
-		return fmt.Errorf("topic %q: %s has %d partitions, the topic %d", t.name, path, cfg.Partitions, t.partitions)
+	if n := t.partitions.Load(); cfg.Partitions < n {
+		return fmt.Errorf("topic %q: %s has %d partitions, the topic %d", t.name, path, cfg.Partitions, n)
 	}
+	t.growLocked(cfg.Partitions)
 	t.cfg.Store(&cfg)
 	t.cfgStamp = stamp
 	return nil
@@ -169,11 +240,11 @@ func (t *Topic) reloadConfig() error {
 
 // Partition opens (once) and returns partition id.
 func (t *Topic) Partition(id int32) (*Partition, error) {
-	if id < 0 || id >= t.partitions {
-		return nil, fmt.Errorf("topic %q has no partition %d (it has %d)", t.name, id, t.partitions)
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if id < 0 || int(id) >= len(t.parts) {
+		return nil, fmt.Errorf("topic %q has no partition %d (it has %d)", t.name, id, len(t.parts))
+	}
 	if p := t.parts[id]; p != nil {
 		return p, nil
 	}

@@ -221,8 +221,8 @@ func TestPredicates(t *testing.T) {
 // TestCreateTopicsAppliesDeclaredSettings: a file declares its topics: an
 // existing topic takes the settings the file gives (a changed retention
 // applies on the next start), keeps those it leaves out (what `topic
-// alter` set), and a different number of partitions, which cannot change,
-// is a warning.
+// alter` set); more partitions are added (as Strimzi adds them), fewer,
+// which cannot be removed, are a warning.
 func TestCreateTopicsAppliesDeclaredSettings(t *testing.T) {
 	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1})
 	if err != nil {
@@ -241,14 +241,14 @@ func TestCreateTopicsAppliesDeclaredSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp, _ := l.Topic("events")
-	want := log.TopicConfig{Partitions: 3, Retention: 7 * 24 * time.Hour, RetentionBytes: 1 << 30, MaxRecordBytes: 1000}.WithDefaults()
+	want := log.TopicConfig{Partitions: 6, Retention: 7 * 24 * time.Hour, RetentionBytes: 1 << 30, MaxRecordBytes: 1000}.WithDefaults()
 	if got := tp.Config(); got != want {
 		t.Fatalf("existing topic: %+v, want %+v", got, want)
 	}
 	if fresh, err := l.Topic("fresh"); err != nil || fresh.Partitions() != 2 {
 		t.Fatalf("new topic: %v", err)
 	}
-	for _, msg := range []string{"level=WARN msg=\"topic exists with another number of partitions", "partitions=3 declared=6",
+	for _, msg := range []string{"level=INFO msg=\"adding partitions the file declares\" topic=events partitions=3 declared=6",
 		"level=INFO msg=\"topic configuration changed to the file's\" topic=events"} {
 		if !strings.Contains(logs.String(), msg) {
 			t.Errorf("log lacks %q:\n%s", msg, logs.String())
@@ -256,7 +256,13 @@ func TestCreateTopicsAppliesDeclaredSettings(t *testing.T) {
 	}
 	// Nothing to change: nothing logged.
 	logs.Reset()
-	if err := CreateTopics(l, f, slog.New(slog.NewTextHandler(&logs, nil))); err != nil || strings.Contains(logs.String(), "changed") {
+	if err := CreateTopics(l, f, slog.New(slog.NewTextHandler(&logs, nil))); err != nil || logs.Len() != 0 {
 		t.Fatalf("second time: %v\n%s", err, logs.String())
+	}
+	// Fewer partitions than the topic has: they cannot be removed.
+	f, _ = Parse("x.yaml", []byte("topics:\n  - {name: events, partitions: 2, retention: 7d, retention_bytes: 1GiB}\n"))
+	if err := CreateTopics(l, f, slog.New(slog.NewTextHandler(&logs, nil))); err != nil || tp.Partitions() != 6 ||
+		!strings.Contains(logs.String(), "level=WARN msg=\"topic exists with more partitions than the file declares; partitions cannot be removed\" topic=events partitions=6 declared=2") {
+		t.Fatalf("fewer partitions declared: %v, %d\n%s", err, tp.Partitions(), logs.String())
 	}
 }

@@ -62,8 +62,9 @@ const (
 // those that do the settings the file declares for them (a file is the
 // topics' declaration, as a Strimzi KafkaTopic is): what it changes is
 // logged at info. Settings the file leaves out keep their values, so that
-// what `fastflow topic alter` set stays. The partitions cannot change; a
-// different number is logged as a warning. logger may be nil.
+// what `fastflow topic alter` set stays. More partitions than the topic
+// has are added (as Strimzi adds them); fewer cannot be, and are logged
+// as a warning. logger may be nil.
 func CreateTopics(l *log.Log, f *File, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -79,8 +80,14 @@ func CreateTopics(l *log.Log, f *File, logger *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		if p := def.Config.Partitions; p != t.Partitions() {
-			logger.Warn("topic exists with another number of partitions than the file declares; they cannot change",
+		switch p := def.Config.Partitions; {
+		case p > t.Partitions():
+			logger.Info("adding partitions the file declares", "topic", def.Name, "partitions", t.Partitions(), "declared", p)
+			if err := t.AddPartitions(p); err != nil {
+				return fmt.Errorf("topic %s: %w", def.Name, err)
+			}
+		case p < t.Partitions():
+			logger.Warn("topic exists with more partitions than the file declares; partitions cannot be removed",
 				"topic", def.Name, "partitions", t.Partitions(), "declared", p)
 		}
 		cur := t.Config()
@@ -291,8 +298,10 @@ type engine struct {
 	every   time.Duration // checkpoints, following
 	saved   time.Time
 	// source is the local source topic, checked at each periodic
-	// checkpoint (log.Topic.Check); nil for a Kafka source.
-	source *log.Topic
+	// checkpoint (log.Topic.Reload); nil for a Kafka source. sourceParts
+	// is its partition count at the start, which the workers own.
+	source      *log.Topic
+	sourceParts int32
 	// save writes a checkpoint: to the data directory, or per partition
 	// to a Kafka cluster.
 	save func(*coordinator, time.Time) error
@@ -358,6 +367,7 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 		}
 	}
 	ids := make([]int32, t.Partitions())
+	e.sourceParts = int32(len(ids))
 	for i := range ids {
 		ids[i] = int32(i)
 	}
@@ -575,9 +585,16 @@ func (e *engine) coordinate(ctx context.Context) error {
 		if e.follow && e.every > 0 && time.Since(e.saved) >= e.every {
 			if e.source != nil {
 				// A topic deleted under a follower reads as one that
-				// stopped growing: say so instead of waiting forever.
-				if err := e.source.Check(); errors.Is(err, log.ErrUnknownTopic) {
+				// stopped growing: say so instead of waiting forever. And
+				// the workers own the partitions there were at the start:
+				// partitions added since need a restart (serve's is
+				// automatic) to be read.
+				if err := e.source.Reload(); errors.Is(err, log.ErrUnknownTopic) {
 					return fmt.Errorf("source: %w", err)
+				}
+				if n := e.source.Partitions(); n != e.sourceParts {
+					return fmt.Errorf("source: topic %s has %d partitions, %d when the pipeline started: restart it to read them all (serve restarts it)",
+						e.source.Name(), n, e.sourceParts)
 				}
 			}
 			if err := e.checkpoint(); err != nil {

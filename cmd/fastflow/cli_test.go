@@ -413,6 +413,80 @@ func TestFollowStopsWhenTopicDeleted(t *testing.T) {
 	}
 }
 
+// TestTopicAddPartitions: topic alter --partitions adds partitions, as
+// kafka-topics --alter --partitions does, never removes any; a group
+// consumer that follows the topic takes the new partitions up, and a
+// following pipeline stops with an error saying to restart it over them.
+func TestTopicAddPartitions(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "2")
+	c.ok(`{"ts":1795341600000,"service":"a"}`+"\n", "produce", "events", "--partition", "0")
+	f := c.follow(t.Context(), "events", "--group", "g", "--follow")
+	waitFor(t, func() bool { return len(f.got()) == 1 })
+	cfg := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(cfg, []byte(`pipelines:
+  - name: p
+    source: {topic: events}
+    time: {field: ts, unit: ms}
+    window: {type: tumbling, size: 1m}
+    metrics: [{name: n, agg: count}]
+`), 0o644)
+	run := c.cmd(t.Context(), "run", cfg, "--checkpoint-interval", "200ms", "--log-level", "info")
+	var errs syncBuffer
+	run.Stderr = &errs
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(errs.String(), "pipeline running") })
+	base := startHTTP(t, c, "serve")
+	post := func(partition int) int {
+		t.Helper()
+		resp, err := http.Post(fmt.Sprintf("%s/topics/events/records?partition=%d", base, partition), "application/x-ndjson", strings.NewReader(`{"ts":1795341600002}`+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(2); code != http.StatusBadRequest {
+		t.Fatalf("POST to partition 2 of 2: %d", code)
+	}
+
+	var d log.TopicInfo
+	json.Unmarshal([]byte(c.ok("", "topic", "alter", "events", "--partitions", "4")), &d)
+	if d.Partitions != 4 || len(d.Parts) != 0 {
+		t.Fatalf("after alter --partitions 4: %+v", d)
+	}
+	if r := c.run("", "topic", "alter", "events", "--partitions", "3"); r.code != 2 || !strings.Contains(r.stderr, "can only be added") {
+		t.Fatalf("alter --partitions 3: exit %d: %s", r.code, r.stderr)
+	}
+	c.ok(`{"ts":1795341600001,"service":"b"}`+"\n", "produce", "events", "--partition", "3")
+	waitFor(t, func() bool { return len(f.got()) == 2 })
+	if r := f.got()[1]; r.Partition != 3 || r.Offset != 0 {
+		t.Fatalf("follower read %+v from the new partition", r)
+	}
+	done := make(chan error, 1)
+	go func() { done <- run.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(errs.String(), "topic events has 4 partitions, 2 when the pipeline started: restart it") {
+			t.Fatalf("run after the growth: %v\n%s", err, errs.String())
+		}
+	case <-time.After(30 * time.Second):
+		run.Process.Kill()
+		t.Fatalf("run went on over 2 of 4 partitions:\n%s", errs.String())
+	}
+	// serve, which had the topic open, takes the new partitions up.
+	if code := post(2); code != http.StatusOK {
+		t.Fatalf("POST to partition 2 of 4: %d", code)
+	}
+	// Restarted, it reads them all.
+	if out := c.ok("", "run", cfg, "--until-end"); !strings.Contains(out, `"type":"stats","pipeline":"p","records":3,`) {
+		t.Fatalf("run over 4 partitions: %s", out)
+	}
+}
+
 func TestCLIErrors(t *testing.T) {
 	c := newCLI(t)
 	c.ok("", "topic", "create", "events", "--partitions", "2")
@@ -593,7 +667,7 @@ func TestTopicAlter(t *testing.T) {
 		{"--segment-bytes 1", "segment_bytes must be between"},
 		{"--retention soon", `invalid --retention: "soon"`},
 		{"--cleanup shred", "cleanup_policy"},
-		{"--partitions 3", "unknown flag: --partitions"},
+		{"--partitions 1", "partitions can only be added"},
 	} {
 		r := c.run("", append([]string{"topic", "alter", "logs"}, strings.Fields(bad.args)...)...)
 		if r.code != 2 || !strings.Contains(r.stderr, bad.msg) || strings.Count(r.stderr, "\n") != 1 {

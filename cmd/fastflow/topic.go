@@ -140,18 +140,26 @@ func newTopicCreateCmd(g *globals) *cobra.Command {
 
 func newTopicAlterCmd(g *globals) *cobra.Command {
 	var settings topicSettings
+	var partitions int32
 	c := &cobra.Command{
-		Use:   "alter NAME [--retention D] [--retention-bytes SIZE] [...]",
-		Short: "Change a topic's configuration (its partitions are fixed)",
+		Use:   "alter NAME [--partitions N] [--retention D] [--retention-bytes SIZE] [...]",
+		Short: "Change a topic's configuration, or add partitions",
 		Long: `Change the settings given, as kafka-configs --alter does; the others keep their values.
 A process writing the topic (serve, run) takes the change up within its cleanup interval
 (a minute); retention then follows it. A new segment_bytes applies from the next time a
-writer opens the partition.`,
+writer opens the partition.
+
+--partitions N adds partitions up to N, as kafka-topics --alter --partitions does: they
+cannot be removed, and keys hash over the new count from then on. Consumers take the new
+partitions up within a second (from their start); a following pipeline stops to be
+restarted over them (serve restarts it).`,
 		Example: `  fastflow topic alter logs --retention 24h --retention-bytes 2GiB
-  fastflow topic alter events --max-record-bytes 4MiB`,
+  fastflow topic alter events --max-record-bytes 4MiB
+  fastflow topic alter events --partitions 12`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !settings.given(cmd.Flags()) {
+			grow := cmd.Flags().Changed("partitions")
+			if !settings.given(cmd.Flags()) && !grow {
 				return usagef("nothing to change: give at least one setting (see --help)")
 			}
 			l, err := g.openLog()
@@ -163,7 +171,12 @@ writer opens the partition.`,
 			if err != nil {
 				return err
 			}
-			_, err = t.AlterConfig(func(c *log.TopicConfig) error { return settings.apply(cmd.Flags(), c, false) })
+			if grow {
+				err = t.AddPartitions(partitions)
+			}
+			if err == nil && settings.given(cmd.Flags()) {
+				_, err = t.AlterConfig(func(c *log.TopicConfig) error { return settings.apply(cmd.Flags(), c, false) })
+			}
 			var refused *log.ConfigError
 			if errors.As(err, &refused) {
 				return usageError{err} // a bad value: exit 2
@@ -179,6 +192,7 @@ writer opens the partition.`,
 		},
 	}
 	settings.register(c.Flags())
+	c.Flags().Int32Var(&partitions, "partitions", 0, "add partitions, up to this many in all")
 	return c
 }
 

@@ -1149,3 +1149,69 @@ func TestDeleteRecords(t *testing.T) {
 		t.Fatalf("first offsets consumed: %v, want 0:40 1:0", first)
 	}
 }
+
+// TestCreatePartitions: CreatePartitions (kafka-topics --alter
+// --partitions, an admin client's createPartitions) adds partitions,
+// which Metadata then lists; it refuses fewer, an unknown topic and
+// replicas on another broker, and validate_only changes nothing.
+func TestCreatePartitions(t *testing.T) {
+	addr, l := startServer(t, nil)
+	cl := newClient(t, addr)
+	ctx := ctxT(t)
+	if _, err := l.CreateTopic("grow", log.TopicConfig{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	create := func(topic string, count int32, validate bool, replicas ...int32) (int16, string) {
+		req := kmsg.NewPtrCreatePartitionsRequest()
+		rt := kmsg.NewCreatePartitionsRequestTopic()
+		rt.Topic, rt.Count = topic, count
+		if replicas != nil {
+			rt.Assignment = []kmsg.CreatePartitionsRequestTopicAssignment{{Replicas: replicas}}
+		}
+		req.Topics, req.ValidateOnly, req.TimeoutMillis = append(req.Topics, rt), validate, 5000
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := ""
+		if m := resp.Topics[0].ErrorMessage; m != nil {
+			msg = *m
+		}
+		return resp.Topics[0].ErrorCode, msg
+	}
+	partitions := func() int {
+		md := kmsg.NewPtrMetadataRequest()
+		mt := kmsg.NewMetadataRequestTopic()
+		mt.Topic = kmsg.StringPtr("grow")
+		md.Topics = append(md.Topics, mt)
+		resp, err := md.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.Topics[0].Partitions)
+	}
+	if code, msg := create("grow", 5, true); code != 0 || partitions() != 2 {
+		t.Fatalf("validate_only: %v %s, %d partitions", kerr.ErrorForCode(code), msg, partitions())
+	}
+	if code, msg := create("grow", 5, false, 0); code != 0 || partitions() != 5 {
+		t.Fatalf("create: %v %s, %d partitions", kerr.ErrorForCode(code), msg, partitions())
+	}
+	for _, c := range []struct {
+		topic    string
+		count    int32
+		replicas []int32
+		want     *kerr.Error
+	}{
+		{"grow", 5, nil, kerr.InvalidPartitions},
+		{"grow", 3, nil, kerr.InvalidPartitions},
+		{"grow", 6, []int32{1}, kerr.InvalidReplicaAssignment},
+		{"nope", 6, nil, kerr.UnknownTopicOrPartition},
+	} {
+		if code, msg := create(c.topic, c.count, false, c.replicas...); code != c.want.Code || msg == "" {
+			t.Errorf("%s to %d: %v %q, want %v", c.topic, c.count, kerr.ErrorForCode(code), msg, c.want)
+		}
+	}
+	if partitions() != 5 {
+		t.Fatalf("after the refusals: %d partitions", partitions())
+	}
+}

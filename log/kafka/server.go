@@ -300,6 +300,7 @@ var served = map[int16]vrange{
 	32: {0, 4},  // DescribeConfigs
 	33: {0, 2},  // AlterConfigs
 	35: {0, 4},  // DescribeLogDirs
+	37: {0, 3},  // CreatePartitions
 	42: {0, 2},  // DeleteGroups
 	44: {0, 1},  // IncrementalAlterConfigs
 	47: {0, 0},  // OffsetDelete
@@ -343,6 +344,8 @@ func (s *Server) handle(ctx context.Context, r *request) kmsg.Response {
 		return s.alterConfigs(req)
 	case *kmsg.DescribeLogDirsRequest:
 		return s.describeLogDirs(req)
+	case *kmsg.CreatePartitionsRequest:
+		return s.createPartitions(req)
 	case *kmsg.IncrementalAlterConfigsRequest:
 		return s.incrementalAlterConfigs(req)
 	case *kmsg.FindCoordinatorRequest:

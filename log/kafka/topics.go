@@ -51,6 +51,12 @@ func (s *Server) metadata(req *kmsg.MetadataRequest) kmsg.Response {
 		n := name
 		mt.Topic = &n
 		t, err := s.log.Topic(name)
+		if err == nil {
+			// Partitions another process added, or its deletion.
+			if rerr := t.Reload(); errors.Is(rerr, log.ErrUnknownTopic) {
+				err = rerr
+			}
+		}
 		if errors.Is(err, log.ErrUnknownTopic) && s.opts.AutoCreatePartitions > 0 && req.Topics != nil &&
 			(req.Version < 4 || req.AllowAutoTopicCreation) && log.ValidTopicName(name) && !log.IsInternal(name) {
 			t, err = s.log.CreateTopic(name, log.TopicConfig{Partitions: s.opts.AutoCreatePartitions})
@@ -435,6 +441,67 @@ func topicID(t *log.Topic) [16]byte {
 		copy(id[:], b)
 	}
 	return id
+}
+
+// createPartitions adds partitions to topics, Kafka's CreatePartitions
+// (kafka-topics --alter --partitions, an admin client's
+// createPartitions): INVALID_PARTITIONS for a count not above the
+// current one, INVALID_REPLICA_ASSIGNMENT for an assignment naming
+// another broker than this one, UNKNOWN_TOPIC_OR_PARTITION for a topic
+// that does not exist; validate_only checks and changes nothing.
+func (s *Server) createPartitions(req *kmsg.CreatePartitionsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewCreatePartitionsResponseTopic()
+		st.Topic = rt.Topic
+		fail := func(e *kerr.Error, msg string) {
+			st.ErrorCode, st.ErrorMessage = e.Code, &msg
+		}
+		t, err := s.log.Topic(rt.Topic)
+		if err == nil {
+			err = t.Reload()
+		}
+		switch {
+		case errors.Is(err, log.ErrUnknownTopic):
+			fail(kerr.UnknownTopicOrPartition, err.Error())
+		case err != nil:
+			fail(kerr.KafkaStorageError, err.Error())
+		case rt.Count <= t.Partitions():
+			fail(kerr.InvalidPartitions, fmt.Sprintf("topic %s has %d partitions: partitions can only be added", rt.Topic, t.Partitions()))
+		case rt.Assignment != nil && !onThisBroker(rt.Assignment):
+			fail(kerr.InvalidReplicaAssignment, "fastflow is a single broker: replicas may only be broker 0")
+		case req.ValidateOnly:
+			cfg := t.Config()
+			cfg.Partitions = rt.Count
+			if err := cfg.Validate(); err != nil {
+				fail(kerr.InvalidPartitions, err.Error())
+			}
+		default:
+			var refused *log.ConfigError
+			if err := t.AddPartitions(rt.Count); errors.As(err, &refused) {
+				fail(kerr.InvalidPartitions, err.Error())
+			} else if errors.Is(err, log.ErrUnknownTopic) {
+				fail(kerr.UnknownTopicOrPartition, err.Error())
+			} else if err != nil {
+				fail(kerr.KafkaStorageError, err.Error())
+			}
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// onThisBroker reports whether a CreatePartitions assignment puts every
+// replica on this broker.
+func onThisBroker(assignment []kmsg.CreatePartitionsRequestTopicAssignment) bool {
+	for _, a := range assignment {
+		for _, r := range a.Replicas {
+			if r != nodeID {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (s *Server) deleteTopics(req *kmsg.DeleteTopicsRequest) kmsg.Response {

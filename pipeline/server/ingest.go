@@ -85,6 +85,13 @@ type ingestResult struct {
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("topic")
 	t, err := s.log.Topic(name)
+	if err == nil {
+		// Partitions another process added (topic alter --partitions),
+		// or its deletion.
+		if rerr := t.Reload(); errors.Is(rerr, log.ErrUnknownTopic) {
+			err = rerr
+		}
+	}
 	if errors.Is(err, log.ErrUnknownTopic) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("topic %q does not exist", name))
 		return
