@@ -51,10 +51,10 @@ func (t *Topic) Config() TopicConfig { return *t.cfg.Load() }
 // config is the current configuration, not to be modified.
 func (t *Topic) config() *TopicConfig { return t.cfg.Load() }
 
-// Partitions is the number of partitions.
-// It only grows: AddPartitions here, or another process's, taken up at
-// this one's next Reload (its cleanup pass, a consumer's check every
-// second, a Kafka Metadata request).
+// Partitions is the number of partitions. It only grows: by AddPartitions
+// here, or by another process's, taken up at this one's next Reload (its
+// cleanup pass, a consumer's check every second, a Kafka Metadata
+// request, an HTTP ingest).
 func (t *Topic) Partitions() int32 { return t.partitions.Load() }
 
 // AddPartitions grows the topic to total partitions, Kafka's
@@ -213,6 +213,8 @@ func (t *Topic) reloadConfig() error {
 	return t.refreshLocked()
 }
 
+// refreshLocked reads the config file if it changed since this process
+// last read or wrote it; t.mu is held.
 func (t *Topic) refreshLocked() error {
 	path := filepath.Join(t.dir, topicFile)
 	stamp, err := statFile(path)
