@@ -37,8 +37,8 @@ func (l *Log) Cleanup() {
 	}
 	l.mu.Unlock()
 	for _, t := range topics {
-		if err := t.reloadConfig(); errors.Is(err, errTopicGone) {
-			l.forget(t) // the next Topic call sees what is there now
+		if err := t.Reload(); errors.Is(err, ErrUnknownTopic) {
+			l.forget(t) // deleted by another process: the next Topic call sees what is there now
 			continue
 		} else if err != nil {
 			l.opts.Logger.Error("reading a topic's configuration failed", "topic", t.name, "err", err)

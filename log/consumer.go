@@ -253,7 +253,7 @@ func (c *Consumer) rebalance() error {
 	}
 	want := map[int32]bool{}
 	for p := int32(0); p < c.t.Partitions(); p++ {
-		if Owner(c.t.name, p, members) == c.mem.id {
+		if Owner(c.t.name, p, members) == c.mem.info.ID {
 			want[p] = true
 		}
 	}
@@ -269,7 +269,7 @@ func (c *Consumer) rebalance() error {
 		if c.owned[id] != nil {
 			continue
 		}
-		lock, err := c.group.ownerLock(c.t.name, id, c.mem.id)
+		lock, err := c.group.ownerLock(c.t.name, id, c.mem.info.ID)
 		if err != nil {
 			return err
 		}

@@ -290,8 +290,8 @@ type Announcement struct {
 // so that fastflow's own commands see it: `group describe` and `group
 // list` show it, and `group reset`, `group delete` and `consume --group`
 // refuse as they do for a fastflow consumer. The member stays announced
-// until Leave or the end of this process. info.Kafka must be set; ID,
-// PID, Host and StartedMs are filled in.
+// until Leave or the end of this process; the member file also records
+// this process's PID and host, and when it was announced.
 func (g *Group) Announce(topic string, info KafkaMember) (*Announcement, error) {
 	m, err := g.join(MemberInfo{Topic: topic, Kafka: &info})
 	if err != nil {
@@ -394,8 +394,7 @@ func (g *Group) Members() ([]MemberInfo, error) {
 // member is this process's membership of a group: a locked member file.
 type member struct {
 	g    *Group
-	id   string
-	info MemberInfo
+	info MemberInfo // as written in its file; info.ID is the file's name
 	file *os.File
 }
 
@@ -436,11 +435,11 @@ func (g *Group) join(info MemberInfo) (*member, error) {
 		os.Remove(tmp)
 		return nil, err
 	}
-	return &member{g: g, id: id, info: info, file: f}, nil
+	return &member{g: g, info: info, file: f}, nil
 }
 
 func (m *member) leave() {
-	os.Remove(filepath.Join(m.g.dir, "members", m.id))
+	os.Remove(filepath.Join(m.g.dir, "members", m.info.ID))
 	m.file.Close()
 }
 

@@ -18,7 +18,7 @@ type Topic struct {
 	partitions atomic.Int32 // grows (AddPartitions), never shrinks
 
 	// cfg is replaced whole when the configuration changes (AlterConfig
-	// here, or reloadConfig seeing another process's change); readers load
+	// here, or Reload seeing another process's change); readers load
 	// it once per use.
 	cfg      atomic.Pointer[TopicConfig]
 	cfgStamp fileStamp // topic.json as last read or written
@@ -103,8 +103,8 @@ func (t *Topic) growLocked(n int32) {
 // at once: retention, retention_bytes, cleanup and delete_retention at the
 // next cleanup pass, max_record_bytes and timestamp_type at the next
 // append, segment_bytes when a writer next opens a partition. Other
-// processes using the data directory take it up at their next cleanup pass
-// (Log.Cleanup).
+// processes using the data directory take it up at their next Reload (the
+// cleanup pass, Log.Cleanup, does one).
 func (t *Topic) AlterConfig(change func(*TopicConfig) error) (TopicConfig, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -204,13 +204,6 @@ func (t *Topic) refreshGoneLocked() error {
 		return fmt.Errorf("%w: %q was deleted", ErrUnknownTopic, t.name)
 	}
 	return err
-}
-
-// reloadConfig is Reload, with errTopicGone for a deleted topic.
-func (t *Topic) reloadConfig() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.refreshLocked()
 }
 
 // refreshLocked reads the config file if it changed since this process
