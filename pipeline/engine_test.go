@@ -94,6 +94,20 @@ func TestProcessAllocs(t *testing.T) {
 	}
 }
 
+// TestExtractAllocsWithEscapes: a record with a backslash goes through
+// fastjson's Visit and decodes its strings (TestProcessAllocs's events
+// have none): no allocation there either.
+func TestExtractAllocsWithEscapes(t *testing.T) {
+	x := newExtractor(testPlan(t, extractYAML))
+	rec := &log.Record{Value: []byte(`{"ts":1000,"service":"p\u0061y","region":"eu","status":"err\u006fr","latency":{"ms":150},"ok":true,"msg":"a\nb"}`)}
+	if _, _, ok := x.extract(rec); !ok || x.ev.Preds&1 == 0 {
+		t.Fatalf("extract: ok %v, preds %b", ok, x.ev.Preds)
+	}
+	if a := testing.AllocsPerRun(1000, func() { x.extract(rec) }); a != 0 {
+		t.Fatalf("%v allocations per record", a)
+	}
+}
+
 // TestProcessEndsRoundAtBoundary: process reports that the coordinator
 // may emit exactly when the event's watermark move closed a window
 // (Boundary of the old and new watermark) or the event was accepted late,

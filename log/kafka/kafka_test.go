@@ -1214,4 +1214,21 @@ func TestCreatePartitions(t *testing.T) {
 	if partitions() != 5 {
 		t.Fatalf("after the refusals: %d partitions", partitions())
 	}
+	// Added by another process (fastflow topic alter --partitions): the
+	// next Metadata request lists them.
+	other, err := log.Open(l.Dir(), log.Options{CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ot, err := other.Topic("grow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ot.AddPartitions(7); err != nil {
+		t.Fatal(err)
+	}
+	if partitions() != 7 {
+		t.Fatalf("after another process added partitions: %d", partitions())
+	}
 }
