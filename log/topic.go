@@ -186,11 +186,16 @@ var errTopicGone = errors.New("topic deleted")
 // Reload takes up what another process changed in the topic's config
 // file since this one last read it: its configuration and added
 // partitions. An error wrapping ErrUnknownTopic if another process deleted
-// the topic (and maybe created one of the same name).
+// the topic (and maybe created one of the same name); the Log then
+// forgets t, so that its next Topic call sees what is there now.
 func (t *Topic) Reload() error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.refreshGoneLocked()
+	err := t.refreshGoneLocked()
+	t.mu.Unlock()
+	if errors.Is(err, ErrUnknownTopic) {
+		t.log.forget(t)
+	}
+	return err
 }
 
 // refreshGoneLocked is refreshLocked with Check's error, which names the
