@@ -26,7 +26,7 @@ const (
 	StartEarliest StartKind = iota // the log-start offset
 	StartLatest                    // the high watermark: only new records
 	StartNone                      // an error (ErrNoOffset)
-	StartOffset                    // a given offset
+	StartOffset                    // a given offset, within the partition's (Resolve)
 	StartTime                      // the first record at or after a time
 )
 
@@ -50,7 +50,12 @@ func ParseStart(s string) (Start, error) {
 	return Start{}, fmt.Errorf("invalid start %q: want earliest, latest, none, an offset or an RFC 3339 time", s)
 }
 
-// Resolve returns the offset s designates in p.
+// Resolve returns the offset s designates in p. An offset before p's
+// log start or past its high watermark is taken to the nearest of the two,
+// as kafka-consumer-groups --reset-offsets --to-offset does: one offset
+// applies to every partition of a topic, which keys fill unevenly, so
+// start: 500 means offset 500 where there is one and the end where the
+// partition is shorter, not an error.
 func (s Start) Resolve(p *Partition) (int64, error) {
 	switch s.Kind {
 	case StartEarliest:
@@ -58,7 +63,7 @@ func (s Start) Resolve(p *Partition) (int64, error) {
 	case StartLatest:
 		return p.HighWatermark(), nil
 	case StartOffset:
-		return s.Offset, p.checkRange(s.Offset)
+		return min(max(s.Offset, p.LogStartOffset()), p.HighWatermark()), nil
 	case StartTime:
 		return p.OffsetForTime(s.TimeMs)
 	}

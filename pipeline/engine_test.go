@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -576,6 +577,58 @@ func TestRunInProcess(t *testing.T) {
 	}
 	if outs[0] != outs[1] {
 		t.Fatal("1 and 2 workers differ")
+	}
+}
+
+// TestSourceStart: source.start earliest, OFFSET, RFC3339 and latest,
+// per partition, over partitions that keys filled unevenly. An offset is
+// where a partition has one and its end where it is shorter (as
+// kafka-consumer-groups --to-offset clamps), not an error; a time is the
+// first record at or after it, by record timestamp.
+func TestSourceStart(t *testing.T) {
+	const n = 3000
+	l, tp := testTopic(t, 3)
+	defer l.Close()
+	pr, _ := producer.New(tp, producer.Options{Acks: log.AcksLeader, Partition: -1})
+	for i, e := range benchEvents(n) {
+		if err := pr.Add([]byte(services[i%3]), e, 1795341600000+int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var sizes [3]int64
+	for id := range sizes {
+		p, _ := tp.Partition(int32(id))
+		sizes[id] = p.HighWatermark()
+	}
+	lo, hi := min(sizes[0], sizes[1], sizes[2]), max(sizes[0], sizes[1], sizes[2])
+	from := (lo + hi) / 2
+	if lo >= from {
+		t.Fatalf("partitions not uneven: %v", sizes)
+	}
+	fromOffset := int64(0)
+	for _, s := range sizes {
+		fromOffset += max(s-from, 0)
+	}
+	at := time.UnixMilli(1795341600000 + 1234).UTC().Format(time.RFC3339Nano)
+	for _, c := range []struct {
+		start   string
+		records int64
+	}{{"earliest", n}, {strconv.FormatInt(from, 10), fromOffset}, {"'" + at + "'", n - 1234}, {"latest", 0}} {
+		f, err := Parse("t.yaml", []byte(strings.Replace(benchYAML, "start: earliest", "start: "+c.start, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out countingWriter
+		if err := Run(context.Background(), l, f, Options{UntilEnd: true, Stdout: &out}); err != nil {
+			t.Fatalf("start %s: %v", c.start, err)
+		}
+		if want := fmt.Sprintf(`"type":"stats","pipeline":"api-health","records":%d,`, c.records); !strings.Contains(out.buf.String(), want) {
+			s := out.buf.String()
+			t.Fatalf("start %s over partitions of %v: want %s, got %s", c.start, sizes, want, s[strings.LastIndex(s[:len(s)-1], "\n")+1:])
+		}
 	}
 }
 

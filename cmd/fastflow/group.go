@@ -150,10 +150,8 @@ at or after a time. As with Kafka, the group must have no active member on the t
 				if err != nil {
 					return err
 				}
-				var o int64
-				if start.Kind == log.StartOffset {
-					o = min(max(start.Offset, p.LogStartOffset()), p.HighWatermark())
-				} else if o, err = start.Resolve(p); err != nil {
+				o, err := start.Resolve(p)
+				if err != nil {
 					return err
 				}
 				if err := grp.Commit(topicName, id, o); err != nil {
