@@ -46,9 +46,13 @@ type snapshot struct {
 	WrittenMs   int64
 	Watermark   int64
 	LatePurged  int64
-	Parts       []partSnap
-	Windows     []winSnap
-	Alerts      []alertSnap
+	// Purged is the coordinator's purge horizon; HasPurged is false in
+	// checkpoints written before it was saved (then it is the watermark).
+	Purged    int64
+	HasPurged bool
+	Parts     []partSnap
+	Windows   []winSnap
+	Alerts    []alertSnap
 }
 
 type partSnap struct {
@@ -156,7 +160,7 @@ func (s *Source) fingerprintName() string {
 // snapshot captures the coordinator's state.
 func (c *coordinator) snapshot(now time.Time) *snapshot {
 	s := &snapshot{Version: checkpointVersion, Fingerprint: fingerprint(c.p.cfg), SourceID: c.sourceID, WrittenMs: now.UnixMilli(),
-		Watermark: c.wm, LatePurged: c.latePurged}
+		Watermark: c.wm, LatePurged: c.latePurged, Purged: c.purged, HasPurged: true}
 	for _, r := range c.parts {
 		ps := partSnap{ID: r.id, Next: r.next, Wm: r.wm, MaxT: r.maxT, LastRecord: r.lastRecord,
 			Records: r.records, Events: r.events, LateDropped: r.lateDropped, Rejected: r.rejected, HasSpans: true}
@@ -247,11 +251,19 @@ func loadCheckpoint(l *log.Log, c *Config, sourceID string) (*snapshot, error) {
 	return &s, nil
 }
 
+// purgeHorizon is the coordinator's purge horizon when s was written.
+func (s *snapshot) purgeHorizon() int64 {
+	if s.HasPurged {
+		return s.Purged
+	}
+	return s.Watermark
+}
+
 // restore loads a snapshot into a new coordinator. part is the source
 // partition the snapshot's keys come from (a Kafka source restores one
 // snapshot per partition), or noPartition.
 func (c *coordinator) restore(s *snapshot, part int32) error {
-	c.wm, c.latePurged = s.Watermark, c.latePurged+s.LatePurged
+	c.wm, c.latePurged, c.purged = s.Watermark, c.latePurged+s.LatePurged, s.purgeHorizon()
 	intern := func(k string) uint32 {
 		if part == noPartition {
 			return c.keys.intern(k)

@@ -35,12 +35,16 @@ type coordinator struct {
 	partSpans      map[int32]map[uint32][]span
 	partSpansSaved bool
 	wm             int64 // pipeline watermark: monotonic
-	states         statePool
-	alerts         map[alertKey]*alertState
-	out            *emitter
-	now            func() time.Time
+	// purged: windows ending (plus allowed_lateness) at or before it are
+	// forgotten; monotonic, at most wm (purgeHorizon)
+	purged  int64
+	started int64 // unix ns the run started: a partition's idleness counts from here until its first event
+	states  statePool
+	alerts  map[alertKey]*alertState
+	out     *emitter
+	now     func() time.Time
 	// late contributions to windows already purged (following only: an
-	// idle partition that comes back with old events)
+	// idle partition that comes back with events older than the purge)
 	latePurged int64
 	skipped    func() int64 // records retention deleted before the workers read them
 
@@ -79,7 +83,7 @@ func (c *coordinator) sweepAt() int {
 func newCoordinator(p *plan, kt *keyTable, out *emitter) *coordinator {
 	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, sess: map[uint32][]*winState{},
 		parts: map[int32]*partReport{}, partSpans: map[int32]map[uint32][]span{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: map[alertKey]*alertState{}, out: out, now: time.Now,
-		forgetMin: forgetMinKeys, nextSweep: forgetMinKeys}
+		forgetMin: forgetMinKeys, nextSweep: forgetMinKeys, purged: minWatermark, started: time.Now().UnixNano()}
 }
 
 func (c *coordinator) drop(ws *winState) { c.states.put(ws.st) }
@@ -97,7 +101,7 @@ func (c *coordinator) apply(m *roundMsg) {
 		ws := c.wins[k]
 		if ws == nil {
 			end := c.p.windows.End(d.start)
-			if end+lateness <= c.wm {
+			if end+lateness <= c.purged {
 				c.latePurged += d.events
 				continue
 			}
@@ -131,7 +135,7 @@ func (c *coordinator) apply(m *roundMsg) {
 // meets (Flink's intersects: start <= other.end && end >= other.start)
 // becomes one.
 func (c *coordinator) mergeSession(d *sessDelta) {
-	if d.end+c.p.lateness <= c.wm {
+	if d.end+c.p.lateness <= c.purged {
 		c.latePurged += d.events
 		return
 	}
@@ -168,43 +172,69 @@ func sortSessions(list []*winState) {
 	slices.SortFunc(list, func(a, b *winState) int { return cmpInt(a.start, b.start) })
 }
 
-// watermark is the pipeline watermark: the minimum over the active
-// partitions. A partition without any event yet has no watermark and is
-// not active; exhausted partitions (until-end) and partitions without
-// events for longer than idle_timeout (following) stop holding it back.
-// With none active it stays where it is, or, all exhausted, goes to
+// watermark returns the pipeline watermark, which emits windows, and the
+// horizon up to which windows are forgotten.
+//
+// The watermark is the minimum over the active partitions: idle ones
+// (following: no event for idle_timeout) and exhausted ones (until-end:
+// read to their end) stop holding it back. Following, a partition with no
+// event yet does not hold it back either, so that a topic with partitions
+// no producer writes has results at once (Flink would wait for
+// idleness). Until-end, it does until it is exhausted: its records are
+// there to be read, and may all be rejected ones for a few rounds. With
+// none active the watermark stays where it is, or, all exhausted, goes to
 // +infinity.
-func (c *coordinator) watermark(follow bool) int64 {
-	wm := int64(math.MaxInt64)
+//
+// The horizon is the watermark, held back by every partition that is
+// neither idle nor exhausted, one with no event yet too (its watermark is
+// -infinity) until it has been idle_timeout without one since the run
+// started. SPEC judges lateness per partition: a partition whose producer
+// writes after another's, after the windows the other closed were
+// emitted, has its events accepted by its own watermark, and they must
+// find those windows still there - to re-emit them with revision + 1, or
+// emit a key's window for the first time. Forgotten, they were dropped
+// and counted as late.
+func (c *coordinator) watermark(follow bool) (wm, horizon int64) {
+	wm, horizon = math.MaxInt64, math.MaxInt64
 	active, exhausted := 0, 0
 	now := c.now().UnixNano()
 	for _, r := range c.parts {
-		switch {
-		case r.exhausted:
+		if r.exhausted {
 			exhausted++
 			continue
-		case r.wm == minWatermark:
-			continue
-		case follow && now-r.lastRecord > int64(c.p.idle):
+		}
+		if follow {
+			since := r.lastRecord
+			if r.wm == minWatermark {
+				since = max(since, c.started)
+			}
+			if now-since > int64(c.p.idle) {
+				continue
+			}
+		}
+		horizon = min(horizon, r.wm)
+		if follow && r.wm == minWatermark {
 			continue
 		}
 		active++
 		wm = min(wm, r.wm)
 	}
-	if active == 0 {
-		if !follow && exhausted == len(c.parts) {
-			return math.MaxInt64
-		}
-		return c.wm
+	switch {
+	case active > 0:
+		wm = max(c.wm, wm)
+	case !follow && exhausted == len(c.parts):
+		wm = math.MaxInt64
+	default:
+		wm = c.wm
 	}
-	return max(c.wm, wm)
+	return wm, max(c.purged, min(wm, horizon))
 }
 
 // advance moves the watermark and emits what it closes: new windows
 // (revision 0) and windows changed by late events since their emission
 // (revision + 1), in order of window end, start and key. Then it forgets
-// windows that no partition can change any more.
-func (c *coordinator) advance(wm int64) error {
+// the windows that end (plus allowed_lateness) at or before horizon.
+func (c *coordinator) advance(wm, horizon int64) error {
 	c.wm = wm
 	c.due = c.due[:0]
 	for _, ws := range c.wins {
@@ -237,7 +267,8 @@ func (c *coordinator) advance(wm int64) error {
 			return err
 		}
 	}
-	c.purge(wm)
+	c.purged = horizon
+	c.purge(horizon)
 	return c.out.flush()
 }
 

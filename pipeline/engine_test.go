@@ -632,6 +632,154 @@ func TestSourceStart(t *testing.T) {
 	}
 }
 
+// TestFollowKeepsWindowsForPartitionsWithoutEvents: following, a
+// partition that has had no event yet does not hold the results back, but
+// the windows others closed are kept for it (until idle_timeout): records
+// a producer writes to one partition after another's are judged by their
+// own partition's watermark (SPEC) and counted - a key's window seen for
+// the first time is emitted, one already emitted re-emitted with revision
+// 1 - where those windows were forgotten and the records counted as late.
+// A stop and a restart in between keep them too.
+func TestFollowKeepsWindowsForPartitionsWithoutEvents(t *testing.T) {
+	l, tp := testTopic(t, 2)
+	defer l.Close()
+	f, err := Parse("t.yaml", []byte(`pipelines:
+  - name: p
+    source: {topic: events, start: earliest}
+    time: {field: ts, unit: ms}
+    group_by: [service]
+    window: {type: tumbling, size: 10s}
+    metrics:
+      - {name: n, agg: count}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var results []string
+	var r *Runner
+	var pl *Pipeline
+	start := func() {
+		var err error
+		r, err = Start(context.Background(), l, f, Options{Stdout: &countingWriter{},
+			Observe: func(r *Result) { mu.Lock(); results = append(results, string(r.Line)); mu.Unlock() }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl = r.Pipelines()[0]
+	}
+	start()
+	defer func() { r.Stop(); r.Wait() }()
+	write := func(part int32, services ...string) {
+		pr, _ := producer.New(tp, producer.Options{Acks: log.AcksLeader, Partition: part})
+		for i := range 100 {
+			for _, s := range services {
+				pr.Add(nil, fmt.Appendf(nil, `{"ts":%d,"service":%q}`, 1795341600000+int64(i)*1000, s), 0)
+			}
+		}
+		if err := pr.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	processed := func(n int64) *Snapshot {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if s := pl.Snapshot(); s != nil && s.Stats.Records == n {
+				return s
+			}
+		}
+		t.Fatalf("%d records not processed", n)
+		return nil
+	}
+	// count is the number of key's windows emitted with metrics n.
+	count := func(key string, n int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		starts := map[string]bool{}
+		for _, line := range results {
+			var r struct {
+				Key         map[string]string
+				WindowStart string `json:"window_start"`
+				Revision    int
+				Metrics     map[string]int
+			}
+			if json.Unmarshal([]byte(line), &r) == nil && r.Key["service"] == key && r.Metrics["n"] == n {
+				if n == 20 && r.Revision == 0 {
+					t.Errorf("key %s window %s: n 20 in revision 0", key, r.WindowStart)
+				}
+				starts[r.WindowStart] = true
+			}
+		}
+		return len(starts)
+	}
+	// Key a's first nine windows on partition 0 alone: emitted at once.
+	write(0, "a")
+	processed(100)
+	for deadline := time.Now().Add(30 * time.Second); count("a", 10) < 9; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("partition 0's windows not emitted while partition 1 has no event")
+		}
+	}
+	// Stopped and started again: the checkpoint keeps the windows kept.
+	r.Stop()
+	if err := r.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	start()
+	write(1, "a", "b")
+	if s := processed(300); s.Stats.LateDropped != 0 {
+		t.Fatalf("partition 1's records, in order and none late by its watermark: %d dropped as late", s.Stats.LateDropped)
+	}
+	// Key b's windows emitted for the first time, key a's re-emitted with
+	// both partitions' events (revisions 1 and, where partition 1's rounds
+	// split a window, 2).
+	for deadline := time.Now().Add(30 * time.Second); count("b", 10) < 9 || count("a", 20) < 9; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("key b: %d of 9 windows emitted; key a: %d of 9 re-emitted", count("b", 10), count("a", 20))
+		}
+	}
+}
+
+// TestUntilEndHoldsForPartitionsWithoutEvents: a partition whose first
+// rounds bring no event (more rejected records than a round reads) holds
+// the watermark back until it has one: its events are judged by its own
+// watermark, whatever another partition read meanwhile.
+func TestUntilEndHoldsForPartitionsWithoutEvents(t *testing.T) {
+	l, tp := testTopic(t, 2)
+	defer l.Close()
+	for part, bad := range []int{2 * roundRecords, 0} {
+		pr, _ := producer.New(tp, producer.Options{Acks: log.AcksLeader, Partition: int32(part)})
+		for range bad {
+			pr.Add(nil, []byte("not json"), 0)
+		}
+		for i := range 100 {
+			pr.Add(nil, fmt.Appendf(nil, `{"ts":%d,"service":"s%d"}`, 1795341600000+int64(i)*1000, part), 0)
+		}
+		if err := pr.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, _ := Parse("t.yaml", []byte(`pipelines:
+  - name: p
+    source: {topic: events, start: earliest}
+    time: {field: ts, unit: ms}
+    group_by: [service]
+    window: {type: tumbling, size: 10s}
+    metrics:
+      - {name: n, agg: count}
+`))
+	for _, workers := range []int{1, 2} {
+		var out countingWriter
+		if err := Run(context.Background(), l, f, Options{UntilEnd: true, Workers: workers, Stdout: &out}); err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`"records":%d,"events":200,"rejected":{"invalid_json":%d},"late_dropped":0}`, 200+2*roundRecords, 2*roundRecords); !strings.Contains(out.buf.String(), want) {
+			s := out.buf.String()
+			t.Fatalf("%d workers: want %s, got %s", workers, want, s[strings.LastIndex(s[:len(s)-1], "\n")+1:])
+		}
+	}
+}
+
 // TestFollowAndCancel runs without until-end: results appear as the log
 // grows, and cancelling stops the run cleanly.
 func TestFollowAndCancel(t *testing.T) {

@@ -222,20 +222,20 @@ func (k *kafkaRun) assigned(ctx context.Context, offsets map[string]map[int32]kg
 	e := newEngine(k.l, k.p, k.pl, k.opts, k.out)
 	e.statsOnStop = false
 	e.save = k.save
-	wm := int64(math.MaxInt64)
+	wm, purged := int64(math.MaxInt64), int64(math.MaxInt64)
 	for _, p := range parts {
 		if s := snaps[p]; s != nil {
 			if err := e.coord.restore(s, p); err != nil {
 				return nil, err
 			}
-			wm = min(wm, s.Watermark)
+			wm, purged = min(wm, s.Watermark), min(purged, s.purgeHorizon())
 		} else {
 			// A partition that comes with no state holds the watermark
 			// back, as it would have in one instance from the start.
-			wm = minWatermark
+			wm, purged = minWatermark, minWatermark
 		}
 	}
-	e.coord.wm = wm
+	e.coord.wm, e.coord.purged = wm, purged
 	feeds := map[int32]*feed{}
 	next := map[string]map[int32]kgo.Offset{k.src.Topic: {}}
 	err = e.addWorkers(parts, k.opts, func(id int32, saved *partReport) (*feed, error) {

@@ -558,11 +558,11 @@ func (e *engine) coordinate(ctx context.Context) error {
 		for _, m := range msgs {
 			c.apply(m)
 		}
-		wm := c.watermark(e.follow)
+		wm, horizon := c.watermark(e.follow)
 		if left == 0 && !e.follow {
-			wm = math.MaxInt64
+			wm, horizon = math.MaxInt64, math.MaxInt64
 		}
-		if err := c.advance(wm); err != nil {
+		if err := c.advance(wm, horizon); err != nil {
 			return err
 		}
 		seen := uint64(math.MaxUint64) // a finished worker holds no key
