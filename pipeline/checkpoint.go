@@ -46,8 +46,9 @@ type snapshot struct {
 	WrittenMs   int64
 	Watermark   int64
 	LatePurged  int64
-	// Purged is the coordinator's purge horizon; HasPurged is false in
-	// checkpoints written before it was saved (then it is the watermark).
+	// Purged is the coordinator's horizon of forgotten windows
+	// (coordinator.expired); HasPurged is false in checkpoints written
+	// before it was saved (then it is the watermark).
 	Purged    int64
 	HasPurged bool
 	Parts     []partSnap
@@ -160,7 +161,7 @@ func (s *Source) fingerprintName() string {
 // snapshot captures the coordinator's state.
 func (c *coordinator) snapshot(now time.Time) *snapshot {
 	s := &snapshot{Version: checkpointVersion, Fingerprint: fingerprint(c.p.cfg), SourceID: c.sourceID, WrittenMs: now.UnixMilli(),
-		Watermark: c.wm, LatePurged: c.latePurged, Purged: c.purged, HasPurged: true}
+		Watermark: c.wm, LatePurged: c.latePurged, Purged: c.expired, HasPurged: true}
 	for _, r := range c.parts {
 		ps := partSnap{ID: r.id, Next: r.next, Wm: r.wm, MaxT: r.maxT, LastRecord: r.lastRecord,
 			Records: r.records, Events: r.events, LateDropped: r.lateDropped, Rejected: r.rejected, HasSpans: true}
@@ -263,7 +264,10 @@ func (s *snapshot) purgeHorizon() int64 {
 // partition the snapshot's keys come from (a Kafka source restores one
 // snapshot per partition), or noPartition.
 func (c *coordinator) restore(s *snapshot, part int32) error {
-	c.wm, c.latePurged, c.purged = s.Watermark, c.latePurged+s.LatePurged, s.purgeHorizon()
+	// The windows saved past the horizon were kept for workers that had
+	// not judged by it yet; restarted, every worker starts from it.
+	c.wm, c.latePurged = s.Watermark, c.latePurged+s.LatePurged
+	c.expired, c.purged = s.purgeHorizon(), s.purgeHorizon()
 	intern := func(k string) uint32 {
 		if part == noPartition {
 			return c.keys.intern(k)

@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fastflow/fastflow/agg"
@@ -35,9 +36,16 @@ type coordinator struct {
 	partSpans      map[int32]map[uint32][]span
 	partSpansSaved bool
 	wm             int64 // pipeline watermark: monotonic
-	// purged: windows ending (plus allowed_lateness) at or before it are
-	// forgotten; monotonic, at most wm (purgeHorizon)
+	// Windows ending (plus allowed_lateness) at or before expired are gone
+	// as far as results go: no session merges with one (Flink clears a
+	// window's state there). They leave memory once every worker judges
+	// lateness by a horizon past them (worker.horizon), up to purged, so
+	// that none adds to a window no longer there; horizon is where the
+	// coordinator publishes expired to the workers. All monotonic; purged
+	// <= expired <= wm.
+	expired int64
 	purged  int64
+	horizon atomic.Int64
 	started int64 // unix ns the run started: a partition's idleness counts from here until its first event
 	states  statePool
 	alerts  map[alertKey]*alertState
@@ -83,15 +91,27 @@ func (c *coordinator) sweepAt() int {
 func newCoordinator(p *plan, kt *keyTable, out *emitter) *coordinator {
 	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, sess: map[uint32][]*winState{},
 		parts: map[int32]*partReport{}, partSpans: map[int32]map[uint32][]span{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: map[alertKey]*alertState{}, out: out, now: time.Now,
-		forgetMin: forgetMinKeys, nextSweep: forgetMinKeys, purged: minWatermark, started: time.Now().UnixNano()}
+		forgetMin: forgetMinKeys, nextSweep: forgetMinKeys, expired: minWatermark, purged: minWatermark, started: time.Now().UnixNano()}
 }
 
 func (c *coordinator) drop(ws *winState) { c.states.put(ws.st) }
 
 // apply merges one worker's round.
 func (c *coordinator) apply(m *roundMsg) {
+	// A partition's idleness counts from the round that brought its last
+	// event here, not from when its worker read it: a backlog's rounds
+	// come one per merge, and a partition read to its end minutes before
+	// its last round is merged is not idle (the watermark stopped where
+	// it was when it was found so).
+	now := c.now().UnixNano()
 	for i := range m.parts {
 		r := m.parts[i]
+		switch old := c.parts[r.id]; {
+		case old != nil && old.events == r.events:
+			r.lastRecord = old.lastRecord
+		case old != nil || r.events > 0:
+			r.lastRecord = now
+		}
 		c.parts[r.id] = &r
 	}
 	lateness := c.p.lateness
@@ -143,7 +163,7 @@ func (c *coordinator) mergeSession(d *sessDelta) {
 	var into *winState
 	kept := list[:0]
 	for _, ws := range list {
-		if ws.start <= d.end && ws.end >= d.start {
+		if ws.start <= d.end && ws.end >= d.start && ws.end+c.p.lateness > c.expired {
 			if into == nil {
 				into = ws
 			} else {
@@ -227,14 +247,16 @@ func (c *coordinator) watermark(follow bool) (wm, horizon int64) {
 	default:
 		wm = c.wm
 	}
-	return wm, max(c.purged, min(wm, horizon))
+	return wm, max(c.expired, min(wm, horizon))
 }
 
 // advance moves the watermark and emits what it closes: new windows
 // (revision 0) and windows changed by late events since their emission
 // (revision + 1), in order of window end, start and key. Then it forgets
-// the windows that end (plus allowed_lateness) at or before horizon.
-func (c *coordinator) advance(wm, horizon int64) error {
+// the windows that end (plus allowed_lateness) at or before horizon, and
+// drops from memory those at or before safe (coordinate: the horizon every
+// worker judges by).
+func (c *coordinator) advance(wm, horizon, safe int64) error {
 	c.wm = wm
 	c.due = c.due[:0]
 	for _, ws := range c.wins {
@@ -267,8 +289,11 @@ func (c *coordinator) advance(wm, horizon int64) error {
 			return err
 		}
 	}
-	c.purged = horizon
-	c.purge(horizon)
+	c.expired = max(c.expired, horizon)
+	if p := min(c.expired, safe); p > c.purged {
+		c.purged = p
+		c.purge(p)
+	}
 	return c.out.flush()
 }
 

@@ -740,6 +740,74 @@ func TestFollowKeepsWindowsForPartitionsWithoutEvents(t *testing.T) {
 	}
 }
 
+// TestFollowIdlePartitionComesBackLate: a partition idle for idle_timeout
+// stops holding the pipeline back, and the windows the others close are
+// forgotten; when it comes back with events older than those, its worker
+// refuses them as late by the coordinator's purge horizon, so that they
+// are counted and copied to the late topic with the watermark that
+// refused them - they were counted as late and copied nowhere.
+func TestFollowIdlePartitionComesBackLate(t *testing.T) {
+	l, tp := testTopic(t, 2)
+	defer l.Close()
+	f, err := Parse("t.yaml", []byte(`pipelines:
+  - name: p
+    source: {topic: events, start: earliest}
+    time: {field: ts, unit: ms, idle_timeout: 200ms}
+    group_by: [service]
+    window: {type: tumbling, size: 10s}
+    late_topic: true
+    metrics:
+      - {name: n, agg: count}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Start(context.Background(), l, f, Options{Stdout: &countingWriter{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { r.Stop(); r.Wait() }()
+	pl := r.Pipelines()[0]
+	write := func(part int32, from, to int) {
+		pr, _ := producer.New(tp, producer.Options{Acks: log.AcksLeader, Partition: part})
+		for i := from; i < to; i++ {
+			pr.Add(nil, fmt.Appendf(nil, `{"ts":%d,"service":"s"}`, 1795341600000+int64(i)*1000), 0)
+		}
+		if err := pr.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	until := func(what string, cond func(s *Snapshot) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if s := pl.Snapshot(); s != nil && cond(s) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not in 30s: %+v", what, pl.Snapshot())
+			}
+		}
+	}
+	write(1, 0, 1)
+	until("partition 1's event", func(s *Snapshot) bool { return s.Stats.Records == 1 })
+	time.Sleep(300 * time.Millisecond) // partition 1 goes idle
+	write(0, 0, 200)
+	until("partition 0's windows forgotten", func(s *Snapshot) bool { return s.Stats.Records == 201 && s.OpenWindows == 1 })
+	time.Sleep(300 * time.Millisecond) // every worker judges by the horizon
+	write(1, 1, 100)
+	until("partition 1's late events", func(s *Snapshot) bool { return s.Stats.Records == 300 })
+	if s := pl.Snapshot(); s.Stats.LateDropped != 99 {
+		t.Fatalf("late_dropped %d, want partition 1's 99 events older than the forgotten windows", s.Stats.LateDropped)
+	}
+	late, _ := l.Topic("p.late")
+	p, _ := late.Partition(0)
+	for deadline := time.Now().Add(30 * time.Second); p.HighWatermark() != 99; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("p.late holds %d records, want the 99 counted late", p.HighWatermark())
+		}
+	}
+}
+
 // TestUntilEndHoldsForPartitionsWithoutEvents: a partition whose first
 // rounds bring no event (more rejected records than a round reads) holds
 // the watermark back until it has one: its events are judged by its own
@@ -900,7 +968,7 @@ func TestHotStructsPadded(t *testing.T) {
 		size           uintptr
 	}{
 		{"partState", unsafe.Offsetof(partState{}.partReport), unsafe.Offsetof(partState{}.readEnd) + 8, unsafe.Sizeof(partState{})},
-		{"worker", unsafe.Offsetof(worker{}.p), unsafe.Offsetof(worker{}.now) + unsafe.Sizeof(worker{}.now), unsafe.Sizeof(worker{})},
+		{"worker", unsafe.Offsetof(worker{}.p), unsafe.Offsetof(worker{}.horizons) + unsafe.Sizeof(worker{}.horizons), unsafe.Sizeof(worker{})},
 		{"extractor", unsafe.Offsetof(extractor{}.p), unsafe.Offsetof(extractor{}.num) + unsafe.Sizeof(extractor{}.num), unsafe.Sizeof(extractor{})},
 	} {
 		if line := uintptr(cacheLine); c.first < line || c.size-c.lastEnd < line {

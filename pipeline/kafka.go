@@ -235,7 +235,7 @@ func (k *kafkaRun) assigned(ctx context.Context, offsets map[string]map[int32]kg
 			wm, purged = minWatermark, minWatermark
 		}
 	}
-	e.coord.wm, e.coord.purged = wm, purged
+	e.coord.wm, e.coord.expired, e.coord.purged = wm, purged, purged
 	feeds := map[int32]*feed{}
 	next := map[string]map[int32]kgo.Offset{k.src.Topic: {}}
 	err = e.addWorkers(parts, k.opts, func(id int32, saved *partReport) (*feed, error) {

@@ -453,7 +453,7 @@ func (e *engine) addWorkers(ids []int32, opts Options, feedFor func(id int32, sa
 		}
 		e.wakers = append(e.wakers, f)
 		wk := newWorker(e.p, kt, parts, f, e.follow)
-		wk.index = w
+		wk.index, wk.horizons = w, &e.coord.horizon
 		e.workers = append(e.workers, wk)
 	}
 	e.coord.skipped = func() int64 {
@@ -486,6 +486,7 @@ func pinWorkers(workers, procs int, noPin bool) bool {
 
 // run starts the wakers and workers and coordinates their rounds.
 func (e *engine) run(ctx context.Context, noPin bool) error {
+	e.coord.horizon.Store(e.coord.expired) // as restored: the workers' first rounds judge by it
 	pinned := pinWorkers(len(e.workers), runtime.GOMAXPROCS(0), noPin)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -536,6 +537,10 @@ func (e *engine) coordinate(ctx context.Context) error {
 	left := len(e.workers)
 	msgs := make([]*roundMsg, 0, len(e.workers))
 	epochs := make([]uint64, len(e.workers)) // the key epoch of each worker's latest round
+	judged := make([]int64, len(e.workers))  // the purge horizon of each worker's latest round
+	for i := range judged {
+		judged[i] = c.expired
+	}
 	for {
 		msgs = msgs[:0]
 		for i, w := range e.workers {
@@ -562,9 +567,21 @@ func (e *engine) coordinate(ctx context.Context) error {
 		if left == 0 && !e.follow {
 			wm, horizon = math.MaxInt64, math.MaxInt64
 		}
-		if err := c.advance(wm, horizon); err != nil {
+		// Drop from memory only what every worker already judges late: the
+		// horizon each judged its latest round by.
+		safe := int64(math.MaxInt64)
+		for _, m := range msgs {
+			judged[m.worker] = m.horizon
+		}
+		for i, h := range judged {
+			if !finished[i] {
+				safe = min(safe, h)
+			}
+		}
+		if err := c.advance(wm, horizon, safe); err != nil {
 			return err
 		}
+		c.horizon.Store(c.expired)
 		seen := uint64(math.MaxUint64) // a finished worker holds no key
 		for _, m := range msgs {
 			epochs[m.worker] = m.keyEpoch

@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"math"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/cpu"
@@ -37,13 +38,16 @@ type roundMsg struct {
 	// keyEpoch is the key table's sweep epoch whose dying keys the worker
 	// had dropped from its cache when the round began.
 	keyEpoch uint64
-	parts    []partReport
-	wins     []winDelta
-	sess     []sessDelta
-	spans    []spanReport // session pipelines: the spans of keys a partition's round changed
-	spanBuf  []span       // their spans' memory
-	side     []sideRecord
-	buf      []byte // side records' bytes
+	// horizon is the purge horizon the round's lateness was judged by:
+	// the coordinator forgets no window past it until every worker has.
+	horizon int64
+	parts   []partReport
+	wins    []winDelta
+	sess    []sessDelta
+	spans   []spanReport // session pipelines: the spans of keys a partition's round changed
+	spanBuf []span       // their spans' memory
+	side    []sideRecord
+	buf     []byte // side records' bytes
 }
 
 // spanReport is a key's session spans on one partition after a round, as
@@ -84,7 +88,7 @@ type partReport struct {
 	wm, maxT    int64
 	next        int64 // offset after the last record processed
 	exhausted   bool  // until-end: everything up to the end is processed
-	lastRecord  int64 // unix ns (processing time) of the last event, for idleness
+	lastRecord  int64 // unix ns (processing time) the coordinator took the last event, for idleness (apply)
 	records     int64
 	events      int64
 	lateDropped int64
@@ -271,21 +275,24 @@ type worker struct {
 	// Per key ID, the window it last observed this round, so that most
 	// events skip the map: a key's events mostly fall in its current window.
 	keyWin  []keyWin
-	winGen  uint64           // counts begin calls: keyWin entries of older rounds are stale
-	lastSes map[uint32]int   // key -> its latest fragment in msg.sess
-	starts  []int64          // scratch
-	follow  bool             // no end: follow the log
-	now     func() time.Time // processing time, for idleness
-	_       cpu.CacheLinePad
+	winGen  uint64         // counts begin calls: keyWin entries of older rounds are stale
+	lastSes map[uint32]int // key -> its latest fragment in msg.sess
+	starts  []int64        // scratch
+	follow  bool           // no end: follow the log
+	// The coordinator's purge horizon as the round began (minWatermark
+	// without a coordinator), and where the coordinator publishes it.
+	horizon  int64
+	horizons *atomic.Int64
+	_        cpu.CacheLinePad
 }
 
 func newWorker(p *plan, kt *keyTable, parts []*partState, waker *waker, follow bool) *worker {
 	return &worker{
 		p: p, x: newExtractor(p), keys: keyCache{kt: kt, ids: map[string]cachedKey{}, seed: maphash.MakeSeed()},
-		parts: parts, waker: waker, follow: follow, now: time.Now,
+		parts: parts, waker: waker, follow: follow,
 		out: ring.New[*roundMsg](8), back: ring.New[*roundMsg](8),
 		winIdx: map[winKey]int{}, lastSes: map[uint32]int{}, states: statePool{layout: p.layout},
-		starts: make([]int64, 0, cacheLine/8),
+		starts: make([]int64, 0, cacheLine/8), horizon: minWatermark,
 	}
 }
 
@@ -409,6 +416,10 @@ func (w *worker) begin() {
 		m = &roundMsg{}
 	}
 	m.keyEpoch = w.keys.sync()
+	if w.horizons != nil {
+		w.horizon = w.horizons.Load()
+	}
+	m.horizon = w.horizon
 	w.msg = m
 	w.winGen++
 	clear(w.winIdx)
@@ -539,21 +550,23 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 		return false
 	}
 	ps.events++
-	if w.follow {
-		ps.lastRecord = w.now().UnixNano()
-	}
 	// watermark_p = max event time seen in p - max_out_of_order (SPEC).
 	old := ps.wm
 	if t > ps.maxT {
 		ps.maxT = t
 		ps.wm = t - w.p.maxOOO
 	}
+	// Lateness is judged by the partition's watermark (SPEC), or by the
+	// coordinator's purge horizon where that is ahead: only a partition
+	// that was idle, and comes back with events older than windows
+	// forgotten meanwhile, is behind it.
+	wm := max(ps.wm, w.horizon)
 	accepted, lateAccepted := false, false
 	win := w.p.windows
 	if win.Kind == agg.Session {
-		if end := t + win.Gap; ps.wm < end+w.p.lateness {
+		if end := t + win.Gap; wm < end+w.p.lateness {
 			accepted = true
-			lateAccepted = end <= ps.wm
+			lateAccepted = end <= wm
 			w.session(key, t, end)
 			ps.sessions.open(key, t, end)
 		}
@@ -561,18 +574,18 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 		w.starts = win.Starts(t, w.starts[:0])
 		for _, s := range w.starts {
 			end := s + win.Size
-			if ps.wm >= end+w.p.lateness {
+			if wm >= end+w.p.lateness {
 				continue // too late for this window
 			}
 			accepted = true
-			lateAccepted = lateAccepted || end <= ps.wm
+			lateAccepted = lateAccepted || end <= wm
 			w.observe(s, key)
 		}
 	}
 	if !accepted {
 		ps.lateDropped++
 		if w.p.cfg.LateTopic {
-			w.side(true, rec, lateEnvelope(w.msg.buf, w.p, rec, t, ps.wm))
+			w.side(true, rec, lateEnvelope(w.msg.buf, w.p, rec, t, wm))
 		}
 	}
 	// The round ends where the coordinator may have something to emit: the
