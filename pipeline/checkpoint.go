@@ -46,14 +46,14 @@ type snapshot struct {
 	WrittenMs   int64
 	Watermark   int64
 	LatePurged  int64
-	// Purged is the coordinator's horizon of forgotten windows
-	// (coordinator.expired); HasPurged is false in checkpoints written
-	// before it was saved (then it is the watermark).
-	Purged    int64
-	HasPurged bool
-	Parts     []partSnap
-	Windows   []winSnap
-	Alerts    []alertSnap
+	// Expired is the horizon of the coordinator's expired windows;
+	// HasExpired is false in checkpoints written before it was saved
+	// (then it is the watermark).
+	Expired    int64
+	HasExpired bool
+	Parts      []partSnap
+	Windows    []winSnap
+	Alerts     []alertSnap
 }
 
 type partSnap struct {
@@ -161,7 +161,7 @@ func (s *Source) fingerprintName() string {
 // snapshot captures the coordinator's state.
 func (c *coordinator) snapshot(now time.Time) *snapshot {
 	s := &snapshot{Version: checkpointVersion, Fingerprint: fingerprint(c.p.cfg), SourceID: c.sourceID, WrittenMs: now.UnixMilli(),
-		Watermark: c.wm, LatePurged: c.latePurged, Purged: c.expired, HasPurged: true}
+		Watermark: c.wm, LatePurged: c.latePurged, Expired: c.expired, HasExpired: true}
 	for _, r := range c.parts {
 		ps := partSnap{ID: r.id, Next: r.next, Wm: r.wm, MaxT: r.maxT, LastRecord: r.lastRecord,
 			Records: r.records, Events: r.events, LateDropped: r.lateDropped, Rejected: r.rejected, HasSpans: true}
@@ -252,10 +252,10 @@ func loadCheckpoint(l *log.Log, c *Config, sourceID string) (*snapshot, error) {
 	return &s, nil
 }
 
-// purgeHorizon is the coordinator's purge horizon when s was written.
-func (s *snapshot) purgeHorizon() int64 {
-	if s.HasPurged {
-		return s.Purged
+// expired is the coordinator's expired horizon when s was written.
+func (s *snapshot) expired() int64 {
+	if s.HasExpired {
+		return s.Expired
 	}
 	return s.Watermark
 }
@@ -264,10 +264,10 @@ func (s *snapshot) purgeHorizon() int64 {
 // partition the snapshot's keys come from (a Kafka source restores one
 // snapshot per partition), or noPartition.
 func (c *coordinator) restore(s *snapshot, part int32) error {
-	// The windows saved past the horizon were kept for workers that had
-	// not judged by it yet; restarted, every worker starts from it.
+	// Expired windows saved were kept for workers that had not judged by
+	// the horizon yet; restarted, every worker starts from it.
 	c.wm, c.latePurged = s.Watermark, c.latePurged+s.LatePurged
-	c.expired, c.purged = s.purgeHorizon(), s.purgeHorizon()
+	c.expired, c.purged = s.expired(), s.expired()
 	intern := func(k string) uint32 {
 		if part == noPartition {
 			return c.keys.intern(k)

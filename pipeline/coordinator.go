@@ -51,8 +51,9 @@ type coordinator struct {
 	alerts  map[alertKey]*alertState
 	out     *emitter
 	now     func() time.Time
-	// late contributions to windows already purged (following only: an
-	// idle partition that comes back with events older than the purge)
+	// contributions to windows already purged: none since workers judge
+	// lateness by the expired horizon too; kept as a count rather than
+	// lost if one came
 	latePurged int64
 	skipped    func() int64 // records retention deleted before the workers read them
 
@@ -193,7 +194,7 @@ func sortSessions(list []*winState) {
 }
 
 // watermark returns the pipeline watermark, which emits windows, and the
-// horizon up to which windows are forgotten.
+// horizon at or before which windows expire.
 //
 // The watermark is the minimum over the active partitions: idle ones
 // (following: no event for idle_timeout) and exhausted ones (until-end:
@@ -212,8 +213,8 @@ func sortSessions(list []*winState) {
 // writes after another's, after the windows the other closed were
 // emitted, has its events accepted by its own watermark, and they must
 // find those windows still there - to re-emit them with revision + 1, or
-// emit a key's window for the first time. Forgotten, they were dropped
-// and counted as late.
+// emit a key's window for the first time. Expired, they were dropped and
+// counted as late.
 func (c *coordinator) watermark(follow bool) (wm, horizon int64) {
 	wm, horizon = math.MaxInt64, math.MaxInt64
 	active, exhausted := 0, 0
@@ -252,10 +253,10 @@ func (c *coordinator) watermark(follow bool) (wm, horizon int64) {
 
 // advance moves the watermark and emits what it closes: new windows
 // (revision 0) and windows changed by late events since their emission
-// (revision + 1), in order of window end, start and key. Then it forgets
-// the windows that end (plus allowed_lateness) at or before horizon, and
-// drops from memory those at or before safe (coordinate: the horizon every
-// worker judges by).
+// (revision + 1), in order of window end, start and key. Then the windows
+// that end (plus allowed_lateness) at or before horizon expire, and those
+// at or before safe (coordinate: the horizon every worker judges by) leave
+// memory.
 func (c *coordinator) advance(wm, horizon, safe int64) error {
 	c.wm = wm
 	c.due = c.due[:0]

@@ -222,20 +222,20 @@ func (k *kafkaRun) assigned(ctx context.Context, offsets map[string]map[int32]kg
 	e := newEngine(k.l, k.p, k.pl, k.opts, k.out)
 	e.statsOnStop = false
 	e.save = k.save
-	wm, purged := int64(math.MaxInt64), int64(math.MaxInt64)
+	wm, expired := int64(math.MaxInt64), int64(math.MaxInt64)
 	for _, p := range parts {
 		if s := snaps[p]; s != nil {
 			if err := e.coord.restore(s, p); err != nil {
 				return nil, err
 			}
-			wm, purged = min(wm, s.Watermark), min(purged, s.purgeHorizon())
+			wm, expired = min(wm, s.Watermark), min(expired, s.expired())
 		} else {
 			// A partition that comes with no state holds the watermark
 			// back, as it would have in one instance from the start.
-			wm, purged = minWatermark, minWatermark
+			wm, expired = minWatermark, minWatermark
 		}
 	}
-	e.coord.wm, e.coord.expired, e.coord.purged = wm, purged, purged
+	e.coord.wm, e.coord.expired, e.coord.purged = wm, expired, expired
 	feeds := map[int32]*feed{}
 	next := map[string]map[int32]kgo.Offset{k.src.Topic: {}}
 	err = e.addWorkers(parts, k.opts, func(id int32, saved *partReport) (*feed, error) {
