@@ -580,6 +580,24 @@ func TestRunInProcess(t *testing.T) {
 	}
 }
 
+// countPipeline parses pipeline p over topic events: a count per service
+// in tumbling windows of size, with time section {timeConf} and extra
+// pipeline keys (each "key: value").
+func countPipeline(t testing.TB, timeConf, size string, extra ...string) *File {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "pipelines:\n  - name: p\n    source: {topic: events, start: earliest}\n    time: {%s}\n    group_by: [service]\n    window: {type: tumbling, size: %s}\n", timeConf, size)
+	for _, e := range extra {
+		fmt.Fprintf(&b, "    %s\n", e)
+	}
+	b.WriteString("    metrics:\n      - {name: n, agg: count}\n")
+	f, err := Parse("t.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // TestSourceStart: source.start earliest, OFFSET, RFC3339 and latest,
 // per partition, over partitions that keys filled unevenly. An offset is
 // where a partition has one and its end where it is shorter (as
@@ -643,18 +661,7 @@ func TestSourceStart(t *testing.T) {
 func TestFollowKeepsWindowsForPartitionsWithoutEvents(t *testing.T) {
 	l, tp := testTopic(t, 2)
 	defer l.Close()
-	f, err := Parse("t.yaml", []byte(`pipelines:
-  - name: p
-    source: {topic: events, start: earliest}
-    time: {field: ts, unit: ms}
-    group_by: [service]
-    window: {type: tumbling, size: 10s}
-    metrics:
-      - {name: n, agg: count}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := countPipeline(t, "field: ts, unit: ms", "10s")
 	var mu sync.Mutex
 	var results []string
 	var r *Runner
@@ -749,19 +756,7 @@ func TestFollowKeepsWindowsForPartitionsWithoutEvents(t *testing.T) {
 func TestFollowIdlePartitionComesBackLate(t *testing.T) {
 	l, tp := testTopic(t, 2)
 	defer l.Close()
-	f, err := Parse("t.yaml", []byte(`pipelines:
-  - name: p
-    source: {topic: events, start: earliest}
-    time: {field: ts, unit: ms, idle_timeout: 200ms}
-    group_by: [service]
-    window: {type: tumbling, size: 10s}
-    late_topic: true
-    metrics:
-      - {name: n, agg: count}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := countPipeline(t, "field: ts, unit: ms, idle_timeout: 200ms", "10s", "late_topic: true")
 	r, err := Start(context.Background(), l, f, Options{Stdout: &countingWriter{}})
 	if err != nil {
 		t.Fatal(err)
@@ -827,15 +822,7 @@ func TestUntilEndHoldsForPartitionsWithoutEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f, _ := Parse("t.yaml", []byte(`pipelines:
-  - name: p
-    source: {topic: events, start: earliest}
-    time: {field: ts, unit: ms}
-    group_by: [service]
-    window: {type: tumbling, size: 10s}
-    metrics:
-      - {name: n, agg: count}
-`))
+	f := countPipeline(t, "field: ts, unit: ms", "10s")
 	for _, workers := range []int{1, 2} {
 		var out countingWriter
 		if err := Run(context.Background(), l, f, Options{UntilEnd: true, Workers: workers, Stdout: &out}); err != nil {
@@ -1099,18 +1086,7 @@ func TestFollowBacklogOnOnePartition(t *testing.T) {
 	if err := pr.Close(); err != nil {
 		t.Fatal(err)
 	}
-	f, err := Parse("t.yaml", []byte(`pipelines:
-  - name: p
-    source: {topic: events, start: earliest}
-    time: {field: ts, unit: ms}
-    group_by: [service]
-    window: {type: tumbling, size: 1s}
-    metrics:
-      - {name: n, agg: count}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := countPipeline(t, "field: ts, unit: ms", "1s")
 	r, err := Start(context.Background(), l, f, Options{Workers: 2, Stdout: &countingWriter{}, CheckpointInterval: -1})
 	if err != nil {
 		t.Fatal(err)
