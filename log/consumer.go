@@ -204,6 +204,10 @@ func (c *Consumer) claim(id int32, lock *os.File) error {
 		if from, err = start.Resolve(p); err != nil {
 			return err
 		}
+		if start.Kind == StartOffset && start.Offset < from {
+			c.l.opts.Logger.Warn("start offset no longer in the log (retention or DeleteRecords removed it); starting at the log start",
+				"topic", c.t.name, "partition", id, "offset", start.Offset, "log_start", from)
+		}
 	}
 	r, err := p.NewReader(from)
 	if err != nil {

@@ -648,6 +648,34 @@ func TestSourceStart(t *testing.T) {
 			t.Fatalf("start %s over partitions of %v: want %s, got %s", c.start, sizes, want, s[strings.LastIndex(s[:len(s)-1], "\n")+1:])
 		}
 	}
+	// An offset that retention (here DeleteRecords) removed starts at the
+	// log start, and says so.
+	big := 0
+	for id, n := range sizes {
+		if n > sizes[big] {
+			big = id
+		}
+	}
+	p, _ := tp.Partition(int32(big))
+	if _, err := p.DeleteRecords(50); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := Parse("t.yaml", []byte(strings.Replace(benchYAML, "start: earliest", "start: 10", 1)))
+	var out countingWriter
+	var logged bytes.Buffer
+	if err := Run(context.Background(), l, f, Options{UntilEnd: true, Stdout: &out, Logger: slog.New(slog.NewTextHandler(&logged, nil))}); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(0)
+	for id, n := range sizes {
+		want += max(n-10, 0)
+		if id == big {
+			want -= 40
+		}
+	}
+	if !strings.Contains(out.buf.String(), fmt.Sprintf(`"records":%d,`, want)) || !strings.Contains(logged.String(), "no longer in the log") {
+		t.Fatalf("start 10 below partition %d's log start 50: want %d records and a warning; logged %s", big, want, logged.String())
+	}
 }
 
 // TestFollowKeepsWindowsForPartitionsWithoutEvents: following, a

@@ -380,6 +380,10 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 		if err != nil {
 			return nil, fmt.Errorf("source start: %w", err)
 		}
+		if st := c.Source.Start; saved == nil && st.Kind == log.StartOffset && st.Offset < from {
+			opts.Logger.Warn("source start offset no longer in the log (retention or DeleteRecords removed it); starting at the log start",
+				"pipeline", c.Name, "partition", id, "offset", st.Offset, "log_start", from)
+		}
 		if saved != nil {
 			from = saved.next
 			if from < part.LogStartOffset() || from > part.HighWatermark() {
