@@ -69,6 +69,9 @@ func readBody(r *http.Request) ([]byte, int, error) {
 type ingestReply struct {
 	Topic   string         `json:"topic"`
 	Records []ingestResult `json:"records"`
+	// BadTimestamp counts the records whose ?timestamp_field= is missing
+	// or not a timestamp: stored with the append's time, as produce does.
+	BadTimestamp int `json:"bad_timestamp,omitempty"`
 }
 
 type ingestResult struct {
@@ -147,9 +150,12 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	// started on, so that unkeyed traffic spreads over the partitions
 	// whatever the size of its requests.
 	sticky := partition.NewStickyAt(t.Partitions(), s.ingestTurn.Add(1))
-	batchRecords, batchBytes := 0, 0
+	batchRecords, batchBytes, badTime := 0, 0, 0
 	for i, v := range values {
-		key, ts, _ := fields.Extract(v)
+		key, ts, bad := fields.Extract(v)
+		if bad {
+			badTime++
+		}
 		if key != nil {
 			key = bytes.Clone(key)
 		}
@@ -176,7 +182,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	for i, rt := range recs {
 		byPart[rt.p] = append(byPart[rt.p], i)
 	}
-	reply := ingestReply{Topic: name, Records: make([]ingestResult, len(recs))}
+	reply := ingestReply{Topic: name, Records: make([]ingestResult, len(recs)), BadTimestamp: badTime}
 	for p, idxs := range byPart {
 		part, err := t.Partition(p)
 		if err != nil {

@@ -449,6 +449,41 @@ func scrape(t *testing.T, base string) []byte {
 	return body
 }
 
+// TestIngestTimestampField: ?timestamp_field= sets each record's
+// timestamp from a field in unix ms or RFC 3339; a record where it is
+// missing or not a timestamp is stored with the append's time and counted
+// in the reply's bad_timestamp, as produce --timestamp-field counts it.
+func TestIngestTimestampField(t *testing.T) {
+	base, l := startServer(t, "topics:\n  - {name: raw, partitions: 1}\n")
+	before := time.Now().UnixMilli()
+	code, reply := post(t, base+"/topics/raw/records?timestamp_field=at", "application/x-ndjson",
+		`{"at":1795341600123}`+"\n"+`{"at":"2026-11-22T10:00:01.5+01:00"}`+"\n"+`{"at":"yesterday"}`+"\n"+`{"other":1}`+"\n")
+	if code != 200 || reply["bad_timestamp"] != float64(2) {
+		t.Fatalf("ingest: %d %v, want bad_timestamp 2", code, reply)
+	}
+	tp, _ := l.Topic("raw")
+	p, _ := tp.Partition(0)
+	r, err := p.NewReader(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := r.Read(nil)
+	if err != nil || len(recs) != 4 {
+		t.Fatalf("read %d records: %v", len(recs), err)
+	}
+	if recs[0].TimestampMs != 1795341600123 || recs[1].TimestampMs != 1795338001500 {
+		t.Fatalf("timestamps %d and %d, want the fields'", recs[0].TimestampMs, recs[1].TimestampMs)
+	}
+	for _, rec := range recs[2:] {
+		if rec.TimestampMs < before {
+			t.Fatalf("record %s stored at %d, before the request", rec.Value, rec.TimestampMs)
+		}
+	}
+	if code, reply = post(t, base+"/topics/raw/records?timestamp_field=at", "application/json", `{"at":1795341600123}`); code != 200 || reply["bad_timestamp"] != nil {
+		t.Fatalf("a good timestamp: %d %v", code, reply)
+	}
+}
+
 // TestIngestContentEncoding: a compressed body (gzip, deflate, zstd: what
 // log shippers send when told to compress) is stored as the records it
 // holds; an encoding the server does not know, a corrupt body or one that
