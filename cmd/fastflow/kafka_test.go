@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/partition"
 )
@@ -467,6 +469,7 @@ func TestServeKafkaFlagErrors(t *testing.T) {
 		{[]string{"serve", "--kafka-advertise", "h:1"}, "--kafka-advertise needs --kafka"},
 		{[]string{"serve", "--kafka", "localhost"}, `"localhost" is not a host:port address`},
 		{[]string{"serve", "--config", cfg}, `bad.yaml:4: serve.kafka: "nine-oh-nine-two" is not a host:port address`},
+		{[]string{"demo", "--kafka", "localhost"}, `"localhost" is not a host:port address`},
 	} {
 		r := c.run("", tc.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
@@ -482,6 +485,38 @@ func TestServeKafkaFlagErrors(t *testing.T) {
 	r := c.run("", "serve", "--http", freePort(t), "--kafka", ln.Addr().String())
 	if r.code != 1 || !strings.Contains(r.stderr, "listen on "+ln.Addr().String()) {
 		t.Errorf("Kafka port in use: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// TestDemoServesKafka: demo --kafka serves the Kafka protocol as serve
+// --kafka does: a franz-go client reads the generated events and the
+// pipeline's results from the demo's topics.
+func TestDemoServesKafka(t *testing.T) {
+	kafkaAddr := freePort(t)
+	startDemo(t, "--kafka", kafkaAddr)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr), kgo.ConsumeTopics("events", "api-health.results"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	seen := map[string]bool{}
+	for !seen["events"] || !seen["api-health.results"] {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("in a minute, records from %v only", seen)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var v struct {
+				Service string
+				Type    string
+			}
+			if json.Unmarshal(r.Value, &v) == nil && (r.Topic == "events" && v.Service != "" || r.Topic == "api-health.results" && v.Type == "window") {
+				seen[r.Topic] = true
+			}
+		})
 	}
 }
 

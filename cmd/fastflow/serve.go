@@ -170,7 +170,7 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 }
 
 func newDemoCmd(g *globals) *cobra.Command {
-	var addr, webhook string
+	var addr, webhook, kafkaAddr string
 	var duration time.Duration
 	var rate, speed float64
 	c := &cobra.Command{
@@ -188,6 +188,9 @@ The data directory is a temporary one, removed at exit, unless --data is given.`
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if rate <= 0 || speed <= 0 {
 				return usagef("--rate and --speed must be positive")
+			}
+			if _, _, err := net.SplitHostPort(kafkaAddr); kafkaAddr != "" && err != nil {
+				return usagef("%q is not a host:port address", kafkaAddr)
 			}
 			f, err := pipeline.Parse("demo.yaml", demo.Config)
 			if err != nil {
@@ -211,9 +214,13 @@ The data directory is a temporary one, removed at exit, unless --data is given.`
 				defer cancel()
 			}
 			return serve(ctx, g, f, serveOptions{
-				addr: addr,
+				addr:  addr,
+				kafka: kafkaAddr,
 				ready: func(url string) {
 					fmt.Printf("fastflow demo: dashboard at %s — api-health over %.0f events/s, event time ×%g; Ctrl-C to stop\n", url, rate, speed)
+					if kafkaAddr != "" {
+						fmt.Printf("fastflow demo: Kafka protocol on %s (topics events, api-health.results)\n", kafkaAddr)
+					}
 				},
 				beforeServe: func(l *log.Log, srv *server.Server) error {
 					if err := pipeline.CreateTopics(l, f, nil); err != nil {
@@ -240,6 +247,7 @@ The data directory is a temporary one, removed at exit, unless --data is given.`
 	c.Flags().Float64Var(&rate, "rate", 2000, "generated events per second")
 	c.Flags().Float64Var(&speed, "speed", 20, "event-time seconds per second of clock")
 	c.Flags().StringVar(&webhook, "webhook", "", "also send alerts to this Alertmanager (e.g. http://127.0.0.1:9093/api/v2/alerts)")
+	c.Flags().StringVar(&kafkaAddr, "kafka", "", "also serve the Kafka protocol on this address, as serve --kafka (e.g. 127.0.0.1:9092)")
 	return c
 }
 
