@@ -815,8 +815,8 @@ func TestFollowIdlePartitionComesBackLate(t *testing.T) {
 	until("partition 1's event", func(s *Snapshot) bool { return s.Stats.Records == 1 })
 	time.Sleep(300 * time.Millisecond) // partition 1 goes idle
 	write(0, 0, 200)
+	// Forgotten means every worker already judges by a horizon past them.
 	until("partition 0's windows forgotten", func(s *Snapshot) bool { return s.Stats.Records == 201 && s.OpenWindows == 1 })
-	time.Sleep(300 * time.Millisecond) // every worker judges by the horizon
 	write(1, 1, 100)
 	until("partition 1's late events", func(s *Snapshot) bool { return s.Stats.Records == 300 })
 	if s := pl.Snapshot(); s.Stats.LateDropped != 99 {

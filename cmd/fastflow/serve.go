@@ -70,10 +70,8 @@ checkpoint the pipelines and exit 0.`,
 			if o.autoCreate < 0 || o.autoCreate > 1<<16 {
 				return usagef("invalid --kafka-auto-create %d: a number of partitions, 0 for off", o.autoCreate)
 			}
-			for _, a := range []string{o.kafka, o.advertise} {
-				if _, _, err := net.SplitHostPort(a); a != "" && err != nil {
-					return usagef("%q is not a host:port address", a)
-				}
+			if err := checkAddrs(o.kafka, o.advertise); err != nil {
+				return err
 			}
 			return serve(cmd.Context(), g, f, o)
 		},
@@ -169,6 +167,17 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 	return err
 }
 
+// checkAddrs refuses, as a usage error, an address given (not "") that is
+// not host:port.
+func checkAddrs(addrs ...string) error {
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); a != "" && err != nil {
+			return usagef("%q is not a host:port address", a)
+		}
+	}
+	return nil
+}
+
 func newDemoCmd(g *globals) *cobra.Command {
 	var addr, webhook, kafkaAddr string
 	var duration time.Duration
@@ -189,8 +198,8 @@ The data directory is a temporary one, removed at exit, unless --data is given.`
 			if rate <= 0 || speed <= 0 {
 				return usagef("--rate and --speed must be positive")
 			}
-			if _, _, err := net.SplitHostPort(kafkaAddr); kafkaAddr != "" && err != nil {
-				return usagef("%q is not a host:port address", kafkaAddr)
+			if err := checkAddrs(kafkaAddr); err != nil {
+				return err
 			}
 			f, err := pipeline.Parse("demo.yaml", demo.Config)
 			if err != nil {
