@@ -285,7 +285,6 @@ func (p *Partition) loadSegments(repair bool, cutAt int64) ([]*segment, int64, e
 				return nil, 0, err
 			}
 			segs = append(segs, s)
-			next = s.nextOffset
 			break
 		}
 		segs = append(segs, s)

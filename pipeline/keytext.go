@@ -146,7 +146,7 @@ func validUTF8(s []byte) string {
 // Integers are not read through float64, which would merge distinct ones
 // past 2^53 (IDs).
 func canonicalNumber(v []byte) []byte {
-	if bytes.IndexAny(v, ".eE") < 0 {
+	if !bytes.ContainsAny(v, ".eE") {
 		if string(v) == "-0" {
 			return []byte("0")
 		}

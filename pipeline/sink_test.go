@@ -156,7 +156,7 @@ func TestWebhookRetriesAndDrops(t *testing.T) {
 	var calls atomic.Int32
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) <= 2 {
-			http.Error(w, "busy", 503) // the first attempts fail, the retry succeeds
+			http.Error(w, "busy", http.StatusServiceUnavailable) // the first attempts fail, the retry succeeds
 			return
 		}
 		w.WriteHeader(200)

@@ -95,8 +95,7 @@ func checkAgainstCLI(t *testing.T, c *cli, topic string, partitions int32, got [
 	}
 	for _, r := range cliRecs {
 		k := byPos[fmt.Sprint(r.Partition, "/", r.Offset)]
-		value := string(r.Value)
-		var s string
+		var value, s string
 		if json.Unmarshal(r.Value, &s) == nil {
 			value = s
 		} else {
