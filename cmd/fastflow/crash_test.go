@@ -16,6 +16,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sys/unix"
+
+	"github.com/fastflow/fastflow/partition"
 )
 
 // The write paths of `serve` — HTTP ingest and Kafka Produce — killed with
@@ -273,4 +275,134 @@ func TestCheckpointOfAnotherDefinitionRefused(t *testing.T) {
 	}
 	os.Remove(filepath.Join(c.dir, "pipelines", "api-health.checkpoint"))
 	startHTTP(t, c, "serve", "--config", changed)
+}
+
+// TestIngestFullDisk: an HTTP ingest whose records span partitions, one of
+// which cannot be written (a file-size limit on serve, the kernel's EFBIG:
+// a full disk as a write sees it), stores the others' records and answers
+// 507 with every record's offset (-1 where it was not stored) and each
+// failed partition's error, so that a client retries only what is missing.
+// The failed write reached the file in part; none of it is served, and
+// once space is back the partition's offsets go on densely.
+func TestIngestFullDisk(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "3")
+	addr := freePort(t)
+	srv := c.cmd(context.Background(), "serve", "--http", addr)
+	start(t, srv)
+	base := "http://" + addr
+	waitFor(t, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	type reply struct {
+		Error   string `json:"error"`
+		Records []struct {
+			Partition int32 `json:"partition"`
+			Offset    int64 `json:"offset"`
+		} `json:"records"`
+		Failed          int               `json:"failed"`
+		PartitionErrors map[string]string `json:"partition_errors"`
+	}
+	post := func(query, body string) (int, reply) {
+		t.Helper()
+		resp, err := http.Post(base+"/topics/events/records"+query, "application/x-ndjson", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r reply
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, r
+	}
+	// Partition 0 well past the limit set below, 1 and 2 well under it.
+	var big strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&big, `{"n":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", 200))
+	}
+	if code, r := post("?partition=0", big.String()); code != 200 {
+		t.Fatalf("filling partition 0: %d %+v", code, r)
+	}
+	keys := map[int32][]string{} // 10 keys for each partition
+	for i := 0; len(keys[0]) < 10 || len(keys[1]) < 10 || len(keys[2]) < 10; i++ {
+		k := fmt.Sprint("k", i)
+		if p := partition.ForKey([]byte(k), 3); len(keys[p]) < 10 {
+			keys[p] = append(keys[p], k)
+		}
+	}
+	batch := func(round string) (string, map[string]int32) {
+		var b strings.Builder
+		where := map[string]int32{}
+		for p := range int32(3) {
+			for _, k := range keys[p] {
+				fmt.Fprintf(&b, `{"k":%q,"round":%q}`+"\n", k, round)
+				where[k] = p
+			}
+		}
+		return b.String(), where
+	}
+	// A file-size limit 100 bytes over partition 0's segment, far over
+	// partitions 1's and 2's: partition 0's write of 10 records (~400
+	// bytes) reaches the file in part, then fails.
+	var desc struct {
+		PartitionOffsets []struct {
+			SizeBytes int64 `json:"size_bytes"`
+			Segments  int   `json:"segments"`
+		} `json:"partition_offsets"`
+	}
+	if err := json.Unmarshal([]byte(c.ok("", "topic", "describe", "events")), &desc); err != nil || desc.PartitionOffsets[0].Segments != 1 {
+		t.Fatalf("describe: %v %+v", err, desc)
+	}
+	lim := unix.Rlimit{Cur: uint64(desc.PartitionOffsets[0].SizeBytes) + 100, Max: unix.RLIM_INFINITY}
+	if err := unix.Prlimit(srv.Process.Pid, unix.RLIMIT_FSIZE, &lim, nil); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := batch("full")
+	code, r := post("?key_field=k", body)
+	if code != http.StatusInsufficientStorage || r.Failed != 10 || len(r.Records) != 30 ||
+		!strings.Contains(r.PartitionErrors["0"], "file too large") || len(r.PartitionErrors) != 1 ||
+		!strings.HasPrefix(r.Error, "10 of 30 records not stored: ") {
+		t.Fatalf("ingest with partition 0 full: %d %+v", code, r)
+	}
+	for i, rec := range r.Records {
+		want := int64(-1)
+		if rec.Partition != 0 {
+			want = int64(i % 10) // partitions 1 and 2 were empty
+		}
+		if rec.Offset != want {
+			t.Fatalf("record %d: %+v, want offset %d", i, rec, want)
+		}
+	}
+	lim.Cur = unix.RLIM_INFINITY
+	if err := unix.Prlimit(srv.Process.Pid, unix.RLIMIT_FSIZE, &lim, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The client retries what was not stored.
+	var retry strings.Builder
+	for _, k := range keys[0] {
+		fmt.Fprintf(&retry, `{"k":%q,"round":"retry"}`+"\n", k)
+	}
+	if code, r := post("?key_field=k", retry.String()); code != 200 || r.Records[0].Offset != 500 || r.Records[9].Offset != 509 {
+		t.Fatalf("retry: %d %+v", code, r)
+	}
+	got := parseConsumed(t, c.ok("", "consume", "events"))
+	count := map[int32]int{}
+	for _, rec := range got {
+		count[rec.Partition]++
+		var v struct {
+			K, Round string
+		}
+		json.Unmarshal(rec.Value, &v)
+		if rec.Partition == 0 && rec.Offset >= 500 && v.Round != "retry" || rec.Partition != 0 && v.Round != "full" {
+			t.Fatalf("%d/%d holds %s", rec.Partition, rec.Offset, rec.Value)
+		}
+	}
+	if count[0] != 510 || count[1] != 10 || count[2] != 10 {
+		t.Fatalf("the topic holds %v records per partition, want 510, 10, 10", count)
+	}
 }

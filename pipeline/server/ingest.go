@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/valyala/fastjson"
@@ -74,9 +77,38 @@ type ingestReply struct {
 	BadTimestamp int `json:"bad_timestamp,omitempty"`
 }
 
+// ingestResult is one record's place in the log: offset -1 where its
+// partition's append failed (Kafka's produce response says so too, base
+// offset -1 with the partition's error).
 type ingestResult struct {
 	Partition int32 `json:"partition"`
 	Offset    int64 `json:"offset"`
+}
+
+// ingestFailure is the answer when some partition's append failed: the
+// first error, the error of each partition that failed, and what became of
+// every record, so that a client retries only those that were not stored.
+type ingestFailure struct {
+	Error string `json:"error"`
+	ingestReply
+	Failed     int              `json:"failed"`
+	Partitions map[int32]string `json:"partition_errors"`
+}
+
+// appendStatus is the HTTP status that answers an append's error: 413
+// for a record too large, 404 for a topic deleted meanwhile, 507 when the
+// disk is full (or a file-size or quota limit is reached: Kafka's
+// KAFKA_STORAGE_ERROR), 500 otherwise.
+func appendStatus(err error) int {
+	switch {
+	case errors.Is(err, log.ErrRecordTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, log.ErrUnknownTopic):
+		return http.StatusNotFound
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EFBIG), errors.Is(err, syscall.EDQUOT):
+		return http.StatusInsufficientStorage
+	}
+	return http.StatusInternalServerError
 }
 
 // ingest handles POST /topics/{topic}/records: a body of JSON lines (each
@@ -177,39 +209,57 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		}
 		recs[i] = routed{rec: log.Record{Key: key, Value: v, TimestampMs: ts}, p: p}
 	}
-	// One append per partition, records in request order within it.
+	// One append per partition, in partition order, records in request
+	// order within it. A partition whose append fails (a full disk) does
+	// not stop the others, as in a Kafka produce request; the reply says
+	// which records were stored.
 	byPart := map[int32][]int{}
 	for i, rt := range recs {
 		byPart[rt.p] = append(byPart[rt.p], i)
 	}
+	parts := slices.Sorted(maps.Keys(byPart))
 	reply := ingestReply{Topic: name, Records: make([]ingestResult, len(recs)), BadTimestamp: badTime}
-	for p, idxs := range byPart {
+	var firstErr error
+	var partErrs map[int32]string
+	stored, failed := 0, 0
+	for _, p := range parts {
+		idxs := byPart[p]
 		part, err := t.Partition(p)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, err.Error())
-			return
-		}
-		batch := make([]log.Record, len(idxs))
-		for j, i := range idxs {
-			batch[j] = recs[i].rec
-		}
-		base, err := part.Append(batch, acks)
-		if err != nil {
-			status := http.StatusInternalServerError
-			switch {
-			case errors.Is(err, log.ErrRecordTooLarge):
-				status = http.StatusRequestEntityTooLarge
-			case errors.Is(err, log.ErrUnknownTopic): // deleted by another process
-				status = http.StatusNotFound
+		var base int64
+		if err == nil {
+			batch := make([]log.Record, len(idxs))
+			for j, i := range idxs {
+				batch[j] = recs[i].rec
 			}
-			writeError(w, status, err.Error())
-			return
+			base, err = part.Append(batch, acks)
 		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr, partErrs = err, map[int32]string{}
+			}
+			partErrs[p] = err.Error()
+			failed += len(idxs)
+			for _, i := range idxs {
+				reply.Records[i] = ingestResult{Partition: p, Offset: -1}
+			}
+			continue
+		}
+		stored += len(idxs)
 		for j, i := range idxs {
 			reply.Records[i] = ingestResult{Partition: p, Offset: base + int64(j)}
 		}
 	}
-	s.metrics.ingested(name, len(recs), len(body))
+	if stored > 0 {
+		s.metrics.ingested(name, stored, len(body))
+	}
+	if firstErr != nil {
+		msg := firstErr.Error()
+		if stored > 0 {
+			msg = fmt.Sprintf("%d of %d records not stored: %v", failed, len(recs), firstErr)
+		}
+		writeJSON(w, appendStatus(firstErr), ingestFailure{Error: msg, ingestReply: reply, Failed: failed, Partitions: partErrs})
+		return
+	}
 	writeJSON(w, http.StatusOK, reply)
 }
 

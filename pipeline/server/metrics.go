@@ -37,9 +37,9 @@ type metrics struct {
 func newMetrics(s *Server) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.ingestRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fastflow_ingest_records_total", Help: "Records received by POST /topics/{topic}/records."}, []string{"topic"})
+		Name: "fastflow_ingest_records_total", Help: "Records stored by POST /topics/{topic}/records."}, []string{"topic"})
 	m.ingestBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fastflow_ingest_bytes_total", Help: "Request body bytes received by POST /topics/{topic}/records."}, []string{"topic"})
+		Name: "fastflow_ingest_bytes_total", Help: "Body bytes (decompressed) of POST /topics/{topic}/records requests that stored records."}, []string{"topic"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "fastflow_result_latency_seconds",
 		Help:    "Wall time from a window's end to the emission of its result: how long results trail the events.",
