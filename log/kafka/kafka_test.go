@@ -806,6 +806,38 @@ func requestFrame(req kmsg.Request, corr int32) []byte {
 	return f
 }
 
+// TestHugeTagCountClosesTheConnection: a flexible request's tagged
+// fields begin with their count, which a client may set to 2^32-1 in a
+// 30-byte request. kmsg up to v1.15.0 read tags until the count ran out,
+// not the bytes (found by FuzzHandle): such a request held a core for over
+// a minute (2^28 took 5 s), and a few of them the whole server. Now it
+// does not decode, its connection is closed, and the server goes on
+// answering.
+func TestHugeTagCountClosesTheConnection(t *testing.T) {
+	addr, _ := startServer(t, map[string]int32{"t": 2})
+	oc := kmsg.NewPtrOffsetCommitRequest()
+	oc.Version, oc.Group, oc.Generation = 8, "g", -1
+	frame := requestFrame(oc, 1)
+	// The request ends with its tags' count: 0, one byte; make it 2^32-1,
+	// the largest a uvarint32 holds.
+	frame = append(frame[:len(frame)-1], 0xff, 0xff, 0xff, 0xff, 0x0f)
+	binary.BigEndian.PutUint32(frame, uint32(len(frame)-4))
+	for range 3 { // more requests than cores: one stuck would hold them all
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := roundTrip(conn, frame); !errors.Is(err, io.EOF) {
+			t.Fatalf("a tag count of 2^32-1: %v, want the connection closed (EOF)", err)
+		}
+	}
+	cl := newClient(t, addr)
+	if _, err := kmsg.NewPtrApiVersionsRequest().RequestWith(ctxT(t), cl); err != nil {
+		t.Fatalf("ApiVersions after: %v", err)
+	}
+}
+
 // An API the server does not serve gets its proper error response, and
 // the connection goes on serving.
 func TestUnsupportedAPIsAnswerWithAnError(t *testing.T) {
