@@ -266,3 +266,48 @@ func TestCreateTopicsAppliesDeclaredSettings(t *testing.T) {
 		t.Fatalf("fewer partitions declared: %v, %d\n%s", err, tp.Partitions(), logs.String())
 	}
 }
+
+// FuzzParse: any bytes as a pipelines file give a checked File or one
+// *ConfigError on one line naming the file and a line in it — never a
+// panic, and never a File that compile then refuses (what run would
+// find only after it started).
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(specExample))
+	f.Add([]byte(`topics:
+  - {name: events, partitions: 6, retention: 7d, retention_bytes: 10GiB, segment_bytes: 16MiB, cleanup: compact}
+pipelines:
+  - name: s
+    source: {topic: events, start: "2026-11-22T10:00:00Z"}
+    time: {field: req.ts, unit: rfc3339, idle_timeout: 1s}
+    group_by: [a, b.c]
+    window: {type: session, gap: 30s}
+    metrics:
+      - {name: n, agg: count, where: 'x >= 1.5'}
+      - {name: m, agg: min, field: v}
+      - {name: s, agg: sum, field: v, where: 'ok == true'}
+      - {name: p, agg: percentile, field: v, q: 0.999}
+      - {name: r, agg: rate, of: n}
+    alerts:
+      - {name: a, when: 'p != 3', for: 3}
+    sinks: [{type: webhook, url: 'http://127.0.0.1:1/x', format: json}, {type: topic, topic: out}]
+    dlq: true
+    late_topic: true
+serve: {http: 127.0.0.1:8080, kafka: 127.0.0.1:9092}
+`))
+	f.Add([]byte("pipelines:\n  - name: h\n    source: {topic: e, start: 5}\n    window: {type: hopping, size: 5m, advance: 1m}\n    metrics: [{name: c, agg: count}]\n    sinks: [{type: stdout}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := Parse("f.yaml", data)
+		if err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.File != "f.yaml" || ce.Line < 1 || strings.ContainsAny(err.Error(), "\r\n") {
+				t.Fatalf("error %q (%T) is not one ConfigError line", err, err)
+			}
+			return
+		}
+		for _, c := range file.Pipelines {
+			if _, err := compile(c); err != nil {
+				t.Fatalf("Parse accepted what compile refuses: %v", err)
+			}
+		}
+	})
+}
