@@ -58,7 +58,7 @@ func appendValue(dst, v []byte) []byte {
 	if v == nil {
 		return append(dst, "null"...)
 	}
-	t := bytes.TrimSpace(v)
+	t := bytes.Trim(v, " \t\r\n") // JSON's whitespace, not \v, \f or Unicode's spaces
 	// JSON text is UTF-8 (RFC 8259), which fastjson does not check: a
 	// value with other bytes embedded as it is would make the line invalid
 	// JSON, so it is a string, its invalid bytes U+FFFD.

@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
@@ -33,4 +34,44 @@ func TestAppendJSON(t *testing.T) {
 		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":"{\"a\":\"x\ufffdy\"}"}`)
 	f(Record{Value: []byte(""), Headers: []Header{{Key: []byte("h"), Value: []byte("v")}, {Key: []byte("n")}}}, true,
 		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":"","headers":[{"key":"h","value":"v"},{"key":"n","value":null}]}`)
+}
+
+// FuzzAppendJSON: whatever a record holds, consume's line is one line of
+// valid JSON (as encoding/json reads it) whose value is the record's value
+// when that is JSON text, and the value as a string otherwise.
+func FuzzAppendJSON(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, "not json", "{\n \"a\": [1, 2]\n}\n", "NaN", "01", `"\x"`, "\v{}", "{\"a\":\"x\xffy\"}", "1e400", `"\ud800"`} {
+		f.Add([]byte(s), []byte("k"))
+	}
+	f.Fuzz(func(t *testing.T, value, key []byte) {
+		line := AppendJSON(nil, "t", &Record{Key: key, Value: value}, false)
+		if bytes.ContainsAny(line, "\r\n") {
+			t.Fatalf("not one line: %q", line)
+		}
+		var got struct {
+			Key   string
+			Value json.RawMessage
+		}
+		if err := json.Unmarshal(line, &got); err != nil || !utf8.Valid(line) {
+			t.Fatalf("not JSON (UTF-8): %q: %v", line, err)
+		}
+		if json.Valid(value) && utf8.Valid(value) { // RFC 8259: JSON text is UTF-8
+			var a, b bytes.Buffer
+			json.Compact(&a, value)
+			json.Compact(&b, got.Value)
+			if a.String() != b.String() {
+				t.Fatalf("value %q printed as %s", value, got.Value)
+			}
+			return
+		}
+		var want []rune // invalid bytes become U+FFFD each
+		for b := value; len(b) > 0; {
+			r, n := utf8.DecodeRune(b)
+			want, b = append(want, r), b[n:]
+		}
+		var s string
+		if err := json.Unmarshal(got.Value, &s); err != nil || s != string(want) {
+			t.Fatalf("value %q, not JSON, printed as %s", value, got.Value)
+		}
+	})
 }
