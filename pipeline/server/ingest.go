@@ -268,6 +268,12 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 func splitRecords(body []byte) ([][]byte, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) > 0 && trimmed[0] == '[' {
+		// fastjson's parser takes more than JSON (unknown escapes, NaN,
+		// 01, raw control characters in strings) and would store such an
+		// element re-encoded as something else; its validator does not.
+		if err := fastjson.ValidateBytes(trimmed); err != nil {
+			return nil, fmt.Errorf("body starts with [ but is not a JSON array: %v", err)
+		}
 		var p fastjson.Parser
 		v, err := p.ParseBytes(trimmed)
 		if err != nil {

@@ -43,7 +43,7 @@ pipelines:
 `
 
 // startServer runs a server on 127.0.0.1 over a fresh data directory.
-func startServer(t *testing.T, yaml string) (base string, l *log.Log) {
+func startServer(t testing.TB, yaml string) (base string, l *log.Log) {
 	t.Helper()
 	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
