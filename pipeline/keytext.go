@@ -14,6 +14,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/fastflow/fastflow/internal/jsontext"
 	"github.com/fastflow/fastflow/log"
 )
 
@@ -31,7 +32,7 @@ func canonicalKey(b []byte) (key string, ok bool) {
 	for len(b) > 0 {
 		n := valueLen(b)
 		v := b[:n]
-		if !validValue(v) {
+		if !jsontext.ValidValue(v) {
 			return "", false
 		}
 		switch {
@@ -55,60 +56,15 @@ func canonicalKey(b []byte) (key string, ok bool) {
 // validKey reports whether the group key text b (as canonicalKey takes it)
 // holds only strings and numbers a strict JSON parser takes: fastjson's
 // parser also takes raw control characters and unknown escapes in strings,
-// and numbers such as NaN or 01 (validNumber). Objects and arrays are not
+// and numbers such as NaN or 01 (jsontext.ValidValue). Objects and arrays are not
 // looked into.
 func validKey(b []byte) bool {
 	for len(b) > 0 {
 		n := valueLen(b)
-		if !validValue(b[:n]) {
+		if !jsontext.ValidValue(b[:n]) {
 			return false
 		}
 		b = b[min(n+1, len(b)):]
-	}
-	return true
-}
-
-// validValue is validKey for one value of a key.
-func validValue(v []byte) bool {
-	switch {
-	case len(v) == 0:
-		return false
-	case v[0] == '"':
-		return len(v) >= 2 && validStringText(v[1:len(v)-1])
-	case v[0] == '{' || v[0] == '[' || string(v) == "true" || string(v) == "false" || string(v) == "null":
-		return true
-	}
-	return validNumber(v)
-}
-
-// validStringText reports whether s, the text between a JSON string's
-// quotes, has no raw control character and only JSON's escapes.
-func validStringText(s []byte) bool {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20:
-			return false
-		case c == '\\':
-			i++
-			if i == len(s) {
-				return false
-			}
-			switch s[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if i+4 >= len(s) {
-					return false
-				}
-				for _, h := range s[i+1 : i+5] {
-					if !(h >= '0' && h <= '9' || h|0x20 >= 'a' && h|0x20 <= 'f') {
-						return false
-					}
-				}
-				i += 4
-			default:
-				return false
-			}
-		}
 	}
 	return true
 }

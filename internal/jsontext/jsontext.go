@@ -1,0 +1,103 @@
+// Package jsontext holds the values fastflow reads out of JSON to RFC
+// 8259. fastjson, the parser on every hot path, takes more than JSON: raw
+// control characters and unknown escapes in strings, and numbers such as
+// NaN, Infinity, 01, .5 and 1. A strict parser (encoding/json, Jackson,
+// Python's json) rejects a record holding them, so fastflow checks the
+// text of each value it reads — a pipeline's group keys, produce's and
+// ingest's key and timestamp fields — and judges the record as a strict
+// parser would, without validating the values it does not read (that
+// would cost a second parse of every record).
+package jsontext
+
+// ValidValue reports whether v, the text of one JSON value as fastjson
+// holds it before decoding it (its MarshalTo while its strings are not
+// decoded), is JSON: a string's escapes and characters, a number's
+// grammar, true, false or null. Objects and arrays are not looked into.
+func ValidValue(v []byte) bool {
+	switch {
+	case len(v) == 0:
+		return false
+	case v[0] == '"':
+		return len(v) >= 2 && v[len(v)-1] == '"' && ValidString(v[1:len(v)-1])
+	case v[0] == '{' || v[0] == '[' || string(v) == "true" || string(v) == "false" || string(v) == "null":
+		return true
+	}
+	return ValidNumber(v)
+}
+
+// ValidString reports whether s, the text between a JSON string's
+// quotes, has no raw control character or quote and only JSON's escapes.
+func ValidString(s []byte) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c == '"':
+			return false
+		case c == '\\':
+			i++
+			if i == len(s) {
+				return false
+			}
+			switch s[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(s) {
+					return false
+				}
+				for _, h := range s[i+1 : i+5] {
+					if !(h >= '0' && h <= '9' || h|0x20 >= 'a' && h|0x20 <= 'f') {
+						return false
+					}
+				}
+				i += 4
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ValidNumber reports whether s is a JSON number:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func ValidNumber(s []byte) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		i = digits(s, i)
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		j := digits(s, i+1)
+		if j == i+1 {
+			return false
+		}
+		i = j
+	}
+	if i < len(s) && s[i]|0x20 == 'e' {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		j := digits(s, i)
+		if j == i {
+			return false
+		}
+		i = j
+	}
+	return i == len(s)
+}
+
+// digits returns the index of the first byte at or after i of s that is
+// not a decimal digit.
+func digits(s []byte, i int) int {
+	for i < len(s) && s[i]-'0' <= 9 {
+		i++
+	}
+	return i
+}
