@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -1051,5 +1052,38 @@ func TestVersion(t *testing.T) {
 	out := c.ok("", "--version")
 	if !regexp.MustCompile(`^fastflow \S+ (\([0-9a-f]+(-dirty)?\) )?go1\.\S+ \w+/\w+\n$`).MatchString(out) {
 		t.Fatalf("--version: %q", out)
+	}
+}
+
+// TestProduceKeyFieldHeldToJSON: a line whose key or timestamp value is
+// not JSON text — fastjson parses "a\0" and 01, a strict parser does not —
+// is not JSON, as a pipeline judges it: stored with a null key, counted.
+func TestProduceKeyFieldHeldToJSON(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "3")
+	in := `{"ts":1795341600000,"service":"a"}
+{"ts":1795341600000,"service":"a\0"}
+{"ts":01,"service":"a"}
+{"ts":1795341600000,"service":"a\u0062"}
+`
+	var sum produceSummary
+	if out := c.ok(in, "produce", "events", "--key-field", "service", "--timestamp-field", "ts"); json.Unmarshal([]byte(out), &sum) != nil || sum.Records != 4 || sum.NoKey != 2 {
+		t.Fatalf("summary %s, want 4 records, 2 without a key", out)
+	}
+	keys := map[string]string{}
+	for _, r := range parseConsumed(t, c.ok("", "consume", "events")) {
+		k := "<null>"
+		if r.Key != nil {
+			k = *r.Key
+		}
+		keys[string(r.Value)] = k
+	}
+	if want := map[string]string{
+		`{"ts":1795341600000,"service":"a"}`:            "a",
+		`"{\"ts\":1795341600000,\"service\":\"a\\0\"}"`: "<null>", // not JSON: printed as a string
+		`"{\"ts\":01,\"service\":\"a\"}"`:               "<null>",
+		`{"ts":1795341600000,"service":"a\u0062"}`:      "ab",
+	}; !reflect.DeepEqual(keys, want) {
+		t.Fatalf("keys by value %v, want %v", keys, want)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/fastflow/fastflow/internal/jsontext"
 )
 
 // Fields extracts a key and a timestamp from JSON lines, as `fastflow
@@ -20,8 +22,8 @@ type Fields struct {
 	// production.
 	TimeField string
 
-	p   fastjson.Parser
-	key []byte
+	p        fastjson.Parser
+	key, raw []byte
 }
 
 // Extract returns line's key (nil if the line is not a JSON object or
@@ -36,22 +38,33 @@ func (f *Fields) Extract(line []byte) (key []byte, tsMs int64, badTime bool) {
 	if err != nil || v.Type() != fastjson.TypeObject {
 		return nil, 0, f.TimeField != ""
 	}
+	var k, t *fastjson.Value
 	if f.KeyField != "" {
-		if k := member(v, f.KeyField); k != nil {
-			f.key = f.key[:0]
-			switch k.Type() {
-			case fastjson.TypeString:
-				f.key = append(f.key, k.GetStringBytes()...)
-				key = f.key
-			case fastjson.TypeNull:
-			default:
-				f.key = k.MarshalTo(f.key)
-				key = f.key
-			}
+		k = member(v, f.KeyField)
+	}
+	if f.TimeField != "" {
+		t = member(v, f.TimeField)
+	}
+	// fastjson's parser takes more than JSON; the values read are held
+	// to RFC 8259, as pipelines hold them: with one that is not, the line
+	// is not JSON (unread values are not checked: that would cost a
+	// second parse of every line).
+	if k != nil && !f.strict(k) || t != nil && !f.strict(t) {
+		return nil, 0, f.TimeField != ""
+	}
+	if k != nil {
+		f.key = f.key[:0]
+		switch k.Type() {
+		case fastjson.TypeString:
+			f.key = append(f.key, k.GetStringBytes()...)
+			key = f.key
+		case fastjson.TypeNull:
+		default:
+			f.key = k.MarshalTo(f.key)
+			key = f.key
 		}
 	}
 	if f.TimeField != "" {
-		t := member(v, f.TimeField)
 		switch {
 		case t == nil:
 			badTime = true
@@ -71,6 +84,14 @@ func (f *Fields) Extract(line []byte) (key []byte, tsMs int64, badTime bool) {
 		}
 	}
 	return key, tsMs, badTime
+}
+
+// strict reports whether v's text is JSON by RFC 8259 (jsontext). A
+// value's MarshalTo is the text it was parsed from while its strings are
+// not decoded, which member leaves them.
+func (f *Fields) strict(v *fastjson.Value) bool {
+	f.raw = v.MarshalTo(f.raw[:0])
+	return jsontext.ValidValue(f.raw)
 }
 
 // member returns the value of name in object v: the last, if v holds it
