@@ -1087,3 +1087,75 @@ func TestProduceKeyFieldHeldToJSON(t *testing.T) {
 		t.Fatalf("keys by value %v, want %v", keys, want)
 	}
 }
+
+// TestProduceTakesUpAddedPartitions: a produce that streams stdin takes up
+// partitions another process adds (topic alter --partitions), as a Kafka
+// producer does at its next metadata refresh: keys hash over the new
+// count from then on.
+func TestProduceTakesUpAddedPartitions(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "2")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pr := c.cmd(ctx, "produce", "events", "--key-field", "k")
+	stdin, _ := pr.StdinPipe()
+	var out, errb bytes.Buffer
+	pr.Stdout, pr.Stderr = &out, &errb
+	if err := pr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	write := func(round string) {
+		t.Helper()
+		var b strings.Builder
+		for i := range 40 {
+			fmt.Fprintf(&b, `{"k":"k%d","round":%q}`+"\n", i, round)
+		}
+		if _, err := io.WriteString(stdin, b.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consumed := func() []consumed { return parseConsumed(t, c.ok("", "consume", "events")) }
+	write("before")
+	waitFor(t, func() bool { return len(consumed()) == 40 })
+	c.ok("", "topic", "alter", "events", "--partitions", "4")
+	// Within about a second of records produce looks again.
+	waitForOr(t, func() bool {
+		write("during")
+		for _, r := range consumed() {
+			if r.Partition >= 2 {
+				return true
+			}
+		}
+		return false
+	}, func() string { return "no record on partitions 2 and 3" })
+	write("after")
+	stdin.Close()
+	if err := pr.Wait(); err != nil {
+		t.Fatalf("produce: %v: %s", err, errb.String())
+	}
+	var sum produceSummary
+	if json.Unmarshal(out.Bytes(), &sum) != nil || len(sum.Partitions) != 4 {
+		t.Fatalf("summary %s", out.String())
+	}
+	after := 0
+	for _, r := range consumed() {
+		var v struct{ Round string }
+		json.Unmarshal(r.Value, &v)
+		n := int32(4)
+		if v.Round == "before" {
+			n = 2
+		}
+		if v.Round == "during" {
+			continue // either count, as the look falls
+		}
+		if want := partition.ForKey([]byte(*r.Key), n); r.Partition != want {
+			t.Fatalf("%s record with key %s on partition %d, murmur2 over %d says %d", v.Round, *r.Key, r.Partition, n, want)
+		}
+		if v.Round == "after" {
+			after++
+		}
+	}
+	if after != 40 {
+		t.Fatalf("%d records of the last round, want 40", after)
+	}
+}

@@ -5,6 +5,12 @@
 // keeps accepting records, one appender goroutine per partition, so that
 // the partitions' writes and fsyncs overlap.
 //
+// Partitions added to the topic meanwhile (topic alter --partitions, a
+// Kafka client's CreatePartitions, from any process) are taken up within
+// about a second of records (RefreshInterval), as a Kafka producer takes
+// them up at its next metadata refresh: keys hash over the new count from
+// then on, and null-key batches go round all the partitions.
+//
 // A Producer cannot be used from concurrent goroutines (it is one
 // producer); Add copies what it is given.
 package producer
@@ -14,6 +20,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/partition"
@@ -52,6 +59,13 @@ type Stats struct {
 	PerPartition []int64 `json:"-"`
 }
 
+// RefreshInterval is how often, at most, a Producer looks for partitions
+// added to its topic: on a Flush, or once records have been added since
+// (every refreshRecords records, so that Add reads the clock rarely).
+const RefreshInterval = time.Second
+
+const refreshRecords = 1024
+
 // Producer sends records to one topic.
 type Producer struct {
 	topic  *log.Topic
@@ -59,6 +73,9 @@ type Producer struct {
 	sticky *partition.Sticky
 	parts  []*appender
 	err    atomic.Pointer[error] // the first append error
+
+	added       int       // records added since the last look at the partitions
+	nextRefresh time.Time // when to look again
 }
 
 // batch is records plus the arena their bytes live in.
@@ -93,11 +110,31 @@ func New(t *log.Topic, opts Options) (*Producer, error) {
 		return nil, errors.New("partition out of range: topic " + t.Name() + " has fewer partitions")
 	}
 	return &Producer{
-		topic:  t,
-		opts:   opts,
-		sticky: partition.NewSticky(n),
-		parts:  make([]*appender, n),
+		topic:       t,
+		opts:        opts,
+		sticky:      partition.NewSticky(n),
+		parts:       make([]*appender, n),
+		nextRefresh: time.Now().Add(RefreshInterval),
 	}, nil
+}
+
+// refresh takes up partitions added to the topic, at most once per
+// RefreshInterval. A topic deleted meanwhile is left to the appends to
+// report.
+func (pr *Producer) refresh() {
+	pr.added = 0
+	now := time.Now()
+	if now.Before(pr.nextRefresh) {
+		return
+	}
+	pr.nextRefresh = now.Add(RefreshInterval)
+	if pr.topic.Reload() != nil {
+		return
+	}
+	if n := pr.topic.Partitions(); int(n) > len(pr.parts) {
+		pr.parts = append(pr.parts, make([]*appender, int(n)-len(pr.parts))...)
+		pr.sticky = partition.NewStickyAt(n, uint32(pr.sticky.Partition()))
+	}
 }
 
 func (pr *Producer) appender(id int32) (*appender, error) {
@@ -158,6 +195,9 @@ func (pr *Producer) Add(key, value []byte, tsMs int64) error {
 	if err := pr.Err(); err != nil {
 		return err
 	}
+	if pr.added++; pr.added >= refreshRecords {
+		pr.refresh()
+	}
 	id := pr.opts.Partition
 	switch {
 	case id >= 0:
@@ -217,6 +257,7 @@ func (pr *Producer) Flush() error {
 		}
 	}
 	pr.sticky.BatchDone()
+	pr.refresh()
 	return pr.Err()
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/partition"
@@ -108,5 +109,80 @@ func TestProducerRoutesAndCounts(t *testing.T) {
 		if n == 0 {
 			t.Fatalf("partition %d got nothing", id)
 		}
+	}
+}
+
+// TestProducerTakesUpAddedPartitions: partitions added while a producer
+// runs are taken up at its next refresh: keys hash over the new count,
+// null-key batches go round every partition.
+func TestProducerTakesUpAddedPartitions(t *testing.T) {
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tp, _ := l.CreateTopic("events", log.TopicConfig{Partitions: 2})
+	pr, err := New(tp, Options{Acks: log.AcksLeader, Partition: -1, BatchRecords: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(from, to int) {
+		for i := from; i < to; i++ {
+			var key []byte
+			if i%2 == 0 {
+				key = fmt.Appendf(nil, "k%d", i%40)
+			}
+			if err := pr.Add(key, fmt.Appendf(nil, "%d", i), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := pr.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(0, 400)
+	if err := tp.AddPartitions(4); err != nil {
+		t.Fatal(err)
+	}
+	pr.nextRefresh = time.Time{} // as if a second had passed
+	pr.refresh()
+	add(400, 800)
+	if err := pr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	perPart := make([]int, 4)
+	for id := range int32(4) {
+		p, _ := tp.Partition(id)
+		r, err := p.NewReader(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := r.Read(make([]log.Record, 0, 1000))
+		r.Close()
+		if err != nil && p.HighWatermark() > 0 {
+			t.Fatal(err)
+		}
+		for _, rec := range recs {
+			var i int
+			fmt.Sscan(string(rec.Value), &i)
+			n := int32(2)
+			if i >= 400 {
+				n = 4
+			}
+			if rec.Key != nil && partition.ForKey(rec.Key, n) != id {
+				t.Fatalf("record %d (key %s) on partition %d, murmur2 over %d says %d", i, rec.Key, id, n, partition.ForKey(rec.Key, n))
+			}
+			if i >= 400 {
+				perPart[id]++
+			}
+		}
+	}
+	for id, n := range perPart {
+		if n == 0 {
+			t.Fatalf("after the partitions were added, partition %d got nothing: %v", id, perPart)
+		}
+	}
+	if st := pr.Stats(); st.Records != 800 || len(st.PerPartition) != 4 {
+		t.Fatalf("stats %+v", st)
 	}
 }
