@@ -47,8 +47,11 @@ type producedBatch struct {
 }
 
 // decodeBatches decodes the record batches of a Produce partition. It
-// checks each batch's CRC and decompresses it.
-func decodeBatches(raw []byte) ([]producedBatch, error) {
+// checks each batch's CRC and decompresses it, taking what the batches
+// expand to from *budget, the bytes the request's compressed batches may
+// still expand to (maxUncompressed for a request): a few KiB of zstd can
+// claim 256 MiB, and a request can hold thousands of batches.
+func decodeBatches(raw []byte, budget *int) ([]producedBatch, error) {
 	var out []producedBatch
 	for len(raw) > 0 {
 		if len(raw) < 12 {
@@ -73,9 +76,16 @@ func decodeBatches(raw []byte) ([]producedBatch, error) {
 		if b.Attributes&(attrTransaction|attrControlBatch) != 0 {
 			return nil, fmt.Errorf("transactional batches are not supported")
 		}
-		recs, err := decompress(b.Attributes&codecMask, b.Records)
+		codec := b.Attributes & codecMask
+		recs, err := decompress(codec, b.Records, *budget)
+		if errors.Is(err, errTooLarge) {
+			return nil, err
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errCorruptBatch, err)
+		}
+		if codec != 0 {
+			*budget -= len(recs)
 		}
 		if b.NumRecords < 0 || int(b.NumRecords) > len(recs) {
 			return nil, fmt.Errorf("%w: %d records in %d bytes", errCorruptBatch, b.NumRecords, len(recs))
@@ -116,7 +126,9 @@ func recordLength(b []byte) (int, bool) {
 // (xerial) snappy-java writes it.
 var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
 
-func decompress(codec int16, b []byte) ([]byte, error) {
+// decompress expands b, compressed with codec, to at most limit bytes
+// (errTooLarge past it).
+func decompress(codec int16, b []byte, limit int) ([]byte, error) {
 	switch codec {
 	case 0:
 		return b, nil
@@ -125,7 +137,7 @@ func decompress(codec int16, b []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return io.ReadAll(io.LimitReader(r, maxUncompressed))
+		return readLimited(r, limit)
 	case 2:
 		if bytes.HasPrefix(b, xerialMagic) && len(b) >= 16 {
 			var out []byte
@@ -137,41 +149,58 @@ func decompress(codec int16, b []byte) ([]byte, error) {
 				if n > len(b)-4 {
 					return nil, errors.New("truncated xerial chunk")
 				}
-				chunk, err := snappyDecode(b[4 : 4+n])
+				chunk, err := snappyDecode(b[4:4+n], limit-len(out))
 				if err != nil {
 					return nil, err
-				}
-				if len(out)+len(chunk) > maxUncompressed {
-					return nil, errTooLarge
 				}
 				out = append(out, chunk...)
 				b = b[4+n:]
 			}
 			return out, nil
 		}
-		return snappyDecode(b)
+		return snappyDecode(b, limit)
 	case 3:
-		return io.ReadAll(io.LimitReader(lz4.NewReader(bytes.NewReader(b)), maxUncompressed))
+		return readLimited(lz4.NewReader(bytes.NewReader(b)), limit)
 	case 4:
 		d, err := zstdDecoder()
 		if err != nil {
 			return nil, err
 		}
-		return d.DecodeAll(b, nil)
+		// A frame that says how large it is is refused before decoding;
+		// one that does not, once decoded (the decoder itself stops at
+		// maxUncompressed).
+		var h zstd.Header
+		if h.Decode(b) == nil && h.HasFCS && h.FrameContentSize > uint64(limit) {
+			return nil, errTooLarge
+		}
+		out, err := d.DecodeAll(b, nil)
+		if err == nil && len(out) > limit {
+			return nil, errTooLarge
+		}
+		return out, err
 	}
 	return nil, fmt.Errorf("unknown compression codec %d", codec)
 }
 
-var errTooLarge = fmt.Errorf("batch decompresses to more than %d bytes", maxUncompressed)
+// readLimited reads r to its end, at most limit bytes.
+func readLimited(r io.Reader, limit int) ([]byte, error) {
+	out, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err == nil && len(out) > limit {
+		return nil, errTooLarge
+	}
+	return out, err
+}
+
+var errTooLarge = fmt.Errorf("the compressed record batches of the request expand to more than %d MiB", maxUncompressed>>20)
 
 // snappyDecode decodes a snappy block, refusing one that claims to
-// decompress past the limit before allocating for it.
-func snappyDecode(b []byte) ([]byte, error) {
+// decompress past limit before allocating for it.
+func snappyDecode(b []byte, limit int) ([]byte, error) {
 	n, err := snappy.DecodedLen(b)
 	if err != nil {
 		return nil, err
 	}
-	if n > maxUncompressed {
+	if n > limit {
 		return nil, errTooLarge
 	}
 	return snappy.Decode(nil, b)
@@ -183,7 +212,9 @@ var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 	return zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxUncompressed), zstd.WithDecoderConcurrency(0))
 })
 
-// maxUncompressed bounds what one compressed batch may expand to.
+// maxUncompressed bounds what the compressed batches of one Produce
+// request may expand to, together (the request itself is at most
+// MaxRequestBytes).
 const maxUncompressed = 256 << 20
 
 // appendBatch appends recs (consecutive records of one fastflow batch or

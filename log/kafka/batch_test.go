@@ -4,9 +4,16 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
+	"net"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Snappy as the Java client's snappy-java writes it: the xerial header,
@@ -23,14 +30,14 @@ func TestDecompressXerialSnappy(t *testing.T) {
 		framed = append(framed, block...)
 		rest = rest[n:]
 	}
-	got, err := decompress(2, framed)
+	got, err := decompress(2, framed, maxUncompressed)
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("xerial: %v, %d bytes, want %d", err, len(got), len(want))
 	}
-	if _, err := decompress(2, framed[:len(framed)-7]); err == nil {
+	if _, err := decompress(2, framed[:len(framed)-7], maxUncompressed); err == nil {
 		t.Fatal("a truncated xerial chunk decoded")
 	}
-	raw, err := decompress(2, snappy.Encode(nil, want))
+	raw, err := decompress(2, snappy.Encode(nil, want), maxUncompressed)
 	if err != nil || !bytes.Equal(raw, want) {
 		t.Fatalf("raw snappy: %v", err)
 	}
@@ -41,10 +48,76 @@ func TestDecompressXerialSnappy(t *testing.T) {
 func TestDecompressRefusesSnappyBomb(t *testing.T) {
 	bomb := binary.AppendUvarint(nil, 1<<40) // the decoded length a block declares
 	bomb = append(bomb, 0x00, 'x')
-	if _, err := decompress(2, bomb); err == nil {
+	if _, err := decompress(2, bomb, maxUncompressed); err == nil {
 		t.Fatal("a block declaring 1 TiB decoded")
 	}
-	if _, err := decompress(2, binary.AppendUvarint(nil, maxUncompressed+1)); !errors.Is(err, errTooLarge) {
+	if _, err := decompress(2, binary.AppendUvarint(nil, maxUncompressed+1), maxUncompressed); !errors.Is(err, errTooLarge) {
 		t.Fatalf("a block over the limit: %v", err)
+	}
+}
+
+// zstdBatch is a record batch of one record whose value is n zero bytes,
+// compressed with zstd: ~n/30000 bytes that expand to n.
+func zstdBatch(t *testing.T, n int) []byte {
+	r := kmsg.Record{Value: make([]byte, n)}
+	r.Length = int32(len(r.AppendTo(nil)) - 1)
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := kmsg.RecordBatch{Magic: 2, Attributes: 4, FirstTimestamp: 1795341600000, MaxTimestamp: 1795341600000,
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1, Records: enc.EncodeAll(r.AppendTo(nil), nil)}
+	out := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
+	binary.BigEndian.PutUint32(out[17:], crc32.Checksum(out[21:], castagnoli))
+	return out
+}
+
+// TestProduceDecompressionBudget: a Produce request's compressed batches
+// may expand to 256 MiB together, not each: eight batches of a few KiB,
+// each claiming 100 MiB, are refused with MESSAGE_TOO_LARGE once the
+// budget is spent, without 800 MiB decoded first (and then refused for
+// max_record_bytes) (the allocation is
+// measured: the server runs in this process).
+func TestProduceDecompressionBudget(t *testing.T) {
+	addr, _ := startServer(t, map[string]int32{"t": 2})
+	one := zstdBatch(t, 100<<20)
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "t"
+	for p := range int32(2) { // partitions are appended side by side with acks=all: one budget still
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition, rp.Records = p, bytes.Repeat(one, 4)
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	frame := requestFrame(req, 1)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	body, err := roundTrip(conn, frame)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := kmsg.NewPtrProduceResponse()
+	resp.Version = 9
+	if err := resp.ReadFrom(body[5:]); err != nil {
+		t.Fatal(err)
+	}
+	// Partition 0's third batch goes past the budget; partition 1's
+	// first claims more than what is left, in its frame header.
+	for _, p := range resp.Topics[0].Partitions {
+		if p.ErrorCode != kerr.MessageTooLarge.Code || p.ErrorMessage == nil || !strings.Contains(*p.ErrorMessage, "expand to more than 256 MiB") {
+			t.Fatalf("partition %d: error %d %v", p.Partition, p.ErrorCode, *p.ErrorMessage)
+		}
+	}
+	if mib := (after.TotalAlloc - before.TotalAlloc) >> 20; mib > 500 { // 200: two batches
+		t.Fatalf("the request allocated %d MiB", mib)
 	}
 }

@@ -102,6 +102,7 @@ func (s *Server) produce(req *kmsg.ProduceRequest) kmsg.Response {
 	// of one request are appended side by side, so that the request
 	// waits for the slowest fsync, not for their sum.
 	var wg sync.WaitGroup
+	budget := maxUncompressed
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for i, rt := range req.Topics {
 		st := &resp.Topics[i]
@@ -131,8 +132,19 @@ func (s *Server) produce(req *kmsg.ProduceRequest) kmsg.Response {
 			case err != nil:
 				fail(kerr.UnknownTopicOrPartition, err.Error())
 			default:
+				// Decoded here, one partition after another, so that what
+				// the request's batches expand to stays within one budget.
+				batches, err := decodeBatches(rp.Records, &budget)
+				if err != nil {
+					code := kerr.CorruptMessage
+					if errors.Is(err, errTooLarge) {
+						code = kerr.MessageTooLarge
+					}
+					fail(code, err.Error())
+					continue
+				}
 				appendAt := func() {
-					s.produceBatches(p, rp.Records, acks, sp, fail)
+					s.produceBatches(p, batches, acks, sp, fail)
 					if sp.ErrorCode == 0 && t.Config().TimestampType == log.TimestampAppend {
 						sp.LogAppendTime = time.Now().UnixMilli()
 					}
@@ -153,12 +165,7 @@ func (s *Server) produce(req *kmsg.ProduceRequest) kmsg.Response {
 	return resp
 }
 
-func (s *Server) produceBatches(p *log.Partition, raw []byte, acks log.Acks, sp *kmsg.ProduceResponseTopicPartition, fail func(*kerr.Error, string)) {
-	batches, err := decodeBatches(raw)
-	if err != nil {
-		fail(kerr.CorruptMessage, err.Error())
-		return
-	}
+func (s *Server) produceBatches(p *log.Partition, batches []producedBatch, acks log.Acks, sp *kmsg.ProduceResponseTopicPartition, fail func(*kerr.Error, string)) {
 	first := int64(-1)
 	for i := range batches {
 		b := &batches[i]
