@@ -55,13 +55,18 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respons
 	}
 }
 
+// fetchMaxBytes bounds a Fetch response, whatever the request's MaxBytes
+// asks (up to 2 GiB): Kafka's broker setting fetch.max.bytes, at its
+// default. Clients ask for 50 MiB by default.
+const fetchMaxBytes = 57671680
+
 // fetchOnce reads what is available now; it returns the response and the
 // number of record bytes in it.
 func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	budget := int(req.MaxBytes)
-	if budget <= 0 {
-		budget = 50 << 20
+	if budget <= 0 || budget > fetchMaxBytes {
+		budget = fetchMaxBytes
 	}
 	total := 0
 	for _, rt := range req.Topics {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"net"
 	"sort"
 	"strconv"
@@ -1262,5 +1263,52 @@ func TestCreatePartitions(t *testing.T) {
 	}
 	if partitions() != 7 {
 		t.Fatalf("after another process added partitions: %d", partitions())
+	}
+}
+
+// TestFetchMaxBytesCapped: a Fetch that asks for 2 GiB gets at most
+// fetch.max.bytes (55 MiB, Kafka's default) and the batch that crosses it,
+// as from a Kafka broker; a smaller MaxBytes is kept.
+func TestFetchMaxBytesCapped(t *testing.T) {
+	addr, l := startServer(t, map[string]int32{"t": 1})
+	tp, _ := l.Topic("t")
+	p, _ := tp.Partition(0)
+	value := bytes.Repeat([]byte("x"), 1000_000)
+	for range 70 {
+		if _, err := p.Append([]log.Record{{Value: value}}, log.AcksLeader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fetch := func(maxBytes int32) int {
+		t.Helper()
+		req := kmsg.NewPtrFetchRequest()
+		req.Version, req.MaxBytes, req.MinBytes = 12, maxBytes, 1
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "t"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.PartitionMaxBytes = math.MaxInt32
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		body, err := roundTrip(conn, requestFrame(req, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := kmsg.NewPtrFetchResponse()
+		resp.Version = 12
+		if err := resp.ReadFrom(body[5:]); err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.Topics[0].Partitions[0].RecordBatches)
+	}
+	if n := fetch(math.MaxInt32); n < 50<<20 || n > fetchMaxBytes+1100_000 {
+		t.Fatalf("MaxBytes 2 GiB: %d bytes, want fetch.max.bytes (%d) and one record's batch at most", n, fetchMaxBytes)
+	}
+	if n := fetch(10 << 20); n < 9<<20 || n > 10<<20+1100_000 {
+		t.Fatalf("MaxBytes 10 MiB: %d bytes", n)
 	}
 }
