@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -974,6 +975,30 @@ func TestMalformedRequestsCloseOnlyTheirConnection(t *testing.T) {
 	stalled.Write(md[:len(md)/2])
 	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
 		t.Fatalf("a good client after the bad ones: %v", err)
+	}
+}
+
+// TestReadFrameAllocatesAsBytesArrive: a client that announces a 90 MiB
+// request (under MaxRequestBytes) and sends 10 bytes of it holds about
+// what it sent, not 90 MiB of the server's memory per connection; a large
+// frame that arrives whole is read whole.
+func TestReadFrameAllocatesAsBytesArrive(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := readFrame(strings.NewReader("0123456789"), 90<<20)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("a frame cut short: %v", err)
+	}
+	if grown := (after.TotalAlloc - before.TotalAlloc) >> 20; grown > 4 {
+		t.Fatalf("10 bytes of a frame announced as 90 MiB allocated %d MiB", grown)
+	}
+	want := bytes.Repeat([]byte("fastflow"), 3<<20/8+1)
+	if got, err := readFrame(bytes.NewReader(want), len(want)); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("a whole 3 MiB frame: %v, %d bytes", err, len(got))
+	}
+	if got, err := readFrame(strings.NewReader("abc"), 3); err != nil || string(got) != "abc" {
+		t.Fatalf("a small frame: %v %q", err, got)
 	}
 }
 

@@ -25,6 +25,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -172,8 +173,8 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 			s.opts.Logger.Warn("kafka: closing connection: request frame size out of range", "client", conn.RemoteAddr(), "bytes", n)
 			return
 		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(conn, body); err != nil {
+		body, err := readFrame(conn, n)
+		if err != nil {
 			return
 		}
 		req, err := parseRequest(body)
@@ -191,6 +192,25 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 			return
 		}
 	}
+}
+
+// readFrame reads a request frame's n bytes. A large one is read into a
+// buffer that grows as its bytes arrive, so that a client that claims 100
+// MiB (MaxRequestBytes) and sends nothing more holds a little memory, not
+// 100 MiB per connection.
+func readFrame(r io.Reader, n int) ([]byte, error) {
+	const upFront = 1 << 20
+	if n <= upFront {
+		body := make([]byte, n)
+		_, err := io.ReadFull(r, body)
+		return body, err
+	}
+	var buf bytes.Buffer
+	buf.Grow(upFront)
+	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // parseRequest decodes a request frame's body (without the size).
