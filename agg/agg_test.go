@@ -3,6 +3,7 @@ package agg
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -283,9 +284,60 @@ func TestStateBinaryRoundTrip(t *testing.T) {
 		if a, c := fmt.Sprint(s.Values(l, 60, nil)), fmt.Sprint(back.Values(l, 60, nil)); a != c {
 			t.Fatalf("n=%d after one more: %s vs %s", n, c, a)
 		}
-		for cut := 0; cut < len(b); cut += 1 + len(b)/50 {
+		// The last byte says there are no negative values: without it,
+		// the encoding of before they were kept, which says the same.
+		for cut := 0; cut < len(b)-1; cut += 1 + len(b)/50 {
 			if _, err := l.NewState().ReadBinary(b[:cut], &pool); err == nil {
 				t.Fatalf("truncated encoding (%d of %d bytes) decoded", cut, len(b))
+			}
+		}
+		old, full := l.NewState(), l.NewState()
+		full.ReadBinary(b, &pool)
+		if _, err := old.ReadBinary(b[:len(b)-1], &pool); err != nil || fmt.Sprint(old.Values(l, 60, nil)) != fmt.Sprint(full.Values(l, 60, nil)) {
+			t.Fatalf("n=%d: the encoding without negative values' byte: %v", n, err)
+		}
+	}
+}
+
+// Percentiles rank negative values below the others (they are kept in a
+// histogram of their magnitudes), as a sort would, within 0.1%. Merged
+// and encoded states keep them.
+func TestPercentileWithNegativeValues(t *testing.T) {
+	l := testLayout(t)
+	var pool PagePool
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, negShare := range []float64{0, 0.02, 0.5, 1} {
+		a, b := l.NewState(), l.NewState()
+		var vals []float64
+		for i := range 3000 {
+			v := math.Exp(rng.Float64()*12) / 1000 // 0.001 to ~160
+			if rng.Float64() < negShare {
+				v = -v
+			}
+			vals = append(vals, v)
+			ev := Event{Has: 1, Values: []float64{v}}
+			if i%2 == 0 {
+				a.Observe(l, &ev, &pool)
+			} else {
+				b.Observe(l, &ev, &pool)
+			}
+		}
+		a.Merge(b, &pool)
+		back := l.NewState()
+		if _, err := back.ReadBinary(a.AppendBinary(nil), &pool); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(vals)
+		for _, s := range []*State{a, back} {
+			for _, q := range []float64{0.001, 0.01, 0.5, 0.95, 0.999, 1} {
+				exact := vals[max(1, int(math.Ceil(q*float64(len(vals)))))-1]
+				got, ok := s.Fields[0].quantile(q)
+				if !ok || math.Abs(got-exact) > 0.001*math.Abs(exact) {
+					t.Fatalf("negative share %v, q %v: %v, exact %v", negShare, q, got, exact)
+				}
+			}
+			if got, _ := s.Fields[0].quantile(0); math.Abs(got-vals[0]) > 0.001*math.Abs(vals[0]) {
+				t.Fatalf("negative share %v, q 0: %v, minimum %v", negShare, got, vals[0])
 			}
 		}
 	}

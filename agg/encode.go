@@ -26,11 +26,26 @@ func (s *State) AppendBinary(dst []byte) []byte {
 		dst = f.Sum.appendBinary(dst)
 		dst = f.Hist.appendBinary(dst)
 	}
+	// The negative values' histograms follow, after a byte that says
+	// whether any field has some: encodings written before they were kept
+	// end before it, and read as having none.
+	neg := false
+	for i := range s.Fields {
+		neg = neg || s.Fields[i].Neg.Count() > 0
+	}
+	if !neg {
+		return append(dst, 0)
+	}
+	dst = append(dst, 1)
+	for i := range s.Fields {
+		dst = s.Fields[i].Neg.appendBinary(dst)
+	}
 	return dst
 }
 
 // ReadBinary sets s (made by the same Layout) from an encoding and returns
-// the rest of b.
+// the rest of b. An encoding from before negative values were kept for
+// percentiles must end b: it is read as having none.
 func (s *State) ReadBinary(b []byte, pool *PagePool) ([]byte, error) {
 	r := reader{b: b}
 	if n := r.uvarint(); n != uint64(len(s.Counts)) {
@@ -49,6 +64,18 @@ func (s *State) ReadBinary(b []byte, pool *PagePool) ([]byte, error) {
 		f.Max = math.Float64frombits(r.u64())
 		f.Sum.read(&r)
 		f.Hist.read(&r, pool)
+		f.Neg.Reset(pool)
+	}
+	if len(r.b) > 0 && !r.err { // absent in encodings of before negative values were kept
+		switch r.byte() {
+		case 0:
+		case 1:
+			for i := range s.Fields {
+				s.Fields[i].Neg.read(&r, pool)
+			}
+		default:
+			r.err = true
+		}
 	}
 	if r.err {
 		return nil, ErrState

@@ -353,18 +353,21 @@ func (h *Histogram) Quantile(q float64) (float64, bool) {
 	if h.total == 0 {
 		return 0, false
 	}
-	rank := int64(math.Ceil(q * float64(h.total)))
-	rank = max(1, min(rank, h.total))
-	var at int64
-	if h.pages == nil {
-		at = h.inlineRank(rank)
-	} else {
-		at = h.pagesRank(rank)
-	}
 	if q <= 0 {
 		return float64(lowestEquivalent(countsIndex(h.min))) / HistogramScale, true
 	}
-	return float64(highestEquivalent(countsIndex(at))) / HistogramScale, true
+	rank := int64(math.Ceil(q * float64(h.total)))
+	return float64(highestEquivalent(countsIndex(h.atRank(rank)))) / HistogramScale, true
+}
+
+// atRank returns (in units) a value in the bucket of the rank-th smallest
+// value recorded (1-based; clamped to 1..Count). h is not empty.
+func (h *Histogram) atRank(rank int64) int64 {
+	rank = max(1, min(rank, h.total))
+	if h.pages == nil {
+		return h.inlineRank(rank)
+	}
+	return h.pagesRank(rank)
 }
 
 // inlineRank returns the rank-th smallest inline value (1-based) without

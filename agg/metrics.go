@@ -3,6 +3,7 @@ package agg
 import (
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // Kind is an aggregate function.
@@ -157,7 +158,8 @@ type FieldState struct {
 	N        int64 // numeric values seen
 	Sum      Sum
 	Min, Max float64
-	Hist     Histogram
+	Hist     Histogram // the values >= 0, for percentiles
+	Neg      Histogram // the negative values, negated: empty but for fields that have some
 }
 
 // NewState returns an empty state for l.
@@ -199,8 +201,8 @@ func (s *State) Observe(l *Layout, ev *Event, pool *PagePool) {
 		if f.sum {
 			fs.Sum.Add(v)
 		}
-		if f.histogram {
-			fs.Hist.Record(v, pool)
+		if f.histogram && !fs.Hist.Record(v, pool) {
+			fs.Neg.Record(-v, pool) // a negative value (events hold no NaN)
 		}
 	}
 }
@@ -224,6 +226,9 @@ func (s *State) Merge(o *State, pool *PagePool) {
 		sf.N += of.N
 		sf.Sum.Merge(&of.Sum)
 		sf.Hist.Merge(&of.Hist, pool)
+		if of.Neg.Count() > 0 {
+			sf.Neg.Merge(&of.Neg, pool)
+		}
 	}
 }
 
@@ -235,6 +240,7 @@ func (s *State) Reset(pool *PagePool) {
 		f.N, f.Min, f.Max = 0, 0, 0
 		f.Sum.Reset()
 		f.Hist.Reset(pool)
+		f.Neg.Reset(pool)
 	}
 }
 
@@ -298,7 +304,7 @@ func (s *State) Values(l *Layout, seconds float64, dst []Value) []Value {
 			case Max:
 				v = Value{V: f.Max, OK: true}
 			case Percentile:
-				q, ok := f.Hist.Quantile(m.Q)
+				q, ok := f.quantile(m.Q)
 				v = Value{V: q, OK: ok}
 			}
 		}
@@ -310,11 +316,34 @@ func (s *State) Values(l *Layout, seconds float64, dst []Value) []Value {
 	return dst
 }
 
+// quantile is the nearest-rank quantile q of the field's values, as
+// Histogram.Quantile reports it, the negative ones (Neg) ranked below the
+// others: the ceil(q·N)-th smallest of all N. A negative one is reported
+// as the highest value equivalent to it too: minus the lowest equivalent
+// of its magnitude, at or above it and within 0.1% of it.
+func (f *FieldState) quantile(q float64) (float64, bool) {
+	neg := f.Neg.Count()
+	if neg == 0 {
+		return f.Hist.Quantile(q)
+	}
+	total := neg + f.Hist.Count()
+	rank := max(1, min(int64(math.Ceil(q*float64(total))), total))
+	if q <= 0 { // the minimum's lowest equivalent, as Quantile(0)
+		return -float64(highestEquivalent(countsIndex(f.Neg.max))) / HistogramScale, true
+	}
+	if rank > neg {
+		return float64(highestEquivalent(countsIndex(f.Hist.atRank(rank-neg)))) / HistogramScale, true
+	}
+	// The rank-th smallest of all is the negative whose magnitude is the
+	// (neg-rank+1)-th smallest in Neg.
+	return -float64(lowestEquivalent(countsIndex(f.Neg.atRank(neg-rank+1)))) / HistogramScale, true
+}
+
 // Bytes is the memory s holds, roughly: for the memory-per-window report.
 func (s *State) Bytes() int {
-	n := 8*len(s.Counts) + int(64+8*inlineLen)*len(s.Fields)
+	n := 8*len(s.Counts) + int(unsafe.Sizeof(FieldState{}))*len(s.Fields)
 	for i := range s.Fields {
-		n += 8*len(s.Fields[i].Sum.limbs) + s.Fields[i].Hist.Bytes()
+		n += 8*len(s.Fields[i].Sum.limbs) + s.Fields[i].Hist.Bytes() + s.Fields[i].Neg.Bytes()
 	}
 	return n
 }
