@@ -94,6 +94,13 @@ func startHTTP(t *testing.T, c *cli, args ...string) string {
 	addr := freePort(t)
 	start(t, c.cmd(context.Background(), append(args, "--http", addr)...))
 	base := "http://" + addr
+	waitHealthy(t, base)
+	return base
+}
+
+// waitHealthy waits until the server at base answers /healthz.
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
 	waitFor(t, func() bool {
 		resp, err := http.Get(base + "/healthz")
 		if err == nil {
@@ -101,7 +108,6 @@ func startHTTP(t *testing.T, c *cli, args ...string) string {
 		}
 		return err == nil && resp.StatusCode == 200
 	})
-	return base
 }
 
 func getBody(url string) (string, error) {

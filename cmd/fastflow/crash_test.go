@@ -291,13 +291,7 @@ func TestIngestFullDisk(t *testing.T) {
 	srv := c.cmd(context.Background(), "serve", "--http", addr)
 	start(t, srv)
 	base := "http://" + addr
-	waitFor(t, func() bool {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	})
+	waitHealthy(t, base)
 	type reply struct {
 		Error   string `json:"error"`
 		Records []struct {
