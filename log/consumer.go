@@ -44,10 +44,25 @@ func ParseStart(s string) (Start, error) {
 	if o, err := strconv.ParseInt(s, 10, 64); err == nil && o >= 0 {
 		return Start{Kind: StartOffset, Offset: o}, nil
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+	if t, err := ParseTime([]byte(s)); err == nil {
 		return Start{Kind: StartTime, TimeMs: t.UnixMilli()}, nil
 	}
 	return Start{}, fmt.Errorf("invalid start %q: want earliest, latest, none, an offset or an RFC 3339 time", s)
+}
+
+// ParseTime parses an RFC 3339 time as fastflow reads one everywhere —
+// pipelines' event times, produce's --timestamp-field, start times: a 'T',
+// 't' or space between date and time, 'Z' or 'z' for UTC, as RFC 3339
+// section 5.6 allows (time.RFC3339 takes only 'T' and 'Z').
+func ParseTime(b []byte) (time.Time, error) {
+	s := append([]byte(nil), b...)
+	if len(s) > 10 && (s[10] == 't' || s[10] == ' ') {
+		s[10] = 'T'
+	}
+	if n := len(s); n > 0 && s[n-1] == 'z' {
+		s[n-1] = 'Z'
+	}
+	return time.Parse(time.RFC3339Nano, string(s))
 }
 
 // Resolve returns the offset s designates in p. An offset before p's

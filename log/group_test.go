@@ -131,6 +131,11 @@ func TestStartPolicies(t *testing.T) {
 	f("latest", 100)
 	f("42", 42)
 	f(time.UnixMilli(1795341600000+60).UTC().Format(time.RFC3339Nano), 60)
+	// RFC 3339's variants (section 5.6), as event times and produce's
+	// --timestamp-field take them.
+	f("2026-11-22 10:00:00.061Z", 61)
+	f("2026-11-22t10:00:00.062z", 62)
+	f("2026-11-22T11:00:00.063+01:00", 63)
 	if _, err := ParseStart("yesterday"); err == nil {
 		t.Fatal("ParseStart accepted garbage")
 	}

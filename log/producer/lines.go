@@ -1,11 +1,10 @@
 package producer
 
 import (
-	"time"
-
 	"github.com/valyala/fastjson"
 
 	"github.com/fastflow/fastflow/internal/jsontext"
+	"github.com/fastflow/fastflow/log"
 )
 
 // Fields extracts a key and a timestamp from JSON lines, as `fastflow
@@ -71,7 +70,7 @@ func (f *Fields) Extract(line []byte) (key []byte, tsMs int64, badTime bool) {
 		case t.Type() == fastjson.TypeNumber:
 			tsMs = int64(t.GetFloat64())
 		case t.Type() == fastjson.TypeString:
-			if tm, err := parseRFC3339(t.GetStringBytes()); err == nil {
+			if tm, err := log.ParseTime(t.GetStringBytes()); err == nil {
 				tsMs = tm.UnixMilli()
 			} else {
 				badTime = true
@@ -106,18 +105,4 @@ func member(v *fastjson.Value, name string) *fastjson.Value {
 		}
 	})
 	return last
-}
-
-// parseRFC3339 parses an RFC 3339 time as pipelines read one: a 'T', 't'
-// or space between date and time, 'Z' or 'z' for UTC (time.RFC3339 takes
-// only 'T' and 'Z').
-func parseRFC3339(b []byte) (time.Time, error) {
-	s := append([]byte(nil), b...)
-	if len(s) > 10 && (s[10] == 't' || s[10] == ' ') {
-		s[10] = 'T'
-	}
-	if n := len(s); n > 0 && s[n-1] == 'z' {
-		s[n-1] = 'Z'
-	}
-	return time.Parse(time.RFC3339Nano, string(s))
 }
