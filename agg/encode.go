@@ -31,14 +31,18 @@ func (s *State) AppendBinary(dst []byte) []byte {
 	// end before it, and read as having none.
 	neg := false
 	for i := range s.Fields {
-		neg = neg || s.Fields[i].Neg.Count() > 0
+		neg = neg || s.Fields[i].negCount() > 0
 	}
 	if !neg {
 		return append(dst, 0)
 	}
 	dst = append(dst, 1)
 	for i := range s.Fields {
-		dst = s.Fields[i].Neg.appendBinary(dst)
+		if f := &s.Fields[i]; f.Neg != nil {
+			dst = f.Neg.appendBinary(dst)
+		} else {
+			dst = binary.AppendVarint(dst, 0) // an empty histogram
+		}
 	}
 	return dst
 }
@@ -64,14 +68,16 @@ func (s *State) ReadBinary(b []byte, pool *PagePool) ([]byte, error) {
 		f.Max = math.Float64frombits(r.u64())
 		f.Sum.read(&r)
 		f.Hist.read(&r, pool)
-		f.Neg.Reset(pool)
+		if f.Neg != nil {
+			f.Neg.Reset(pool)
+		}
 	}
 	if len(r.b) > 0 && !r.err { // absent in encodings of before negative values were kept
 		switch r.byte() {
 		case 0:
 		case 1:
 			for i := range s.Fields {
-				s.Fields[i].Neg.read(&r, pool)
+				s.Fields[i].neg().read(&r, pool)
 			}
 		default:
 			r.err = true

@@ -158,8 +158,24 @@ type FieldState struct {
 	N        int64 // numeric values seen
 	Sum      Sum
 	Min, Max float64
-	Hist     Histogram // the values >= 0, for percentiles
-	Neg      Histogram // the negative values, negated: empty but for fields that have some
+	Hist     Histogram  // the values >= 0, for percentiles
+	Neg      *Histogram // the negative values, negated; nil until the field has one
+}
+
+// neg returns f.Neg, made if f has none yet.
+func (f *FieldState) neg() *Histogram {
+	if f.Neg == nil {
+		f.Neg = new(Histogram)
+	}
+	return f.Neg
+}
+
+// negCount is the number of negative values f holds.
+func (f *FieldState) negCount() int64 {
+	if f.Neg == nil {
+		return 0
+	}
+	return f.Neg.Count()
 }
 
 // NewState returns an empty state for l.
@@ -202,7 +218,7 @@ func (s *State) Observe(l *Layout, ev *Event, pool *PagePool) {
 			fs.Sum.Add(v)
 		}
 		if f.histogram && !fs.Hist.Record(v, pool) {
-			fs.Neg.Record(-v, pool) // a negative value (events hold no NaN)
+			fs.neg().Record(-v, pool) // a negative value (events hold no NaN)
 		}
 	}
 }
@@ -226,8 +242,8 @@ func (s *State) Merge(o *State, pool *PagePool) {
 		sf.N += of.N
 		sf.Sum.Merge(&of.Sum)
 		sf.Hist.Merge(&of.Hist, pool)
-		if of.Neg.Count() > 0 {
-			sf.Neg.Merge(&of.Neg, pool)
+		if of.negCount() > 0 {
+			sf.neg().Merge(of.Neg, pool)
 		}
 	}
 }
@@ -240,7 +256,9 @@ func (s *State) Reset(pool *PagePool) {
 		f.N, f.Min, f.Max = 0, 0, 0
 		f.Sum.Reset()
 		f.Hist.Reset(pool)
-		f.Neg.Reset(pool)
+		if f.Neg != nil {
+			f.Neg.Reset(pool) // kept: a field that had negative values may have more
+		}
 	}
 }
 
@@ -322,7 +340,7 @@ func (s *State) Values(l *Layout, seconds float64, dst []Value) []Value {
 // as the highest value equivalent to it too: minus the lowest equivalent
 // of its magnitude, at or above it and within 0.1% of it.
 func (f *FieldState) quantile(q float64) (float64, bool) {
-	neg := f.Neg.Count()
+	neg := f.negCount()
 	if neg == 0 {
 		return f.Hist.Quantile(q)
 	}
@@ -343,7 +361,11 @@ func (f *FieldState) quantile(q float64) (float64, bool) {
 func (s *State) Bytes() int {
 	n := 8*len(s.Counts) + int(unsafe.Sizeof(FieldState{}))*len(s.Fields)
 	for i := range s.Fields {
-		n += 8*len(s.Fields[i].Sum.limbs) + s.Fields[i].Hist.Bytes() + s.Fields[i].Neg.Bytes()
+		f := &s.Fields[i]
+		n += 8*len(f.Sum.limbs) + f.Hist.Bytes()
+		if f.Neg != nil {
+			n += int(unsafe.Sizeof(*f.Neg)) + f.Neg.Bytes()
+		}
 	}
 	return n
 }
