@@ -653,9 +653,17 @@ func (e *engine) checkpoint() error {
 	return e.save(e.coord, e.saved)
 }
 
+// ErrInterrupted is a run --until-end stopped (SIGINT, SIGTERM) before
+// the end of what the log held: its output is incomplete, and it prints
+// no stats line, so that a script does not take it for a whole run.
+var ErrInterrupted = errors.New("interrupted before the end of the log: the output is incomplete")
+
 // stop ends a following run: checkpoint, stats line, and a nil error if
-// it was asked to stop.
+// it was asked to stop. An --until-end run stopped is ErrInterrupted.
 func (e *engine) stop(cause error) error {
+	if !e.follow && stopped(cause) {
+		return ErrInterrupted
+	}
 	if !e.follow || !stopped(cause) {
 		return cause
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -1087,5 +1088,48 @@ func TestStatsLineWithoutStdoutSink(t *testing.T) {
 	}
 	if n := strings.Count(c.ok("", "consume", "quiet.results"), `"type":"window"`); n != 2 {
 		t.Fatalf("%d windows in quiet.results, want 2", n)
+	}
+}
+
+// TestUntilEndInterrupted: a run --until-end stopped by SIGINT or SIGTERM
+// before the end of the log exits 1 saying its output is incomplete, with
+// no stats line, so that a script (or a timeout) does not take a cut run
+// for a whole one; it exited 0.
+func TestUntilEndInterrupted(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "2")
+	var in strings.Builder
+	for i := range 20000 {
+		fmt.Fprintf(&in, `{"ts":%d,"v":%d}`+"\n", 1795341600000+int64(i)*10, i)
+	}
+	c.ok(in.String(), "produce", "events")
+	cfg := filepath.Join(t.TempDir(), "p.yaml")
+	// Each event updates 10,000 hopping windows: the run takes long
+	// enough to be stopped part way, whatever the machine.
+	os.WriteFile(cfg, []byte(`pipelines:
+  - name: p
+    source: {topic: events}
+    time: {field: ts, unit: ms}
+    window: {type: hopping, size: 10s, advance: 1ms}
+    metrics: [{name: n, agg: count}]
+`), 0o644)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		run := c.cmd(ctx, "run", cfg, "--until-end", "--log-level", "info")
+		var out bytes.Buffer
+		var errs syncBuffer
+		run.Stdout, run.Stderr = &out, &errs
+		if err := run.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return strings.Contains(errs.String(), "pipeline running") })
+		run.Process.Signal(sig)
+		err := run.Wait()
+		cancel()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(errs.String(), "interrupted before the end of the log") ||
+			strings.Contains(out.String(), `"type":"stats"`) {
+			t.Fatalf("%v: %v; stderr:\n%s\nstdout ends %q", sig, err, errs.String(), out.String()[max(0, out.Len()-200):])
+		}
 	}
 }
