@@ -344,11 +344,11 @@ func (f *FieldState) quantile(q float64) (float64, bool) {
 	if neg == 0 {
 		return f.Hist.Quantile(q)
 	}
-	total := neg + f.Hist.Count()
-	rank := max(1, min(int64(math.Ceil(q*float64(total))), total))
 	if q <= 0 { // the minimum's lowest equivalent, as Quantile(0)
 		return -float64(highestEquivalent(countsIndex(f.Neg.max))) / HistogramScale, true
 	}
+	total := neg + f.Hist.Count()
+	rank := max(1, min(int64(math.Ceil(q*float64(total))), total))
 	if rank > neg {
 		return float64(highestEquivalent(countsIndex(f.Hist.atRank(rank-neg)))) / HistogramScale, true
 	}

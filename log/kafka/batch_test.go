@@ -10,8 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/snappy"
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -119,5 +121,27 @@ func TestProduceDecompressionBudget(t *testing.T) {
 	}
 	if mib := (after.TotalAlloc - before.TotalAlloc) >> 20; mib > 500 { // 200: two batches
 		t.Fatalf("the request allocated %d MiB", mib)
+	}
+}
+
+// gzip and lz4 past the limit are refused, not cut to it (a cut batch
+// would read as corrupt, or worse, as fewer records).
+func TestDecompressLimit(t *testing.T) {
+	want := bytes.Repeat([]byte("fastflow "), 1000)
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	w.Write(want)
+	w.Close()
+	var lz bytes.Buffer
+	lw := lz4.NewWriter(&lz)
+	lw.Write(want)
+	lw.Close()
+	for codec, b := range map[int16][]byte{1: gz.Bytes(), 3: lz.Bytes()} {
+		if got, err := decompress(codec, b, len(want)); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("codec %d at the limit: %v, %d bytes", codec, err, len(got))
+		}
+		if _, err := decompress(codec, b, len(want)-1); !errors.Is(err, errTooLarge) {
+			t.Fatalf("codec %d past the limit: %v", codec, err)
+		}
 	}
 }

@@ -150,18 +150,22 @@ func TestProducerTakesUpAddedPartitions(t *testing.T) {
 	if err := pr.Close(); err != nil {
 		t.Fatal(err)
 	}
-	perPart := make([]int, 4)
+	perPart, nullPerPart := make([]int, 4), make([]int, 4)
 	for id := range int32(4) {
 		p, _ := tp.Partition(id)
 		r, err := p.NewReader(0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs, err := r.Read(make([]log.Record, 0, 1000))
-		r.Close()
-		if err != nil && p.HighWatermark() > 0 {
-			t.Fatal(err)
+		var recs []log.Record
+		for r.Offset() < p.HighWatermark() {
+			got, err := r.Read(make([]log.Record, 0, 1000))
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, got...)
 		}
+		r.Close()
 		for _, rec := range recs {
 			var i int
 			fmt.Sscan(string(rec.Value), &i)
@@ -174,12 +178,20 @@ func TestProducerTakesUpAddedPartitions(t *testing.T) {
 			}
 			if i >= 400 {
 				perPart[id]++
+				if rec.Key == nil {
+					nullPerPart[id]++
+				}
 			}
 		}
 	}
 	for id, n := range perPart {
 		if n == 0 {
 			t.Fatalf("after the partitions were added, partition %d got nothing: %v", id, perPart)
+		}
+	}
+	for id, n := range nullPerPart { // the sticky partitioner goes round all four
+		if n == 0 {
+			t.Fatalf("after the partitions were added, partition %d got no record without a key: %v", id, nullPerPart)
 		}
 	}
 	if st := pr.Stats(); st.Records != 800 || len(st.PerPartition) != 4 {
