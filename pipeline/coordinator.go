@@ -156,15 +156,11 @@ func (c *coordinator) apply(m *roundMsg) {
 // meets (Flink's intersects: start <= other.end && end >= other.start)
 // becomes one.
 func (c *coordinator) mergeSession(d *sessDelta) {
-	if d.end+c.p.lateness <= c.purged {
-		c.latePurged += d.events
-		return
-	}
 	list := c.sess[d.key]
 	var into *winState
 	kept := list[:0]
 	for _, ws := range list {
-		if ws.start <= d.end && ws.end >= d.start && ws.end+c.p.lateness > c.expired {
+		if ws.start <= d.end && ws.end >= d.start && ws.end+c.p.lateness > c.expired && ws.end > d.dead {
 			if into == nil {
 				into = ws
 			} else {
@@ -179,6 +175,13 @@ func (c *coordinator) mergeSession(d *sessDelta) {
 		kept = append(kept, ws)
 	}
 	if into == nil {
+		// A fragment that meets no session still there is purged if it
+		// ends too early itself; one that joins a session is judged by it
+		// (open, in the worker).
+		if d.end+c.p.lateness <= c.purged {
+			c.latePurged += d.events
+			return
+		}
 		into = &winState{start: d.start, end: d.end, key: d.key, st: c.states.get()}
 		kept = append(kept, into)
 	}

@@ -1075,13 +1075,13 @@ func TestCheckpointChecksum(t *testing.T) {
 // move must end a round in both.
 func TestSessionEndsRestore(t *testing.T) {
 	orig := sessionEnds{lateness: 60_000}
-	orig.open(1, 1000, 4000) // [1000, 4000)
-	orig.open(2, 1500, 4500)
+	orig.open(1, 1000, 4000, minWatermark) // [1000, 4000)
+	orig.open(2, 1500, 4500, minWatermark)
 	if !orig.closed(5000) { // both close
 		t.Fatal("no close at 5000")
 	}
-	orig.open(1, 3900, 6900) // late, accepted: extends key 1's span to 6900 > 5000
-	orig.open(2, 4400, 4900) // late, below the watermark: its close is pending
+	orig.open(1, 3900, 6900, minWatermark) // late, accepted: extends key 1's span to 6900 > 5000
+	orig.open(2, 4400, 4900, minWatermark) // late, below the watermark: its close is pending
 	m := &roundMsg{}
 	orig.report(7, m)
 	restored := sessionEnds{lateness: 60_000}
@@ -1134,5 +1134,59 @@ func TestFollowBacklogOnOnePartition(t *testing.T) {
 			t.Fatalf("after 60 s: %+v", r.Pipelines()[0].Snapshot())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSessionJoinJudgedByTheSession: an event whose own window [t, t+gap)
+// is past the watermark plus the allowed lateness, inside a session that
+// is not, joins that session (Flink and Kafka Streams judge the merged
+// window) — in a partition's spans and in the coordinator, even once the
+// coordinator has purged up to past the event's own window; an event
+// that meets only a session past the lateness is late, by its own
+// partition's watermark.
+func TestSessionJoinJudgedByTheSession(t *testing.T) {
+	s := sessionEnds{lateness: 60_000}
+	if end, ok := s.open(1, 100_000, 230_000, minWatermark); !ok || end != 230_000 {
+		t.Fatalf("first event: %d %v", end, ok)
+	}
+	// Watermark 250,000 less the lateness: the event's own window ends at
+	// 180,000, its session at 230,000.
+	if end, ok := s.open(1, 150_000, 180_000, 250_000-60_000); !ok || end != 230_000 {
+		t.Fatalf("event inside a session still there: merged end %d, accepted %v", end, ok)
+	}
+	if sp := s.spans[1]; len(sp) != 1 || sp[0].start != 100_000 || sp[0].end != 230_000 {
+		t.Fatalf("spans %v", sp)
+	}
+	if end, ok := s.open(1, 150_000, 180_000, 300_000-60_000); ok {
+		t.Fatalf("event meeting only a session past the lateness accepted (merged end %d)", end)
+	}
+
+	p := testPlan(t, `pipelines:
+  - name: s
+    source: {topic: events}
+    time: {field: ts, unit: ms, allowed_lateness: 1m}
+    window: {type: session, gap: 30s}
+    metrics:
+      - {name: n, agg: count}
+`)
+	c := newCoordinator(p, nil, nil)
+	c.mergeSession(&sessDelta{key: 1, start: 100_000, end: 230_000, events: 6, st: c.states.get(), dead: minWatermark})
+	c.expired, c.purged = 250_000, 250_000
+	c.mergeSession(&sessDelta{key: 1, start: 150_000, end: 180_000, events: 1, st: c.states.get(), dead: 250_000 - 60_000})
+	if l := c.sess[1]; c.latePurged != 0 || len(l) != 1 || l[0].start != 100_000 || l[0].end != 230_000 {
+		t.Fatalf("coordinator: late purged %d, sessions %v", c.latePurged, l)
+	}
+	// A fragment that meets no session and ends too early is purged.
+	c.mergeSession(&sessDelta{key: 2, start: 150_000, end: 180_000, events: 1, st: c.states.get(), dead: 250_000 - 60_000})
+	if c.latePurged != 1 || len(c.sess[2]) != 0 {
+		t.Fatalf("lone late fragment: late purged %d, sessions %v", c.latePurged, c.sess[2])
+	}
+	// Lateness is judged per partition: a fragment from a partition whose
+	// watermark (300,000) is ahead of the coordinator's horizon, the
+	// minimum over partitions, does not join a session that is too late
+	// for that partition (230,000 + 60,000), though the horizon keeps it.
+	c.mergeSession(&sessDelta{key: 1, start: 225_000, end: 255_000, events: 1, st: c.states.get(), dead: 300_000 - 60_000})
+	if l := c.sess[1]; len(l) != 2 || l[0].end != 230_000 || l[1].start != 225_000 {
+		t.Fatalf("fragment of a partition ahead joined a session too late for it: %v", l)
 	}
 }

@@ -693,7 +693,7 @@ func (e *engine) restoreSessionEnds(ps *partState) {
 			continue
 		}
 		for _, ws := range list {
-			ps.sessions.open(key, ws.start, ws.end)
+			ps.sessions.open(key, ws.start, ws.end, minWatermark)
 		}
 	}
 }

@@ -73,6 +73,12 @@ type sessDelta struct {
 	start, end int64
 	events     int64
 	st         *agg.State
+	// dead: sessions ending at or before it are too late for the
+	// fragment's partition to join (the watermark before the fragment's
+	// first event less the allowed lateness; minWatermark: none). The
+	// coordinator's own horizon is the minimum over partitions, behind
+	// this one's: lateness is judged per partition.
+	dead int64
 }
 
 // sideRecord is a record copied to the dead-letter or late topic.
@@ -140,17 +146,34 @@ type sessionEnd struct {
 	forget  bool
 }
 
-// open adds the window [t, end) of an event of key.
-func (s *sessionEnds) open(key uint32, t, end int64) {
+// open adds the window [t, end) of an event of key. It merges with the
+// key's sessions it meets that are still there — ending after dead, the
+// watermark before the event less the allowed lateness; the others are
+// gone for the coordinator too, and wait for their forget — and returns the merged
+// session's end. When that end is at or before dead as well, the event is
+// too late: nothing changes, and ok is false. So lateness is judged by the
+// session an event joins, as Flink and Kafka Streams judge it: an
+// out-of-order event inside a session that is still open is not late
+// because its own window [t, t+gap) ends before the watermark.
+func (s *sessionEnds) open(key uint32, t, end, dead int64) (merged int64, ok bool) {
+	spans := s.spans[key]
+	merged = end
+	for _, sp := range spans {
+		if sp.end > dead && sp.start <= end && sp.end >= t {
+			merged = max(merged, sp.end)
+		}
+	}
+	if merged <= dead {
+		return merged, false
+	}
 	if s.spans == nil {
 		s.spans = map[uint32][]span{}
 	}
-	ns := span{start: t, end: end}
-	spans := s.spans[key]
+	ns := span{start: t, end: merged}
 	kept := spans[:0]
 	for _, sp := range spans {
-		if sp.start <= ns.end && sp.end >= ns.start {
-			ns.start, ns.end = min(ns.start, sp.start), max(ns.end, sp.end)
+		if sp.end > dead && sp.start <= end && sp.end >= t {
+			ns.start = min(ns.start, sp.start)
 			continue
 		}
 		kept = append(kept, sp)
@@ -158,6 +181,7 @@ func (s *sessionEnds) open(key uint32, t, end int64) {
 	s.spans[key] = append(kept, ns)
 	s.push(sessionEnd{at: ns.end, end: ns.end, key: key})
 	s.touch(key)
+	return merged, true
 }
 
 func (s *sessionEnds) touch(key uint32) {
@@ -564,11 +588,20 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 	accepted, lateAccepted := false, false
 	win := w.p.windows
 	if win.Kind == agg.Session {
-		if end := t + win.Gap; wm < end+w.p.lateness {
+		// The event joins the sessions that were there before it, as in
+		// Flink and Kafka Streams, where an element is merged before the
+		// watermark it brings purges anything: a session it meets that its
+		// own time makes too late is still joined. (An event that moves
+		// the watermark is never late itself.)
+		dead := int64(minWatermark)
+		if before := max(old, w.horizon); before != minWatermark {
+			dead = before - w.p.lateness
+		}
+		end := t + win.Gap
+		if merged, ok := ps.sessions.open(key, t, end, dead); ok {
 			accepted = true
-			lateAccepted = end <= wm
-			w.session(key, t, end)
-			ps.sessions.open(key, t, end)
+			lateAccepted = merged <= wm
+			w.session(key, t, end, dead)
 		}
 	} else {
 		w.starts = win.Starts(t, w.starts[:0])
@@ -634,8 +667,9 @@ type keyWin struct {
 
 // session adds the event at t to the key's latest fragment of this round
 // if the two windows meet ([start, end) intersecting, Flink's rule), or
-// starts a fragment; the coordinator merges fragments into sessions.
-func (w *worker) session(key uint32, t, end int64) {
+// starts a fragment; the coordinator merges fragments into sessions, those
+// ending after dead (open).
+func (w *worker) session(key uint32, t, end, dead int64) {
 	if i, ok := w.lastSes[key]; ok {
 		d := &w.msg.sess[i]
 		if t <= d.end && end >= d.start {
@@ -646,7 +680,7 @@ func (w *worker) session(key uint32, t, end int64) {
 		}
 	}
 	w.lastSes[key] = len(w.msg.sess)
-	w.msg.sess = append(w.msg.sess, sessDelta{key: key, start: t, end: end, events: 1, st: w.states.get()})
+	w.msg.sess = append(w.msg.sess, sessDelta{key: key, start: t, end: end, events: 1, st: w.states.get(), dead: dead})
 	d := &w.msg.sess[len(w.msg.sess)-1]
 	d.st.Observe(w.p.layout, &w.x.ev, &w.states.pages)
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,9 @@ import (
 // A second reference, for every kind of window, with count, filtered
 // counts, sum, min and max: sequential, one partition, as plain as
 // possible. Sessions follow Flink: an event opens [t, t+gap), and windows
-// that meet (start <= other end and end >= other start) merge.
+// that meet (start <= other end and end >= other start) merge; an event is
+// late when the session it would join is (its end plus the lateness at or
+// before the watermark before the event).
 
 type genWin struct {
 	refSpan
@@ -85,6 +88,7 @@ func genericRef(lines []string, kind string, size, advance, gap, ooo, lateness i
 			continue
 		}
 		t := int64(f)
+		before := wm
 		if t > maxT {
 			maxT, wm = t, t-ooo
 		}
@@ -92,15 +96,26 @@ func genericRef(lines []string, kind string, size, advance, gap, ooo, lateness i
 		accepted := false
 		switch kind {
 		case "session":
-			if wm >= t+gap+lateness {
+			// The event joins the sessions there before it (Flink, Kafka
+			// Streams): lateness is judged by the session it joins.
+			nw := &genWin{refSpan: refSpan{start: t, end: t + gap, key: key}}
+			joins := func(w *genWin) bool {
+				return w.key == key && w.start <= nw.end && w.end >= nw.start && (before == math.MinInt64 || w.end+lateness > before)
+			}
+			end := nw.end
+			for _, w := range wins {
+				if joins(w) {
+					end = max(end, w.end)
+				}
+			}
+			if before != math.MinInt64 && before >= end+lateness {
 				break
 			}
 			accepted = true
-			nw := &genWin{refSpan: refSpan{start: t, end: t + gap, key: key}}
 			kept := wins[:0]
 			var into *genWin
 			for _, w := range wins {
-				if w.key == key && w.start <= nw.end && w.end >= nw.start {
+				if joins(w) {
 					if into == nil {
 						into = w
 					} else {
@@ -238,27 +253,7 @@ func TestWindowKindsMatchReference(t *testing.T) {
 `), 0o644)
 			kind := strings.Split(tc.name, "-")[0]
 			want := genericRef(lines, kind, tc.size, tc.advance, tc.gap, ooo, lateness)
-			var got []string
-			for _, line := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
-				var o struct {
-					Type        string
-					Key         map[string]string
-					WindowStart string `json:"window_start"`
-					WindowEnd   string `json:"window_end"`
-					Revision    int
-					Metrics     map[string]any
-					LateDropped int64 `json:"late_dropped"`
-				}
-				if err := json.Unmarshal([]byte(line), &o); err != nil {
-					t.Fatal(err)
-				}
-				if o.Type == "stats" {
-					got = append(got, fmt.Sprintf("late_dropped %d", o.LateDropped))
-					continue
-				}
-				b, _ := json.Marshal(o.Metrics)
-				got = append(got, fmt.Sprintf("%s %s %s rev %d %s", o.Key["service"], o.WindowStart, o.WindowEnd, o.Revision, b))
-			}
+			got := refFormat(t, c.ok("", "run", cfg, "--until-end"))
 			revisions := 0
 			for i := range max(len(got), len(want)) {
 				if i >= len(got) || i >= len(want) || got[i] != want[i] {
@@ -291,6 +286,129 @@ func TestWindowKindsMatchReference(t *testing.T) {
 			t.Logf("%s: %d lines, %d revisions, %s", tc.name, len(got), revisions, got[len(got)-1])
 		})
 	}
+}
+
+// refFormat writes run's output as genericRef does.
+func refFormat(t *testing.T, out string) []string {
+	t.Helper()
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var o struct {
+			Type        string
+			Key         map[string]string
+			WindowStart string `json:"window_start"`
+			WindowEnd   string `json:"window_end"`
+			Revision    int
+			Metrics     map[string]any
+			LateDropped int64 `json:"late_dropped"`
+		}
+		if err := json.Unmarshal([]byte(line), &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.Type == "stats" {
+			got = append(got, fmt.Sprintf("late_dropped %d", o.LateDropped))
+			continue
+		}
+		b, _ := json.Marshal(o.Metrics)
+		got = append(got, fmt.Sprintf("%s %s %s rev %d %s", o.Key["service"], o.WindowStart, o.WindowEnd, o.Revision, b))
+	}
+	return got
+}
+
+// finalSessions reduces genericRef's lines to the sessions as they end:
+// each session's last revision, without those a later one contains (a
+// session emitted, then merged with others by a late event; the
+// pipeline's rounds may merge them before the first emission), sorted;
+// and late_dropped.
+func finalSessions(t *testing.T, lines []string) (sessions []string, late int) {
+	t.Helper()
+	type sess struct {
+		key        string
+		start, end time.Time
+		metrics    string
+	}
+	last := map[string]sess{}
+	for _, l := range lines {
+		if _, err := fmt.Sscanf(l, "late_dropped %d", &late); err == nil {
+			continue
+		}
+		f := strings.SplitN(l, " ", 6)
+		start, err1 := time.Parse(time.RFC3339Nano, f[1])
+		end, err2 := time.Parse(time.RFC3339Nano, f[2])
+		if err1 != nil || err2 != nil {
+			t.Fatalf("line %q: %v %v", l, err1, err2)
+		}
+		last[f[0]+" "+f[1]+" "+f[2]] = sess{f[0], start, end, f[5]}
+	}
+	for k, s := range last {
+		contained := false
+		for j, o := range last {
+			if j != k && o.key == s.key && !o.start.After(s.start) && !o.end.Before(s.end) {
+				contained = true
+			}
+		}
+		if !contained {
+			sessions = append(sessions, k+" "+s.metrics)
+		}
+	}
+	slices.Sort(sessions)
+	return sessions, late
+}
+
+// TestSessionsMatchReferencePerPartition: lateness is judged per
+// partition. On a topic keyed by service over 3 partitions, each
+// partition's events through the sequential reference end with the
+// sessions the pipeline ends with, and the late events add up. The
+// pipeline's horizon (the minimum watermark over partitions) is behind
+// the partitions ahead of it: an event there must not join a session
+// that is too late by its own partition's watermark.
+func TestSessionsMatchReferencePerPartition(t *testing.T) {
+	lines := windowEvents(6000, 5)
+	c, dir := windowTopic(t, lines, 3)
+	const gap, ooo, lateness = 5000, 2000, 10000
+	cfg := filepath.Join(dir, "s.yaml")
+	os.WriteFile(cfg, []byte(`pipelines:
+  - name: s
+    source: {topic: events}
+    time: {field: ts, unit: ms, max_out_of_order: 2s, allowed_lateness: 10s}
+    group_by: [service]
+    window: {type: session, gap: 5s}
+    metrics:
+      - {name: n, agg: count}
+      - {name: errors, agg: count, where: 'status != "ok"'}
+      - {name: slow, agg: count, where: 'response_time >= 250'}
+      - {name: total, agg: sum, field: response_time}
+      - {name: lo, agg: min, field: response_time}
+      - {name: hi, agg: max, field: response_time}
+`), 0o644)
+	got, gotLate := finalSessions(t, refFormat(t, c.ok("", "run", cfg, "--until-end")))
+	var want []string
+	wantLate := 0
+	for p := range 3 {
+		var part []string
+		for _, l := range strings.Split(strings.TrimSpace(c.ok("", "consume", "events", "--partition", fmt.Sprint(p))), "\n") {
+			if l == "" {
+				continue // a partition no service hashes to
+			}
+			var r consumed
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatal(err)
+			}
+			part = append(part, string(r.Value))
+		}
+		s, late := finalSessions(t, genericRef(part, "session", 0, 0, gap, ooo, lateness))
+		want, wantLate = append(want, s...), wantLate+late
+	}
+	slices.Sort(want)
+	if gotLate != wantLate || wantLate == 0 {
+		t.Fatalf("late_dropped %d, the reference %d", gotLate, wantLate)
+	}
+	for i := range max(len(got), len(want)) {
+		if i >= len(got) || i >= len(want) || got[i] != want[i] {
+			t.Fatalf("session %d of %d/%d differs:\n got %v\nwant %v", i, len(got), len(want), got[min(i, len(got)-1)], want[min(i, len(want)-1)])
+		}
+	}
+	t.Logf("%d sessions, late_dropped %d", len(got), gotLate)
 }
 
 // TestWindowKindsDeterministic: session and hopping windows, with late
