@@ -622,6 +622,16 @@ func TestTopicCommands(t *testing.T) {
 	if r := c.run("", "consume", "b"); r.code != 1 {
 		t.Fatalf("consume deleted topic: %+v", r)
 	}
+	// A topic whose topic.json is damaged on disk is reported, and the
+	// others are still listed.
+	c.ok("", "topic", "create", "c", "--partitions", "3")
+	if err := os.WriteFile(filepath.Join(c.dir, "topics", "a", "topic.json"), []byte(`{"partitions":`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := c.run("", "topic", "list")
+	if r.code != 1 || r.stdout != `{"topic":"c","partitions":3}`+"\n" || !strings.Contains(r.stderr, `topic "a"`) || !strings.Contains(r.stderr, "1 topic(s) could not be read: a") {
+		t.Fatalf("topic list with a's topic.json damaged: %+v", r)
+	}
 }
 
 // TestProduceAppliesRetentionAndCompaction: a topic written only by

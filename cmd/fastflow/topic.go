@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
@@ -217,13 +218,18 @@ func newTopicListCmd(g *globals) *cobra.Command {
 			if human {
 				fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tCLEANUP\tRETENTION")
 			}
+			// A topic that cannot be opened (its topic.json damaged on
+			// disk) is reported, and the others are still listed.
+			var bad []string
 			for _, n := range names {
 				if log.IsInternal(n) && !all {
 					continue
 				}
 				t, err := l.Topic(n)
 				if err != nil {
-					return err
+					fmt.Fprintf(os.Stderr, "fastflow: %v\n", err) // the error names the topic
+					bad = append(bad, n)
+					continue
 				}
 				if human {
 					cfg := t.Describe(false).Config
@@ -234,7 +240,13 @@ func newTopicListCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if len(bad) > 0 {
+				return fmt.Errorf("%d topic(s) could not be read: %s", len(bad), strings.Join(bad, ", "))
+			}
+			return nil
 		},
 	}
 	c.Flags().BoolVar(&all, "all", false, "include internal topics (names starting with __)")
