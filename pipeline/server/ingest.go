@@ -9,10 +9,12 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/valyala/fastjson"
@@ -25,31 +27,53 @@ import (
 // maxIngestBytes bounds one request's body.
 const maxIngestBytes = 32 << 20
 
+// bodyIdleTimeout is how long a request body may stop arriving: a client
+// that sends headers and part of a body, then nothing, is cut off then
+// (408) rather than holding its connection and goroutine for ever; a large
+// body on a slow link takes as long as it needs while bytes come.
+var bodyIdleTimeout = 30 * time.Second
+
+// progressReader sets the connection's read deadline bodyIdleTimeout
+// ahead before each read of the body.
+type progressReader struct {
+	r  io.Reader
+	rc *http.ResponseController
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	if err := p.rc.SetReadDeadline(time.Now().Add(bodyIdleTimeout)); err != nil {
+		return 0, err
+	}
+	return p.r.Read(b)
+}
+
 // readBody returns r's body decoded as its Content-Encoding says (gzip,
 // deflate, zstd, or none: what log shippers such as Vector and Fluent Bit
 // send when told to compress), at most maxIngestBytes of it; or an error
 // and the HTTP status that answers it. An encoding it does not know is
 // refused rather than stored as the records' bytes.
-func readBody(r *http.Request) ([]byte, int, error) {
-	var in io.Reader = r.Body
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+	rc := http.NewResponseController(w)
+	var body io.Reader = progressReader{r.Body, rc}
+	in := body
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(r.Body)
+		zr, err := gzip.NewReader(body)
 		if err != nil {
 			return nil, http.StatusBadRequest, fmt.Errorf("reading gzip body: %v", err)
 		}
 		defer zr.Close()
 		in = zr
 	case "deflate": // HTTP's deflate is zlib's format (RFC 9110 8.4.1.2)
-		zr, err := zlib.NewReader(r.Body)
+		zr, err := zlib.NewReader(body)
 		if err != nil {
 			return nil, http.StatusBadRequest, fmt.Errorf("reading deflate body: %v", err)
 		}
 		defer zr.Close()
 		in = zr
 	case "zstd":
-		zr, err := zstd.NewReader(r.Body, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxIngestBytes+1))
+		zr, err := zstd.NewReader(body, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxIngestBytes+1))
 		if err != nil {
 			return nil, http.StatusBadRequest, fmt.Errorf("reading zstd body: %v", err)
 		}
@@ -58,14 +82,22 @@ func readBody(r *http.Request) ([]byte, int, error) {
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Encoding %q is not supported: send gzip, deflate, zstd or an uncompressed body", enc)
 	}
-	body, err := io.ReadAll(io.LimitReader(in, maxIngestBytes+1))
+	data, err := io.ReadAll(io.LimitReader(in, maxIngestBytes+1))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The deadline stays: the server, which would read the rest of
+		// the body before answering on a connection it keeps, gives up
+		// at once and closes it.
+		w.Header().Set("Connection", "close")
+		return nil, http.StatusRequestTimeout, fmt.Errorf("reading body: nothing arrived for %v", bodyIdleTimeout)
+	}
+	rc.SetReadDeadline(time.Time{}) // the connection's next request has its own
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("reading body: %v", err)
 	}
-	if len(body) > maxIngestBytes {
+	if len(data) > maxIngestBytes {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes; split it", maxIngestBytes)
 	}
-	return body, 0, nil
+	return data, 0, nil
 }
 
 // ingestReply is the answer to POST /topics/{topic}/records.
@@ -153,7 +185,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		}
 		forced = int32(n)
 	}
-	body, status, err := readBody(r)
+	body, status, err := readBody(w, r)
 	if err != nil {
 		writeError(w, status, err.Error())
 		return

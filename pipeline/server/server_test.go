@@ -577,3 +577,54 @@ func TestIngestContentEncoding(t *testing.T) {
 		}
 	}
 }
+
+// TestIngestBodyIdleTimeout: a client that sends a request's headers and
+// part of its body, then nothing, gets 408 once the body has not moved for
+// bodyIdleTimeout, and nothing is stored; a body that trickles in, a byte
+// at a time, for several times that long is stored whole.
+func TestIngestBodyIdleTimeout(t *testing.T) {
+	old := bodyIdleTimeout
+	bodyIdleTimeout = 300 * time.Millisecond
+	defer func() { bodyIdleTimeout = old }()
+	base, l := startServer(t, "topics:\n  - {name: raw, partitions: 1}\n")
+	addr := strings.TrimPrefix(base, "http://")
+	request := func(body string, total int, pause time.Duration) string {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST /topics/raw/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n", total)
+		for i := range len(body) {
+			if _, err := c.Write([]byte{body[i]}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(pause)
+		}
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		status, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		return status
+	}
+	if status := request(`{"a":1}`, 100, 0); !strings.Contains(status, " 408 ") {
+		t.Fatalf("a body stalled part way: %q, want 408", status)
+	}
+	tp, _ := l.Topic("raw")
+	part, err := tp.Partition(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw := part.HighWatermark(); hw != 0 {
+		t.Fatalf("%d records stored from a stalled body", hw)
+	}
+	body := `{"slow":1}` + "\n" + `{"slow":2}` // 21 bytes, 100 ms apart: 2 s in all
+	if status := request(body, len(body), 100*time.Millisecond); !strings.Contains(status, " 200 ") {
+		t.Fatalf("a body trickling in: %q, want 200", status)
+	}
+	if hw := part.HighWatermark(); hw != 2 {
+		t.Fatalf("%d records stored from the trickled body, want 2", hw)
+	}
+}
