@@ -19,10 +19,10 @@ import (
 // window kind and sizes, out-of-order bound, lateness, then 3 bytes an
 // event — its key (of keys), status, time step, and how late it is.
 type fuzzWindows struct {
-	kind, window                     string
-	size, advance, gap, ooo, latness int64
-	lines                            []string
-	keys                             []string // each line's
+	kind, window                      string
+	size, advance, gap, ooo, lateness int64
+	lines                             []string
+	keys                              []string // each line's
 }
 
 func decodeFuzzWindows(data []byte, keys []string) (fw fuzzWindows, ok bool) {
@@ -33,7 +33,7 @@ func decodeFuzzWindows(data []byte, keys []string) (fw fuzzWindows, ok bool) {
 	fw.size = int64(1+data[1]%8) * 1000
 	fw.advance = int64(1+int64(data[2])%(fw.size/1000)) * 1000
 	fw.gap = int64(1+data[1]%8) * 1000
-	fw.ooo, fw.latness = int64(data[3]%4)*1000, int64(data[4]%4)*1000
+	fw.ooo, fw.lateness = int64(data[3]%4)*1000, int64(data[4]%4)*1000
 	fw.window = map[string]string{
 		"tumbling": fmt.Sprintf("{type: tumbling, size: %dms}", fw.size),
 		"hopping":  fmt.Sprintf("{type: hopping, size: %dms, advance: %dms}", fw.size, fw.advance),
@@ -79,20 +79,7 @@ func (fw *fuzzWindows) run(t *testing.T, parts int32, workers int) []string {
 	if err := pr.Close(); err != nil {
 		t.Fatal(err)
 	}
-	file, err := pipeline.Parse("w.yaml", []byte(`pipelines:
-  - name: w
-    source: {topic: events}
-    time: {field: ts, unit: ms, max_out_of_order: `+fmt.Sprint(fw.ooo)+`ms, allowed_lateness: `+fmt.Sprint(fw.latness)+`ms}
-    group_by: [service]
-    window: `+fw.window+`
-    metrics:
-      - {name: n, agg: count}
-      - {name: errors, agg: count, where: 'status != "ok"'}
-      - {name: slow, agg: count, where: 'response_time >= 250'}
-      - {name: total, agg: sum, field: response_time}
-      - {name: lo, agg: min, field: response_time}
-      - {name: hi, agg: max, field: response_time}
-`))
+	file, err := pipeline.Parse("w.yaml", []byte(refPipelineYAML(fw.window, fw.ooo, fw.lateness)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +91,7 @@ func (fw *fuzzWindows) run(t *testing.T, parts int32, workers int) []string {
 }
 
 func (fw *fuzzWindows) String() string {
-	return fmt.Sprintf("%s, out of order %d ms, lateness %d ms, %d events:\n%s", fw.window, fw.ooo, fw.latness, len(fw.lines), strings.Join(fw.lines, "\n"))
+	return fmt.Sprintf("%s, out of order %d ms, lateness %d ms, %d events:\n%s", fw.window, fw.ooo, fw.lateness, len(fw.lines), strings.Join(fw.lines, "\n"))
 }
 
 // FuzzWindowsMatchReference runs the engine in process on short event
@@ -120,7 +107,7 @@ func FuzzWindowsMatchReference(f *testing.F) {
 		if !ok {
 			return
 		}
-		want := genericRef(fw.lines, fw.kind, fw.size, fw.advance, fw.gap, fw.ooo, fw.latness)
+		want := genericRef(fw.lines, fw.kind, fw.size, fw.advance, fw.gap, fw.ooo, fw.lateness)
 		got := fw.run(t, 1, 1)
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Fatalf("%s\ngot:\n%s\nwant:\n%s", &fw, strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -153,7 +140,7 @@ func FuzzWindowsPerPartitionMatchReference(f *testing.F) {
 		var want []string
 		wantLate := 0
 		for _, lines := range byPart {
-			s, late := finalSessions(t, genericRef(lines, fw.kind, fw.size, fw.advance, fw.gap, fw.ooo, fw.latness))
+			s, late := finalSessions(t, genericRef(lines, fw.kind, fw.size, fw.advance, fw.gap, fw.ooo, fw.lateness))
 			want, wantLate = append(want, s...), wantLate+late
 		}
 		slices.Sort(want)

@@ -237,20 +237,7 @@ func TestWindowKindsMatchReference(t *testing.T) {
 				ooo, lateness = 0, 0
 			}
 			cfg := filepath.Join(dir, tc.name+".yaml")
-			os.WriteFile(cfg, []byte(`pipelines:
-  - name: w
-    source: {topic: events}
-    time: {field: ts, unit: ms, max_out_of_order: `+fmt.Sprint(ooo)+`ms, allowed_lateness: `+fmt.Sprint(lateness)+`ms}
-    group_by: [service]
-    window: `+tc.window+`
-    metrics:
-      - {name: n, agg: count}
-      - {name: errors, agg: count, where: 'status != "ok"'}
-      - {name: slow, agg: count, where: 'response_time >= 250'}
-      - {name: total, agg: sum, field: response_time}
-      - {name: lo, agg: min, field: response_time}
-      - {name: hi, agg: max, field: response_time}
-`), 0o644)
+			os.WriteFile(cfg, []byte(refPipelineYAML(tc.window, ooo, lateness)), 0o644)
 			kind := strings.Split(tc.name, "-")[0]
 			want := genericRef(lines, kind, tc.size, tc.advance, tc.gap, ooo, lateness)
 			got := refFormat(t, c.ok("", "run", cfg, "--until-end"))
@@ -286,6 +273,25 @@ func TestWindowKindsMatchReference(t *testing.T) {
 			t.Logf("%s: %d lines, %d revisions, %s", tc.name, len(got), revisions, got[len(got)-1])
 		})
 	}
+}
+
+// refPipelineYAML is the pipeline genericRef computes: the given window,
+// times in ms with the given bounds (ms), the metrics it knows.
+func refPipelineYAML(window string, ooo, lateness int64) string {
+	return `pipelines:
+  - name: w
+    source: {topic: events}
+    time: {field: ts, unit: ms, max_out_of_order: ` + fmt.Sprint(ooo) + `ms, allowed_lateness: ` + fmt.Sprint(lateness) + `ms}
+    group_by: [service]
+    window: ` + window + `
+    metrics:
+      - {name: n, agg: count}
+      - {name: errors, agg: count, where: 'status != "ok"'}
+      - {name: slow, agg: count, where: 'response_time >= 250'}
+      - {name: total, agg: sum, field: response_time}
+      - {name: lo, agg: min, field: response_time}
+      - {name: hi, agg: max, field: response_time}
+`
 }
 
 // refFormat writes run's output as genericRef does.
@@ -367,20 +373,7 @@ func TestSessionsMatchReferencePerPartition(t *testing.T) {
 	c, dir := windowTopic(t, lines, 3)
 	const gap, ooo, lateness = 5000, 2000, 10000
 	cfg := filepath.Join(dir, "s.yaml")
-	os.WriteFile(cfg, []byte(`pipelines:
-  - name: s
-    source: {topic: events}
-    time: {field: ts, unit: ms, max_out_of_order: 2s, allowed_lateness: 10s}
-    group_by: [service]
-    window: {type: session, gap: 5s}
-    metrics:
-      - {name: n, agg: count}
-      - {name: errors, agg: count, where: 'status != "ok"'}
-      - {name: slow, agg: count, where: 'response_time >= 250'}
-      - {name: total, agg: sum, field: response_time}
-      - {name: lo, agg: min, field: response_time}
-      - {name: hi, agg: max, field: response_time}
-`), 0o644)
+	os.WriteFile(cfg, []byte(refPipelineYAML("{type: session, gap: 5s}", ooo, lateness)), 0o644)
 	got, gotLate := finalSessions(t, refFormat(t, c.ok("", "run", cfg, "--until-end")))
 	var want []string
 	wantLate := 0
