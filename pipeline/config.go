@@ -385,8 +385,15 @@ func (d *decoder) integer(dst *int, lo, hi int) func(*yaml.Node, string) error {
 func (d *decoder) duration(dst *time.Duration, allowZero bool) func(*yaml.Node, string) error {
 	return func(n *yaml.Node, p string) error {
 		v, err := log.ParseDuration(n.Value)
-		if n.Kind != yaml.ScalarNode || err != nil || v < 0 || v == 0 && !allowZero {
+		switch {
+		case n.Kind != yaml.ScalarNode || err != nil:
 			return d.errf(n, p, "invalid duration %q (e.g. 500ms, 30s, 1m, 1h, 7d)", n.Value)
+		case v < 0 || v == 0 && !allowZero:
+			want := "a positive duration"
+			if allowZero {
+				want = "a duration of 0 or more"
+			}
+			return d.errf(n, p, "want %s, not %q", want, n.Value)
 		}
 		*dst = v
 		return nil

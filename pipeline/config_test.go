@@ -85,6 +85,8 @@ func TestConfigErrors(t *testing.T) {
 	f("agg: count}", "agg: p95}", `api.yaml:9: pipelines[0].metrics[0].agg: unknown "p95"`)
 	f("    group_by: [service]\n", "    group_by: [service]\n    colour: blue\n", `api.yaml:6: pipelines[0].colour: unknown key`)
 	f("size: 1m}", "size: 1 minute}", `pipelines[0].window.size: invalid duration "1 minute"`)
+	f("size: 1m}", "size: 0s}", `api.yaml:6: pipelines[0].window.size: want a positive duration, not "0s"`)
+	f("max_out_of_order: 5s", "max_out_of_order: -5s", `pipelines[0].time.max_out_of_order: want a duration of 0 or more, not "-5s"`)
 	f("of: error_count,", "of: errors,", `api.yaml:11: pipelines[0].metrics[2].of: no metric named "errors"`)
 	f(`where: 'status == "error"'`, `where: 'status ~ "error"'`, `pipelines[0].metrics[1].where:`)
 	f(`where: 'status == "error"'`, `where: 'status == error'`, `must be a quoted string`)
