@@ -47,9 +47,13 @@ type store struct {
 type pipeStore struct {
 	groupBy []string
 	metrics []string
-	keys    map[string]*keyStore // by the key's JSON object
-	byUse   *list.List           // of *keyStore, the most recently updated first
-	lines   int                  // windows held, over every key
+	// sessions: a result replaces the key's stored windows it covers (the
+	// sessions a late event merged into it); other windows of a kind
+	// overlap by design (hopping).
+	sessions bool
+	keys     map[string]*keyStore // by the key's JSON object
+	byUse    *list.List           // of *keyStore, the most recently updated first
+	lines    int                  // windows held, over every key
 }
 
 type keyStore struct {
@@ -84,7 +88,7 @@ type AlertView struct {
 func newStore(cfgs []*pipeline.Config) *store {
 	s := &store{pipes: map[string]*pipeStore{}, active: map[string]*AlertView{}, hub: newHub(), now: time.Now}
 	for _, c := range cfgs {
-		ps := &pipeStore{groupBy: c.GroupBy, keys: map[string]*keyStore{}, byUse: list.New()}
+		ps := &pipeStore{groupBy: c.GroupBy, keys: map[string]*keyStore{}, byUse: list.New(), sessions: c.Window.Type == "session"}
 		for _, m := range c.Metrics {
 			ps.metrics = append(ps.metrics, m.Name)
 		}
@@ -149,6 +153,20 @@ func (s *store) window(r *pipeline.Result, line json.RawMessage) {
 		ps.byUse.MoveToFront(ks.use)
 	}
 	i := sort.Search(len(ks.windows), func(i int) bool { return ks.windows[i].start >= r.StartMs })
+	if ps.sessions {
+		// Sessions that a late event merged into this one: their starts
+		// lie inside it (a merged session starts at the earliest).
+		j := i
+		if j < len(ks.windows) && ks.windows[j].start == r.StartMs {
+			j++
+		}
+		k := j
+		for k < len(ks.windows) && ks.windows[k].start < r.EndMs {
+			k++
+		}
+		ks.windows = append(ks.windows[:j], ks.windows[k:]...)
+		ps.lines -= k - j
+	}
 	switch {
 	case i < len(ks.windows) && ks.windows[i].start == r.StartMs:
 		ks.windows[i].line = line // a revision replaces its window

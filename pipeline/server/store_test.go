@@ -62,3 +62,40 @@ func TestStoreKeepsRecentKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreSessionsReplaceWhatTheyMerge: a session that a late event
+// merged with later sessions, or extended back before its start, replaces
+// the sessions it swallowed in the query API; a hopping pipeline's
+// overlapping windows all stay.
+func TestStoreSessionsReplaceWhatTheyMerge(t *testing.T) {
+	s := newStore([]*pipeline.Config{
+		{Name: "s", GroupBy: []string{"k"}, Window: pipeline.WindowConfig{Type: "session"}},
+		{Name: "h", GroupBy: []string{"k"}, Window: pipeline.WindowConfig{Type: "hopping"}},
+	})
+	add := func(pipe string, start, end int64, n int) {
+		line := fmt.Sprintf(`{"type":"window","pipeline":%q,"key":{"k":"a"},"window_start":"%d","window_end":"%d","revision":0,"metrics":{"n":%d}}`, pipe, start, end, n)
+		s.observe(&pipeline.Result{Pipeline: pipe, Line: []byte(line), StartMs: start, EndMs: end})
+	}
+	starts := func(pipe string) string {
+		ws, _ := s.windows(pipe, "", 0, 0)
+		var got []string
+		for _, w := range ws {
+			got = append(got, regexp.MustCompile(`"window_start":"(\d+)","window_end":"(\d+)".*"n":(\d+)`).FindStringSubmatch(string(w))[1:]...)
+		}
+		return strings.Join(got, " ")
+	}
+	add("s", 0, 30, 1)
+	add("s", 40, 70, 1)
+	add("s", 100, 130, 1)
+	add("s", 0, 70, 3)   // a late event at 25 bridged the first two
+	add("s", 90, 130, 2) // one at 90 extended the third back
+	if got, want := starts("s"), "0 70 3 90 130 2"; got != want || s.pipes["s"].lines != 2 {
+		t.Fatalf("sessions after merges: %q (%d lines), want %q", got, s.pipes["s"].lines, want)
+	}
+	add("h", 0, 30, 1)
+	add("h", 10, 40, 1)
+	add("h", 20, 50, 1)
+	if got, want := starts("h"), "0 30 1 10 40 1 20 50 1"; got != want {
+		t.Fatalf("hopping windows: %q, want %q", got, want)
+	}
+}
