@@ -354,10 +354,20 @@ func (h *Histogram) Quantile(q float64) (float64, bool) {
 		return 0, false
 	}
 	if q <= 0 {
-		return float64(lowestEquivalent(countsIndex(h.min))) / HistogramScale, true
+		return lowestValue(h.min), true
 	}
 	rank := int64(math.Ceil(q * float64(h.total)))
-	return float64(highestEquivalent(countsIndex(h.atRank(rank)))) / HistogramScale, true
+	return highestValue(h.atRank(rank)), true
+}
+
+// lowestValue and highestValue are the smallest and the largest value
+// equivalent to u units (in its HDR bucket), as values.
+func lowestValue(u int64) float64 {
+	return float64(lowestEquivalent(countsIndex(u))) / HistogramScale
+}
+
+func highestValue(u int64) float64 {
+	return float64(highestEquivalent(countsIndex(u))) / HistogramScale
 }
 
 // atRank returns (in units) a value in the bucket of the rank-th smallest

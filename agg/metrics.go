@@ -345,16 +345,16 @@ func (f *FieldState) quantile(q float64) (float64, bool) {
 		return f.Hist.Quantile(q)
 	}
 	if q <= 0 { // the minimum's lowest equivalent, as Quantile(0)
-		return -float64(highestEquivalent(countsIndex(f.Neg.max))) / HistogramScale, true
+		return -highestValue(f.Neg.max), true
 	}
 	total := neg + f.Hist.Count()
 	rank := max(1, min(int64(math.Ceil(q*float64(total))), total))
 	if rank > neg {
-		return float64(highestEquivalent(countsIndex(f.Hist.atRank(rank-neg)))) / HistogramScale, true
+		return highestValue(f.Hist.atRank(rank - neg)), true
 	}
 	// The rank-th smallest of all is the negative whose magnitude is the
 	// (neg-rank+1)-th smallest in Neg.
-	return -float64(lowestEquivalent(countsIndex(f.Neg.atRank(neg-rank+1)))) / HistogramScale, true
+	return -lowestValue(f.Neg.atRank(neg - rank + 1)), true
 }
 
 // Bytes is the memory s holds, roughly: for the memory-per-window report.

@@ -661,11 +661,11 @@ var ErrInterrupted = errors.New("interrupted before the end of the log: the outp
 // stop ends a following run: checkpoint, stats line, and a nil error if
 // it was asked to stop. An --until-end run stopped is ErrInterrupted.
 func (e *engine) stop(cause error) error {
-	if !e.follow && stopped(cause) {
-		return ErrInterrupted
-	}
-	if !e.follow || !stopped(cause) {
+	switch {
+	case !stopped(cause):
 		return cause
+	case !e.follow:
+		return ErrInterrupted
 	}
 	if err := e.checkpoint(); err != nil {
 		return err

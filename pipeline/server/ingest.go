@@ -33,6 +33,10 @@ const maxIngestBytes = 32 << 20
 // body on a slow link takes as long as it needs while bytes come.
 var bodyIdleTimeout = 30 * time.Second
 
+// connIdleTimeout closes a keep-alive connection that sends no new
+// request for that long.
+var connIdleTimeout = 2 * time.Minute
+
 // progressReader sets the connection's read deadline bodyIdleTimeout
 // ahead before each read of the body.
 type progressReader struct {
@@ -253,7 +257,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	reply := ingestReply{Topic: name, Records: make([]ingestResult, len(recs)), BadTimestamp: badTime}
 	var firstErr error
 	var partErrs map[int32]string
-	stored, failed := 0, 0
+	stored := 0
 	for _, p := range parts {
 		idxs := byPart[p]
 		part, err := t.Partition(p)
@@ -270,7 +274,6 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 				firstErr, partErrs = err, map[int32]string{}
 			}
 			partErrs[p] = err.Error()
-			failed += len(idxs)
 			for _, i := range idxs {
 				reply.Records[i] = ingestResult{Partition: p, Offset: -1}
 			}
@@ -285,6 +288,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		s.metrics.ingested(name, stored, len(body))
 	}
 	if firstErr != nil {
+		failed := len(recs) - stored
 		msg := firstErr.Error()
 		if stored > 0 {
 			msg = fmt.Sprintf("%d of %d records not stored: %v", failed, len(recs), firstErr)

@@ -148,11 +148,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	s.runner = runner
-	// A keep-alive connection idle for IdleTimeout is closed (Kafka's
+	// A keep-alive connection idle for connIdleTimeout is closed (Kafka's
 	// connections.max.idle.ms does the same); a body that stops arriving
 	// is cut off by the ingest handler (bodyIdleTimeout). No write timeout:
 	// /api/v1/stream's responses last as long as their clients.
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: connIdleTimeout}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	go s.progress(ctx)

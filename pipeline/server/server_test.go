@@ -583,9 +583,9 @@ func TestIngestContentEncoding(t *testing.T) {
 // bodyIdleTimeout, and nothing is stored; a body that trickles in, a byte
 // at a time, for several times that long is stored whole.
 func TestIngestBodyIdleTimeout(t *testing.T) {
-	old := bodyIdleTimeout
-	bodyIdleTimeout = 300 * time.Millisecond
-	defer func() { bodyIdleTimeout = old }()
+	oldBody, oldConn := bodyIdleTimeout, connIdleTimeout
+	bodyIdleTimeout, connIdleTimeout = 300*time.Millisecond, 500*time.Millisecond
+	defer func() { bodyIdleTimeout, connIdleTimeout = oldBody, oldConn }()
 	base, l := startServer(t, "topics:\n  - {name: raw, partitions: 1}\n")
 	addr := strings.TrimPrefix(base, "http://")
 	request := func(body string, total int, pause time.Duration) string {
@@ -626,5 +626,23 @@ func TestIngestBodyIdleTimeout(t *testing.T) {
 	}
 	if hw := part.HighWatermark(); hw != 2 {
 		t.Fatalf("%d records stored from the trickled body, want 2", hw)
+	}
+	// A keep-alive connection that sends nothing after its request is
+	// closed once connIdleTimeout has passed.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("an idle keep-alive connection: read %d bytes, %v; want it closed (EOF)", n, err)
 	}
 }
