@@ -143,7 +143,6 @@ func TestExtractAllocs(t *testing.T) {
 	}
 }
 
-// FuzzExtract: arbitrary bytes never panic the extractor.
 // TestRawKeys: the extractor reads the names of fastjson's objects from
 // their layout (rawObject). If an upgrade of fastjson changes it, this
 // fails, rather than the extractor going quietly through Visit, slower.
@@ -176,6 +175,7 @@ func TestRawKeys(t *testing.T) {
 	}
 }
 
+// FuzzExtract: arbitrary bytes never panic the extractor.
 func FuzzExtract(f *testing.F) {
 	f.Add([]byte(`{"ts":1000,"service":"pay","region":"eu","status":"error","latency":{"ms":150},"ok":true}`))
 	f.Add([]byte(`{"ts":"2026-11-22T10:20:00Z"}`))
