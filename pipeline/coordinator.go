@@ -28,6 +28,7 @@ type coordinator struct {
 	sourceID string // the source topic's ID, saved in checkpoints
 	keys     *keyTable
 	wins     map[winKey]*winState
+	byEnd    windowsByEnd           // wins by end
 	sess     map[uint32][]*winState // per key, sorted by start
 	parts    map[int32]*partReport
 	// Session pipelines: each partition's session spans per key as its
@@ -90,12 +91,22 @@ func (c *coordinator) sweepAt() int {
 }
 
 func newCoordinator(p *plan, kt *keyTable, out *emitter) *coordinator {
-	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, sess: map[uint32][]*winState{},
+	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, byEnd: newWindowsByEnd(), sess: map[uint32][]*winState{},
 		parts: map[int32]*partReport{}, partSpans: map[int32]map[uint32][]span{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: map[alertKey]*alertState{}, out: out, now: time.Now,
 		forgetMin: forgetMinKeys, nextSweep: forgetMinKeys, expired: minWatermark, purged: minWatermark, started: time.Now().UnixNano()}
 }
 
 func (c *coordinator) drop(ws *winState) { c.states.put(ws.st) }
+
+// indexRestored indexes the windows a checkpoint restored (c.byEnd), at
+// the watermark the coordinator starts from: restore leaves that to its
+// caller, which may lower it (a Kafka source restores one snapshot per
+// partition, and starts from the lowest).
+func (c *coordinator) indexRestored() {
+	for _, ws := range c.wins {
+		c.byEnd.add(ws, c.wm)
+	}
+}
 
 // apply merges one worker's round.
 func (c *coordinator) apply(m *roundMsg) {
@@ -126,11 +137,14 @@ func (c *coordinator) apply(m *roundMsg) {
 				c.latePurged += d.events
 				continue
 			}
-			ws = &winState{start: d.start, end: end, key: d.key, st: c.states.get()}
+			ws = &winState{start: d.start, end: end, key: d.key, st: c.states.get(), dirty: true}
 			c.wins[k] = ws
+			c.byEnd.add(ws, c.wm)
+		} else if !ws.dirty {
+			ws.dirty = true
+			c.byEnd.changed(ws, c.wm)
 		}
 		ws.st.Merge(d.st, &c.states.pages)
-		ws.dirty = true
 	}
 	for i := range m.sess {
 		c.mergeSession(&m.sess[i])
@@ -262,12 +276,7 @@ func (c *coordinator) watermark(follow bool) (wm, horizon int64) {
 // memory.
 func (c *coordinator) advance(wm, horizon, safe int64) error {
 	c.wm = wm
-	c.due = c.due[:0]
-	for _, ws := range c.wins {
-		if ws.end <= wm && ws.dirty {
-			c.due = append(c.due, ws)
-		}
-	}
+	c.due = c.byEnd.collect(wm, c.due[:0])
 	for _, list := range c.sess {
 		for _, ws := range list {
 			if ws.end <= wm && ws.dirty {
@@ -324,12 +333,10 @@ func (c *coordinator) emit(ws *winState) error {
 // purge forgets windows whose end plus the allowed lateness the watermark
 // has reached: every partition refuses their events from now on.
 func (c *coordinator) purge(wm int64) {
-	for k, ws := range c.wins {
-		if ws.end+c.p.lateness <= wm && !ws.dirty {
-			c.drop(ws)
-			delete(c.wins, k)
-		}
-	}
+	c.byEnd.purge(wm, c.p.lateness, func(ws *winState) {
+		c.drop(ws)
+		delete(c.wins, winKey{ws.start, ws.key})
+	})
 	for key, list := range c.sess {
 		kept := list[:0]
 		for _, ws := range list {

@@ -468,6 +468,53 @@ func BenchmarkRunUntilEnd(b *testing.B) {
 	_ = sink
 }
 
+// BenchmarkRunManyKeys runs the api-health pipeline over 200k events of
+// 20k keys (services) spread over half an hour: ~10 events per key and
+// 30 windows a key, so that a run emits ~170k windows, nearly one per ten
+// events, where RunUntilEnd emits one per 7,500. Its cost is the
+// coordinator's, which merges, emits and forgets every window on one
+// goroutine. One op is one whole run; events/s and windows/s are the
+// figures.
+func BenchmarkRunManyKeys(b *testing.B) {
+	const n, keys = 200_000, 20_000
+	l, t := testTopic(b, 6)
+	defer l.Close()
+	pr, _ := producer.New(t, producer.Options{Acks: log.AcksLeader, Partition: -1})
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range n {
+		ev := fmt.Appendf(nil, `{"ts":%d,"service":"svc-%d","status":"ok","response_time":%.1f}`,
+			1795341600000+int64(i)*9, rng.IntN(keys), rng.ExpFloat64()*120)
+		if err := pr.Add(nil, ev, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := pr.Close(); err != nil {
+		b.Fatal(err)
+	}
+	f, err := Parse("bench.yaml", []byte(benchYAML))
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtime.GC()
+	b.ReportAllocs()
+	var lines lineCounter
+	for b.Loop() {
+		if err := Run(context.Background(), l, f, Options{UntilEnd: true, Stdout: &lines}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(int(lines)-b.N)/b.Elapsed().Seconds(), "windows/s") // less the stats lines
+}
+
+// lineCounter counts the lines written to it, and keeps nothing.
+type lineCounter int
+
+func (c *lineCounter) Write(b []byte) (int, error) {
+	*c += lineCounter(bytes.Count(b, []byte{'\n'}))
+	return len(b), nil
+}
+
 // BenchmarkRunScaling is the 1 -> 2 CPU scaling of run --until-end
 // measured in one loop: each op runs the pipeline over the same 1M events
 // on 1 CPU (GOMAXPROCS 1, one worker) and on 2 (GOMAXPROCS 2, two

@@ -545,6 +545,7 @@ func (e *engine) coordinate(ctx context.Context) error {
 	for i := range judged {
 		judged[i] = c.expired
 	}
+	c.indexRestored()
 	for {
 		msgs = msgs[:0]
 		for i, w := range e.workers {

@@ -1,0 +1,107 @@
+package pipeline
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestWindowsByEndMatchesAScan drives windowsByEnd as the coordinator does
+// — rounds that add windows and change emitted ones, advances that emit
+// what they collect and purge — against what a scan of every window held
+// finds (the coordinator's way before the index): the same windows due at
+// every advance, and the same windows forgotten. Windows come with
+// random starts around the watermark, so that some are new to the
+// coordinator behind it (a late event's, for a key without one before),
+// and a run may start from a lowered watermark with emitted windows ahead
+// of it (a Kafka source's restore).
+func TestWindowsByEndMatchesAScan(t *testing.T) {
+	for seed := range uint64(200) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		const size, step = 60, 20 // hopping: ends are starts + 60, starts multiples of 20
+		lateness := int64(r.IntN(3)) * step
+		wm := int64(r.IntN(10)) * step
+		x := newWindowsByEnd()
+		held := map[winKey]*winState{}
+		if r.IntN(2) == 0 { // restored: emitted windows, some ahead of wm
+			for i := range 5 {
+				ws := &winState{start: wm + int64(i-3)*step, key: uint32(i), emitted: true, dirty: r.IntN(3) == 0}
+				ws.end = ws.start + size
+				held[winKey{ws.start, ws.key}] = ws
+			}
+			for _, ws := range held {
+				x.add(ws, wm)
+			}
+		}
+		var due []*winState
+		for round := range 60 {
+			for range r.IntN(6) {
+				start := wm + int64(r.IntN(9)-5)*step
+				k := winKey{start, uint32(r.IntN(4))}
+				if ws := held[k]; ws != nil {
+					if !ws.dirty {
+						ws.dirty = true
+						x.changed(ws, wm)
+					}
+					continue
+				}
+				if start+size+lateness <= wm {
+					continue // purged: the coordinator counts it late
+				}
+				ws := &winState{start: start, end: start + size, key: k.key, dirty: true}
+				held[k] = ws
+				x.add(ws, wm)
+			}
+			wm += int64(r.IntN(3)) * step / 2
+			var want []*winState
+			for _, ws := range held {
+				if ws.end <= wm && ws.dirty {
+					want = append(want, ws)
+				}
+			}
+			due = x.collect(wm, due[:0])
+			sortWins(want)
+			sortWins(due)
+			if !slices.Equal(due, want) {
+				t.Fatalf("seed %d round %d: wm %d: collected %v, a scan finds %v", seed, round, wm, spans(due), spans(want))
+			}
+			for _, ws := range due {
+				ws.emitted, ws.dirty = true, false
+			}
+			horizon := wm - int64(r.IntN(2))*step
+			var gone []*winState
+			for _, ws := range held {
+				if ws.end+lateness <= horizon && !ws.dirty {
+					gone = append(gone, ws)
+				}
+			}
+			var dropped []*winState
+			x.purge(horizon, lateness, func(ws *winState) {
+				dropped = append(dropped, ws)
+				delete(held, winKey{ws.start, ws.key})
+			})
+			sortWins(gone)
+			sortWins(dropped)
+			if !slices.Equal(dropped, gone) {
+				t.Fatalf("seed %d round %d: horizon %d: purged %v, a scan finds %v", seed, round, horizon, spans(dropped), spans(gone))
+			}
+		}
+	}
+}
+
+func sortWins(l []*winState) {
+	slices.SortFunc(l, func(a, b *winState) int {
+		if c := cmpInt(a.end, b.end); c != 0 {
+			return c
+		}
+		return cmpInt(int64(a.key), int64(b.key))
+	})
+}
+
+func spans(l []*winState) [][3]int64 {
+	var out [][3]int64
+	for _, ws := range l {
+		out = append(out, [3]int64{ws.start, ws.end, int64(ws.key)})
+	}
+	return out
+}
