@@ -3,6 +3,7 @@ package agg
 import (
 	"math"
 	"math/big"
+	"math/bits"
 )
 
 // Sum adds float64 values exactly. Each value is added into a fixed-point
@@ -150,14 +151,15 @@ func (s *Sum) Merge(o *Sum) {
 	s.adds = 2
 }
 
-// Value returns the sum, correctly rounded. It allocates (math/big); call
-// it when results are emitted, not per value.
+// Value returns the sum, correctly rounded. Call it when results are
+// emitted, not per value: it allocates where Mean does.
 func (s *Sum) Value() float64 { return s.Mean(1) }
 
 // Mean returns the sum divided by n (> 0), correctly rounded: the exact
 // sum's quotient rounded once, so that a mean is exact where the sum
 // rounded first would not be, or would not fit in a float64 (two values
-// of 1.7e308). It allocates, as Value.
+// of 1.7e308). It allocates (math/big) only for a sum of over 128
+// significant bits, or a mean outside float64's normal range.
 func (s *Sum) Mean(n int64) float64 {
 	switch {
 	case s.nan || s.inf == 2:
@@ -170,6 +172,122 @@ func (s *Sum) Mean(n int64) float64 {
 		return 0
 	}
 	s.normalize()
+	if v, ok := s.mean128(n); ok {
+		return v
+	}
+	return s.meanBig(n)
+}
+
+// mean128 is Mean where the sum's significant bits fit in 128 (four
+// limbs: a window's values of one field, within 2^70 of each other, do)
+// and the mean is a normal float64: a 128-by-64-bit division with a
+// guard bit and a sticky bit rounds it once, to nearest even, as meanBig
+// does. ok is false elsewhere. s is normalized.
+func (s *Sum) mean128(n int64) (v float64, ok bool) {
+	l := s.limbs
+	lo := 0
+	for lo < len(l) && l[lo] == 0 {
+		lo++
+	}
+	if lo == len(l) {
+		return 0, true
+	}
+	// The top limb is signed; the others are in [0, 2^32). Drop top limbs
+	// that only extend the sign.
+	t := len(l) - 1
+	top := l[t]
+	for t > lo {
+		if top == 0 {
+			t--
+			top = l[t]
+		} else if top == -1 && l[t-1] >= 1<<31 {
+			t--
+			top = l[t] - 1<<32
+		} else {
+			break
+		}
+	}
+	if t-lo > 3 || top < -1<<31 || top >= 1<<32 {
+		return 0, false
+	}
+	// The sum is ±m × 2^exp, m in 128 bits (hi, lo64).
+	var w [4]uint64
+	for i := lo; i < t; i++ {
+		w[i-lo] = uint64(l[i])
+	}
+	w[t-lo] = uint64(top) & 0xffffffff
+	neg := top < 0
+	if neg {
+		for i := t - lo + 1; i < 4; i++ {
+			w[i] = 0xffffffff // sign extension
+		}
+	}
+	mlo, mhi := w[1]<<32|w[0], w[3]<<32|w[2]
+	if neg {
+		var c uint64
+		mlo, c = bits.Add64(^mlo, 1, 0)
+		mhi, _ = bits.Add64(^mhi, 0, c)
+	}
+	exp := 32*(s.base+lo) - 1074
+	// q = m × 2^shift / n with 56 or 57 bits: 53, a guard bit and more.
+	mb := 128 - bits.LeadingZeros64(mhi)
+	if mhi == 0 {
+		mb = 64 - bits.LeadingZeros64(mlo)
+	}
+	shift := 56 - (mb - bits.Len64(uint64(n)))
+	sticky := false
+	switch {
+	case shift > 0:
+		mhi, mlo = shl128(mhi, mlo, uint(shift))
+	case shift < 0:
+		var dropped uint64
+		mhi, mlo, dropped = shr128(mhi, mlo, uint(-shift))
+		sticky = dropped != 0
+	}
+	q, rem := bits.Div64(mhi, mlo, uint64(n)) // mhi < n: q has at most 57 bits
+	sticky = sticky || rem != 0
+	r := bits.Len64(q) - 53
+	mant, rest, half := q>>r, q&(1<<r-1), uint64(1)<<(r-1)
+	if rest > half || rest == half && (sticky || mant&1 == 1) {
+		mant++
+		if mant == 1<<53 {
+			mant >>= 1
+			r++
+		}
+	}
+	e := exp - shift + r // the mean is mant × 2^e
+	if e < -1074 || e > 971 {
+		return 0, false // subnormal or past MaxFloat64: meanBig's rounding
+	}
+	v = math.Ldexp(float64(mant), e)
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+// shl128 shifts (hi, lo) left by k in (0, 128).
+func shl128(hi, lo uint64, k uint) (uint64, uint64) {
+	if k >= 64 {
+		return lo << (k - 64), 0
+	}
+	return hi<<k | lo>>(64-k), lo << k
+}
+
+// shr128 shifts (hi, lo) right by k > 0, and returns the bits shifted out
+// (nonzero if any was set).
+func shr128(hi, lo uint64, k uint) (uint64, uint64, uint64) {
+	switch {
+	case k >= 128:
+		return 0, 0, hi | lo
+	case k >= 64:
+		return 0, hi >> (k - 64), lo | hi<<(128-k)
+	}
+	return hi >> k, lo>>k | hi<<(64-k), lo << (64 - k)
+}
+
+// meanBig is Mean through math/big, for any sum.
+func (s *Sum) meanBig(n int64) float64 {
 	sum := new(big.Int)
 	for i := len(s.limbs) - 1; i >= 0; i-- {
 		sum.Lsh(sum, 32)

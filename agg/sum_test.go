@@ -153,3 +153,71 @@ func BenchmarkSumAdd(b *testing.B) {
 		v += 0.25
 	}
 }
+
+// TestSumMean128MatchesBig: Mean's 128-bit division gives what math/big
+// gives (meanBig), bit for bit, wherever it answers: sums of latencies,
+// integers, values of both signs and of far-apart magnitudes, integers
+// next to 2^53 (ties to even), counts from 1 to 2^62. And it does answer
+// for a window's latencies, without allocating.
+func TestSumMean128MatchesBig(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	gens := []func() float64{
+		func() float64 { return math.Round(rng.ExpFloat64()*1200) / 10 },                      // latencies in ms, one decimal
+		func() float64 { return float64(rng.IntN(5000)) },                                     // integers
+		func() float64 { return rng.NormFloat64() * 1e3 },                                     // both signs
+		func() float64 { return rng.NormFloat64() * math.Pow(10, float64(rng.IntN(40)-20)) },  // far apart
+		func() float64 { return float64(1<<53 + rng.IntN(8) - 4) },                            // near 2^53
+		func() float64 { return -math.Ldexp(1+rng.Float64(), rng.IntN(2000)-1000) },           // negative, any exponent
+		func() float64 { return math.Float64frombits(rng.Uint64()&(1<<52-1)|1023<<52) * 1e3 }, // random mantissas
+	}
+	answered := make([]int, len(gens))
+	for g, gen := range gens {
+		for range 3000 {
+			var s Sum
+			k := 1 + rng.IntN(60)
+			for range k {
+				s.Add(gen())
+			}
+			ns := []int64{int64(k), 1, 2, 3, int64(1 + rng.IntN(1000)), int64(rng.Uint64() >> (1 + rng.IntN(63)))}
+			for _, n := range ns {
+				if n <= 0 {
+					continue
+				}
+				s.normalize()
+				got, ok := s.mean128(n)
+				if !ok {
+					continue
+				}
+				answered[g]++
+				if want := s.meanBig(n); got != want && !(got == 0 && want == 0) {
+					t.Fatalf("generator %d: sum of %d values / %d: mean128 %v (%x), math/big %v (%x)", g, k, n, got, math.Float64bits(got), want, math.Float64bits(want))
+				}
+			}
+		}
+	}
+	t.Logf("answered by the 128-bit division, per generator: %v", answered)
+	// A window's latencies: answered, with no allocation.
+	var s Sum
+	for range 1000 {
+		s.Add(gens[0]())
+	}
+	s.normalize()
+	if _, ok := s.mean128(1000); !ok {
+		t.Fatal("the mean of 1000 latencies went through math/big")
+	}
+	if a := testing.AllocsPerRun(100, func() { s.Mean(1000) }); a != 0 {
+		t.Fatalf("Mean allocates %v times", a)
+	}
+}
+
+func BenchmarkSumMean(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var s Sum
+	for range 1000 {
+		s.Add(math.Round(rng.ExpFloat64()*1200) / 10)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Mean(1000)
+	}
+}
