@@ -2,9 +2,36 @@ package pipeline
 
 import "github.com/fastflow/fastflow/agg"
 
-type alertKey struct {
-	rule int
-	key  uint32
+// alertStates holds each rule's state per key: [rule][key ID], nil where
+// the rule has seen no window of the key. Every window emitted looks its
+// key's state up once per rule; with thousands of keys a map's probe for
+// it missed the cache (pipeline/RunManyKeys), an index by key ID does not
+// probe. Key IDs are dense (keyTable), and a forgotten key's is cleared
+// before it is reused.
+type alertStates [][]*alertState
+
+// get returns rule's state for key, made if the rule has none yet.
+func (a alertStates) get(rule int, key uint32) *alertState {
+	byKey := a[rule]
+	if int(key) >= len(byKey) {
+		byKey = append(byKey, make([]*alertState, int(key)+1-len(byKey))...)
+		a[rule] = byKey
+	}
+	st := byKey[key]
+	if st == nil {
+		st = &alertState{}
+		byKey[key] = st
+	}
+	return st
+}
+
+// forget drops key's states.
+func (a alertStates) forget(key uint32) {
+	for _, byKey := range a {
+		if int(key) < len(byKey) {
+			byKey[key] = nil
+		}
+	}
 }
 
 // alertState is one rule for one key: whether it fires, and the last
@@ -48,12 +75,7 @@ type alertObs struct {
 // its own window.
 func (c *coordinator) evaluate(i int, ws *winState, key string, vals []agg.Value) (alertEvent, bool) {
 	r := &c.p.alerts[i]
-	ak := alertKey{i, ws.key}
-	st := c.alerts[ak]
-	if st == nil {
-		st = &alertState{}
-		c.alerts[ak] = st
-	}
+	st := c.alerts.get(i, ws.key)
 	v := vals[r.metric]
 	met := v.OK && r.op.num(v.V, r.threshold)
 	j := len(st.history) - 1
@@ -63,13 +85,15 @@ func (c *coordinator) evaluate(i int, ws *winState, key string, vals []agg.Value
 	switch {
 	case j >= 0 && st.history[j].start == ws.start:
 		st.history[j].met = met // a revision
-	default:
+	case len(st.history) < r.forN:
 		st.history = append(st.history, alertObs{})
 		copy(st.history[j+2:], st.history[j+1:])
 		st.history[j+1] = alertObs{start: ws.start, met: met}
-		if len(st.history) > r.forN {
-			st.history = st.history[len(st.history)-r.forN:]
-		}
+	case j >= 0:
+		// Full: the oldest goes, in place (re-slicing past it would make
+		// every append past the capacity copy the history).
+		copy(st.history, st.history[1:j+1])
+		st.history[j] = alertObs{start: ws.start, met: met}
 	}
 	streak := 0
 	for k := len(st.history) - 1; k >= 0 && st.history[k].met; k-- {

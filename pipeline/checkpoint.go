@@ -184,13 +184,18 @@ func (c *coordinator) snapshot(now time.Time) *snapshot {
 			add(ws, true)
 		}
 	}
-	for k, st := range c.alerts {
-		a := alertSnap{Rule: c.p.alerts[k.rule].name, Key: c.keys.key(k.key), Firing: st.firing}
-		for _, h := range st.history {
-			a.Starts = append(a.Starts, h.start)
-			a.Met = append(a.Met, h.met)
+	for rule, byKey := range c.alerts {
+		for key, st := range byKey {
+			if st == nil {
+				continue
+			}
+			a := alertSnap{Rule: c.p.alerts[rule].name, Key: c.keys.key(uint32(key)), Firing: st.firing}
+			for _, h := range st.history {
+				a.Starts = append(a.Starts, h.start)
+				a.Met = append(a.Met, h.met)
+			}
+			s.Alerts = append(s.Alerts, a)
 		}
-		s.Alerts = append(s.Alerts, a)
 	}
 	return s
 }
@@ -312,12 +317,12 @@ func (c *coordinator) restore(s *snapshot, part int32) error {
 		if !ok {
 			continue
 		}
-		st := &alertState{firing: a.Firing}
+		id := intern(a.Key)
+		st := c.alerts.get(i, id)
+		st.firing = a.Firing
 		for j := range a.Starts {
 			st.history = append(st.history, alertObs{start: a.Starts[j], met: a.Met[j]})
 		}
-		id := intern(a.Key)
-		c.alerts[alertKey{i, id}] = st
 		c.hold(id, st)
 	}
 	return nil

@@ -49,7 +49,7 @@ type coordinator struct {
 	horizon atomic.Int64
 	started int64 // unix ns the run started: a partition's idleness counts from here until its first event
 	states  statePool
-	alerts  map[alertKey]*alertState
+	alerts  alertStates
 	out     *emitter
 	now     func() time.Time
 	// contributions to windows already purged: none since workers judge
@@ -60,15 +60,13 @@ type coordinator struct {
 
 	// Forgetting keys (keys.go): the sweep whose keys wait for release
 	// (its epoch; 0: none), the table's size that starts the next sweep,
-	// the keys in use as usedKeys found them, and len(alerts) at its
-	// largest since the map was last copied (compact).
+	// and the keys in use as usedKeys found them.
 	sweepEpoch uint64
 	forgetMin  int // forgetMinKeys when the coordinator was made
 	nextSweep  int
 	used       []uint64
 	alertHeld  []int32 // by key ID: alert states that keep it (hold)
-	alertsPeak int
-	forgotten  int64 // keys released, in all
+	forgotten  int64   // keys released, in all
 
 	due  []*winState
 	vals []agg.Value
@@ -92,7 +90,7 @@ func (c *coordinator) sweepAt() int {
 
 func newCoordinator(p *plan, kt *keyTable, out *emitter) *coordinator {
 	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, byEnd: newWindowsByEnd(), sess: map[uint32][]*winState{},
-		parts: map[int32]*partReport{}, partSpans: map[int32]map[uint32][]span{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: map[alertKey]*alertState{}, out: out, now: time.Now,
+		parts: map[int32]*partReport{}, partSpans: map[int32]map[uint32][]span{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: make(alertStates, len(p.alerts)), out: out, now: time.Now,
 		forgetMin: forgetMinKeys, nextSweep: forgetMinKeys, expired: minWatermark, purged: minWatermark, started: time.Now().UnixNano()}
 }
 
@@ -394,16 +392,12 @@ func (c *coordinator) forgetKeys(seen uint64) {
 			return
 		}
 		freed := c.keys.release(c.usedKeys())
-		before := len(c.alerts)
 		for _, id := range freed {
-			for i := range c.p.alerts {
-				delete(c.alerts, alertKey{i, id})
-			}
+			c.alerts.forget(id)
 		}
 		c.forgotten += int64(len(freed))
 		c.sweepEpoch = 0
 		c.p.logger().Info("group keys forgotten", "pipeline", c.p.cfg.Name, "forgotten", len(freed), "held", c.keys.size())
-		c.alerts = compact(c.alerts, &c.alertsPeak, before)
 		c.nextSweep = c.sweepAt()
 	case c.keys.size() >= c.nextSweep:
 		if c.keys.sweep(c.usedKeys()) > 0 {
