@@ -69,6 +69,7 @@ type coordinator struct {
 	forgotten  int64   // keys released, in all
 
 	due  []*winState
+	keyd []keyedWindow // due, with their keys, in emission order
 	vals []agg.Value
 	line []byte
 }
@@ -282,24 +283,32 @@ func (c *coordinator) advance(wm, horizon, safe int64) error {
 			}
 		}
 	}
-	slices.SortFunc(c.due, func(a, b *winState) int {
-		if x := cmpInt(a.end, b.end); x != 0 {
-			return x
-		}
-		if x := cmpInt(a.start, b.start); x != 0 {
-			return x
-		}
-		return strings.Compare(c.keys.key(a.key), c.keys.key(b.key))
-	})
+	// Each key's text looked up once, not per comparison.
+	c.keyd = c.keyd[:0]
 	for _, ws := range c.due {
+		c.keyd = append(c.keyd, keyedWindow{ws, c.keys.key(ws.key)})
+	}
+	clear(c.due)
+	slices.SortFunc(c.keyd, func(a, b keyedWindow) int {
+		if x := cmpInt(a.ws.end, b.ws.end); x != 0 {
+			return x
+		}
+		if x := cmpInt(a.ws.start, b.ws.start); x != 0 {
+			return x
+		}
+		return strings.Compare(a.text, b.text)
+	})
+	for _, kw := range c.keyd {
+		ws := kw.ws
 		if ws.emitted {
 			ws.revision++
 		}
 		ws.emitted, ws.dirty = true, false
-		if err := c.emit(ws); err != nil {
+		if err := c.emit(ws, kw.text); err != nil {
 			return err
 		}
 	}
+	clear(c.keyd)
 	c.expired = max(c.expired, horizon)
 	if p := min(c.expired, safe); p > c.purged {
 		c.purged = p
@@ -308,10 +317,15 @@ func (c *coordinator) advance(wm, horizon, safe int64) error {
 	return c.out.flush()
 }
 
-func (c *coordinator) emit(ws *winState) error {
+// keyedWindow is a window due, with its key's text.
+type keyedWindow struct {
+	ws   *winState
+	text string
+}
+
+func (c *coordinator) emit(ws *winState, key string) error {
 	seconds := float64(ws.end-ws.start) / 1000
 	c.vals = ws.st.Values(c.p.layout, seconds, c.vals)
-	key := c.keys.key(ws.key)
 	wl := windowLine{start: ws.start, end: ws.end, key: key, revision: ws.revision, values: c.vals}
 	c.line = c.p.appendWindow(c.line[:0], &wl)
 	if err := c.out.window(c.line, &wl); err != nil {
