@@ -101,3 +101,64 @@ func (x *windowsByEnd) purge(horizon, lateness int64, drop func(*winState)) {
 	x.ends = slices.Delete(x.ends, 0, n)
 	x.closed = max(0, x.closed-n)
 }
+
+// sessionsByEnd is a min-heap of session windows by end. Sessions change
+// their ends as they merge, and vanish into the sessions they merge with,
+// so entries are not updated: a session gets a new entry when its end
+// moves, and an entry whose session has moved on (gone, another end, or
+// no longer in the state the heap is for) is stale and skipped as it
+// comes out. The coordinator keeps two: the dirty sessions, by the end the
+// watermark emits them at, and the emitted ones, by the end that, plus
+// allowed_lateness, forgets them.
+type sessionsByEnd []sessionAt
+
+type sessionAt struct {
+	end int64
+	ws  *winState
+}
+
+// push adds ws at its current end.
+func (h *sessionsByEnd) push(ws *winState) {
+	q := append(*h, sessionAt{ws.end, ws})
+	for i := len(q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if q[parent].end <= q[i].end {
+			break
+		}
+		q[parent], q[i] = q[i], q[parent]
+		i = parent
+	}
+	*h = q
+}
+
+// top returns the entry of the lowest end; ok is false if h is empty.
+func (h sessionsByEnd) top() (e sessionAt, ok bool) {
+	if len(h) == 0 {
+		return e, false
+	}
+	return h[0], true
+}
+
+// pop removes the top entry.
+func (h *sessionsByEnd) pop() {
+	q := *h
+	n := len(q) - 1
+	q[0] = q[n]
+	q[n] = sessionAt{}
+	q = q[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && q[l].end < q[m].end {
+			m = l
+		}
+		if r < n && q[r].end < q[m].end {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q[m], q[i] = q[i], q[m]
+		i = m
+	}
+	*h = q
+}

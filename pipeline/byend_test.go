@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"io"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -104,4 +105,90 @@ func spans(l []*winState) [][3]int64 {
 		out = append(out, [3]int64{ws.start, ws.end, int64(ws.key)})
 	}
 	return out
+}
+
+// TestSessionHeapsMatchAScan drives the coordinator's sessions — fragments
+// that start sessions, extend them and merge several, late ones into
+// emitted sessions; advances and purges — and checks each advance against
+// what a scan of every session held finds (the coordinator's way before
+// sessDue and sessDone): the dirty sessions ending by the watermark are
+// the ones emitted, the emitted ones ending, plus allowed_lateness, by
+// the purge horizon are the ones forgotten, and openWindows counts what
+// is held.
+func TestSessionHeapsMatchAScan(t *testing.T) {
+	p := testPlan(t, `pipelines:
+  - name: s
+    source: {topic: events}
+    time: {field: ts, unit: ms, allowed_lateness: 20ms}
+    window: {type: session, gap: 10ms}
+    metrics:
+      - {name: n, agg: count}
+`)
+	for seed := range uint64(300) {
+		r := rand.New(rand.NewPCG(seed, 2))
+		kt := newKeyTable()
+		for k := range 4 {
+			kt.intern(string(rune('a' + k)))
+		}
+		out, err := newEmitter(nil, p, io.Discard, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newCoordinator(p, kt, out)
+		wm := int64(0)
+		for round := range 80 {
+			for range r.IntN(5) {
+				start := wm + int64(r.IntN(60)-30)
+				end := start + 10 + int64(r.IntN(15))
+				dead := int64(minWatermark)
+				if r.IntN(3) == 0 {
+					dead = wm - 20
+				}
+				c.mergeSession(&sessDelta{key: uint32(r.IntN(4)), start: start, end: end, events: 1, st: c.states.get(), dead: dead})
+			}
+			wm += int64(r.IntN(12))
+			purge := wm - int64(r.IntN(2))*10
+			var due, held []*winState
+			for _, list := range c.sess {
+				for _, ws := range list {
+					held = append(held, ws)
+					if ws.dirty && ws.end <= wm {
+						due = append(due, ws)
+					}
+				}
+			}
+			if n := c.openWindows(); n != len(held) {
+				t.Fatalf("seed %d round %d: openWindows %d, %d held", seed, round, n, len(held))
+			}
+			was := map[*winState]bool{}
+			for _, ws := range held {
+				was[ws] = ws.dirty
+			}
+			if err := c.advance(wm, purge, purge); err != nil {
+				t.Fatal(err)
+			}
+			emitted := map[*winState]bool{}
+			for _, ws := range due {
+				emitted[ws] = true
+			}
+			kept := map[*winState]bool{}
+			for _, list := range c.sess {
+				for _, ws := range list {
+					kept[ws] = true
+				}
+			}
+			for _, ws := range held {
+				switch {
+				case emitted[ws] && (ws.dirty || !ws.emitted):
+					t.Fatalf("seed %d round %d: session %d..%d of key %d due at watermark %d, not emitted", seed, round, ws.start, ws.end, ws.key, wm)
+				case !emitted[ws] && was[ws] != ws.dirty:
+					t.Fatalf("seed %d round %d: session %d..%d of key %d emitted at watermark %d", seed, round, ws.start, ws.end, ws.key, wm)
+				}
+				forget := !ws.dirty && ws.end+p.lateness <= c.purged
+				if forget == kept[ws] {
+					t.Fatalf("seed %d round %d: session %d..%d of key %d (dirty %v): kept %v after a purge to %d", seed, round, ws.start, ws.end, ws.key, ws.dirty, kept[ws], c.purged)
+				}
+			}
+		}
+	}
 }

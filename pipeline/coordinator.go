@@ -19,6 +19,7 @@ type winState struct {
 	emitted    bool // revision 0 went out
 	revision   int  // of the last emission
 	dirty      bool // changed since its last emission
+	gone       bool // a session merged into another, or forgotten: its heap entries are stale
 }
 
 // coordinator merges the workers' rounds and emits results. It runs on one
@@ -31,6 +32,12 @@ type coordinator struct {
 	byEnd    windowsByEnd           // wins by end
 	sess     map[uint32][]*winState // per key, sorted by start
 	parts    map[int32]*partReport
+
+	// The sessions in sess by end: the dirty ones, to emit, and the
+	// emitted ones, to forget; and how many sess holds.
+	sessDue, sessDone sessionsByEnd
+	nSess             int
+
 	// Session pipelines: each partition's session spans per key as its
 	// worker held them after the latest merged round (spanReport), for
 	// checkpoints. partSpansSaved: restored from a checkpoint that had them.
@@ -105,6 +112,22 @@ func (c *coordinator) indexRestored() {
 	for _, ws := range c.wins {
 		c.byEnd.add(ws, c.wm)
 	}
+	for _, list := range c.sess {
+		for _, ws := range list {
+			c.indexSession(ws)
+		}
+		c.nSess += len(list)
+	}
+}
+
+// indexSession files session ws in the heap its state calls for: dirty,
+// to emit; emitted and unchanged since, to forget.
+func (c *coordinator) indexSession(ws *winState) {
+	if ws.dirty {
+		c.sessDue.push(ws)
+	} else {
+		c.sessDone.push(ws)
+	}
 }
 
 // apply merges one worker's round.
@@ -171,17 +194,21 @@ func (c *coordinator) apply(m *roundMsg) {
 func (c *coordinator) mergeSession(d *sessDelta) {
 	list := c.sess[d.key]
 	var into *winState
+	var end int64 // into's before the merge
+	var dirty bool
 	kept := list[:0]
 	for _, ws := range list {
 		if ws.start <= d.end && ws.end >= d.start && ws.end+c.p.lateness > c.expired && ws.end > d.dead {
 			if into == nil {
-				into = ws
+				into, end, dirty = ws, ws.end, ws.dirty
 			} else {
 				into.st.Merge(ws.st, &c.states.pages)
 				into.start, into.end = min(into.start, ws.start), max(into.end, ws.end)
 				into.emitted = into.emitted || ws.emitted
 				into.revision = max(into.revision, ws.revision)
 				c.drop(ws)
+				ws.gone = true
+				c.nSess--
 				continue
 			}
 		}
@@ -197,9 +224,13 @@ func (c *coordinator) mergeSession(d *sessDelta) {
 		}
 		into = &winState{start: d.start, end: d.end, key: d.key, st: c.states.get()}
 		kept = append(kept, into)
+		c.nSess++
 	}
 	into.st.Merge(d.st, &c.states.pages)
 	into.start, into.end = min(into.start, d.start), max(into.end, d.end)
+	if !dirty || into.end != end { // new, emitted, or moved: its entry to emit it
+		c.sessDue.push(into)
+	}
 	into.dirty = true
 	sortSessions(kept)
 	c.sess[d.key] = kept
@@ -276,11 +307,14 @@ func (c *coordinator) watermark(follow bool) (wm, horizon int64) {
 func (c *coordinator) advance(wm, horizon, safe int64) error {
 	c.wm = wm
 	c.due = c.byEnd.collect(wm, c.due[:0])
-	for _, list := range c.sess {
-		for _, ws := range list {
-			if ws.end <= wm && ws.dirty {
-				c.due = append(c.due, ws)
-			}
+	for {
+		e, ok := c.sessDue.top()
+		if !ok || e.end > wm {
+			break
+		}
+		c.sessDue.pop()
+		if ws := e.ws; !ws.gone && ws.dirty && ws.end == e.end {
+			c.due = append(c.due, ws)
 		}
 	}
 	// Each key's text looked up once, not per comparison.
@@ -304,6 +338,9 @@ func (c *coordinator) advance(wm, horizon, safe int64) error {
 			ws.revision++
 		}
 		ws.emitted, ws.dirty = true, false
+		if c.p.windows.Kind == agg.Session {
+			c.sessDone.push(ws)
+		}
 		if err := c.emit(ws, kw.text); err != nil {
 			return err
 		}
@@ -349,20 +386,27 @@ func (c *coordinator) purge(wm int64) {
 		c.drop(ws)
 		delete(c.wins, winKey{ws.start, ws.key})
 	})
-	for key, list := range c.sess {
-		kept := list[:0]
-		for _, ws := range list {
-			if ws.end+c.p.lateness <= wm && !ws.dirty {
-				c.drop(ws)
-				continue
-			}
-			kept = append(kept, ws)
+	for {
+		e, ok := c.sessDone.top()
+		if !ok || e.end+c.p.lateness > wm {
+			break
 		}
-		if len(kept) == 0 {
-			delete(c.sess, key)
+		c.sessDone.pop()
+		ws := e.ws
+		if ws.gone || ws.dirty || ws.end != e.end {
+			continue // merged, or changed since: emitted again, it has another entry
+		}
+		list := c.sess[ws.key]
+		i := slices.Index(list, ws)
+		list = slices.Delete(list, i, i+1)
+		if len(list) == 0 {
+			delete(c.sess, ws.key)
 		} else {
-			c.sess[key] = kept
+			c.sess[ws.key] = list
 		}
+		c.drop(ws)
+		ws.gone = true
+		c.nSess--
 	}
 }
 
@@ -387,11 +431,7 @@ func (c *coordinator) stats() Stats {
 
 // openWindows is the number of windows held, for metrics and tests.
 func (c *coordinator) openWindows() int {
-	n := len(c.wins)
-	for _, l := range c.sess {
-		n += len(l)
-	}
-	return n
+	return len(c.wins) + c.nSess
 }
 
 // forgetKeys runs after each round (Forgetting keys, keys.go): it releases

@@ -475,10 +475,11 @@ const benchAlerts = `    alerts:
 `
 
 // BenchmarkRunManyKeys runs the api-health pipeline, with SPEC's alert
-// rules, over 200k events of 20k keys (services) spread over half an
-// hour: ~10 events per key and 30 windows a key, so that a run emits ~170k
-// windows, nearly one per ten events, where RunUntilEnd emits one per
-// 7,500. Its cost is the coordinator's, which merges, emits, evaluates the
+// rules, over 200k events of 20k keys (services, the topic's key too)
+// spread over half an hour: ~10 events per key. With tumbling windows of a minute a run emits
+// ~170k windows, nearly one per ten events, where RunUntilEnd emits one
+// per 7,500; with session windows (gap 30s) ~190k sessions, most of one
+// event. Its cost is the coordinator's, which merges, emits, evaluates the
 // alert rules on and forgets every window on one goroutine. One op is one
 // whole run; events/s and windows/s (alerts included) are the figures.
 func BenchmarkRunManyKeys(b *testing.B) {
@@ -488,29 +489,38 @@ func BenchmarkRunManyKeys(b *testing.B) {
 	pr, _ := producer.New(t, producer.Options{Acks: log.AcksLeader, Partition: -1})
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range n {
-		ev := fmt.Appendf(nil, `{"ts":%d,"service":"svc-%d","status":"ok","response_time":%.1f}`,
-			1795341600000+int64(i)*9, rng.IntN(keys), rng.ExpFloat64()*120)
-		if err := pr.Add(nil, ev, 0); err != nil {
+		key := fmt.Appendf(nil, "svc-%d", rng.IntN(keys))
+		ev := fmt.Appendf(nil, `{"ts":%d,"service":%q,"status":"ok","response_time":%.1f}`,
+			1795341600000+int64(i)*9, key, rng.ExpFloat64()*120)
+		if err := pr.Add(key, ev, 0); err != nil { // keyed by service, as produce --key-field service
 			b.Fatal(err)
 		}
 	}
 	if err := pr.Close(); err != nil {
 		b.Fatal(err)
 	}
-	f, err := Parse("bench.yaml", []byte(benchYAML+benchAlerts))
-	if err != nil {
-		b.Fatal(err)
+	for _, window := range []string{"tumbling", "session"} {
+		b.Run(window, func(b *testing.B) {
+			yaml := benchYAML + benchAlerts
+			if window == "session" {
+				yaml = strings.Replace(yaml, "{type: tumbling, size: 1m}", "{type: session, gap: 30s}", 1)
+			}
+			f, err := Parse("bench.yaml", []byte(yaml))
+			if err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			b.ReportAllocs()
+			var lines lineCounter
+			for b.Loop() {
+				if err := Run(context.Background(), l, f, Options{UntilEnd: true, Stdout: &lines}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(int(lines)-b.N)/b.Elapsed().Seconds(), "windows/s") // less the stats lines
+		})
 	}
-	runtime.GC()
-	b.ReportAllocs()
-	var lines lineCounter
-	for b.Loop() {
-		if err := Run(context.Background(), l, f, Options{UntilEnd: true, Stdout: &lines}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64(int(lines)-b.N)/b.Elapsed().Seconds(), "windows/s") // less the stats lines
 }
 
 // lineCounter counts the lines written to it, and keeps nothing.
