@@ -476,12 +476,13 @@ const benchAlerts = `    alerts:
 
 // BenchmarkRunManyKeys runs the api-health pipeline, with SPEC's alert
 // rules, over 200k events of 20k keys (services, the topic's key too)
-// spread over half an hour: ~10 events per key. With tumbling windows of a minute a run emits
-// ~170k windows, nearly one per ten events, where RunUntilEnd emits one
-// per 7,500; with session windows (gap 30s) ~190k sessions, most of one
-// event. Its cost is the coordinator's, which merges, emits, evaluates the
-// alert rules on and forgets every window on one goroutine. One op is one
-// whole run; events/s and windows/s (alerts included) are the figures.
+// spread over half an hour: ~10 events per key, most alone in their
+// minute. With tumbling windows of a minute, or sessions of gap 30s, a run
+// writes ~170k results (windows and alert transitions), nearly one per
+// event, where RunUntilEnd writes one per 7,500. Its cost is the
+// coordinator's, which merges, emits, evaluates the alert rules on and
+// forgets every window on one goroutine. One op is one whole run;
+// events/s and windows/s (results, alerts included) are the figures.
 func BenchmarkRunManyKeys(b *testing.B) {
 	const n, keys = 200_000, 20_000
 	l, t := testTopic(b, 6)
