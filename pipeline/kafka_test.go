@@ -67,6 +67,21 @@ pipelines:
     sinks: [%s]
 `
 
+// kafkaSessions makes the Kafka tests' pipeline a session pipeline
+// (kafkaWindows), for the test that sets it.
+var kafkaSessions bool
+
+// kafkaWindows is the Kafka tests' pipeline with session windows of gap
+// 20s instead of tumbling minutes where kafkaSessions says so: a
+// service's events of one minute are one session (its events are 1.7 s
+// apart, and over 20 s from the next minute's).
+func kafkaWindows(yaml string) string {
+	if !kafkaSessions {
+		return yaml
+	}
+	return strings.Replace(yaml, "{type: tumbling, size: 1m}", "{type: session, gap: 20s}", 1)
+}
+
 var kafkaServices = []string{"auth", "billing", "cart", "catalog", "checkout", "search", "payments", "users", "inventory"}
 
 // serviceKey keys the events of service si by the service.
@@ -148,7 +163,7 @@ func (c *collector) snapshot() []string {
 // process, --until-end.
 func reference(t *testing.T, l *log.Log) []string {
 	t.Helper()
-	f, err := Parse("ref.yaml", []byte(fmt.Sprintf(kafkaPipeline, "{topic: events}", "{type: stdout}")))
+	f, err := Parse("ref.yaml", []byte(kafkaWindows(fmt.Sprintf(kafkaPipeline, "{topic: events}", "{type: stdout}"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +183,7 @@ func instance(t *testing.T, addr string, c *collector, sink string) *Runner {
 		t.Fatal(err)
 	}
 	src := fmt.Sprintf("{kafka: {brokers: [%q], topic: events, group: kg}}", addr)
-	f, err := Parse("kafka.yaml", []byte(fmt.Sprintf(kafkaPipeline, src, sink)))
+	f, err := Parse("kafka.yaml", []byte(kafkaWindows(fmt.Sprintf(kafkaPipeline, src, sink))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,6 +243,16 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // states move to the other through the checkpoint topic, so nothing is
 // lost and nothing is emitted twice.
 func TestKafkaSourceSplitsAndMovesState(t *testing.T) {
+	kafkaSplitAndMove(t, serviceKey, nil)
+}
+
+// TestKafkaSourceMovesSessions is TestKafkaSourceSplitsAndMovesState with
+// session windows: a leaving instance's open sessions move through the
+// checkpoint topic, and the instance that takes them resumes from the
+// lowest of its partitions' watermarks, behind some sessions it emitted.
+func TestKafkaSourceMovesSessions(t *testing.T) {
+	kafkaSessions = true
+	defer func() { kafkaSessions = false }()
 	kafkaSplitAndMove(t, serviceKey, nil)
 }
 
