@@ -318,8 +318,8 @@ func (c *coordinator) restore(s *snapshot, part int32) error {
 			continue
 		}
 		id := intern(a.Key)
-		st := c.alerts.get(i, id)
-		st.firing = a.Firing
+		st := c.alerts.get(i, id) // another partition's snapshot may have had the key: replaced
+		st.firing, st.history = a.Firing, st.history[:0]
 		for j := range a.Starts {
 			st.history = append(st.history, alertObs{start: a.Starts[j], met: a.Met[j]})
 		}
