@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -116,14 +117,7 @@ func spans(l []*winState) [][3]int64 {
 // the purge horizon are the ones forgotten, and openWindows counts what
 // is held.
 func TestSessionHeapsMatchAScan(t *testing.T) {
-	p := testPlan(t, `pipelines:
-  - name: s
-    source: {topic: events}
-    time: {field: ts, unit: ms, allowed_lateness: 20ms}
-    window: {type: session, gap: 10ms}
-    metrics:
-      - {name: n, agg: count}
-`)
+	p := sessionCountPlan(t, "20ms", "10ms")
 	for seed := range uint64(300) {
 		r := rand.New(rand.NewPCG(seed, 2))
 		kt := newKeyTable()
@@ -191,4 +185,18 @@ func TestSessionHeapsMatchAScan(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sessionCountPlan is a session pipeline counting events, its allowed
+// lateness and gap as given.
+func sessionCountPlan(t testing.TB, lateness, gap string) *plan {
+	t.Helper()
+	return testPlan(t, fmt.Sprintf(`pipelines:
+  - name: s
+    source: {topic: events}
+    time: {field: ts, unit: ms, allowed_lateness: %s}
+    window: {type: session, gap: %s}
+    metrics:
+      - {name: n, agg: count}
+`, lateness, gap))
 }

@@ -1225,14 +1225,7 @@ func TestSessionJoinJudgedByTheSession(t *testing.T) {
 		t.Fatalf("event meeting only a session past the lateness accepted (merged end %d)", end)
 	}
 
-	p := testPlan(t, `pipelines:
-  - name: s
-    source: {topic: events}
-    time: {field: ts, unit: ms, allowed_lateness: 1m}
-    window: {type: session, gap: 30s}
-    metrics:
-      - {name: n, agg: count}
-`)
+	p := sessionCountPlan(t, "1m", "30s")
 	c := newCoordinator(p, nil, nil)
 	c.mergeSession(&sessDelta{key: 1, start: 100_000, end: 230_000, events: 6, st: c.states.get(), dead: minWatermark})
 	c.expired, c.purged = 250_000, 250_000
