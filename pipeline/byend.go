@@ -102,27 +102,21 @@ func (x *windowsByEnd) purge(horizon, lateness int64, drop func(*winState)) {
 	x.closed = max(0, x.closed-n)
 }
 
-// sessionsByEnd is a min-heap of session windows by end. Sessions change
-// their ends as they merge, and vanish into the sessions they merge with,
-// so entries are not updated: a session gets a new entry when its end
-// moves, and an entry whose session has moved on (gone, another end, or
-// no longer in the state the heap is for) is stale and skipped as it
-// comes out. The coordinator keeps two: the dirty sessions, by the end the
-// watermark emits them at, and the emitted ones, by the end that, plus
-// allowed_lateness, forgets them.
-type sessionsByEnd []sessionAt
+// minHeap is a binary min-heap of values by the moment at which they are
+// due: the worker's session closes and forgets (sessionEnds), the
+// coordinator's sessions to emit and to forget (sessDue, sessDone).
+type minHeap[V any] []heapEntry[V]
 
-type sessionAt struct {
-	end int64
-	ws  *winState
+type heapEntry[V any] struct {
+	at int64
+	v  V
 }
 
-// push adds ws at its current end.
-func (h *sessionsByEnd) push(ws *winState) {
-	q := append(*h, sessionAt{ws.end, ws})
+func (h *minHeap[V]) push(at int64, v V) {
+	q := append(*h, heapEntry[V]{at, v})
 	for i := len(q) - 1; i > 0; {
 		parent := (i - 1) / 2
-		if q[parent].end <= q[i].end {
+		if q[parent].at <= q[i].at {
 			break
 		}
 		q[parent], q[i] = q[i], q[parent]
@@ -131,8 +125,8 @@ func (h *sessionsByEnd) push(ws *winState) {
 	*h = q
 }
 
-// top returns the entry of the lowest end; ok is false if h is empty.
-func (h sessionsByEnd) top() (e sessionAt, ok bool) {
+// top returns the entry due first; ok is false if h is empty.
+func (h minHeap[V]) top() (e heapEntry[V], ok bool) {
 	if len(h) == 0 {
 		return e, false
 	}
@@ -140,18 +134,18 @@ func (h sessionsByEnd) top() (e sessionAt, ok bool) {
 }
 
 // pop removes the top entry.
-func (h *sessionsByEnd) pop() {
+func (h *minHeap[V]) pop() {
 	q := *h
 	n := len(q) - 1
 	q[0] = q[n]
-	q[n] = sessionAt{}
+	q[n] = heapEntry[V]{}
 	q = q[:n]
 	for i := 0; ; {
 		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && q[l].end < q[m].end {
+		if l < n && q[l].at < q[m].at {
 			m = l
 		}
-		if r < n && q[r].end < q[m].end {
+		if r < n && q[r].at < q[m].at {
 			m = r
 		}
 		if m == i {

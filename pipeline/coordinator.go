@@ -34,8 +34,13 @@ type coordinator struct {
 	parts    map[int32]*partReport
 
 	// The sessions in sess by end: the dirty ones, to emit, and the
-	// emitted ones, to forget; and how many sess holds.
-	sessDue, sessDone sessionsByEnd
+	// emitted ones, to forget (plus allowed_lateness); and how many sess
+	// holds. Sessions change their ends as they merge, and vanish into
+	// the sessions they merge with, so entries are not updated: a session
+	// gets a new entry when its end moves, and an entry whose session has
+	// moved on (gone, another end, or no longer dirty, or clean) is stale
+	// and skipped as it comes out.
+	sessDue, sessDone minHeap[*winState]
 	nSess             int
 
 	// Session pipelines: each partition's session spans per key as its
@@ -124,9 +129,9 @@ func (c *coordinator) indexRestored() {
 // to emit; emitted and unchanged since, to forget.
 func (c *coordinator) indexSession(ws *winState) {
 	if ws.dirty {
-		c.sessDue.push(ws)
+		c.sessDue.push(ws.end, ws)
 	} else {
-		c.sessDone.push(ws)
+		c.sessDone.push(ws.end, ws)
 	}
 }
 
@@ -229,7 +234,7 @@ func (c *coordinator) mergeSession(d *sessDelta) {
 	into.st.Merge(d.st, &c.states.pages)
 	into.start, into.end = min(into.start, d.start), max(into.end, d.end)
 	if !dirty || into.end != end { // new, emitted, or moved: its entry to emit it
-		c.sessDue.push(into)
+		c.sessDue.push(into.end, into)
 	}
 	into.dirty = true
 	sortSessions(kept)
@@ -309,11 +314,11 @@ func (c *coordinator) advance(wm, horizon, safe int64) error {
 	c.due = c.byEnd.collect(wm, c.due[:0])
 	for {
 		e, ok := c.sessDue.top()
-		if !ok || e.end > wm {
+		if !ok || e.at > wm {
 			break
 		}
 		c.sessDue.pop()
-		if ws := e.ws; !ws.gone && ws.dirty && ws.end == e.end {
+		if ws := e.v; !ws.gone && ws.dirty && ws.end == e.at {
 			c.due = append(c.due, ws)
 		}
 	}
@@ -339,7 +344,7 @@ func (c *coordinator) advance(wm, horizon, safe int64) error {
 		}
 		ws.emitted, ws.dirty = true, false
 		if c.p.windows.Kind == agg.Session {
-			c.sessDone.push(ws)
+			c.sessDone.push(ws.end, ws)
 		}
 		if err := c.emit(ws, kw.text); err != nil {
 			return err
@@ -388,12 +393,12 @@ func (c *coordinator) purge(wm int64) {
 	})
 	for {
 		e, ok := c.sessDone.top()
-		if !ok || e.end+c.p.lateness > wm {
+		if !ok || e.at+c.p.lateness > wm {
 			break
 		}
 		c.sessDone.pop()
-		ws := e.ws
-		if ws.gone || ws.dirty || ws.end != e.end {
+		ws := e.v
+		if ws.gone || ws.dirty || ws.end != e.at {
 			continue // merged, or changed since: emitted again, it has another entry
 		}
 		list := c.sess[ws.key]

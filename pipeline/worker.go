@@ -125,7 +125,7 @@ type partState struct {
 // open at once (an out-of-order event starts one before the current).
 type sessionEnds struct {
 	spans    map[uint32][]span
-	heap     []sessionEnd
+	heap     minHeap[sessionEnd] // at: when the watermark reaching it changes the session
 	lateness int64
 	touched  map[uint32]bool // keys whose spans changed since the last report
 }
@@ -141,25 +141,26 @@ type span struct {
 // closes (the coordinator emits it), at its end plus the allowed lateness
 // the coordinator forgets it (a later event starts a new session).
 type sessionEnd struct {
-	at, end int64
-	key     uint32
-	forget  bool
+	end    int64
+	key    uint32
+	forget bool
 }
 
 // open adds the window [t, end) of an event of key. It merges with the
 // key's sessions it meets that are still there — ending after dead, the
 // watermark before the event less the allowed lateness; the others are
-// gone for the coordinator too, and wait for their forget — and returns the merged
-// session's end. When that end is at or before dead as well, the event is
-// too late: nothing changes, and ok is false. So lateness is judged by the
-// session an event joins, as Flink and Kafka Streams judge it: an
-// out-of-order event inside a session that is still open is not late
-// because its own window [t, t+gap) ends before the watermark.
+// gone for the coordinator too, and wait for their forget — and returns
+// the merged session's end. When that end is at or before dead as well,
+// the event is too late: nothing changes, and ok is false. So lateness is
+// judged by the session an event joins, as Flink and Kafka Streams judge
+// it: an out-of-order event inside a session that is still open is not
+// late because its own window [t, t+gap) ends before the watermark.
 func (s *sessionEnds) open(key uint32, t, end, dead int64) (merged int64, ok bool) {
+	joins := func(sp span) bool { return sp.end > dead && sp.start <= end && sp.end >= t }
 	spans := s.spans[key]
 	merged = end
 	for _, sp := range spans {
-		if sp.end > dead && sp.start <= end && sp.end >= t {
+		if joins(sp) {
 			merged = max(merged, sp.end)
 		}
 	}
@@ -172,14 +173,14 @@ func (s *sessionEnds) open(key uint32, t, end, dead int64) (merged int64, ok boo
 	ns := span{start: t, end: merged}
 	kept := spans[:0]
 	for _, sp := range spans {
-		if sp.end > dead && sp.start <= end && sp.end >= t {
+		if joins(sp) {
 			ns.start = min(ns.start, sp.start)
 			continue
 		}
 		kept = append(kept, sp)
 	}
 	s.spans[key] = append(kept, ns)
-	s.push(sessionEnd{at: ns.end, end: ns.end, key: key})
+	s.heap.push(ns.end, sessionEnd{end: ns.end, key: key})
 	s.touch(key)
 	return merged, true
 }
@@ -213,22 +214,10 @@ func (s *sessionEnds) restore(key uint32, spans []span) {
 	s.spans[key] = append(s.spans[key], spans...)
 	for _, sp := range spans {
 		if sp.closed {
-			s.push(sessionEnd{at: sp.end + s.lateness, end: sp.end, key: key, forget: true})
+			s.heap.push(sp.end+s.lateness, sessionEnd{end: sp.end, key: key, forget: true})
 		} else {
-			s.push(sessionEnd{at: sp.end, end: sp.end, key: key})
+			s.heap.push(sp.end, sessionEnd{end: sp.end, key: key})
 		}
-	}
-}
-
-func (s *sessionEnds) push(e sessionEnd) {
-	s.heap = append(s.heap, e)
-	for i := len(s.heap) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if s.heap[parent].at <= s.heap[i].at {
-			break
-		}
-		s.heap[parent], s.heap[i] = s.heap[i], s.heap[parent]
-		i = parent
 	}
 }
 
@@ -237,25 +226,13 @@ func (s *sessionEnds) push(e sessionEnd) {
 // sessions that merged since are stale and skipped.
 func (s *sessionEnds) closed(wm int64) bool {
 	any := false
-	for len(s.heap) > 0 && s.heap[0].at <= wm {
-		top := s.heap[0]
-		n := len(s.heap) - 1
-		s.heap[0] = s.heap[n]
-		s.heap = s.heap[:n]
-		for i := 0; ; {
-			l, r, m := 2*i+1, 2*i+2, i
-			if l < n && s.heap[l].at < s.heap[m].at {
-				m = l
-			}
-			if r < n && s.heap[r].at < s.heap[m].at {
-				m = r
-			}
-			if m == i {
-				break
-			}
-			s.heap[m], s.heap[i] = s.heap[i], s.heap[m]
-			i = m
+	for {
+		e, ok := s.heap.top()
+		if !ok || e.at > wm {
+			break
 		}
+		s.heap.pop()
+		top := e.v
 		spans := s.spans[top.key]
 		for i, sp := range spans {
 			if sp.end != top.end {
@@ -271,7 +248,7 @@ func (s *sessionEnds) closed(wm int64) bool {
 			} else {
 				spans[i].closed = true
 				s.touch(top.key)
-				s.push(sessionEnd{at: top.end + s.lateness, end: top.end, key: top.key, forget: true})
+				s.heap.push(top.end+s.lateness, sessionEnd{end: top.end, key: top.key, forget: true})
 			}
 			break
 		}
