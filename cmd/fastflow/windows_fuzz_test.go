@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"testing"
 
@@ -137,13 +136,7 @@ func FuzzWindowsPerPartitionMatchReference(f *testing.F) {
 			p := partition.ForKey([]byte(fw.keys[i]), parts)
 			byPart[p] = append(byPart[p], line)
 		}
-		var want []string
-		wantLate := 0
-		for _, lines := range byPart {
-			s, late := finalSessions(t, genericRef(lines, fw.kind, fw.size, fw.advance, fw.gap, fw.ooo, fw.lateness))
-			want, wantLate = append(want, s...), wantLate+late
-		}
-		slices.Sort(want)
+		want, wantLate := finalPerPartition(t, byPart, fw.kind, fw.size, fw.advance, fw.gap, fw.ooo, fw.lateness)
 		got, gotLate := finalSessions(t, fw.run(t, parts, workers))
 		if gotLate != wantLate || strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Fatalf("%d partitions, %d workers, %s\ngot (late_dropped %d):\n%s\nwant (late_dropped %d):\n%s", parts, workers, &fw,

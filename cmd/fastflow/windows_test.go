@@ -361,6 +361,20 @@ func finalSessions(t *testing.T, lines []string) (sessions []string, late int) {
 	return sessions, late
 }
 
+// finalPerPartition runs each partition's lines through genericRef and
+// returns the windows they end with (finalSessions), sorted, and the late
+// events of all: what a pipeline over the partitions ends with, lateness
+// being judged per partition.
+func finalPerPartition(t *testing.T, byPart [][]string, kind string, size, advance, gap, ooo, lateness int64) (windows []string, late int) {
+	t.Helper()
+	for _, lines := range byPart {
+		w, l := finalSessions(t, genericRef(lines, kind, size, advance, gap, ooo, lateness))
+		windows, late = append(windows, w...), late+l
+	}
+	slices.Sort(windows)
+	return windows, late
+}
+
 // TestSessionsMatchReferencePerPartition: lateness is judged per
 // partition. On a topic keyed by service over 3 partitions, each
 // partition's events through the sequential reference end with the
@@ -375,10 +389,8 @@ func TestSessionsMatchReferencePerPartition(t *testing.T) {
 	cfg := filepath.Join(dir, "s.yaml")
 	os.WriteFile(cfg, []byte(refPipelineYAML("{type: session, gap: 5s}", ooo, lateness)), 0o644)
 	got, gotLate := finalSessions(t, refFormat(t, c.ok("", "run", cfg, "--until-end")))
-	var want []string
-	wantLate := 0
-	for p := range 3 {
-		var part []string
+	byPart := make([][]string, 3)
+	for p := range byPart {
 		for _, l := range strings.Split(strings.TrimSpace(c.ok("", "consume", "events", "--partition", fmt.Sprint(p))), "\n") {
 			if l == "" {
 				continue // a partition no service hashes to
@@ -387,12 +399,10 @@ func TestSessionsMatchReferencePerPartition(t *testing.T) {
 			if err := json.Unmarshal([]byte(l), &r); err != nil {
 				t.Fatal(err)
 			}
-			part = append(part, string(r.Value))
+			byPart[p] = append(byPart[p], string(r.Value))
 		}
-		s, late := finalSessions(t, genericRef(part, "session", 0, 0, gap, ooo, lateness))
-		want, wantLate = append(want, s...), wantLate+late
 	}
-	slices.Sort(want)
+	want, wantLate := finalPerPartition(t, byPart, "session", 0, 0, gap, ooo, lateness)
 	if gotLate != wantLate || wantLate == 0 {
 		t.Fatalf("late_dropped %d, the reference %d", gotLate, wantLate)
 	}
