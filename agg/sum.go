@@ -158,8 +158,10 @@ func (s *Sum) Value() float64 { return s.Mean(1) }
 // Mean returns the sum divided by n (> 0), correctly rounded: the exact
 // sum's quotient rounded once, so that a mean is exact where the sum
 // rounded first would not be, or would not fit in a float64 (two values
-// of 1.7e308). It allocates (math/big) only for a sum of over 128
-// significant bits, or a mean outside float64's normal range.
+// of 1.7e308). It allocates (math/big) only where mean128 does not
+// answer: a sum whose significant bits spread over more than four limbs
+// (values of far-apart magnitudes), or a mean outside float64's normal
+// range.
 func (s *Sum) Mean(n int64) float64 {
 	switch {
 	case s.nan || s.inf == 2:
@@ -178,11 +180,12 @@ func (s *Sum) Mean(n int64) float64 {
 	return s.meanBig(n)
 }
 
-// mean128 is Mean where the sum's significant bits fit in 128 (four
-// limbs: a window's values of one field, within 2^70 of each other, do)
-// and the mean is a normal float64: a 128-by-64-bit division with a
-// guard bit and a sticky bit rounds it once, to nearest even, as meanBig
-// does. ok is false elsewhere. s is normalized.
+// mean128 is Mean where the sum's significant bits lie in four limbs (97
+// bits or fewer always do; so does a window's latencies with a decimal,
+// TestSumMean128MatchesBig checks) and the mean is a normal float64: a
+// 128-by-64-bit division with a guard bit and a sticky bit rounds it
+// once, to nearest even, as meanBig does. ok is false elsewhere. s is
+// normalized.
 func (s *Sum) mean128(n int64) (v float64, ok bool) {
 	l := s.limbs
 	lo := 0
