@@ -442,6 +442,12 @@ func (k *kafkaRun) save(c *coordinator, now time.Time) error {
 		k.opts.Logger.Warn("group keys arrive on more than one partition: their state cannot move with a partition; produce with the group-by fields as the record key",
 			"pipeline", k.p.cfg.Name, "keys", n)
 	}
+	// The local topics' records go to disk before the checkpoint that
+	// covers them (what is written after it is not skipped on a restart
+	// here: the partitions' next owners may be other instances).
+	if _, err := k.out.outputs(); err != nil {
+		return err
+	}
 	snaps := c.snapshotByPartition(now)
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaIOTimeout)
 	defer cancel()

@@ -348,7 +348,15 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 	}
 	e := newEngine(l, p, pl, opts, out)
 	e.source, e.coord.sourceID = t, t.ID()
-	e.save = func(c *coordinator, now time.Time) error { return saveCheckpoint(l, p.cfg.Name, c.snapshot(now)) }
+	e.save = func(c *coordinator, now time.Time) error {
+		outs, err := out.outputs()
+		if err != nil {
+			return err
+		}
+		s := c.snapshot(now)
+		s.Outputs = outs
+		return saveCheckpoint(l, p.cfg.Name, s)
+	}
 	// Following resumes from the pipeline's checkpoint; --until-end is a
 	// batch run over what the log holds, from the source's start.
 	if e.follow {
@@ -360,6 +368,10 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 			return err
 		default:
 			if err := e.coord.restore(snap, noPartition); err != nil {
+				out.close()
+				return err
+			}
+			if err := out.resume(snap.Outputs); err != nil {
 				out.close()
 				return err
 			}

@@ -35,19 +35,20 @@ type emitter struct {
 	out    io.Writer // the run's stdout, for the stats line whatever the sinks
 	buf    []byte    // whole lines for stdout, written once per round, so that
 	// pipelines sharing stdout never interleave within a line
-	topics  []*producer.Producer
+	topics  []*localSink
 	kafkas  []*kafkaSink
 	kafkaN  int // records added to the Kafka sinks since their last flush
 	hooks   []*webhook
-	dlq     *producer.Producer
-	late    *producer.Producer
+	dlq     *localSink
+	late    *localSink
+	locals  []*localSink // topics, dlq and late: every local topic the pipeline writes
 	observe Observer
 	res     Result
 }
 
 func newEmitter(l *log.Log, p *plan, stdout io.Writer, observe Observer, logger *slog.Logger) (*emitter, error) {
 	e := &emitter{p: p, observe: observe, out: stdout}
-	open := func(name string) (*producer.Producer, error) {
+	open := func(name string) (*localSink, error) {
 		t, err := l.Topic(name)
 		if errors.Is(err, log.ErrUnknownTopic) {
 			t, err = l.CreateTopic(name, log.TopicConfig{Partitions: 1})
@@ -58,18 +59,24 @@ func newEmitter(l *log.Log, p *plan, stdout io.Writer, observe Observer, logger 
 		if err != nil {
 			return nil, fmt.Errorf("topic %s: %w", name, err)
 		}
-		return producer.New(t, producer.Options{Acks: log.AcksLeader, Partition: -1})
+		pr, err := producer.New(t, producer.Options{Acks: log.AcksLeader, Partition: -1})
+		if err != nil {
+			return nil, err
+		}
+		ls := &localSink{t: t, pr: pr}
+		e.locals = append(e.locals, ls)
+		return ls, nil
 	}
 	for _, s := range p.cfg.Sinks {
 		switch s.Type {
 		case "stdout":
 			e.stdout = stdout
 		case "topic":
-			pr, err := open(s.Topic)
+			ls, err := open(s.Topic)
 			if err != nil {
 				return nil, err
 			}
-			e.topics = append(e.topics, pr)
+			e.topics = append(e.topics, ls)
 		case "webhook":
 			e.hooks = append(e.hooks, newWebhook(p, s, logger))
 		case "kafka":
@@ -120,7 +127,7 @@ func (e *emitter) send(line []byte, key string, tsMs int64) error {
 	if len(e.topics)+len(e.kafkas) > 0 {
 		k := appendKey(nil, e.p.cfg.GroupBy, key)
 		for _, t := range e.topics {
-			if err := t.Add(k, line, tsMs); err != nil {
+			if err := t.add(k, line, tsMs); err != nil {
 				return err
 			}
 		}
@@ -137,12 +144,12 @@ func (e *emitter) send(line []byte, key string, tsMs int64) error {
 
 // side appends a dead-letter or late copy.
 func (e *emitter) side(sr *sideRecord) {
-	pr := e.dlq
+	s := e.dlq
 	if sr.late {
-		pr = e.late
+		s = e.late
 	}
-	if pr != nil {
-		if err := pr.Add(sr.key, sr.value, 0); err != nil {
+	if s != nil {
+		if err := s.add(sr.key, sr.value, 0); err != nil {
 			e.p.logger().Error("copy to side topic failed", "pipeline", e.p.cfg.Name, "err", err)
 		}
 	}
@@ -165,11 +172,9 @@ func (e *emitter) flush() error {
 	if err := e.flushStdout(); err != nil {
 		return err
 	}
-	for _, pr := range append(append(e.topics[:len(e.topics):len(e.topics)], e.dlq), e.late) {
-		if pr != nil {
-			if err := pr.Flush(); err != nil {
-				return err
-			}
+	for _, s := range e.locals {
+		if err := s.pr.Flush(); err != nil {
+			return err
 		}
 	}
 	if e.kafkaN > 0 {
@@ -200,6 +205,37 @@ func (e *emitter) line(b []byte) error {
 	return nil
 }
 
+// outputs fsyncs the local topics the pipeline wrote (flushed by the
+// round) and returns their ends, for a checkpoint: a checkpoint must not
+// outlive, in a power loss, the results of the rounds it covers, or the
+// restart would not compute them again.
+func (e *emitter) outputs() ([]outputSnap, error) {
+	var outs []outputSnap
+	for _, s := range e.locals {
+		o, err := s.ends()
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, o)
+	}
+	return outs, nil
+}
+
+// resume has the local topics skip what a stopped run wrote after the
+// checkpoint it resumes from (localSink).
+func (e *emitter) resume(outs []outputSnap) error {
+	for _, s := range e.locals {
+		for _, o := range outs {
+			if o.Topic == s.t.Name() {
+				if err := s.resume(o); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
 func (e *emitter) dropped() int64 {
 	var n int64
 	for _, h := range e.hooks {
@@ -222,11 +258,9 @@ func (e *emitter) closeHooks() {
 func (e *emitter) close() error {
 	err := e.flush()
 	e.closeHooks()
-	for _, pr := range append(append(e.topics[:len(e.topics):len(e.topics)], e.dlq), e.late) {
-		if pr != nil {
-			if cerr := pr.Close(); err == nil {
-				err = cerr
-			}
+	for _, s := range e.locals {
+		if cerr := s.pr.Close(); err == nil {
+			err = cerr
 		}
 	}
 	for _, ks := range e.kafkas {

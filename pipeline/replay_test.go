@@ -1,0 +1,299 @@
+package pipeline
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/log/producer"
+	"github.com/fastflow/fastflow/partition"
+)
+
+// sinkOn returns a localSink writing t, as the emitter opens one.
+func sinkOn(t *testing.T, topic *log.Topic) *localSink {
+	t.Helper()
+	pr, err := producer.New(topic, producer.Options{Acks: log.AcksLeader, Partition: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pr.Close() })
+	return &localSink{t: topic, pr: pr}
+}
+
+// write adds "key=value" records ("value" alone: a null key) and flushes.
+func write(t *testing.T, s *localSink, recs ...string) {
+	t.Helper()
+	for _, r := range recs {
+		var key []byte
+		k, v, ok := cut(r)
+		if ok {
+			key = []byte(k)
+		}
+		if err := s.add(key, []byte(v), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.pr.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func cut(r string) (key, value string, keyed bool) {
+	for i := range len(r) {
+		if r[i] == '=' {
+			return r[:i], r[i+1:], true
+		}
+	}
+	return "", r, false
+}
+
+// contents returns each partition's records as write takes them.
+func contents(t *testing.T, topic *log.Topic) [][]string {
+	t.Helper()
+	out := make([][]string, topic.Partitions())
+	for i := range out {
+		p, err := topic.Partition(int32(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd, err := p.NewReader(p.LogStartOffset())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rd.Offset() < p.HighWatermark() {
+			recs, err := rd.Read(nil)
+			if err != nil || len(recs) == 0 {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if r.Key == nil {
+					out[i] = append(out[i], string(r.Value))
+				} else {
+					out[i] = append(out[i], string(r.Key)+"="+string(r.Value))
+				}
+			}
+		}
+		rd.Close()
+	}
+	return out
+}
+
+// restart is a checkpoint taken after before was written, a run killed
+// after it wrote killed, and a restart resuming from the checkpoint that
+// writes again: it returns the restart's sink and what each partition held
+// before the restart wrote anything.
+func restart(t *testing.T, topic *log.Topic, before, killed []string) *localSink {
+	t.Helper()
+	first := sinkOn(t, topic)
+	write(t, first, before...)
+	o, err := first.ends()
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, first, killed...)
+	again := sinkOn(t, topic)
+	if err := again.resume(o); err != nil {
+		t.Fatal(err)
+	}
+	return again
+}
+
+// TestReplaySkipsWhatTheKilledRunWrote: a restart does not write again,
+// per partition, the records the killed run wrote after its checkpoint as
+// long as it writes the same in the same order; from the first that
+// differs it writes everything, so that a record is skipped only where an
+// identical one is in the topic.
+func TestReplaySkipsWhatTheKilledRunWrote(t *testing.T) {
+	t.Run("same output", func(t *testing.T) {
+		_, topic := testTopic(t, 1)
+		s := restart(t, topic, []string{"k=a", "k=b"}, []string{"k=c", "k=d"})
+		write(t, s, "k=c", "k=d", "k=e")
+		if got, want := contents(t, topic)[0], []string{"k=a", "k=b", "k=c", "k=d", "k=e"}; !slices.Equal(got, want) {
+			t.Fatalf("topic %v, want %v", got, want)
+		}
+		if s.replay != nil {
+			t.Fatal("the replay is kept once all of it was met")
+		}
+	})
+	t.Run("the output differs", func(t *testing.T) {
+		_, topic := testTopic(t, 1)
+		s := restart(t, topic, []string{"k=a"}, []string{"k=b", "k=c", "k=d"})
+		// b is skipped; x differs from c, so c and d are written again
+		// though they follow.
+		write(t, s, "k=b", "k=x", "k=c", "k=d")
+		if got, want := contents(t, topic)[0], []string{"k=a", "k=b", "k=c", "k=d", "k=x", "k=c", "k=d"}; !slices.Equal(got, want) {
+			t.Fatalf("topic %v, want %v", got, want)
+		}
+	})
+	t.Run("null and empty keys differ", func(t *testing.T) {
+		_, topic := testTopic(t, 1)
+		s := restart(t, topic, nil, []string{"v"})
+		write(t, s, "=v") // an empty key: another record
+		if got, want := contents(t, topic)[0], []string{"v", "=v"}; !slices.Equal(got, want) {
+			t.Fatalf("topic %v, want %v", got, want)
+		}
+	})
+	t.Run("keyed partitions", func(t *testing.T) {
+		_, topic := testTopic(t, 3)
+		keys := distinctPartitions(t, 3)
+		k0, k1, k2 := keys[0], keys[1], keys[2]
+		// The killed run wrote two records of k0's partition and one of
+		// k1's; the restart writes k2 (a partition it wrote nothing to
+		// after the checkpoint), then the same as the killed run, then a
+		// record of k1's partition that differs.
+		s := restart(t, topic, []string{k0 + "=a"}, []string{k0 + "=b", k1 + "=c", k0 + "=d"})
+		write(t, s, k2+"=e", k0+"=b", k1+"=c", k0+"=d", k1+"=f", k0+"=g")
+		got := contents(t, topic)
+		want := map[string][]string{k0: {k0 + "=a", k0 + "=b", k0 + "=d", k0 + "=g"}, k1: {k1 + "=c", k1 + "=f"}, k2: {k2 + "=e"}}
+		for k, w := range want {
+			if p := partition.ForKey([]byte(k), 3); !slices.Equal(got[p], w) {
+				t.Fatalf("partition %d: %v, want %v", p, got[p], w)
+			}
+		}
+	})
+	t.Run("null keys over partitions", func(t *testing.T) {
+		_, topic := testTopic(t, 3)
+		// The sticky partitioner puts a batch on one partition: the
+		// killed run's records are found at the head of whichever
+		// partition holds them.
+		s := restart(t, topic, []string{"a"}, []string{"b", "c"})
+		write(t, s, "b", "c", "d")
+		var all []string
+		for _, p := range contents(t, topic) {
+			all = append(all, p...)
+		}
+		slices.Sort(all)
+		if want := []string{"a", "b", "c", "d"}; !slices.Equal(all, want) {
+			t.Fatalf("topic %v, want %v", all, want)
+		}
+	})
+	t.Run("null key found nowhere", func(t *testing.T) {
+		_, topic := testTopic(t, 2)
+		s := restart(t, topic, nil, []string{"b", "c"})
+		write(t, s, "x", "b", "c")
+		var all []string
+		for _, p := range contents(t, topic) {
+			all = append(all, p...)
+		}
+		slices.Sort(all)
+		if want := []string{"b", "b", "c", "c", "x"}; !slices.Equal(all, want) {
+			t.Fatalf("topic %v, want %v", all, want)
+		}
+	})
+}
+
+// distinctPartitions returns n keys that go to n different partitions
+// of a topic of n partitions.
+func distinctPartitions(t *testing.T, n int32) []string {
+	t.Helper()
+	keys := make([]string, n)
+	found := 0
+	for i := 0; found < int(n) && i < 1000; i++ {
+		k := fmt.Sprintf("key-%d", i)
+		if p := partition.ForKey([]byte(k), n); keys[p] == "" {
+			keys[p] = k
+			found++
+		}
+	}
+	if found < int(n) {
+		t.Fatal("no keys for every partition")
+	}
+	return keys
+}
+
+// TestReplayNotFromAnotherTopic: a checkpoint's ends apply to the topic
+// it was taken over, not to one deleted and created again since under its
+// name, nor where records after them were deleted (retention,
+// DeleteRecords): then nothing is skipped.
+func TestReplayNotFromAnotherTopic(t *testing.T) {
+	t.Run("created again", func(t *testing.T) {
+		l, topic := testTopic(t, 1)
+		first := sinkOn(t, topic)
+		write(t, first, "k=a")
+		o, err := first.ends()
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, first, "k=b")
+		if err := l.DeleteTopic("events"); err != nil {
+			t.Fatal(err)
+		}
+		again, err := l.CreateTopic("events", log.TopicConfig{Partitions: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sinkOn(t, again)
+		write(t, s, "k=x", "k=b")
+		if err := s.resume(o); err != nil {
+			t.Fatal(err)
+		}
+		if s.replay != nil {
+			t.Fatal("a replay of another topic's records")
+		}
+	})
+	t.Run("deleted records", func(t *testing.T) {
+		_, topic := testTopic(t, 1)
+		first := sinkOn(t, topic)
+		write(t, first, "k=a")
+		o, err := first.ends()
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, first, "k=b", "k=c")
+		p, _ := topic.Partition(0)
+		if _, err := p.DeleteRecords(2); err != nil {
+			t.Fatal(err)
+		}
+		s := sinkOn(t, topic)
+		if err := s.resume(o); err != nil {
+			t.Fatal(err)
+		}
+		if s.replay != nil {
+			t.Fatal("a replay from before the log start")
+		}
+	})
+}
+
+// TestOutputsFsyncBeforeCheckpoint: the ends a checkpoint records are on
+// disk, so that a power loss cannot keep a checkpoint whose results are
+// gone (the restart would not compute them again).
+func TestOutputsFsyncBeforeCheckpoint(t *testing.T) {
+	_, topic := testTopic(t, 2)
+	s := sinkOn(t, topic)
+	write(t, s, "k=a", "j=b")
+	e := &emitter{topics: []*localSink{s}, locals: []*localSink{s}}
+	before := fsyncs(t, topic)
+	outs, err := e.outputs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(outs) != 1 || !slices.Equal(outs[0].Ends, []int64{partitionEnd(t, topic, 0), partitionEnd(t, topic, 1)}) {
+		t.Fatalf("outputs %+v", outs)
+	}
+	for i, n := range fsyncs(t, topic) {
+		if end := outs[0].Ends[i]; end > 0 && n <= before[i] {
+			t.Fatalf("partition %d holds %d records, not fsynced (fsyncs %d before, %d after)", i, end, before[i], n)
+		}
+	}
+}
+
+func fsyncs(t *testing.T, topic *log.Topic) []int64 {
+	var n []int64
+	for i := range topic.Partitions() {
+		p, err := topic.Partition(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = append(n, p.Stats().Fsyncs)
+	}
+	return n
+}
+
+func partitionEnd(t *testing.T, topic *log.Topic, i int32) int64 {
+	p, err := topic.Partition(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.HighWatermark()
+}
