@@ -296,7 +296,13 @@ type engine struct {
 	wakers  []*waker
 	follow  bool
 	every   time.Duration // checkpoints, following
-	saved   time.Time
+	// saved is when the last checkpoint was written; zero before the
+	// first, so that the first round writes one: a run killed within its
+	// first interval resumes from there rather than from the source's start
+	// (with start: latest, that would skip what was written meanwhile), and
+	// its restart does not write again to the results topic what it wrote
+	// (localSink).
+	saved time.Time
 	// source is the local source topic, checked at each periodic
 	// checkpoint (log.Topic.Reload); nil for a Kafka source. sourceParts
 	// is its partition count at the start, which the workers own.
@@ -423,7 +429,7 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 }
 
 func newEngine(l *log.Log, p *plan, pl *Pipeline, opts Options, out *emitter) *engine {
-	e := &engine{l: l, p: p, pl: pl, follow: !opts.UntilEnd, every: opts.CheckpointInterval, saved: time.Now(), statsOnStop: true}
+	e := &engine{l: l, p: p, pl: pl, follow: !opts.UntilEnd, every: opts.CheckpointInterval, statsOnStop: true}
 	if e.every == 0 {
 		e.every = 10 * time.Second
 	}

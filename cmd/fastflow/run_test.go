@@ -752,6 +752,37 @@ func TestRunKillRestartSessions(t *testing.T) {
 	checkKillRestart(t, c, cfg, sessionYAML, want)
 }
 
+// TestRunKilledBeforeItsFirstInterval: a following run writes its first
+// checkpoint after its first round, not one interval after it starts, so
+// that a run killed early resumes from a checkpoint (here the interval is
+// an hour) instead of starting over, and its results topic holds each
+// line once: starting over would write the killed run's lines again.
+func TestRunKilledBeforeItsFirstInterval(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	c := newCLI(t)
+	cfg, want := followData(t, c, 11)
+	if err := os.WriteFile(cfg, []byte(apiHealthYAML+"      - {type: topic, topic: api-health.results}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(c.dir, "pipelines", "api-health.checkpoint")
+	first, _ := followCmd(t, c.cmd(t.Context(), "run", cfg, "--log-level", "info", "--checkpoint-interval", "1h"), syscall.SIGKILL,
+		func(got []string) bool { return len(got) > 0 && fileExists(ckpt) }, nil)
+	again, logged := followCmd(t, c.cmd(t.Context(), "run", cfg, "--log-level", "info", "--checkpoint-interval", "1h"), syscall.SIGTERM,
+		func(got []string) bool { return len(got) > 0 && got[len(got)-1] == want[len(want)-1] }, nil)
+	if !strings.Contains(logged, "resuming from checkpoint") {
+		t.Fatalf("the restart printed %d of %d lines (the killed run %d); logged:\n%s", len(again), len(want), len(first), logged)
+	}
+	var inTopic []string
+	for _, r := range parseConsumed(t, c.ok("", "consume", "api-health.results")) {
+		inTopic = append(inTopic, string(r.Value))
+	}
+	if !slices.Equal(inTopic, want) {
+		t.Fatalf("the results topic holds %d lines, the uninterrupted run printed %d", len(inTopic), len(want))
+	}
+}
+
 // checkKillRestart: runs of pipeline api-health (yaml, written to cfg with
 // a results topic added) killed part way and restarted print, together,
 // want — some lines twice, none lost — and the results topic holds every
