@@ -813,10 +813,12 @@ func startOffsets(ctx context.Context, cl *kgo.Client, src *KafkaSource, parts [
 // kafkaSink writes a pipeline's results and alerts to a Kafka topic,
 // keyed by the group key, as the topic sink does in the local log.
 type kafkaSink struct {
-	cl    *kgo.Client
-	topic string
-	errMu sync.Mutex
-	err   error
+	cl      *kgo.Client
+	brokers []string
+	topic   string
+	errMu   sync.Mutex
+	err     error
+	replay  *replay // after a restart: what the stopped run wrote after its checkpoint (localSink)
 }
 
 func newKafkaSink(s SinkConfig) (*kafkaSink, error) {
@@ -831,10 +833,17 @@ func newKafkaSink(s SinkConfig) (*kafkaSink, error) {
 		cl.Close()
 		return nil, fmt.Errorf("kafka sink %s: %w", s.Topic, err)
 	}
-	return &kafkaSink{cl: cl, topic: s.Topic}, nil
+	return &kafkaSink{cl: cl, brokers: s.Brokers, topic: s.Topic}, nil
 }
 
+// add produces a record, unless it is the next the stopped run wrote.
 func (ks *kafkaSink) add(key, value []byte, tsMs int64) {
+	if ks.replay != nil && ks.replay.skip(key, value) {
+		if ks.replay.left == 0 {
+			ks.replay = nil
+		}
+		return
+	}
 	r := &kgo.Record{Key: key, Value: bytes.Clone(value), Timestamp: time.UnixMilli(tsMs)}
 	ks.cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
 		if err != nil {
@@ -858,6 +867,96 @@ func (ks *kafkaSink) flush() error {
 	defer ks.errMu.Unlock()
 	if ks.err != nil {
 		return fmt.Errorf("kafka sink %s: %w", ks.topic, ks.err)
+	}
+	return nil
+}
+
+// outputName names a Kafka sink's topic in a checkpoint's outputs, apart
+// from the local topics (whose names have no slash).
+func (ks *kafkaSink) outputName() string { return "kafka/" + ks.topic }
+
+// ends returns the sink topic's partition ends; what was added is
+// acknowledged by all in-sync replicas (flush).
+func (ks *kafkaSink) ends() (outputSnap, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), kafkaIOTimeout)
+	defer cancel()
+	ends, err := endOffsets(ctx, ks.cl, ks.topic)
+	if err != nil {
+		return outputSnap{}, fmt.Errorf("kafka sink %s: %w", ks.topic, err)
+	}
+	o := outputSnap{Topic: ks.outputName(), Ends: make([]int64, len(ends))}
+	for p, end := range ends {
+		if int(p) < len(o.Ends) {
+			o.Ends[p] = end
+		}
+	}
+	return o, nil
+}
+
+// resume reads what was written to the sink topic after the checkpoint o
+// is from, to be skipped (localSink.resume). It reads the partitions
+// directly, outside any group.
+func (ks *kafkaSink) resume(o outputSnap) error {
+	ctx, cancel := context.WithTimeout(context.Background(), kafkaIOTimeout)
+	defer cancel()
+	now, err := endOffsets(ctx, ks.cl, ks.topic)
+	if err != nil {
+		return fmt.Errorf("kafka sink %s: %w", ks.topic, err)
+	}
+	consume := map[int32]kgo.Offset{}
+	for p, end := range now {
+		if int(p) < len(o.Ends) && o.Ends[p] < end {
+			consume[p] = kgo.NewOffset().At(o.Ends[p])
+		}
+	}
+	if len(consume) == 0 {
+		return nil
+	}
+	rd, err := kgo.NewClient(kgo.SeedBrokers(ks.brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{ks.topic: consume}))
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	r := &replay{parts: make([][]pending, len(now))}
+	left := len(consume)
+	done := func(p int32) {
+		delete(consume, p)
+		left--
+	}
+	for left > 0 {
+		fs := rd.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("kafka sink %s: reading what was written after the checkpoint: %w", ks.topic, err)
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return fmt.Errorf("kafka sink %s: reading what was written after the checkpoint: %w", ks.topic, ferr)
+		}
+		fs.EachRecord(func(rec *kgo.Record) {
+			p := rec.Partition
+			if _, reading := consume[p]; !reading || int(p) >= len(r.parts) {
+				return
+			}
+			if rec.Offset != o.Ends[p]+int64(len(r.parts[p])) {
+				// Compacted, or deleted and reset to the start: not what
+				// the stopped run wrote, in order.
+				r.parts[p] = nil
+				done(p)
+				return
+			}
+			r.parts[p] = append(r.parts[p], pending{key: bytes.Clone(rec.Key), value: bytes.Clone(rec.Value), null: rec.Key == nil})
+			if rec.Offset+1 >= now[p] {
+				done(p)
+			}
+		})
+	}
+	for _, q := range r.parts {
+		r.left += len(q)
+	}
+	if r.left > 0 {
+		ks.replay = r
 	}
 	return nil
 }

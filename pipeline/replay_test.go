@@ -297,3 +297,50 @@ func partitionEnd(t *testing.T, topic *log.Topic, i int32) int64 {
 	}
 	return p.HighWatermark()
 }
+
+// TestKafkaSinkSkipsWhatTheKilledRunWrote: a Kafka sink resuming from a
+// checkpoint reads what was produced to its topic after the checkpoint's
+// ends and does not produce it again (localSink's rule).
+func TestKafkaSinkSkipsWhatTheKilledRunWrote(t *testing.T) {
+	addr, bl := broker(t)
+	sink := func() *kafkaSink {
+		ks, err := newKafkaSink(SinkConfig{Type: "kafka", Brokers: []string{addr}, Topic: "kp.results"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ks.close() })
+		return ks
+	}
+	produce := func(ks *kafkaSink, recs ...string) {
+		t.Helper()
+		for _, r := range recs {
+			k, v, _ := cut(r)
+			ks.add([]byte(k), []byte(v), 1)
+		}
+		if err := ks.flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := sink()
+	produce(first, "k=a")
+	o, err := first.ends()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Topic != "kafka/kp.results" || !slices.Equal(o.Ends, []int64{1}) {
+		t.Fatalf("ends %+v", o)
+	}
+	produce(first, "k=b", "k=c")
+	again := sink()
+	if err := again.resume(o); err != nil {
+		t.Fatal(err)
+	}
+	produce(again, "k=b", "k=c", "k=d")
+	topic, err := bl.Topic("kp.results")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := contents(t, topic)[0], []string{"k=a", "k=b", "k=c", "k=d"}; !slices.Equal(got, want) {
+		t.Fatalf("topic %v, want %v", got, want)
+	}
+}

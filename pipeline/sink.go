@@ -206,13 +206,21 @@ func (e *emitter) line(b []byte) error {
 }
 
 // outputs fsyncs the local topics the pipeline wrote (flushed by the
-// round) and returns their ends, for a checkpoint: a checkpoint must not
-// outlive, in a power loss, the results of the rounds it covers, or the
-// restart would not compute them again.
+// round) and returns their ends, and the Kafka sinks' (acknowledged by the
+// round's flush), for a checkpoint: a checkpoint must not outlive, in a
+// power loss, the results of the rounds it covers, or the restart would
+// not compute them again.
 func (e *emitter) outputs() ([]outputSnap, error) {
 	var outs []outputSnap
 	for _, s := range e.locals {
 		o, err := s.ends()
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, o)
+	}
+	for _, ks := range e.kafkas {
+		o, err := ks.ends()
 		if err != nil {
 			return nil, err
 		}
@@ -228,6 +236,15 @@ func (e *emitter) resume(outs []outputSnap) error {
 		for _, o := range outs {
 			if o.Topic == s.t.Name() {
 				if err := s.resume(o); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, ks := range e.kafkas {
+		for _, o := range outs {
+			if o.Topic == ks.outputName() {
+				if err := ks.resume(o); err != nil {
 					return err
 				}
 			}

@@ -732,14 +732,15 @@ func TestRunGoesOnWhenCheckpointsFail(t *testing.T) {
 // here) and prints the uninterrupted run's lines from there on: a replay
 // of what the killed run printed after its last checkpoint (at least
 // once), then what it had not reached. The checkpoint survives being
-// killed while it is written.
+// killed while it is written. Its results topic, and the topic of a Kafka
+// sink on another fastflow's Kafka listener, hold each line once.
 func TestRunKillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs processes")
 	}
 	c := newCLI(t)
 	cfg, want := followData(t, c, 4)
-	checkKillRestart(t, c, cfg, apiHealthYAML, want)
+	checkKillRestart(t, c, cfg, apiHealthYAML, want, startKafkaBroker(t))
 }
 
 // TestRunKillRestartSessions is TestRunKillRestart with session windows.
@@ -749,7 +750,7 @@ func TestRunKillRestartSessions(t *testing.T) {
 	}
 	c := newCLI(t)
 	cfg, want := sessionData(t, c, 7)
-	checkKillRestart(t, c, cfg, sessionYAML, want)
+	checkKillRestart(t, c, cfg, sessionYAML, want, nil)
 }
 
 // TestRunKilledBeforeItsFirstInterval: a following run writes its first
@@ -787,12 +788,8 @@ func TestRunKilledBeforeItsFirstInterval(t *testing.T) {
 // a results topic added) killed part way and restarted print, together,
 // want — some lines twice, none lost — and the results topic holds every
 // window.
-func checkKillRestart(t *testing.T, c *cli, cfg, yaml string, want []string) {
+func checkKillRestart(t *testing.T, c *cli, cfg, yaml string, want []string, kafka *kafkaBroker) {
 	t.Helper()
-	// The killed runs also write their results to a topic.
-	if err := os.WriteFile(cfg, []byte(yaml+"      - {type: topic, topic: api-health.results}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	at := map[string]int{}
 	for i, l := range want {
 		at[l] = i
@@ -813,6 +810,16 @@ func checkKillRestart(t *testing.T, c *cli, cfg, yaml string, want []string) {
 		return runFollowing(t, c, cfg, sig, until, "--checkpoint-interval", "1ms")
 	}
 	for attempt := 1; ; attempt++ {
+		// The killed runs also write their results to a topic, and to a
+		// Kafka cluster's topic (one per attempt: its broker writes it).
+		sinks := "      - {type: topic, topic: api-health.results}\n"
+		kafkaTopic := fmt.Sprintf("api-health.results-%d", attempt)
+		if kafka != nil {
+			sinks += fmt.Sprintf("      - {type: kafka, brokers: [%q], topic: %s}\n", kafka.addr, kafkaTopic)
+		}
+		if err := os.WriteFile(cfg, []byte(yaml+sinks), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		os.RemoveAll(filepath.Join(c.dir, "pipelines"))
 		printed, resumed, midway := 0, 0, 0
 		// A run killed after it printed everything may have checkpointed
@@ -850,17 +857,24 @@ func checkKillRestart(t *testing.T, c *cli, cfg, yaml string, want []string) {
 		if printed != len(want) {
 			t.Fatalf("the runs printed %d of the %d lines", printed, len(want))
 		}
-		// The results topic holds every line once, in order: each
+		// The results topics hold every line once, in order: each
 		// restart skipped what the killed run wrote after its checkpoint.
-		var inTopic []string
-		for _, r := range parseConsumed(t, c.ok("", "consume", "api-health.results")) {
-			inTopic = append(inTopic, string(r.Value))
-		}
-		for i := range max(len(inTopic), len(want)) {
-			if i >= len(inTopic) || i >= len(want) || inTopic[i] != want[i] {
-				t.Fatalf("the results topic holds %d lines, the uninterrupted run printed %d; the first difference is at line %d:\ntopic: %s\nrun:   %s",
-					len(inTopic), len(want), i, lineAt(inTopic, i), lineAt(want, i))
+		checkTopic := func(c *cli, topic string) {
+			t.Helper()
+			var inTopic []string
+			for _, r := range parseConsumed(t, c.ok("", "consume", topic)) {
+				inTopic = append(inTopic, string(r.Value))
 			}
+			for i := range max(len(inTopic), len(want)) {
+				if i >= len(inTopic) || i >= len(want) || inTopic[i] != want[i] {
+					t.Fatalf("topic %s holds %d lines, the uninterrupted run printed %d; the first difference is at line %d:\ntopic: %s\nrun:   %s",
+						topic, len(inTopic), len(want), i, lineAt(inTopic, i), lineAt(want, i))
+				}
+			}
+		}
+		checkTopic(c, "api-health.results")
+		if kafka != nil {
+			checkTopic(kafka.c, kafkaTopic)
 		}
 		c.ok("", "topic", "delete", "api-health.results")
 		if midway > 0 && resumed > 0 {
@@ -871,6 +885,21 @@ func checkKillRestart(t *testing.T, c *cli, cfg, yaml string, want []string) {
 			t.Fatalf("five attempts: kills before the end %d, restarts from a checkpoint %d", midway, resumed)
 		}
 	}
+}
+
+// kafkaBroker is a fastflow serve --kafka on a data directory of its own:
+// a Kafka cluster for a pipeline's Kafka sink.
+type kafkaBroker struct {
+	c    *cli
+	addr string
+}
+
+func startKafkaBroker(t *testing.T) *kafkaBroker {
+	t.Helper()
+	b := &kafkaBroker{c: newCLI(t), addr: freePort(t)}
+	start(t, b.c.cmd(context.Background(), "serve", "--http", freePort(t), "--kafka", b.addr))
+	waitKafka(t, b.addr)
+	return b
 }
 
 // lineAt is lines[i], or "(none)" past its end.
