@@ -919,6 +919,7 @@ func (ks *kafkaSink) resume(o outputSnap) error {
 	}
 	defer rd.Close()
 	r := &replay{parts: make([][]pending, len(now))}
+	budget := replayBudget
 	left := len(consume)
 	done := func(p int32) {
 		delete(consume, p)
@@ -946,9 +947,9 @@ func (ks *kafkaSink) resume(o outputSnap) error {
 				done(p)
 				return
 			}
-			r.parts[p] = append(r.parts[p], pending{key: bytes.Clone(rec.Key), value: bytes.Clone(rec.Value), null: rec.Key == nil})
-			if rec.Offset+1 >= now[p] {
-				done(p)
+			var ok bool
+			if r.parts[p], ok = appendPending(r.parts[p], rec.Key, rec.Value, &budget); !ok || rec.Offset+1 >= now[p] {
+				done(p) // read to the end, or to the budget: what is left is written again
 			}
 		})
 	}

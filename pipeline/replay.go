@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"fmt"
+	"unsafe"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/log/producer"
@@ -77,6 +78,7 @@ func (s *localSink) resume(o outputSnap) error {
 		return nil
 	}
 	r := &replay{parts: make([][]pending, s.t.Partitions())}
+	budget := replayBudget
 	for i, end := range o.Ends {
 		if i >= len(r.parts) {
 			break
@@ -92,7 +94,7 @@ func (s *localSink) resume(o outputSnap) error {
 		if err != nil {
 			return err
 		}
-		q, err := readPending(rd, end, p.HighWatermark())
+		q, err := readPending(rd, end, p.HighWatermark(), &budget)
 		rd.Close()
 		if err != nil {
 			return fmt.Errorf("reading %s/%d after the checkpoint: %w", s.t.Name(), i, err)
@@ -106,10 +108,15 @@ func (s *localSink) resume(o outputSnap) error {
 	return nil
 }
 
+// replayBudget bounds the bytes a sink holds of what a stopped run wrote
+// after its checkpoint (an interval's results: usually far less). Past
+// it, only the records read are skipped, and the rest written again.
+var replayBudget = 64 << 20
+
 // readPending reads the records from end to hw, or none if some are
 // missing (compacted away): then they are not what the stopped run wrote,
-// in order.
-func readPending(rd *log.Reader, end, hw int64) ([]pending, error) {
+// in order. It stops early when the records read use up budget.
+func readPending(rd *log.Reader, end, hw int64, budget *int) ([]pending, error) {
 	var q []pending
 	var recs []log.Record
 	var err error
@@ -124,10 +131,24 @@ func readPending(rd *log.Reader, end, hw int64) ([]pending, error) {
 			if rec.Offset != end+int64(len(q)) {
 				return nil, nil
 			}
-			q = append(q, pending{key: bytes.Clone(rec.Key), value: bytes.Clone(rec.Value), null: rec.Key == nil})
+			var ok bool
+			if q, ok = appendPending(q, rec.Key, rec.Value, budget); !ok {
+				return q, nil
+			}
 		}
 	}
 	return q, nil
+}
+
+// appendPending appends a copy of a record to q, if budget (bytes) has
+// room for it.
+func appendPending(q []pending, key, value []byte, budget *int) ([]pending, bool) {
+	n := len(key) + len(value) + int(unsafe.Sizeof(pending{}))
+	if n > *budget {
+		return q, false
+	}
+	*budget -= n
+	return append(q, pending{key: bytes.Clone(key), value: bytes.Clone(value), null: key == nil}), true
 }
 
 // replay is what a stopped run wrote to a topic after its checkpoint, by

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/log/producer"
@@ -123,6 +124,18 @@ func TestReplaySkipsWhatTheKilledRunWrote(t *testing.T) {
 		// though they follow.
 		write(t, s, "k=b", "k=x", "k=c", "k=d")
 		if got, want := contents(t, topic)[0], []string{"k=a", "k=b", "k=c", "k=d", "k=x", "k=c", "k=d"}; !slices.Equal(got, want) {
+			t.Fatalf("topic %v, want %v", got, want)
+		}
+	})
+	t.Run("past the budget", func(t *testing.T) {
+		// Room for two of the killed run's three records: the third is
+		// written again.
+		defer func(b int) { replayBudget = b }(replayBudget)
+		replayBudget = 2 * (2 + int(unsafe.Sizeof(pending{})))
+		_, topic := testTopic(t, 1)
+		s := restart(t, topic, []string{"k=a"}, []string{"k=b", "k=c", "k=d"})
+		write(t, s, "k=b", "k=c", "k=d", "k=e")
+		if got, want := contents(t, topic)[0], []string{"k=a", "k=b", "k=c", "k=d", "k=d", "k=e"}; !slices.Equal(got, want) {
 			t.Fatalf("topic %v, want %v", got, want)
 		}
 	})
