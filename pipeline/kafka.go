@@ -74,8 +74,9 @@ type generation struct {
 	done   chan error
 }
 
-// kafkaIOTimeout bounds a checkpoint read or write and a commit.
-const kafkaIOTimeout = 30 * time.Second
+// kafkaIOTimeout bounds a checkpoint read or write and a commit (a
+// variable: tests shorten it).
+var kafkaIOTimeout = 30 * time.Second
 
 func runKafka(ctx context.Context, l *log.Log, pl *Pipeline, p *plan, opts Options, out *emitter) error {
 	src := p.cfg.Source.Kafka

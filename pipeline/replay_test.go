@@ -2,9 +2,13 @@ package pipeline
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"testing"
+	"time"
 	"unsafe"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/log/producer"
@@ -355,5 +359,33 @@ func TestKafkaSinkSkipsWhatTheKilledRunWrote(t *testing.T) {
 	}
 	if got, want := contents(t, topic)[0], []string{"k=a", "k=b", "k=c", "k=d"}; !slices.Equal(got, want) {
 		t.Fatalf("topic %v, want %v", got, want)
+	}
+}
+
+// TestOutputsWithoutAKafkaCluster: a checkpoint whose Kafka sink's
+// cluster does not answer is written without that sink's ends (a restart
+// from it produces that sink's results again), rather than not at all.
+func TestOutputsWithoutAKafkaCluster(t *testing.T) {
+	defer func(d time.Duration) { kafkaIOTimeout = d }(kafkaIOTimeout)
+	kafkaIOTimeout = 200 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	_, topic := testTopic(t, 1)
+	s := sinkOn(t, topic)
+	write(t, s, "k=a")
+	e := &emitter{p: &plan{cfg: &Config{Name: "kp"}}, topics: []*localSink{s}, locals: []*localSink{s},
+		kafkas: []*kafkaSink{{cl: cl, brokers: []string{addr}, topic: "kp.results"}}}
+	outs, err := e.outputs()
+	if err != nil || len(outs) != 1 || outs[0].Topic != "events" {
+		t.Fatalf("outputs %+v, %v; want the local topic's alone", outs, err)
 	}
 }
