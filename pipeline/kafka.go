@@ -814,12 +814,12 @@ func startOffsets(ctx context.Context, cl *kgo.Client, src *KafkaSource, parts [
 // kafkaSink writes a pipeline's results and alerts to a Kafka topic,
 // keyed by the group key, as the topic sink does in the local log.
 type kafkaSink struct {
-	cl      *kgo.Client
-	brokers []string
-	topic   string
-	errMu   sync.Mutex
-	err     error
-	replay  *replay // after a restart: what the stopped run wrote after its checkpoint (localSink)
+	cl        *kgo.Client
+	brokers   []string
+	topic     string
+	errMu     sync.Mutex
+	err       error
+	replaying // after a restart: what the stopped run wrote after its checkpoint (localSink)
 }
 
 func newKafkaSink(s SinkConfig) (*kafkaSink, error) {
@@ -839,10 +839,7 @@ func newKafkaSink(s SinkConfig) (*kafkaSink, error) {
 
 // add produces a record, unless it is the next the stopped run wrote.
 func (ks *kafkaSink) add(key, value []byte, tsMs int64) {
-	if ks.replay != nil && ks.replay.skip(key, value) {
-		if ks.replay.left == 0 {
-			ks.replay = nil
-		}
+	if ks.skip(key, value) {
 		return
 	}
 	r := &kgo.Record{Key: key, Value: bytes.Clone(value), Timestamp: time.UnixMilli(tsMs)}
@@ -876,8 +873,9 @@ func (ks *kafkaSink) flush() error {
 // from the local topics (whose names have no slash).
 func (ks *kafkaSink) outputName() string { return "kafka/" + ks.topic }
 
-// ends returns the sink topic's partition ends; what was added is
-// acknowledged by all in-sync replicas (flush).
+// ends returns the sink topic's partition ends, or, while it replays,
+// those it resumed from; what was added is acknowledged by all in-sync
+// replicas (flush).
 func (ks *kafkaSink) ends() (outputSnap, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaIOTimeout)
 	defer cancel()
@@ -891,7 +889,7 @@ func (ks *kafkaSink) ends() (outputSnap, error) {
 			o.Ends[p] = end
 		}
 	}
-	return o, nil
+	return ks.checkpointed(o), nil
 }
 
 // resume reads what was written to the sink topic after the checkpoint o
@@ -919,8 +917,9 @@ func (ks *kafkaSink) resume(o outputSnap) error {
 		return err
 	}
 	defer rd.Close()
-	r := &replay{parts: make([][]pending, len(now))}
+	r := &replay{parts: make([]pending, len(now))}
 	budget := replayBudget
+	read := map[int32]int64{} // records read, by partition
 	left := len(consume)
 	done := func(p int32) {
 		delete(consume, p)
@@ -941,25 +940,28 @@ func (ks *kafkaSink) resume(o outputSnap) error {
 			if _, reading := consume[p]; !reading || int(p) >= len(r.parts) {
 				return
 			}
-			if rec.Offset != o.Ends[p]+int64(len(r.parts[p])) {
+			if rec.Offset != o.Ends[p]+read[p] {
 				// Compacted, or deleted and reset to the start: not what
-				// the stopped run wrote, in order.
+				// the stopped run wrote.
 				r.parts[p] = nil
 				done(p)
 				return
 			}
-			var ok bool
-			if r.parts[p], ok = appendPending(r.parts[p], rec.Key, rec.Value, &budget); !ok || rec.Offset+1 >= now[p] {
+			read[p]++
+			if r.parts[p] == nil {
+				r.parts[p] = pending{}
+			}
+			if !r.parts[p].add(rec.Key, rec.Value, &budget) || rec.Offset+1 >= now[p] {
 				done(p) // read to the end, or to the budget: what is left is written again
 			}
 		})
 	}
 	for _, q := range r.parts {
-		r.left += len(q)
+		for _, c := range q {
+			r.left += c
+		}
 	}
-	if r.left > 0 {
-		ks.replay = r
-	}
+	ks.start(r, o)
 	return nil
 }
 

@@ -1,9 +1,8 @@
 package pipeline
 
 import (
-	"bytes"
+	"encoding/binary"
 	"fmt"
-	"unsafe"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/log/producer"
@@ -19,29 +18,77 @@ import (
 // commit on checkpoints (two-phase commit) and Kafka Streams with
 // transactions. Here the restart reads what the killed run wrote after
 // its checkpoint (the checkpoint holds each output partition's end) and
-// does not write those records again: per partition, the records it would
-// write that equal, in order, the ones already there are skipped. The same
-// log and checkpoint give the same results, so that is every record the
-// killed run wrote. Where they differ — a partition that a following run
-// judged idle at another moment, another writer in the same topic — the
-// restart writes from the first record that differs on: a record is
-// skipped only where an identical one is already in the topic, so nothing
-// is lost; at worst some are there twice, as without this.
+// does not write again a record identical to one of those (same key, same
+// value: a window's line holds its key, bounds, revision and metrics), each
+// of those matching one record at most. Over a log read from a checkpoint
+// the restart computes the killed run's lines again, so that is all of
+// them. Where records came in while the killed run read, its rounds were
+// cut elsewhere: lines closed in one round there may come in two here, in
+// another order, and a late record that met an emitted window there may
+// meet it before its emission here (one line, not two revisions); the
+// lines that are the same are skipped all the same, and the others are
+// written, as are the killed run's in the topic already. A record is
+// skipped only where an identical one is in the topic, so nothing is lost;
+// at worst some are there twice, as without this.
+//
+// A checkpoint the restart writes while it has not yet met all of them
+// records the ends it resumed from, not the topic's: the restart's state
+// is behind the killed run's writes until it has computed them again, and
+// a second crash must find them in what its restart reads. It has, at the
+// latest, once it has read what the source held when it started (the
+// killed run read no more): then what was not met is let go (retire).
 type localSink struct {
-	t      *log.Topic
-	pr     *producer.Producer
-	replay *replay // nil: nothing to skip
+	t  *log.Topic
+	pr *producer.Producer
+	replaying
 }
 
-// add writes a record, unless it is the next the stopped run wrote.
+// add writes a record, unless the stopped run wrote it after the
+// checkpoint.
 func (s *localSink) add(key, value []byte, tsMs int64) error {
-	if s.replay != nil && s.replay.skip(key, value) {
-		if s.replay.left == 0 {
-			s.replay = nil
-		}
+	if s.skip(key, value) {
 		return nil
 	}
 	return s.pr.Add(key, value, tsMs)
+}
+
+// replaying is a sink's replay after a restart, and the ends it resumed
+// from.
+type replaying struct {
+	replay *replay // nil: nothing to skip
+	since  outputSnap
+}
+
+// skip reports whether the record is one the stopped run wrote, not met
+// yet (replay.skip), and retires the replay once all are met.
+func (rp *replaying) skip(key, value []byte) bool {
+	if rp.replay == nil || !rp.replay.skip(key, value) {
+		return false
+	}
+	if rp.replay.left == 0 {
+		rp.retire()
+	}
+	return true
+}
+
+// start begins a replay of r, resumed from the ends in since.
+func (rp *replaying) start(r *replay, since outputSnap) {
+	if r.left > 0 {
+		rp.replay, rp.since = r, since
+	}
+}
+
+// retire lets go of what is not met: checkpoints record the topic's ends
+// again.
+func (rp *replaying) retire() { rp.replay, rp.since = nil, outputSnap{} }
+
+// checkpointed is what a checkpoint records for a sink whose ends are
+// now: those it resumed from while it replays.
+func (rp *replaying) checkpointed(now outputSnap) outputSnap {
+	if rp.replay != nil {
+		return rp.since
+	}
+	return now
 }
 
 // outputSnap is a local output topic's partition ends when a checkpoint
@@ -53,8 +100,8 @@ type outputSnap struct {
 }
 
 // ends fsyncs the topic's partitions and returns their ends (each read
-// before its fsync, which covers it). The sink's producer has been
-// flushed.
+// before its fsync, which covers it), or, while it replays, those it
+// resumed from. The sink's producer has been flushed.
 func (s *localSink) ends() (outputSnap, error) {
 	o := outputSnap{Topic: s.t.Name(), ID: s.t.ID(), Ends: make([]int64, s.t.Partitions())}
 	for i := range o.Ends {
@@ -67,7 +114,7 @@ func (s *localSink) ends() (outputSnap, error) {
 			return o, fmt.Errorf("fsync of %s/%d: %w", s.t.Name(), i, err)
 		}
 	}
-	return o, nil
+	return s.checkpointed(o), nil
 }
 
 // resume reads what was written to the topic after the checkpoint that
@@ -77,7 +124,7 @@ func (s *localSink) resume(o outputSnap) error {
 	if o.Topic != s.t.Name() || o.ID != s.t.ID() {
 		return nil
 	}
-	r := &replay{parts: make([][]pending, s.t.Partitions())}
+	r := &replay{parts: make([]pending, s.t.Partitions())}
 	budget := replayBudget
 	for i, end := range o.Ends {
 		if i >= len(r.parts) {
@@ -100,11 +147,11 @@ func (s *localSink) resume(o outputSnap) error {
 			return fmt.Errorf("reading %s/%d after the checkpoint: %w", s.t.Name(), i, err)
 		}
 		r.parts[i] = q
-		r.left += len(q)
+		for _, c := range q {
+			r.left += c
+		}
 	}
-	if r.left > 0 {
-		s.replay = r
-	}
+	s.start(r, o)
 	return nil
 }
 
@@ -113,11 +160,12 @@ func (s *localSink) resume(o outputSnap) error {
 // it, only the records read are skipped, and the rest written again.
 var replayBudget = 64 << 20
 
-// readPending reads the records from end to hw, or none if some are
-// missing (compacted away): then they are not what the stopped run wrote,
-// in order. It stops early when the records read use up budget.
-func readPending(rd *log.Reader, end, hw int64, budget *int) ([]pending, error) {
-	var q []pending
+// readPending reads the records from end to hw into q, or none if some
+// are missing (compacted away): then they are not what the stopped run
+// wrote. It stops early when the records read use up budget.
+func readPending(rd *log.Reader, end, hw int64, budget *int) (pending, error) {
+	q := pending{}
+	n := 0
 	var recs []log.Record
 	var err error
 	for rd.Offset() < hw {
@@ -128,80 +176,92 @@ func readPending(rd *log.Reader, end, hw int64, budget *int) ([]pending, error) 
 			if rec.Offset >= hw {
 				return q, nil
 			}
-			if rec.Offset != end+int64(len(q)) {
+			if rec.Offset != end+int64(n) {
 				return nil, nil
 			}
-			var ok bool
-			if q, ok = appendPending(q, rec.Key, rec.Value, budget); !ok {
+			if !q.add(rec.Key, rec.Value, budget) {
 				return q, nil
 			}
+			n++
 		}
 	}
 	return q, nil
 }
 
-// appendPending appends a copy of a record to q, if budget (bytes) has
-// room for it.
-func appendPending(q []pending, key, value []byte, budget *int) ([]pending, bool) {
-	n := len(key) + len(value) + int(unsafe.Sizeof(pending{}))
+// pending counts the records of one partition that a stopped run wrote
+// after its checkpoint, by recordID.
+type pending map[string]int
+
+// add counts a record, if budget (bytes) has room for it.
+func (q pending) add(key, value []byte, budget *int) bool {
+	id := recordID(nil, key, value)
+	n := len(id) + 48 // and the map's own
 	if n > *budget {
-		return q, false
+		return false
 	}
 	*budget -= n
-	return append(q, pending{key: bytes.Clone(key), value: bytes.Clone(value), null: key == nil}), true
+	q[string(id)]++
+	return true
+}
+
+// take consumes one record of id, if any is left.
+func (q pending) take(id []byte) bool {
+	n, ok := q[string(id)]
+	switch {
+	case !ok:
+		return false
+	case n == 1:
+		delete(q, string(id))
+	default:
+		q[string(id)] = n - 1
+	}
+	return true
+}
+
+// recordID appends to dst what identifies a record: whether it has a key,
+// the key's length, the key and the value.
+func recordID(dst, key, value []byte) []byte {
+	if key == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = append(dst, 1)
+		dst = binary.AppendUvarint(dst, uint64(len(key)))
+		dst = append(dst, key...)
+	}
+	return append(dst, value...)
 }
 
 // replay is what a stopped run wrote to a topic after its checkpoint, by
-// partition, in offset order: what a restart does not write again.
+// partition: what a restart does not write again.
 type replay struct {
-	parts [][]pending
-	left  int
+	parts []pending
+	left  int    // records not met yet
+	id    []byte // scratch
 }
 
-type pending struct {
-	key, value []byte
-	null       bool // a null key
-}
-
-func (p *pending) is(key, value []byte) bool {
-	return p.null == (key == nil) && bytes.Equal(p.key, key) && bytes.Equal(p.value, value)
-}
-
-// skip reports whether key and value are the next record the stopped run
-// wrote to their partition, consuming it. A keyed record goes to its
-// key's partition (the producer's murmur2), so a record that differs from
-// what that partition holds next ends the partition's replay. A record
-// without a key goes to the partition a sticky partitioner picked: it is
-// looked for at the head of every partition, and one found nowhere while
-// some are left ends the topic's replay.
+// skip reports whether key and value are a record the stopped run wrote
+// and that has not been met yet, consuming it. A keyed record is looked
+// for in its key's partition (the producer's murmur2), one without a key
+// in every partition (a sticky partitioner picked one).
 func (r *replay) skip(key, value []byte) bool {
+	r.id = recordID(r.id[:0], key, value)
 	n := int32(len(r.parts))
 	if key != nil || n == 1 {
 		p := int32(0)
 		if n > 1 {
 			p = partition.ForKey(key, n)
 		}
-		q := r.parts[p]
-		if len(q) == 0 {
-			return false
-		}
-		if q[0].is(key, value) {
-			r.parts[p] = q[1:]
+		if r.parts[p] != nil && r.parts[p].take(r.id) {
 			r.left--
 			return true
 		}
-		r.left -= len(q)
-		r.parts[p] = nil
 		return false
 	}
-	for p, q := range r.parts {
-		if len(q) > 0 && q[0].is(key, value) {
-			r.parts[p] = q[1:]
+	for _, q := range r.parts {
+		if q != nil && q.take(r.id) {
 			r.left--
 			return true
 		}
 	}
-	clear(r.parts)
-	r.left = 0
 	return false
 }

@@ -377,7 +377,13 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 				out.close()
 				return err
 			}
-			if err := out.resume(snap.Outputs); err != nil {
+			catchUp := map[int32]int64{}
+			for i := range t.Partitions() {
+				if part, err := t.Partition(i); err == nil {
+					catchUp[i] = part.HighWatermark()
+				}
+			}
+			if err := out.resume(snap.Outputs, catchUp); err != nil {
 				out.close()
 				return err
 			}
@@ -618,6 +624,7 @@ func (e *engine) coordinate(ctx context.Context) error {
 		for _, m := range msgs {
 			e.workers[m.worker].back.Push(m) // if full, the GC has it
 		}
+		c.out.readTo(c.parts)
 		e.publish()
 		if left == 0 {
 			return e.printStats()

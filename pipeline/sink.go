@@ -35,13 +35,18 @@ type emitter struct {
 	out    io.Writer // the run's stdout, for the stats line whatever the sinks
 	buf    []byte    // whole lines for stdout, written once per round, so that
 	// pipelines sharing stdout never interleave within a line
-	topics  []*localSink
-	kafkas  []*kafkaSink
-	kafkaN  int // records added to the Kafka sinks since their last flush
-	hooks   []*webhook
-	dlq     *localSink
-	late    *localSink
-	locals  []*localSink // topics, dlq and late: every local topic the pipeline writes
+	topics []*localSink
+	kafkas []*kafkaSink
+	kafkaN int // records added to the Kafka sinks since their last flush
+	hooks  []*webhook
+	dlq    *localSink
+	late   *localSink
+	locals []*localSink // topics, dlq and late: every local topic the pipeline writes
+	// catchUp is, while a sink replays after a restart, each source
+	// partition's end when the restart began: once the run has read that
+	// far it has computed again all that the killed run could have
+	// written, and the replays retire (localSink).
+	catchUp map[int32]int64
 	observe Observer
 	res     Result
 }
@@ -233,28 +238,53 @@ func (e *emitter) outputs() ([]outputSnap, error) {
 	return outs, nil
 }
 
-// resume has the local topics skip what a stopped run wrote after the
-// checkpoint it resumes from (localSink).
-func (e *emitter) resume(outs []outputSnap) error {
-	for _, s := range e.locals {
-		for _, o := range outs {
+// resume has the local topics and Kafka sinks skip what a stopped run
+// wrote after the checkpoint it resumes from (localSink), until the run
+// has read the source to catchUp.
+func (e *emitter) resume(outs []outputSnap, catchUp map[int32]int64) error {
+	for _, o := range outs {
+		for _, s := range e.locals {
 			if o.Topic == s.t.Name() {
 				if err := s.resume(o); err != nil {
 					return err
 				}
+				if s.replay != nil {
+					e.catchUp = catchUp
+				}
 			}
 		}
-	}
-	for _, ks := range e.kafkas {
-		for _, o := range outs {
+		for _, ks := range e.kafkas {
 			if o.Topic == ks.outputName() {
 				if err := ks.resume(o); err != nil {
 					return err
+				}
+				if ks.replay != nil {
+					e.catchUp = catchUp
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// readTo retires the sinks' replays once the source positions have
+// reached catchUp.
+func (e *emitter) readTo(parts map[int32]*partReport) {
+	if e.catchUp == nil {
+		return
+	}
+	for id, end := range e.catchUp {
+		if r := parts[id]; r == nil || r.next < end {
+			return
+		}
+	}
+	for _, s := range e.locals {
+		s.retire()
+	}
+	for _, ks := range e.kafkas {
+		ks.retire()
+	}
+	e.catchUp = nil
 }
 
 func (e *emitter) dropped() int64 {

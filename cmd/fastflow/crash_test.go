@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -398,5 +400,133 @@ func TestIngestFullDisk(t *testing.T) {
 	}
 	if count[0] != 510 || count[1] != 10 || count[2] != 10 {
 		t.Fatalf("the topic holds %v records per partition, want 510, 10, 10", count)
+	}
+}
+
+// TestServeKilledWhileIngestingWritesResultsOnce: serve runs SPEC's
+// pipeline with a results topic, a dead-letter and a late topic while a
+// client posts events in chunks, and is killed with SIGKILL at random
+// moments and started again. Records came in while each killed server
+// read, so its restart cuts its rounds elsewhere; still, no record is in
+// the three topics twice (each restart skipped what the killed server
+// wrote after its checkpoint), the dead-letter and late topics hold what
+// a run over the final log counts, and every window's last line in the
+// results topic has the metrics that run gives it (nothing lost).
+func TestServeKilledWhileIngestingWritesResultsOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	c := newCLI(t)
+	dir := t.TempDir()
+	lines := genEvents(24000, 21)
+	_, plain := writeRunFiles(t, dir, lines)
+	cfg := filepath.Join(dir, "serve.yaml")
+	os.WriteFile(cfg, []byte("topics:\n  - {name: events, partitions: 3}\n"+apiHealthYAML+
+		"      - {type: topic, topic: api-health.results}\n    dlq: true\n    late_topic: true\n"), 0o644)
+	addr := freePort(t)
+	base := "http://" + addr
+	var srv *exec.Cmd
+	exited := make(chan struct{})
+	startServe := func() {
+		srv = c.cmd(context.Background(), "serve", "--config", cfg, "--http", addr)
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited = make(chan struct{})
+		go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(srv, exited)
+		waitHealthy(t, base)
+	}
+	startServe()
+	defer func() { srv.Process.Kill(); <-exited }()
+	rng := rand.New(rand.NewPCG(21, 1))
+	kills := 0
+	for i := 0; i < len(lines); i += 2000 {
+		body := strings.Join(lines[i:min(i+2000, len(lines))], "\n") + "\n"
+		resp, err := http.Post(base+"/topics/events/records?key_field=service", "application/x-ndjson", strings.NewReader(body))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		if rng.IntN(2) == 0 {
+			time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+			srv.Process.Signal(syscall.SIGKILL)
+			<-exited
+			kills++
+			startServe()
+		}
+	}
+	// Everything read, then stopped.
+	waitFor(t, func() bool {
+		body, err := getBody(base + "/api/v1/pipelines")
+		return err == nil && strings.Contains(body, fmt.Sprintf(`"records":%d,`, len(lines)))
+	})
+	srv.Process.Signal(syscall.SIGTERM)
+	<-exited
+	t.Logf("%d kills", kills)
+
+	// The reference: a run over the final log (24,000 records: each chunk
+	// posted once).
+	os.WriteFile(plain, []byte(apiHealthYAML), 0o644)
+	ref := strings.Split(strings.TrimSpace(c.ok("", "run", plain, "--until-end")), "\n")
+	var stats struct {
+		Records     int64            `json:"records"`
+		Rejected    map[string]int64 `json:"rejected"`
+		LateDropped int64            `json:"late_dropped"`
+	}
+	if err := json.Unmarshal([]byte(ref[len(ref)-1]), &stats); err != nil || stats.Records != int64(len(lines)) {
+		t.Fatalf("reference stats %s: %v", ref[len(ref)-1], err)
+	}
+	rejected := int64(0)
+	for _, n := range stats.Rejected {
+		rejected += n
+	}
+	type window struct{ key, start string }
+	final := func(lines []string) map[window]string {
+		m := map[window]string{}
+		for _, l := range lines {
+			var w struct {
+				Type    string          `json:"type"`
+				Key     json.RawMessage `json:"key"`
+				Start   string          `json:"window_start"`
+				Metrics json.RawMessage `json:"metrics"`
+			}
+			if json.Unmarshal([]byte(l), &w) == nil && w.Type == "window" {
+				m[window{string(w.Key), w.Start}] = string(w.Metrics)
+			}
+		}
+		return m
+	}
+	want := final(ref)
+	for _, topic := range []string{"api-health.results", "api-health.dlq", "api-health.late"} {
+		seen := map[string]bool{}
+		var values []string
+		for _, r := range parseConsumed(t, c.ok("", "consume", topic)) {
+			v := string(r.Value)
+			if seen[v] {
+				t.Fatalf("%s holds this record twice: %s", topic, v)
+			}
+			seen[v] = true
+			values = append(values, v)
+		}
+		switch topic {
+		case "api-health.dlq":
+			if int64(len(values)) != rejected {
+				t.Fatalf("%s holds %d records, the run rejected %d", topic, len(values), rejected)
+			}
+		case "api-health.late":
+			if int64(len(values)) != stats.LateDropped {
+				t.Fatalf("%s holds %d records, the run dropped %d as late", topic, len(values), stats.LateDropped)
+			}
+		default:
+			got := final(values)
+			if len(got) == 0 {
+				t.Fatal("no window in the results topic")
+			}
+			for w, m := range got {
+				if want[w] != m {
+					t.Fatalf("window %v: last line's metrics %s, the run over the log gives %s", w, m, want[w])
+				}
+			}
+		}
 	}
 }
