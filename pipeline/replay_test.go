@@ -83,11 +83,10 @@ func contents(t *testing.T, topic *log.Topic) [][]string {
 	return out
 }
 
-// restart is a checkpoint taken after before was written, a run killed
-// after it wrote killed, and a restart resuming from the checkpoint that
-// writes again: it returns the restart's sink and what each partition held
-// before the restart wrote anything.
-func restart(t *testing.T, topic *log.Topic, before, killed []string) *localSink {
+// killedRun writes before, takes the ends a checkpoint records, writes
+// killed (what a run killed after that checkpoint wrote) and returns the
+// ends.
+func killedRun(t *testing.T, topic *log.Topic, before, killed []string) outputSnap {
 	t.Helper()
 	first := sinkOn(t, topic)
 	write(t, first, before...)
@@ -96,6 +95,24 @@ func restart(t *testing.T, topic *log.Topic, before, killed []string) *localSink
 		t.Fatal(err)
 	}
 	write(t, first, killed...)
+	return o
+}
+
+// allContents is every partition's records (contents), sorted.
+func allContents(t *testing.T, topic *log.Topic) []string {
+	var all []string
+	for _, p := range contents(t, topic) {
+		all = append(all, p...)
+	}
+	slices.Sort(all)
+	return all
+}
+
+// restart is a killedRun and a restart resuming from its checkpoint: it
+// returns the restart's sink, which has written nothing yet.
+func restart(t *testing.T, topic *log.Topic, before, killed []string) *localSink {
+	t.Helper()
+	o := killedRun(t, topic, before, killed)
 	again := sinkOn(t, topic)
 	if err := again.resume(o); err != nil {
 		t.Fatal(err)
@@ -173,15 +190,11 @@ func TestReplaySkipsWhatTheKilledRunWrote(t *testing.T) {
 	t.Run("null keys over partitions", func(t *testing.T) {
 		_, topic := testTopic(t, 3)
 		// The sticky partitioner puts a batch on one partition: the
-		// killed run's records are found at the head of whichever
-		// partition holds them.
+		// killed run's records are found in whichever partition holds
+		// them.
 		s := restart(t, topic, []string{"a"}, []string{"b", "c"})
 		write(t, s, "b", "c", "d")
-		var all []string
-		for _, p := range contents(t, topic) {
-			all = append(all, p...)
-		}
-		slices.Sort(all)
+		all := allContents(t, topic)
 		if want := []string{"a", "b", "c", "d"}; !slices.Equal(all, want) {
 			t.Fatalf("topic %v, want %v", all, want)
 		}
@@ -190,11 +203,7 @@ func TestReplaySkipsWhatTheKilledRunWrote(t *testing.T) {
 		_, topic := testTopic(t, 2)
 		s := restart(t, topic, nil, []string{"b", "c"})
 		write(t, s, "x", "b", "c", "c")
-		var all []string
-		for _, p := range contents(t, topic) {
-			all = append(all, p...)
-		}
-		slices.Sort(all)
+		all := allContents(t, topic)
 		if want := []string{"b", "c", "c", "x"}; !slices.Equal(all, want) {
 			t.Fatalf("topic %v, want %v", all, want)
 		}
@@ -227,13 +236,7 @@ func distinctPartitions(t *testing.T, n int32) []string {
 func TestReplayNotFromAnotherTopic(t *testing.T) {
 	t.Run("created again", func(t *testing.T) {
 		l, topic := testTopic(t, 1)
-		first := sinkOn(t, topic)
-		write(t, first, "k=a")
-		o, err := first.ends()
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(t, first, "k=b")
+		o := killedRun(t, topic, []string{"k=a"}, []string{"k=b"})
 		if err := l.DeleteTopic("events"); err != nil {
 			t.Fatal(err)
 		}
@@ -252,13 +255,7 @@ func TestReplayNotFromAnotherTopic(t *testing.T) {
 	})
 	t.Run("deleted records", func(t *testing.T) {
 		_, topic := testTopic(t, 1)
-		first := sinkOn(t, topic)
-		write(t, first, "k=a")
-		o, err := first.ends()
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(t, first, "k=b", "k=c")
+		o := killedRun(t, topic, []string{"k=a"}, []string{"k=b", "k=c"})
 		p, _ := topic.Partition(0)
 		if _, err := p.DeleteRecords(2); err != nil {
 			t.Fatal(err)
@@ -398,13 +395,7 @@ func TestOutputsWithoutAKafkaCluster(t *testing.T) {
 // the restart, it lets the rest go and records the topic's ends again.
 func TestReplayKeepsTheResumedEndsUntilCaughtUp(t *testing.T) {
 	_, topic := testTopic(t, 1)
-	first := sinkOn(t, topic)
-	write(t, first, "k=a")
-	o, err := first.ends()
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, first, "k=b", "k=c")
+	o := killedRun(t, topic, []string{"k=a"}, []string{"k=b", "k=c"})
 	s := sinkOn(t, topic)
 	e := &emitter{topics: []*localSink{s}, locals: []*localSink{s}}
 	if err := e.resume([]outputSnap{o}, map[int32]int64{0: 10, 1: 5}); err != nil {
