@@ -54,10 +54,10 @@ type snapshot struct {
 	Parts      []partSnap
 	Windows    []winSnap
 	Alerts     []alertSnap
-	// Outputs are the ends of the local topics the pipeline writes, their
-	// records fsynced before the checkpoint was written: a restart skips
-	// what was written after them (localSink). Nil in checkpoints written
-	// before they were saved.
+	// Outputs are the ends of the local topics and Kafka sinks the
+	// pipeline writes, their records on disk before the checkpoint was
+	// written: a restart skips what was written after them (localSink).
+	// Nil in checkpoints written before they were saved.
 	Outputs []outputSnap
 }
 

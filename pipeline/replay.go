@@ -91,11 +91,12 @@ func (rp *replaying) checkpointed(now outputSnap) outputSnap {
 	return now
 }
 
-// outputSnap is a local output topic's partition ends when a checkpoint
-// was taken, its records up to them fsynced.
+// outputSnap is an output topic's partition ends when a checkpoint was
+// taken, its records up to them on disk: a local topic's fsynced, a Kafka
+// sink's acknowledged by all in-sync replicas.
 type outputSnap struct {
-	Topic string
-	ID    string // the topic's ID: a topic deleted and created again is another
+	Topic string // a local topic's name, or a Kafka sink's outputName
+	ID    string // a local topic's ID: a topic deleted and created again is another
 	Ends  []int64
 }
 
@@ -195,7 +196,7 @@ type pending map[string]int
 // add counts a record, if budget (bytes) has room for it.
 func (q pending) add(key, value []byte, budget *int) bool {
 	id := recordID(nil, key, value)
-	n := len(id) + 48 // and the map's own
+	n := len(id) + 48 // and about as much for its entry in the map
 	if n > *budget {
 		return false
 	}
