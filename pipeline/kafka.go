@@ -837,7 +837,8 @@ func newKafkaSink(s SinkConfig) (*kafkaSink, error) {
 	return &kafkaSink{cl: cl, brokers: s.Brokers, topic: s.Topic}, nil
 }
 
-// add produces a record, unless it is the next the stopped run wrote.
+// add produces a record, unless the stopped run wrote it after the
+// checkpoint.
 func (ks *kafkaSink) add(key, value []byte, tsMs int64) {
 	if ks.skip(key, value) {
 		return
