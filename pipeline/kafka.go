@@ -874,8 +874,8 @@ func (ks *kafkaSink) flush() error {
 // from the local topics (whose names have no slash).
 func (ks *kafkaSink) outputName() string { return "kafka/" + ks.topic }
 
-// ends returns the sink topic's partition ends, or, while it replays,
-// those it resumed from; what was added is acknowledged by all in-sync
+// ends returns the sink topic's partition ends, and, while it replays,
+// what it has not met; what was added is acknowledged by all in-sync
 // replicas (flush).
 func (ks *kafkaSink) ends() (outputSnap, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaIOTimeout)
@@ -903,6 +903,8 @@ func (ks *kafkaSink) resume(o outputSnap) error {
 	if err != nil {
 		return fmt.Errorf("kafka sink %s: %w", ks.topic, err)
 	}
+	budget := replayBudget
+	r := resumed(o, len(now), &budget)
 	consume := map[int32]kgo.Offset{}
 	for p, end := range now {
 		if int(p) < len(o.Ends) && o.Ends[p] < end {
@@ -910,6 +912,8 @@ func (ks *kafkaSink) resume(o outputSnap) error {
 		}
 	}
 	if len(consume) == 0 {
+		r.count()
+		ks.start(r)
 		return nil
 	}
 	rd, err := kgo.NewClient(kgo.SeedBrokers(ks.brokers...),
@@ -918,9 +922,8 @@ func (ks *kafkaSink) resume(o outputSnap) error {
 		return err
 	}
 	defer rd.Close()
-	r := &replay{parts: make([]pending, len(now))}
-	budget := replayBudget
-	read := map[int32]int64{} // records read, by partition
+	read := map[int32]int64{}  // records read, by partition
+	got := map[int32]pending{} // and what they are
 	left := len(consume)
 	done := func(p int32) {
 		delete(consume, p)
@@ -944,25 +947,32 @@ func (ks *kafkaSink) resume(o outputSnap) error {
 			if rec.Offset != o.Ends[p]+read[p] {
 				// Compacted, or deleted and reset to the start: not what
 				// the stopped run wrote.
-				r.parts[p] = nil
+				clear(got[p])
 				done(p)
 				return
 			}
 			read[p]++
-			if r.parts[p] == nil {
-				r.parts[p] = pending{}
+			if got[p] == nil {
+				got[p] = pending{}
 			}
-			if !r.parts[p].add(rec.Key, rec.Value, &budget) || rec.Offset+1 >= now[p] {
+			if !got[p].add(rec.Key, rec.Value, &budget) || rec.Offset+1 >= now[p] {
 				done(p) // read to the end, or to the budget: what is left is written again
 			}
 		})
 	}
-	for _, q := range r.parts {
-		for _, c := range q {
-			r.left += c
+	for p, q := range got {
+		if int(p) >= len(r.parts) {
+			continue
+		}
+		if r.parts[p] == nil {
+			r.parts[p] = pending{}
+		}
+		for id, c := range q {
+			r.parts[p][id] += c
 		}
 	}
-	ks.start(r, o)
+	r.count()
+	ks.start(r)
 	return nil
 }
 

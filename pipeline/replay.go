@@ -32,9 +32,12 @@ import (
 // at worst some are there twice, as without this.
 //
 // A checkpoint the restart writes while it has not yet met all of them
-// records the ends it resumed from, not the topic's: the restart's state
-// is behind the killed run's writes until it has computed them again, and
-// a second crash must find them in what its restart reads. It has, at the
+// carries those it has not met: the restart's state is behind them until
+// it computes them again, and a second crash must find them in what its
+// restart skips, though they are before the ends that checkpoint records
+// (and the records the restart met or wrote before it must not be: it is
+// past them, and a line that comes again, an alert firing a second time
+// with the same value, must be written). It has met all it will, at the
 // latest, once it has read what the source held when it started (the
 // killed run read no more): then what was not met is let go (retire).
 type localSink struct {
@@ -52,11 +55,9 @@ func (s *localSink) add(key, value []byte, tsMs int64) error {
 	return s.pr.Add(key, value, tsMs)
 }
 
-// replaying is a sink's replay after a restart, and the ends it resumed
-// from.
+// replaying is a sink's replay after a restart.
 type replaying struct {
 	replay *replay // nil: nothing to skip
-	since  outputSnap
 }
 
 // skip reports whether the record is one the stopped run wrote, not met
@@ -71,24 +72,49 @@ func (rp *replaying) skip(key, value []byte) bool {
 	return true
 }
 
-// start begins a replay of r, resumed from the ends in since.
-func (rp *replaying) start(r *replay, since outputSnap) {
+// start begins a replay of r.
+func (rp *replaying) start(r *replay) {
 	if r.left > 0 {
-		rp.replay, rp.since = r, since
+		rp.replay = r
 	}
 }
 
-// retire lets go of what is not met: checkpoints record the topic's ends
-// again.
-func (rp *replaying) retire() { rp.replay, rp.since = nil, outputSnap{} }
+// retire lets go of what is not met.
+func (rp *replaying) retire() { rp.replay = nil }
 
-// checkpointed is what a checkpoint records for a sink whose ends are
-// now: those it resumed from while it replays.
-func (rp *replaying) checkpointed(now outputSnap) outputSnap {
-	if rp.replay != nil {
-		return rp.since
+// checkpointed adds to a checkpoint's ends for the sink the records it
+// has not met yet.
+func (rp *replaying) checkpointed(o outputSnap) outputSnap {
+	if rp.replay == nil {
+		return o
 	}
-	return now
+	for p, q := range rp.replay.parts {
+		for id, n := range q {
+			o.Unmet = append(o.Unmet, unmetSnap{Part: int32(p), ID: []byte(id), N: n})
+		}
+	}
+	return o
+}
+
+// resumed is the replay of what is in o.Unmet, to which the sink's resume
+// adds what was written after o.Ends, in a topic of n partitions, within
+// budget.
+func resumed(o outputSnap, n int, budget *int) *replay {
+	r := &replay{parts: make([]pending, n)}
+	for _, u := range o.Unmet {
+		if int(u.Part) >= n {
+			continue
+		}
+		if r.parts[u.Part] == nil {
+			r.parts[u.Part] = pending{}
+		}
+		for range u.N {
+			if !r.parts[u.Part].addID(u.ID, budget) {
+				break
+			}
+		}
+	}
+	return r
 }
 
 // outputSnap is an output topic's partition ends when a checkpoint was
@@ -98,11 +124,20 @@ type outputSnap struct {
 	Topic string // a local topic's name, or a Kafka sink's outputName
 	ID    string // a local topic's ID: a topic deleted and created again is another
 	Ends  []int64
+	// Unmet are the records a replay had not met when the checkpoint was
+	// taken (localSink): written before Ends, to be skipped all the same.
+	Unmet []unmetSnap
+}
+
+type unmetSnap struct {
+	Part int32
+	ID   []byte // recordID
+	N    int
 }
 
 // ends fsyncs the topic's partitions and returns their ends (each read
-// before its fsync, which covers it), or, while it replays, those it
-// resumed from. The sink's producer has been flushed.
+// before its fsync, which covers it), and, while it replays, what it has
+// not met. The sink's producer has been flushed.
 func (s *localSink) ends() (outputSnap, error) {
 	o := outputSnap{Topic: s.t.Name(), ID: s.t.ID(), Ends: make([]int64, s.t.Partitions())}
 	for i := range o.Ends {
@@ -125,8 +160,8 @@ func (s *localSink) resume(o outputSnap) error {
 	if o.Topic != s.t.Name() || o.ID != s.t.ID() {
 		return nil
 	}
-	r := &replay{parts: make([]pending, s.t.Partitions())}
 	budget := replayBudget
+	r := resumed(o, int(s.t.Partitions()), &budget)
 	for i, end := range o.Ends {
 		if i >= len(r.parts) {
 			break
@@ -142,17 +177,17 @@ func (s *localSink) resume(o outputSnap) error {
 		if err != nil {
 			return err
 		}
-		q, err := readPending(rd, end, p.HighWatermark(), &budget)
+		if r.parts[i] == nil {
+			r.parts[i] = pending{}
+		}
+		err = readPending(rd, r.parts[i], end, p.HighWatermark(), &budget)
 		rd.Close()
 		if err != nil {
 			return fmt.Errorf("reading %s/%d after the checkpoint: %w", s.t.Name(), i, err)
 		}
-		r.parts[i] = q
-		for _, c := range q {
-			r.left += c
-		}
 	}
-	s.start(r, o)
+	r.count()
+	s.start(r)
 	return nil
 }
 
@@ -161,32 +196,39 @@ func (s *localSink) resume(o outputSnap) error {
 // it, only the records read are skipped, and the rest written again.
 var replayBudget = 64 << 20
 
-// readPending reads the records from end to hw into q, or none if some
-// are missing (compacted away): then they are not what the stopped run
-// wrote. It stops early when the records read use up budget.
-func readPending(rd *log.Reader, end, hw int64, budget *int) (pending, error) {
-	q := pending{}
+// readPending adds to q the records from end to hw, or none if some are
+// missing (compacted away): then they are not what the stopped run wrote.
+// It stops early when the records read use up budget.
+func readPending(rd *log.Reader, q pending, end, hw int64, budget *int) error {
+	read := pending{}
 	n := 0
 	var recs []log.Record
 	var err error
+	defer func() {
+		for id, c := range read {
+			q[id] += c
+		}
+	}()
 	for rd.Offset() < hw {
 		if recs, err = rd.Read(recs[:0]); err != nil || len(recs) == 0 {
-			return nil, err
+			clear(read)
+			return err
 		}
 		for _, rec := range recs {
 			if rec.Offset >= hw {
-				return q, nil
+				return nil
 			}
 			if rec.Offset != end+int64(n) {
-				return nil, nil
+				clear(read)
+				return nil
 			}
-			if !q.add(rec.Key, rec.Value, budget) {
-				return q, nil
+			if !read.add(rec.Key, rec.Value, budget) {
+				return nil
 			}
 			n++
 		}
 	}
-	return q, nil
+	return nil
 }
 
 // pending counts the records of one partition that a stopped run wrote
@@ -195,7 +237,11 @@ type pending map[string]int
 
 // add counts a record, if budget (bytes) has room for it.
 func (q pending) add(key, value []byte, budget *int) bool {
-	id := recordID(nil, key, value)
+	return q.addID(recordID(nil, key, value), budget)
+}
+
+// addID counts a record by its recordID, if budget has room for it.
+func (q pending) addID(id []byte, budget *int) bool {
 	n := len(id) + 48 // and about as much for its entry in the map
 	if n > *budget {
 		return false
@@ -238,6 +284,16 @@ type replay struct {
 	parts []pending
 	left  int    // records not met yet
 	id    []byte // scratch
+}
+
+// count sets left to the records in parts.
+func (r *replay) count() {
+	r.left = 0
+	for _, q := range r.parts {
+		for _, c := range q {
+			r.left += c
+		}
+	}
 }
 
 // skip reports whether key and value are a record the stopped run wrote
