@@ -277,7 +277,7 @@ func TestOutputsFsyncBeforeCheckpoint(t *testing.T) {
 	_, topic := testTopic(t, 2)
 	s := sinkOn(t, topic)
 	write(t, s, "k=a", "j=b")
-	e := &emitter{topics: []*localSink{s}, locals: []*localSink{s}}
+	e := &emitter{p: &plan{cfg: &Config{Name: "kp"}}, topics: []*localSink{s}, locals: []*localSink{s}}
 	before := fsyncs(t, topic)
 	outs, err := e.outputs()
 	if err != nil {
@@ -399,7 +399,7 @@ func TestReplayCarriesWhatItHasNotMet(t *testing.T) {
 	_, topic := testTopic(t, 1)
 	o := killedRun(t, topic, []string{"k=a"}, []string{"k=b", "k=c"})
 	s := sinkOn(t, topic)
-	e := &emitter{topics: []*localSink{s}, locals: []*localSink{s}}
+	e := &emitter{p: &plan{cfg: &Config{Name: "kp"}}, topics: []*localSink{s}, locals: []*localSink{s}}
 	if err := e.resume([]outputSnap{o}, map[int32]int64{0: 10, 1: 5}); err != nil {
 		t.Fatal(err)
 	}

@@ -250,6 +250,8 @@ func (e *emitter) resume(outs []outputSnap, catchUp map[int32]int64) error {
 				}
 				if s.replay != nil {
 					e.catchUp = catchUp
+					e.p.logger().Info("records written after the checkpoint: those computed again are not written twice",
+						"pipeline", e.p.cfg.Name, "topic", o.Topic, "records", s.replay.left)
 				}
 			}
 		}
@@ -260,6 +262,8 @@ func (e *emitter) resume(outs []outputSnap, catchUp map[int32]int64) error {
 				}
 				if ks.replay != nil {
 					e.catchUp = catchUp
+					e.p.logger().Info("records written after the checkpoint: those computed again are not written twice",
+						"pipeline", e.p.cfg.Name, "topic", o.Topic, "records", ks.replay.left)
 				}
 			}
 		}
