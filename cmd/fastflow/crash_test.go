@@ -404,9 +404,9 @@ func TestIngestFullDisk(t *testing.T) {
 }
 
 // TestServeKilledWhileIngestingWritesResultsOnce: serve runs SPEC's
-// pipeline with a results topic, a dead-letter and a late topic while a
-// client posts events in chunks, and is killed with SIGKILL at random
-// moments and started again. Records came in while each killed server
+// pipeline (with tumbling, then hopping windows) with a results topic, a
+// dead-letter and a late topic while a client posts events in chunks, and
+// is killed with SIGKILL at random moments and started again. Records came in while each killed server
 // read, so its restart cuts its rounds elsewhere; still, no record is in
 // the three topics twice (each restart skipped what the killed server
 // wrote after its checkpoint), the dead-letter and late topics hold what
@@ -416,12 +416,19 @@ func TestServeKilledWhileIngestingWritesResultsOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs processes")
 	}
+	for _, window := range []string{"{type: tumbling, size: 1m}", "{type: hopping, size: 3m, advance: 1m}"} {
+		t.Run(window, func(t *testing.T) { checkServeKilledWhileIngesting(t, window) })
+	}
+}
+
+func checkServeKilledWhileIngesting(t *testing.T, windowYAML string) {
 	c := newCLI(t)
 	dir := t.TempDir()
 	lines := genEvents(24000, 21)
 	_, plain := writeRunFiles(t, dir, lines)
+	yaml := strings.Replace(apiHealthYAML, "{type: tumbling, size: 1m}", windowYAML, 1)
 	cfg := filepath.Join(dir, "serve.yaml")
-	os.WriteFile(cfg, []byte("topics:\n  - {name: events, partitions: 3}\n"+apiHealthYAML+
+	os.WriteFile(cfg, []byte("topics:\n  - {name: events, partitions: 3}\n"+yaml+
 		"      - {type: topic, topic: api-health.results}\n    dlq: true\n    late_topic: true\n"), 0o644)
 	addr := freePort(t)
 	base := "http://" + addr
@@ -466,7 +473,7 @@ func TestServeKilledWhileIngestingWritesResultsOnce(t *testing.T) {
 
 	// The reference: a run over the final log (24,000 records: each chunk
 	// posted once).
-	os.WriteFile(plain, []byte(apiHealthYAML), 0o644)
+	os.WriteFile(plain, []byte(yaml), 0o644)
 	ref := strings.Split(strings.TrimSpace(c.ok("", "run", plain, "--until-end")), "\n")
 	var stats struct {
 		Records     int64            `json:"records"`
