@@ -446,7 +446,7 @@ func (k *kafkaRun) save(c *coordinator, now time.Time) error {
 	// The local topics' records go to disk before the checkpoint that
 	// covers them (what is written after it is not skipped on a restart
 	// here: the partitions' next owners may be other instances).
-	if _, err := k.out.outputs(); err != nil {
+	if _, err := k.out.syncLocals(); err != nil {
 		return err
 	}
 	snaps := c.snapshotByPartition(now)
@@ -894,8 +894,7 @@ func (ks *kafkaSink) ends() (outputSnap, error) {
 }
 
 // resume reads what was written to the sink topic after the checkpoint o
-// is from, to be skipped (localSink.resume). It reads the partitions
-// directly, outside any group.
+// is from, to be skipped (localSink.resume).
 func (ks *kafkaSink) resume(o outputSnap) error {
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaIOTimeout)
 	defer cancel()
@@ -905,75 +904,68 @@ func (ks *kafkaSink) resume(o outputSnap) error {
 	}
 	budget := replayBudget
 	r := resumed(o, len(now), &budget)
+	got, err := ks.readAfter(ctx, o.Ends, now, &budget)
+	if err != nil {
+		return fmt.Errorf("kafka sink %s: reading what was written after the checkpoint: %w", ks.topic, err)
+	}
+	for p, q := range got {
+		r.add(int(p), q)
+	}
+	ks.start(r)
+	return nil
+}
+
+// readAfter reads each partition's records from ends to now, directly,
+// outside any group; a partition whose records are not all there
+// (compacted, or deleted and reset to the start) reads as none.
+func (ks *kafkaSink) readAfter(ctx context.Context, ends []int64, now map[int32]int64, budget *int) (map[int32]pending, error) {
 	consume := map[int32]kgo.Offset{}
 	for p, end := range now {
-		if int(p) < len(o.Ends) && o.Ends[p] < end {
-			consume[p] = kgo.NewOffset().At(o.Ends[p])
+		if int(p) < len(ends) && ends[p] < end {
+			consume[p] = kgo.NewOffset().At(ends[p])
 		}
 	}
 	if len(consume) == 0 {
-		r.count()
-		ks.start(r)
-		return nil
+		return nil, nil
 	}
 	rd, err := kgo.NewClient(kgo.SeedBrokers(ks.brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{ks.topic: consume}))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rd.Close()
-	read := map[int32]int64{}  // records read, by partition
-	got := map[int32]pending{} // and what they are
-	left := len(consume)
-	done := func(p int32) {
-		delete(consume, p)
-		left--
-	}
-	for left > 0 {
+	got := map[int32]pending{}
+	read := map[int32]int64{} // records read, by partition
+	for len(consume) > 0 {
 		fs := rd.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("kafka sink %s: reading what was written after the checkpoint: %w", ks.topic, err)
+			return nil, err
 		}
 		var ferr error
 		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
 		if ferr != nil {
-			return fmt.Errorf("kafka sink %s: reading what was written after the checkpoint: %w", ks.topic, ferr)
+			return nil, ferr
 		}
 		fs.EachRecord(func(rec *kgo.Record) {
 			p := rec.Partition
-			if _, reading := consume[p]; !reading || int(p) >= len(r.parts) {
+			if _, reading := consume[p]; !reading {
 				return
 			}
-			if rec.Offset != o.Ends[p]+read[p] {
-				// Compacted, or deleted and reset to the start: not what
-				// the stopped run wrote.
-				clear(got[p])
-				done(p)
+			if rec.Offset != ends[p]+read[p] {
+				delete(got, p)
+				delete(consume, p)
 				return
 			}
 			read[p]++
 			if got[p] == nil {
 				got[p] = pending{}
 			}
-			if !got[p].add(rec.Key, rec.Value, &budget) || rec.Offset+1 >= now[p] {
-				done(p) // read to the end, or to the budget: what is left is written again
+			if !got[p].add(rec.Key, rec.Value, budget) || rec.Offset+1 >= now[p] {
+				delete(consume, p) // read to the end, or to the budget: what is left is written again
 			}
 		})
 	}
-	for p, q := range got {
-		if int(p) >= len(r.parts) {
-			continue
-		}
-		if r.parts[p] == nil {
-			r.parts[p] = pending{}
-		}
-		for id, c := range q {
-			r.parts[p][id] += c
-		}
-	}
-	r.count()
-	ks.start(r)
-	return nil
+	return got, nil
 }
 
 func (ks *kafkaSink) close() error {

@@ -46,6 +46,8 @@ type localSink struct {
 	replaying
 }
 
+func (s *localSink) outputName() string { return s.t.Name() }
+
 // add writes a record, unless the stopped run wrote it after the
 // checkpoint.
 func (s *localSink) add(key, value []byte, tsMs int64) error {
@@ -72,11 +74,20 @@ func (rp *replaying) skip(key, value []byte) bool {
 	return true
 }
 
-// start begins a replay of r.
+// start begins a replay of r, if it holds anything.
 func (rp *replaying) start(r *replay) {
+	r.count()
 	if r.left > 0 {
 		rp.replay = r
 	}
+}
+
+// unmet is the number of records of the replay not met yet.
+func (rp *replaying) unmet() int {
+	if rp.replay == nil {
+		return 0
+	}
+	return rp.replay.left
 }
 
 // retire lets go of what is not met.
@@ -157,7 +168,7 @@ func (s *localSink) ends() (outputSnap, error) {
 // o is from, to be skipped. A partition whose records after o's end are
 // no longer all there (retention, compaction) is left out.
 func (s *localSink) resume(o outputSnap) error {
-	if o.Topic != s.t.Name() || o.ID != s.t.ID() {
+	if o.Topic != s.outputName() || o.ID != s.t.ID() {
 		return nil
 	}
 	budget := replayBudget
@@ -177,16 +188,13 @@ func (s *localSink) resume(o outputSnap) error {
 		if err != nil {
 			return err
 		}
-		if r.parts[i] == nil {
-			r.parts[i] = pending{}
-		}
-		err = readPending(rd, r.parts[i], end, p.HighWatermark(), &budget)
+		q, err := readPending(rd, end, p.HighWatermark(), &budget)
 		rd.Close()
 		if err != nil {
 			return fmt.Errorf("reading %s/%d after the checkpoint: %w", s.t.Name(), i, err)
 		}
+		r.add(i, q)
 	}
-	r.count()
 	s.start(r)
 	return nil
 }
@@ -196,39 +204,32 @@ func (s *localSink) resume(o outputSnap) error {
 // it, only the records read are skipped, and the rest written again.
 var replayBudget = 64 << 20
 
-// readPending adds to q the records from end to hw, or none if some are
+// readPending reads the records from end to hw, or none if some are
 // missing (compacted away): then they are not what the stopped run wrote.
 // It stops early when the records read use up budget.
-func readPending(rd *log.Reader, q pending, end, hw int64, budget *int) error {
-	read := pending{}
+func readPending(rd *log.Reader, end, hw int64, budget *int) (pending, error) {
+	q := pending{}
 	n := 0
 	var recs []log.Record
 	var err error
-	defer func() {
-		for id, c := range read {
-			q[id] += c
-		}
-	}()
 	for rd.Offset() < hw {
 		if recs, err = rd.Read(recs[:0]); err != nil || len(recs) == 0 {
-			clear(read)
-			return err
+			return nil, err
 		}
 		for _, rec := range recs {
 			if rec.Offset >= hw {
-				return nil
+				return q, nil
 			}
 			if rec.Offset != end+int64(n) {
-				clear(read)
-				return nil
+				return nil, nil
 			}
-			if !read.add(rec.Key, rec.Value, budget) {
-				return nil
+			if !q.add(rec.Key, rec.Value, budget) {
+				return q, nil
 			}
 			n++
 		}
 	}
-	return nil
+	return q, nil
 }
 
 // pending counts the records of one partition that a stopped run wrote
@@ -284,6 +285,19 @@ type replay struct {
 	parts []pending
 	left  int    // records not met yet
 	id    []byte // scratch
+}
+
+// add adds q, read from partition p, to what is replayed.
+func (r *replay) add(p int, q pending) {
+	if p >= len(r.parts) || len(q) == 0 {
+		return
+	}
+	if r.parts[p] == nil {
+		r.parts[p] = pending{}
+	}
+	for id, c := range q {
+		r.parts[p][id] += c
+	}
 }
 
 // count sets left to the records in parts.

@@ -210,12 +210,11 @@ func (e *emitter) line(b []byte) error {
 	return nil
 }
 
-// outputs fsyncs the local topics the pipeline wrote (flushed by the
-// round) and returns their ends, and the Kafka sinks' (acknowledged by the
-// round's flush), for a checkpoint: a checkpoint must not outlive, in a
-// power loss, the results of the rounds it covers, or the restart would
-// not compute them again.
-func (e *emitter) outputs() ([]outputSnap, error) {
+// syncLocals fsyncs the local topics the pipeline wrote (flushed by the
+// round) and returns their ends, for a checkpoint: a checkpoint must not
+// outlive, in a power loss, the results of the rounds it covers, or the
+// restart would not compute them again.
+func (e *emitter) syncLocals() ([]outputSnap, error) {
 	var outs []outputSnap
 	for _, s := range e.locals {
 		o, err := s.ends()
@@ -223,6 +222,16 @@ func (e *emitter) outputs() ([]outputSnap, error) {
 			return nil, err
 		}
 		outs = append(outs, o)
+	}
+	return outs, nil
+}
+
+// outputs is syncLocals with the Kafka sinks' ends (acknowledged by the
+// round's flush) added: what a checkpoint records for a restart to skip.
+func (e *emitter) outputs() ([]outputSnap, error) {
+	outs, err := e.syncLocals()
+	if err != nil {
+		return nil, err
 	}
 	for _, ks := range e.kafkas {
 		o, err := ks.ends()
@@ -238,33 +247,42 @@ func (e *emitter) outputs() ([]outputSnap, error) {
 	return outs, nil
 }
 
+// resumable is a sink whose writes after a checkpoint a restart skips:
+// localSink, kafkaSink.
+type resumable interface {
+	outputName() string // its name in a checkpoint's outputs
+	resume(o outputSnap) error
+	unmet() int // records of its replay not met yet
+	retire()
+}
+
+func (e *emitter) resumables() []resumable {
+	var rs []resumable
+	for _, s := range e.locals {
+		rs = append(rs, s)
+	}
+	for _, ks := range e.kafkas {
+		rs = append(rs, ks)
+	}
+	return rs
+}
+
 // resume has the local topics and Kafka sinks skip what a stopped run
 // wrote after the checkpoint it resumes from (localSink), until the run
 // has read the source to catchUp.
 func (e *emitter) resume(outs []outputSnap, catchUp map[int32]int64) error {
 	for _, o := range outs {
-		for _, s := range e.locals {
-			if o.Topic == s.t.Name() {
-				if err := s.resume(o); err != nil {
-					return err
-				}
-				if s.replay != nil {
-					e.catchUp = catchUp
-					e.p.logger().Info("records written after the checkpoint: those computed again are not written twice",
-						"pipeline", e.p.cfg.Name, "topic", o.Topic, "records", s.replay.left)
-				}
+		for _, r := range e.resumables() {
+			if o.Topic != r.outputName() {
+				continue
 			}
-		}
-		for _, ks := range e.kafkas {
-			if o.Topic == ks.outputName() {
-				if err := ks.resume(o); err != nil {
-					return err
-				}
-				if ks.replay != nil {
-					e.catchUp = catchUp
-					e.p.logger().Info("records written after the checkpoint: those computed again are not written twice",
-						"pipeline", e.p.cfg.Name, "topic", o.Topic, "records", ks.replay.left)
-				}
+			if err := r.resume(o); err != nil {
+				return err
+			}
+			if n := r.unmet(); n > 0 {
+				e.catchUp = catchUp
+				e.p.logger().Info("records written after the checkpoint: those computed again are not written twice",
+					"pipeline", e.p.cfg.Name, "topic", o.Topic, "records", n)
 			}
 		}
 	}
@@ -282,11 +300,8 @@ func (e *emitter) readTo(parts map[int32]*partReport) {
 			return
 		}
 	}
-	for _, s := range e.locals {
-		s.retire()
-	}
-	for _, ks := range e.kafkas {
-		ks.retire()
+	for _, r := range e.resumables() {
+		r.retire()
 	}
 	e.catchUp = nil
 }
