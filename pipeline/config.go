@@ -95,7 +95,15 @@ type KafkaSource struct {
 	// cluster, so that it moves with the partition; default
 	// fastflow-checkpoints (compacted, created if missing).
 	CheckpointTopic string
+	// SessionTimeout is how long the group waits for a member that stops
+	// heartbeating (killed, or cut off) before its partitions go to the
+	// others, Kafka's session.timeout.ms; default 45s, Kafka's.
+	SessionTimeout time.Duration
 }
+
+// DefaultSessionTimeout is KafkaSource.SessionTimeout's default, the
+// Kafka consumer's.
+const DefaultSessionTimeout = 45 * time.Second
 
 // DefaultCheckpointTopic is KafkaSource.CheckpointTopic's default.
 const DefaultCheckpointTopic = "fastflow-checkpoints"
@@ -475,6 +483,7 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 						"topic":            d.str(&k.Topic),
 						"group":            d.str(&k.Group),
 						"checkpoint_topic": d.str(&k.CheckpointTopic),
+						"session_timeout":  d.duration(&k.SessionTimeout, false),
 					}); err != nil {
 						return err
 					}
@@ -486,6 +495,9 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 					}
 					if k.CheckpointTopic == "" {
 						k.CheckpointTopic = DefaultCheckpointTopic
+					}
+					if k.SessionTimeout == 0 {
+						k.SessionTimeout = DefaultSessionTimeout
 					}
 					if !log.ValidTopicName(k.CheckpointTopic) {
 						return d.errf(n, join(p, "checkpoint_topic"), "invalid topic name %q", k.CheckpointTopic)

@@ -118,6 +118,7 @@ func TestConfigErrors(t *testing.T) {
 	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, group: 'a b'}}", `source.kafka.group: invalid group name "a b"`)
 	f(src, "source: {topic: events, kafka: {brokers: ['k:9092'], topic: e}}", `source: topic: or kafka:, not both`)
 	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, partitions: 3}}", `source.kafka.partitions: unknown key`)
+	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, session_timeout: 0s}}", `source.kafka.session_timeout: want a positive duration, not "0s"`)
 	f("{type: stdout}", "{type: kafka, topic: out}", `sinks[0].brokers: required`)
 	f("{type: stdout}", "{type: topic, topic: events}", `api.yaml:20: pipelines[0].sinks[0].topic: "events" is the pipeline's source`)
 	f("source: {topic: events, start: earliest}", "source: {topic: api-health.dlq}\n    dlq: true", `pipelines[0].dlq: writes "api-health.dlq", the pipeline's source`)
@@ -136,7 +137,7 @@ func TestKafkaSourceConfig(t *testing.T) {
 	c := f.Pipelines[0]
 	k := c.Source.Kafka
 	if k == nil || c.Source.Topic != "" || len(k.Brokers) != 2 || k.Topic != "events" || k.Group != "api-health" ||
-		k.CheckpointTopic != DefaultCheckpointTopic || c.Source.Start.Kind != log.StartLatest {
+		k.CheckpointTopic != DefaultCheckpointTopic || k.SessionTimeout != DefaultSessionTimeout || c.Source.Start.Kind != log.StartLatest {
 		t.Fatalf("source %+v %+v", c.Source, k)
 	}
 	if s := c.Sinks[0]; s.Type != "kafka" || s.Topic != "out" || len(s.Brokers) != 1 {

@@ -84,11 +84,17 @@ func runKafka(ctx context.Context, l *log.Log, pl *Pipeline, p *plan, opts Optio
 	rand.Read(id[:])
 	k := &kafkaRun{l: l, p: p, pl: pl, opts: opts, out: out, src: src, instance: hex.EncodeToString(id[:]),
 		failed: make(chan struct{}), ready: make(chan struct{})}
+	session := src.SessionTimeout
+	if session <= 0 {
+		session = DefaultSessionTimeout
+	}
 	// The client joins the group as it is made: its callbacks wait for
 	// ready, closed once k.cl is set.
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(src.Brokers...),
 		kgo.ConsumerGroup(src.Group),
+		kgo.SessionTimeout(session),
+		kgo.HeartbeatInterval(min(3*time.Second, session/3)),
 		kgo.ConsumeTopics(src.Topic),
 		kgo.Balancers(kgo.RoundRobinBalancer()), // eager: a rebalance revokes everything
 		kgo.DisableAutoCommit(),
