@@ -192,6 +192,11 @@ func (pr *Producer) Err() error {
 // Add sends one record. key may be nil (a null key); tsMs 0 means now.
 // It returns the first error any append met.
 func (pr *Producer) Add(key, value []byte, tsMs int64) error {
+	return pr.AddHeaders(key, value, nil, tsMs)
+}
+
+// AddHeaders is Add with the record's headers (copied too).
+func (pr *Producer) AddHeaders(key, value []byte, headers []log.Header, tsMs int64) error {
 	if err := pr.Err(); err != nil {
 		return err
 	}
@@ -219,6 +224,15 @@ func (pr *Producer) Add(key, value []byte, tsMs int64) error {
 		r.Key = b.arena[start : start+len(key) : start+len(key)]
 	}
 	r.Value = b.arena[start+len(key) : len(b.arena) : len(b.arena)]
+	if len(headers) > 0 {
+		r.Headers = make([]log.Header, len(headers))
+		for i, h := range headers {
+			r.Headers[i].Key = append([]byte{}, h.Key...)
+			if h.Value != nil {
+				r.Headers[i].Value = append([]byte{}, h.Value...)
+			}
+		}
+	}
 	b.recs = append(b.recs, r)
 	if len(b.recs) >= pr.opts.BatchRecords || len(b.arena) >= pr.opts.BatchBytes {
 		pr.send(a)

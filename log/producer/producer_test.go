@@ -198,3 +198,47 @@ func TestProducerTakesUpAddedPartitions(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestProducerHeaders: AddHeaders stores the record's headers, copied (the
+// caller's buffers are reused at once), a null header value as null.
+func TestProducerHeaders(t *testing.T) {
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tp, _ := l.CreateTopic("out", log.TopicConfig{Partitions: 1})
+	pr, err := New(tp, Options{Acks: log.AcksLeader, Partition: -1, BatchRecords: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hv := []byte("p0")
+	for i := range 10 {
+		hv[1] = byte('0' + i)
+		hs := []log.Header{{Key: []byte("src"), Value: hv}, {Key: []byte("none")}}
+		if i%2 == 1 {
+			hs = nil
+		}
+		if err := pr.AddHeaders([]byte("k"), fmt.Appendf(nil, "v%d", i), hs, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := tp.Partition(0)
+	r, _ := p.NewReader(0)
+	recs, _ := r.Read(nil)
+	if len(recs) != 10 {
+		t.Fatalf("%d records", len(recs))
+	}
+	for i, rc := range recs {
+		switch {
+		case i%2 == 1 && len(rc.Headers) != 0:
+			t.Fatalf("record %d: headers %q", i, rc.Headers)
+		case i%2 == 0 && (len(rc.Headers) != 2 || string(rc.Headers[0].Key) != "src" || string(rc.Headers[0].Value) != fmt.Sprintf("p%d", i) ||
+			string(rc.Headers[1].Key) != "none" || rc.Headers[1].Value != nil):
+			t.Fatalf("record %d: headers %q", i, rc.Headers)
+		}
+	}
+}
