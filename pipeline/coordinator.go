@@ -370,13 +370,17 @@ func (c *coordinator) emit(ws *winState, key string) error {
 	c.vals = ws.st.Values(c.p.layout, seconds, c.vals)
 	wl := windowLine{start: ws.start, end: ws.end, key: key, revision: ws.revision, values: c.vals}
 	c.line = c.p.appendWindow(c.line[:0], &wl)
-	if err := c.out.window(c.line, &wl); err != nil {
+	src := int32(noPartition)
+	if c.out.bySource {
+		src = c.keys.partitionOf(key)
+	}
+	if err := c.out.window(c.line, &wl, src); err != nil {
 		return err
 	}
 	for i := range c.p.alerts {
 		if ev, ok := c.evaluate(i, ws, key, c.vals); ok {
 			c.line = c.p.appendAlert(c.line[:0], &ev)
-			if err := c.out.alert(c.line, &ev); err != nil {
+			if err := c.out.alert(c.line, &ev, src); err != nil {
 				return err
 			}
 		}

@@ -226,6 +226,21 @@ func (k *kafkaRun) assigned(ctx context.Context, offsets map[string]map[int32]kg
 		}
 	}
 
+	// What the partitions' previous owners wrote after their checkpoints
+	// is not written again; the replays of the generation before are let
+	// go (its checkpoints carry what they had not met).
+	var from []sourceOutputs
+	catchUp := map[int32]int64{}
+	for _, p := range parts {
+		if s := snaps[p]; s != nil {
+			from = append(from, sourceOutputs{p, s.Outputs})
+			catchUp[p] = ends[p]
+		}
+	}
+	if err := k.out.resume(from, catchUp); err != nil {
+		return nil, err
+	}
+
 	e := newEngine(k.l, k.p, k.pl, k.opts, k.out)
 	e.statsOnStop = false
 	e.save = k.save
@@ -449,13 +464,20 @@ func (k *kafkaRun) save(c *coordinator, now time.Time) error {
 		k.opts.Logger.Warn("group keys arrive on more than one partition: their state cannot move with a partition; produce with the group-by fields as the record key",
 			"pipeline", k.p.cfg.Name, "keys", n)
 	}
-	// The local topics' records go to disk before the checkpoint that
-	// covers them (what is written after it is not skipped on a restart
-	// here: the partitions' next owners may be other instances).
-	if _, err := k.out.syncLocals(); err != nil {
+	// The local topics' records go to disk, and the Kafka sinks' are
+	// acknowledged, before the checkpoint that covers them; each
+	// partition's snapshot records their ends, and the records its replay
+	// has not met yet, for its next owner (localSink).
+	outs, err := k.out.outputs()
+	if err != nil {
 		return err
 	}
 	snaps := c.snapshotByPartition(now)
+	for p, s := range snaps {
+		for _, o := range outs {
+			s.Outputs = append(s.Outputs, o.forSource(p))
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaIOTimeout)
 	defer cancel()
 	if err := writeCheckpoints(ctx, k.cl, k.src, k.p.cfg.Name, k.instance, now, snaps); err != nil {
@@ -843,13 +865,16 @@ func newKafkaSink(s SinkConfig) (*kafkaSink, error) {
 	return &kafkaSink{cl: cl, brokers: s.Brokers, topic: s.Topic}, nil
 }
 
-// add produces a record, unless the stopped run wrote it after the
-// checkpoint.
-func (ks *kafkaSink) add(key, value []byte, tsMs int64) {
-	if ks.skip(key, value) {
+// add produces a record from source partition src (noPartition: untold),
+// unless the stopped run wrote it after the checkpoint (localSink.add).
+func (ks *kafkaSink) add(key, value []byte, src int32, tsMs int64) {
+	if ks.skip(src, key, value) {
 		return
 	}
 	r := &kgo.Record{Key: key, Value: bytes.Clone(value), Timestamp: time.UnixMilli(tsMs)}
+	if src != noPartition {
+		r.Headers = []kgo.RecordHeader{{Key: headerSource, Value: strconv.AppendInt(nil, int64(src), 10)}}
+	}
 	ks.cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
 		if err != nil {
 			ks.errMu.Lock()
@@ -899,32 +924,32 @@ func (ks *kafkaSink) ends() (outputSnap, error) {
 	return ks.checkpointed(o), nil
 }
 
-// resume reads what was written to the sink topic after the checkpoint o
-// is from, to be skipped (localSink.resume).
-func (ks *kafkaSink) resume(o outputSnap) error {
+// replayAfter reads what was written to the sink topic after the
+// checkpoint o is from (from source partition src: noPartition, all), to
+// be skipped (localSink.replayAfter).
+func (ks *kafkaSink) replayAfter(o outputSnap, src int32, budget *int) (*replay, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaIOTimeout)
 	defer cancel()
 	now, err := endOffsets(ctx, ks.cl, ks.topic)
 	if err != nil {
-		return fmt.Errorf("kafka sink %s: %w", ks.topic, err)
+		return nil, fmt.Errorf("kafka sink %s: %w", ks.topic, err)
 	}
-	budget := replayBudget
-	r := resumed(o, len(now), &budget)
-	got, err := ks.readAfter(ctx, o.Ends, now, &budget)
+	r := resumed(o, len(now), budget)
+	got, err := ks.readAfter(ctx, o.Ends, now, src, budget)
 	if err != nil {
-		return fmt.Errorf("kafka sink %s: reading what was written after the checkpoint: %w", ks.topic, err)
+		return nil, fmt.Errorf("kafka sink %s: reading what was written after the checkpoint: %w", ks.topic, err)
 	}
 	for p, q := range got {
 		r.add(int(p), q)
 	}
-	ks.start(r)
-	return nil
+	return r, nil
 }
 
-// readAfter reads each partition's records from ends to now, directly,
-// outside any group; a partition whose records are not all there
-// (compacted, or deleted and reset to the start) reads as none.
-func (ks *kafkaSink) readAfter(ctx context.Context, ends []int64, now map[int32]int64, budget *int) (map[int32]pending, error) {
+// readAfter reads each partition's records from ends to now (those from
+// source partition src, unless noPartition), directly, outside any
+// group; a partition whose records are not all there (compacted, or
+// deleted and reset to the start) reads as none.
+func (ks *kafkaSink) readAfter(ctx context.Context, ends []int64, now map[int32]int64, src int32, budget *int) (map[int32]pending, error) {
 	consume := map[int32]kgo.Offset{}
 	for p, end := range now {
 		if int(p) < len(ends) && ends[p] < end {
@@ -966,12 +991,28 @@ func (ks *kafkaSink) readAfter(ctx context.Context, ends []int64, now map[int32]
 			if got[p] == nil {
 				got[p] = pending{}
 			}
-			if !got[p].add(rec.Key, rec.Value, budget) || rec.Offset+1 >= now[p] {
+			if src != noPartition && kafkaRecordSource(rec.Headers) != src {
+				if rec.Offset+1 >= now[p] {
+					delete(consume, p)
+				}
+				return
+			}
+			if !got[p].add(src, rec.Key, rec.Value, budget) || rec.Offset+1 >= now[p] {
 				delete(consume, p) // read to the end, or to the budget: what is left is written again
 			}
 		})
 	}
 	return got, nil
+}
+
+// kafkaRecordSource is recordSource for a Kafka record's headers.
+func kafkaRecordSource(hs []kgo.RecordHeader) int32 {
+	for _, h := range hs {
+		if h.Key == headerSource {
+			return sourceOf(h.Value)
+		}
+	}
+	return noPartition
 }
 
 func (ks *kafkaSink) close() error {

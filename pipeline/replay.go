@@ -1,8 +1,11 @@
 package pipeline
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"math"
+	"strconv"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/log/producer"
@@ -40,6 +43,14 @@ import (
 // with the same value, must be written). It has met all it will, at the
 // latest, once it has read what the source held when it started (the
 // killed run read no more): then what was not met is let go (retire).
+//
+// With a Kafka source the partitions move between instances, each from
+// its own checkpoint (kafkaRun): every record a pipeline writes then
+// carries the source partition its key's events come from (a header,
+// headerSource), and the partition's next owner skips, of what was
+// written after that partition's checkpoint, the records from that
+// partition: those its previous owner wrote and it computes again, and
+// not those of the partitions other instances go on with.
 type localSink struct {
 	t  *log.Topic
 	pr *producer.Producer
@@ -48,13 +59,29 @@ type localSink struct {
 
 func (s *localSink) outputName() string { return s.t.Name() }
 
-// add writes a record, unless the stopped run wrote it after the
-// checkpoint.
-func (s *localSink) add(key, value []byte, tsMs int64) error {
-	if s.skip(key, value) {
+// add writes a record from source partition src (noPartition: untold),
+// unless the stopped run wrote it after the checkpoint.
+func (s *localSink) add(key, value []byte, src int32, tsMs int64) error {
+	if s.skip(src, key, value) {
 		return nil
 	}
-	return s.pr.Add(key, value, tsMs)
+	if src == noPartition {
+		return s.pr.Add(key, value, tsMs)
+	}
+	return s.pr.AddHeaders(key, value, []log.Header{{Key: []byte(headerSource), Value: strconv.AppendInt(nil, int64(src), 10)}}, tsMs)
+}
+
+// headerSource is the header telling, in a record a pipeline with a Kafka
+// source writes, the source partition of the events it comes from.
+const headerSource = "fastflow-source-partition"
+
+// sourceOf reads headerSource's value, or noPartition.
+func sourceOf(value []byte) int32 {
+	n, err := strconv.ParseInt(string(value), 10, 32)
+	if err != nil || n < 0 {
+		return noPartition
+	}
+	return int32(n)
 }
 
 // replaying is a sink's replay after a restart.
@@ -64,8 +91,8 @@ type replaying struct {
 
 // skip reports whether the record is one the stopped run wrote, not met
 // yet (replay.skip), and retires the replay once all are met.
-func (rp *replaying) skip(key, value []byte) bool {
-	if rp.replay == nil || !rp.replay.skip(key, value) {
+func (rp *replaying) skip(src int32, key, value []byte) bool {
+	if rp.replay == nil || !rp.replay.skip(src, key, value) {
 		return false
 	}
 	if rp.replay.left == 0 {
@@ -107,9 +134,22 @@ func (rp *replaying) checkpointed(o outputSnap) outputSnap {
 	return o
 }
 
-// resumed is the replay of what is in o.Unmet, to which the sink's resume
-// adds what was written after o.Ends, in a topic of n partitions, within
-// budget.
+// forSource is o with only the unmet records of source partition src:
+// what the checkpoint of src carries (kafkaRun.save).
+func (o outputSnap) forSource(src int32) outputSnap {
+	c := o
+	c.Unmet = nil
+	for _, u := range o.Unmet {
+		if sourceOfID(u.ID) == src {
+			c.Unmet = append(c.Unmet, u)
+		}
+	}
+	return c
+}
+
+// resumed is the replay of what is in o.Unmet, to which the sink's
+// replayAfter adds what was written after o.Ends, in a topic of n
+// partitions, within budget.
 func resumed(o outputSnap, n int, budget *int) *replay {
 	r := &replay{parts: make([]pending, n)}
 	for _, u := range o.Unmet {
@@ -164,39 +204,38 @@ func (s *localSink) ends() (outputSnap, error) {
 	return s.checkpointed(o), nil
 }
 
-// resume reads what was written to the topic after the checkpoint that
-// o is from, to be skipped. A partition whose records after o's end are
-// no longer all there (retention, compaction) is left out.
-func (s *localSink) resume(o outputSnap) error {
-	if o.Topic != s.outputName() || o.ID != s.t.ID() {
-		return nil
+// replayAfter reads what was written to the topic after the checkpoint
+// that o is from (from source partition src: noPartition, all), to be
+// skipped. A partition whose records after o's end are no longer all
+// there (retention, compaction) is left out.
+func (s *localSink) replayAfter(o outputSnap, src int32, budget *int) (*replay, error) {
+	if o.ID != s.t.ID() {
+		return nil, nil
 	}
-	budget := replayBudget
-	r := resumed(o, int(s.t.Partitions()), &budget)
+	r := resumed(o, int(s.t.Partitions()), budget)
 	for i, end := range o.Ends {
 		if i >= len(r.parts) {
 			break
 		}
 		p, err := s.t.Partition(int32(i))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if end < p.LogStartOffset() || end >= p.HighWatermark() {
 			continue
 		}
 		rd, err := p.NewReader(end)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		q, err := readPending(rd, end, p.HighWatermark(), &budget)
+		q, err := readPending(rd, end, p.HighWatermark(), src, budget)
 		rd.Close()
 		if err != nil {
-			return fmt.Errorf("reading %s/%d after the checkpoint: %w", s.t.Name(), i, err)
+			return nil, fmt.Errorf("reading %s/%d after the checkpoint: %w", s.t.Name(), i, err)
 		}
 		r.add(i, q)
 	}
-	s.start(r)
-	return nil
+	return r, nil
 }
 
 // replayBudget bounds the bytes a sink holds of what a stopped run wrote
@@ -204,10 +243,11 @@ func (s *localSink) resume(o outputSnap) error {
 // it, only the records read are skipped, and the rest written again.
 var replayBudget = 64 << 20
 
-// readPending reads the records from end to hw, or none if some are
-// missing (compacted away): then they are not what the stopped run wrote.
-// It stops early when the records read use up budget.
-func readPending(rd *log.Reader, end, hw int64, budget *int) (pending, error) {
+// readPending reads the records from end to hw (those from source
+// partition src, unless noPartition), or none if some are missing
+// (compacted away): then they are not what the stopped run wrote. It
+// stops early when the records read use up budget.
+func readPending(rd *log.Reader, end, hw int64, src int32, budget *int) (pending, error) {
 	q := pending{}
 	n := 0
 	var recs []log.Record
@@ -223,10 +263,13 @@ func readPending(rd *log.Reader, end, hw int64, budget *int) (pending, error) {
 			if rec.Offset != end+int64(n) {
 				return nil, nil
 			}
-			if !q.add(rec.Key, rec.Value, budget) {
+			n++
+			if src != noPartition && recordSource(rec.Headers) != src {
+				continue
+			}
+			if !q.add(src, rec.Key, rec.Value, budget) {
 				return q, nil
 			}
-			n++
 		}
 	}
 	return q, nil
@@ -236,9 +279,20 @@ func readPending(rd *log.Reader, end, hw int64, budget *int) (pending, error) {
 // after its checkpoint, by recordID.
 type pending map[string]int
 
+// recordSource is the source partition a record's headers tell
+// (headerSource), or noPartition.
+func recordSource(hs []log.Header) int32 {
+	for _, h := range hs {
+		if string(h.Key) == headerSource {
+			return sourceOf(h.Value)
+		}
+	}
+	return noPartition
+}
+
 // add counts a record, if budget (bytes) has room for it.
-func (q pending) add(key, value []byte, budget *int) bool {
-	return q.addID(recordID(nil, key, value), budget)
+func (q pending) add(src int32, key, value []byte, budget *int) bool {
+	return q.addID(recordID(nil, src, key, value), budget)
 }
 
 // addID counts a record by its recordID, if budget has room for it.
@@ -266,9 +320,14 @@ func (q pending) take(id []byte) bool {
 	return true
 }
 
-// recordID appends to dst what identifies a record: whether it has a key,
-// the key's length, the key and the value.
-func recordID(dst, key, value []byte) []byte {
+// recordID appends to dst what identifies a record: its source partition
+// if told (headerSource), whether it has a key, the key's length, the key
+// and the value.
+func recordID(dst []byte, src int32, key, value []byte) []byte {
+	if src != noPartition {
+		dst = append(dst, 2)
+		dst = binary.AppendUvarint(dst, uint64(src))
+	}
 	if key == nil {
 		dst = append(dst, 0)
 	} else {
@@ -279,12 +338,35 @@ func recordID(dst, key, value []byte) []byte {
 	return append(dst, value...)
 }
 
+// sourceOfID is the source partition in a recordID, or noPartition.
+func sourceOfID(id []byte) int32 {
+	if len(id) == 0 || id[0] != 2 {
+		return noPartition
+	}
+	n, k := binary.Uvarint(id[1:])
+	if k <= 0 || n > math.MaxInt32 {
+		return noPartition
+	}
+	return int32(n)
+}
+
 // replay is what a stopped run wrote to a topic after its checkpoint, by
 // partition: what a restart does not write again.
 type replay struct {
 	parts []pending
 	left  int    // records not met yet
 	id    []byte // scratch
+}
+
+// merge adds what o holds to r, which may be nil (then it is o).
+func (r *replay) merge(o *replay) *replay {
+	if r == nil || o == nil {
+		return cmp.Or(r, o)
+	}
+	for p, q := range o.parts {
+		r.add(p, q)
+	}
+	return r
 }
 
 // add adds q, read from partition p, to what is replayed.
@@ -314,8 +396,8 @@ func (r *replay) count() {
 // and that has not been met yet, consuming it. A keyed record is looked
 // for in its key's partition (the producer's murmur2), one without a key
 // in every partition (a sticky partitioner picked one).
-func (r *replay) skip(key, value []byte) bool {
-	r.id = recordID(r.id[:0], key, value)
+func (r *replay) skip(src int32, key, value []byte) bool {
+	r.id = recordID(r.id[:0], src, key, value)
 	n := int32(len(r.parts))
 	if key != nil || n == 1 {
 		p := int32(0)

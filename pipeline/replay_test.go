@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ func write(t *testing.T, s *localSink, recs ...string) {
 		if ok {
 			key = []byte(k)
 		}
-		if err := s.add(key, []byte(v), 1); err != nil {
+		if err := s.add(key, []byte(v), noPartition, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,10 +115,21 @@ func restart(t *testing.T, topic *log.Topic, before, killed []string) *localSink
 	t.Helper()
 	o := killedRun(t, topic, before, killed)
 	again := sinkOn(t, topic)
-	if err := again.resume(o); err != nil {
+	if err := resumeSink(again, o); err != nil {
 		t.Fatal(err)
 	}
 	return again
+}
+
+// resumeSink has r skip what was written after the checkpoint o is from,
+// as emitter.resume does for each sink.
+func resumeSink(r resumable, o outputSnap) error {
+	budget := replayBudget
+	rp, err := r.replayAfter(o, noPartition, &budget)
+	if rp != nil {
+		r.start(rp)
+	}
+	return err
 }
 
 // TestReplaySkipsWhatTheKilledRunWrote: a restart does not write again a
@@ -153,7 +165,7 @@ func TestReplaySkipsWhatTheKilledRunWrote(t *testing.T) {
 		// Room for two of the killed run's three records: the third is
 		// written again.
 		defer func(b int) { replayBudget = b }(replayBudget)
-		replayBudget = 2 * (len(recordID(nil, []byte("k"), []byte("b"))) + 48)
+		replayBudget = 2 * (len(recordID(nil, noPartition, []byte("k"), []byte("b"))) + 48)
 		_, topic := testTopic(t, 1)
 		s := restart(t, topic, []string{"k=a"}, []string{"k=b", "k=c", "k=d"})
 		write(t, s, "k=b", "k=c", "k=d", "k=e")
@@ -246,7 +258,7 @@ func TestReplayNotFromAnotherTopic(t *testing.T) {
 		}
 		s := sinkOn(t, again)
 		write(t, s, "k=x", "k=b")
-		if err := s.resume(o); err != nil {
+		if err := resumeSink(s, o); err != nil {
 			t.Fatal(err)
 		}
 		if s.replay != nil {
@@ -261,7 +273,7 @@ func TestReplayNotFromAnotherTopic(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := sinkOn(t, topic)
-		if err := s.resume(o); err != nil {
+		if err := resumeSink(s, o); err != nil {
 			t.Fatal(err)
 		}
 		if s.replay != nil {
@@ -330,7 +342,7 @@ func TestKafkaSinkSkipsWhatTheKilledRunWrote(t *testing.T) {
 		t.Helper()
 		for _, r := range recs {
 			k, v, _ := cut(r)
-			ks.add([]byte(k), []byte(v), 1)
+			ks.add([]byte(k), []byte(v), noPartition, 1)
 		}
 		if err := ks.flush(); err != nil {
 			t.Fatal(err)
@@ -347,7 +359,7 @@ func TestKafkaSinkSkipsWhatTheKilledRunWrote(t *testing.T) {
 	}
 	produce(first, "k=b", "k=c")
 	again := sink()
-	if err := again.resume(o); err != nil {
+	if err := resumeSink(again, o); err != nil {
 		t.Fatal(err)
 	}
 	produce(again, "k=b", "k=c", "k=d")
@@ -400,17 +412,17 @@ func TestReplayCarriesWhatItHasNotMet(t *testing.T) {
 	o := killedRun(t, topic, []string{"k=a"}, []string{"k=b", "k=c"})
 	s := sinkOn(t, topic)
 	e := &emitter{p: &plan{cfg: &Config{Name: "kp"}}, topics: []*localSink{s}, locals: []*localSink{s}}
-	if err := e.resume([]outputSnap{o}, map[int32]int64{0: 10, 1: 5}); err != nil {
+	if err := e.resume([]sourceOutputs{{noPartition, []outputSnap{o}}}, map[int32]int64{0: 10, 1: 5}); err != nil {
 		t.Fatal(err)
 	}
 	write(t, s, "k=b", "k=x") // b met; x new
 	outs, err := e.outputs()
 	if err != nil || len(outs) != 1 || !slices.Equal(outs[0].Ends, []int64{4}) || len(outs[0].Unmet) != 1 ||
-		string(outs[0].Unmet[0].ID) != string(recordID(nil, []byte("k"), []byte("c"))) || outs[0].Unmet[0].N != 1 {
+		string(outs[0].Unmet[0].ID) != string(recordID(nil, noPartition, []byte("k"), []byte("c"))) || outs[0].Unmet[0].N != 1 {
 		t.Fatalf("while replaying: outputs %+v (%v), want the topic's end 4 and c unmet", outs, err)
 	}
 	second := sinkOn(t, topic)
-	if err := second.resume(outs[0]); err != nil {
+	if err := resumeSink(second, outs[0]); err != nil {
 		t.Fatal(err)
 	}
 	write(t, second, "k=b", "k=c", "k=y")
@@ -430,3 +442,131 @@ func TestReplayCarriesWhatItHasNotMet(t *testing.T) {
 		t.Fatalf("after: outputs %+v (%v), want nothing unmet", outs, err)
 	}
 }
+
+// TestReplayBySourcePartition: with a Kafka source, each record a sink
+// gets tells its source partition, and the next owner of a partition
+// skips, of what was written after that partition's checkpoint, only the
+// records from that partition: an identical record from another partition
+// (which another instance goes on with) is written. A checkpoint splits
+// what a replay has not met by source partition.
+func TestReplayBySourcePartition(t *testing.T) {
+	// rec is "src:key=value".
+	add := func(t *testing.T, s interface {
+		add(key, value []byte, src int32, tsMs int64)
+	}, recs ...string) {
+		for _, r := range recs {
+			src, kv, _ := strings.Cut(r, ":")
+			k, v, _ := cut(kv)
+			s.add([]byte(k), []byte(v), sourceOf([]byte(src)), 1)
+		}
+	}
+	check := func(t *testing.T, name string, sinks []resumable, ends func() outputSnap, add func(...string), got func() []string) {
+		add("0:k=a", "1:j=a")
+		o := ends()
+		add("0:k=b", "1:k=b", "1:j=c", "0:k=c") // the killed run's, after the checkpoint
+		r := sinks[0]
+		budget := replayBudget
+		rp, err := r.replayAfter(o.forSource(0), 0, &budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.start(rp)
+		if n := r.unmet(); n != 2 {
+			t.Fatalf("%s: %d records of partition 0 to skip, want 2 (k=b, k=c)", name, n)
+		}
+		// This instance took partition 0 over: it computes k=b and k=c
+		// again; partition 1 goes on elsewhere, writing k=b again.
+		add("0:k=b", "1:k=b")
+		rs, ok := r.(interface{ checkpointed(outputSnap) outputSnap })
+		if !ok {
+			t.Fatal("no checkpointed")
+		}
+		c := rs.checkpointed(outputSnap{Topic: name})
+		if len(c.Unmet) != 1 || sourceOfID(c.Unmet[0].ID) != 0 ||
+			len(c.forSource(0).Unmet) != 1 || len(c.forSource(1).Unmet) != 0 {
+			t.Fatalf("%s: unmet %+v, want k=c of partition 0", name, c.Unmet)
+		}
+		add("0:k=c", "0:k=d")
+		want := []string{"k=a", "j=a", "k=b", "k=b", "j=c", "k=c", "k=b", "k=d"}
+		if g := got(); !slices.Equal(g, want) {
+			t.Fatalf("%s: topic %v, want %v", name, g, want)
+		}
+	}
+	t.Run("local topic", func(t *testing.T) {
+		_, topic := testTopic(t, 1)
+		first, again := sinkOn(t, topic), sinkOn(t, topic)
+		w := func(s *localSink) func(...string) {
+			return func(recs ...string) {
+				add(t, addFunc(func(k, v []byte, src int32, ts int64) {
+					if err := s.add(k, v, src, ts); err != nil {
+						t.Fatal(err)
+					}
+				}), recs...)
+				if err := s.pr.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		writes := 0
+		check(t, "events", []resumable{again}, func() outputSnap {
+			o, err := first.ends()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o
+		}, func(recs ...string) {
+			if writes++; writes <= 2 {
+				w(first)(recs...)
+			} else {
+				w(again)(recs...)
+			}
+		}, func() []string { return contents(t, topic)[0] })
+		// Each record tells its source partition.
+		p, _ := topic.Partition(0)
+		rd, _ := p.NewReader(0)
+		defer rd.Close()
+		recs, _ := rd.Read(nil)
+		if len(recs) != 8 || recordSource(recs[0].Headers) != 0 || recordSource(recs[1].Headers) != 1 {
+			t.Fatalf("headers %+v", recs[:2])
+		}
+	})
+	t.Run("kafka sink", func(t *testing.T) {
+		addr, bl := broker(t)
+		sink := func() *kafkaSink {
+			ks, err := newKafkaSink(SinkConfig{Type: "kafka", Brokers: []string{addr}, Topic: "kp.results"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ks.close() })
+			return ks
+		}
+		first, again := sink(), sink()
+		writes := 0
+		check(t, "kafka/kp.results", []resumable{again}, func() outputSnap {
+			o, err := first.ends()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o
+		}, func(recs ...string) {
+			s := first
+			if writes++; writes > 2 {
+				s = again
+			}
+			add(t, s, recs...)
+			if err := s.flush(); err != nil {
+				t.Fatal(err)
+			}
+		}, func() []string {
+			topic, err := bl.Topic("kp.results")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return contents(t, topic)[0]
+		})
+	})
+}
+
+type addFunc func(key, value []byte, src int32, tsMs int64)
+
+func (f addFunc) add(key, value []byte, src int32, tsMs int64) { f(key, value, src, tsMs) }

@@ -383,7 +383,7 @@ func runPipeline(ctx context.Context, l *log.Log, pl *Pipeline, opts Options, st
 					catchUp[i] = part.HighWatermark()
 				}
 			}
-			if err := out.resume(snap.Outputs, catchUp); err != nil {
+			if err := out.resume([]sourceOutputs{{noPartition, snap.Outputs}}, catchUp); err != nil {
 				out.close()
 				return err
 			}

@@ -47,12 +47,16 @@ type emitter struct {
 	// far it has computed again all that the killed run could have
 	// written, and the replays retire (localSink).
 	catchUp map[int32]int64
-	observe Observer
-	res     Result
+	// bySource: the source is a Kafka cluster's topic, whose partitions
+	// move between instances; the records written to local topics and
+	// Kafka sinks tell their source partition (localSink).
+	bySource bool
+	observe  Observer
+	res      Result
 }
 
 func newEmitter(l *log.Log, p *plan, stdout io.Writer, observe Observer, logger *slog.Logger) (*emitter, error) {
-	e := &emitter{p: p, observe: observe, out: stdout}
+	e := &emitter{p: p, observe: observe, out: stdout, bySource: p.cfg.Source.Kafka != nil}
 	open := func(name string) (*localSink, error) {
 		t, err := l.Topic(name)
 		if errors.Is(err, log.ErrUnknownTopic) {
@@ -107,20 +111,22 @@ func newEmitter(l *log.Log, p *plan, stdout io.Writer, observe Observer, logger 
 	return e, nil
 }
 
-func (e *emitter) window(line []byte, w *windowLine) error {
+// window emits a window's line; src is the source partition of its key's
+// events, when the emitter is bySource.
+func (e *emitter) window(line []byte, w *windowLine, src int32) error {
 	e.res = Result{Pipeline: e.p.cfg.Name, Line: line, Key: w.key, StartMs: w.start, EndMs: w.end, Revision: w.revision}
-	return e.send(line, w.key, w.end)
+	return e.send(line, w.key, src, w.end)
 }
 
-func (e *emitter) alert(line []byte, a *alertEvent) error {
+func (e *emitter) alert(line []byte, a *alertEvent, src int32) error {
 	e.res = Result{Pipeline: e.p.cfg.Name, Line: line, Alert: true, Key: a.key, StartMs: a.start, EndMs: a.end, Firing: a.firing}
 	for _, h := range e.hooks {
 		h.enqueue(line, a)
 	}
-	return e.send(line, a.key, a.end)
+	return e.send(line, a.key, src, a.end)
 }
 
-func (e *emitter) send(line []byte, key string, tsMs int64) error {
+func (e *emitter) send(line []byte, key string, src int32, tsMs int64) error {
 	if e.stdout != nil {
 		e.buf = append(append(e.buf, line...), '\n')
 		if len(e.buf) >= 1<<20 {
@@ -132,12 +138,12 @@ func (e *emitter) send(line []byte, key string, tsMs int64) error {
 	if len(e.topics)+len(e.kafkas) > 0 {
 		k := appendKey(nil, e.p.cfg.GroupBy, key)
 		for _, t := range e.topics {
-			if err := t.add(k, line, tsMs); err != nil {
+			if err := t.add(k, line, src, tsMs); err != nil {
 				return err
 			}
 		}
 		for _, ks := range e.kafkas {
-			ks.add(k, line, tsMs)
+			ks.add(k, line, src, tsMs)
 			e.kafkaN++
 		}
 	}
@@ -154,7 +160,11 @@ func (e *emitter) side(sr *sideRecord) {
 		s = e.late
 	}
 	if s != nil {
-		if err := s.add(sr.key, sr.value, 0); err != nil {
+		src := int32(noPartition)
+		if e.bySource {
+			src = sr.part
+		}
+		if err := s.add(sr.key, sr.value, src, 0); err != nil {
 			e.p.logger().Error("copy to side topic failed", "pipeline", e.p.cfg.Name, "err", err)
 		}
 	}
@@ -251,7 +261,10 @@ func (e *emitter) outputs() ([]outputSnap, error) {
 // localSink, kafkaSink.
 type resumable interface {
 	outputName() string // its name in a checkpoint's outputs
-	resume(o outputSnap) error
+	// replayAfter is what the sink holds after o's ends, from source
+	// partition src (noPartition: all), and o's unmet records.
+	replayAfter(o outputSnap, src int32, budget *int) (*replay, error)
+	start(r *replay)
 	unmet() int // records of its replay not met yet
 	retire()
 }
@@ -267,26 +280,53 @@ func (e *emitter) resumables() []resumable {
 	return rs
 }
 
+// sourceOutputs are the outputs a checkpoint recorded, of the whole
+// source (src noPartition) or of one of a Kafka source's partitions.
+type sourceOutputs struct {
+	src  int32
+	outs []outputSnap
+}
+
 // resume has the local topics and Kafka sinks skip what a stopped run
-// wrote after the checkpoint it resumes from (localSink), until the run
-// has read the source to catchUp.
-func (e *emitter) resume(outs []outputSnap, catchUp map[int32]int64) error {
-	for _, o := range outs {
-		for _, r := range e.resumables() {
-			if o.Topic != r.outputName() {
-				continue
+// wrote after the checkpoints it resumes from (localSink), until the run
+// has read the source to catchUp. Replays going on are let go first:
+// the checkpoints carry what they had not met.
+func (e *emitter) resume(from []sourceOutputs, catchUp map[int32]int64) error {
+	e.retire()
+	for _, r := range e.resumables() {
+		budget := replayBudget
+		var all *replay
+		for _, so := range from {
+			for _, o := range so.outs {
+				if o.Topic != r.outputName() {
+					continue
+				}
+				rp, err := r.replayAfter(o, so.src, &budget)
+				if err != nil {
+					return err
+				}
+				all = all.merge(rp)
 			}
-			if err := r.resume(o); err != nil {
-				return err
-			}
-			if n := r.unmet(); n > 0 {
-				e.catchUp = catchUp
-				e.p.logger().Info("records written after the checkpoint: those computed again are not written twice",
-					"pipeline", e.p.cfg.Name, "topic", o.Topic, "records", n)
-			}
+		}
+		if all == nil {
+			continue
+		}
+		r.start(all)
+		if n := r.unmet(); n > 0 {
+			e.catchUp = catchUp
+			e.p.logger().Info("records written after the checkpoint: those computed again are not written twice",
+				"pipeline", e.p.cfg.Name, "topic", r.outputName(), "records", n)
 		}
 	}
 	return nil
+}
+
+// retire lets go of the sinks' replays.
+func (e *emitter) retire() {
+	for _, r := range e.resumables() {
+		r.retire()
+	}
+	e.catchUp = nil
 }
 
 // readTo retires the sinks' replays once the source positions have
@@ -300,10 +340,7 @@ func (e *emitter) readTo(parts map[int32]*partReport) {
 			return
 		}
 	}
-	for _, r := range e.resumables() {
-		r.retire()
-	}
-	e.catchUp = nil
+	e.retire()
 }
 
 func (e *emitter) dropped() int64 {

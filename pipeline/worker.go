@@ -84,6 +84,7 @@ type sessDelta struct {
 // sideRecord is a record copied to the dead-letter or late topic.
 type sideRecord struct {
 	late  bool
+	part  int32 // the source partition
 	key   []byte
 	value []byte
 }
@@ -669,7 +670,7 @@ func (w *worker) side(late bool, rec *log.Record, buf []byte) {
 	w.msg.buf = buf
 	kstart := len(w.msg.buf)
 	w.msg.buf = append(w.msg.buf, rec.Key...)
-	sr := sideRecord{late: late, value: w.msg.buf[start:kstart:kstart]}
+	sr := sideRecord{late: late, part: rec.Partition, value: w.msg.buf[start:kstart:kstart]}
 	if rec.Key != nil {
 		sr.key = w.msg.buf[kstart:len(w.msg.buf):len(w.msg.buf)]
 	}
