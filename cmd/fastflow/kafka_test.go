@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -601,4 +602,121 @@ func TestRunWithKafkaSourceAndSink(t *testing.T) {
 		t.Fatalf("results topic holds %d records, want 6", len(res))
 	}
 	checkCommitted(t, broker, "edge", 3)
+}
+
+// TestKafkaSourceKilledWritesResultsOnce: a pipeline with a Kafka source
+// (fastflow's listener) is SIGKILLed at random moments while a client
+// produces events; each restart joins the group once the dead member's
+// session has expired, takes its partitions back from their checkpoints
+// and skips what the killed run wrote after them, from those partitions.
+// The Kafka sink's topic (on the broker) and the local results,
+// dead-letter and late topics hold no record twice, the last two exactly
+// what a run over the final log rejects and drops as late, and each
+// window's last line its metrics.
+func TestKafkaSourceKilledWritesResultsOnce(t *testing.T) {
+	broker, inst := newCLI(t), newCLI(t)
+	broker.ok("", "topic", "create", "events", "--partitions", "3")
+	kafkaAddr, httpAddr := freePort(t), freePort(t)
+	start(t, broker.cmd(context.Background(), "serve", "--http", httpAddr, "--kafka", kafkaAddr))
+	waitKafka(t, kafkaAddr)
+
+	lines := genEvents(24000, 23)
+	yaml := strings.Replace(apiHealthYAML, "source: {topic: events, start: earliest}",
+		fmt.Sprintf("source: {kafka: {brokers: ['%s'], topic: events, group: g, session_timeout: 2s}, start: earliest}", kafkaAddr), 1)
+	cfg := filepath.Join(t.TempDir(), "kafka.yaml")
+	os.WriteFile(cfg, []byte(yaml+fmt.Sprintf("      - {type: kafka, brokers: ['%s'], topic: api-health.results}\n", kafkaAddr)+
+		"      - {type: topic, topic: api-health.results}\n    dlq: true\n    late_topic: true\n"), 0o644)
+
+	var run *exec.Cmd
+	var stderr syncBuffer
+	exited := make(chan struct{})
+	startRun := func() {
+		run = inst.cmd(context.Background(), "run", cfg, "--checkpoint-interval", "2s", "--log-level", "info")
+		run.Stderr = &stderr
+		if err := run.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited = make(chan struct{})
+		go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(run, exited)
+		// Killed only once it has its partitions (the dead member's
+		// session expired) and has checkpointed after taking them.
+		n := strings.Count(stderr.String(), "pipeline assigned partitions")
+		waitForOr(t, func() bool { return strings.Count(stderr.String(), "pipeline assigned partitions") > n },
+			func() string { return stderr.String() })
+	}
+	startRun()
+	defer func() { run.Process.Kill(); <-exited }()
+	rng := rand.New(rand.NewPCG(23, 1))
+	kills := 0
+	for i := 0; i < len(lines); i += 2000 {
+		body := strings.Join(lines[i:min(i+2000, len(lines))], "\n") + "\n"
+		resp, err := http.Post("http://"+httpAddr+"/topics/events/records?key_field=service", "application/x-ndjson", strings.NewReader(body))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		if rng.IntN(2) == 0 {
+			time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
+			run.Process.Signal(syscall.SIGKILL)
+			<-exited
+			kills++
+			startRun()
+		}
+	}
+	// Everything read and checkpointed (committed), then stopped.
+	deadline := time.Now().Add(90 * time.Second)
+	for !groupCaughtUp(broker, "g", 3) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the group did not catch up in 90 s:\n%s\n%s", broker.ok("", "group", "describe", "g"), stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	run.Process.Signal(syscall.SIGTERM)
+	<-exited
+	skips := strings.Count(stderr.String(), "records written after the checkpoint")
+	t.Logf("%d kills; %d restarts skipped records the killed run wrote", kills, skips)
+
+	// The reference: a run over the final log.
+	plain := filepath.Join(t.TempDir(), "plain.yaml")
+	os.WriteFile(plain, []byte(apiHealthYAML), 0o644)
+	ref := strings.Split(strings.TrimSpace(broker.ok("", "run", plain, "--until-end")), "\n")
+	checkResultsOnce(t, ref, len(lines), map[string][]string{
+		"kafka api-health.results": consumedValues(t, broker, "api-health.results"),
+		"api-health.results":       consumedValues(t, inst, "api-health.results"),
+		"api-health.dlq":           consumedValues(t, inst, "api-health.dlq"),
+		"api-health.late":          consumedValues(t, inst, "api-health.late"),
+	})
+}
+
+// groupCaughtUp reports whether group has committed every one of its
+// partitions' ends.
+func groupCaughtUp(c *cli, group string, partitions int) bool {
+	r := c.run("", "group", "describe", group)
+	if r.code != 0 {
+		return false
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var d struct {
+			Partition *int32 `json:"partition"`
+			Lag       int64  `json:"lag"`
+		}
+		if json.Unmarshal([]byte(line), &d) != nil || d.Partition == nil {
+			continue
+		}
+		if d.Lag != 0 {
+			return false
+		}
+		n++
+	}
+	return n == partitions
+}
+
+func consumedValues(t *testing.T, c *cli, topic string) []string {
+	t.Helper()
+	var values []string
+	for _, r := range parseConsumed(t, c.ok("", "consume", topic)) {
+		values = append(values, string(r.Value))
+	}
+	return values
 }
