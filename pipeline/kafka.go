@@ -467,7 +467,9 @@ func (k *kafkaRun) save(c *coordinator, now time.Time) error {
 	// The local topics' records go to disk, and the Kafka sinks' are
 	// acknowledged, before the checkpoint that covers them; each
 	// partition's snapshot records their ends, and the records its replay
-	// has not met yet, for its next owner (localSink).
+	// has not met yet, for its next owner (localSink), with the outputs of
+	// other data directories carried from the checkpoint it was restored
+	// from (emitter.foreign).
 	outs, err := k.out.outputs()
 	if err != nil {
 		return err
@@ -477,6 +479,7 @@ func (k *kafkaRun) save(c *coordinator, now time.Time) error {
 		for _, o := range outs {
 			s.Outputs = append(s.Outputs, o.forSource(p))
 		}
+		s.Outputs = append(s.Outputs, k.out.foreign[p]...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaIOTimeout)
 	defer cancel()
@@ -904,6 +907,10 @@ func (ks *kafkaSink) flush() error {
 // outputName names a Kafka sink's topic in a checkpoint's outputs, apart
 // from the local topics (whose names have no slash).
 func (ks *kafkaSink) outputName() string { return "kafka/" + ks.topic }
+
+// owns reports whether o is about this sink's topic (one topic whichever
+// instance writes it).
+func (ks *kafkaSink) owns(o outputSnap) bool { return o.Topic == ks.outputName() }
 
 // ends returns the sink topic's partition ends, and, while it replays,
 // what it has not met; what was added is acknowledged by all in-sync

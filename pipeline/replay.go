@@ -59,6 +59,10 @@ type localSink struct {
 
 func (s *localSink) outputName() string { return s.t.Name() }
 
+// owns reports whether o is about this topic: its name and ID (a topic of
+// another data directory, or deleted and created again, is another).
+func (s *localSink) owns(o outputSnap) bool { return o.Topic == s.outputName() && o.ID == s.t.ID() }
+
 // add writes a record from source partition src (noPartition: untold),
 // unless the stopped run wrote it after the checkpoint.
 func (s *localSink) add(key, value []byte, src int32, tsMs int64) error {

@@ -570,3 +570,74 @@ func TestReplayBySourcePartition(t *testing.T) {
 type addFunc func(key, value []byte, src int32, tsMs int64)
 
 func (f addFunc) add(key, value []byte, src int32, tsMs int64) { f(key, value, src, tsMs) }
+
+// TestReplayThroughAnotherDirectory: with a Kafka source, a partition's
+// checkpoint written by an instance that restored it from another data
+// directory's checkpoint carries that directory's outputs (its local
+// topics are not this instance's), until this instance has caught up; so
+// that when the partition goes back to that directory from this
+// checkpoint, it finds what it wrote after its own, and does not write
+// it again.
+func TestReplayThroughAnotherDirectory(t *testing.T) {
+	_, dTopic := testTopic(t, 1) // instance D's data directory
+	_, eTopic := testTopic(t, 1) // instance E's: another topic ID
+	put := func(s *localSink, recs ...string) {
+		t.Helper()
+		for _, r := range recs {
+			k, v, _ := cut(r)
+			if err := s.add([]byte(k), []byte(v), 0, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.pr.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	emitterOn := func(s *localSink) *emitter {
+		return &emitter{p: &plan{cfg: &Config{Name: "kp"}}, topics: []*localSink{s}, locals: []*localSink{s}, bySource: true}
+	}
+	// D writes a, checkpoints partition 0, writes b and c, and dies.
+	d := sinkOn(t, dTopic)
+	put(d, "k=a")
+	oD, err := d.ends()
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(d, "k=b", "k=c")
+	// E takes partition 0 from D's checkpoint, computes b again and
+	// checkpoints before it has caught up, then dies.
+	e := emitterOn(sinkOn(t, eTopic))
+	if err := e.resume([]sourceOutputs{{0, []outputSnap{oD}}}, map[int32]int64{0: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.foreign[0]) != 1 || e.foreign[0][0].ID != dTopic.ID() {
+		t.Fatalf("foreign %+v, want D's topic", e.foreign)
+	}
+	put(e.topics[0], "k=b")
+	outs, err := e.outputs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cp []outputSnap // E's checkpoint of partition 0, as kafkaRun.save writes it
+	for _, o := range outs {
+		cp = append(cp, o.forSource(0))
+	}
+	cp = append(cp, e.foreign[0]...)
+	// D takes partition 0 back from E's checkpoint: it computes c and d.
+	d2 := emitterOn(sinkOn(t, dTopic))
+	if err := d2.resume([]sourceOutputs{{0, cp}}, map[int32]int64{0: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if len(d2.foreign[0]) != 1 || d2.foreign[0][0].ID != eTopic.ID() {
+		t.Fatalf("D carries %+v, want E's topic", d2.foreign)
+	}
+	put(d2.topics[0], "k=c", "k=d")
+	if got, want := contents(t, dTopic)[0], []string{"k=a", "k=b", "k=c", "k=d"}; !slices.Equal(got, want) {
+		t.Fatalf("D's topic %v, want %v", got, want)
+	}
+	// Caught up, E lets D's outputs go.
+	e.readTo(map[int32]*partReport{0: {next: 10}})
+	if e.foreign != nil {
+		t.Fatalf("still carried once caught up: %+v", e.foreign)
+	}
+}

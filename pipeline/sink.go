@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/log/producer"
@@ -51,8 +52,15 @@ type emitter struct {
 	// move between instances; the records written to local topics and
 	// Kafka sinks tell their source partition (localSink).
 	bySource bool
-	observe  Observer
-	res      Result
+	// foreign are, by source partition, the outputs a restored checkpoint
+	// recorded for local topics of other data directories (the
+	// partition's owners before): each partition's checkpoints carry them
+	// until the run has read the source to catchUp, so that if such a
+	// directory takes the partition back from one of them, it finds where
+	// its own topics stood and what they hold after that (localSink).
+	foreign map[int32][]outputSnap
+	observe Observer
+	res     Result
 }
 
 func newEmitter(l *log.Log, p *plan, stdout io.Writer, observe Observer, logger *slog.Logger) (*emitter, error) {
@@ -260,7 +268,8 @@ func (e *emitter) outputs() ([]outputSnap, error) {
 // resumable is a sink whose writes after a checkpoint a restart skips:
 // localSink, kafkaSink.
 type resumable interface {
-	outputName() string // its name in a checkpoint's outputs
+	outputName() string     // its name in a checkpoint's outputs
+	owns(o outputSnap) bool // o is about this sink
 	// replayAfter is what the sink holds after o's ends, from source
 	// partition src (noPartition: all), and o's unmet records.
 	replayAfter(o outputSnap, src int32, budget *int) (*replay, error)
@@ -293,12 +302,26 @@ type sourceOutputs struct {
 // the checkpoints carry what they had not met.
 func (e *emitter) resume(from []sourceOutputs, catchUp map[int32]int64) error {
 	e.retire()
+	for _, so := range from {
+		if so.src == noPartition {
+			continue
+		}
+		for _, o := range so.outs {
+			if !slices.ContainsFunc(e.resumables(), func(r resumable) bool { return r.owns(o) }) {
+				if e.foreign == nil {
+					e.foreign = map[int32][]outputSnap{}
+				}
+				e.foreign[so.src] = append(e.foreign[so.src], o)
+				e.catchUp = catchUp
+			}
+		}
+	}
 	for _, r := range e.resumables() {
 		budget := replayBudget
 		var all *replay
 		for _, so := range from {
 			for _, o := range so.outs {
-				if o.Topic != r.outputName() {
+				if !r.owns(o) {
 					continue
 				}
 				rp, err := r.replayAfter(o, so.src, &budget)
@@ -321,12 +344,12 @@ func (e *emitter) resume(from []sourceOutputs, catchUp map[int32]int64) error {
 	return nil
 }
 
-// retire lets go of the sinks' replays.
+// retire lets go of the sinks' replays and of the foreign outputs.
 func (e *emitter) retire() {
 	for _, r := range e.resumables() {
 		r.retire()
 	}
-	e.catchUp = nil
+	e.catchUp, e.foreign = nil, nil
 }
 
 // readTo retires the sinks' replays once the source positions have

@@ -604,17 +604,27 @@ func TestRunWithKafkaSourceAndSink(t *testing.T) {
 	checkCommitted(t, broker, "edge", 3)
 }
 
-// TestKafkaSourceKilledWritesResultsOnce: a pipeline with a Kafka source
-// (fastflow's listener) is SIGKILLed at random moments while a client
+// TestKafkaSourceKilledWritesResultsOnce: pipelines with a Kafka source
+// (fastflow's listener) are SIGKILLed at random moments while a client
 // produces events; each restart joins the group once the dead member's
-// session has expired, takes its partitions back from their checkpoints
-// and skips what the killed run wrote after them, from those partitions.
-// The Kafka sink's topic (on the broker) and the local results,
-// dead-letter and late topics hold no record twice, the last two exactly
-// what a run over the final log rejects and drops as late, and each
-// window's last line its metrics.
+// session has expired, and the member that takes a dead one's partitions
+// (the restart, or with two instances the other one) restores them from
+// their checkpoints and skips what the killed run wrote after them, from
+// those partitions. The Kafka sink's topic (on the broker) holds no
+// record twice, and each window's last line there has the metrics of a
+// run over the final log. With one instance, its local results,
+// dead-letter and late topics hold no record twice either, the last two
+// exactly what that run rejects and drops as late; with two, each
+// instance's hold no record twice (a partition's dead-letter copies are
+// in the data directory of whichever instance processed them).
 func TestKafkaSourceKilledWritesResultsOnce(t *testing.T) {
-	broker, inst := newCLI(t), newCLI(t)
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d instances", n), func(t *testing.T) { checkKafkaSourceKilled(t, n) })
+	}
+}
+
+func checkKafkaSourceKilled(t *testing.T, instances int) {
+	broker := newCLI(t)
 	broker.ok("", "topic", "create", "events", "--partitions", "3")
 	kafkaAddr, httpAddr := freePort(t), freePort(t)
 	start(t, broker.cmd(context.Background(), "serve", "--http", httpAddr, "--kafka", kafkaAddr))
@@ -627,26 +637,34 @@ func TestKafkaSourceKilledWritesResultsOnce(t *testing.T) {
 	os.WriteFile(cfg, []byte(yaml+fmt.Sprintf("      - {type: kafka, brokers: ['%s'], topic: api-health.results}\n", kafkaAddr)+
 		"      - {type: topic, topic: api-health.results}\n    dlq: true\n    late_topic: true\n"), 0o644)
 
-	var run *exec.Cmd
-	var stderr syncBuffer
-	exited := make(chan struct{})
-	startRun := func() {
-		run = inst.cmd(context.Background(), "run", cfg, "--checkpoint-interval", "2s", "--log-level", "info")
-		run.Stderr = &stderr
-		if err := run.Start(); err != nil {
+	type instance struct {
+		c      *cli
+		run    *exec.Cmd
+		stderr syncBuffer
+		exited chan struct{}
+	}
+	insts := make([]*instance, instances)
+	// runInstance runs an instance and waits until it has partitions (the dead
+	// member's session expired), so that it is killed part way through
+	// its work, not before it joined.
+	runInstance := func(in *instance) {
+		in.run = in.c.cmd(context.Background(), "run", cfg, "--checkpoint-interval", "2s", "--log-level", "info")
+		in.run.Stderr = &in.stderr
+		if err := in.run.Start(); err != nil {
 			t.Fatal(err)
 		}
-		exited = make(chan struct{})
-		go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(run, exited)
-		// Killed only once it has its partitions (the dead member's
-		// session expired) and has checkpointed after taking them.
-		n := strings.Count(stderr.String(), "pipeline assigned partitions")
-		waitForOr(t, func() bool { return strings.Count(stderr.String(), "pipeline assigned partitions") > n },
-			func() string { return stderr.String() })
+		in.exited = make(chan struct{})
+		go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(in.run, in.exited)
+		n := strings.Count(in.stderr.String(), "pipeline assigned partitions")
+		waitForOr(t, func() bool { return strings.Count(in.stderr.String(), "pipeline assigned partitions") > n },
+			func() string { return in.stderr.String() })
 	}
-	startRun()
-	defer func() { run.Process.Kill(); <-exited }()
-	rng := rand.New(rand.NewPCG(23, 1))
+	for i := range insts {
+		insts[i] = &instance{c: newCLI(t)}
+		runInstance(insts[i])
+		defer func(in *instance) { in.run.Process.Kill(); <-in.exited }(insts[i])
+	}
+	rng := rand.New(rand.NewPCG(23, uint64(instances)))
 	kills := 0
 	for i := 0; i < len(lines); i += 2000 {
 		body := strings.Join(lines[i:min(i+2000, len(lines))], "\n") + "\n"
@@ -657,35 +675,53 @@ func TestKafkaSourceKilledWritesResultsOnce(t *testing.T) {
 		resp.Body.Close()
 		if rng.IntN(2) == 0 {
 			time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
-			run.Process.Signal(syscall.SIGKILL)
-			<-exited
+			in := insts[rng.IntN(len(insts))]
+			in.run.Process.Signal(syscall.SIGKILL)
+			<-in.exited
 			kills++
-			startRun()
+			runInstance(in)
 		}
 	}
 	// Everything read and checkpointed (committed), then stopped.
 	deadline := time.Now().Add(90 * time.Second)
 	for !groupCaughtUp(broker, "g", 3) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the group did not catch up in 90 s:\n%s\n%s", broker.ok("", "group", "describe", "g"), stderr.String())
+			t.Fatalf("the group did not catch up in 90 s:\n%s", broker.ok("", "group", "describe", "g"))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	run.Process.Signal(syscall.SIGTERM)
-	<-exited
-	skips := strings.Count(stderr.String(), "records written after the checkpoint")
-	t.Logf("%d kills; %d restarts skipped records the killed run wrote", kills, skips)
+	skips := 0
+	for _, in := range insts {
+		in.run.Process.Signal(syscall.SIGTERM)
+		<-in.exited
+		skips += strings.Count(in.stderr.String(), "records written after the checkpoint")
+	}
+	t.Logf("%d kills; %d replays skipped records a killed run wrote", kills, skips)
 
 	// The reference: a run over the final log.
 	plain := filepath.Join(t.TempDir(), "plain.yaml")
 	os.WriteFile(plain, []byte(apiHealthYAML), 0o644)
 	ref := strings.Split(strings.TrimSpace(broker.ok("", "run", plain, "--until-end")), "\n")
-	checkResultsOnce(t, ref, len(lines), map[string][]string{
-		"kafka api-health.results": consumedValues(t, broker, "api-health.results"),
-		"api-health.results":       consumedValues(t, inst, "api-health.results"),
-		"api-health.dlq":           consumedValues(t, inst, "api-health.dlq"),
-		"api-health.late":          consumedValues(t, inst, "api-health.late"),
-	})
+	topics := map[string][]string{"kafka api-health.results": consumedValues(t, broker, "api-health.results")}
+	for i, in := range insts {
+		for _, topic := range []string{"api-health.results", "api-health.dlq", "api-health.late"} {
+			if instances == 1 {
+				topics[topic] = consumedValues(t, in.c, topic)
+				continue
+			}
+			seen := map[string]bool{}
+			for _, v := range consumedValues(t, in.c, topic) {
+				if seen[v] {
+					for j, in := range insts {
+						t.Logf("instance %d's log:\n%s", j, in.stderr.String())
+					}
+					t.Fatalf("instance %d: %s holds this record twice: %s", i, topic, v)
+				}
+				seen[v] = true
+			}
+		}
+	}
+	checkResultsOnce(t, ref, len(lines), topics)
 }
 
 // groupCaughtUp reports whether group has committed every one of its
