@@ -30,9 +30,14 @@
 // windows, alert histories) to DATA/pipelines/NAME.checkpoint and resumes
 // from it exactly; it holds DATA/pipelines/NAME.lock meanwhile, so that a
 // second run of the pipeline on the data directory fails rather than
-// overwriting its checkpoints. With a Kafka
-// source (KafkaSource), the pipeline joins a consumer group so that N
-// instances split the topic's partitions; on every rebalance the state is
-// split by partition into a checkpoint topic and restored by the
-// partitions' next owners.
+// overwriting its checkpoints. A checkpoint records the ends of the topics
+// the pipeline writes (local ones and Kafka sinks), so that a restart
+// after a crash does not write again what the killed run wrote after it
+// (replay.go): results reach topics once, stdout and webhooks at least
+// once. With a Kafka source (KafkaSource), the pipeline joins a consumer
+// group so that N instances split the topic's partitions; on every
+// rebalance the state is split by partition into a checkpoint topic and
+// restored by the partitions' next owners, and each record written tells
+// the source partition it comes from, so that a dead member's next owners
+// each skip what it wrote for their partitions.
 package pipeline
