@@ -14,7 +14,11 @@ import (
 // fetch reads from each requested partition, from its fetch offset, up to
 // the request's and the partition's byte limits, as record batches v2. If
 // fewer than MinBytes are available it waits, up to MaxWaitMillis, for
-// appends to any of the partitions (the log wakes it; no polling).
+// appends to any of the partitions (the log wakes it; no polling) - unless
+// a partition has an error (an offset out of range, an unknown
+// partition): then it answers at once, as Kafka's broker does, so that
+// the client resets its offset or refreshes its metadata now rather than
+// after MaxWaitMillis.
 func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	wake := make(chan struct{}, 1)
@@ -26,8 +30,8 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respons
 	}()
 	listening := false
 	for {
-		resp, bytes := s.fetchOnce(req)
-		if bytes >= int(req.MinBytes) || !time.Now().Before(deadline) || ctx.Err() != nil {
+		resp, bytes, failed := s.fetchOnce(req)
+		if bytes >= int(req.MinBytes) || failed || !time.Now().Before(deadline) || ctx.Err() != nil {
 			return resp
 		}
 		if !listening {
@@ -60,15 +64,15 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respons
 // default. Clients ask for 50 MiB by default.
 const fetchMaxBytes = 57671680
 
-// fetchOnce reads what is available now; it returns the response and the
-// number of record bytes in it.
-func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
+// fetchOnce reads what is available now; it returns the response, the
+// number of record bytes in it, and whether a partition has an error.
+func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	budget := int(req.MaxBytes)
 	if budget <= 0 || budget > fetchMaxBytes {
 		budget = fetchMaxBytes
 	}
-	total := 0
+	total, failed := 0, false
 	for _, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = rt.Topic
@@ -87,6 +91,7 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
 			if err != nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				st.Partitions = append(st.Partitions, sp)
+				failed = true
 				continue
 			}
 			hw := p.HighWatermark()
@@ -105,9 +110,9 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
 			var oe *log.OffsetOutOfRangeError
 			switch {
 			case errors.As(err, &oe):
-				sp.ErrorCode = kerr.OffsetOutOfRange.Code
+				sp.ErrorCode, failed = kerr.OffsetOutOfRange.Code, true
 			case err != nil:
-				sp.ErrorCode = kerr.KafkaStorageError.Code
+				sp.ErrorCode, failed = kerr.KafkaStorageError.Code, true
 			case b != nil:
 				sp.RecordBatches = b
 				total += len(b)
@@ -116,7 +121,7 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	return resp, total
+	return resp, total, failed
 }
 
 // readBatches reads records from offset, about limit bytes of them, and

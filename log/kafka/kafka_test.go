@@ -1337,3 +1337,57 @@ func TestFetchMaxBytesCapped(t *testing.T) {
 		t.Fatalf("MaxBytes 10 MiB: %d bytes", n)
 	}
 }
+
+// TestFetchErrorAnswersAtOnce: a fetch with a partition in error (an
+// offset below the log start, an unknown partition) is answered at once,
+// as Kafka's broker does, not after MaxWaitMillis (here ten minutes; the
+// connection's deadline is 30 s): a client resets its offset, or
+// refreshes its metadata, now.
+func TestFetchErrorAnswersAtOnce(t *testing.T) {
+	addr, l := startServer(t, map[string]int32{"t": 1})
+	tp, _ := l.Topic("t")
+	p, _ := tp.Partition(0)
+	for range 3 {
+		if _, err := p.Append([]log.Record{{Value: []byte("v")}}, log.AcksLeader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.DeleteRecords(2); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	for i, tc := range []struct {
+		partition int32
+		offset    int64
+		want      int16
+	}{
+		{0, 1, kerr.OffsetOutOfRange.Code},
+		{7, 0, kerr.UnknownTopicOrPartition.Code},
+	} {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version, req.MaxBytes, req.MinBytes, req.MaxWaitMillis = 12, 1<<20, 1, 600_000
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "t"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = tc.partition, tc.offset, 1<<20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		body, err := roundTrip(conn, requestFrame(req, int32(i+1)))
+		if err != nil {
+			t.Fatalf("partition %d offset %d: %v (no answer before MaxWaitMillis?)", tc.partition, tc.offset, err)
+		}
+		resp := kmsg.NewPtrFetchResponse()
+		resp.Version = 12
+		if err := resp.ReadFrom(body[5:]); err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Topics[0].Partitions[0].ErrorCode; got != tc.want {
+			t.Fatalf("partition %d offset %d: error %d, want %d", tc.partition, tc.offset, got, tc.want)
+		}
+	}
+}
