@@ -641,3 +641,47 @@ func TestReplayThroughAnotherDirectory(t *testing.T) {
 		t.Fatalf("still carried once caught up: %+v", e.foreign)
 	}
 }
+
+// TestKafkaSinkReplayWhereRecordsWereDeleted: a Kafka sink whose records
+// after the checkpoint's ends are gone (retention, DeleteRecords) reads
+// that partition as nothing to skip, as a local topic does: what is
+// there is not all the stopped run wrote after the checkpoint.
+func TestKafkaSinkReplayWhereRecordsWereDeleted(t *testing.T) {
+	addr, bl := broker(t)
+	sink := func() *kafkaSink {
+		ks, err := newKafkaSink(SinkConfig{Type: "kafka", Brokers: []string{addr}, Topic: "kp.results"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ks.close() })
+		return ks
+	}
+	first := sink()
+	for _, v := range []string{"a", "b", "c"} {
+		first.add([]byte("k"), []byte(v), noPartition, 1)
+		if v == "a" {
+			if err := first.flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := first.flush(); err != nil {
+		t.Fatal(err)
+	}
+	o := outputSnap{Topic: first.outputName(), Ends: []int64{1}}
+	topic, err := bl.Topic("kp.results")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := topic.Partition(0)
+	if _, err := p.DeleteRecords(2); err != nil { // b is gone
+		t.Fatal(err)
+	}
+	again := sink()
+	if err := resumeSink(again, o); err != nil {
+		t.Fatal(err)
+	}
+	if n := again.unmet(); n != 0 {
+		t.Fatalf("%d records to skip, want none", n)
+	}
+}
