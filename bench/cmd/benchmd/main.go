@@ -66,6 +66,8 @@ var comparisons = []comparison{
 		"pipeline/Process", "pipeline/Naive", "events/s", 10, "", ""},
 	{"run --until-end, 1 CPU, vs encoding/json + map + sort (hand-written pipeline)",
 		"pipeline/RunUntilEnd@1", "pipeline/Naive", "events/s", 10, "", ""},
+	{"run --until-end on the whole machine (2 CPUs) vs the hand-written pipeline on the same machine (one loop, as a user writes it; its garbage collector has the second CPU)",
+		"pipeline/RunUntilEnd@2", "pipeline/Naive", "events/s", 0, "", ""},
 	{"run --until-end scaling: 2 CPUs vs 1 (1 and 2 CPUs alternating in one loop)",
 		"pipeline/RunScaling", "pipeline/RunScaling", "events/s", 1.8, "1cpu-events/s", "x-1cpu"},
 	{"the machine's own scaling: bare fastjson parse on 2 goroutines vs 1 (same loop as the line above)",
