@@ -213,7 +213,7 @@ func (s *localSink) ends() (outputSnap, error) {
 // skipped. A partition whose records after o's end are no longer all
 // there (retention, compaction) is left out.
 func (s *localSink) replayAfter(o outputSnap, src int32, budget *int) (*replay, error) {
-	if o.ID != s.t.ID() {
+	if !s.owns(o) {
 		return nil, nil
 	}
 	r := resumed(o, int(s.t.Partitions()), budget)

@@ -121,6 +121,18 @@ func restart(t *testing.T, topic *log.Topic, before, killed []string) *localSink
 	return again
 }
 
+// kafkaSinkOn returns a Kafka sink writing kp.results on the broker at
+// addr.
+func kafkaSinkOn(t *testing.T, addr string) *kafkaSink {
+	t.Helper()
+	ks, err := newKafkaSink(SinkConfig{Type: "kafka", Brokers: []string{addr}, Topic: "kp.results"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ks.close() })
+	return ks
+}
+
 // resumeSink has r skip what was written after the checkpoint o is from,
 // as emitter.resume does for each sink.
 func resumeSink(r resumable, o outputSnap) error {
@@ -330,14 +342,6 @@ func partitionEnd(t *testing.T, topic *log.Topic, i int32) int64 {
 // ends and does not produce it again (localSink's rule).
 func TestKafkaSinkSkipsWhatTheKilledRunWrote(t *testing.T) {
 	addr, bl := broker(t)
-	sink := func() *kafkaSink {
-		ks, err := newKafkaSink(SinkConfig{Type: "kafka", Brokers: []string{addr}, Topic: "kp.results"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ks.close() })
-		return ks
-	}
 	produce := func(ks *kafkaSink, recs ...string) {
 		t.Helper()
 		for _, r := range recs {
@@ -348,7 +352,7 @@ func TestKafkaSinkSkipsWhatTheKilledRunWrote(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	first := sink()
+	first := kafkaSinkOn(t, addr)
 	produce(first, "k=a")
 	o, err := first.ends()
 	if err != nil {
@@ -358,7 +362,7 @@ func TestKafkaSinkSkipsWhatTheKilledRunWrote(t *testing.T) {
 		t.Fatalf("ends %+v", o)
 	}
 	produce(first, "k=b", "k=c")
-	again := sink()
+	again := kafkaSinkOn(t, addr)
 	if err := resumeSink(again, o); err != nil {
 		t.Fatal(err)
 	}
@@ -532,15 +536,7 @@ func TestReplayBySourcePartition(t *testing.T) {
 	})
 	t.Run("kafka sink", func(t *testing.T) {
 		addr, bl := broker(t)
-		sink := func() *kafkaSink {
-			ks, err := newKafkaSink(SinkConfig{Type: "kafka", Brokers: []string{addr}, Topic: "kp.results"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ks.close() })
-			return ks
-		}
-		first, again := sink(), sink()
+		first, again := kafkaSinkOn(t, addr), kafkaSinkOn(t, addr)
 		writes := 0
 		check(t, "kafka/kp.results", []resumable{again}, func() outputSnap {
 			o, err := first.ends()
@@ -648,15 +644,7 @@ func TestReplayThroughAnotherDirectory(t *testing.T) {
 // there is not all the stopped run wrote after the checkpoint.
 func TestKafkaSinkReplayWhereRecordsWereDeleted(t *testing.T) {
 	addr, bl := broker(t)
-	sink := func() *kafkaSink {
-		ks, err := newKafkaSink(SinkConfig{Type: "kafka", Brokers: []string{addr}, Topic: "kp.results"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ks.close() })
-		return ks
-	}
-	first := sink()
+	first := kafkaSinkOn(t, addr)
 	for _, v := range []string{"a", "b", "c"} {
 		first.add([]byte("k"), []byte(v), noPartition, 1)
 		if v == "a" {
@@ -677,7 +665,7 @@ func TestKafkaSinkReplayWhereRecordsWereDeleted(t *testing.T) {
 	if _, err := p.DeleteRecords(2); err != nil { // b is gone
 		t.Fatal(err)
 	}
-	again := sink()
+	again := kafkaSinkOn(t, addr)
 	if err := resumeSink(again, o); err != nil {
 		t.Fatal(err)
 	}

@@ -59,13 +59,24 @@ func TestFieldsExtract(t *testing.T) {
 	f(kf, `{"service":{"k\u0031":[1.5e3,"q\"x"]}}`, `{"k\u0031":[1.5e3,"q\"x"]}`, 0, false)
 }
 
-func TestProducerRoutesAndCounts(t *testing.T) {
+// newTopic creates a topic of n partitions in a fresh log, closed when
+// the test ends.
+func newTopic(t *testing.T, name string, n int32) *log.Topic {
+	t.Helper()
 	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	tp, _ := l.CreateTopic("events", log.TopicConfig{Partitions: 4})
+	t.Cleanup(func() { l.Close() })
+	tp, err := l.CreateTopic(name, log.TopicConfig{Partitions: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp
+}
+
+func TestProducerRoutesAndCounts(t *testing.T) {
+	tp := newTopic(t, "events", 4)
 	pr, err := New(tp, Options{Acks: log.AcksAll, Partition: -1, BatchRecords: 7})
 	if err != nil {
 		t.Fatal(err)
@@ -116,12 +127,7 @@ func TestProducerRoutesAndCounts(t *testing.T) {
 // runs are taken up at its next refresh: keys hash over the new count,
 // null-key batches go round every partition.
 func TestProducerTakesUpAddedPartitions(t *testing.T) {
-	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	tp, _ := l.CreateTopic("events", log.TopicConfig{Partitions: 2})
+	tp := newTopic(t, "events", 2)
 	pr, err := New(tp, Options{Acks: log.AcksLeader, Partition: -1, BatchRecords: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -202,12 +208,7 @@ func TestProducerTakesUpAddedPartitions(t *testing.T) {
 // TestProducerHeaders: AddHeaders stores the record's headers, copied (the
 // caller's buffers are reused at once), a null header value as null.
 func TestProducerHeaders(t *testing.T) {
-	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	tp, _ := l.CreateTopic("out", log.TopicConfig{Partitions: 1})
+	tp := newTopic(t, "out", 1)
 	pr, err := New(tp, Options{Acks: log.AcksLeader, Partition: -1, BatchRecords: 3})
 	if err != nil {
 		t.Fatal(err)
