@@ -691,9 +691,12 @@ func checkKafkaSourceKilled(t *testing.T, instances int) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	skips := 0
-	for _, in := range insts {
+	for i, in := range insts {
 		in.run.Process.Signal(syscall.SIGTERM)
 		<-in.exited
+		if code := in.run.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("instance %d exited %d on SIGTERM:\n%s", i, code, in.stderr.String())
+		}
 		skips += strings.Count(in.stderr.String(), "records written after the checkpoint")
 	}
 	t.Logf("%d kills; %d replays skipped records a killed run wrote", kills, skips)
