@@ -286,8 +286,11 @@ func kafkaSplitAndMove(t *testing.T, keyOf func(si, m int) string, leaveWhen fun
 	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).UnixMilli()
 
 	var got collector
-	a := instance(t, addr, &got, "{type: stdout}")
-	b := instance(t, addr, &got, "{type: stdout}")
+	// Both also write to a Kafka sink on the broker: across the clean
+	// rebalance, each line once.
+	sinks := fmt.Sprintf("{type: stdout}, {type: kafka, brokers: [%q], topic: kp.results}", addr)
+	a := instance(t, addr, &got, sinks)
+	b := instance(t, addr, &got, sinks)
 	waitFor(t, "both instances own partitions", 30*time.Second, func() bool {
 		m := members(t, addr)
 		if len(m) != 2 {
@@ -350,6 +353,26 @@ func kafkaSplitAndMove(t *testing.T, keyOf func(si, m int) string, leaveWhen fun
 	have := got.snapshot()
 	if !slices.Equal(have, want) {
 		t.Fatalf("the instances emitted %d lines, one instance %d; differences:\n%s", len(have), len(want), diffLines(have, want))
+	}
+	results, err := bl.Topic("kp.results")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sunk := func() []string { // as the collector takes them
+		var lines []string
+		for _, r := range allContents(t, results) {
+			if _, v, _ := cut(r); !strings.Contains(v, "zz-flush") {
+				lines = append(lines, v)
+			}
+		}
+		slices.Sort(lines)
+		return lines
+	}
+	waitFor(t, "the Kafka sink holds every line", 30*time.Second, func() bool { return len(sunk()) >= len(want) })
+	time.Sleep(300 * time.Millisecond)
+	inSink := sunk()
+	if !slices.Equal(inSink, want) {
+		t.Fatalf("the Kafka sink holds %d lines, one instance emits %d; differences:\n%s", len(inSink), len(want), diffLines(inSink, want))
 	}
 	return a, b
 }
