@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"math"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -128,7 +129,11 @@ type sessionEnds struct {
 	spans    map[uint32][]span
 	heap     minHeap[sessionEnd] // at: when the watermark reaching it changes the session
 	lateness int64
-	touched  map[uint32]bool // keys whose spans changed since the last report
+	// touched are the keys whose spans changed since the last report,
+	// each as often as it changed (report sorts them out): a map cleared
+	// every round costs its capacity, which grows with the keys of the
+	// busiest round.
+	touched []uint32
 }
 
 // span is a session as a partition sees it; closed once the watermark
@@ -187,21 +192,21 @@ func (s *sessionEnds) open(key uint32, t, end, dead int64) (merged int64, ok boo
 }
 
 func (s *sessionEnds) touch(key uint32) {
-	if s.touched == nil {
-		s.touched = map[uint32]bool{}
+	if n := len(s.touched); n == 0 || s.touched[n-1] != key {
+		s.touched = append(s.touched, key)
 	}
-	s.touched[key] = true
 }
 
 // report appends the spans of the keys touched since the last report to
 // m, and forgets which they were.
 func (s *sessionEnds) report(part int32, m *roundMsg) {
-	for key := range s.touched {
+	slices.Sort(s.touched)
+	for _, key := range slices.Compact(s.touched) {
 		from := len(m.spanBuf)
 		m.spanBuf = append(m.spanBuf, s.spans[key]...)
 		m.spans = append(m.spans, spanReport{part: part, key: key, spans: m.spanBuf[from:len(m.spanBuf):len(m.spanBuf)]})
 	}
-	clear(s.touched)
+	s.touched = s.touched[:0]
 }
 
 // restore sets key's spans as a checkpoint saved them, each with the heap
