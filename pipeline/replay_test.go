@@ -454,77 +454,40 @@ func TestReplayCarriesWhatItHasNotMet(t *testing.T) {
 // (which another instance goes on with) is written. A checkpoint splits
 // what a replay has not met by source partition.
 func TestReplayBySourcePartition(t *testing.T) {
-	// rec is "src:key=value".
-	add := func(t *testing.T, s interface {
-		add(key, value []byte, src int32, tsMs int64)
-	}, recs ...string) {
-		for _, r := range recs {
-			src, kv, _ := strings.Cut(r, ":")
-			k, v, _ := cut(kv)
-			s.add([]byte(k), []byte(v), sourceOf([]byte(src)), 1)
-		}
-	}
-	check := func(t *testing.T, name string, sinks []resumable, ends func() outputSnap, add func(...string), got func() []string) {
-		add("0:k=a", "1:j=a")
-		o := ends()
-		add("0:k=b", "1:k=b", "1:j=c", "0:k=c") // the killed run's, after the checkpoint
-		r := sinks[0]
-		budget := replayBudget
-		rp, err := r.replayAfter(o.forSource(0), 0, &budget)
+	check := func(t *testing.T, first, again bySourceSink, got func() []string) {
+		first.put(t, "0:k=a", "1:j=a")
+		o, err := first.ends()
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.start(rp)
-		if n := r.unmet(); n != 2 {
-			t.Fatalf("%s: %d records of partition 0 to skip, want 2 (k=b, k=c)", name, n)
+		first.put(t, "0:k=b", "1:k=b", "1:j=c", "0:k=c") // the killed run's, after the checkpoint
+		budget := replayBudget
+		rp, err := again.replayAfter(o.forSource(0), 0, &budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again.start(rp)
+		if n := again.unmet(); n != 2 {
+			t.Fatalf("%d records of partition 0 to skip, want 2 (k=b, k=c)", n)
 		}
 		// This instance took partition 0 over: it computes k=b and k=c
 		// again; partition 1 goes on elsewhere, writing k=b again.
-		add("0:k=b", "1:k=b")
-		rs, ok := r.(interface{ checkpointed(outputSnap) outputSnap })
-		if !ok {
-			t.Fatal("no checkpointed")
-		}
-		c := rs.checkpointed(outputSnap{Topic: name})
+		again.put(t, "0:k=b", "1:k=b")
+		c := again.checkpointed(outputSnap{})
 		if len(c.Unmet) != 1 || sourceOfID(c.Unmet[0].ID) != 0 ||
 			len(c.forSource(0).Unmet) != 1 || len(c.forSource(1).Unmet) != 0 {
-			t.Fatalf("%s: unmet %+v, want k=c of partition 0", name, c.Unmet)
+			t.Fatalf("unmet %+v, want k=c of partition 0", c.Unmet)
 		}
-		add("0:k=c", "0:k=d")
+		again.put(t, "0:k=c", "0:k=d")
 		want := []string{"k=a", "j=a", "k=b", "k=b", "j=c", "k=c", "k=b", "k=d"}
 		if g := got(); !slices.Equal(g, want) {
-			t.Fatalf("%s: topic %v, want %v", name, g, want)
+			t.Fatalf("topic %v, want %v", g, want)
 		}
 	}
 	t.Run("local topic", func(t *testing.T) {
 		_, topic := testTopic(t, 1)
-		first, again := sinkOn(t, topic), sinkOn(t, topic)
-		w := func(s *localSink) func(...string) {
-			return func(recs ...string) {
-				add(t, addFunc(func(k, v []byte, src int32, ts int64) {
-					if err := s.add(k, v, src, ts); err != nil {
-						t.Fatal(err)
-					}
-				}), recs...)
-				if err := s.pr.Flush(); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		writes := 0
-		check(t, "events", []resumable{again}, func() outputSnap {
-			o, err := first.ends()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return o
-		}, func(recs ...string) {
-			if writes++; writes <= 2 {
-				w(first)(recs...)
-			} else {
-				w(again)(recs...)
-			}
-		}, func() []string { return contents(t, topic)[0] })
+		check(t, localBySource{sinkOn(t, topic)}, localBySource{sinkOn(t, topic)},
+			func() []string { return contents(t, topic)[0] })
 		// Each record tells its source partition.
 		p, _ := topic.Partition(0)
 		rd, _ := p.NewReader(0)
@@ -536,24 +499,7 @@ func TestReplayBySourcePartition(t *testing.T) {
 	})
 	t.Run("kafka sink", func(t *testing.T) {
 		addr, bl := broker(t)
-		first, again := kafkaSinkOn(t, addr), kafkaSinkOn(t, addr)
-		writes := 0
-		check(t, "kafka/kp.results", []resumable{again}, func() outputSnap {
-			o, err := first.ends()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return o
-		}, func(recs ...string) {
-			s := first
-			if writes++; writes > 2 {
-				s = again
-			}
-			add(t, s, recs...)
-			if err := s.flush(); err != nil {
-				t.Fatal(err)
-			}
-		}, func() []string {
+		check(t, kafkaBySource{kafkaSinkOn(t, addr)}, kafkaBySource{kafkaSinkOn(t, addr)}, func() []string {
 			topic, err := bl.Topic("kp.results")
 			if err != nil {
 				t.Fatal(err)
@@ -563,9 +509,48 @@ func TestReplayBySourcePartition(t *testing.T) {
 	})
 }
 
-type addFunc func(key, value []byte, src int32, tsMs int64)
+// bySourceSink is a sink of TestReplayBySourcePartition, which writes
+// "src:key=value" records and flushes them.
+type bySourceSink interface {
+	resumable
+	ends() (outputSnap, error)
+	checkpointed(outputSnap) outputSnap
+	put(t *testing.T, recs ...string)
+}
 
-func (f addFunc) add(key, value []byte, src int32, tsMs int64) { f(key, value, src, tsMs) }
+type localBySource struct{ *localSink }
+
+func (s localBySource) put(t *testing.T, recs ...string) {
+	t.Helper()
+	for _, r := range recs {
+		src, k, v := bySourceRecord(r)
+		if err := s.add(k, v, src, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.pr.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type kafkaBySource struct{ *kafkaSink }
+
+func (s kafkaBySource) put(t *testing.T, recs ...string) {
+	t.Helper()
+	for _, r := range recs {
+		src, k, v := bySourceRecord(r)
+		s.add(k, v, src, 1)
+	}
+	if err := s.flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func bySourceRecord(r string) (src int32, key, value []byte) {
+	p, kv, _ := strings.Cut(r, ":")
+	k, v, _ := cut(kv)
+	return sourceOf([]byte(p)), []byte(k), []byte(v)
+}
 
 // TestReplayThroughAnotherDirectory: with a Kafka source, a partition's
 // checkpoint written by an instance that restored it from another data
