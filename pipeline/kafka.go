@@ -932,17 +932,16 @@ func (ks *kafkaSink) ends() (outputSnap, error) {
 }
 
 // replayAfter reads what was written to the sink topic after the
-// checkpoint o is from (from source partition src: noPartition, all), to
-// be skipped (localSink.replayAfter).
-func (ks *kafkaSink) replayAfter(o outputSnap, src int32, budget *int) (*replay, error) {
+// checkpoints c, to be skipped (localSink.replayAfter).
+func (ks *kafkaSink) replayAfter(c sinceCheckpoints, budget *int) (*replay, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaIOTimeout)
 	defer cancel()
 	now, err := endOffsets(ctx, ks.cl, ks.topic)
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink %s: %w", ks.topic, err)
 	}
-	r := resumed(o, len(now), budget)
-	got, err := ks.readAfter(ctx, o.Ends, now, src, budget)
+	r := c.replay(len(now), budget)
+	got, err := ks.readAfter(ctx, c, now, budget)
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink %s: reading what was written after the checkpoint: %w", ks.topic, err)
 	}
@@ -952,15 +951,17 @@ func (ks *kafkaSink) replayAfter(o outputSnap, src int32, budget *int) (*replay,
 	return r, nil
 }
 
-// readAfter reads each partition's records from ends to now (those from
-// source partition src, unless noPartition), directly, outside any
-// group; a partition whose records are not all there (compacted, or
-// deleted and reset to the start) reads as none.
-func (ks *kafkaSink) readAfter(ctx context.Context, ends []int64, now map[int32]int64, src int32, budget *int) (map[int32]pending, error) {
+// readAfter reads each partition's records from the checkpoints' ends to
+// now (those each keeps: sinceCheckpoints), directly, outside any group;
+// a partition whose records are not all there (compacted, or deleted and
+// reset to the start) reads as none.
+func (ks *kafkaSink) readAfter(ctx context.Context, c sinceCheckpoints, now map[int32]int64, budget *int) (map[int32]pending, error) {
 	consume := map[int32]kgo.Offset{}
+	starts := map[int32]int64{}
 	for p, end := range now {
-		if int(p) < len(ends) && ends[p] < end {
-			consume[p] = kgo.NewOffset().At(ends[p])
+		if start, ok := c.start(int(p)); ok && start < end {
+			consume[p] = kgo.NewOffset().At(start)
+			starts[p] = start
 		}
 	}
 	if len(consume) == 0 {
@@ -989,7 +990,7 @@ func (ks *kafkaSink) readAfter(ctx context.Context, ends []int64, now map[int32]
 			if _, reading := consume[p]; !reading {
 				return
 			}
-			if rec.Offset != ends[p]+read[p] {
+			if rec.Offset != starts[p]+read[p] {
 				delete(got, p)
 				delete(consume, p)
 				return
@@ -998,7 +999,8 @@ func (ks *kafkaSink) readAfter(ctx context.Context, ends []int64, now map[int32]
 			if got[p] == nil {
 				got[p] = pending{}
 			}
-			if src != noPartition && kafkaRecordSource(rec.Headers) != src {
+			src := kafkaRecordSource(rec.Headers)
+			if !c.keeps(int(p), rec.Offset, src) {
 				if rec.Offset+1 >= now[p] {
 					delete(consume, p)
 				}

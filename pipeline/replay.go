@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -151,21 +150,50 @@ func (o outputSnap) forSource(src int32) outputSnap {
 	return c
 }
 
-// resumed is the replay of what is in o.Unmet, to which the sink's
-// replayAfter adds what was written after o.Ends, in a topic of n
-// partitions, within budget.
-func resumed(o outputSnap, n int, budget *int) *replay {
+// sinceCheckpoints are one sink's outputs in the checkpoints a run
+// resumes from, by source partition: noPartition for a local source's
+// one checkpoint, a partition of a Kafka source for each checkpoint of
+// one. What the sink holds after them is read once, from the lowest of
+// their ends; each record counts for the checkpoint of the source
+// partition it tells (headerSource), if it was written after that one's
+// end.
+type sinceCheckpoints map[int32]outputSnap
+
+// start is where partition i is read from: the lowest end; ok is false
+// when no checkpoint has one.
+func (c sinceCheckpoints) start(i int) (start int64, ok bool) {
+	for _, o := range c {
+		if i < len(o.Ends) && (!ok || o.Ends[i] < start) {
+			start, ok = o.Ends[i], true
+		}
+	}
+	return start, ok
+}
+
+// keeps reports whether a record of partition i at offset, from source
+// partition src, was written after its checkpoint.
+func (c sinceCheckpoints) keeps(i int, offset int64, src int32) bool {
+	o, ok := c[src]
+	return ok && i < len(o.Ends) && offset >= o.Ends[i]
+}
+
+// replay is the replay of the checkpoints' unmet records, in a topic of n
+// partitions, within budget; the sink's replayAfter adds what it holds
+// after them.
+func (c sinceCheckpoints) replay(n int, budget *int) *replay {
 	r := &replay{parts: make([]pending, n)}
-	for _, u := range o.Unmet {
-		if int(u.Part) >= n {
-			continue
-		}
-		if r.parts[u.Part] == nil {
-			r.parts[u.Part] = pending{}
-		}
-		for range u.N {
-			if !r.parts[u.Part].addID(u.ID, budget) {
-				break
+	for _, o := range c {
+		for _, u := range o.Unmet {
+			if int(u.Part) >= n {
+				continue
+			}
+			if r.parts[u.Part] == nil {
+				r.parts[u.Part] = pending{}
+			}
+			for range u.N {
+				if !r.parts[u.Part].addID(u.ID, budget) {
+					break
+				}
 			}
 		}
 	}
@@ -208,31 +236,32 @@ func (s *localSink) ends() (outputSnap, error) {
 	return s.checkpointed(o), nil
 }
 
-// replayAfter reads what was written to the topic after the checkpoint
-// that o is from (from source partition src: noPartition, all), to be
-// skipped. A partition whose records after o's end are no longer all
-// there (retention, compaction) is left out.
-func (s *localSink) replayAfter(o outputSnap, src int32, budget *int) (*replay, error) {
-	if !s.owns(o) {
-		return nil, nil
-	}
-	r := resumed(o, int(s.t.Partitions()), budget)
-	for i, end := range o.Ends {
-		if i >= len(r.parts) {
-			break
+// replayAfter reads what was written to the topic after the checkpoints
+// c (sinceCheckpoints), to be skipped. A partition whose records after
+// their ends are no longer all there (retention, compaction) is left
+// out.
+func (s *localSink) replayAfter(c sinceCheckpoints, budget *int) (*replay, error) {
+	r := c.replay(int(s.t.Partitions()), budget)
+	for i := range r.parts {
+		start, ok := c.start(i)
+		if !ok {
+			continue
 		}
 		p, err := s.t.Partition(int32(i))
 		if err != nil {
 			return nil, err
 		}
-		if end < p.LogStartOffset() || end >= p.HighWatermark() {
+		if start < p.LogStartOffset() || start >= p.HighWatermark() {
 			continue
 		}
-		rd, err := p.NewReader(end)
+		rd, err := p.NewReader(start)
 		if err != nil {
 			return nil, err
 		}
-		q, err := readPending(rd, end, p.HighWatermark(), src, budget)
+		q, err := readPending(rd, start, p.HighWatermark(), func(rec *log.Record) (int32, bool) {
+			src := recordSource(rec.Headers)
+			return src, c.keeps(i, rec.Offset, src)
+		}, budget)
 		rd.Close()
 		if err != nil {
 			return nil, fmt.Errorf("reading %s/%d after the checkpoint: %w", s.t.Name(), i, err)
@@ -247,11 +276,11 @@ func (s *localSink) replayAfter(o outputSnap, src int32, budget *int) (*replay, 
 // it, only the records read are skipped, and the rest written again.
 var replayBudget = 64 << 20
 
-// readPending reads the records from end to hw (those from source
-// partition src, unless noPartition), or none if some are missing
-// (compacted away): then they are not what the stopped run wrote. It
-// stops early when the records read use up budget.
-func readPending(rd *log.Reader, end, hw int64, src int32, budget *int) (pending, error) {
+// readPending reads the records from start to hw that keeps keeps (it
+// tells their source partition), or none if some are missing (compacted
+// away): then they are not what the stopped run wrote. It stops early
+// when the records read use up budget.
+func readPending(rd *log.Reader, start, hw int64, keeps func(*log.Record) (int32, bool), budget *int) (pending, error) {
 	q := pending{}
 	n := 0
 	var recs []log.Record
@@ -264,11 +293,12 @@ func readPending(rd *log.Reader, end, hw int64, src int32, budget *int) (pending
 			if rec.Offset >= hw {
 				return q, nil
 			}
-			if rec.Offset != end+int64(n) {
+			if rec.Offset != start+int64(n) {
 				return nil, nil
 			}
 			n++
-			if src != noPartition && recordSource(rec.Headers) != src {
+			src, ok := keeps(&rec)
+			if !ok {
 				continue
 			}
 			if !q.add(src, rec.Key, rec.Value, budget) {
@@ -360,17 +390,6 @@ type replay struct {
 	parts []pending
 	left  int    // records not met yet
 	id    []byte // scratch
-}
-
-// merge adds what o holds to r, which may be nil (then it is o).
-func (r *replay) merge(o *replay) *replay {
-	if r == nil || o == nil {
-		return cmp.Or(r, o)
-	}
-	for p, q := range o.parts {
-		r.add(p, q)
-	}
-	return r
 }
 
 // add adds q, read from partition p, to what is replayed.

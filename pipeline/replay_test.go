@@ -136,8 +136,11 @@ func kafkaSinkOn(t *testing.T, addr string) *kafkaSink {
 // resumeSink has r skip what was written after the checkpoint o is from,
 // as emitter.resume does for each sink.
 func resumeSink(r resumable, o outputSnap) error {
+	if !r.owns(o) {
+		return nil
+	}
 	budget := replayBudget
-	rp, err := r.replayAfter(o, noPartition, &budget)
+	rp, err := r.replayAfter(sinceCheckpoints{noPartition: o}, &budget)
 	if rp != nil {
 		r.start(rp)
 	}
@@ -462,7 +465,7 @@ func TestReplayBySourcePartition(t *testing.T) {
 		}
 		first.put(t, "0:k=b", "1:k=b", "1:j=c", "0:k=c") // the killed run's, after the checkpoint
 		budget := replayBudget
-		rp, err := again.replayAfter(o.forSource(0), 0, &budget)
+		rp, err := again.replayAfter(sinceCheckpoints{0: o.forSource(0)}, &budget)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -496,6 +499,57 @@ func TestReplayBySourcePartition(t *testing.T) {
 		if len(recs) != 8 || recordSource(recs[0].Headers) != 0 || recordSource(recs[1].Headers) != 1 {
 			t.Fatalf("headers %+v", recs[:2])
 		}
+	})
+	t.Run("kafka sink", func(t *testing.T) {
+		addr, bl := broker(t)
+		check(t, kafkaBySource{kafkaSinkOn(t, addr)}, kafkaBySource{kafkaSinkOn(t, addr)}, func() []string {
+			topic, err := bl.Topic("kp.results")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return contents(t, topic)[0]
+		})
+	})
+}
+
+// TestReplayOfSeveralCheckpoints: an instance that takes several source
+// partitions, each from its own checkpoint (taken at other ends), reads
+// the sink once and skips, of each partition's records, those written
+// after that partition's checkpoint.
+func TestReplayOfSeveralCheckpoints(t *testing.T) {
+	check := func(t *testing.T, first, again bySourceSink, got func() []string) {
+		first.put(t, "0:k=a")
+		o0, err := first.ends() // partition 0's checkpoint
+		if err != nil {
+			t.Fatal(err)
+		}
+		first.put(t, "1:j=b", "0:k=c")
+		o1, err := first.ends() // partition 1's
+		if err != nil {
+			t.Fatal(err)
+		}
+		first.put(t, "1:j=d", "0:k=e", "1:j=f")
+		budget := replayBudget
+		rp, err := again.replayAfter(sinceCheckpoints{0: o0.forSource(0), 1: o1.forSource(1)}, &budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again.start(rp)
+		if n := again.unmet(); n != 4 {
+			t.Fatalf("%d records to skip, want 4 (k=c, k=e, j=d, j=f)", n)
+		}
+		// j=b was before partition 1's checkpoint: its state is past it,
+		// and a j=b now is a new one.
+		again.put(t, "0:k=c", "1:j=b", "1:j=d", "0:k=e", "1:j=f", "0:k=g")
+		want := []string{"k=a", "j=b", "k=c", "j=d", "k=e", "j=f", "j=b", "k=g"}
+		if g := got(); !slices.Equal(g, want) {
+			t.Fatalf("topic %v, want %v", g, want)
+		}
+	}
+	t.Run("local topic", func(t *testing.T) {
+		_, topic := testTopic(t, 1)
+		check(t, localBySource{sinkOn(t, topic)}, localBySource{sinkOn(t, topic)},
+			func() []string { return contents(t, topic)[0] })
 	})
 	t.Run("kafka sink", func(t *testing.T) {
 		addr, bl := broker(t)

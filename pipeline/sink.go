@@ -270,9 +270,9 @@ func (e *emitter) outputs() ([]outputSnap, error) {
 type resumable interface {
 	outputName() string     // its name in a checkpoint's outputs
 	owns(o outputSnap) bool // o is about this sink
-	// replayAfter is what the sink holds after o's ends, from source
-	// partition src (noPartition: all), and o's unmet records.
-	replayAfter(o outputSnap, src int32, budget *int) (*replay, error)
+	// replayAfter is what the sink holds after the checkpoints' ends, and
+	// their unmet records.
+	replayAfter(c sinceCheckpoints, budget *int) (*replay, error)
 	start(r *replay)
 	unmet() int // records of its replay not met yet
 	retire()
@@ -317,24 +317,23 @@ func (e *emitter) resume(from []sourceOutputs, catchUp map[int32]int64) error {
 		}
 	}
 	for _, r := range e.resumables() {
-		budget := replayBudget
-		var all *replay
+		c := sinceCheckpoints{}
 		for _, so := range from {
 			for _, o := range so.outs {
-				if !r.owns(o) {
-					continue
+				if r.owns(o) {
+					c[so.src] = o
 				}
-				rp, err := r.replayAfter(o, so.src, &budget)
-				if err != nil {
-					return err
-				}
-				all = all.merge(rp)
 			}
 		}
-		if all == nil {
+		if len(c) == 0 {
 			continue
 		}
-		r.start(all)
+		budget := replayBudget
+		rp, err := r.replayAfter(c, &budget)
+		if err != nil {
+			return err
+		}
+		r.start(rp)
 		if n := r.unmet(); n > 0 {
 			e.catchUp = catchUp
 			e.p.logger().Info("records written after the checkpoint: those computed again are not written twice",
