@@ -381,7 +381,8 @@ func TestKafkaSinkSkipsWhatTheKilledRunWrote(t *testing.T) {
 
 // TestOutputsWithoutAKafkaCluster: a checkpoint whose Kafka sink's
 // cluster does not answer is written without that sink's ends (a restart
-// from it produces that sink's results again), rather than not at all.
+// from it produces that sink's results again), rather than not at all;
+// and a restart that cannot read the sink goes on without its replay.
 func TestOutputsWithoutAKafkaCluster(t *testing.T) {
 	defer func(d time.Duration) { kafkaIOTimeout = d }(kafkaIOTimeout)
 	kafkaIOTimeout = 200 * time.Millisecond
@@ -404,6 +405,17 @@ func TestOutputsWithoutAKafkaCluster(t *testing.T) {
 	outs, err := e.outputs()
 	if err != nil || len(outs) != 1 || outs[0].Topic != "events" {
 		t.Fatalf("outputs %+v, %v; want the local topic's alone", outs, err)
+	}
+	// Resuming from a checkpoint that has the sink's ends, the run goes on
+	// without its replay (it produces its results since again), and the
+	// local topic's replay is there.
+	write(t, s, "k=b")
+	outs = append(outs, outputSnap{Topic: "kafka/kp.results", Ends: []int64{0}})
+	if err := e.resume([]sourceOutputs{{noPartition, outs}}, map[int32]int64{0: 1}); err != nil {
+		t.Fatalf("resume without the Kafka cluster: %v", err)
+	}
+	if e.kafkas[0].replay != nil || s.unmet() != 1 {
+		t.Fatalf("replays: kafka %v, local topic %d records", e.kafkas[0].replay, s.unmet())
 	}
 }
 
