@@ -146,7 +146,11 @@ func runKafka(ctx context.Context, l *log.Log, pl *Pipeline, p *plan, opts Optio
 			break
 		}
 		fs.EachError(func(topic string, part int32, err error) {
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			switch {
+			case errors.Is(err, kerr.InvalidSessionTimeout):
+				// No retry can join with it: stop, saying which key.
+				k.fail(fmt.Errorf("source.kafka.session_timeout %s: the cluster refuses it (outside its group.min.session.timeout.ms and group.max.session.timeout.ms; Kafka's default minimum is 6s)", session))
+			case !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
 				opts.Logger.Warn("kafka fetch", "pipeline", p.cfg.Name, "topic", topic, "partition", part, "err", err)
 			}
 		})
@@ -301,8 +305,10 @@ func (k *kafkaRun) revoked(ctx context.Context, _ *kgo.Client, _ map[string][]in
 // lost stops the generation without a checkpoint: the partitions may
 // already be someone else's (the session expired), and that owner
 // restored them from the last checkpoint.
-func (k *kafkaRun) lost(ctx context.Context, _ *kgo.Client, _ map[string][]int32) {
-	k.opts.Logger.Warn("partitions lost (session expired?): restarting from the last checkpoint", "pipeline", k.p.cfg.Name)
+func (k *kafkaRun) lost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if len(lost[k.src.Topic]) > 0 {
+		k.opts.Logger.Warn("partitions lost (session expired?): restarting from the last checkpoint", "pipeline", k.p.cfg.Name)
+	}
 	k.stop(false, false)
 }
 

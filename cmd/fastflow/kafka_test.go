@@ -759,3 +759,25 @@ func consumedValues(t *testing.T, c *cli, topic string) []string {
 	}
 	return values
 }
+
+// TestKafkaSourceSessionTimeoutRefused: a session_timeout the cluster
+// refuses (fastflow's listener allows 1 s to 30 min; Kafka 6 s to 30 min
+// by default) stops the run with an error naming the key, instead of
+// retrying the join for ever.
+func TestKafkaSourceSessionTimeoutRefused(t *testing.T) {
+	broker := newCLI(t)
+	kafkaAddr := serveKafka(t, broker, "events", 2)
+	cfg := filepath.Join(t.TempDir(), "st.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`pipelines:
+  - name: st
+    source: {kafka: {brokers: ['%s'], topic: events, session_timeout: 500ms}}
+    time: {field: ts, unit: ms}
+    window: {type: tumbling, size: 1m}
+    metrics: [{name: n, agg: count}]
+    sinks: [{type: stdout}]
+`, kafkaAddr)), 0o644)
+	r := newCLI(t).run("", "run", cfg)
+	if r.code != 1 || !strings.Contains(r.stderr, "source.kafka.session_timeout 500ms: the cluster refuses it") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
