@@ -119,6 +119,16 @@ func runKafka(ctx context.Context, l *log.Log, pl *Pipeline, p *plan, opts Optio
 		cl.Close()
 		return fmt.Errorf("source kafka: checkpoint topic %s: %w", src.CheckpointTopic, err)
 	}
+	// A source topic the cluster does not have fails the run, as a local
+	// one does (and Kafka Streams' MissingSourceTopicException), rather
+	// than waiting in the group for partitions that never come.
+	ictx, cancel = context.WithTimeout(ctx, kafkaIOTimeout)
+	err = topicExists(ictx, cl, src.Topic)
+	cancel()
+	if err != nil {
+		cl.Close()
+		return fmt.Errorf("source kafka: %w", err)
+	}
 	opts.Logger.Info("pipeline joining Kafka group", "pipeline", p.cfg.Name, "brokers", src.Brokers, "topic", src.Topic, "group", src.Group)
 
 	pctx, stopPoll := context.WithCancel(ctx)
@@ -698,6 +708,28 @@ func readCheckpoints(ctx context.Context, cl *kgo.Client, src *KafkaSource, c *C
 }
 
 // ensureTopic creates a topic unless it exists.
+// topicExists asks the cluster for topic's metadata, without creating it.
+func topicExists(ctx context.Context, cl *kgo.Client, topic string) error {
+	md := kmsg.NewPtrMetadataRequest()
+	md.AllowAutoTopicCreation = false
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	md.Topics = append(md.Topics, mt)
+	resp, err := md.RequestWith(ctx, cl)
+	switch {
+	case err != nil:
+		return fmt.Errorf("topic %s: %w", topic, err)
+	case len(resp.Topics) != 1:
+		return fmt.Errorf("topic %s: metadata of %d topics", topic, len(resp.Topics))
+	case resp.Topics[0].ErrorCode == kerr.UnknownTopicOrPartition.Code:
+		return fmt.Errorf("topic %q does not exist on the cluster: create it first", topic)
+	}
+	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
+		return fmt.Errorf("topic %s: %w", topic, err)
+	}
+	return nil
+}
+
 func ensureTopic(ctx context.Context, cl *kgo.Client, name string, partitions int32, configs map[string]string) error {
 	req := kmsg.NewPtrCreateTopicsRequest()
 	req.TimeoutMillis = int32(kafkaIOTimeout / time.Millisecond)

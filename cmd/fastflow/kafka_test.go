@@ -781,3 +781,28 @@ func TestKafkaSourceSessionTimeoutRefused(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// TestKafkaSourceTopicMissing: a Kafka source topic the cluster does not
+// have stops the run with an error naming it (a local source does too),
+// instead of waiting in the group for partitions that never come; the
+// check does not create it.
+func TestKafkaSourceTopicMissing(t *testing.T) {
+	broker := newCLI(t)
+	kafkaAddr := serveKafka(t, broker, "events", 2, "--kafka-auto-create", "2")
+	cfg := filepath.Join(t.TempDir(), "missing.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`pipelines:
+  - name: missing
+    source: {kafka: {brokers: ['%s'], topic: evnets}}
+    time: {field: ts, unit: ms}
+    window: {type: tumbling, size: 1m}
+    metrics: [{name: n, agg: count}]
+    sinks: [{type: stdout}]
+`, kafkaAddr)), 0o644)
+	r := newCLI(t).run("", "run", cfg)
+	if r.code != 1 || !strings.Contains(r.stderr, `source kafka: topic "evnets" does not exist on the cluster`) {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	if out := broker.ok("", "topic", "list"); strings.Contains(out, "evnets") {
+		t.Fatalf("the check created the topic:\n%s", out)
+	}
+}
