@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -667,6 +668,20 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 				return c, d.errAt(join(path, side.key), n.Line,
 					"writes %q, the pipeline's source: its copies would come back as its input", side.name)
 			}
+		}
+	}
+	// So must a Kafka sink's topic on the source's cluster (as far as a
+	// broker address they share tells), and its checkpoint topic.
+	if k := c.Source.Kafka; k != nil {
+		for i, s := range c.Sinks {
+			if s.Type == "kafka" && s.Topic == k.Topic && slices.ContainsFunc(s.Brokers, func(b string) bool { return slices.Contains(k.Brokers, b) }) {
+				return c, d.errAt(join(path, fmt.Sprintf("sinks[%d].topic", i)), n.Line,
+					"%q on %s is the pipeline's source: its results would come back as its input", s.Topic, strings.Join(s.Brokers, ","))
+			}
+		}
+		if k.CheckpointTopic == k.Topic {
+			return c, d.errAt(join(path, "source.kafka.checkpoint_topic"), n.Line,
+				"%q is the pipeline's source: its checkpoints would come back as its input", k.CheckpointTopic)
 		}
 	}
 	// Compiling catches references between metrics and alerts.

@@ -119,6 +119,12 @@ func TestConfigErrors(t *testing.T) {
 	f(src, "source: {topic: events, kafka: {brokers: ['k:9092'], topic: e}}", `source: topic: or kafka:, not both`)
 	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, partitions: 3}}", `source.kafka.partitions: unknown key`)
 	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, session_timeout: 0s}}", `source.kafka.session_timeout: want a positive duration, not "0s"`)
+	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, checkpoint_topic: e}}", `source.kafka.checkpoint_topic: "e" is the pipeline's source`)
+	loop := strings.Replace(strings.Replace(specExample, src, "source: {kafka: {brokers: ['j:9092', 'k:9092'], topic: e}}", 1),
+		"{type: stdout}", "{type: kafka, brokers: ['k:9092'], topic: e}", 1)
+	if _, err := Parse("api.yaml", []byte(loop)); err == nil || !strings.Contains(err.Error(), `sinks[0].topic: "e" on k:9092 is the pipeline's source`) {
+		t.Fatalf("a Kafka sink writing the source topic: %v", err)
+	}
 	f("{type: stdout}", "{type: kafka, topic: out}", `sinks[0].brokers: required`)
 	f("{type: stdout}", "{type: topic, topic: events}", `api.yaml:20: pipelines[0].sinks[0].topic: "events" is the pipeline's source`)
 	f("source: {topic: events, start: earliest}", "source: {topic: api-health.dlq}\n    dlq: true", `pipelines[0].dlq: writes "api-health.dlq", the pipeline's source`)
