@@ -618,12 +618,19 @@ func TestRunWithKafkaSourceAndSink(t *testing.T) {
 // instance's hold no record twice (a partition's dead-letter copies are
 // in the data directory of whichever instance processed them).
 func TestKafkaSourceKilledWritesResultsOnce(t *testing.T) {
-	for _, n := range []int{1, 2} {
-		t.Run(fmt.Sprintf("%d instances", n), func(t *testing.T) { checkKafkaSourceKilled(t, n) })
+	for _, tc := range []struct {
+		instances int
+		window    string
+	}{{1, "{type: tumbling, size: 1m}"}, {2, "{type: tumbling, size: 1m}"}, {2, "{type: session, gap: 2s}"}} {
+		t.Run(fmt.Sprintf("%d instances, %s", tc.instances, tc.window), func(t *testing.T) {
+			checkKafkaSourceKilled(t, tc.instances, strings.Replace(apiHealthYAML, "{type: tumbling, size: 1m}", tc.window, 1))
+		})
 	}
 }
 
-func checkKafkaSourceKilled(t *testing.T, instances int) {
+// checkKafkaSourceKilled runs TestKafkaSourceKilledWritesResultsOnce's
+// scenario with instances instances of yaml (apiHealthYAML's pipeline).
+func checkKafkaSourceKilled(t *testing.T, instances int, yaml string) {
 	broker := newCLI(t)
 	broker.ok("", "topic", "create", "events", "--partitions", "3")
 	kafkaAddr, httpAddr := freePort(t), freePort(t)
@@ -631,10 +638,10 @@ func checkKafkaSourceKilled(t *testing.T, instances int) {
 	waitKafka(t, kafkaAddr)
 
 	lines := genEvents(24000, 23)
-	yaml := strings.Replace(apiHealthYAML, "source: {topic: events, start: earliest}",
+	kafkaYAML := strings.Replace(yaml, "source: {topic: events, start: earliest}",
 		fmt.Sprintf("source: {kafka: {brokers: ['%s'], topic: events, group: g, session_timeout: 2s}, start: earliest}", kafkaAddr), 1)
 	cfg := filepath.Join(t.TempDir(), "kafka.yaml")
-	os.WriteFile(cfg, []byte(yaml+fmt.Sprintf("      - {type: kafka, brokers: ['%s'], topic: api-health.results}\n", kafkaAddr)+
+	os.WriteFile(cfg, []byte(kafkaYAML+fmt.Sprintf("      - {type: kafka, brokers: ['%s'], topic: api-health.results}\n", kafkaAddr)+
 		"      - {type: topic, topic: api-health.results}\n    dlq: true\n    late_topic: true\n"), 0o644)
 
 	type instance struct {
@@ -703,7 +710,7 @@ func checkKafkaSourceKilled(t *testing.T, instances int) {
 
 	// The reference: a run over the final log.
 	plain := filepath.Join(t.TempDir(), "plain.yaml")
-	os.WriteFile(plain, []byte(apiHealthYAML), 0o644)
+	os.WriteFile(plain, []byte(yaml), 0o644)
 	ref := strings.Split(strings.TrimSpace(broker.ok("", "run", plain, "--until-end")), "\n")
 	topics := map[string][]string{"kafka api-health.results": consumedValues(t, broker, "api-health.results")}
 	for i, in := range insts {
@@ -724,7 +731,7 @@ func checkKafkaSourceKilled(t *testing.T, instances int) {
 			}
 		}
 	}
-	checkResultsOnce(t, ref, len(lines), topics)
+	checkResultsOnce(t, ref, len(lines), topics, !strings.Contains(yaml, "type: session"))
 }
 
 // groupCaughtUp reports whether group has committed every one of its
