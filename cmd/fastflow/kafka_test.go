@@ -767,6 +767,24 @@ func consumedValues(t *testing.T, c *cli, topic string) []string {
 	return values
 }
 
+// countingKafkaPipeline writes a pipeline file that counts source's
+// events by minute, and returns its path.
+func countingKafkaPipeline(t *testing.T, source string) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "counting.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`pipelines:
+  - name: counting
+    source: %s
+    time: {field: ts, unit: ms}
+    window: {type: tumbling, size: 1m}
+    metrics: [{name: n, agg: count}]
+    sinks: [{type: stdout}]
+`, source)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // TestKafkaSourceSessionTimeoutRefused: a session_timeout the cluster
 // refuses (fastflow's listener allows 1 s to 30 min; Kafka 6 s to 30 min
 // by default) stops the run with an error naming the key, instead of
@@ -774,15 +792,7 @@ func consumedValues(t *testing.T, c *cli, topic string) []string {
 func TestKafkaSourceSessionTimeoutRefused(t *testing.T) {
 	broker := newCLI(t)
 	kafkaAddr := serveKafka(t, broker, "events", 2)
-	cfg := filepath.Join(t.TempDir(), "st.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`pipelines:
-  - name: st
-    source: {kafka: {brokers: ['%s'], topic: events, session_timeout: 500ms}}
-    time: {field: ts, unit: ms}
-    window: {type: tumbling, size: 1m}
-    metrics: [{name: n, agg: count}]
-    sinks: [{type: stdout}]
-`, kafkaAddr)), 0o644)
+	cfg := countingKafkaPipeline(t, fmt.Sprintf("{kafka: {brokers: ['%s'], topic: events, session_timeout: 500ms}}", kafkaAddr))
 	r := newCLI(t).run("", "run", cfg)
 	if r.code != 1 || !strings.Contains(r.stderr, "source.kafka.session_timeout 500ms: the cluster refuses it") {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
@@ -796,15 +806,7 @@ func TestKafkaSourceSessionTimeoutRefused(t *testing.T) {
 func TestKafkaSourceTopicMissing(t *testing.T) {
 	broker := newCLI(t)
 	kafkaAddr := serveKafka(t, broker, "events", 2, "--kafka-auto-create", "2")
-	cfg := filepath.Join(t.TempDir(), "missing.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`pipelines:
-  - name: missing
-    source: {kafka: {brokers: ['%s'], topic: evnets}}
-    time: {field: ts, unit: ms}
-    window: {type: tumbling, size: 1m}
-    metrics: [{name: n, agg: count}]
-    sinks: [{type: stdout}]
-`, kafkaAddr)), 0o644)
+	cfg := countingKafkaPipeline(t, fmt.Sprintf("{kafka: {brokers: ['%s'], topic: evnets}}", kafkaAddr))
 	r := newCLI(t).run("", "run", cfg)
 	if r.code != 1 || !strings.Contains(r.stderr, `source kafka: topic "evnets" does not exist on the cluster`) {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
