@@ -979,27 +979,27 @@ func (ks *kafkaSink) replayAfter(c sinceCheckpoints, budget *int) (*replay, erro
 		return nil, fmt.Errorf("kafka sink %s: %w", ks.topic, err)
 	}
 	r := c.replay(len(now), budget)
-	got, err := ks.readAfter(ctx, c, now, budget)
+	tails, err := ks.readAfter(ctx, c, now, budget)
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink %s: reading what was written after the checkpoint: %w", ks.topic, err)
 	}
-	for p, q := range got {
-		r.add(int(p), q)
+	for p, t := range tails {
+		r.add(int(p), t.q)
 	}
 	return r, nil
 }
 
 // readAfter reads each partition's records from the checkpoints' ends to
-// now (those each keeps: sinceCheckpoints), directly, outside any group;
-// a partition whose records are not all there (compacted, or deleted and
-// reset to the start) reads as none.
-func (ks *kafkaSink) readAfter(ctx context.Context, c sinceCheckpoints, now map[int32]int64, budget *int) (map[int32]pending, error) {
+// now into a tail, directly, outside any group; a partition whose records
+// are not all there (compacted, or deleted and reset to the start) reads
+// as none.
+func (ks *kafkaSink) readAfter(ctx context.Context, c sinceCheckpoints, now map[int32]int64, budget *int) (map[int32]*tail, error) {
 	consume := map[int32]kgo.Offset{}
-	starts := map[int32]int64{}
+	tails := map[int32]*tail{}
 	for p, end := range now {
 		if start, ok := c.start(int(p)); ok && start < end {
 			consume[p] = kgo.NewOffset().At(start)
-			starts[p] = start
+			tails[p] = c.tail(int(p), start)
 		}
 	}
 	if len(consume) == 0 {
@@ -1011,8 +1011,6 @@ func (ks *kafkaSink) readAfter(ctx context.Context, c sinceCheckpoints, now map[
 		return nil, err
 	}
 	defer rd.Close()
-	got := map[int32]pending{}
-	read := map[int32]int64{} // records read, by partition
 	for len(consume) > 0 {
 		fs := rd.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -1028,28 +1026,12 @@ func (ks *kafkaSink) readAfter(ctx context.Context, c sinceCheckpoints, now map[
 			if _, reading := consume[p]; !reading {
 				return
 			}
-			if rec.Offset != starts[p]+read[p] {
-				delete(got, p)
-				delete(consume, p)
-				return
-			}
-			read[p]++
-			if got[p] == nil {
-				got[p] = pending{}
-			}
-			src := kafkaRecordSource(rec.Headers)
-			if !c.keeps(int(p), rec.Offset, src) {
-				if rec.Offset+1 >= now[p] {
-					delete(consume, p)
-				}
-				return
-			}
-			if !got[p].add(src, rec.Key, rec.Value, budget) || rec.Offset+1 >= now[p] {
-				delete(consume, p) // read to the end, or to the budget: what is left is written again
+			if !tails[p].take(rec.Offset, kafkaRecordSource(rec.Headers), rec.Key, rec.Value, budget) || rec.Offset+1 >= now[p] {
+				delete(consume, p) // read to the end, or to a gap or the budget: what is left is written again
 			}
 		})
 	}
-	return got, nil
+	return tails, nil
 }
 
 // kafkaRecordSource is recordSource for a Kafka record's headers.

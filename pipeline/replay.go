@@ -258,15 +258,13 @@ func (s *localSink) replayAfter(c sinceCheckpoints, budget *int) (*replay, error
 		if err != nil {
 			return nil, err
 		}
-		q, err := readPending(rd, start, p.HighWatermark(), func(rec *log.Record) (int32, bool) {
-			src := recordSource(rec.Headers)
-			return src, c.keeps(i, rec.Offset, src)
-		}, budget)
+		t := c.tail(i, start)
+		err = readTail(rd, t, p.HighWatermark(), budget)
 		rd.Close()
 		if err != nil {
 			return nil, fmt.Errorf("reading %s/%d after the checkpoint: %w", s.t.Name(), i, err)
 		}
-		r.add(i, q)
+		r.add(i, t.q)
 	}
 	return r, nil
 }
@@ -276,37 +274,48 @@ func (s *localSink) replayAfter(c sinceCheckpoints, budget *int) (*replay, error
 // it, only the records read are skipped, and the rest written again.
 var replayBudget = 64 << 20
 
-// readPending reads the records from start to hw that keeps keeps (it
-// tells their source partition), or none if some are missing (compacted
-// away): then they are not what the stopped run wrote. It stops early
-// when the records read use up budget.
-func readPending(rd *log.Reader, start, hw int64, keeps func(*log.Record) (int32, bool), budget *int) (pending, error) {
-	q := pending{}
-	n := 0
+// tail gathers what partition i of a sink holds after the checkpoints
+// c, from its records taken in order.
+type tail struct {
+	c    sinceCheckpoints
+	i    int
+	next int64   // the offset taken next
+	q    pending // nil once a record was missing (compacted away): then
+	// what is there is not what the stopped run wrote
+}
+
+func (c sinceCheckpoints) tail(i int, start int64) *tail {
+	return &tail{c: c, i: i, next: start, q: pending{}}
+}
+
+// take takes the record at offset, from source partition src (its
+// header), if it was written after that partition's checkpoint; it
+// reports whether to read on: false once a record is missing or the
+// records taken use up budget.
+func (t *tail) take(offset int64, src int32, key, value []byte, budget *int) bool {
+	if offset != t.next {
+		t.q = nil
+		return false
+	}
+	t.next++
+	return !t.c.keeps(t.i, offset, src) || t.q.add(src, key, value, budget)
+}
+
+// readTail takes rd's records into t up to hw.
+func readTail(rd *log.Reader, t *tail, hw int64, budget *int) error {
 	var recs []log.Record
 	var err error
 	for rd.Offset() < hw {
 		if recs, err = rd.Read(recs[:0]); err != nil || len(recs) == 0 {
-			return nil, err
+			return err
 		}
 		for _, rec := range recs {
-			if rec.Offset >= hw {
-				return q, nil
-			}
-			if rec.Offset != start+int64(n) {
-				return nil, nil
-			}
-			n++
-			src, ok := keeps(&rec)
-			if !ok {
-				continue
-			}
-			if !q.add(src, rec.Key, rec.Value, budget) {
-				return q, nil
+			if rec.Offset >= hw || !t.take(rec.Offset, recordSource(rec.Headers), rec.Key, rec.Value, budget) {
+				return nil
 			}
 		}
 	}
-	return q, nil
+	return nil
 }
 
 // pending counts the records of one partition that a stopped run wrote

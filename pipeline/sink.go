@@ -302,12 +302,13 @@ type sourceOutputs struct {
 // the checkpoints carry what they had not met.
 func (e *emitter) resume(from []sourceOutputs, catchUp map[int32]int64) error {
 	e.retire()
+	rs := e.resumables()
 	for _, so := range from {
 		if so.src == noPartition {
 			continue
 		}
 		for _, o := range so.outs {
-			if !slices.ContainsFunc(e.resumables(), func(r resumable) bool { return r.owns(o) }) {
+			if !slices.ContainsFunc(rs, func(r resumable) bool { return r.owns(o) }) {
 				if e.foreign == nil {
 					e.foreign = map[int32][]outputSnap{}
 				}
@@ -316,7 +317,7 @@ func (e *emitter) resume(from []sourceOutputs, catchUp map[int32]int64) error {
 			}
 		}
 	}
-	for _, r := range e.resumables() {
+	for _, r := range rs {
 		c := sinceCheckpoints{}
 		for _, so := range from {
 			for _, o := range so.outs {
