@@ -53,7 +53,7 @@ const (
 // records of its partitions that a failed write lost after that.
 type Stats struct {
 	Records      int64   `json:"records"`
-	Bytes        int64   `json:"bytes"` // keys and values
+	Bytes        int64   `json:"bytes"` // keys, values and headers
 	NoKey        int64   `json:"no_key"`
 	Lost         int64   `json:"lost,omitempty"`
 	PerPartition []int64 `json:"-"`
@@ -82,6 +82,17 @@ type Producer struct {
 type batch struct {
 	recs  []log.Record
 	arena []byte
+}
+
+// copyIn appends v to the arena and returns its copy there, not nil
+// even when v is empty (an empty key is not a null one).
+func (b *batch) copyIn(v []byte) []byte {
+	if b.arena == nil {
+		b.arena = []byte{}
+	}
+	start := len(b.arena)
+	b.arena = append(b.arena, v...)
+	return b.arena[start:len(b.arena):len(b.arena)]
 }
 
 // appender appends one partition's batches in its own goroutine.
@@ -216,20 +227,19 @@ func (pr *Producer) AddHeaders(key, value []byte, headers []log.Header, tsMs int
 		return err
 	}
 	b := a.cur
-	start := len(b.arena)
-	b.arena = append(b.arena, key...)
-	b.arena = append(b.arena, value...)
+	// Each slice is taken right after its append: an append may move the
+	// arena, and the slices keep what they point to.
 	r := log.Record{TimestampMs: tsMs}
 	if key != nil {
-		r.Key = b.arena[start : start+len(key) : start+len(key)]
+		r.Key = b.copyIn(key)
 	}
-	r.Value = b.arena[start+len(key) : len(b.arena) : len(b.arena)]
+	r.Value = b.copyIn(value)
 	if len(headers) > 0 {
 		r.Headers = make([]log.Header, len(headers))
 		for i, h := range headers {
-			r.Headers[i].Key = append([]byte{}, h.Key...)
+			r.Headers[i].Key = b.copyIn(h.Key)
 			if h.Value != nil {
-				r.Headers[i].Value = append([]byte{}, h.Value...)
+				r.Headers[i].Value = b.copyIn(h.Value)
 			}
 		}
 	}

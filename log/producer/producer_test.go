@@ -243,3 +243,28 @@ func TestProducerHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestProducerEmptyKeyIsNotNull: an empty key is stored as empty, not
+// null, also as a batch's first record (its arena still empty).
+func TestProducerEmptyKeyIsNotNull(t *testing.T) {
+	tp := newTopic(t, "keys", 1)
+	pr, err := New(tp, Options{Acks: log.AcksLeader, Partition: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range [][]byte{{}, nil, {}} {
+		if err := pr.Add(key, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := tp.Partition(0)
+	r, _ := p.NewReader(0)
+	defer r.Close()
+	recs, _ := r.Read(nil)
+	if len(recs) != 3 || recs[0].Key == nil || recs[1].Key != nil || recs[2].Key == nil {
+		t.Fatalf("records %+v", recs)
+	}
+}
