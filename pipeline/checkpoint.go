@@ -167,15 +167,17 @@ func (s *Source) fingerprintName() string {
 func (c *coordinator) snapshot(now time.Time) *snapshot {
 	s := &snapshot{Version: checkpointVersion, Fingerprint: fingerprint(c.p.cfg), SourceID: c.sourceID, WrittenMs: now.UnixMilli(),
 		Watermark: c.wm, LatePurged: c.latePurged, Expired: c.expired, HasExpired: true}
-	for _, r := range c.parts {
-		ps := partSnap{ID: r.id, Next: r.next, Wm: r.wm, MaxT: r.maxT, LastRecord: r.lastRecord,
-			Records: r.records, Events: r.events, LateDropped: r.lateDropped, Rejected: r.rejected, HasSpans: true}
-		for key, spans := range c.partSpans[r.id] {
-			for _, sp := range spans {
-				ps.Spans = append(ps.Spans, spanSnap{Key: c.keys.key(key), Start: sp.start, End: sp.end, Closed: sp.closed})
+	spans := map[int32][]spanSnap{}
+	for key, list := range c.keySpans {
+		for _, e := range list {
+			for _, sp := range e.spans {
+				spans[e.part] = append(spans[e.part], spanSnap{Key: c.keys.key(uint32(key)), Start: sp.start, End: sp.end, Closed: sp.closed})
 			}
 		}
-		s.Parts = append(s.Parts, ps)
+	}
+	for _, r := range c.parts {
+		s.Parts = append(s.Parts, partSnap{ID: r.id, Next: r.next, Wm: r.wm, MaxT: r.maxT, LastRecord: r.lastRecord,
+			Records: r.records, Events: r.events, LateDropped: r.lateDropped, Rejected: r.rejected, HasSpans: true, Spans: spans[r.id]})
 	}
 	add := func(ws *winState, session bool) {
 		s.Windows = append(s.Windows, winSnap{Start: ws.start, End: ws.end, Key: c.keys.key(ws.key), Session: session,
@@ -288,13 +290,13 @@ func (c *coordinator) restore(s *snapshot, part int32) error {
 		c.parts[p.ID] = &partReport{id: p.ID, next: p.Next, wm: p.Wm, maxT: p.MaxT, records: p.Records,
 			events: p.Events, lateDropped: p.LateDropped, rejected: p.Rejected, lastRecord: p.LastRecord}
 		c.partSpansSaved = p.HasSpans
-		if len(p.Spans) > 0 {
-			byKey := map[uint32][]span{}
-			for _, sp := range p.Spans {
-				k := intern(sp.Key)
-				byKey[k] = append(byKey[k], span{start: sp.Start, end: sp.End, closed: sp.Closed})
-			}
-			c.partSpans[p.ID] = byKey
+		byKey := map[uint32][]span{}
+		for _, sp := range p.Spans {
+			k := intern(sp.Key)
+			byKey[k] = append(byKey[k], span{start: sp.Start, end: sp.End, closed: sp.Closed})
+		}
+		for k, spans := range byKey {
+			c.setSpans(k, p.ID, spans)
 		}
 	}
 	for _, w := range s.Windows {
@@ -305,7 +307,7 @@ func (c *coordinator) restore(s *snapshot, part int32) error {
 		ws := &winState{start: w.Start, end: w.End, key: intern(w.Key), st: st,
 			emitted: w.Emitted, dirty: w.Dirty, revision: w.Revision}
 		if w.Session {
-			c.sess[ws.key] = append(c.sess[ws.key], ws)
+			c.setSessions(ws.key, append(c.sessionsOf(ws.key), ws))
 		} else {
 			c.wins[winKey{ws.start, ws.key}] = ws
 		}

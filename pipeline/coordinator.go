@@ -29,8 +29,8 @@ type coordinator struct {
 	sourceID string // the source topic's ID, saved in checkpoints
 	keys     *keyTable
 	wins     map[winKey]*winState
-	byEnd    windowsByEnd           // wins by end
-	sess     map[uint32][]*winState // per key, sorted by start
+	byEnd    windowsByEnd  // wins by end
+	sess     [][]*winState // by key ID: its sessions, sorted by start (sessionsOf)
 	parts    map[int32]*partReport
 
 	// The sessions in sess by end: the dirty ones, to emit, and the
@@ -43,10 +43,11 @@ type coordinator struct {
 	sessDue, sessDone minHeap[*winState]
 	nSess             int
 
-	// Session pipelines: each partition's session spans per key as its
-	// worker held them after the latest merged round (spanReport), for
-	// checkpoints. partSpansSaved: restored from a checkpoint that had them.
-	partSpans      map[int32]map[uint32][]span
+	// Session pipelines: by key ID, each partition's session spans of the
+	// key as its worker held them after the latest merged round
+	// (spanReport), for checkpoints; a key's events mostly come from one
+	// partition. partSpansSaved: restored from a checkpoint that had them.
+	keySpans       [][]partSpans
 	partSpansSaved bool
 	wm             int64 // pipeline watermark: monotonic
 	// Windows ending (plus allowed_lateness) at or before expired are gone
@@ -102,8 +103,8 @@ func (c *coordinator) sweepAt() int {
 }
 
 func newCoordinator(p *plan, kt *keyTable, out *emitter) *coordinator {
-	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, byEnd: newWindowsByEnd(), sess: map[uint32][]*winState{},
-		parts: map[int32]*partReport{}, partSpans: map[int32]map[uint32][]span{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: make(alertStates, len(p.alerts)), out: out, now: time.Now,
+	return &coordinator{p: p, keys: kt, wins: map[winKey]*winState{}, byEnd: newWindowsByEnd(),
+		parts: map[int32]*partReport{}, wm: minWatermark, states: statePool{layout: p.layout}, alerts: make(alertStates, len(p.alerts)), out: out, now: time.Now,
 		forgetMin: forgetMinKeys, nextSweep: forgetMinKeys, expired: minWatermark, purged: minWatermark, started: time.Now().UnixNano()}
 }
 
@@ -177,27 +178,49 @@ func (c *coordinator) apply(m *roundMsg) {
 		c.mergeSession(&m.sess[i])
 	}
 	for _, r := range m.spans {
-		byKey := c.partSpans[r.part]
-		if byKey == nil {
-			byKey = map[uint32][]span{}
-			c.partSpans[r.part] = byKey
-		}
-		if len(r.spans) == 0 {
-			delete(byKey, r.key)
-		} else {
-			byKey[r.key] = append(byKey[r.key][:0], r.spans...) // the message's memory is reused
-		}
+		c.setSpans(r.key, r.part, r.spans)
 	}
 	for i := range m.side {
 		c.out.side(&m.side[i])
 	}
 }
 
+// partSpans are a key's session spans on one partition.
+type partSpans struct {
+	part  int32
+	spans []span
+}
+
+// setSpans makes spans (copied: a round message's memory is reused) key's
+// spans on partition part; none removes them.
+func (c *coordinator) setSpans(key uint32, part int32, spans []span) {
+	if int(key) >= len(c.keySpans) {
+		if len(spans) == 0 {
+			return
+		}
+		c.keySpans = slices.Grow(c.keySpans, int(key)+1-len(c.keySpans))[:key+1]
+	}
+	list := c.keySpans[key]
+	i := slices.IndexFunc(list, func(ps partSpans) bool { return ps.part == part })
+	switch {
+	case len(spans) == 0 && i >= 0:
+		if list = slices.Delete(list, i, i+1); len(list) == 0 {
+			list = nil // a key gone quiet holds no memory
+		}
+	case len(spans) == 0:
+	case i >= 0:
+		list[i].spans = append(list[i].spans[:0], spans...)
+	default:
+		list = append(list, partSpans{part, slices.Clone(spans)})
+	}
+	c.keySpans[key] = list
+}
+
 // mergeSession merges a fragment into its key's sessions: every session it
 // meets (Flink's intersects: start <= other.end && end >= other.start)
 // becomes one.
 func (c *coordinator) mergeSession(d *sessDelta) {
-	list := c.sess[d.key]
+	list := c.sessionsOf(d.key)
 	var into *winState
 	var end int64 // into's before the merge
 	var dirty bool
@@ -238,7 +261,25 @@ func (c *coordinator) mergeSession(d *sessDelta) {
 	}
 	into.dirty = true
 	sortSessions(kept)
-	c.sess[d.key] = kept
+	c.setSessions(d.key, kept)
+}
+
+// sessionsOf returns key's sessions, sorted by start.
+func (c *coordinator) sessionsOf(key uint32) []*winState {
+	if int(key) < len(c.sess) {
+		return c.sess[key]
+	}
+	return nil
+}
+
+// setSessions makes list key's sessions. Indexed by key ID rather than in
+// a map: a pipeline of many keys looks a key's sessions up for every
+// fragment a round brings, and IDs are small and dense (keyTable).
+func (c *coordinator) setSessions(key uint32, list []*winState) {
+	if int(key) >= len(c.sess) {
+		c.sess = slices.Grow(c.sess, int(key)+1-len(c.sess))[:key+1]
+	}
+	c.sess[key] = list
 }
 
 func sortSessions(list []*winState) {
@@ -407,12 +448,10 @@ func (c *coordinator) purge(wm int64) {
 		}
 		list := c.sess[ws.key]
 		i := slices.Index(list, ws)
-		list = slices.Delete(list, i, i+1)
-		if len(list) == 0 {
-			delete(c.sess, ws.key)
-		} else {
-			c.sess[ws.key] = list
+		if list = slices.Delete(list, i, i+1); len(list) == 0 {
+			list = nil // a key gone quiet holds no memory
 		}
+		c.sess[ws.key] = list
 		c.drop(ws)
 		ws.gone = true
 		c.nSess--
@@ -490,14 +529,12 @@ func (c *coordinator) usedKeys() func(id uint32) bool {
 	}
 	for id, list := range c.sess {
 		if len(list) > 0 {
-			mark(id)
+			mark(uint32(id))
 		}
 	}
-	for _, byKey := range c.partSpans {
-		for id, spans := range byKey {
-			if len(spans) > 0 {
-				mark(id)
-			}
+	for id, list := range c.keySpans {
+		if len(list) > 0 {
+			mark(uint32(id))
 		}
 	}
 	for id, n := range c.alertHeld {

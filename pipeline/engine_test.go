@@ -1227,20 +1227,20 @@ func TestSessionJoinJudgedByTheSession(t *testing.T) {
 	c.mergeSession(&sessDelta{key: 1, start: 100_000, end: 230_000, events: 6, st: c.states.get(), dead: minWatermark})
 	c.expired, c.purged = 250_000, 250_000
 	c.mergeSession(&sessDelta{key: 1, start: 150_000, end: 180_000, events: 1, st: c.states.get(), dead: 250_000 - 60_000})
-	if l := c.sess[1]; c.latePurged != 0 || len(l) != 1 || l[0].start != 100_000 || l[0].end != 230_000 {
+	if l := c.sessionsOf(1); c.latePurged != 0 || len(l) != 1 || l[0].start != 100_000 || l[0].end != 230_000 {
 		t.Fatalf("coordinator: late purged %d, sessions %v", c.latePurged, l)
 	}
 	// A fragment that meets no session and ends too early is purged.
 	c.mergeSession(&sessDelta{key: 2, start: 150_000, end: 180_000, events: 1, st: c.states.get(), dead: 250_000 - 60_000})
-	if c.latePurged != 1 || len(c.sess[2]) != 0 {
-		t.Fatalf("lone late fragment: late purged %d, sessions %v", c.latePurged, c.sess[2])
+	if c.latePurged != 1 || len(c.sessionsOf(2)) != 0 {
+		t.Fatalf("lone late fragment: late purged %d, sessions %v", c.latePurged, c.sessionsOf(2))
 	}
 	// Lateness is judged per partition: a fragment from a partition whose
 	// watermark (300,000) is ahead of the coordinator's horizon, the
 	// minimum over partitions, does not join a session that is too late
 	// for that partition (230,000 + 60,000), though the horizon keeps it.
 	c.mergeSession(&sessDelta{key: 1, start: 225_000, end: 255_000, events: 1, st: c.states.get(), dead: 300_000 - 60_000})
-	if l := c.sess[1]; len(l) != 2 || l[0].end != 230_000 || l[1].start != 225_000 {
+	if l := c.sessionsOf(1); len(l) != 2 || l[0].end != 230_000 || l[1].start != 225_000 {
 		t.Fatalf("fragment of a partition ahead joined a session too late for it: %v", l)
 	}
 }

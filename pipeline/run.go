@@ -709,17 +709,24 @@ func (e *engine) stop(cause error) error {
 func (e *engine) restoreSessionEnds(ps *partState) {
 	c := e.coord
 	if c.partSpansSaved {
-		for key, spans := range c.partSpans[ps.id] {
-			ps.sessions.restore(key, spans)
+		for key, list := range c.keySpans {
+			for _, e := range list {
+				if e.part == ps.id {
+					ps.sessions.restore(uint32(key), e.spans)
+				}
+			}
 		}
 		return
 	}
 	for key, list := range c.sess {
-		if kp := c.keys.partition(key); kp != noPartition && kp != ps.id {
+		if len(list) == 0 {
+			continue
+		}
+		if kp := c.keys.partition(uint32(key)); kp != noPartition && kp != ps.id {
 			continue
 		}
 		for _, ws := range list {
-			ps.sessions.open(key, ws.start, ws.end, minWatermark)
+			ps.sessions.open(uint32(key), ws.start, ws.end, minWatermark)
 		}
 	}
 }

@@ -280,12 +280,12 @@ type worker struct {
 	msg    *roundMsg
 	winIdx map[winKey]int // into msg.wins
 	// Per key ID, the window it last observed this round, so that most
-	// events skip the map: a key's events mostly fall in its current window.
-	keyWin  []keyWin
-	winGen  uint64         // counts begin calls: keyWin entries of older rounds are stale
-	lastSes map[uint32]int // key -> its latest fragment in msg.sess
-	starts  []int64        // scratch
-	follow  bool           // no end: follow the log
+	// events skip the map: a key's events mostly fall in its current
+	// window; in a session pipeline, its latest fragment in msg.sess.
+	keyWin []keyWin
+	winGen uint64  // counts begin calls: keyWin entries of older rounds are stale
+	starts []int64 // scratch
+	follow bool    // no end: follow the log
 	// The coordinator's purge horizon as the round began (minWatermark
 	// without a coordinator), and where the coordinator publishes it.
 	horizon  int64
@@ -298,7 +298,7 @@ func newWorker(p *plan, kt *keyTable, parts []*partState, waker *waker, follow b
 		p: p, x: newExtractor(p), keys: keyCache{kt: kt, ids: map[string]cachedKey{}, seed: maphash.MakeSeed()},
 		parts: parts, waker: waker, follow: follow,
 		out: ring.New[*roundMsg](8), back: ring.New[*roundMsg](8),
-		winIdx: map[winKey]int{}, lastSes: map[uint32]int{}, states: statePool{layout: p.layout},
+		winIdx: map[winKey]int{}, states: statePool{layout: p.layout},
 		starts: make([]int64, 0, cacheLine/8), horizon: minWatermark,
 	}
 }
@@ -430,7 +430,6 @@ func (w *worker) begin() {
 	w.msg = m
 	w.winGen++
 	clear(w.winIdx)
-	clear(w.lastSes)
 }
 
 // statePool recycles aggregate states and their histogram pages: one per
@@ -620,10 +619,7 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 }
 
 func (w *worker) observe(start int64, key uint32) {
-	if int(key) >= len(w.keyWin) {
-		w.keyWin = append(w.keyWin, make([]keyWin, int(key)+1-len(w.keyWin))...)
-	}
-	kw := &w.keyWin[key]
+	kw := w.lastOf(key)
 	i := int(kw.idx)
 	if kw.gen != w.winGen || kw.start != start {
 		k := winKey{start, key}
@@ -641,11 +637,20 @@ func (w *worker) observe(start int64, key uint32) {
 }
 
 // keyWin is a key's last window in a round: its start and its index in
-// the round's msg.wins, valid while gen is the worker's winGen.
+// the round's msg.wins (a session pipeline: msg.sess), valid while gen is
+// the worker's winGen.
 type keyWin struct {
 	start int64
 	idx   int32
 	gen   uint64
+}
+
+// lastOf returns key's keyWin.
+func (w *worker) lastOf(key uint32) *keyWin {
+	if int(key) >= len(w.keyWin) {
+		w.keyWin = append(w.keyWin, make([]keyWin, int(key)+1-len(w.keyWin))...)
+	}
+	return &w.keyWin[key]
 }
 
 // session adds the event at t to the key's latest fragment of this round
@@ -653,8 +658,9 @@ type keyWin struct {
 // starts a fragment; the coordinator merges fragments into sessions, those
 // ending after dead (open).
 func (w *worker) session(key uint32, t, end, dead int64) {
-	if i, ok := w.lastSes[key]; ok {
-		d := &w.msg.sess[i]
+	kw := w.lastOf(key)
+	if kw.gen == w.winGen {
+		d := &w.msg.sess[kw.idx]
 		if t <= d.end && end >= d.start {
 			d.start, d.end = min(d.start, t), max(d.end, end)
 			d.events++
@@ -662,7 +668,7 @@ func (w *worker) session(key uint32, t, end, dead int64) {
 			return
 		}
 	}
-	w.lastSes[key] = len(w.msg.sess)
+	*kw = keyWin{idx: int32(len(w.msg.sess)), gen: w.winGen}
 	w.msg.sess = append(w.msg.sess, sessDelta{key: key, start: t, end: end, events: 1, st: w.states.get(), dead: dead})
 	d := &w.msg.sess[len(w.msg.sess)-1]
 	d.st.Observe(w.p.layout, &w.x.ev, &w.states.pages)
