@@ -137,9 +137,15 @@ type sessionEnds struct {
 }
 
 // span is a session as a partition sees it; closed once the watermark
-// passed its end (its forget is pending, not its close).
+// passed its end (its forget is pending, not its close). An open span has
+// one close pending in the heap, at due: the end it had when the close
+// was scheduled. Events that extend it do not schedule another (a key's
+// events would otherwise leave one heap entry each until the watermark
+// passes them: gap x the event rate); the close, reached, schedules again
+// at the span's end if that has moved on.
 type span struct {
 	start, end int64
+	due        int64
 	closed     bool
 }
 
@@ -176,17 +182,24 @@ func (s *sessionEnds) open(key uint32, t, end, dead int64) (merged int64, ok boo
 	if s.spans == nil {
 		s.spans = map[uint32][]span{}
 	}
-	ns := span{start: t, end: merged}
+	ns := span{start: t, end: merged, due: math.MaxInt64}
 	kept := spans[:0]
 	for _, sp := range spans {
 		if joins(sp) {
 			ns.start = min(ns.start, sp.start)
+			if !sp.closed {
+				ns.due = min(ns.due, sp.due) // its close is the merged span's
+			}
 			continue
 		}
 		kept = append(kept, sp)
 	}
+	if ns.due == math.MaxInt64 {
+		// New, or joining closed spans only: its close is not pending.
+		ns.due = ns.end
+		s.heap.push(ns.due, sessionEnd{end: ns.due, key: key})
+	}
 	s.spans[key] = append(kept, ns)
-	s.heap.push(ns.end, sessionEnd{end: ns.end, key: key})
 	s.touch(key)
 	return merged, true
 }
@@ -217,19 +230,24 @@ func (s *sessionEnds) restore(key uint32, spans []span) {
 	if s.spans == nil {
 		s.spans = map[uint32][]span{}
 	}
+	from := len(s.spans[key])
 	s.spans[key] = append(s.spans[key], spans...)
-	for _, sp := range spans {
+	for i := range s.spans[key][from:] {
+		sp := &s.spans[key][from+i]
 		if sp.closed {
 			s.heap.push(sp.end+s.lateness, sessionEnd{end: sp.end, key: key, forget: true})
 		} else {
+			sp.due = sp.end
 			s.heap.push(sp.end, sessionEnd{end: sp.end, key: key})
 		}
 	}
 }
 
 // closed handles the moments the watermark wm has passed: sessions that
-// close, sessions to forget. It reports whether there were any. Entries of
-// sessions that merged since are stale and skipped.
+// close, sessions to forget. It reports whether there were any. A close
+// reached before its span's end (extended since) is scheduled again at
+// that end; entries of spans that merged into others are stale and
+// skipped.
 func (s *sessionEnds) closed(wm int64) bool {
 	any := false
 	for {
@@ -240,22 +258,32 @@ func (s *sessionEnds) closed(wm int64) bool {
 		s.heap.pop()
 		top := e.v
 		spans := s.spans[top.key]
-		for i, sp := range spans {
-			if sp.end != top.end {
-				continue
-			}
-			any = true
+		for i := range spans {
+			sp := &spans[i]
 			if top.forget {
+				if !sp.closed || sp.end != top.end {
+					continue
+				}
+				any = true
 				s.spans[top.key] = append(spans[:i], spans[i+1:]...)
 				if len(s.spans[top.key]) == 0 {
 					delete(s.spans, top.key)
 				}
 				s.touch(top.key)
-			} else {
-				spans[i].closed = true
-				s.touch(top.key)
-				s.heap.push(top.end+s.lateness, sessionEnd{end: top.end, key: top.key, forget: true})
+				break
 			}
+			if sp.closed || sp.due != top.end {
+				continue
+			}
+			if sp.end > top.end {
+				sp.due = sp.end
+				s.heap.push(sp.due, sessionEnd{end: sp.due, key: top.key})
+				break
+			}
+			any = true
+			sp.closed = true
+			s.touch(top.key)
+			s.heap.push(top.end+s.lateness, sessionEnd{end: top.end, key: top.key, forget: true})
 			break
 		}
 	}
