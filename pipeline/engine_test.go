@@ -125,6 +125,44 @@ func TestSessionHeapHoldsSessionsNotEvents(t *testing.T) {
 	}
 }
 
+// TestRoundHoldsEachWindowOnce: a round holds one delta per key and
+// window, however many windows an event is in and in whatever order the
+// events come - past the chain of a key's windows findWindow walks too
+// (hopping windows of 20s advancing by 1s: 20 per event, events out of
+// order over 40s) - and each delta counts the events its window holds.
+func TestRoundHoldsEachWindowOnce(t *testing.T) {
+	yaml := strings.Replace(benchYAML, "{type: tumbling, size: 1m}", "{type: hopping, size: 20s, advance: 1s}", 1)
+	yaml = strings.Replace(yaml, "max_out_of_order: 5s", "max_out_of_order: 1h", 1)
+	w, ps := testWorker(t, yaml)
+	rng := rand.New(rand.NewPCG(5, 6))
+	const base = 1795341600000
+	want := map[winKey]int64{}
+	keyIDs := map[string]uint32{}
+	for i := range 2000 {
+		svc := services[rng.IntN(3)]
+		ts := base + rng.Int64N(40_000)
+		rec := log.Record{Offset: int64(i), Value: fmt.Appendf(nil, `{"ts":%d,"service":%q,"status":"ok","response_time":1}`, ts, svc)}
+		w.process(ps, &rec)
+		if _, ok := keyIDs[svc]; !ok {
+			keyIDs[svc] = w.keys.id(fmt.Appendf(nil, "%q", svc), 0)
+		}
+		for s := ts - ts%1000 - 19_000; s <= ts; s += 1000 {
+			want[winKey{s, keyIDs[svc]}]++
+		}
+	}
+	got := map[winKey]int64{}
+	for _, d := range w.msg.wins {
+		k := winKey{d.start, d.key}
+		if _, dup := got[k]; dup {
+			t.Fatalf("window %d of key %d twice in the round", d.start, d.key)
+		}
+		got[k] = d.events
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("%d windows in the round, want %d", len(got), len(want))
+	}
+}
+
 // TestExtractAllocsWithEscapes: a record with a backslash goes through
 // fastjson's Visit and decodes its strings (TestProcessAllocs's events
 // have none): no allocation there either.

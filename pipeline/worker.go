@@ -65,6 +65,7 @@ type spanReport struct {
 type winDelta struct {
 	start  int64
 	key    uint32
+	prev   int32 // the key's window added to the round before this one, or -1 (worker.observe)
 	events int64
 	st     *agg.State
 }
@@ -306,7 +307,7 @@ type worker struct {
 	index  int // among the pipeline's workers
 
 	msg    *roundMsg
-	winIdx map[winKey]int // into msg.wins
+	winIdx map[winKey]int // into msg.wins: findWindow past a key's chainWalk newest
 	// Per key ID, the window it last observed this round, so that most
 	// events skip the map: a key's events mostly fall in its current
 	// window; in a session pipeline, its latest fragment in msg.sess.
@@ -649,15 +650,16 @@ func (w *worker) process(ps *partState, rec *log.Record) bool {
 func (w *worker) observe(start int64, key uint32) {
 	kw := w.lastOf(key)
 	i := int(kw.idx)
-	if kw.gen != w.winGen || kw.start != start {
-		k := winKey{start, key}
-		var ok bool
-		if i, ok = w.winIdx[k]; !ok {
-			i = len(w.msg.wins)
-			w.msg.wins = append(w.msg.wins, winDelta{start: start, key: key, st: w.states.get()})
-			w.winIdx[k] = i
+	if kw.gen != w.winGen {
+		i = w.addWindow(start, key, -1)
+		*kw = keyWin{start: start, idx: int32(i), head: int32(i), gen: w.winGen}
+	} else if kw.start != start {
+		i = w.findWindow(start, key, kw.head)
+		if i < 0 {
+			i = w.addWindow(start, key, kw.head)
+			kw.head = int32(i)
 		}
-		*kw = keyWin{start: start, idx: int32(i), gen: w.winGen}
+		kw.start, kw.idx = start, int32(i)
 	}
 	d := &w.msg.wins[i]
 	d.events++
@@ -666,11 +668,47 @@ func (w *worker) observe(start int64, key uint32) {
 
 // keyWin is a key's last window in a round: its start and its index in
 // the round's msg.wins (a session pipeline: msg.sess), valid while gen is
-// the worker's winGen.
+// the worker's winGen; and the key's window added last to the round,
+// which links to the ones before it (winDelta.prev).
 type keyWin struct {
 	start int64
 	idx   int32
+	head  int32
 	gen   uint64
+}
+
+// chainWalk is how many of a key's windows in a round findWindow looks
+// through, newest first, before it asks the map: an event of hopping
+// windows is in size/advance of them, mostly the newest few.
+const chainWalk = 8
+
+// findWindow returns the index in msg.wins of key's window at start this
+// round, or -1; head is the key's window added last.
+func (w *worker) findWindow(start int64, key uint32, head int32) int {
+	j := head
+	for range chainWalk {
+		if j < 0 {
+			return -1 // the key's windows this round, all seen
+		}
+		d := &w.msg.wins[j]
+		if d.start == start {
+			return int(j)
+		}
+		j = d.prev
+	}
+	if i, ok := w.winIdx[winKey{start, key}]; ok {
+		return i
+	}
+	return -1
+}
+
+// addWindow adds key's window at start to the round; prev is the key's
+// window added before it (-1: none).
+func (w *worker) addWindow(start int64, key uint32, prev int32) int {
+	i := len(w.msg.wins)
+	w.msg.wins = append(w.msg.wins, winDelta{start: start, key: key, prev: prev, st: w.states.get()})
+	w.winIdx[winKey{start, key}] = i
+	return i
 }
 
 // lastOf returns key's keyWin.
