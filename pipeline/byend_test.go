@@ -1,10 +1,12 @@
 package pipeline
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -184,6 +186,44 @@ func TestSessionHeapsMatchAScan(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestSessionDueHoldsSessionsNotRounds: the coordinator's heap of
+// sessions to emit holds one entry per session, not one per round that
+// moved its end: a key with events in every round of a following
+// pipeline (rounds every few ms, gap 30 min) would otherwise leave an
+// entry a round until the watermark passed them. The session is emitted
+// once, at its last end.
+func TestSessionDueHoldsSessionsNotRounds(t *testing.T) {
+	p := sessionCountPlan(t, "1m", "30m")
+	kt := newKeyTable()
+	kt.intern("a")
+	var out bytes.Buffer
+	em, err := newEmitter(nil, p, &out, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCoordinator(p, kt, em)
+	const gap = 30 * 60_000
+	for i := range int64(10_000) {
+		c.mergeSession(&sessDelta{key: 0, start: i * 10, end: i*10 + gap, events: 1, st: c.states.get(), dead: minWatermark})
+		if err := c.advance(i*10-1, minWatermark, minWatermark); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.sessDue) > 2 {
+			t.Fatalf("round %d: %d entries to emit one session", i, len(c.sessDue))
+		}
+	}
+	last := int64(99_990 + gap)
+	if err := c.advance(last-1, minWatermark, minWatermark); err != nil || out.Len() != 0 {
+		t.Fatalf("emitted before its end: %v %q", err, out.String())
+	}
+	if err := c.advance(last, minWatermark, minWatermark); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), `"type":"window"`); n != 1 || !strings.Contains(out.String(), `"window_end":"1970-01-01T00:31:39.99Z"`) {
+		t.Fatalf("%d windows emitted at the session's end: %s", n, out.String())
 	}
 }
 

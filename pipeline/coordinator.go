@@ -20,6 +20,10 @@ type winState struct {
 	revision   int  // of the last emission
 	dirty      bool // changed since its last emission
 	gone       bool // a session merged into another, or forgotten: its heap entries are stale
+	// A session's entry in sessDue, if it has one (queued): the end it had
+	// when queued.
+	queued bool
+	due    int64
 }
 
 // coordinator merges the workers' rounds and emits results. It runs on one
@@ -36,10 +40,15 @@ type coordinator struct {
 	// The sessions in sess by end: the dirty ones, to emit, and the
 	// emitted ones, to forget (plus allowed_lateness); and how many sess
 	// holds. Sessions change their ends as they merge, and vanish into
-	// the sessions they merge with, so entries are not updated: a session
-	// gets a new entry when its end moves, and an entry whose session has
-	// moved on (gone, another end, or no longer dirty, or clean) is stale
-	// and skipped as it comes out.
+	// the sessions they merge with, so entries are not updated: a dirty
+	// session has one entry in sessDue, at the end it had when queued
+	// (winState.due), which, reached before the session's end, queues it
+	// again at that end - a session extended by every round of a
+	// following pipeline would otherwise leave an entry a round until the
+	// watermark passed them. An emitted session gets an entry in sessDone
+	// when emitted. An entry whose session has moved on (gone, another
+	// end, no longer dirty, or clean) is stale and skipped as it comes
+	// out.
 	sessDue, sessDone minHeap[*winState]
 	nSess             int
 
@@ -126,11 +135,17 @@ func (c *coordinator) indexRestored() {
 	}
 }
 
+// queue files dirty session ws in sessDue, at its end.
+func (c *coordinator) queue(ws *winState) {
+	ws.queued, ws.due = true, ws.end
+	c.sessDue.push(ws.end, ws)
+}
+
 // indexSession files session ws in the heap its state calls for: dirty,
 // to emit; emitted and unchanged since, to forget.
 func (c *coordinator) indexSession(ws *winState) {
 	if ws.dirty {
-		c.sessDue.push(ws.end, ws)
+		c.queue(ws)
 	} else {
 		c.sessDone.push(ws.end, ws)
 	}
@@ -222,13 +237,11 @@ func (c *coordinator) setSpans(key uint32, part int32, spans []span) {
 func (c *coordinator) mergeSession(d *sessDelta) {
 	list := c.sessionsOf(d.key)
 	var into *winState
-	var end int64 // into's before the merge
-	var dirty bool
 	kept := list[:0]
 	for _, ws := range list {
 		if ws.start <= d.end && ws.end >= d.start && ws.end+c.p.lateness > c.expired && ws.end > d.dead {
 			if into == nil {
-				into, end, dirty = ws, ws.end, ws.dirty
+				into = ws
 			} else {
 				into.st.Merge(ws.st, &c.states.pages)
 				into.start, into.end = min(into.start, ws.start), max(into.end, ws.end)
@@ -256,10 +269,10 @@ func (c *coordinator) mergeSession(d *sessDelta) {
 	}
 	into.st.Merge(d.st, &c.states.pages)
 	into.start, into.end = min(into.start, d.start), max(into.end, d.end)
-	if !dirty || into.end != end { // new, emitted, or moved: its entry to emit it
-		c.sessDue.push(into.end, into)
-	}
 	into.dirty = true
+	if !into.queued { // new, or emitted: queued to emit; queued, its entry moves on when reached
+		c.queue(into)
+	}
 	sortSessions(kept)
 	c.setSessions(d.key, kept)
 }
@@ -359,7 +372,15 @@ func (c *coordinator) advance(wm, horizon, safe int64) error {
 			break
 		}
 		c.sessDue.pop()
-		if ws := e.v; !ws.gone && ws.dirty && ws.end == e.at {
+		ws := e.v
+		if ws.gone || !ws.queued || ws.due != e.at {
+			continue // stale
+		}
+		ws.queued = false
+		switch {
+		case ws.end > e.at:
+			c.queue(ws) // extended since queued: due at its end (this loop may take it yet)
+		case ws.dirty:
 			c.due = append(c.due, ws)
 		}
 	}
