@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"sync"
-	"unsafe"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/snappy"
@@ -218,15 +218,16 @@ var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 const maxUncompressed = 256 << 20
 
 // appendBatch appends recs (consecutive records of one fastflow batch or
-// less, offsets increasing) as one uncompressed RecordBatch v2.
-var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
+// less, offsets increasing) as one uncompressed RecordBatch v2. The
+// records are written straight into dst, grown once to the batch's size
+// (batchSize): a fetch copies each record's bytes once, from the log.
 func appendBatch(dst []byte, recs []log.Record, logAppendTime bool) []byte {
 	first, last := recs[0], recs[len(recs)-1]
 	maxTs := first.TimestampMs
 	for i := range recs {
 		maxTs = max(maxTs, recs[i].TimestampMs)
 	}
+	dst = slices.Grow(dst, batchSize(recs))
 	start := len(dst)
 	var b kmsg.RecordBatch
 	b.Default()
@@ -240,30 +241,79 @@ func appendBatch(dst []byte, recs []log.Record, logAppendTime bool) []byte {
 	if logAppendTime {
 		b.Attributes |= attrLogAppend
 	}
-	// The header with no records, then each record appended in place:
-	// its length prefix, then its body, encoded by kmsg into scratch.
-	dst = b.AppendTo(dst)
-	scratch := scratchPool.Get().(*[]byte)
-	defer scratchPool.Put(scratch)
-	var headers []kmsg.Header
+	dst = b.AppendTo(dst) // the header, with no records
 	for i := range recs {
-		r := &recs[i]
-		kr := kmsg.Record{TimestampDelta64: r.TimestampMs - first.TimestampMs, OffsetDelta: int32(r.Offset - first.Offset),
-			Key: r.Key, Value: r.Value}
-		if len(r.Headers) > 0 {
-			headers = headers[:0]
-			for _, h := range r.Headers {
-				// kmsg only reads the key: a view of the bytes, no copy.
-				headers = append(headers, kmsg.Header{Key: unsafe.String(unsafe.SliceData(h.Key), len(h.Key)), Value: h.Value})
-			}
-			kr.Headers = headers
-		}
-		*scratch = kr.AppendTo((*scratch)[:0]) // Length 0: a one-byte prefix
-		dst = binary.AppendVarint(dst, int64(len(*scratch)-1))
-		dst = append(dst, (*scratch)[1:]...)
+		dst = appendRecord(dst, &recs[i], &first)
 	}
 	// AppendTo wrote Length and CRC as given: fill them in.
 	binary.BigEndian.PutUint32(dst[start+8:], uint32(len(dst)-start-12))
 	binary.BigEndian.PutUint32(dst[start+17:], crc32.Checksum(dst[start+21:], castagnoli))
 	return dst
+}
+
+// batchSize is the size of recs as appendBatch encodes them.
+func batchSize(recs []log.Record) int {
+	n := batchHeaderBytes
+	for i := range recs {
+		body := recordBodySize(&recs[i], &recs[0])
+		n += varintSize(int64(body)) + body
+	}
+	return n
+}
+
+// A record of a RecordBatch v2: its length, then attributes (0), the
+// timestamp and offset as deltas from the batch's first record's, key and
+// value (length -1: null), and headers (a key, and a value that may be
+// null) — lengths and deltas as zigzag varints, as kmsg.Record writes it
+// (TestAppendBatchMatchesKmsg).
+
+// recordBodySize is the size of r's record after its length prefix, in a
+// batch whose first record is first.
+func recordBodySize(r, first *log.Record) int {
+	n := 1 + varintSize(r.TimestampMs-first.TimestampMs) + varintSize(r.Offset-first.Offset) +
+		nullableSize(r.Key) + nullableSize(r.Value) + varintSize(int64(len(r.Headers)))
+	for _, h := range r.Headers {
+		n += varintSize(int64(len(h.Key))) + len(h.Key) + nullableSize(h.Value)
+	}
+	return n
+}
+
+func appendRecord(dst []byte, r, first *log.Record) []byte {
+	dst = binary.AppendVarint(dst, int64(recordBodySize(r, first)))
+	dst = append(dst, 0)
+	dst = binary.AppendVarint(dst, r.TimestampMs-first.TimestampMs)
+	dst = binary.AppendVarint(dst, r.Offset-first.Offset)
+	dst = appendNullable(dst, r.Key)
+	dst = appendNullable(dst, r.Value)
+	dst = binary.AppendVarint(dst, int64(len(r.Headers)))
+	for _, h := range r.Headers {
+		dst = binary.AppendVarint(dst, int64(len(h.Key)))
+		dst = append(dst, h.Key...)
+		dst = appendNullable(dst, h.Value)
+	}
+	return dst
+}
+
+func appendNullable(dst, b []byte) []byte {
+	if b == nil {
+		return binary.AppendVarint(dst, -1)
+	}
+	return append(binary.AppendVarint(dst, int64(len(b))), b...)
+}
+
+func nullableSize(b []byte) int {
+	if b == nil {
+		return 1
+	}
+	return varintSize(int64(len(b))) + len(b)
+}
+
+// varintSize is the size of v as a zigzag varint (binary.AppendVarint).
+func varintSize(v int64) int {
+	u := uint64(v<<1) ^ uint64(v>>63)
+	n := 1
+	for ; u >= 0x80; u >>= 7 {
+		n++
+	}
+	return n
 }

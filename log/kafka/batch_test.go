@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"strings"
@@ -16,6 +18,8 @@ import (
 	"github.com/pierrec/lz4/v4"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/fastflow/fastflow/log"
 )
 
 // Snappy as the Java client's snappy-java writes it: the xerial header,
@@ -144,4 +148,73 @@ func TestDecompressLimit(t *testing.T) {
 			t.Fatalf("codec %d past the limit: %v", codec, err)
 		}
 	}
+}
+
+// TestAppendBatchMatchesKmsg: appendBatch writes records byte for byte as
+// kmsg.Record encodes them (and the batch as kmsg.RecordBatch does), for
+// null and empty keys, values and header values, lengths that take one to
+// three varint bytes, timestamps before the batch's first, and offsets
+// with the gaps compaction leaves.
+func TestAppendBatchMatchesKmsg(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	bytesOf := func() []byte {
+		switch rng.IntN(5) {
+		case 0:
+			return nil
+		case 1:
+			return []byte{}
+		case 2:
+			return bytes.Repeat([]byte{'x'}, 60+rng.IntN(10)) // one varint byte or two
+		case 3:
+			return bytes.Repeat([]byte{'y'}, 8180+rng.IntN(20)) // two or three
+		}
+		return fmt.Appendf(nil, "v%d", rng.IntN(1000))
+	}
+	for n := range 300 {
+		recs := make([]log.Record, 1+rng.IntN(8))
+		off, ts := rng.Int64N(1<<40), 1795341600000+rng.Int64N(1<<20)
+		for i := range recs {
+			r := &recs[i]
+			r.Offset, r.TimestampMs, r.Key, r.Value = off, ts+rng.Int64N(1<<30)-1<<29, bytesOf(), bytesOf()
+			for range rng.IntN(3) {
+				r.Headers = append(r.Headers, log.Header{Key: fmt.Appendf(nil, "h%d", rng.IntN(100)), Value: bytesOf()})
+			}
+			off += 1 + rng.Int64N(1<<uint(rng.IntN(30)))
+		}
+		logAppend := n%2 == 0
+		got := appendBatch([]byte("prefix"), recs, logAppend)
+		if want := kmsgBatch([]byte("prefix"), recs, logAppend); !bytes.Equal(got, want) {
+			t.Fatalf("batch %d of %d records: %d bytes, kmsg writes %d", n, len(recs), len(got), len(want))
+		}
+		if size := batchSize(recs); len(got)-len("prefix") != size {
+			t.Fatalf("batch %d: %d bytes, batchSize says %d", n, len(got)-len("prefix"), size)
+		}
+	}
+}
+
+// kmsgBatch is appendBatch through kmsg: a RecordBatch whose records kmsg
+// encodes one by one.
+func kmsgBatch(dst []byte, recs []log.Record, logAppend bool) []byte {
+	first := recs[0]
+	b := kmsg.RecordBatch{FirstOffset: first.Offset, Magic: 2, LastOffsetDelta: int32(recs[len(recs)-1].Offset - first.Offset),
+		FirstTimestamp: first.TimestampMs, MaxTimestamp: first.TimestampMs, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
+		NumRecords: int32(len(recs))}
+	if logAppend {
+		b.Attributes |= attrLogAppend
+	}
+	for _, r := range recs {
+		b.MaxTimestamp = max(b.MaxTimestamp, r.TimestampMs)
+		kr := kmsg.Record{TimestampDelta64: r.TimestampMs - first.TimestampMs, OffsetDelta: int32(r.Offset - first.Offset), Key: r.Key, Value: r.Value}
+		for _, h := range r.Headers {
+			kr.Headers = append(kr.Headers, kmsg.Header{Key: string(h.Key), Value: h.Value})
+		}
+		enc := kr.AppendTo(nil) // Length 0: a one-byte prefix
+		b.Records = binary.AppendVarint(b.Records, int64(len(enc)-1))
+		b.Records = append(b.Records, enc[1:]...)
+	}
+	start := len(dst)
+	dst = b.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst[start+8:], uint32(len(dst)-start-12))
+	binary.BigEndian.PutUint32(dst[start+17:], crc32.Checksum(dst[start+21:], castagnoli))
+	return dst
 }

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -34,6 +35,7 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respons
 		if bytes >= int(req.MinBytes) || failed || !time.Now().Before(deadline) || ctx.Err() != nil {
 			return resp
 		}
+		recycleBatches(resp)
 		if !listening {
 			listening = true
 			for _, rt := range req.Topics {
@@ -135,9 +137,9 @@ func readBatches(p *log.Partition, offset int64, limit int, logAppend bool) ([]b
 		return nil, err
 	}
 	defer r.Close()
-	out := make([]byte, 0, max(0, min(limit, 1<<20)))
+	out := batchBuf()
 	recs := make([]log.Record, 0, 512)
-	for len(out) < limit && r.Offset() < p.HighWatermark() {
+	for full := false; !full && len(out) < limit && r.Offset() < p.HighWatermark(); {
 		recs, err = r.Read(recs[:0])
 		if err != nil {
 			return nil, err
@@ -147,14 +149,69 @@ func readBatches(p *log.Partition, offset int64, limit int, logAppend bool) ([]b
 		}
 		// One Kafka batch per run of records whose offsets follow each
 		// other (compaction leaves gaps; a batch's records need not be
-		// dense, but its deltas must fit).
+		// dense, but its deltas must fit), as many records as the limit
+		// takes: at least one, however large, as Kafka answers.
 		start := 0
-		for i := 1; i <= len(recs); i++ {
+		for i := 1; i <= len(recs) && !full; i++ {
 			if i == len(recs) || recs[i].Offset-recs[start].Offset > 1<<30 {
-				out = appendBatch(out, recs[start:i], logAppend)
+				run := recs[start:i]
+				if n := fitting(run, limit-len(out)); n < len(run) {
+					full = true
+					if n == 0 && len(out) == 0 {
+						n = 1
+					}
+					run = run[:n]
+				}
+				if len(run) > 0 {
+					out = appendBatch(out, run, logAppend)
+				}
 				start = i
 			}
 		}
 	}
 	return out, nil
+}
+
+// batchBufs recycles the buffers fetches encode record batches into,
+// from one response to the next (recycleBatches): a consumer fetching 16
+// MiB at a time would otherwise have each response allocate, zero and
+// grow (copying) a buffer of that size.
+var batchBufs sync.Pool // of *[]byte
+
+func batchBuf() []byte {
+	if b, ok := batchBufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 64<<10)
+}
+
+// recycleBatches gives a Fetch response's record batches back to
+// batchBufs once it is encoded; other responses are left as they are.
+func recycleBatches(resp kmsg.Response) {
+	fr, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return
+	}
+	for i := range fr.Topics {
+		for j := range fr.Topics[i].Partitions {
+			sp := &fr.Topics[i].Partitions[j]
+			if b := sp.RecordBatches; cap(b) > 0 {
+				batchBufs.Put(&b)
+			}
+			sp.RecordBatches = nil
+		}
+	}
+}
+
+// fitting returns how many of recs, from the first, appendBatch encodes
+// in room bytes.
+func fitting(recs []log.Record, room int) int {
+	size := batchHeaderBytes
+	for i := range recs {
+		body := recordBodySize(&recs[i], &recs[0])
+		if size += varintSize(int64(body)) + body; size > room {
+			return i
+		}
+	}
+	return len(recs)
 }

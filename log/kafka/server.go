@@ -188,6 +188,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 			continue // acks=0 produce: no response
 		}
 		out = appendResponse(out[:0], req.corr, resp)
+		recycleBatches(resp)
 		if _, err := conn.Write(out); err != nil {
 			return
 		}
