@@ -46,9 +46,10 @@ type coordinator struct {
 	// again at that end - a session extended by every round of a
 	// following pipeline would otherwise leave an entry a round until the
 	// watermark passed them. An emitted session gets an entry in sessDone
-	// when emitted. An entry whose session has moved on (gone, another
-	// end, no longer dirty, or clean) is stale and skipped as it comes
-	// out.
+	// when emitted. An entry whose session has moved on is stale and
+	// skipped as it comes out: in sessDue, the session is gone (merged
+	// into another) or queued at another end; in sessDone, it is gone,
+	// dirty again, or at another end.
 	sessDue, sessDone minHeap[*winState]
 	nSess             int
 
