@@ -2,34 +2,31 @@ package pipeline
 
 import "github.com/fastflow/fastflow/agg"
 
-// alertStates holds each rule's state per key: [rule][key ID], nil where
-// the rule has seen no window of the key. Every window emitted looks its
-// key's state up once per rule; with thousands of keys a map's probe for
-// it missed the cache (pipeline/RunManyKeys), an index by key ID does not
-// probe. Key IDs are dense (keyTable), and a forgotten key's is cleared
-// before it is reused.
-type alertStates [][]*alertState
+// alertStates holds each rule's state per key: [rule][key ID], the zero
+// state (a new key's) where the rule has seen no window of the key. Every
+// window emitted looks its key's state up once per rule; with thousands
+// of keys a map's probe for it missed the cache (pipeline/RunManyKeys),
+// an index by key ID does not probe, and states held by value rather than
+// by pointer miss it once less. Key IDs are dense (keyTable), and a
+// forgotten key's states are cleared before it is reused.
+type alertStates [][]alertState
 
-// get returns rule's state for key, made if the rule has none yet.
+// get returns rule's state for key. The pointer is valid until the next
+// get (which may grow the rule's states).
 func (a alertStates) get(rule int, key uint32) *alertState {
 	byKey := a[rule]
 	if int(key) >= len(byKey) {
-		byKey = append(byKey, make([]*alertState, int(key)+1-len(byKey))...)
+		byKey = append(byKey, make([]alertState, int(key)+1-len(byKey))...)
 		a[rule] = byKey
 	}
-	st := byKey[key]
-	if st == nil {
-		st = &alertState{}
-		byKey[key] = st
-	}
-	return st
+	return &byKey[key]
 }
 
 // forget drops key's states.
 func (a alertStates) forget(key uint32) {
 	for _, byKey := range a {
 		if int(key) < len(byKey) {
-			byKey[key] = nil
+			byKey[key] = alertState{}
 		}
 	}
 }

@@ -192,9 +192,10 @@ func (c *coordinator) snapshot(now time.Time) *snapshot {
 		}
 	}
 	for rule, byKey := range c.alerts {
-		for key, st := range byKey {
-			if st == nil {
-				continue
+		for key := range byKey {
+			st := &byKey[key]
+			if !st.firing && len(st.history) == 0 {
+				continue // a new key's
 			}
 			a := alertSnap{Rule: c.p.alerts[rule].name, Key: c.keys.key(uint32(key)), Firing: st.firing}
 			for _, h := range st.history {
