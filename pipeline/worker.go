@@ -200,7 +200,9 @@ func (s *sessionEnds) open(key uint32, t, end, dead int64) (merged int64, ok boo
 		ns.due = ns.end
 		s.heap.push(ns.due, sessionEnd{end: ns.due, key: key})
 	}
-	s.spans[key] = append(kept, ns)
+	if out := append(kept, ns); len(out) != len(spans) {
+		s.spans[key] = out
+	} // else out is spans, rewritten in place: the map holds it already (an event extending its key's session)
 	s.touch(key)
 	return merged, true
 }
