@@ -16,7 +16,7 @@ type alertStates [][]alertState
 func (a alertStates) get(rule int, key uint32) *alertState {
 	byKey := a[rule]
 	if int(key) >= len(byKey) {
-		byKey = append(byKey, make([]alertState, int(key)+1-len(byKey))...)
+		byKey = byID(byKey, key)
 		a[rule] = byKey
 	}
 	return &byKey[key]
@@ -50,9 +50,7 @@ func (c *coordinator) hold(key uint32, st *alertState) {
 		return
 	}
 	st.held = held
-	if int(key) >= len(c.alertHeld) {
-		c.alertHeld = append(c.alertHeld, make([]int32, int(key)+1-len(c.alertHeld))...)
-	}
+	c.alertHeld = byID(c.alertHeld, key)
 	if held {
 		c.alertHeld[key]++
 	} else {

@@ -210,12 +210,10 @@ type partSpans struct {
 // setSpans makes spans (copied: a round message's memory is reused) key's
 // spans on partition part; none removes them.
 func (c *coordinator) setSpans(key uint32, part int32, spans []span) {
-	if int(key) >= len(c.keySpans) {
-		if len(spans) == 0 {
-			return
-		}
-		c.keySpans = slices.Grow(c.keySpans, int(key)+1-len(c.keySpans))[:key+1]
+	if int(key) >= len(c.keySpans) && len(spans) == 0 {
+		return
 	}
+	c.keySpans = byID(c.keySpans, key)
 	list := c.keySpans[key]
 	i := slices.IndexFunc(list, func(ps partSpans) bool { return ps.part == part })
 	switch {
@@ -286,13 +284,10 @@ func (c *coordinator) sessionsOf(key uint32) []*winState {
 	return nil
 }
 
-// setSessions makes list key's sessions. Indexed by key ID rather than in
-// a map: a pipeline of many keys looks a key's sessions up for every
-// fragment a round brings, and IDs are small and dense (keyTable).
+// setSessions makes list key's sessions (by key ID, byID: a pipeline of
+// many keys looks a key's sessions up for every fragment a round brings).
 func (c *coordinator) setSessions(key uint32, list []*winState) {
-	if int(key) >= len(c.sess) {
-		c.sess = slices.Grow(c.sess, int(key)+1-len(c.sess))[:key+1]
-	}
+	c.sess = byID(c.sess, key)
 	c.sess[key] = list
 }
 

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -238,6 +239,19 @@ func (kt *keyTable) release(used func(id uint32) bool) []uint32 {
 // compact returns m after deletions, or a copy of it sized for what it
 // holds once they have left it at half its largest size or less: a Go map
 // keeps the memory of its largest size (and maps.Clone copies that size).
+// byID returns s long enough to be indexed by key ID id, new elements
+// zero. Per-key state the coordinator and workers look up per window or
+// event is held in slices by key ID (dense: keyTable reuses forgotten
+// IDs) rather than in maps, which probe and miss the cache.
+func byID[T any](s []T, id uint32) []T {
+	if n := int(id) + 1; n > len(s) {
+		old := len(s)
+		s = slices.Grow(s, n-old)[:n]
+		clear(s[old:])
+	}
+	return s
+}
+
 // before is len(m) before the deletions, peak the largest len(m) seen
 // since the last copy: maps grow between deletions, so their largest sizes
 // are the sizes before deletions.

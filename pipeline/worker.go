@@ -716,7 +716,7 @@ func (w *worker) addWindow(start int64, key uint32, prev int32) int {
 // lastOf returns key's keyWin.
 func (w *worker) lastOf(key uint32) *keyWin {
 	if int(key) >= len(w.keyWin) {
-		w.keyWin = append(w.keyWin, make([]keyWin, int(key)+1-len(w.keyWin))...)
+		w.keyWin = byID(w.keyWin, key)
 	}
 	return &w.keyWin[key]
 }
