@@ -233,10 +233,10 @@ func (s *sessionEnds) restore(key uint32, spans []span) {
 	if s.spans == nil {
 		s.spans = map[uint32][]span{}
 	}
-	from := len(s.spans[key])
-	s.spans[key] = append(s.spans[key], spans...)
-	for i := range s.spans[key][from:] {
-		sp := &s.spans[key][from+i]
+	list := append(s.spans[key], spans...)
+	s.spans[key] = list
+	for i := len(list) - len(spans); i < len(list); i++ {
+		sp := &list[i]
 		if sp.closed {
 			s.heap.push(sp.end+s.lateness, sessionEnd{end: sp.end, key: key, forget: true})
 		} else {
