@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -219,15 +218,15 @@ const maxUncompressed = 256 << 20
 
 // appendBatch appends recs (consecutive records of one fastflow batch or
 // less, offsets increasing) as one uncompressed RecordBatch v2. The
-// records are written straight into dst, grown once to the batch's size
-// (batchSize): a fetch copies each record's bytes once, from the log.
+// records are written straight into dst (which a fetch grows beforehand
+// to what batchFit says): each record's bytes are copied once, from the
+// log.
 func appendBatch(dst []byte, recs []log.Record, logAppendTime bool) []byte {
 	first, last := recs[0], recs[len(recs)-1]
 	maxTs := first.TimestampMs
 	for i := range recs {
 		maxTs = max(maxTs, recs[i].TimestampMs)
 	}
-	dst = slices.Grow(dst, batchSize(recs))
 	start := len(dst)
 	var b kmsg.RecordBatch
 	b.Default()
@@ -251,14 +250,19 @@ func appendBatch(dst []byte, recs []log.Record, logAppendTime bool) []byte {
 	return dst
 }
 
-// batchSize is the size of recs as appendBatch encodes them.
-func batchSize(recs []log.Record) int {
-	n := batchHeaderBytes
+// batchFit returns how many of recs, from the first, appendBatch encodes
+// in room bytes, and the size of their batch.
+func batchFit(recs []log.Record, room int) (n, size int) {
+	size = batchHeaderBytes
 	for i := range recs {
 		body := recordBodySize(&recs[i], &recs[0])
-		n += varintSize(int64(body)) + body
+		if next := size + varintSize(int64(body)) + body; next <= room {
+			size = next
+		} else {
+			return i, size
+		}
 	}
-	return n
+	return len(recs), size
 }
 
 // A record of a RecordBatch v2: its length, then attributes (0), the

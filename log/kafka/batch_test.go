@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -190,6 +191,12 @@ func TestAppendBatchMatchesKmsg(t *testing.T) {
 			t.Fatalf("batch %d: %d bytes, batchSize says %d", n, len(got)-len("prefix"), size)
 		}
 	}
+}
+
+// batchSize is the size of recs as appendBatch encodes them (batchFit).
+func batchSize(recs []log.Record) int {
+	_, size := batchFit(recs, math.MaxInt)
+	return size
 }
 
 // kmsgBatch is appendBatch through kmsg: a RecordBatch whose records kmsg

@@ -3,6 +3,8 @@ package kafka
 import (
 	"context"
 	"errors"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -155,15 +157,16 @@ func readBatches(p *log.Partition, offset int64, limit int, logAppend bool) ([]b
 		for i := 1; i <= len(recs) && !full; i++ {
 			if i == len(recs) || recs[i].Offset-recs[start].Offset > 1<<30 {
 				run := recs[start:i]
-				if n := fitting(run, limit-len(out)); n < len(run) {
+				n, size := batchFit(run, limit-len(out))
+				if n < len(run) {
 					full = true
 					if n == 0 && len(out) == 0 {
-						n = 1
+						n, size = batchFit(run[:1], math.MaxInt)
 					}
 					run = run[:n]
 				}
 				if len(run) > 0 {
-					out = appendBatch(out, run, logAppend)
+					out = appendBatch(slices.Grow(out, size), run, logAppend)
 				}
 				start = i
 			}
@@ -201,17 +204,4 @@ func recycleBatches(resp kmsg.Response) {
 			sp.RecordBatches = nil
 		}
 	}
-}
-
-// fitting returns how many of recs, from the first, appendBatch encodes
-// in room bytes.
-func fitting(recs []log.Record, room int) int {
-	size := batchHeaderBytes
-	for i := range recs {
-		body := recordBodySize(&recs[i], &recs[0])
-		if size += varintSize(int64(body)) + body; size > room {
-			return i
-		}
-	}
-	return len(recs)
 }
