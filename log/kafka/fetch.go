@@ -177,8 +177,8 @@ func readBatches(p *log.Partition, offset int64, limit int, logAppend bool) ([]b
 
 // batchBufs recycles the buffers fetches encode record batches into,
 // from one response to the next (recycleBatches): a consumer fetching 16
-// MiB at a time would otherwise have each response allocate, zero and
-// grow (copying) a buffer of that size.
+// MiB at a time would otherwise have each response allocate and zero a
+// buffer and grow it, copying, to that size.
 var batchBufs sync.Pool // of *[]byte
 
 func batchBuf() []byte {
