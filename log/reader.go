@@ -75,8 +75,10 @@ func (p *Partition) NewReader(offset int64) (*Reader, error) {
 // NewMappedReader returns a Reader positioned at offset that reads the
 // segment files through read-only memory maps of a few MiB at a time
 // instead of copying them into its buffer with pread: the records it
-// returns point into the page cache itself, with no copy. A pipeline runs
-// ~7% faster this way (BENCHMARKS.md), though reading alone is not faster.
+// returns point into the page cache itself, with no copy. Whether that
+// is faster depends on what a page fault costs: on one VM a pipeline ran
+// ~7% faster mapped, on another reading mapped cost 2.7x what pread did
+// (BenchmarkReadMapped against BenchmarkRead), so pipelines use NewReader.
 //
 // Two things are sharper than with NewReader. The records of a Read are
 // unmapped by a later call (a Read past the window, Close): touching them

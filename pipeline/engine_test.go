@@ -1137,28 +1137,6 @@ func TestHotStructsPadded(t *testing.T) {
 	}
 }
 
-// faultAt is a memory fault as debug.SetPanicOnFault reports one.
-type faultAt uintptr
-
-func (f faultAt) Error() string { return "unexpected fault address" }
-func (f faultAt) RuntimeError() {}
-func (f faultAt) Addr() uintptr { return uintptr(f) }
-
-// TestFaultError: a worker turns a memory fault (a segment file cut under
-// its mapping) into the run's error, and lets any other panic through.
-func TestFaultError(t *testing.T) {
-	if err := faultError(faultAt(0x1234)); err == nil || !strings.Contains(err.Error(), "segment file was cut") {
-		t.Fatalf("faultError = %v", err)
-	}
-	defer func() {
-		if p := recover(); p != "other" {
-			t.Fatalf("recovered %v, want the other panic", p)
-		}
-	}()
-	faultError("other")
-	t.Fatal("faultError returned for a panic that is not a fault")
-}
-
 // TestCheckpointChecksum: a checkpoint loads as saved; one damaged at rest
 // is refused with a one-line error instead of restoring wrong state; one
 // written before the checksum (plain gob) still loads.

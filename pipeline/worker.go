@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
-	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -336,17 +335,7 @@ func newWorker(p *plan, kt *keyTable, parts []*partState, waker *waker, follow b
 
 // run processes rounds until every partition is exhausted (until-end) or
 // ctx is done.
-func (w *worker) run(ctx context.Context) (err error) {
-	// The worker reads its partitions through memory maps: a segment file
-	// cut under one (by another process, log.NewMappedReader) faults when
-	// the worker touches the cut records. That ends the run with an error
-	// rather than the program.
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if e := recover(); e != nil {
-			err = faultError(e)
-		}
-	}()
+func (w *worker) run(ctx context.Context) error {
 	for {
 		msg, err := w.step(ctx)
 		if err != nil {
@@ -363,19 +352,6 @@ func (w *worker) run(ctx context.Context) (err error) {
 			return w.out.PushWait(ctx, nil) // the end
 		}
 	}
-}
-
-// faultError is the error for a panic recovered in a worker: a memory
-// fault (a runtime.Error with an address) is a segment file that shrank
-// under the worker's mapping; anything else panics again.
-func faultError(p any) error {
-	if f, ok := p.(interface {
-		error
-		Addr() uintptr
-	}); ok {
-		return fmt.Errorf("reading the log: %w (a segment file was cut while mapped: another process repaired the partition's tail?)", f)
-	}
-	panic(p)
 }
 
 // step runs one round: each partition in turn, until roundRecords records,
