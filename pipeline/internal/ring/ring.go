@@ -25,17 +25,23 @@ const cacheLine = 64
 
 // Ring is an SPSC queue of T with a power-of-two capacity.
 type Ring[T any] struct {
+	// Each group of fields is a full cache line away from the next, so
+	// that no two share a line wherever the allocator puts the ring.
 	_ [cacheLine]byte
-	// Consumer's line.
-	head       atomic.Uint64 // next slot to pop
-	tailCache  uint64        // the consumer's copy of tail
+	// The consumer's, written per pop.
+	head      atomic.Uint64 // next slot to pop
+	tailCache uint64        // the consumer's copy of tail
+	_         [cacheLine]byte
+	// The producer's, written per push.
+	tail      atomic.Uint64 // next slot to push
+	headCache uint64        // the producer's copy of head
+	_         [cacheLine]byte
+	// The parked flags, read by the other side on every push and pop and
+	// written only around parking: on a line of their own, they stay in
+	// both cores' caches (next to head or tail, every read of them missed).
 	consParked atomic.Bool
-	_          [cacheLine - 20]byte
-	// Producer's line.
-	tail       atomic.Uint64 // next slot to push
-	headCache  uint64        // the producer's copy of head
 	prodParked atomic.Bool
-	_          [cacheLine - 20]byte
+	_          [cacheLine]byte
 
 	mask     uint64
 	buf      []T

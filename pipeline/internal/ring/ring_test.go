@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestRingOrderAndBounds(t *testing.T) {
@@ -84,6 +85,28 @@ func TestRingAllocs(t *testing.T) {
 		r.Pop()
 	}); a != 0 {
 		t.Fatalf("push+pop allocates %v", a)
+	}
+}
+
+// TestRingLayout: what each side writes per item (head, tail and their
+// caches) and what both read per item (the parked flags) are three
+// groups, each at least a cache line from the next and from the fields
+// around the ring, so that no two share a line wherever the ring lands.
+// With a flag next to head, every push read a line the consumer had just
+// written: BenchmarkSPSC 28-45 ns an item against 16 apart.
+func TestRingLayout(t *testing.T) {
+	var r Ring[int]
+	groups := [][2]uintptr{ // first byte, end
+		{0, 0}, // what comes before the ring
+		{unsafe.Offsetof(r.head), unsafe.Offsetof(r.tailCache) + 8},
+		{unsafe.Offsetof(r.tail), unsafe.Offsetof(r.headCache) + 8},
+		{unsafe.Offsetof(r.consParked), unsafe.Offsetof(r.prodParked) + 1},
+		{unsafe.Offsetof(r.mask), unsafe.Sizeof(r)},
+	}
+	for i := 1; i < len(groups); i++ {
+		if gap := int(groups[i][0]) - int(groups[i-1][1]); gap < cacheLine {
+			t.Errorf("group %d starts %d bytes after group %d ends, want >= %d", i, gap, i-1, cacheLine)
+		}
 	}
 }
 
