@@ -225,3 +225,84 @@ func kmsgBatch(dst []byte, recs []log.Record, logAppend bool) []byte {
 	binary.BigEndian.PutUint32(dst[start+17:], crc32.Checksum(dst[start+21:], castagnoli))
 	return dst
 }
+
+// TestGrowBatchesDoubles: a fetch's buffer grows only when the next batch
+// does not fit, and then to at least twice its capacity, so that filling
+// it copies under twice what it holds (append grew large slices by 1.25x:
+// ~4 times).
+func TestGrowBatchesDoubles(t *testing.T) {
+	out := make([]byte, 0, 64<<10)
+	grows, copied := 0, 0
+	for len(out) < 16<<20 {
+		c := cap(out)
+		next := growBatches(out, 150<<10)
+		if cap(next) != c {
+			if len(out)+150<<10 <= c {
+				t.Fatalf("grew from %d at length %d for %d bytes that fit", c, len(out), 150<<10)
+			}
+			if cap(next) < 2*c {
+				t.Fatalf("grew from %d to %d, want at least %d", c, cap(next), 2*c)
+			}
+			grows, copied = grows+1, copied+len(out)
+		}
+		out = next[:len(out)+150<<10]
+	}
+	if copied > 2*len(out) {
+		t.Fatalf("filling %d bytes copied %d in %d grows", len(out), copied, grows)
+	}
+}
+
+// TestBatchBufHoldsTheSize: a fetch's buffer holds the size asked for from
+// the start, whether the pool has a smaller one or none.
+func TestBatchBufHoldsTheSize(t *testing.T) {
+	small := make([]byte, 0, 64<<10)
+	batchBufs.Put(&small)
+	for range 3 {
+		if b := batchBuf(1 << 20); cap(b) < 1<<20 || len(b) != 0 {
+			t.Fatalf("batchBuf(1 MiB): len %d, cap %d", len(b), cap(b))
+		}
+	}
+	if b := batchBuf(0); cap(b) < 64<<10 {
+		t.Fatalf("batchBuf(0): cap %d, want at least 64 KiB", cap(b))
+	}
+}
+
+// TestFetchSizeGuess: the buffer a fetch starts with holds what it finds
+// (so it is not grown, copying) without being far larger, from the start,
+// the middle and the end of a partition, and never past the limit.
+func TestFetchSizeGuess(t *testing.T) {
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tp, err := l.CreateTopic("g", log.TopicConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := tp.Partition(0)
+	recs := make([]log.Record, 1000)
+	for i := range recs {
+		recs[i] = log.Record{TimestampMs: 1795341600123, Key: []byte("payments-001"), Value: fmt.Appendf(nil, `{"n":%d,"pad":"%0120d"}`, i, i)}
+	}
+	for range 20 {
+		if _, err := p.Append(recs, log.AcksLeader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, from := range []int64{0, 7000, 19990} {
+		b, err := readBatches(p, from, math.MaxInt32, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if guess := fetchSize(p, from, math.MaxInt32); guess < len(b) || guess > len(b)*5/4 {
+			t.Errorf("from %d: guessed %d bytes, the fetch has %d", from, guess, len(b))
+		}
+	}
+	if guess := fetchSize(p, 0, 4096); guess != 4096 {
+		t.Errorf("guessed %d bytes past a 4096-byte limit", guess)
+	}
+	if guess := fetchSize(p, 20000, 1<<20); guess != 0 {
+		t.Errorf("guessed %d bytes at the end", guess)
+	}
+}
