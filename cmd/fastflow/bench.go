@@ -89,8 +89,8 @@ func printBench(s *bench.Summary) {
 	h := s.Hardware
 	fmt.Printf("fastflow bench: %s events, %d partitions, %d workers, acks=%s, batches of %d\n",
 		humanize.Comma(int64(s.Events)), s.Partitions, s.Workers, s.Acks, s.Batch)
-	fmt.Printf("machine: %s, %d physical / %d logical cores, cache line %d B, L1d %s, L2 %s, L3 %s, CRC32C %v, AVX2 %v, %s, %s\n",
-		h.CPU, h.PhysicalCores, h.LogicalCores, h.CacheLine, humanize.IBytes(uint64(h.L1D)), humanize.IBytes(uint64(h.L2)),
+	fmt.Printf("machine: %s, %d CPUs usable, cpuid %d physical / %d logical cores, cache line %d B, L1d %s, L2 %s, L3 %s, CRC32C %v, AVX2 %v, %s, %s\n",
+		h.CPU, h.GOMAXPROCS, h.PhysicalCores, h.LogicalCores, h.CacheLine, humanize.IBytes(uint64(h.L1D)), humanize.IBytes(uint64(h.L2)),
 		humanize.IBytes(uint64(h.L3)), h.CRC32C, h.AVX2, humanize.IBytes(uint64(h.MemoryBytes)), h.Go)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tthroughput\t\tdetail\t")
