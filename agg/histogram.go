@@ -199,7 +199,15 @@ func (h *Histogram) Record(v float64, pool *PagePool) bool {
 	// add itself for a new page or the high halves. agg/HistogramRecord
 	// took ~11 ns with scaled and recordUnits as calls, ~6 ns this way.
 	h.total++
-	h.min, h.max = min(h.min, u), max(h.max, u)
+	// Branches, not min and max: once a window has its extremes they are
+	// not taken, and the stores they skip were a dependency from one
+	// Record to the next (agg/HistogramRecord ~4.05 -> ~3.54 ns).
+	if u < h.min {
+		h.min = u
+	}
+	if u > h.max {
+		h.max = u
+	}
 	i := countsIndex(u)
 	if p := h.pages[i>>pageBits]; p != nil && p[i&(pageLen-1)] < math.MaxUint16 {
 		p[i&(pageLen-1)]++
