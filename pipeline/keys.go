@@ -236,9 +236,6 @@ func (kt *keyTable) release(used func(id uint32) bool) []uint32 {
 	return freed
 }
 
-// compact returns m after deletions, or a copy of it sized for what it
-// holds once they have left it at half its largest size or less: a Go map
-// keeps the memory of its largest size (and maps.Clone copies that size).
 // byID returns s long enough to be indexed by key ID id, new elements
 // zero. Per-key state the coordinator and workers look up per window or
 // event is held in slices by key ID (dense: keyTable reuses forgotten
@@ -252,6 +249,9 @@ func byID[T any](s []T, id uint32) []T {
 	return s
 }
 
+// compact returns m after deletions, or a copy of it sized for what it
+// holds once they have left it at half its largest size or less: a Go map
+// keeps the memory of its largest size (and maps.Clone copies that size).
 // before is len(m) before the deletions, peak the largest len(m) seen
 // since the last copy: maps grow between deletions, so their largest sizes
 // are the sizes before deletions.
