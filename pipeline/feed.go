@@ -67,10 +67,10 @@ type feed struct {
 const feedDepth = 4 // batches in flight per partition
 
 func newFeed(p *log.Partition, from, end int64) (*feed, error) {
-	// pread, not NewMappedReader: where page faults are dear (a VM's
-	// nested page tables) mapped reads cost 2.7x as much, and a mapping
-	// gained a pipeline 7% at best (README, "How the log works"). The
-	// worker processes a read's records before its next read.
+	// pread, not NewMappedReader: on a VM where first touching a mapped
+	// page is dear, mapped reads cost 2.7x as much, and a mapping gained a
+	// pipeline 7% at best (README, "How the log works"). The worker
+	// processes a read's records before its next read.
 	r, err := p.NewReader(from)
 	if err != nil {
 		return nil, err
