@@ -1,0 +1,174 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The Python reference (testdata/reference/reference.py) is SPEC's
+// semantics written a second time, from SPEC alone, in another language
+// and the simplest way: record by record, exact fractions, sorted values.
+// The Go references of the other tests share the Go code's reading of
+// SPEC; this one shares nothing with it.
+
+var pyRefDir = filepath.Join("..", "..", "testdata", "reference")
+
+// pyRef runs one of the reference's scripts and returns its output.
+func pyRef(t *testing.T, py, script string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(py, append([]string{filepath.Join(pyRefDir, script)}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v: %s", script, args, err, stderr.String())
+	}
+	return string(out)
+}
+
+type pyRefWindow struct {
+	name, yaml string
+	args       []string // reference.py's window flags
+}
+
+var pyRefWindows = []pyRefWindow{
+	{"tumbling", "{type: tumbling, size: 1m}", []string{"--window", "tumbling", "--size", "60000"}},
+	{"hopping", "{type: hopping, size: 5m, advance: 1m}", []string{"--window", "hopping", "--size", "300000", "--advance", "60000"}},
+	{"session", "{type: session, gap: 30s}", []string{"--window", "session", "--gap", "30000"}},
+}
+
+func (w pyRefWindow) config(t *testing.T, dir string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, w.name+".yaml")
+	y := strings.Replace(apiHealthYAML, "{type: tumbling, size: 1m}", w.yaml, 1)
+	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestPythonReference: on a one-partition topic, `run --until-end` prints
+// what the Python reference prints, line by line — every window, revision,
+// alert transition and the stats — for tumbling, hopping and session
+// windows, on events with jitter, late and too-late records, rejected
+// records of every reason and two incidents.
+func TestPythonReference(t *testing.T) {
+	py := need(t, "python3")
+	dir := t.TempDir()
+	for _, w := range pyRefWindows {
+		t.Run(w.name, func(t *testing.T) {
+			n, step := "40000", "150" // ~50 minutes: both incidents
+			if w.name == "session" {
+				n, step = "8000", "12000" // sparse enough for sessions to end
+			}
+			events := filepath.Join(dir, w.name+".jsonl")
+			if err := os.WriteFile(events, []byte(pyRef(t, py, "gen.py", "1", n, step)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c := newCLI(t)
+			c.ok("", "topic", "create", "events", "--partitions", "1")
+			c.ok("", "produce", "events", events)
+			got := parseRunOutput(t, c.ok("", "run", w.config(t, dir), "--until-end"))
+			want := parseRunOutput(t, pyRef(t, py, "reference.py", append(w.args, "one", events)...))
+			compareOutputs(t, got, want)
+
+			kinds := map[string]int{}
+			for _, o := range got {
+				kinds[o.Type+"/"+o.State]++
+				if o.Revision > 0 {
+					kinds["revision"]++
+				}
+			}
+			st := got[len(got)-1]
+			if kinds["window/"] == 0 || kinds["revision"] == 0 || st.LateDropped == 0 || len(st.Rejected) != 4 ||
+				w.name == "tumbling" && (kinds["alert/firing"] < 2 || kinds["alert/resolved"] < 2) {
+				t.Fatalf("the data did not exercise everything: %v, stats %+v", kinds, st)
+			}
+			t.Logf("%d lines: %v; stats %+v", len(got), kinds, st)
+		})
+	}
+}
+
+// TestPythonReferenceFinalResults: over 3 and 6 partitions, keyed by the
+// group key or not, each tumbling and hopping window's last revision holds
+// what the reference computes from `fastflow consume`'s records: the
+// events each partition's own watermark accepted, merged per key.
+func TestPythonReferenceFinalResults(t *testing.T) {
+	py := need(t, "python3")
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	if err := os.WriteFile(events, []byte(pyRef(t, py, "gen.py", "2", "40000", "60")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range pyRefWindows[:2] {
+		cfg := w.config(t, dir)
+		for _, parts := range []string{"3", "6"} {
+			for _, keyed := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s-partitions/keyed=%v", w.name, parts, keyed), func(t *testing.T) {
+					c := newCLI(t)
+					c.ok("", "topic", "create", "events", "--partitions", parts)
+					produce := []string{"produce", "events", events}
+					if keyed {
+						produce = append(produce, "--key-field", "service")
+					}
+					c.ok("", produce...)
+					consumed := filepath.Join(t.TempDir(), "consumed.jsonl")
+					if err := os.WriteFile(consumed, []byte(c.ok("", "consume", "events")), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					got := finalRevisions(t, parseRunOutput(t, c.ok("", "run", cfg, "--until-end")))
+					want := finalRevisions(t, parseRunOutput(t, pyRef(t, py, "reference.py", append(w.args, "final", consumed)...)))
+					compareOutputs(t, got, want)
+					if st := got[len(got)-1]; st.LateDropped == 0 {
+						t.Fatalf("no event was dropped as too late: %+v", st)
+					}
+				})
+			}
+		}
+	}
+}
+
+// finalRevisions keeps each window's last revision, numbered 0, ordered by
+// end, start and key, then the stats line; alerts go.
+func finalRevisions(t *testing.T, lines []refOut) []refOut {
+	t.Helper()
+	type id struct{ key, start string }
+	last := map[id]refOut{}
+	var stats []refOut
+	for _, o := range lines {
+		switch o.Type {
+		case "window":
+			o.Revision = 0
+			last[id{fmt.Sprint(o.Key), o.WindowStart}] = o
+		case "stats":
+			stats = append(stats, o)
+		}
+	}
+	at := func(s string) time.Time {
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	var res []refOut
+	for _, o := range last {
+		res = append(res, o)
+	}
+	slices.SortFunc(res, func(a, b refOut) int {
+		if c := at(a.WindowEnd).Compare(at(b.WindowEnd)); c != 0 {
+			return c
+		}
+		if c := at(a.WindowStart).Compare(at(b.WindowStart)); c != 0 {
+			return c
+		}
+		return strings.Compare(fmt.Sprint(a.Key), fmt.Sprint(b.Key))
+	})
+	return append(res, stats...)
+}
