@@ -483,8 +483,12 @@ func TestServeKafkaFlagErrors(t *testing.T) {
 	}
 	defer ln.Close()
 	r := c.run("", "serve", "--http", freePort(t), "--kafka", ln.Addr().String())
-	if r.code != 1 || !strings.Contains(r.stderr, "listen on "+ln.Addr().String()) {
+	if r.code != 1 || !strings.Contains(r.stderr, "listen on "+ln.Addr().String()) || !strings.Contains(r.stderr, "choose another with --kafka") {
 		t.Errorf("Kafka port in use: exit %d, %q", r.code, r.stderr)
+	}
+	r = c.run("", "demo", "--http", ln.Addr().String())
+	if r.code != 1 || !strings.Contains(r.stderr, "address already in use (choose another with --http ADDR; port 0 takes any free one)") {
+		t.Errorf("HTTP port in use: exit %d, %q", r.code, r.stderr)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -125,7 +126,7 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.addr, err)
+		return listenError("--http", o.addr, err)
 	}
 	srv := server.New(l, f, server.Options{Logger: logger, Pyroscope: o.pyroscope, Workers: o.workers, Stdout: os.Stdout})
 	if o.beforeServe != nil {
@@ -146,7 +147,7 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 	kln, err := net.Listen("tcp", o.kafka)
 	if err != nil {
 		ln.Close()
-		return fmt.Errorf("listen on %s: %w", o.kafka, err)
+		return listenError("--kafka", o.kafka, err)
 	}
 	ks := kafka.New(l, kafka.Options{Advertise: o.advertise, AutoCreatePartitions: int32(o.autoCreate), Logger: logger})
 	if o.ready != nil {
@@ -271,4 +272,13 @@ func printAlert(r *pipeline.Result) {
 		state = "FIRING  "
 	}
 	fmt.Printf("%s %s %s\n", time.Now().Format("15:04:05"), state, strings.TrimSpace(line))
+}
+
+// listenError is the error for an address the server cannot listen on; a
+// port in use (another fastflow serve or demo?) says how to choose another.
+func listenError(flag, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen on %s: %w (choose another with %s ADDR; port 0 takes any free one)", addr, err, flag)
+	}
+	return fmt.Errorf("listen on %s: %w", addr, err)
 }
