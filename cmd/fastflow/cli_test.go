@@ -662,7 +662,7 @@ func TestOversizedLines(t *testing.T) {
 	// A key extracted from the line counts too.
 	c.ok("", "topic", "create", "tight", "--partitions", "1", "--max-record-bytes", "30")
 	r = c.run(`{"k":"aaaaaaaaaa","v":1}`+"\n", "produce", "tight", "--key-field", "k")
-	if r.code != 1 || !strings.Contains(r.stderr, "1 lines over") {
+	if r.code != 1 || !strings.Contains(r.stderr, "line 1 is over max_record_bytes (30) of tight: not produced") {
 		t.Fatalf("key+value over the limit: exit %d %q", r.code, r.stderr)
 	}
 }

@@ -145,6 +145,9 @@ func runProduce(ctx context.Context, g *globals, f *produceFlags, partitionSet b
 		return readErr
 	}
 	if lp.tooLarge > 0 {
+		if lp.tooLarge == 1 {
+			return fmt.Errorf("line %d is over max_record_bytes (%d) of %s: not produced", lp.firstTooLarge, lp.max, t.Name())
+		}
 		return fmt.Errorf("%d lines over max_record_bytes (%d) of %s were not produced (first: line %d)", lp.tooLarge, lp.max, t.Name(), lp.firstTooLarge)
 	}
 	return nil
