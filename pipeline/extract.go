@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/cpu"
 
 	"github.com/fastflow/fastflow/agg"
+	"github.com/fastflow/fastflow/internal/jsontext"
 	"github.com/fastflow/fastflow/log"
 )
 
@@ -41,6 +42,9 @@ type extractor struct {
 	parser fastjson.Parser
 	top    []*fastjson.Value // the record's values of plan.top, by index; nil: absent
 	plain  bool              // the record's names are as written (readTop)
+	// shadowBad: a name the pipeline reads is in an object twice, and the
+	// value the last one shadows is not JSON (x.shadow).
+	shadowBad bool
 	visit  bool              // tests: read names through fastjson's Visit and texts through MarshalTo, always
 	ev     agg.Event
 	key    []byte // the group-by values' JSON text as written, NUL-separated (keyCache decodes it)
@@ -66,6 +70,16 @@ func newExtractor(p *plan) *extractor {
 // extract parses rec. On success it returns the event time (unix ms) and
 // fills x.ev and x.key.
 func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
+	t, r, ok := x.extractEvent(rec)
+	if x.shadowBad && (ok || r == reasonMissingTime || r == reasonBadTime) {
+		// A strict parser rejects the whole line, whichever value of the
+		// name it would have kept.
+		return 0, reasonInvalidJSON, false
+	}
+	return t, r, ok
+}
+
+func (x *extractor) extractEvent(rec *log.Record) (int64, reason, bool) {
 	v, err := x.parser.ParseBytes(rec.Value)
 	if err != nil {
 		return 0, reasonInvalidJSON, false
@@ -142,6 +156,7 @@ func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
 // has no backslash, so that its names are as written (x.plain).
 func (x *extractor) readTop(v *fastjson.Value, plain bool) {
 	clear(x.top)
+	x.shadowBad = false
 	if len(x.top) == 0 {
 		return
 	}
@@ -150,6 +165,7 @@ func (x *extractor) readTop(v *fastjson.Value, plain bool) {
 		for _, kv := range (*rawObject)(unsafe.Pointer(v)).kvs {
 			for i, name := range x.p.top {
 				if kv.k == name {
+					x.shadow(x.top[i])
 					x.top[i] = kv.v
 					break
 				}
@@ -161,6 +177,7 @@ func (x *extractor) readTop(v *fastjson.Value, plain bool) {
 	o.Visit(func(k []byte, v *fastjson.Value) {
 		for i, name := range x.p.top {
 			if string(k) == name {
+				x.shadow(x.top[i])
 				x.top[i] = v
 				return
 			}
@@ -175,20 +192,21 @@ func (x *extractor) get(f field) *fastjson.Value {
 		if v == nil {
 			return nil
 		}
-		v = child(v, name, x.plain)
+		v = x.child(v, name)
 	}
 	return v
 }
 
 // child returns the value of name in object v (the last, if v holds it
-// twice), element name of array v, or nil. plain is readTop's.
-func child(v *fastjson.Value, name string, plain bool) *fastjson.Value {
+// twice), element name of array v, or nil.
+func (x *extractor) child(v *fastjson.Value, name string) *fastjson.Value {
 	switch v.Type() {
 	case fastjson.TypeObject:
 		var last *fastjson.Value
-		if plain {
+		if x.plain {
 			for _, kv := range (*rawObject)(unsafe.Pointer(v)).kvs {
 				if kv.k == name {
+					x.shadow(last)
 					last = kv.v
 				}
 			}
@@ -197,6 +215,7 @@ func child(v *fastjson.Value, name string, plain bool) *fastjson.Value {
 		o, _ := v.Object()
 		o.Visit(func(k []byte, v *fastjson.Value) {
 			if string(k) == name {
+				x.shadow(last)
 				last = v
 			}
 		})
@@ -205,6 +224,19 @@ func child(v *fastjson.Value, name string, plain bool) *fastjson.Value {
 		return v.Get(name)
 	}
 	return nil
+}
+
+// shadow checks v, a value the pipeline would read but for a later value
+// of the same name in the object (nil: none), as it checks what it reads
+// (jsontext.ValidValue): a strict parser rejects a record that holds
+// {"v":01,"v":2}, though it would keep the 2. Names repeat rarely; their
+// check costs nothing otherwise.
+func (x *extractor) shadow(v *fastjson.Value) {
+	if v == nil || x.shadowBad {
+		return
+	}
+	x.num = v.MarshalTo(x.num[:0])
+	x.shadowBad = !jsontext.ValidValue(x.num)
 }
 
 // rawObject is the layout of a fastjson.Value holding an object: its

@@ -89,6 +89,11 @@ func TestExtract(t *testing.T) {
 	f(`{"ts":1000,"latency":{"ms":5,"ms":150},"latency":{"ms":50}}`, 1000, 0, true, "null\x00null", 0, 0b1)
 	f(`{"ts":1000,"latency":{"ms":50},"latency":{"ms":5,"ms":150}}`, 1000, 0, true, "null\x00null", 0b10, 0b1)
 	f(`{"ts":1000,"latency":{"ms":50,"m\u0073":150}}`, 1000, 0, true, "null\x00null", 0b10, 0b1)
+	// ... but a value a later one shadows must be JSON, as a strict parser
+	// holds it (objects are not looked into, as the values read are not).
+	f(`{"ts":1000,"latency":{"ms":01,"ms":150}}`, 0, reasonInvalidJSON, false, "", 0, 0)
+	f(`{"ts":1000,"latency":{"ms":NaN,"m\u0073":150}}`, 0, reasonInvalidJSON, false, "", 0, 0)
+	f(`{"ts":1000,"latency":{"ms":NaN},"latency":{"ms":150}}`, 1000, 0, true, "null\x00null", 0b10, 0b1)
 	// A name repeated with a bad value after a good one: the bad one is
 	// read, as a strict parser would.
 	f(`{"ts":1000,"ts":"x"}`, 0, reasonBadTime, false, "", 0, 0)
@@ -403,6 +408,22 @@ func TestStrictWhereRead(t *testing.T) {
 	for _, s := range []string{`"a\tb"`, `"a\u0000"`, `"a\/b"`, `"\uD83D\uDE00"`, `"\ud800"`, "\"caf\xc3\xa9\""} {
 		f(`{"ts":1795341600000,"service":`+s+`}`, 0, true)
 	}
+	// A name the pipeline reads, twice, the value the second shadows not
+	// JSON: a strict parser rejects the record, though it would keep the
+	// second value. With a backslash in the record, names go through
+	// Visit. A name the pipeline does not read is not checked.
+	for _, n := range []string{"01", "NaN", ".5", "+1", `"a\qb"`, "\"a\tb\""} {
+		f(`{"ts":1795341600000,"service":"a","rt":`+n+`,"rt":2}`, reasonInvalidJSON, false)
+		f(`{"ts":1795341600000,"service":"a","limit":`+n+`,"limit":2}`, reasonInvalidJSON, false)
+		f(`{"ts":`+n+`,"ts":1795341600000,"service":"a"}`, reasonInvalidJSON, false)
+		f(`{"ts":`+n+`,"ts":null,"service":"a"}`, reasonInvalidJSON, false) // not missing_time
+		f(`{"ts":"soon","service":"a","rt":`+n+`,"rt":2}`, reasonInvalidJSON, false) // not bad_time
+		f(`{"ts":1795341600000,"service":`+n+`,"service":"a"}`, reasonInvalidJSON, false)
+		f(`{"ts":1795341600000,"s\u0065rvice":`+n+`,"service":"a"}`, reasonInvalidJSON, false)
+		f(`{"ts":1795341600000,"service":"a","x":`+n+`,"x":2}`, 0, true)
+	}
+	f(`{"ts":1795341600000,"service":"a","rt":1,"rt":2,"rt":"x"}`, 0, true)
+
 	// What a strict parser takes but is no event stays what it was.
 	f(`{"service":"a"}`, reasonMissingTime, false)
 	f(`{"ts":"soon","service":"a"}`, reasonBadTime, false)
