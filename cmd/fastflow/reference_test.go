@@ -172,3 +172,99 @@ func finalRevisions(t *testing.T, lines []refOut) []refOut {
 	})
 	return append(res, stats...)
 }
+
+// everyAggYAML is reference.py's every-agg pipeline: every aggregate,
+// where with every operator and each type of literal, nested fields, a
+// group key of two fields, and UNIT for the time field's unit.
+const everyAggYAML = `pipelines:
+  - name: every-agg
+    source: {topic: events, start: earliest}
+    time: {field: meta.t, unit: UNIT, max_out_of_order: 2s, allowed_lateness: 10s}
+    group_by: [region, host.shard]
+    window: {type: tumbling, size: 10s}
+    metrics:
+      - {name: n, agg: count}
+      - {name: big, agg: count, where: 'v >= 100'}
+      - {name: small, agg: count, where: 'v < 1.5'}
+      - {name: not_eu, agg: count, where: 'region != "eu"'}
+      - {name: before_m, agg: count, where: 'region <= "m"'}
+      - {name: flagged, agg: count, where: 'flag == true'}
+      - {name: unflagged, agg: count, where: 'flag != true'}
+      - {name: noted_null, agg: count, where: 'note == null'}
+      - {name: deep, agg: count, where: 'host.load > 0.5'}
+      - {name: total, agg: sum, field: v}
+      - {name: eu_total, agg: sum, field: v, where: 'region == "eu"'}
+      - {name: mean, agg: avg, field: v}
+      - {name: lo, agg: min, field: v}
+      - {name: hi, agg: max, field: v}
+      - {name: p_50, agg: percentile, field: v, q: 0.5}
+      - {name: p_99, agg: percentile, field: v, q: 0.99}
+      - {name: p_1, agg: percentile, field: v, q: 0.01}
+      - {name: p_lat, agg: percentile, field: host.lat, q: 0.999}
+      - {name: share, agg: ratio, of: big, over: n}
+      - {name: flag_share, agg: ratio, of: flagged, over: big}
+      - {name: per_s, agg: rate, of: n}
+    alerts:
+      - {name: many-big, when: 'big >= 3', for: 2, severity: warning}
+      - {name: low-min, when: 'lo < 0', severity: info}
+    sinks:
+      - {type: stdout}
+`
+
+// TestPythonReferenceEveryAgg: on a one-partition topic, `run --until-end`
+// of the every-agg pipeline prints what the Python reference prints, line
+// by line, for each time unit, on events whose times are written in the
+// unit's forms (fractions, exponents, zones) and whose values are of every
+// kind (integers, decimals, negatives, zeros, strings, booleans, null,
+// missing, past float64's range, malformed, a name twice).
+func TestPythonReferenceEveryAgg(t *testing.T) {
+	py := need(t, "python3")
+	dir := t.TempDir()
+	for _, unit := range []string{"ms", "s", "us", "ns", "rfc3339"} {
+		t.Run(unit, func(t *testing.T) {
+			events := filepath.Join(dir, unit+".jsonl")
+			if err := os.WriteFile(events, []byte(pyRef(t, py, "gen.py", "3", "20000", "100", "every-agg", unit)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg := filepath.Join(dir, unit+".yaml")
+			if err := os.WriteFile(cfg, []byte(strings.Replace(everyAggYAML, "UNIT", unit, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c := newCLI(t)
+			c.ok("", "topic", "create", "events", "--partitions", "1")
+			c.ok("", "produce", "events", events)
+			got := parseRunOutput(t, c.ok("", "run", cfg, "--until-end"))
+			want := parseRunOutput(t, pyRef(t, py, "reference.py", "--pipeline", "every-agg", "--unit", unit, "--size", "10000", "one", events))
+			compareOutputs(t, got, want)
+
+			seen := map[string]int{}
+			for _, o := range got {
+				seen[o.Type+"/"+o.Alert+"/"+o.State]++
+				if o.Revision > 0 {
+					seen["revision"]++
+				}
+				if o.Type == "window" && o.Key["host.shard"] == nil {
+					seen["null key"]++
+				}
+				for name, v := range o.Metrics {
+					if v == nil {
+						seen["null "+name]++
+					} else if *v < 0 {
+						seen["negative "+name]++
+					}
+				}
+			}
+			st := got[len(got)-1]
+			for _, k := range []string{"revision", "null key", "alert/many-big/firing", "alert/many-big/resolved",
+				"alert/low-min/firing", "alert/low-min/resolved", "null eu_total", "null flag_share", "null mean",
+				"negative lo", "negative p_1"} {
+				if seen[k] == 0 {
+					t.Errorf("the data did not exercise %q: %v", k, seen)
+				}
+			}
+			if st.LateDropped == 0 || len(st.Rejected) != 4 {
+				t.Errorf("the data did not exercise rejections and late drops: %+v", st)
+			}
+		})
+	}
+}

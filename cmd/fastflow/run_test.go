@@ -363,8 +363,10 @@ func parseRunOutput(t *testing.T, out string) []refOut {
 }
 
 // compareOutputs checks got against the reference: same lines in the
-// same order; counts and exact aggregates equal (floats to 1e-12), the
-// percentile within 0.1% of the exact nearest-rank value.
+// same order; counts and exact aggregates equal (floats to 1e-12), a
+// percentile (p95_response_time, or a name starting p_) within 0.1% of the
+// exact nearest-rank value and not below it; an alert's value as its
+// metric's.
 func compareOutputs(t *testing.T, got, want []refOut) {
 	t.Helper()
 	desc := func(o refOut) string {
@@ -380,28 +382,24 @@ func compareOutputs(t *testing.T, got, want []refOut) {
 		}
 		switch g.Type {
 		case "window":
+			if len(g.Metrics) != len(w.Metrics) {
+				t.Fatalf("line %d (%s): metrics %v, reference %v", i, desc(g), g.Metrics, w.Metrics)
+			}
 			for name, wv := range w.Metrics {
 				gv, ok := g.Metrics[name]
-				if !ok || (gv == nil) != (wv == nil) {
-					t.Fatalf("line %d (%s): %s = %v, want %v", i, desc(g), name, gv, wv)
+				if !ok {
+					t.Fatalf("line %d (%s): no %s", i, desc(g), name)
 				}
-				if wv == nil {
-					continue
-				}
-				tol := 1e-12
-				if name == "p95_response_time" {
-					tol = 0.001
-					if *gv < *wv {
-						t.Fatalf("line %d: p95 %v below the exact %v (HDR reports the bucket's highest value)", i, *gv, *wv)
-					}
-				}
-				if math.Abs(*gv-*wv) > tol*math.Abs(*wv) {
-					t.Fatalf("line %d (%s): %s = %v, reference %v", i, desc(g), name, *gv, *wv)
+				if err := sameValue(name, gv, wv); err != nil {
+					t.Fatalf("line %d (%s): %s: %v", i, desc(g), name, err)
 				}
 			}
 		case "alert":
-			if g.Metric != w.Metric || g.Threshold != w.Threshold || g.Severity != w.Severity || (g.Value == nil) != (w.Value == nil) {
+			if g.Metric != w.Metric || g.Threshold != w.Threshold || g.Severity != w.Severity {
 				t.Fatalf("line %d: alert %+v, want %+v", i, g, w)
+			}
+			if err := sameValue(g.Metric, g.Value, w.Value); err != nil {
+				t.Fatalf("line %d (%s): value: %v", i, desc(g), err)
 			}
 		case "stats":
 			if g.Records != w.Records || g.Events != w.Events || g.LateDropped != w.LateDropped || fmt.Sprint(g.Rejected) != fmt.Sprint(w.Rejected) {
@@ -409,6 +407,35 @@ func compareOutputs(t *testing.T, got, want []refOut) {
 			}
 		}
 	}
+}
+
+// sameValue reports how metric name's value got differs from the
+// reference's want, if it does (compareOutputs).
+func sameValue(name string, got, want *float64) error {
+	if (got == nil) != (want == nil) {
+		return fmt.Errorf("%v, reference %v", fmtValue(got), fmtValue(want))
+	}
+	if want == nil {
+		return nil
+	}
+	tol := 1e-12
+	if name == "p95_response_time" || strings.HasPrefix(name, "p_") {
+		tol = 0.001
+		if *got < *want {
+			return fmt.Errorf("%v below the exact %v (HDR reports the bucket's highest value)", *got, *want)
+		}
+	}
+	if math.Abs(*got-*want) > tol*math.Abs(*want) {
+		return fmt.Errorf("%v, reference %v", *got, *want)
+	}
+	return nil
+}
+
+func fmtValue(v *float64) string {
+	if v == nil {
+		return "null"
+	}
+	return fmt.Sprint(*v)
 }
 
 // writeRunFiles writes lines as an events file and SPEC's pipeline as a

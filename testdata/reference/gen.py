@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Events for reference.py: SPEC's api-health traffic with what breaks pipelines.
 
-    gen.py SEED N [STEP_MS]    # N lines on stdout; event time advances 0..STEP_MS (default 60) a line
+    gen.py SEED N [STEP_MS [every-agg UNIT]]
+        # N lines on stdout; event time advances 0..STEP_MS (default 60) a line;
+        # every-agg: events for reference.py's every-agg pipeline, times in UNIT
 
 Five services from 2026-11-22T10:00:00Z; an error incident (payments, minutes 20-25: 30%
 errors) and a latency incident (search, minutes 40-44: 30x). Besides: events out of order
@@ -18,6 +20,10 @@ seed, n = int(sys.argv[1]), int(sys.argv[2])
 step = int(sys.argv[3]) if len(sys.argv) > 3 else 60
 rnd = random.Random(seed)
 base = 1795341600000  # 2026-11-22T10:00:00Z
+if len(sys.argv) > 4:
+    import every_agg
+    every_agg.generate(rnd, n, step, base, sys.argv[5])
+    sys.exit()
 services = ["payments", "checkout", "auth", "search", "inventory"]
 t = base
 for _ in range(n):

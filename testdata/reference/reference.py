@@ -1,24 +1,30 @@
 #!/usr/bin/env python3
 """An independent reference for `fastflow run --until-end`, written from SPEC.md alone.
 
-It runs SPEC's api-health pipeline (tumbling, hopping or session windows) the
-simplest way there is: record by record, in Python, with exact arithmetic
-(Fraction sums, sort-based nearest-rank percentiles) and nothing shared with
-the Go code. TestPythonReference (cmd/fastflow/reference_test.go) runs it and
-the binary on the same log and compares what they print.
+It runs one of two pipelines the simplest way there is: record by record, in
+Python, with exact arithmetic (Fraction sums, sort-based nearest-rank
+percentiles) and nothing shared with the Go code. TestPythonReference and
+TestPythonReferenceEveryAgg (cmd/fastflow/reference_test.go) run it and the
+binary on the same log and compare what they print.
 
-    reference.py [--window tumbling|hopping|session] [--size MS] [--advance MS] [--gap MS]
+    reference.py [--pipeline api-health|every-agg] [--unit ms|s|us|ns|rfc3339]
+                 [--window tumbling|hopping|session] [--size MS] [--advance MS] [--gap MS]
                  one FILE      # FILE: one record per line, as `fastflow produce` takes them;
                                # the log holds them in one partition, in this order:
                                # every line `run` prints (windows, revisions, alerts, stats)
-    reference.py [window flags] final FILE
+    reference.py [flags] final FILE
                                # FILE: `fastflow consume` output of a topic of any number
                                # of partitions: each window's final result (tumbling, hopping)
 
+The pipelines are PIPELINES below: SPEC's api-health example, and every-agg, which
+has every aggregate, `where` with every operator and literal type, nested fields, a
+two-field group key and a time unit of choice (cmd/fastflow/reference_test.go holds
+their YAML).
+
 Semantics, from SPEC ("Semantics of time, windows and results"):
 - a record that is not JSON (Python's json without NaN/Infinity) is invalid_json, one that
-  is not an object not_object; a time field absent or null is missing_time, one that is not
-  a number bad_time; a number of ms is floored to the millisecond;
+  is not an object not_object; a time field absent or null is missing_time, one of the
+  wrong type or format bad_time; event times are floored to the millisecond;
 - watermark_p = max event time seen in partition p - max_out_of_order; a record is accepted
   into window w unless watermark_p >= w.end + allowed_lateness; refused by all: late_dropped;
 - one partition: a window is emitted once the watermark reaches its end, windows closed
@@ -27,6 +33,11 @@ Semantics, from SPEC ("Semantics of time, windows and results"):
 - sessions (Flink's): an event opens [t, t+gap); sessions that meet merge; the merged
   session is late only if past its end + allowed_lateness; a merge of an emitted session
   is emitted with the largest revision + 1;
+- metrics: count counts the events `where` holds for; sum, avg, min, max and percentile use
+  the field's number (float64) and skip events without one; sums and means exact, rounded
+  once; percentile the nearest rank (the ceil(q*N)-th value); ratio of/over (null when
+  over is 0); rate of per second of window; no value: null;
+- `where`: a missing field, or one of another type than the literal, makes it false;
 - alerts, per key and rule, on each emitted result: firing once `for` consecutive windows
   of the key (by start; a revision replaces its window's verdict) meet the condition,
   resolved on the first that does not; only transitions;
@@ -38,106 +49,232 @@ import argparse
 import datetime
 import json
 import math
+import operator
 import sys
 from fractions import Fraction
 
-PIPELINE = "api-health"
-OOO, LATENESS = 5000, 60000  # time: {max_out_of_order: 5s, allowed_lateness: 1m}
-ALERTS = [  # name, metric, threshold, for, severity (SPEC's example: `>`)
-    ("high-error-rate", "error_rate", 0.05, 2, "critical"),
-    ("slow-p95", "p95_response_time", 2000, 1, "warning"),
-]
-NO_WATERMARK = None
+OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 YEAR_0, YEAR_9999 = -62167219200000, 253402300799999  # 0000-01-01 .. 9999-12-31T23:59:59.999Z
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+MISSING = object()
+
+# A metric: (name, agg, field or (of, over), where or None, q). A where: (field, op, literal).
+# An alert: (name, metric, op, threshold, for, severity).
+PIPELINES = {
+    "api-health": {
+        "time": "ts", "unit": "ms", "ooo": 5000, "lateness": 60000, "group_by": ["service"],
+        "metrics": [
+            ("request_count", "count", None, None, None),
+            ("error_count", "count", None, ("status", "==", "error"), None),
+            ("error_rate", "ratio", ("error_count", "request_count"), None, None),
+            ("avg_response_time", "avg", "response_time", None, None),
+            ("max_response_time", "max", "response_time", None, None),
+            ("p95_response_time", "percentile", "response_time", None, 0.95),
+            ("throughput", "rate", ("request_count", None), None, None),
+        ],
+        "alerts": [
+            ("high-error-rate", "error_rate", ">", 0.05, 2, "critical"),
+            ("slow-p95", "p95_response_time", ">", 2000, 1, "warning"),
+        ],
+    },
+    "every-agg": {
+        "time": "meta.t", "unit": "ms", "ooo": 2000, "lateness": 10000, "group_by": ["region", "host.shard"],
+        "metrics": [
+            ("n", "count", None, None, None),
+            ("big", "count", None, ("v", ">=", 100), None),
+            ("small", "count", None, ("v", "<", 1.5), None),
+            ("not_eu", "count", None, ("region", "!=", "eu"), None),
+            ("before_m", "count", None, ("region", "<=", "m"), None),
+            ("flagged", "count", None, ("flag", "==", True), None),
+            ("unflagged", "count", None, ("flag", "!=", True), None),
+            ("noted_null", "count", None, ("note", "==", None), None),
+            ("deep", "count", None, ("host.load", ">", 0.5), None),
+            ("total", "sum", "v", None, None),
+            ("eu_total", "sum", "v", ("region", "==", "eu"), None),
+            ("mean", "avg", "v", None, None),
+            ("lo", "min", "v", None, None),
+            ("hi", "max", "v", None, None),
+            ("p_50", "percentile", "v", None, 0.5),
+            ("p_99", "percentile", "v", None, 0.99),
+            ("p_1", "percentile", "v", None, 0.01),
+            ("p_lat", "percentile", "host.lat", None, 0.999),
+            ("share", "ratio", ("big", "n"), None, None),
+            ("flag_share", "ratio", ("flagged", "big"), None, None),
+            ("per_s", "rate", ("n", None), None, None),
+        ],
+        "alerts": [
+            ("many-big", "big", ">=", 3, 2, "warning"),
+            ("low-min", "lo", "<", 0, 1, "info"),
+        ],
+    },
+}
 
 
 def rfc3339(ms):
     """Go's time.RFC3339Nano in UTC: the fraction without trailing zeros."""
-    d = datetime.datetime.fromtimestamp(ms // 1000, tz=datetime.timezone.utc)
+    d = EPOCH + datetime.timedelta(milliseconds=ms)
     s = d.strftime("%Y-%m-%dT%H:%M:%S")
     if ms % 1000:
         s += ("." + "%03d" % (ms % 1000)).rstrip("0")
     return s + "Z"
 
 
+class Num(float):
+    """A JSON number with a fraction or an exponent: its float64 and its text."""
+
+    def __new__(cls, text):
+        n = float.__new__(cls, text)
+        n.text = text
+        return n
+
+
 def reject_constant(c):
     raise ValueError("not JSON: " + c)
 
 
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def get(ev, path):
+    for name in path.split("."):
+        if not isinstance(ev, dict) or name not in ev:
+            return MISSING
+        ev = ev[name]
+    return ev
+
+
+def event_time(v, unit):
+    """(ms, None) or (None, the reason the time is rejected)."""
+    if v is MISSING or v is None:
+        return None, "missing_time"
+    if unit == "rfc3339":
+        if not isinstance(v, str):
+            return None, "bad_time"
+        try:
+            d = datetime.datetime.fromisoformat(v)
+        except ValueError:
+            return None, "bad_time"
+        if d.tzinfo is None or len(v) < 20 or v[10] != "T":  # RFC 3339 wants a zone and a T
+            return None, "bad_time"
+        t = (d - EPOCH) // datetime.timedelta(milliseconds=1)
+    else:
+        if not is_number(v):
+            return None, "bad_time"
+        exact = Fraction(v.text) if isinstance(v, Num) else Fraction(v)
+        t = math.floor(exact * {"ms": 1, "s": 1000, "us": Fraction(1, 1000), "ns": Fraction(1, 1000000)}[unit])
+    if not YEAR_0 <= t <= YEAR_9999:
+        return None, "bad_time"
+    return t, None
+
+
+def key_text(v):
+    """A group-by value's text, as the key's JSON and as the order of keys."""
+    if v is MISSING:
+        v = None
+    if isinstance(v, Num) and math.isfinite(v) and v == int(v) and abs(v) < 1e21:
+        return str(int(v))  # encoding/json writes 1.0 as 1
+    return json.dumps(v, separators=(",", ":"))
+
+
+def as_float(v):
+    """A JSON number's float64: past its range, an infinity."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.copysign(math.inf, v)
+
+
+def holds(ev, where):
+    """A where: the field's value and the literal compared, if both are of one type."""
+    field, op, lit = where
+    v = get(ev, field)
+    if lit is None:
+        same_type = v is None
+    elif isinstance(lit, bool):
+        same_type = isinstance(v, bool)
+    elif isinstance(lit, str):
+        same_type = isinstance(v, str)
+    else:
+        same_type, v = is_number(v), as_float(v) if is_number(v) else v
+    return same_type and OPS[op](v, lit)
+
+
 class Event:
-    __slots__ = ("t", "key", "error", "value")
+    __slots__ = ("t", "key", "text", "doc")
 
 
-def event(line, stats):
+def event(line, p, stats):
     """The event a record holds, or None after counting why it is rejected."""
     stats["records"] += 1
     rejected = stats["rejected"]
     try:
-        ev = json.loads(line, parse_constant=reject_constant)
+        doc = json.loads(line, parse_constant=reject_constant, parse_float=Num)
     except ValueError:
         rejected["invalid_json"] = rejected.get("invalid_json", 0) + 1
         return None
-    reason = None
-    if not isinstance(ev, dict):
-        reason = "not_object"
-    elif ev.get("ts") is None:
-        reason = "missing_time"
-    elif isinstance(ev["ts"], bool) or not isinstance(ev["ts"], (int, float)):
-        reason = "bad_time"
+    if not isinstance(doc, dict):
+        rejected["not_object"] = rejected.get("not_object", 0) + 1
+        return None
+    t, reason = event_time(get(doc, p["time"]), p["unit"])
     if reason:
         rejected[reason] = rejected.get(reason, 0) + 1
         return None
-    ts = ev["ts"]
-    t = ts if isinstance(ts, int) else math.floor(Fraction(repr(ts))) if math.isfinite(ts) else None
-    if t is None or not YEAR_0 <= t <= YEAR_9999:  # outside what RFC 3339 writes
-        rejected["bad_time"] = rejected.get("bad_time", 0) + 1
-        return None
     stats["events"] += 1
     e = Event()
-    e.t = t
-    e.key = ev.get("service")
-    e.error = ev.get("status") == "error"
-    v = ev.get("response_time")
-    e.value = v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+    e.t, e.doc = t, doc
+    texts = [key_text(get(doc, f)) for f in p["group_by"]]
+    e.text = "\0".join(texts)
+    e.key = {f: json.loads(s) for f, s in zip(p["group_by"], texts)}
     return e
 
 
 class Window:
-    def __init__(self, key, start, end):
-        self.key, self.start, self.end = key, start, end
-        self.count, self.errors, self.values = 0, 0, []
+    def __init__(self, e, start, end):
+        self.key, self.text, self.start, self.end = e.key, e.text, start, end
+        self.docs = []
         self.revision = -1  # the last revision emitted
         self.emitted = False
 
-    def add(self, e):
-        self.count += 1
-        self.errors += e.error
-        if e.value is not None:
-            self.values.append(e.value)
-
     def absorb(self, o):
-        self.count += o.count
-        self.errors += o.errors
-        self.values += o.values
+        self.docs += o.docs
         self.revision = max(self.revision, o.revision)
 
-    def metrics(self):
-        m = {"request_count": self.count, "error_count": self.errors,
-             "error_rate": self.errors / self.count if self.count else None}
-        if self.values:
-            m["avg_response_time"] = float(sum(map(Fraction, self.values)) / len(self.values))
-            m["max_response_time"] = max(self.values)
-            s = sorted(self.values)
-            m["p95_response_time"] = s[math.ceil(0.95 * len(s)) - 1]
-        else:
-            m["avg_response_time"] = m["max_response_time"] = m["p95_response_time"] = None
-        m["throughput"] = self.count / ((self.end - self.start) / 1000)
+    def metrics(self, p):
+        m = {}
+        for name, agg, field, where, q in p["metrics"]:
+            docs = [d for d in self.docs if where is None or holds(d, where)]
+            if agg == "count":
+                m[name] = len(docs)
+                continue
+            if agg == "ratio":
+                of, over = field
+                m[name] = m[of] / m[over] if m[over] else None
+                continue
+            if agg == "rate":
+                m[name] = m[field[0]] / ((self.end - self.start) / 1000)
+                continue
+            vs = [as_float(v) for v in (get(d, field) for d in docs) if is_number(v)]
+            vs = [v for v in vs if math.isfinite(v)]  # past float64's range: not a number
+            if not vs:
+                m[name] = None
+            elif agg == "sum":
+                s = float(sum(map(Fraction, vs)))
+                m[name] = s if math.isfinite(s) else None
+            elif agg == "avg":
+                m[name] = float(sum(map(Fraction, vs)) / len(vs))
+            elif agg == "min":
+                m[name] = min(vs)
+            elif agg == "max":
+                m[name] = max(vs)
+            elif agg == "percentile":
+                m[name] = sorted(vs)[math.ceil(q * len(vs)) - 1]
         return m
 
-    def line(self):
-        return {"type": "window", "pipeline": PIPELINE, "key": {"service": self.key},
+    def line(self, name, p):
+        return {"type": "window", "pipeline": name, "key": self.key,
                 "window_start": rfc3339(self.start), "window_end": rfc3339(self.end),
-                "revision": self.revision, "metrics": self.metrics()}
+                "revision": self.revision, "metrics": self.metrics(p)}
 
 
 def starts(t, size, advance):
@@ -147,53 +284,60 @@ def starts(t, size, advance):
 
 
 class Alerts:
-    def __init__(self):
+    def __init__(self, name, p):
+        self.name, self.rules = name, p["alerts"]
         self.met = {}  # (key, rule) -> {window start: condition met}
         self.firing = {}
 
     def evaluate(self, w, m, out):
-        for name, metric, threshold, n, severity in ALERTS:
+        for rule, metric, op, threshold, n, severity in self.rules:
             v = m[metric]
-            verdicts = self.met.setdefault((w.key, name), {})
-            verdicts[w.start] = v is not None and v > threshold
+            verdicts = self.met.setdefault((w.text, rule), {})
+            verdicts[w.start] = v is not None and OPS[op](v, threshold)
             last = [verdicts[s] for s in sorted(verdicts)[-n:]]
             firing = len(last) == n and all(last)
-            if firing != self.firing.get((w.key, name), False):
-                self.firing[(w.key, name)] = firing
-                out.append({"type": "alert", "pipeline": PIPELINE, "alert": name, "severity": severity,
-                            "state": "firing" if firing else "resolved", "key": {"service": w.key},
+            if firing != self.firing.get((w.text, rule), False):
+                self.firing[(w.text, rule)] = firing
+                out.append({"type": "alert", "pipeline": self.name, "alert": rule, "severity": severity,
+                            "state": "firing" if firing else "resolved", "key": w.key,
                             "window_start": rfc3339(w.start), "window_end": rfc3339(w.end),
                             "metric": metric, "value": v, "threshold": threshold})
 
 
 def order(w):
-    return (w.end, w.start, json.dumps(w.key))
+    return (w.end, w.start, w.text)
 
 
-def one_partition(lines, args):
-    stats = {"type": "stats", "pipeline": PIPELINE, "records": 0, "events": 0, "rejected": {}, "late_dropped": 0}
-    out, alerts = [], Alerts()
-    windows = {}  # (key, start) -> Window; sessions: key -> [Window]
-    max_t, wm = None, NO_WATERMARK
+def new_stats(name):
+    return {"type": "stats", "pipeline": name, "records": 0, "events": 0, "rejected": {}, "late_dropped": 0}
+
+
+def one_partition(lines, name, p, args):
+    stats = new_stats(name)
+    out, alerts = [], Alerts(name, p)
+    windows = {}  # (key text, start) -> Window; sessions: key text -> [Window]
+    wm = None
 
     def emit(w):
         w.emitted, w.revision = True, w.revision + 1
-        line = w.line()
+        line = w.line(name, p)
         out.append(line)
         alerts.evaluate(w, line["metrics"], out)
 
     def late(end):
-        return wm is not None and wm >= end + LATENESS
+        return wm is not None and wm >= end + p["lateness"]
+
+    def live():
+        return [w for ws in windows.values() for w in ws] if args.window == "session" else list(windows.values())
 
     for line in lines:
-        e = event(line, stats)
+        e = event(line, p, stats)
         if e is None:
             continue
-        if max_t is None or e.t > max_t:
-            max_t, wm = e.t, e.t - OOO
+        wm = e.t - p["ooo"] if wm is None else max(wm, e.t - p["ooo"])
         accepted = False
         if args.window == "session":
-            sessions = windows.setdefault(e.key, [])
+            sessions = windows.setdefault(e.text, [])
             start, end, merged = e.t, e.t + args.gap, []
             grew = True
             while grew:
@@ -204,27 +348,26 @@ def one_partition(lines, args):
                         start, end, grew = min(start, s.start), max(end, s.end), True
             if not late(end):
                 accepted = True
-                n = Window(e.key, start, end)
+                n = Window(e, start, end)
                 for s in merged:
                     sessions.remove(s)
                     n.absorb(s)
-                n.add(e)
+                n.docs.append(e.doc)
                 sessions.append(n)
         else:
             for s in starts(e.t, args.size, args.advance):
                 if late(s + args.size):
                     continue
                 accepted = True
-                w = windows.get((e.key, s))
+                w = windows.get((e.text, s))
                 if w is None:
-                    w = windows[(e.key, s)] = Window(e.key, s, s + args.size)
-                w.add(e)
+                    w = windows[(e.text, s)] = Window(e, s, s + args.size)
+                w.docs.append(e.doc)
                 if w.emitted:
                     emit(w)
         if not accepted:
             stats["late_dropped"] += 1
-        live = [w for ws in windows.values() for w in ws] if args.window == "session" else list(windows.values())
-        for w in sorted((w for w in live if not w.emitted and wm >= w.end), key=order):
+        for w in sorted((w for w in live() if not w.emitted and wm >= w.end), key=order):
             emit(w)
         if args.window == "session":
             for ws in windows.values():
@@ -232,49 +375,50 @@ def one_partition(lines, args):
         else:
             for k in [k for k, w in windows.items() if late(w.end)]:
                 del windows[k]
-    live = [w for ws in windows.values() for w in ws] if args.window == "session" else list(windows.values())
-    for w in sorted((w for w in live if not w.emitted), key=order):
+    for w in sorted((w for w in live() if not w.emitted), key=order):
         emit(w)
     return out + [stats]
 
 
-def final(consumed, args):
+def final(consumed, name, p, args):
     if args.window == "session":
         sys.exit("reference.py: final takes tumbling or hopping windows")
-    stats = {"type": "stats", "pipeline": PIPELINE, "records": 0, "events": 0, "rejected": {}, "late_dropped": 0}
+    stats = new_stats(name)
     partitions = {}
     for line in consumed:
         r = json.loads(line)
         v = r["value"]
         partitions.setdefault(r["partition"], []).append(v if isinstance(v, str) else json.dumps(v))
     windows = {}
-    for p in sorted(partitions):
+    for part in sorted(partitions):
         wm = None
-        for line in partitions[p]:
-            e = event(line, stats)
+        for line in partitions[part]:
+            e = event(line, p, stats)
             if e is None:
                 continue
-            wm = e.t - OOO if wm is None else max(wm, e.t - OOO)
+            wm = e.t - p["ooo"] if wm is None else max(wm, e.t - p["ooo"])
             accepted = False
             for s in starts(e.t, args.size, args.advance):
-                if wm >= s + args.size + LATENESS:
+                if wm >= s + args.size + p["lateness"]:
                     continue
                 accepted = True
-                w = windows.get((e.key, s))
+                w = windows.get((e.text, s))
                 if w is None:
-                    w = windows[(e.key, s)] = Window(e.key, s, s + args.size)
-                w.add(e)
+                    w = windows[(e.text, s)] = Window(e, s, s + args.size)
+                w.docs.append(e.doc)
             if not accepted:
                 stats["late_dropped"] += 1
     out = []
     for w in sorted(windows.values(), key=order):
         w.revision = 0
-        out.append(w.line())
+        out.append(w.line(name, p))
     return out + [stats]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pipeline", choices=sorted(PIPELINES), default="api-health")
+    ap.add_argument("--unit", choices=["ms", "s", "us", "ns", "rfc3339"], help="the time field's unit")
     ap.add_argument("--window", choices=["tumbling", "hopping", "session"], default="tumbling")
     ap.add_argument("--size", type=int, default=60000, help="window size, ms")
     ap.add_argument("--advance", type=int, help="hopping advance, ms (default: the size)")
@@ -283,10 +427,13 @@ def main():
     ap.add_argument("file")
     args = ap.parse_args()
     args.advance = args.advance or args.size
+    p = dict(PIPELINES[args.pipeline])
+    if args.unit:
+        p["unit"] = args.unit
     with open(args.file) as f:
         lines = [l.rstrip("\n") for l in f if l.strip()]
-    out = one_partition(lines, args) if args.mode == "one" else final(lines, args)
-    for o in out:
+    run = one_partition if args.mode == "one" else final
+    for o in run(lines, args.pipeline, p, args):
         print(json.dumps(o, separators=(",", ":")))
 
 
