@@ -45,11 +45,11 @@ type extractor struct {
 	// shadowBad: a name the pipeline reads is in an object twice, and the
 	// value the last one shadows is not JSON (x.shadow).
 	shadowBad bool
-	visit  bool              // tests: read names through fastjson's Visit and texts through MarshalTo, always
-	ev     agg.Event
-	key    []byte // the group-by values' JSON text as written, NUL-separated (keyCache decodes it)
-	num    []byte // scratch for a number's text
-	_      cpu.CacheLinePad
+	visit     bool // tests: read names through fastjson's Visit and texts through MarshalTo, always
+	ev        agg.Event
+	key       []byte // the group-by values' JSON text as written, NUL-separated (keyCache decodes it)
+	num       []byte // scratch for a number's text
+	_         cpu.CacheLinePad
 }
 
 // cacheLine is the CPU's cache line size. What a worker writes per event

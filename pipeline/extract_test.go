@@ -416,7 +416,7 @@ func TestStrictWhereRead(t *testing.T) {
 		f(`{"ts":1795341600000,"service":"a","rt":`+n+`,"rt":2}`, reasonInvalidJSON, false)
 		f(`{"ts":1795341600000,"service":"a","limit":`+n+`,"limit":2}`, reasonInvalidJSON, false)
 		f(`{"ts":`+n+`,"ts":1795341600000,"service":"a"}`, reasonInvalidJSON, false)
-		f(`{"ts":`+n+`,"ts":null,"service":"a"}`, reasonInvalidJSON, false) // not missing_time
+		f(`{"ts":`+n+`,"ts":null,"service":"a"}`, reasonInvalidJSON, false)          // not missing_time
 		f(`{"ts":"soon","service":"a","rt":`+n+`,"rt":2}`, reasonInvalidJSON, false) // not bad_time
 		f(`{"ts":1795341600000,"service":`+n+`,"service":"a"}`, reasonInvalidJSON, false)
 		f(`{"ts":1795341600000,"s\u0065rvice":`+n+`,"service":"a"}`, reasonInvalidJSON, false)
