@@ -95,35 +95,52 @@ func TestPythonReference(t *testing.T) {
 	}
 }
 
-// TestPythonReferenceFinalResults: over 3 and 6 partitions, keyed by the
-// group key or not, each tumbling and hopping window's last revision holds
-// what the reference computes from `fastflow consume`'s records: the
-// events each partition's own watermark accepted, merged per key.
+// TestPythonReferenceFinalResults: over 3 and 6 partitions, keyed by a
+// group-by field or not, each tumbling and hopping window's last revision
+// holds what the reference computes from `fastflow consume`'s records: the
+// events each partition's own watermark accepted, merged per key. For the
+// api-health pipeline and the every-agg one (times in us).
 func TestPythonReferenceFinalResults(t *testing.T) {
 	py := need(t, "python3")
 	dir := t.TempDir()
-	events := filepath.Join(dir, "events.jsonl")
-	if err := os.WriteFile(events, []byte(pyRef(t, py, "gen.py", "2", "40000", "60")), 0o644); err != nil {
+	apiEvents := filepath.Join(dir, "api.jsonl")
+	if err := os.WriteFile(apiEvents, []byte(pyRef(t, py, "gen.py", "2", "40000", "60")), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	everyEvents, everyCfg := filepath.Join(dir, "every.jsonl"), filepath.Join(dir, "every.yaml")
+	if err := os.WriteFile(everyEvents, []byte(pyRef(t, py, "gen.py", "4", "20000", "100", "every-agg", "us")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(everyCfg, []byte(strings.Replace(everyAggYAML, "UNIT", "us", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type finalCase struct {
+		name, events, cfg, keyField string
+		refArgs                     []string
+	}
+	var cases []finalCase
 	for _, w := range pyRefWindows[:2] {
-		cfg := w.config(t, dir)
+		cases = append(cases, finalCase{"api-health-" + w.name, apiEvents, w.config(t, dir), "service", w.args})
+	}
+	cases = append(cases, finalCase{"every-agg", everyEvents, everyCfg, "region",
+		[]string{"--pipeline", "every-agg", "--unit", "us", "--size", "10000"}})
+	for _, fc := range cases {
 		for _, parts := range []string{"3", "6"} {
 			for _, keyed := range []bool{false, true} {
-				t.Run(fmt.Sprintf("%s/%s-partitions/keyed=%v", w.name, parts, keyed), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/%s-partitions/keyed=%v", fc.name, parts, keyed), func(t *testing.T) {
 					c := newCLI(t)
 					c.ok("", "topic", "create", "events", "--partitions", parts)
-					produce := []string{"produce", "events", events}
+					produce := []string{"produce", "events", fc.events}
 					if keyed {
-						produce = append(produce, "--key-field", "service")
+						produce = append(produce, "--key-field", fc.keyField)
 					}
 					c.ok("", produce...)
 					consumed := filepath.Join(t.TempDir(), "consumed.jsonl")
 					if err := os.WriteFile(consumed, []byte(c.ok("", "consume", "events")), 0o644); err != nil {
 						t.Fatal(err)
 					}
-					got := finalRevisions(t, parseRunOutput(t, c.ok("", "run", cfg, "--until-end")))
-					want := finalRevisions(t, parseRunOutput(t, pyRef(t, py, "reference.py", append(w.args, "final", consumed)...)))
+					got := finalRevisions(t, parseRunOutput(t, c.ok("", "run", fc.cfg, "--until-end")))
+					want := finalRevisions(t, parseRunOutput(t, pyRef(t, py, "reference.py", append(fc.refArgs, "final", consumed)...)))
 					compareOutputs(t, got, want)
 					if st := got[len(got)-1]; st.LateDropped == 0 {
 						t.Fatalf("no event was dropped as too late: %+v", st)
