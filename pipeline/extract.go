@@ -165,7 +165,9 @@ func (x *extractor) readTop(v *fastjson.Value, plain bool) {
 		for _, kv := range (*rawObject)(unsafe.Pointer(v)).kvs {
 			for i, name := range x.p.top {
 				if kv.k == name {
-					x.shadow(x.top[i])
+					if x.top[i] != nil {
+						x.shadow(x.top[i])
+					}
 					x.top[i] = kv.v
 					break
 				}
@@ -177,7 +179,9 @@ func (x *extractor) readTop(v *fastjson.Value, plain bool) {
 	o.Visit(func(k []byte, v *fastjson.Value) {
 		for i, name := range x.p.top {
 			if string(k) == name {
-				x.shadow(x.top[i])
+				if x.top[i] != nil {
+					x.shadow(x.top[i])
+				}
 				x.top[i] = v
 				return
 			}
@@ -206,7 +210,9 @@ func (x *extractor) child(v *fastjson.Value, name string) *fastjson.Value {
 		if x.plain {
 			for _, kv := range (*rawObject)(unsafe.Pointer(v)).kvs {
 				if kv.k == name {
-					x.shadow(last)
+					if last != nil {
+						x.shadow(last)
+					}
 					last = kv.v
 				}
 			}
@@ -215,7 +221,9 @@ func (x *extractor) child(v *fastjson.Value, name string) *fastjson.Value {
 		o, _ := v.Object()
 		o.Visit(func(k []byte, v *fastjson.Value) {
 			if string(k) == name {
-				x.shadow(last)
+				if last != nil {
+					x.shadow(last)
+				}
 				last = v
 			}
 		})
@@ -227,12 +235,12 @@ func (x *extractor) child(v *fastjson.Value, name string) *fastjson.Value {
 }
 
 // shadow checks v, a value the pipeline would read but for a later value
-// of the same name in the object (nil: none), as it checks what it reads
+// of the same name in the object, as it checks what it reads
 // (jsontext.ValidValue): a strict parser rejects a record that holds
-// {"v":01,"v":2}, though it would keep the 2. Names repeat rarely; their
-// check costs nothing otherwise.
+// {"v":01,"v":2}, though it would keep the 2. Names repeat rarely: the
+// callers test for a value already found before they call it.
 func (x *extractor) shadow(v *fastjson.Value) {
-	if v == nil || x.shadowBad {
+	if x.shadowBad {
 		return
 	}
 	x.num = v.MarshalTo(x.num[:0])
