@@ -63,6 +63,7 @@ func TestPythonReference(t *testing.T) {
 	dir := t.TempDir()
 	for _, w := range pyRefWindows {
 		t.Run(w.name, func(t *testing.T) {
+			t.Parallel()              // each its own data directory and files: two at a time on two CPUs
 			n, step := "40000", "150" // ~50 minutes: both incidents
 			if w.name == "session" {
 				n, step = "8000", "12000" // sparse enough for sessions to end
@@ -128,6 +129,7 @@ func TestPythonReferenceFinalResults(t *testing.T) {
 		for _, parts := range []string{"3", "6"} {
 			for _, keyed := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/%s-partitions/keyed=%v", fc.name, parts, keyed), func(t *testing.T) {
+					t.Parallel()
 					c := newCLI(t)
 					c.ok("", "topic", "create", "events", "--partitions", parts)
 					produce := []string{"produce", "events", fc.events}
@@ -239,6 +241,7 @@ func TestPythonReferenceEveryAgg(t *testing.T) {
 	dir := t.TempDir()
 	for _, unit := range []string{"ms", "s", "us", "ns", "rfc3339"} {
 		t.Run(unit, func(t *testing.T) {
+			t.Parallel()
 			events := filepath.Join(dir, unit+".jsonl")
 			if err := os.WriteFile(events, []byte(pyRef(t, py, "gen.py", "3", "20000", "100", "every-agg", unit)), 0o644); err != nil {
 				t.Fatal(err)
