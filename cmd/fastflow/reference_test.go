@@ -63,7 +63,9 @@ func TestPythonReference(t *testing.T) {
 	dir := t.TempDir()
 	for _, w := range pyRefWindows {
 		t.Run(w.name, func(t *testing.T) {
-			t.Parallel()              // each its own data directory and files: two at a time on two CPUs
+			// Each subtest has its own data directory and files: two at a
+			// time on two CPUs.
+			t.Parallel()
 			n, step := "40000", "150" // ~50 minutes: both incidents
 			if w.name == "session" {
 				n, step = "8000", "12000" // sparse enough for sessions to end
