@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,10 +20,13 @@ import (
 
 var pyRefDir = filepath.Join("..", "..", "testdata", "reference")
 
-// pyRef runs one of the reference's scripts and returns its output.
+// pyRef runs one of the reference's scripts, for 5 minutes at most, and
+// returns its output.
 func pyRef(t *testing.T, py, script string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(py, append([]string{filepath.Join(pyRefDir, script)}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, append([]string{filepath.Join(pyRefDir, script)}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
