@@ -291,6 +291,21 @@ def starts(t, size, advance):
     return [s for s in range(first, t + 1, advance) if s <= t < s + size]
 
 
+def add_to_windows(windows, e, args, late):
+    """Adds event e to each tumbling or hopping window of its key that holds it and that
+    late(window end) does not refuse, opening those it is the first of; returns them."""
+    added = []
+    for s in starts(e.t, args.size, args.advance):
+        if late(s + args.size):
+            continue
+        w = windows.get((e.text, s))
+        if w is None:
+            w = windows[(e.text, s)] = Window(e, s, s + args.size)
+        w.docs.append(e.doc)
+        added.append(w)
+    return added
+
+
 class Alerts:
     def __init__(self, name, p):
         self.name, self.rules = name, p["alerts"]
@@ -363,14 +378,8 @@ def one_partition(lines, name, p, args):
                 n.docs.append(e.doc)
                 sessions.append(n)
         else:
-            for s in starts(e.t, args.size, args.advance):
-                if late(s + args.size):
-                    continue
+            for w in add_to_windows(windows, e, args, late):
                 accepted = True
-                w = windows.get((e.text, s))
-                if w is None:
-                    w = windows[(e.text, s)] = Window(e, s, s + args.size)
-                w.docs.append(e.doc)
                 if w.emitted:
                     emit(w)
         if not accepted:
@@ -422,16 +431,7 @@ def final(consumed, name, p, args):
             if e is None:
                 continue
             wm = e.t - p["ooo"] if wm is None else max(wm, e.t - p["ooo"])
-            accepted = False
-            for s in starts(e.t, args.size, args.advance):
-                if wm >= s + args.size + p["lateness"]:
-                    continue
-                accepted = True
-                w = windows.get((e.text, s))
-                if w is None:
-                    w = windows[(e.text, s)] = Window(e, s, s + args.size)
-                w.docs.append(e.doc)
-            if not accepted:
+            if not add_to_windows(windows, e, args, lambda end: wm >= end + p["lateness"]):
                 stats["late_dropped"] += 1
     out = []
     for w in sorted(windows.values(), key=order):
