@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -490,6 +492,58 @@ func TestServeKafkaFlagErrors(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "address already in use (choose another with --http ADDR; port 0 takes any free one)") {
 		t.Errorf("HTTP port in use: exit %d, %q", r.code, r.stderr)
 	}
+}
+
+// TestServeAnnouncesAddresses: serve says on stderr where it listens, so
+// that ports the system chooses (127.0.0.1:0) can be found: the HTTP URL
+// answers /healthz and the Kafka address takes connections.
+func TestServeAnnouncesAddresses(t *testing.T) {
+	c := newCLI(t)
+	cmd := c.cmd(context.Background(), "serve", "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "fastflow serve: listening on ") {
+				line <- sc.Text()
+			}
+		}
+		close(line)
+	}()
+	var got string
+	select {
+	case got = <-line:
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not say where it listens within 30 s")
+	}
+	m := regexp.MustCompile(`^fastflow serve: listening on (http://127\.0\.0\.1:\d+/), Kafka protocol on (127\.0\.0\.1:\d+)$`).FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("stderr line %q", got)
+	}
+	resp, err := http.Get(m[1] + "healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%shealthz: %s", m[1], resp.Status)
+	}
+	conn, err := net.DialTimeout("tcp", m[2], 5*time.Second)
+	if err != nil {
+		t.Fatalf("Kafka address %s: %v", m[2], err)
+	}
+	conn.Close()
 }
 
 // TestDemoServesKafka: demo --kafka serves the Kafka protocol as serve

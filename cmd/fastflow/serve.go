@@ -140,7 +140,7 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 		if o.ready != nil {
 			o.ready(url)
 		} else {
-			logger.Info("serving", "url", url)
+			announce(url, "")
 		}
 		return srv.Serve(ctx, ln)
 	}
@@ -153,7 +153,7 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 	if o.ready != nil {
 		o.ready(url)
 	} else {
-		logger.Info("serving", "url", url, "kafka", kln.Addr().String())
+		announce(url, kln.Addr().String())
 	}
 	// The HTTP server owns the shutdown sequence (drain ingest, checkpoint
 	// pipelines); the Kafka listener stops with it.
@@ -281,4 +281,15 @@ func listenError(flag, addr string, err error) error {
 		return fmt.Errorf("listen on %s: %w (choose another with %s ADDR; port 0 takes any free one)", addr, err, flag)
 	}
 	return fmt.Errorf("listen on %s: %w", addr, err)
+}
+
+// announce says on stderr where serve listens — stdout is the pipelines'
+// stdout sinks' — so that an address chosen by the system (port 0) can be
+// found.
+func announce(url, kafkaAddr string) {
+	if kafkaAddr != "" {
+		fmt.Fprintf(os.Stderr, "fastflow serve: listening on %s, Kafka protocol on %s\n", url, kafkaAddr)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "fastflow serve: listening on %s\n", url)
 }
