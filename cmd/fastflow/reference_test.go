@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -59,9 +61,10 @@ func (w pyRefWindow) config(t *testing.T, dir string) string {
 
 // TestPythonReference: on a one-partition topic, `run --until-end` prints
 // what the Python reference prints, line by line — every window, revision,
-// alert transition and the stats — for tumbling, hopping and session
-// windows, on events with jitter, late and too-late records, rejected
-// records of every reason and two incidents.
+// alert transition and the stats — and writes to its dead-letter and late
+// topics what the reference says they hold, for tumbling, hopping and
+// session windows, on events with jitter, late and too-late records,
+// rejected records of every reason and two incidents.
 func TestPythonReference(t *testing.T) {
 	py := need(t, "python3")
 	dir := t.TempDir()
@@ -81,9 +84,13 @@ func TestPythonReference(t *testing.T) {
 			c := newCLI(t)
 			c.ok("", "topic", "create", "events", "--partitions", "1")
 			c.ok("", "produce", "events", events)
-			got := parseRunOutput(t, c.ok("", "run", w.config(t, dir), "--until-end"))
-			want := parseRunOutput(t, pyRef(t, py, "reference.py", append(w.args, "one", events)...))
+			cfg := w.config(t, dir)
+			appendFile(t, cfg, "    dlq: true\n    late_topic: true\n")
+			got := parseRunOutput(t, c.ok("", "run", cfg, "--until-end"))
+			side := filepath.Join(dir, w.name+".side.jsonl")
+			want := parseRunOutput(t, pyRef(t, py, "reference.py", append(w.args, "--side", side, "one", events)...))
 			compareOutputs(t, got, want)
+			compareSideTopics(t, c, side)
 
 			kinds := map[string]int{}
 			for _, o := range got {
@@ -99,6 +106,81 @@ func TestPythonReference(t *testing.T) {
 			}
 			t.Logf("%d lines: %v; stats %+v", len(got), kinds, st)
 		})
+	}
+}
+
+func appendFile(t *testing.T, name, text string) {
+	t.Helper()
+	f, err := os.OpenFile(name, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// compareSideTopics checks what the api-health pipeline wrote to its
+// dead-letter and late topics against what the reference wrote to side:
+// each rejected record's offset and reason, each too-late record's offset,
+// event time and the watermark that refused it.
+func compareSideTopics(t *testing.T, c *cli, side string) {
+	t.Helper()
+	type sideRecord struct {
+		Topic     string `json:"topic"`
+		Offset    int64  `json:"offset"`
+		Reason    string `json:"reason,omitempty"`
+		EventTime string `json:"event_time,omitempty"`
+		Watermark string `json:"watermark,omitempty"`
+	}
+	var got []sideRecord
+	for _, topic := range []string{"dlq", "late"} {
+		out := strings.TrimSpace(c.ok("", "consume", "api-health."+topic))
+		for _, line := range strings.Split(out, "\n") {
+			var r struct {
+				Value struct {
+					Reason    string `json:"reason"`
+					EventTime string `json:"event_time"`
+					Watermark string `json:"watermark"`
+					Record    struct {
+						Topic     string `json:"topic"`
+						Partition int32  `json:"partition"`
+						Offset    int64  `json:"offset"`
+					} `json:"record"`
+				} `json:"value"`
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("api-health.%s: %q: %v", topic, line, err)
+			}
+			if r.Value.Record.Topic != "events" || r.Value.Record.Partition != 0 {
+				t.Fatalf("api-health.%s: %q: not a record of events/0", topic, line)
+			}
+			got = append(got, sideRecord{topic, r.Value.Record.Offset, r.Value.Reason, r.Value.EventTime, r.Value.Watermark})
+		}
+	}
+	slices.SortFunc(got, func(a, b sideRecord) int { return cmp.Compare(a.Offset, b.Offset) })
+	b, err := os.ReadFile(side)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []sideRecord
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var r sideRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, r)
+	}
+	for i := range max(len(got), len(want)) {
+		if i >= len(got) || i >= len(want) {
+			t.Fatalf("%d dead-letter and late records, the reference has %d", len(got), len(want))
+		}
+		if got[i] != want[i] {
+			t.Fatalf("side record %d: %+v, reference %+v", i, got[i], want[i])
+		}
 	}
 }
 

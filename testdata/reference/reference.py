@@ -212,22 +212,19 @@ class Event:
     __slots__ = ("t", "key", "text", "doc")
 
 
-def event(line, p, stats):
-    """The event a record holds, or None after counting why it is rejected."""
+def event(line, p, stats, side=None, offset=None):
+    """The event a record holds, or None after counting why it is rejected (and, with
+    side, noting the record at offset as the dead-letter topic would hold it)."""
     stats["records"] += 1
-    rejected = stats["rejected"]
     try:
         doc = json.loads(line, parse_constant=reject_constant, parse_float=Num)
     except ValueError:
-        rejected["invalid_json"] = rejected.get("invalid_json", 0) + 1
-        return None
+        return reject(stats, "invalid_json", side, offset)
     if not isinstance(doc, dict):
-        rejected["not_object"] = rejected.get("not_object", 0) + 1
-        return None
+        return reject(stats, "not_object", side, offset)
     t, reason = event_time(get(doc, p["time"]), p["unit"])
     if reason:
-        rejected[reason] = rejected.get(reason, 0) + 1
-        return None
+        return reject(stats, reason, side, offset)
     stats["events"] += 1
     e = Event()
     e.t, e.doc = t, doc
@@ -235,6 +232,13 @@ def event(line, p, stats):
     e.text = "\0".join(texts)
     e.key = {f: json.loads(s) for f, s in zip(p["group_by"], texts)}
     return e
+
+
+def reject(stats, reason, side, offset):
+    stats["rejected"][reason] = stats["rejected"].get(reason, 0) + 1
+    if side is not None:
+        side.append({"topic": "dlq", "offset": offset, "reason": reason})
+    return None
 
 
 class Window:
@@ -335,7 +339,9 @@ def new_stats(name):
     return {"type": "stats", "pipeline": name, "records": 0, "events": 0, "rejected": {}, "late_dropped": 0}
 
 
-def one_partition(lines, name, p, args):
+def one_partition(lines, name, p, args, side=None):
+    """Every line run prints; with side, also what the pipeline's dead-letter and late
+    topics hold (dlq: true, late_topic: true), by the record's offset."""
     stats = new_stats(name)
     out, alerts = [], Alerts(name, p)
     windows = {}  # (key text, start) -> Window; sessions: key text -> [Window]
@@ -353,8 +359,8 @@ def one_partition(lines, name, p, args):
     def live():
         return [w for ws in windows.values() for w in ws] if args.window == "session" else list(windows.values())
 
-    for line in lines:
-        e = event(line, p, stats)
+    for offset, line in enumerate(lines):
+        e = event(line, p, stats, side, offset)
         if e is None:
             continue
         wm = e.t - p["ooo"] if wm is None else max(wm, e.t - p["ooo"])
@@ -384,6 +390,8 @@ def one_partition(lines, name, p, args):
                     emit(w)
         if not accepted:
             stats["late_dropped"] += 1
+            if side is not None:
+                side.append({"topic": "late", "offset": offset, "event_time": rfc3339(e.t), "watermark": rfc3339(wm)})
         for w in sorted((w for w in live() if not w.emitted and wm >= w.end), key=order):
             emit(w)
         if args.window == "session":
@@ -448,6 +456,7 @@ def main():
     ap.add_argument("--size", type=int, default=60000, help="window size, ms")
     ap.add_argument("--advance", type=int, help="hopping advance, ms (default: the size)")
     ap.add_argument("--gap", type=int, default=30000, help="session gap, ms")
+    ap.add_argument("--side", metavar="FILE", help="one: also write there what the dead-letter and late topics hold")
     ap.add_argument("mode", choices=["one", "final"])
     ap.add_argument("file")
     args = ap.parse_args()
@@ -457,9 +466,14 @@ def main():
         p["unit"] = args.unit
     with open(args.file) as f:
         lines = [l.rstrip("\n") for l in f if l.strip()]
-    run = one_partition if args.mode == "one" else final
-    for o in run(lines, args.pipeline, p, args):
+    side = [] if args.side else None
+    out = one_partition(lines, args.pipeline, p, args, side) if args.mode == "one" else final(lines, args.pipeline, p, args)
+    for o in out:
         print(json.dumps(o, separators=(",", ":")))
+    if side is not None:
+        with open(args.side, "w") as f:
+            for o in side:
+                f.write(json.dumps(o, separators=(",", ":")) + "\n")
 
 
 if __name__ == "__main__":
