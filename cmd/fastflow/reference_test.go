@@ -90,7 +90,7 @@ func TestPythonReference(t *testing.T) {
 			side := filepath.Join(dir, w.name+".side.jsonl")
 			want := parseRunOutput(t, pyRef(t, py, "reference.py", append(w.args, "--side", side, "one", events)...))
 			compareOutputs(t, got, want)
-			compareSideTopics(t, c, side)
+			compareSideTopics(t, c, "api-health", side)
 
 			kinds := map[string]int{}
 			for _, o := range got {
@@ -123,14 +123,15 @@ func appendFile(t *testing.T, name, text string) {
 	}
 }
 
-// compareSideTopics checks what the api-health pipeline wrote to its
-// dead-letter and late topics against what the reference wrote to side:
-// each rejected record's offset and reason, each too-late record's offset,
+// compareSideTopics checks what pipeline wrote to its dead-letter and late
+// topics against what the reference wrote to side: each rejected record's
+// partition, offset and reason, each too-late record's partition, offset,
 // event time and the watermark that refused it.
-func compareSideTopics(t *testing.T, c *cli, side string) {
+func compareSideTopics(t *testing.T, c *cli, pipeline, side string) {
 	t.Helper()
 	type sideRecord struct {
 		Topic     string `json:"topic"`
+		Partition int32  `json:"partition"`
 		Offset    int64  `json:"offset"`
 		Reason    string `json:"reason,omitempty"`
 		EventTime string `json:"event_time,omitempty"`
@@ -138,7 +139,7 @@ func compareSideTopics(t *testing.T, c *cli, side string) {
 	}
 	var got []sideRecord
 	for _, topic := range []string{"dlq", "late"} {
-		out := strings.TrimSpace(c.ok("", "consume", "api-health."+topic))
+		out := strings.TrimSpace(c.ok("", "consume", pipeline+"."+topic))
 		for _, line := range strings.Split(out, "\n") {
 			var r struct {
 				Value struct {
@@ -153,15 +154,18 @@ func compareSideTopics(t *testing.T, c *cli, side string) {
 				} `json:"value"`
 			}
 			if err := json.Unmarshal([]byte(line), &r); err != nil {
-				t.Fatalf("api-health.%s: %q: %v", topic, line, err)
+				t.Fatalf("%s.%s: %q: %v", pipeline, topic, line, err)
 			}
-			if r.Value.Record.Topic != "events" || r.Value.Record.Partition != 0 {
-				t.Fatalf("api-health.%s: %q: not a record of events/0", topic, line)
+			if r.Value.Record.Topic != "events" {
+				t.Fatalf("%s.%s: %q: not a record of events", pipeline, topic, line)
 			}
-			got = append(got, sideRecord{topic, r.Value.Record.Offset, r.Value.Reason, r.Value.EventTime, r.Value.Watermark})
+			got = append(got, sideRecord{topic, r.Value.Record.Partition, r.Value.Record.Offset, r.Value.Reason, r.Value.EventTime, r.Value.Watermark})
 		}
 	}
-	slices.SortFunc(got, func(a, b sideRecord) int { return cmp.Compare(a.Offset, b.Offset) })
+	byPlace := func(a, b sideRecord) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
+	}
+	slices.SortFunc(got, byPlace)
 	b, err := os.ReadFile(side)
 	if err != nil {
 		t.Fatal(err)
@@ -174,6 +178,7 @@ func compareSideTopics(t *testing.T, c *cli, side string) {
 		}
 		want = append(want, r)
 	}
+	slices.SortFunc(want, byPlace)
 	for i := range max(len(got), len(want)) {
 		if i >= len(got) || i >= len(want) {
 			t.Fatalf("%d dead-letter and late records, the reference has %d", len(got), len(want))
@@ -187,8 +192,10 @@ func compareSideTopics(t *testing.T, c *cli, side string) {
 // TestPythonReferenceFinalResults: over 3 and 6 partitions, keyed by a
 // group-by field or not, each tumbling and hopping window's last revision
 // holds what the reference computes from `fastflow consume`'s records: the
-// events each partition's own watermark accepted, merged per key. For the
-// api-health pipeline and the every-agg one (times in us).
+// events each partition's own watermark accepted, merged per key; and the
+// dead-letter and late topics hold each partition's rejected and too-late
+// records, the latter with that partition's watermark. For the api-health
+// pipeline and the every-agg one (times in us).
 func TestPythonReferenceFinalResults(t *testing.T) {
 	py := need(t, "python3")
 	dir := t.TempDir()
@@ -204,15 +211,18 @@ func TestPythonReferenceFinalResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	type finalCase struct {
-		name, events, cfg, keyField string
-		refArgs                     []string
+		name, pipeline, events, cfg, keyField string
+		refArgs                               []string
 	}
 	var cases []finalCase
 	for _, w := range pyRefWindows[:2] {
-		cases = append(cases, finalCase{"api-health-" + w.name, apiEvents, w.config(t, dir), "service", w.args})
+		cases = append(cases, finalCase{"api-health-" + w.name, "api-health", apiEvents, w.config(t, dir), "service", w.args})
 	}
-	cases = append(cases, finalCase{"every-agg", everyEvents, everyCfg, "region",
+	cases = append(cases, finalCase{"every-agg", "every-agg", everyEvents, everyCfg, "region",
 		[]string{"--pipeline", "every-agg", "--unit", "us", "--size", "10000"}})
+	for _, fc := range cases {
+		appendFile(t, fc.cfg, "    dlq: true\n    late_topic: true\n")
+	}
 	for _, fc := range cases {
 		for _, parts := range []string{"3", "6"} {
 			for _, keyed := range []bool{false, true} {
@@ -230,8 +240,10 @@ func TestPythonReferenceFinalResults(t *testing.T) {
 						t.Fatal(err)
 					}
 					got := finalRevisions(t, parseRunOutput(t, c.ok("", "run", fc.cfg, "--until-end")))
-					want := finalRevisions(t, parseRunOutput(t, pyRef(t, py, "reference.py", append(fc.refArgs, "final", consumed)...)))
+					side := filepath.Join(filepath.Dir(consumed), "side.jsonl")
+					want := finalRevisions(t, parseRunOutput(t, pyRef(t, py, "reference.py", append(fc.refArgs, "--side", side, "final", consumed)...)))
 					compareOutputs(t, got, want)
+					compareSideTopics(t, c, fc.pipeline, side)
 					if st := got[len(got)-1]; st.LateDropped == 0 {
 						t.Fatalf("no event was dropped as too late: %+v", st)
 					}

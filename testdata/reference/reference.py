@@ -212,19 +212,19 @@ class Event:
     __slots__ = ("t", "key", "text", "doc")
 
 
-def event(line, p, stats, side=None, offset=None):
+def event(line, p, stats, side=None, at=None):
     """The event a record holds, or None after counting why it is rejected (and, with
-    side, noting the record at offset as the dead-letter topic would hold it)."""
+    side, noting the record at (partition, offset) as the dead-letter topic holds it)."""
     stats["records"] += 1
     try:
         doc = json.loads(line, parse_constant=reject_constant, parse_float=Num)
     except ValueError:
-        return reject(stats, "invalid_json", side, offset)
+        return reject(stats, "invalid_json", side, at)
     if not isinstance(doc, dict):
-        return reject(stats, "not_object", side, offset)
+        return reject(stats, "not_object", side, at)
     t, reason = event_time(get(doc, p["time"]), p["unit"])
     if reason:
-        return reject(stats, reason, side, offset)
+        return reject(stats, reason, side, at)
     stats["events"] += 1
     e = Event()
     e.t, e.doc = t, doc
@@ -234,11 +234,20 @@ def event(line, p, stats, side=None, offset=None):
     return e
 
 
-def reject(stats, reason, side, offset):
+def reject(stats, reason, side, at):
+    """Counts a rejected record and notes it in side (if not None) at (partition, offset)."""
     stats["rejected"][reason] = stats["rejected"].get(reason, 0) + 1
     if side is not None:
-        side.append({"topic": "dlq", "offset": offset, "reason": reason})
+        side.append({"topic": "dlq", "partition": at[0], "offset": at[1], "reason": reason})
     return None
+
+
+def note_late(side, at, e, wm):
+    """Notes in side (if not None) a record refused as too late, with the watermark that
+    refused it."""
+    if side is not None:
+        side.append({"topic": "late", "partition": at[0], "offset": at[1],
+                     "event_time": rfc3339(e.t), "watermark": rfc3339(wm)})
 
 
 class Window:
@@ -360,7 +369,7 @@ def one_partition(lines, name, p, args, side=None):
         return [w for ws in windows.values() for w in ws] if args.window == "session" else list(windows.values())
 
     for offset, line in enumerate(lines):
-        e = event(line, p, stats, side, offset)
+        e = event(line, p, stats, side, (0, offset))
         if e is None:
             continue
         wm = e.t - p["ooo"] if wm is None else max(wm, e.t - p["ooo"])
@@ -390,8 +399,7 @@ def one_partition(lines, name, p, args, side=None):
                     emit(w)
         if not accepted:
             stats["late_dropped"] += 1
-            if side is not None:
-                side.append({"topic": "late", "offset": offset, "event_time": rfc3339(e.t), "watermark": rfc3339(wm)})
+            note_late(side, (0, offset), e, wm)
         for w in sorted((w for w in live() if not w.emitted and wm >= w.end), key=order):
             emit(w)
         if args.window == "session":
@@ -423,24 +431,27 @@ def record_value(line):
     return json.loads(raw) if raw.startswith('"') else raw
 
 
-def final(consumed, name, p, args):
+def final(consumed, name, p, args, side=None):
+    """Each window's final result; with side, also what the dead-letter and late topics
+    hold, by the record's partition and offset."""
     if args.window == "session":
         sys.exit("reference.py: final takes tumbling or hopping windows")
     stats = new_stats(name)
     partitions = {}
     for line in consumed:
         r = json.loads(line)
-        partitions.setdefault(r["partition"], []).append(record_value(line))
+        partitions.setdefault(r["partition"], []).append((r["offset"], record_value(line)))
     windows = {}
     for part in sorted(partitions):
         wm = None
-        for line in partitions[part]:
-            e = event(line, p, stats)
+        for offset, line in partitions[part]:
+            e = event(line, p, stats, side, (part, offset))
             if e is None:
                 continue
             wm = e.t - p["ooo"] if wm is None else max(wm, e.t - p["ooo"])
             if not add_to_windows(windows, e, args, lambda end: wm >= end + p["lateness"]):
                 stats["late_dropped"] += 1
+                note_late(side, (part, offset), e, wm)
     out = []
     for w in sorted(windows.values(), key=order):
         w.revision = 0
@@ -456,7 +467,7 @@ def main():
     ap.add_argument("--size", type=int, default=60000, help="window size, ms")
     ap.add_argument("--advance", type=int, help="hopping advance, ms (default: the size)")
     ap.add_argument("--gap", type=int, default=30000, help="session gap, ms")
-    ap.add_argument("--side", metavar="FILE", help="one: also write there what the dead-letter and late topics hold")
+    ap.add_argument("--side", metavar="FILE", help="also write there what the dead-letter and late topics hold")
     ap.add_argument("mode", choices=["one", "final"])
     ap.add_argument("file")
     args = ap.parse_args()
@@ -467,7 +478,8 @@ def main():
     with open(args.file) as f:
         lines = [l.rstrip("\n") for l in f if l.strip()]
     side = [] if args.side else None
-    out = one_partition(lines, args.pipeline, p, args, side) if args.mode == "one" else final(lines, args.pipeline, p, args)
+    run = one_partition if args.mode == "one" else final
+    out = run(lines, args.pipeline, p, args, side)
     for o in out:
         print(json.dumps(o, separators=(",", ":")))
     if side is not None:
