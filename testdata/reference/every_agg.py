@@ -64,20 +64,26 @@ def value_text(rnd):
     return None  # missing
 
 
+def jitter(rnd, t, ooo, late, too_late):
+    """An event time for an event at t: 5% out of order within ooo (max_out_of_order),
+    2% late up to late (allowed_lateness can take some), 1% up to too_late."""
+    r = rnd.random()
+    if r < 0.05:
+        return t - rnd.randint(0, ooo)
+    if r < 0.07:
+        return t - rnd.randint(ooo, late)
+    if r < 0.08:
+        return t - rnd.randint(late, too_late)
+    return t
+
+
 def generate(rnd, n, step, base, unit):
     regions = ["eu", "us", "ap", "mx", "zz"]
     shards = ["1", "1.0", "1e0", "2", "2.5", "2.50", "3", "null", '"a"', None]
     t = base
     for _ in range(n):
         t += rnd.randint(0, step)
-        r = rnd.random()
-        ts = t
-        if r < 0.05:
-            ts = t - rnd.randint(0, 2000)
-        elif r < 0.07:
-            ts = t - rnd.randint(2000, 12000)
-        elif r < 0.08:
-            ts = t - rnd.randint(12000, 60000)
+        ts = jitter(rnd, t, 2000, 12000, 60000)
         fields = []
         region = rnd.choice(regions)
         if rnd.random() < 0.03:

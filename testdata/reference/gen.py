@@ -16,26 +16,20 @@ import json
 import random
 import sys
 
+import every_agg
+
 seed, n = int(sys.argv[1]), int(sys.argv[2])
 step = int(sys.argv[3]) if len(sys.argv) > 3 else 60
 rnd = random.Random(seed)
 base = 1795341600000  # 2026-11-22T10:00:00Z
 if len(sys.argv) > 4:
-    import every_agg
     every_agg.generate(rnd, n, step, base, sys.argv[5])
     sys.exit()
 services = ["payments", "checkout", "auth", "search", "inventory"]
 t = base
 for _ in range(n):
     t += rnd.randint(0, step)
-    r = rnd.random()
-    ts = t
-    if r < 0.05:
-        ts = t - rnd.randint(0, 5000)  # out of order, within max_out_of_order
-    elif r < 0.07:
-        ts = t - rnd.randint(5000, 70000)  # late: accepted or not
-    elif r < 0.08:
-        ts = t - rnd.randint(70000, 400000)  # mostly too late
+    ts = every_agg.jitter(rnd, t, 5000, 70000, 400000)  # max_out_of_order 5s, allowed_lateness 1m
     svc = rnd.choice(services)
     minute = (t - base) // 60000
     err = 0.3 if svc == "payments" and 20 <= minute < 26 else 0.02
