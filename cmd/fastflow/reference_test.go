@@ -49,14 +49,35 @@ var pyRefWindows = []pyRefWindow{
 	{"session", "{type: session, gap: 30s}", []string{"--window", "session", "--gap", "30000"}},
 }
 
+// config writes SPEC's api-health pipeline with window w, and with its
+// dead-letter and late topics, to dir.
 func (w pyRefWindow) config(t *testing.T, dir string) string {
 	t.Helper()
-	cfg := filepath.Join(dir, w.name+".yaml")
-	y := strings.Replace(apiHealthYAML, "{type: tumbling, size: 1m}", w.yaml, 1)
-	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
+	y := strings.Replace(apiHealthYAML, "{type: tumbling, size: 1m}", w.yaml, 1) + sideTopicsYAML
+	return writeFile(t, filepath.Join(dir, w.name+".yaml"), y)
+}
+
+// sideTopicsYAML, appended to a pipeline, gives it its dead-letter and late
+// topics, which compareSideTopics reads.
+const sideTopicsYAML = "    dlq: true\n    late_topic: true\n"
+
+// writeFile writes data to name and returns name.
+func writeFile(t *testing.T, name, data string) string {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return cfg
+	return name
+}
+
+// runOnePartition produces events to a new one-partition topic and returns
+// the CLI and what `run cfg --until-end` printed.
+func runOnePartition(t *testing.T, events, cfg string) (*cli, []refOut) {
+	t.Helper()
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "1")
+	c.ok("", "produce", "events", events)
+	return c, parseRunOutput(t, c.ok("", "run", cfg, "--until-end"))
 }
 
 // TestPythonReference: on a one-partition topic, `run --until-end` prints
@@ -77,16 +98,8 @@ func TestPythonReference(t *testing.T) {
 			if w.name == "session" {
 				n, step = "8000", "12000" // sparse enough for sessions to end
 			}
-			events := filepath.Join(dir, w.name+".jsonl")
-			if err := os.WriteFile(events, []byte(pyRef(t, py, "gen.py", "1", n, step)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			c := newCLI(t)
-			c.ok("", "topic", "create", "events", "--partitions", "1")
-			c.ok("", "produce", "events", events)
-			cfg := w.config(t, dir)
-			appendFile(t, cfg, "    dlq: true\n    late_topic: true\n")
-			got := parseRunOutput(t, c.ok("", "run", cfg, "--until-end"))
+			events := writeFile(t, filepath.Join(dir, w.name+".jsonl"), pyRef(t, py, "gen.py", "1", n, step))
+			c, got := runOnePartition(t, events, w.config(t, dir))
 			side := filepath.Join(dir, w.name+".side.jsonl")
 			want := parseRunOutput(t, pyRef(t, py, "reference.py", append(w.args, "--side", side, "one", events)...))
 			compareOutputs(t, got, want)
@@ -106,20 +119,6 @@ func TestPythonReference(t *testing.T) {
 			}
 			t.Logf("%d lines: %v; stats %+v", len(got), kinds, st)
 		})
-	}
-}
-
-func appendFile(t *testing.T, name, text string) {
-	t.Helper()
-	f, err := os.OpenFile(name, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString(text); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -199,17 +198,9 @@ func compareSideTopics(t *testing.T, c *cli, pipeline, side string) {
 func TestPythonReferenceFinalResults(t *testing.T) {
 	py := need(t, "python3")
 	dir := t.TempDir()
-	apiEvents := filepath.Join(dir, "api.jsonl")
-	if err := os.WriteFile(apiEvents, []byte(pyRef(t, py, "gen.py", "2", "40000", "60")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	everyEvents, everyCfg := filepath.Join(dir, "every.jsonl"), filepath.Join(dir, "every.yaml")
-	if err := os.WriteFile(everyEvents, []byte(pyRef(t, py, "gen.py", "4", "20000", "100", "every-agg", "us")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(everyCfg, []byte(strings.Replace(everyAggYAML, "UNIT", "us", 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	apiEvents := writeFile(t, filepath.Join(dir, "api.jsonl"), pyRef(t, py, "gen.py", "2", "40000", "60"))
+	everyEvents := writeFile(t, filepath.Join(dir, "every.jsonl"), pyRef(t, py, "gen.py", "4", "20000", "100", "every-agg", "us"))
+	everyCfg := writeFile(t, filepath.Join(dir, "every.yaml"), strings.Replace(everyAggYAML, "UNIT", "us", 1)+sideTopicsYAML)
 	type finalCase struct {
 		name, pipeline, events, cfg, keyField string
 		refArgs                               []string
@@ -220,9 +211,6 @@ func TestPythonReferenceFinalResults(t *testing.T) {
 	}
 	cases = append(cases, finalCase{"every-agg", "every-agg", everyEvents, everyCfg, "region",
 		[]string{"--pipeline", "every-agg", "--unit", "us", "--size", "10000"}})
-	for _, fc := range cases {
-		appendFile(t, fc.cfg, "    dlq: true\n    late_topic: true\n")
-	}
 	for _, fc := range cases {
 		for _, parts := range []string{"3", "6"} {
 			for _, keyed := range []bool{false, true} {
@@ -235,10 +223,7 @@ func TestPythonReferenceFinalResults(t *testing.T) {
 						produce = append(produce, "--key-field", fc.keyField)
 					}
 					c.ok("", produce...)
-					consumed := filepath.Join(t.TempDir(), "consumed.jsonl")
-					if err := os.WriteFile(consumed, []byte(c.ok("", "consume", "events")), 0o644); err != nil {
-						t.Fatal(err)
-					}
+					consumed := writeFile(t, filepath.Join(t.TempDir(), "consumed.jsonl"), c.ok("", "consume", "events"))
 					got := finalRevisions(t, parseRunOutput(t, c.ok("", "run", fc.cfg, "--until-end")))
 					side := filepath.Join(filepath.Dir(consumed), "side.jsonl")
 					want := finalRevisions(t, parseRunOutput(t, pyRef(t, py, "reference.py", append(fc.refArgs, "--side", side, "final", consumed)...)))
@@ -342,18 +327,9 @@ func TestPythonReferenceEveryAgg(t *testing.T) {
 	for _, unit := range []string{"ms", "s", "us", "ns", "rfc3339"} {
 		t.Run(unit, func(t *testing.T) {
 			t.Parallel()
-			events := filepath.Join(dir, unit+".jsonl")
-			if err := os.WriteFile(events, []byte(pyRef(t, py, "gen.py", "3", "20000", "100", "every-agg", unit)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cfg := filepath.Join(dir, unit+".yaml")
-			if err := os.WriteFile(cfg, []byte(strings.Replace(everyAggYAML, "UNIT", unit, 1)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			c := newCLI(t)
-			c.ok("", "topic", "create", "events", "--partitions", "1")
-			c.ok("", "produce", "events", events)
-			got := parseRunOutput(t, c.ok("", "run", cfg, "--until-end"))
+			events := writeFile(t, filepath.Join(dir, unit+".jsonl"), pyRef(t, py, "gen.py", "3", "20000", "100", "every-agg", unit))
+			cfg := writeFile(t, filepath.Join(dir, unit+".yaml"), strings.Replace(everyAggYAML, "UNIT", unit, 1))
+			_, got := runOnePartition(t, events, cfg)
 			want := parseRunOutput(t, pyRef(t, py, "reference.py", "--pipeline", "every-agg", "--unit", unit, "--size", "10000", "one", events))
 			compareOutputs(t, got, want)
 
