@@ -340,6 +340,16 @@ class Alerts:
                             "metric": metric, "value": v, "threshold": threshold})
 
 
+def advance(wm, e, p):
+    """The partition's watermark after event e: max event time seen - max_out_of_order."""
+    return e.t - p["ooo"] if wm is None else max(wm, e.t - p["ooo"])
+
+
+def too_late(wm, end, p):
+    """Whether a window ending at end refuses events at watermark wm (None: none yet)."""
+    return wm is not None and wm >= end + p["lateness"]
+
+
 def order(w):
     return (w.end, w.start, w.text)
 
@@ -350,7 +360,7 @@ def new_stats(name):
 
 def one_partition(lines, name, p, args, side=None):
     """Every line run prints; with side, also what the pipeline's dead-letter and late
-    topics hold (dlq: true, late_topic: true), by the record's offset."""
+    topics hold (dlq: true, late_topic: true), by the record's partition (0) and offset."""
     stats = new_stats(name)
     out, alerts = [], Alerts(name, p)
     windows = {}  # (key text, start) -> Window; sessions: key text -> [Window]
@@ -363,7 +373,7 @@ def one_partition(lines, name, p, args, side=None):
         alerts.evaluate(w, line["metrics"], out)
 
     def late(end):
-        return wm is not None and wm >= end + p["lateness"]
+        return too_late(wm, end, p)
 
     def live():
         return [w for ws in windows.values() for w in ws] if args.window == "session" else list(windows.values())
@@ -372,7 +382,7 @@ def one_partition(lines, name, p, args, side=None):
         e = event(line, p, stats, side, (0, offset))
         if e is None:
             continue
-        wm = e.t - p["ooo"] if wm is None else max(wm, e.t - p["ooo"])
+        wm = advance(wm, e, p)
         accepted = False
         if args.window == "session":
             sessions = windows.setdefault(e.text, [])
@@ -448,8 +458,8 @@ def final(consumed, name, p, args, side=None):
             e = event(line, p, stats, side, (part, offset))
             if e is None:
                 continue
-            wm = e.t - p["ooo"] if wm is None else max(wm, e.t - p["ooo"])
-            if not add_to_windows(windows, e, args, lambda end: wm >= end + p["lateness"]):
+            wm = advance(wm, e, p)
+            if not add_to_windows(windows, e, args, lambda end: too_late(wm, end, p)):
                 stats["late_dropped"] += 1
                 note_late(side, (part, offset), e, wm)
     out = []
