@@ -37,15 +37,13 @@ func (r reason) String() string { return reasonNames[r] }
 // hold, its numeric fields and its group key. One per worker: it owns a
 // fastjson.Parser, and what it returns is valid until the next call.
 type extractor struct {
-	_      cpu.CacheLinePad // written per event: no line shared with another worker's data
-	p      *plan
-	parser fastjson.Parser
-	top    []*fastjson.Value // the record's values of plan.top, by index; nil: absent
-	plain  bool              // the record's names are as written (readTop)
-	// shadowBad: a name the pipeline reads is in an object twice, and the
-	// value the last one shadows is not JSON (x.shadow).
-	shadowBad bool
-	visit     bool // tests: read names through fastjson's Visit and texts through MarshalTo, always
+	_         cpu.CacheLinePad // written per event: no line shared with another worker's data
+	p         *plan
+	parser    fastjson.Parser
+	top       []*fastjson.Value // the record's values of plan.top, by index; nil: absent
+	plain     bool              // the record's names are as written (readTop)
+	shadowBad bool              // a value a repeated name the pipeline reads shadows is not JSON (shadow)
+	visit     bool              // tests: read names through fastjson's Visit and texts through MarshalTo, always
 	ev        agg.Event
 	key       []byte // the group-by values' JSON text as written, NUL-separated (keyCache decodes it)
 	num       []byte // scratch for a number's text
