@@ -342,3 +342,67 @@ func TestPercentileWithNegativeValues(t *testing.T) {
 		}
 	}
 }
+
+// A percentile is reported between the field's exact minimum and maximum,
+// where the ranked value is: a window of one value reports that value (a
+// bucket's highest value would be above it, up to 0.1%), the 100th
+// percentile is the maximum and the 0th the minimum, for negative values
+// too. Within those bounds it is HDR's report, at or above the ranked value.
+func TestPercentileWithinMinMax(t *testing.T) {
+	l := testLayout(t)
+	var pool PagePool
+	observe := func(vs ...float64) *State {
+		s := l.NewState()
+		for _, v := range vs {
+			s.Observe(l, &Event{Has: 1, Values: []float64{v}}, &pool)
+		}
+		return s
+	}
+	many := make([]float64, 100)
+	for i := range many {
+		many[i] = 1000.5 + float64(i)
+	}
+	for _, c := range []struct {
+		vs   []float64
+		q    float64
+		want float64
+	}{
+		{[]float64{331.9}, 0.95, 331.9},
+		{[]float64{331.9}, 0, 331.9},
+		{[]float64{-331.9}, 0.95, -331.9},
+		{[]float64{-331.9}, 0, -331.9},
+		{[]float64{-5, 331.9}, 1, 331.9},
+		{[]float64{-331.9, -5}, 1, -5},
+		{[]float64{-331.9, 5}, 0, -331.9},
+		{[]float64{1e-7}, 0.5, 1e-7}, // rounds to 0 units
+		{[]float64{0.0014996}, 1, 0.0014996},
+		{many, 1, 1099.5},
+		{many, 0, 1000.5},
+	} {
+		s := observe(c.vs...)
+		got, ok := s.Fields[0].quantile(c.q)
+		if !ok || got != c.want {
+			t.Errorf("%d values from %v at q %v: %v, want %v", len(c.vs), c.vs[0], c.q, got, c.want)
+		}
+	}
+	// Below the maximum, the bucket's highest value as before.
+	s := observe(many...)
+	if got, _ := s.Fields[0].quantile(0.5); got <= many[49] || got > many[49]*1.001 {
+		t.Errorf("median %v, ranked value %v", got, many[49])
+	}
+	// A merged and a decoded state keep the bounds.
+	a, b := observe(331.9), observe(12.25)
+	a.Merge(b, &pool)
+	back := l.NewState()
+	if _, err := back.ReadBinary(a.AppendBinary(nil), &pool); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*State{a, back} {
+		if got, _ := s.Fields[0].quantile(1); got != 331.9 {
+			t.Errorf("merged: p100 %v, want 331.9", got)
+		}
+		if got, _ := s.Fields[0].quantile(0); got != 12.25 {
+			t.Errorf("merged: p0 %v, want 12.25", got)
+		}
+	}
+}

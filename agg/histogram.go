@@ -46,7 +46,8 @@ const (
 // (and cache) that 32-bit counts would. Merges are exact. Quantiles use
 // the nearest-rank definition of HdrHistogram (Java's
 // getValueAtPercentile): the rank is ceil(q·N), and the value reported is
-// the highest value equivalent to the ranked one, within 0.1% of it.
+// the highest value equivalent to the ranked one, within 0.1% of it, or
+// the maximum recorded if that is lower.
 //
 // The zero value is an empty histogram. A Histogram cannot be used from
 // concurrent goroutines.
@@ -355,17 +356,20 @@ func (h *Histogram) Reset(pool *PagePool) {
 
 // Quantile returns the value at quantile q (0 < q <= 1) by nearest rank:
 // the highest value equivalent (same HDR bucket) to the ceil(q·N)-th
-// smallest value. q <= 0 gives the lowest equivalent value of the minimum.
-// ok is false for an empty histogram.
+// smallest value, but never above the largest value recorded, which the
+// histogram knows exactly: the ranked value is at most that, so the
+// report only gets closer to it (a window of one value reports that
+// value, where HdrHistogram reports its bucket's top). q <= 0 gives the
+// minimum. ok is false for an empty histogram.
 func (h *Histogram) Quantile(q float64) (float64, bool) {
 	if h.total == 0 {
 		return 0, false
 	}
 	if q <= 0 {
-		return lowestValue(h.min), true
+		return h.Min(), true
 	}
 	rank := int64(math.Ceil(q * float64(h.total)))
-	return highestValue(h.atRank(rank)), true
+	return min(highestValue(h.atRank(rank)), h.Max()), true
 }
 
 // lowestValue and highestValue are the smallest and the largest value
@@ -502,12 +506,17 @@ func (h *Histogram) ToHDR() *hdr.Histogram {
 }
 
 // FromHDR sets h to the values of an hdrhistogram-go Histogram in scaled
-// units, as ToHDR makes.
+// units, as ToHDR makes. HDR keeps buckets, not the extremes: h's maximum
+// is its bucket's highest value (hdrhistogram-go's Max), so that
+// quantiles read as they did before ToHDR, at or above the exact ones.
 func (h *Histogram) FromHDR(src *hdr.Histogram, pool *PagePool) {
 	h.Reset(pool)
 	for _, b := range src.Distribution() {
 		if b.Count > 0 {
 			h.recordUnits(b.From, uint32(b.Count), pool)
 		}
+	}
+	if h.total > 0 {
+		h.max = highestEquivalent(countsIndex(h.max))
 	}
 }

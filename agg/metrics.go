@@ -338,14 +338,26 @@ func (s *State) Values(l *Layout, seconds float64, dst []Value) []Value {
 // Histogram.Quantile reports it, the negative ones (Neg) ranked below the
 // others: the ceil(q·N)-th smallest of all N. A negative one is reported
 // as the highest value equivalent to it too: minus the lowest equivalent
-// of its magnitude, at or above it and within 0.1% of it.
+// of its magnitude, at or above it and within 0.1% of it. The report is
+// kept within the field's exact minimum and maximum, where the ranked
+// value is: a bucket's top past the maximum (or a scaled value rounded
+// past either) is the maximum, as a one-value window's percentile is its
+// value.
 func (f *FieldState) quantile(q float64) (float64, bool) {
+	v, ok := f.rankedValue(q)
+	if !ok {
+		return 0, false
+	}
+	return min(max(v, f.Min), f.Max), true
+}
+
+func (f *FieldState) rankedValue(q float64) (float64, bool) {
 	neg := f.negCount()
 	if neg == 0 {
 		return f.Hist.Quantile(q)
 	}
-	if q <= 0 { // the minimum's lowest equivalent, as Quantile(0)
-		return -highestValue(f.Neg.max), true
+	if q <= 0 {
+		return f.Min, true
 	}
 	total := neg + f.Hist.Count()
 	rank := max(1, min(int64(math.Ceil(q*float64(total))), total))
