@@ -406,3 +406,45 @@ func TestPercentileWithinMinMax(t *testing.T) {
 		}
 	}
 }
+
+// The rank of quantile q among N values is ceil(q·N) of the decimal q, as
+// HdrHistogram's Java getValueAtPercentile finds it, not of q·N in float64,
+// which is 7.000000000000001 for 0.07·100: the 7th percentile of 1..100 is
+// 7, not 8. Checked for every q of two decimals and N up to 300, for
+// positive values, negative ones and a field with both.
+func TestPercentileRankOfDecimalQuantile(t *testing.T) {
+	l := testLayout(t)
+	var pool PagePool
+	for n := 1; n <= 300; n++ {
+		pos, neg, both := l.NewState(), l.NewState(), l.NewState()
+		vals := make([]float64, 0, n)
+		for i := 1; i <= n; i++ {
+			pos.Observe(l, &Event{Has: 1, Values: []float64{float64(i)}}, &pool)
+			neg.Observe(l, &Event{Has: 1, Values: []float64{-float64(i)}}, &pool)
+			v := float64(i - n/2) // -n/2+1 .. n-n/2, 0 among them
+			both.Observe(l, &Event{Has: 1, Values: []float64{v}}, &pool)
+			vals = append(vals, v)
+		}
+		for k := 1; k <= 100; k++ {
+			q := float64(k) / 100
+			rank := (k*n + 99) / 100 // ceil(k·n/100), exactly
+			for _, c := range []struct {
+				name  string
+				s     *State
+				exact float64
+			}{
+				{"1..n", pos, float64(rank)},
+				{"-n..-1", neg, float64(rank - n - 1)},
+				{"both signs", both, vals[rank-1]},
+			} {
+				got, _ := c.s.Fields[0].quantile(q)
+				if got < c.exact || got-c.exact > 0.001*math.Abs(c.exact) {
+					t.Fatalf("%s, n %d, q %v: %v, want the %d-th value %v", c.name, n, q, got, rank, c.exact)
+				}
+			}
+			if got, _ := pos.Fields[0].Hist.Quantile(q); got < float64(rank) || got > float64(rank)*1.001 {
+				t.Fatalf("Histogram.Quantile, n %d, q %v: %v, want %d", n, q, got, rank)
+			}
+		}
+	}
+}

@@ -15,9 +15,11 @@
 //
 // Percentiles use HdrHistogram's buckets with 3 significant digits over
 // values scaled by 10^6 (so 0.001 is exact), stored sparsely: see
-// Histogram. The rank is nearest-rank, ceil(q·N), and the reported value
-// is the highest equivalent to the ranked one: less than 0.1% above the
-// exact value for any value from 0.001 to 1e9. Negative values are ranked
+// Histogram. The rank is nearest-rank, ceil(q·N) of the decimal q (as
+// HdrHistogram's Java getValueAtPercentile finds it), and the reported
+// value is the highest equivalent to the ranked one, or the maximum if
+// that is lower: less than 0.1% above the exact value for any value from
+// 0.001 to 1e9. Negative values are ranked
 // below the others, from a second histogram of their magnitudes
 // (FieldState.Neg), made only for a field that has some.
 //

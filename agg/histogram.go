@@ -368,8 +368,17 @@ func (h *Histogram) Quantile(q float64) (float64, bool) {
 	if q <= 0 {
 		return h.Min(), true
 	}
-	rank := int64(math.Ceil(q * float64(h.total)))
-	return min(highestValue(h.atRank(rank)), h.Max()), true
+	return min(highestValue(h.atRank(nearestRank(q, h.total))), h.Max()), true
+}
+
+// nearestRank is the rank (1 to n) of quantile q among n values: ceil(q·n)
+// as HdrHistogram's Java getValueAtPercentile computes it, from q less one
+// ulp, so that a product that should be a whole number but rounds just
+// above it does not take the next rank (0.07·100 is 7.000000000000001 in
+// float64; the 7th value is the 7th percentile of 100). For quantiles
+// written with a few decimals this is ceil of the exact decimal product.
+func nearestRank(q float64, n int64) int64 {
+	return max(1, min(int64(math.Ceil(math.Nextafter(q, math.Inf(-1))*float64(n))), n))
 }
 
 // lowestValue and highestValue are the smallest and the largest value

@@ -39,7 +39,7 @@ func TestHistogramBucketsMatchHDR(t *testing.T) {
 	check(maxUnits)
 }
 
-func nearestRank(sorted []float64, q float64) float64 {
+func sortedAtQuantile(sorted []float64, q float64) float64 {
 	r := int(math.Ceil(q * float64(len(sorted))))
 	r = max(1, min(r, len(sorted)))
 	return sorted[r-1]
@@ -68,7 +68,7 @@ func TestHistogramQuantileError(t *testing.T) {
 		sort.Float64s(vs)
 		for _, q := range qs {
 			got, ok := h.Quantile(q)
-			want := nearestRank(vs, q)
+			want := sortedAtQuantile(vs, q)
 			if !ok || math.Abs(got-want)/want > 0.001 {
 				t.Fatalf("round %d n=%d q=%v: got %v, exact %v (error %.4f%%)", round, n, q, got, want, 100*math.Abs(got-want)/want)
 			}
@@ -501,7 +501,7 @@ func BenchmarkSortQuantile(b *testing.B) {
 	for b.Loop() {
 		copy(buf, vals)
 		sort.Float64s(buf)
-		_ = nearestRank(buf, 0.99)
+		_ = sortedAtQuantile(buf, 0.99)
 	}
 }
 

@@ -360,7 +360,7 @@ func (f *FieldState) rankedValue(q float64) (float64, bool) {
 		return f.Min, true
 	}
 	total := neg + f.Hist.Count()
-	rank := max(1, min(int64(math.Ceil(q*float64(total))), total))
+	rank := nearestRank(q, total)
 	if rank > neg {
 		return highestValue(f.Hist.atRank(rank - neg)), true
 	}

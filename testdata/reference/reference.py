@@ -35,7 +35,7 @@ Semantics, from SPEC ("Semantics of time, windows and results"):
   is emitted with the largest revision + 1;
 - metrics: count counts the events `where` holds for; sum, avg, min, max and percentile use
   the field's number (float64) and skip events without one; sums and means exact, rounded
-  once; percentile the nearest rank (the ceil(q*N)-th value); ratio of/over (null when
+  once; percentile the nearest rank (the ceil(q*N)-th value, q the decimal written); ratio of/over (null when
   over is 0); rate of per second of window; no value: null;
 - `where`: a missing field, or one of another type than the literal, makes it false;
 - alerts, per key and rule, on each emitted result: firing once `for` consecutive windows
@@ -289,7 +289,9 @@ class Window:
             elif agg == "max":
                 m[name] = max(vs)
             elif agg == "percentile":
-                m[name] = sorted(vs)[math.ceil(q * len(vs)) - 1]
+                # the rank of the decimal q as written, exactly (q * n in floats
+                # is 7.000000000000001 for 0.07 * 100)
+                m[name] = sorted(vs)[math.ceil(Fraction(repr(q)) * len(vs)) - 1]
         return m
 
     def line(self, name, p):
