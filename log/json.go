@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/valyala/fastjson"
+	"github.com/fastflow/fastflow/internal/jsontext"
 )
 
 // AppendJSON appends r as one line of JSON (without the newline), the form
@@ -61,8 +61,10 @@ func appendValue(dst, v []byte) []byte {
 	t := bytes.Trim(v, " \t\r\n") // JSON's whitespace, not \v, \f or Unicode's spaces
 	// JSON text is UTF-8 (RFC 8259), which fastjson does not check: a
 	// value with other bytes embedded as it is would make the line invalid
-	// JSON, so it is a string, its invalid bytes U+FFFD.
-	if len(t) == 0 || fastjson.ValidateBytes(t) != nil || !utf8.Valid(t) {
+	// JSON, so it is a string, its invalid bytes U+FFFD. So is a value
+	// with a raw control character in a string, which fastjson's validator
+	// can miss (jsontext.Validate).
+	if len(t) == 0 || jsontext.Validate(t) != nil || !utf8.Valid(t) {
 		return AppendJSONString(dst, string(v))
 	}
 	if bytes.IndexByte(t, '\n') < 0 && bytes.IndexByte(t, '\r') < 0 {

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -340,6 +341,36 @@ func TestProduceFullDisk(t *testing.T) {
 // membership (no byte may be written: ulimit -f 0, a full disk as a write
 // sees it) fails with the error, where it used to join with an empty
 // member file, subscribed to nothing, and exit 0 having printed nothing.
+// consume prints a JSON line for any record: a value that is JSON embedded
+// as it is, one that is not as a string of its text, including those
+// fastjson's validator takes but a strict parser does not (a raw control
+// character before an escape in a string).
+func TestConsumePrintsJSONForAnyValue(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "1")
+	values := []string{`{"a":"ok\n"}`, "{\"a\":\"\x17\\n\"}", "{\"a\\n\x01\":1}", "[\"\x1f\\\\\"]", `{"a":NaN}`, "not json", "{\"a\":\"\xff\"}"}
+	file := filepath.Join(t.TempDir(), "values.jsonl")
+	os.WriteFile(file, []byte(strings.Join(values, "\n")+"\n"), 0o644)
+	c.ok("", "produce", "events", file)
+	recs := parseConsumed(t, c.ok("", "consume", "events")) // each line by encoding/json
+	if len(recs) != len(values) {
+		t.Fatalf("%d records consumed, %d produced", len(recs), len(values))
+	}
+	for i, r := range recs {
+		want := strings.ToValidUTF8(values[i], "\ufffd")
+		if json.Valid([]byte(values[i])) && utf8.ValidString(values[i]) { // JSON text is UTF-8
+			if string(r.Value) != want {
+				t.Errorf("record %d: value %s, want %s embedded", i, r.Value, want)
+			}
+			continue
+		}
+		var s string
+		if err := json.Unmarshal(r.Value, &s); err != nil || s != want {
+			t.Errorf("record %d: value %s, want the string %q", i, r.Value, want)
+		}
+	}
+}
+
 func TestConsumeGroupFullDisk(t *testing.T) {
 	c := newCLI(t)
 	c.ok("", "topic", "create", "events", "--partitions", "2")

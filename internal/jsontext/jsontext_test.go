@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+
+	"github.com/valyala/fastjson"
 )
 
 func TestValidValue(t *testing.T) {
@@ -35,4 +37,81 @@ func FuzzValidValue(f *testing.F) {
 			t.Fatalf("ValidValue(%q) = %v, encoding/json says %v", v, got, want)
 		}
 	})
+}
+
+func TestValidate(t *testing.T) {
+	for _, v := range []string{`{"a":[1,-2.5e3,true,null,"\u00e9\n"]}`, ` [] `, "{\n \"a\": \"b\"\n}\n", `"\\"`, `""`} {
+		if err := Validate([]byte(v)); err != nil {
+			t.Errorf("%q: %v", v, err)
+		}
+	}
+	// fastjson v1.6.10's validator takes the first three: a raw control
+	// character before a string's last escape.
+	for _, v := range []string{"[{\"\":\"\x17\\b0000\"}]", "{\"a\":\"\x17\\n\"}", "\"\x01\\\\\"", "{\"\x01\\n\":1}", "\"\t\"",
+		`{"a":NaN}`, `[01]`, `{"a":1,}`, `"\x"`, `[1] [2]`, ``} {
+		if Validate([]byte(v)) == nil {
+			t.Errorf("%q: valid", v)
+		}
+	}
+}
+
+// FuzzValidate: Validate says what encoding/json says.
+func FuzzValidate(f *testing.F) {
+	for _, s := range []string{`{"a":[1,"b\n"]}`, "[{\"\":\"\x17\\b0000\"}]", `01`, `{"a":1,}`, " \"\\u00e9\" "} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err, want := Validate(b), json.Valid(b); (err == nil) != want {
+			t.Fatalf("Validate(%q) = %v, encoding/json says valid: %v", b, err, want)
+		}
+	})
+}
+
+// BenchmarkValidate is the cost of Validate against fastjson's validator
+// alone, on an event without an escape and one with.
+func BenchmarkValidate(b *testing.B) {
+	for _, c := range []struct{ name, ev string }{
+		{"plain", `{"ts":1795341600123,"service":"payments","status":"error","response_time":211.4,"region":"eu-west-1"}`},
+		{"escaped", `{"ts":1795341600123,"service":"payments","status":"error","response_time":211.4,"msg":"timeout\nretrying"}`},
+	} {
+		ev := []byte(c.ev)
+		b.Run(c.name+"/fastjson", func(b *testing.B) {
+			b.SetBytes(int64(len(ev)))
+			for b.Loop() {
+				if fastjson.ValidateBytes(ev) != nil {
+					b.Fatal("invalid")
+				}
+			}
+		})
+		b.Run(c.name+"/Validate", func(b *testing.B) {
+			b.SetBytes(int64(len(ev)))
+			for b.Loop() {
+				if Validate(ev) != nil {
+					b.Fatal("invalid")
+				}
+			}
+		})
+	}
+}
+
+// hasControl finds a byte below 0x20 wherever it is among eight, whatever
+// the bytes around it.
+func TestHasControl(t *testing.T) {
+	for n := 0; n <= 20; n++ {
+		for _, fill := range []byte{0x20, 0x7f, 0x80, 0xff, '"', '\\'} {
+			b := bytes.Repeat([]byte{fill}, n)
+			if hasControl(b) {
+				t.Fatalf("%q: a control character found", b)
+			}
+			for i := range n {
+				for _, c := range []byte{0, 0x01, 0x0a, 0x1f} {
+					b[i] = c
+					if !hasControl(b) {
+						t.Fatalf("%q: no control character found", b)
+					}
+				}
+				b[i] = fill
+			}
+		}
+	}
 }

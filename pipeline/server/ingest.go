@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/valyala/fastjson"
 
+	"github.com/fastflow/fastflow/internal/jsontext"
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/log/producer"
 	"github.com/fastflow/fastflow/partition"
@@ -306,8 +307,8 @@ func splitRecords(body []byte) ([][]byte, error) {
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		// fastjson's parser takes more than JSON (unknown escapes, NaN,
 		// 01, raw control characters in strings) and would store such an
-		// element re-encoded as something else; its validator does not.
-		if err := fastjson.ValidateBytes(trimmed); err != nil {
+		// element re-encoded as something else; jsontext.Validate does not.
+		if err := jsontext.Validate(trimmed); err != nil {
 			return nil, fmt.Errorf("body starts with [ but is not a JSON array: %v", err)
 		}
 		var p fastjson.Parser
