@@ -90,10 +90,11 @@ func TestExtract(t *testing.T) {
 	f(`{"ts":1000,"latency":{"ms":50},"latency":{"ms":5,"ms":150}}`, 1000, 0, true, "null\x00null", 0b10, 0b1)
 	f(`{"ts":1000,"latency":{"ms":50,"m\u0073":150}}`, 1000, 0, true, "null\x00null", 0b10, 0b1)
 	// ... but a value a later one shadows must be JSON, as a strict parser
-	// holds it (objects are not looked into, as the values read are not).
+	// holds it (a shadowed object whole, as jsontext.ValidValue checks one).
 	f(`{"ts":1000,"latency":{"ms":01,"ms":150}}`, 0, reasonInvalidJSON, false, "", 0, 0)
 	f(`{"ts":1000,"latency":{"ms":NaN,"m\u0073":150}}`, 0, reasonInvalidJSON, false, "", 0, 0)
-	f(`{"ts":1000,"latency":{"ms":NaN},"latency":{"ms":150}}`, 1000, 0, true, "null\x00null", 0b10, 0b1)
+	f(`{"ts":1000,"latency":{"ms":NaN},"latency":{"ms":150}}`, 0, reasonInvalidJSON, false, "", 0, 0)
+	f(`{"ts":1000,"latency":{"ms":1},"latency":{"ms":150}}`, 1000, 0, true, "null\x00null", 0b10, 0b1)
 	// A name repeated with a bad value after a good one: the bad one is
 	// read, as a strict parser would.
 	f(`{"ts":1000,"ts":"x"}`, 0, reasonBadTime, false, "", 0, 0)
@@ -312,6 +313,47 @@ func TestGroupKeyIsTheStringValue(t *testing.T) {
 	}
 	if want := "\"x\\u0000y\"\x00\"eu\""; len(keys) != 1 || keys[0] != want {
 		t.Errorf("keys %q; want %q, and the raw NUL's invalid", keys, want)
+	}
+}
+
+// TestGroupKeyObjectsAndArrays: an object or an array group-by value is
+// keyed by its text without spaces between tokens, and held to RFC 8259
+// whole, as a strict parser would read the record: one with NaN, 01, an
+// unknown escape or a raw control character in it (which fastjson takes)
+// makes the record invalid_json, also when its time is missing or bad;
+// invalid UTF-8 in a string becomes U+FFFD. Every key is JSON and UTF-8.
+func TestGroupKeyObjectsAndArrays(t *testing.T) {
+	w := newWorker(testPlan(t, groupByYAML), newKeyTable(), nil, nil, false)
+	for _, c := range []struct{ value, key string }{
+		{`{"a" : 1.0, "b":[ 2 ]}`, `{"a":1.0,"b":[2]}`},
+		{`{"a":{"b":[true,null,"\u0000\n"]}}`, `{"a":{"b":[true,null,"\u0000\n"]}}`},
+		{`[]`, `[]`},
+		{"[\"bad\xff\"]", "[\"bad\uFFFD\"]"},
+		{"{\"\xff\":1}", "{\"\uFFFD\":1}"},
+		{`{"a":NaN}`, ""},
+		{`[01]`, ""},
+		{`["x\q"]`, ""},
+		{"{\"a\":\"\x17\"}", ""},
+		{"{\"a\":\"\x17\\n\"}", ""}, // before an escape: fastjson's validator misses it
+		{"[\"\t\"]", ""},
+	} {
+		key, ok := groupKey(t, w, `{"ts":1,"service":`+c.value+`}`)
+		switch {
+		case c.key == "" && ok:
+			t.Errorf("%q: key %q, want the record invalid", c.value, key)
+		case c.key != "" && (!ok || key != c.key):
+			t.Errorf("%q: key %q (valid %v), want %q", c.value, key, ok, c.key)
+		case ok && (!json.Valid([]byte(key)) || !utf8.ValidString(key)):
+			t.Errorf("%q: key %q is not JSON", c.value, key)
+		}
+		// A record without its time reads the key first: invalid_json,
+		// not missing_time, where the key is not JSON.
+		if _, r, _ := w.x.extract(&log.Record{Value: []byte(`{"service":` + c.value + `}`)}); r != reasonMissingTime {
+			t.Fatalf("%q without a time: reason %v", c.value, r)
+		}
+		if validKey(w.x.key) != (c.key != "") {
+			t.Errorf("%q without a time: validKey %v", c.value, validKey(w.x.key))
+		}
 	}
 }
 

@@ -23,9 +23,10 @@ import (
 // strings by their decoded value (invalid UTF-8 as U+FFFD) written back
 // by log.AppendJSONString, so that "a\u0062" and "ab" are one group;
 // numbers by the number they denote (canonicalNumber); booleans, null,
-// objects and arrays by their text. Workers cache keys by the text,
-// so this runs once per distinct text, never per event. ok is false if a
-// string or a number is not valid JSON (validKey).
+// objects and arrays by their text (invalid UTF-8 in their strings as
+// U+FFFD). Workers cache keys by the text, so this runs once per distinct
+// text, never per event. ok is false if a value is not valid JSON
+// (validKey).
 func canonicalKey(b []byte) (key string, ok bool) {
 	var out []byte
 	var p fastjson.Parser
@@ -42,6 +43,8 @@ func canonicalKey(b []byte) (key string, ok bool) {
 			}
 		case len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9'):
 			v = canonicalNumber(v)
+		case (v[0] == '{' || v[0] == '[') && !utf8.Valid(v):
+			v = []byte(validUTF8(v)) // only a string can hold such bytes
 		}
 		out = append(out, v...)
 		if n < len(b) {
@@ -54,10 +57,10 @@ func canonicalKey(b []byte) (key string, ok bool) {
 }
 
 // validKey reports whether the group key text b (as canonicalKey takes it)
-// holds only strings and numbers a strict JSON parser takes: fastjson's
-// parser also takes raw control characters and unknown escapes in strings,
-// and numbers such as NaN or 01 (jsontext.ValidValue). Objects and arrays are not
-// looked into.
+// holds only values a strict JSON parser takes: fastjson's parser also
+// takes raw control characters and unknown escapes in strings, and
+// numbers such as NaN or 01, in objects and arrays too
+// (jsontext.ValidValue).
 func validKey(b []byte) bool {
 	for len(b) > 0 {
 		n := valueLen(b)

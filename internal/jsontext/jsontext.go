@@ -4,7 +4,8 @@
 // NaN, Infinity, 01, .5 and 1. A strict parser (encoding/json, Jackson,
 // Python's json) rejects a record holding them, so fastflow checks the
 // text of each value it reads — a pipeline's group keys, produce's and
-// ingest's key and timestamp fields — and judges the record as a strict
+// ingest's key and timestamp fields, objects and arrays among them whole —
+// and judges the record as a strict
 // parser would, without validating the values it does not read (that
 // would cost a second parse of every record). Where fastflow embeds a
 // whole record in its output as JSON (consume's lines, the dead-letter
@@ -80,14 +81,17 @@ func noRawControl(b []byte) bool {
 // ValidValue reports whether v, the text of one JSON value as fastjson
 // holds it before decoding it (its MarshalTo while its strings are not
 // decoded), is JSON: a string's escapes and characters, a number's
-// grammar, true, false or null. Objects and arrays are not looked into.
+// grammar, true, false or null, and an object or an array whole
+// (Validate: a value read is rarely one, and then usually small).
 func ValidValue(v []byte) bool {
 	switch {
 	case len(v) == 0:
 		return false
 	case v[0] == '"':
 		return len(v) >= 2 && v[len(v)-1] == '"' && ValidString(v[1:len(v)-1])
-	case v[0] == '{' || v[0] == '[' || string(v) == "true" || string(v) == "false" || string(v) == "null":
+	case v[0] == '{' || v[0] == '[':
+		return Validate(v) == nil
+	case string(v) == "true" || string(v) == "false" || string(v) == "null":
 		return true
 	}
 	return ValidNumber(v)
