@@ -187,6 +187,7 @@ func FuzzExtract(f *testing.F) {
 	f.Add([]byte(`{"ts":"2026-11-22T10:20:00Z"}`))
 	f.Add([]byte(`{"ts":-1.5e-3}`))
 	f.Add([]byte(`[{"a":`))
+	f.Add([]byte(`{"ts":1,"service":{"a":[1.5,"b\n"]},"region":[true,null]}`))
 	p := testPlan(f, extractYAML)
 	x := newExtractor(p)
 	rfc := *p
@@ -208,15 +209,21 @@ func FuzzExtract(f *testing.F) {
 			t.Fatalf("%q: direct %d %v %v %q, through Visit %d %v %v %q", b, tm, r, ok, x.key, tmv, rv, okv, xv.key)
 		}
 		for _, e := range []*extractor{x, xr, xs} {
-			if tm, r, ok := e.extract(&log.Record{Value: b}); !ok && r >= numReasons {
+			tm, r, ok := e.extract(&log.Record{Value: b})
+			if !ok && r >= numReasons {
 				t.Fatalf("bad reason %d", r)
 			} else if ok && e.p.unit == unitMs && tm == math.MinInt64 {
 				t.Fatal("impossible time")
 			}
-			// The key cache's decoding of the group key text, on a miss:
-			// strings come out as UTF-8 (objects and arrays keep their text).
-			if k, ok := canonicalKey(e.key); ok && !bytes.ContainsAny(e.key, "{[") && !utf8.ValidString(k) {
-				t.Fatalf("key %q from %q is not UTF-8", k, e.key)
+			// The key cache's decoding of an event's group key text, on a
+			// miss: each value comes out as JSON text in UTF-8, as result
+			// lines print it, or the key is invalid.
+			if k, valid := canonicalKey(e.key); ok && valid {
+				for _, v := range strings.Split(k, "\x00") {
+					if !json.Valid([]byte(v)) || !utf8.ValidString(v) {
+						t.Fatalf("key value %q from %q is not JSON in UTF-8", v, e.key)
+					}
+				}
 			}
 		}
 		decimalMs(b, 3)
