@@ -320,7 +320,9 @@ const everyAggYAML = `pipelines:
 // by line, for each time unit, on events whose times are written in the
 // unit's forms (fractions, exponents, zones) and whose values are of every
 // kind (integers, decimals, negatives, zeros, strings, booleans, null,
-// missing, past float64's range, malformed, a name twice).
+// missing, past float64's range, malformed, a name twice), group-by values
+// among them objects and arrays, some with what a strict parser rejects
+// inside (NaN, 01, a raw control character).
 func TestPythonReferenceEveryAgg(t *testing.T) {
 	py := need(t, "python3")
 	dir := t.TempDir()

@@ -80,6 +80,11 @@ def jitter(rnd, t, ooo, late, too_late):
 def generate(rnd, n, step, base, unit):
     regions = ["eu", "us", "ap", "mx", "zz"]
     shards = ["1", "1.0", "1e0", "2", "2.5", "2.50", "3", "null", '"a"', None]
+    # Objects and arrays, keyed by their text (written here as json.dumps writes
+    # them, so that text and value agree), and ones a strict parser rejects, which
+    # fastjson takes: NaN, 01, an unknown escape, a raw control character before
+    # an escape (which fastjson's validator misses too).
+    odd_shards = ['{"z":1}', '[1,"b"]', '{"z":NaN}', "[01]", '{"z":"\\q"}', '["\x17\\n"]']
     t = base
     for _ in range(n):
         t += rnd.randint(0, step)
@@ -122,7 +127,7 @@ def generate(rnd, n, step, base, unit):
         elif n_ < 0.5:
             fields.append('"note":"x"')
         h = rnd.random()
-        shard = rnd.choice(shards)
+        shard = rnd.choice(shards) if rnd.random() > 0.04 else rnd.choice(odd_shards)
         host = []
         if shard is not None:
             host.append('"shard":' + shard)
