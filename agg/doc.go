@@ -19,9 +19,9 @@
 // HdrHistogram's Java getValueAtPercentile finds it), and the reported
 // value is the highest equivalent to the ranked one, or the maximum if
 // that is lower: less than 0.1% above the exact value for any value from
-// 0.001 to 1e9. Negative values are ranked
-// below the others, from a second histogram of their magnitudes
-// (FieldState.Neg), made only for a field that has some.
+// 0.001 to 1e9. Negative values are ranked below the others, from a
+// second histogram of their magnitudes (FieldState.Neg), made only for a
+// field that has some.
 //
 // A State and a Histogram belong to one goroutine. Observe and Record
 // allocate nothing once a PagePool has pages to give.

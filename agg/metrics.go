@@ -351,6 +351,8 @@ func (f *FieldState) quantile(q float64) (float64, bool) {
 	return min(max(v, f.Min), f.Max), true
 }
 
+// rankedValue is quantile's report before it is bounded: HDR's, from the
+// histograms of the values at or above zero and of the negative ones.
 func (f *FieldState) rankedValue(q float64) (float64, bool) {
 	neg := f.negCount()
 	if neg == 0 {
