@@ -5,9 +5,9 @@
 // Python's json) rejects a record holding them, so fastflow checks the
 // text of each value it reads — a pipeline's group keys, produce's and
 // ingest's key and timestamp fields, objects and arrays among them whole —
-// and judges the record as a strict
-// parser would, without validating the values it does not read (that
-// would cost a second parse of every record). Where fastflow embeds a
+// and judges the record as a strict parser would, without validating the
+// values it does not read (that would cost a second parse of every
+// record). Where fastflow embeds a
 // whole record in its output as JSON (consume's lines, the dead-letter
 // and late topics) or splits one into records (ingest's arrays), Validate
 // checks all of it: fastjson's validator, with what it misses.
