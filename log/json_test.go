@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -36,6 +37,14 @@ func TestAppendJSON(t *testing.T) {
 	// fastjson's validator misses before an escape.
 	f(Record{Value: []byte("{\"a\":\"\x17\\n\"}")}, false,
 		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":"{\"a\":\"\u0017\\n\"}"}`)
+	// A million [ is not JSON, found in linear time (fastjson's validator
+	// alone took minutes); JSON nested 5,000 deep is embedded.
+	deep := strings.Repeat("[", 1<<20)
+	f(Record{Value: []byte(deep)}, false,
+		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":"`+deep+`"}`)
+	deep = strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
+	f(Record{Value: []byte(deep)}, false,
+		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":`+deep+`}`)
 	f(Record{Value: []byte(""), Headers: []Header{{Key: []byte("h"), Value: []byte("v")}, {Key: []byte("n")}}}, true,
 		`{"topic":"events","partition":0,"offset":0,"timestamp":0,"key":null,"value":"","headers":[{"key":"h","value":"v"},{"key":"n","value":null}]}`)
 }

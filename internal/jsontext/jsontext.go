@@ -16,6 +16,7 @@ package jsontext
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 
 	"github.com/valyala/fastjson"
@@ -28,6 +29,18 @@ import (
 // v1.6.10 it looks for them only after a string's last escape, so
 // "\x17\n" passes it.
 func Validate(b []byte) error {
+	// fastjson's validator recurses once per level of nesting, and on an
+	// error wraps the error of each level in the next: a record of a
+	// million [ took it minutes (quadratic), and deeper would overflow the
+	// stack. A text that may nest deeper than its parser goes (fastjson's
+	// MaxDepth: fewer [ and { than that cannot) goes to encoding/json's
+	// scanner, which is linear and as strict (to 10,000 levels).
+	if len(b) > fastjson.MaxDepth && bytes.Count(b, []byte{'['})+bytes.Count(b, []byte{'{'}) > fastjson.MaxDepth {
+		if !json.Valid(b) {
+			return errNotJSON
+		}
+		return nil
+	}
 	if err := fastjson.ValidateBytes(b); err != nil {
 		return err
 	}
@@ -57,7 +70,10 @@ func hasControl(b []byte) bool {
 	return false
 }
 
-var errRawControl = errors.New("a string holds a raw control character (U+0000 to U+001F)")
+var (
+	errRawControl = errors.New("a string holds a raw control character (U+0000 to U+001F)")
+	errNotJSON    = errors.New("not JSON (RFC 8259), or nested deeper than 10,000 levels")
+)
 
 // noRawControl reports whether no string of b, a JSON text otherwise
 // valid, holds a raw control character (U+0000 to U+001F).

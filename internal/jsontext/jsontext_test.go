@@ -3,6 +3,7 @@ package jsontext
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -52,6 +53,35 @@ func TestValidate(t *testing.T) {
 		`{"a":NaN}`, `[01]`, `{"a":1,}`, `"\x"`, `[1] [2]`, ``} {
 		if Validate([]byte(v)) == nil {
 			t.Errorf("%q: valid", v)
+		}
+	}
+}
+
+// Deep nesting is judged in linear time, as encoding/json judges it:
+// fastjson's validator took minutes over a million [ (each level wraps the
+// error of the one inside), and a deeper text would overflow its stack.
+func TestValidateDeep(t *testing.T) {
+	deep := func(n int, tail string) []byte {
+		return []byte(strings.Repeat("[", n) + tail + strings.Repeat("]", n))
+	}
+	for _, c := range []struct {
+		name string
+		b    []byte
+		ok   bool
+	}{
+		{"a million [", bytes.Repeat([]byte("["), 1<<20), false},
+		{"a million {\"a\":", bytes.Repeat([]byte(`{"a":`), 1<<20), false},
+		{"300 levels", deep(300, "1"), true},
+		{"301 levels", deep(301, "1"), true},
+		{"9,999 levels", deep(9999, `{"a":"b"}`), true},
+		{"9,999 levels, NaN", deep(9999, "NaN"), false},
+		{"9,999 levels, a raw control character", deep(9999, "\"\x17\\n\""), false},
+		{"20,000 levels", deep(20000, "1"), false}, // past encoding/json's limit
+		{"many flat", []byte("[" + strings.Repeat("[1],", 1000) + "[]]"), true},
+		{"[ in strings", []byte(`["` + strings.Repeat("[{", 1000) + `"]`), true},
+	} {
+		if err := Validate(c.b); (err == nil) != c.ok || (err == nil) != json.Valid(c.b) {
+			t.Errorf("%s: %v, encoding/json says valid: %v", c.name, err, json.Valid(c.b))
 		}
 	}
 }

@@ -313,8 +313,8 @@ func splitRecords(body []byte) ([][]byte, error) {
 		}
 		var p fastjson.Parser
 		v, err := p.ParseBytes(trimmed)
-		if err != nil {
-			return nil, fmt.Errorf("body starts with [ but is not a JSON array: %v", err)
+		if err != nil { // JSON its parser refuses: too deep (its error says so 300 times)
+			return nil, fmt.Errorf("body is a JSON array nested deeper than %d levels, more than ingest splits", fastjson.MaxDepth)
 		}
 		arr, err := v.Array()
 		if err != nil {

@@ -195,6 +195,10 @@ func TestHTTPAPI(t *testing.T) {
 	}
 	bad("/topics/nope/records", "application/json", `{"a":1}`, 404, `topic "nope" does not exist`)
 	bad("/topics/events/records", "application/json", `[{"a":1},`, 400, "not a JSON array")
+	// A million [ (fastjson's validator took minutes on it), and an array
+	// that is JSON but nests deeper than fastjson's parser goes.
+	bad("/topics/events/records", "application/json", strings.Repeat("[", 1<<20), 400, "not a JSON array")
+	bad("/topics/events/records", "application/json", strings.Repeat("[", 500)+strings.Repeat("]", 500), 400, "nested deeper than 300 levels")
 	bad("/topics/events/records", "application/json", "", 400, "no records")
 	bad("/topics/events/records?acks=2", "application/json", `{"a":1}`, 400, "invalid acks")
 	bad("/topics/events/records?partition=9", "application/json", `{"a":1}`, 400, "invalid partition")
