@@ -146,3 +146,50 @@ func TestHasControl(t *testing.T) {
 		}
 	}
 }
+
+// TooDeep says whether more than MaxDepth arrays and objects are open at
+// once, whatever the strings hold; where it says no, fastjson's parser
+// never refuses the text for its depth.
+func TestTooDeep(t *testing.T) {
+	nest := func(n int, open, close, inner string) []byte {
+		return []byte(strings.Repeat(open, n) + inner + strings.Repeat(close, n))
+	}
+	for _, c := range []struct {
+		name string
+		b    []byte
+		deep bool
+	}{
+		{"short", []byte(`[[[1]]]`), false},
+		{"299 arrays", nest(MaxDepth, "[", "]", "1"), false},
+		{"300 arrays", nest(MaxDepth+1, "[", "]", "1"), true},
+		{"299 objects", nest(MaxDepth, `{"a":`, "}", "1"), false},
+		{"300 objects", nest(MaxDepth+1, `{"a":`, "}", "1"), true},
+		{"a million [", bytes.Repeat([]byte("["), 1<<20), true},
+		{"[ in a string", []byte(`["` + strings.Repeat("[{", 1000) + `"]`), false},
+		{"escaped quotes", []byte(`["\"` + strings.Repeat("[", 1000) + `\\"]`), false},
+		{"after an escaped quote's string", []byte(`["\\"` + strings.Repeat(",[", 400) + strings.Repeat("]", 400) + "]"), true},
+		{"many flat", []byte("[" + strings.Repeat("[1],", 1000) + "[]]"), false},
+	} {
+		if got := TooDeep(c.b); got != c.deep {
+			t.Errorf("%s: TooDeep %v, want %v", c.name, got, c.deep)
+		}
+		var p fastjson.Parser
+		if _, err := p.ParseBytes(c.b); !c.deep && err != nil && strings.Contains(err.Error(), "depth") {
+			t.Errorf("%s: not too deep, and fastjson refuses it: %v", c.name, err)
+		} else if c.deep && err == nil {
+			t.Errorf("%s: too deep, and fastjson takes it", c.name)
+		}
+	}
+}
+
+// BenchmarkTooDeep is what the check costs an event longer than MaxDepth
+// bytes, before its parse (fastjson: ~1 ns a byte).
+func BenchmarkTooDeep(b *testing.B) {
+	ev := []byte(`{"ts":1795341600123,"service":"payments","status":"error","response_time":211.4,"tags":["a","b"],"user":{"id":42,"plan":"pro"},"msg":"` + strings.Repeat("x", 400) + `"}`)
+	b.SetBytes(int64(len(ev)))
+	for b.Loop() {
+		if TooDeep(ev) {
+			b.Fatal("deep")
+		}
+	}
+}

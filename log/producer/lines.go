@@ -33,6 +33,9 @@ func (f *Fields) Extract(line []byte) (key []byte, tsMs int64, badTime bool) {
 	if f.KeyField == "" && f.TimeField == "" {
 		return nil, 0, false
 	}
+	if len(line) > jsontext.MaxDepth && jsontext.TooDeep(line) { // not parsed: fastjson's refusal is slow
+		return nil, 0, f.TimeField != ""
+	}
 	v, err := f.p.ParseBytes(line)
 	if err != nil || v.Type() != fastjson.TypeObject {
 		return nil, 0, f.TimeField != ""
