@@ -78,7 +78,7 @@ func (x *extractor) extract(rec *log.Record) (int64, reason, bool) {
 }
 
 func (x *extractor) extractEvent(rec *log.Record) (int64, reason, bool) {
-	if len(rec.Value) > jsontext.MaxDepth && jsontext.TooDeep(rec.Value) {
+	if jsontext.TooDeep(rec.Value) {
 		return 0, reasonInvalidJSON, false // fastjson would refuse it, slowly
 	}
 	v, err := x.parser.ParseBytes(rec.Value)

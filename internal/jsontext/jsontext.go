@@ -7,11 +7,11 @@
 // ingest's key and timestamp fields, objects and arrays among them whole —
 // and judges the record as a strict parser would, without validating the
 // values it does not read (that would cost a second parse of every
-// record). Where fastflow embeds a
-// whole record in its output as JSON (consume's lines, the dead-letter
-// and late topics) or splits one into records (ingest's arrays), Validate
-// checks all of it: fastjson's validator, with what it misses. TooDeep
-// spares fastjson's parser the texts it would refuse slowly.
+// record). Where fastflow embeds a whole record in its output as JSON
+// (consume's lines, the dead-letter and late topics) or splits one into
+// records (ingest's arrays), Validate checks all of it: fastjson's
+// validator, with what it misses. TooDeep spares fastjson's parser the
+// texts it would refuse slowly.
 package jsontext
 
 import (
@@ -33,10 +33,10 @@ func Validate(b []byte) error {
 	// fastjson's validator recurses once per level of nesting, and on an
 	// error wraps the error of each level in the next: a record of a
 	// million [ took it minutes (quadratic), and deeper would overflow the
-	// stack. A text that may nest deeper than its parser goes (fastjson's
-	// MaxDepth: fewer [ and { than that cannot) goes to encoding/json's
-	// scanner, which is linear and as strict (to 10,000 levels).
-	if len(b) > fastjson.MaxDepth && bytes.Count(b, []byte{'['})+bytes.Count(b, []byte{'{'}) > fastjson.MaxDepth {
+	// stack. A text nested deeper than its parser goes (TooDeep) goes to
+	// encoding/json's scanner, which is linear and as strict (to 10,000
+	// levels).
+	if TooDeep(b) {
 		if !json.Valid(b) {
 			return errNotJSON
 		}
@@ -86,9 +86,15 @@ const MaxDepth = fastjson.MaxDepth - 1
 // each level in the next, ~1.8 ms and 4.4 MB of garbage for one record
 // of 301 [ (an event parses in ~85 ns), which a producer's bad records
 // would pay per record. A text with at most MaxDepth [ and { is answered
-// by two counts; a longer one by a scan of its nesting, strings skipped.
+// by two counts; a longer one by a scan of its nesting, strings skipped;
+// one of at most MaxDepth bytes by its length alone (TooDeep inlines, so
+// the events of most pipelines cost a comparison).
 func TooDeep(b []byte) bool {
-	if len(b) <= MaxDepth || bytes.Count(b, []byte{'['})+bytes.Count(b, []byte{'{'}) <= MaxDepth {
+	return len(b) > MaxDepth && nestsTooDeep(b)
+}
+
+func nestsTooDeep(b []byte) bool {
+	if bytes.Count(b, []byte{'['})+bytes.Count(b, []byte{'{'}) <= MaxDepth {
 		return false
 	}
 	open, in := 0, false

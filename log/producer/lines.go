@@ -33,7 +33,7 @@ func (f *Fields) Extract(line []byte) (key []byte, tsMs int64, badTime bool) {
 	if f.KeyField == "" && f.TimeField == "" {
 		return nil, 0, false
 	}
-	if len(line) > jsontext.MaxDepth && jsontext.TooDeep(line) { // not parsed: fastjson's refusal is slow
+	if jsontext.TooDeep(line) { // not parsed: fastjson's refusal is slow
 		return nil, 0, f.TimeField != ""
 	}
 	v, err := f.p.ParseBytes(line)
