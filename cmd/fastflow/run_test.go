@@ -647,36 +647,13 @@ func TestRunSigtermRestartSessions(t *testing.T) {
 		t.Skip("runs processes")
 	}
 	c := newCLI(t)
-	cfg, want := sessionData(t, c, 6)
+	cfg, want := windowData(t, c, 6, sessionYAML)
 	checkStopRestart(t, c, cfg, want)
 }
 
 // sessionYAML is the api-health pipeline with session windows of gap 3s:
 // many sessions per service, merging as events arrive.
 var sessionYAML = strings.Replace(apiHealthYAML, "window: {type: tumbling, size: 1m}", "window: {type: session, gap: 3s}", 1)
-
-// sessionData is followData for sessionYAML: the pipelines file and what a
-// following run prints — all but the stats line and the sessions of the
-// last events, an hour after the others, which only the end of
-// --until-end closes.
-func sessionData(t *testing.T, c *cli, seed uint64) (cfg string, want []string) {
-	t.Helper()
-	if sessionYAML == apiHealthYAML {
-		t.Fatal("test bug: no window to replace")
-	}
-	cfg, _ = followData(t, c, seed)
-	os.WriteFile(cfg, []byte(sessionYAML), 0o644)
-	last := time.UnixMilli(followLastMs).UTC().Format(time.RFC3339Nano)
-	for _, l := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
-		if !strings.Contains(l, `"type":"stats"`) && !strings.Contains(l, `"window_start":"`+last) {
-			want = append(want, l)
-		}
-	}
-	if n := strings.Count(strings.Join(want, "\n"), `"type":"window"`); n < 1000 {
-		t.Fatalf("only %d sessions", n)
-	}
-	return cfg, want
-}
 
 // checkStopRestart runs the api-health pipeline of cfg following the log and checks
 // that an uninterrupted run prints want, and that a run stopped by SIGTERM
@@ -776,7 +753,7 @@ func TestRunKillRestartSessions(t *testing.T) {
 		t.Skip("runs processes")
 	}
 	c := newCLI(t)
-	cfg, want := sessionData(t, c, 7)
+	cfg, want := windowData(t, c, 7, sessionYAML)
 	checkKillRestart(t, c, cfg, sessionYAML, want, nil)
 }
 
@@ -1239,4 +1216,64 @@ func TestUntilEndInterrupted(t *testing.T) {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// TestRunSigtermRestartHopping is TestRunSigtermRestart with hopping
+// windows (2m advancing by 30s: an event in four windows, each emitted at
+// another watermark move than its neighbours), whose open windows the
+// checkpoint carries across the restart.
+func TestRunSigtermRestartHopping(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	c := newCLI(t)
+	cfg, want := windowData(t, c, 8, hoppingYAML)
+	checkStopRestart(t, c, cfg, want)
+}
+
+// TestRunKillRestartHopping is TestRunKillRestart with hopping windows.
+func TestRunKillRestartHopping(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	c := newCLI(t)
+	cfg, want := windowData(t, c, 9, hoppingYAML)
+	checkKillRestart(t, c, cfg, hoppingYAML, want, nil)
+}
+
+// hoppingYAML is the api-health pipeline with hopping windows of 2m
+// advancing by 30s.
+var hoppingYAML = strings.Replace(apiHealthYAML, "window: {type: tumbling, size: 1m}", "window: {type: hopping, size: 2m, advance: 30s}", 1)
+
+// windowData is followData for yaml, the api-health pipeline with another
+// window: the pipelines file and what a following run prints — all but
+// the stats line and the windows of the last events, an hour after the
+// others, which only the end of --until-end closes.
+func windowData(t *testing.T, c *cli, seed uint64, yaml string) (cfg string, want []string) {
+	t.Helper()
+	if yaml == apiHealthYAML {
+		t.Fatal("test bug: no window replaced")
+	}
+	cfg, _ = followData(t, c, seed)
+	os.WriteFile(cfg, []byte(yaml), 0o644)
+	windows := 0
+	for _, l := range strings.Split(strings.TrimSpace(c.ok("", "run", cfg, "--until-end")), "\n") {
+		var r struct {
+			Type      string
+			WindowEnd time.Time `json:"window_end"`
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Type != "stats" && r.WindowEnd.UnixMilli() <= followLastMs {
+			want = append(want, l)
+			if r.Type == "window" {
+				windows++
+			}
+		}
+	}
+	if windows < 1000 {
+		t.Fatalf("only %d windows", windows)
+	}
+	return cfg, want
 }
