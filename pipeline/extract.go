@@ -413,10 +413,18 @@ func (x *extractor) eventTime(tv *fastjson.Value) (int64, reason, bool) {
 // text is not a JSON number.
 func (x *extractor) number(f *fastjson.Value) (float64, bool) {
 	if t, _, ok := x.rawText(f); ok {
-		return parseNumber(t)
+		return parseNumber(t) // the usual way, in line
+	}
+	return parseNumber(x.numberText(f))
+}
+
+// numberText returns the text of number f.
+func (x *extractor) numberText(f *fastjson.Value) []byte {
+	if t, _, ok := x.rawText(f); ok {
+		return t
 	}
 	x.num = f.MarshalTo(x.num[:0])
-	return parseNumber(x.num)
+	return x.num
 }
 
 // eval reports whether the predicate holds for f, the record's value of
@@ -444,6 +452,9 @@ func (p *predicate) eval(f *fastjson.Value, x *extractor) (holds, valid bool) {
 		n, ok := x.number(f)
 		if !ok {
 			return false, false
+		}
+		if n == p.f && p.big {
+			return p.op.cmp(p.exactCmp(x.numberText(f))), true
 		}
 		return p.op.num(n, p.f), true
 	case litBool:

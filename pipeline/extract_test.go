@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"reflect"
 	"strconv"
@@ -539,6 +540,67 @@ func TestGroupKeyNumbers(t *testing.T) {
 		want, _ := json.Marshal(f)
 		if got := canonicalNumber([]byte(text)); string(got) != string(want) {
 			t.Fatalf("%s: %s; encoding/json writes %s", text, got, want)
+		}
+	}
+}
+
+// TestWhereOnNumbers: a number compares with a number literal as the
+// number it writes — an integer exactly, a number with a fraction or an
+// exponent as its float64 (Python's json module and Jackson read them so)
+// — also where float64 no longer tells integers apart: from 2^53 on
+// (IDs, nanosecond times), 9007199254740993 is not 9007199254740992.
+// Each value against each literal and operator, checked with math/big.
+func TestWhereOnNumbers(t *testing.T) {
+	lits := []string{"9007199254740992", "9007199254740993", "-9007199254740993", "9007199254740992.0",
+		"9.007199254740993e15", "18446744073709551617", "1e20", "100000000000000000000",
+		"1" + strings.Repeat("0", 308), "1e308", "100", "1e2", "0.3", "0", "-0"}
+	ops := []string{"==", "!=", "<", "<=", ">", ">="}
+	// A number's value as the comparison takes it; inf: ±1 for ±Inf.
+	value := func(text string) (r *big.Rat, inf int) {
+		if !strings.ContainsAny(text, ".eE") {
+			r, _ = new(big.Rat).SetString(text)
+			return r, 0
+		}
+		f, _ := strconv.ParseFloat(text, 64)
+		if math.IsInf(f, 0) {
+			return nil, int(math.Copysign(1, f))
+		}
+		return new(big.Rat).SetFloat64(f), 0
+	}
+	values := []string{"9007199254740992", "9007199254740993", "9007199254740994", "-9007199254740993",
+		"9007199254740993.0", "9.007199254740993e15", "18446744073709551616", "18446744073709551617",
+		"100000000000000000000", "100000000000000000001", "99999999999999999999", "1e400",
+		"1" + strings.Repeat("0", 400), "1" + strings.Repeat("0", 399) + "1", "-1" + strings.Repeat("0", 400),
+		"100", "100.0", "1e2", "0.3", "0.30000000000000001", "0", "-0", "-0.0"}
+	for _, lit := range lits {
+		yaml := "pipelines:\n  - name: x\n    source: {topic: e}\n    time: {field: ts}\n    window: {type: tumbling, size: 1m}\n    metrics:\n"
+		for i, op := range ops {
+			yaml += fmt.Sprintf("      - {name: m%d, agg: count, where: 'id %s %s'}\n", i, op, lit)
+		}
+		x := newExtractor(testPlan(t, yaml))
+		lr, linf := value(lit)
+		for _, v := range values {
+			doc := `{"ts":1,"id":` + v + `}`
+			if _, _, ok := x.extract(&log.Record{Value: []byte(doc)}); !ok {
+				t.Fatalf("%s: rejected", doc)
+			}
+			vr, vinf := value(v)
+			c := vinf - linf
+			if vinf == 0 && linf == 0 {
+				c = vr.Cmp(lr)
+			}
+			c = min(max(c, -1), 1)
+			for i, op := range ops {
+				want := map[string]bool{"==": c == 0, "!=": c != 0, "<": c < 0, "<=": c <= 0, ">": c > 0, ">=": c >= 0}[op]
+				if got := x.ev.Preds&(1<<uint(i)) != 0; got != want {
+					t.Errorf("id %s %s %s = %v; want %v", v, op, lit, got, want)
+				}
+			}
+		}
+		// The exact comparison allocates nothing.
+		rec := &log.Record{Value: []byte(`{"ts":1,"id":9007199254740993}`)}
+		if n := testing.AllocsPerRun(100, func() { x.extract(rec) }); n != 0 {
+			t.Errorf("id ... %s: %v allocations per event", lit, n)
 		}
 	}
 }

@@ -6,6 +6,7 @@ package pipeline
 // float64.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 	"strconv"
@@ -298,4 +299,87 @@ func daysFromCivil(y, m, d int) int64 {
 	doy := (153*mp+2)/5 + d - 1
 	doe := yoe*365 + yoe/4 - yoe/100 + doy
 	return int64(era)*146097 + int64(doe) - 719468
+}
+
+// exactInts is 2^53: every integer of a smaller magnitude is a float64,
+// so a number whose float64 is below it in magnitude rounds to a float64
+// no other integer rounds to. From it on, integers share float64s
+// (9007199254740993 is 9007199254740992 in float64): IDs, nanosecond
+// times.
+const exactInts = 1 << 53
+
+// intText reads s, a JSON number's text or a where literal, as an
+// integer: its sign and its digits without leading zeros ("0" for zero,
+// which is not negative). ok is false if s has a fraction or an exponent,
+// or is not [+-]digits.
+func intText(s []byte) (neg bool, digits []byte, ok bool) {
+	if len(s) > 0 && (s[0] == '-' || s[0] == '+') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	if len(s) == 0 {
+		return false, nil, false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false, nil, false
+		}
+	}
+	for len(s) > 1 && s[0] == '0' {
+		s = s[1:]
+	}
+	return neg && s[0] != '0', s, true
+}
+
+// cmpInts compares two integers as intText gives them: -1, 0 or +1.
+func cmpInts(aNeg bool, a []byte, bNeg bool, b []byte) int {
+	if aNeg != bNeg {
+		if aNeg {
+			return -1
+		}
+		return 1
+	}
+	c := len(a) - len(b)
+	if c == 0 {
+		c = bytes.Compare(a, b)
+	}
+	c = min(max(c, -1), 1)
+	if aNeg {
+		return -c
+	}
+	return c
+}
+
+// exactCmp compares the number of JSON text v, whose float64 is p.f (and
+// p.big: 2^53 or more in magnitude), with p's literal exactly: -1, 0 or
+// +1. An integer is the integer it writes; a number with a fraction or an
+// exponent is its float64, as Python's json module, Jackson and
+// encoding/json into an int64 read them. So `id == 9007199254740993`
+// holds for that ID only, not for 9007199254740992 too, as float64s would
+// have it.
+func (p *predicate) exactCmp(v []byte) int {
+	vNeg, vDigits, vInt := intText(v)
+	switch {
+	case vInt && p.litInt:
+		return cmpInts(vNeg, vDigits, p.litNeg, p.litDigits)
+	case !vInt && !p.litInt:
+		return 0 // both are p.f
+	case math.IsInf(p.f, 0):
+		// The integer is finite; the other is p.f, ±Inf (1e400).
+		c := -1 // the integer is below +Inf
+		if p.f < 0 {
+			c = 1
+		}
+		if !vInt {
+			c = -c
+		}
+		return c
+	}
+	// One is an integer, the other p.f, itself an integer from 2^53 on:
+	// its digits, exactly.
+	var buf [320]byte
+	fDigits := strconv.AppendFloat(buf[:0], math.Abs(p.f), 'f', 0, 64)
+	if vInt {
+		return cmpInts(vNeg, vDigits, p.f < 0, fDigits)
+	}
+	return cmpInts(p.f < 0, fDigits, p.litNeg, p.litDigits)
 }

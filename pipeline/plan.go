@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,6 +140,14 @@ type predicate struct {
 	plain bool // s has no backslash: a string whose JSON text is s is s
 	f     float64
 	b     bool
+	// A number literal 2^53 or more in magnitude is where float64 numbers
+	// stop telling integers apart: there, a value whose float64 is f is
+	// compared exactly (exactCmp). litInt: the literal is an integer, of
+	// sign litNeg and digits litDigits (intText).
+	big       bool
+	litInt    bool
+	litNeg    bool
+	litDigits []byte
 }
 
 // alertRule is a compiled alert: metric op threshold, for N windows.
@@ -324,6 +333,8 @@ func parsePredicate(s string) (predicate, error) {
 			return p, fmt.Errorf("%q: the value must be a quoted string, a number, true, false or null, not %s", s, rhs)
 		}
 		p.kind, p.f = litNumber, f
+		p.big = math.Abs(f) >= exactInts
+		p.litNeg, p.litDigits, p.litInt = intText([]byte(rhs))
 	}
 	if (p.kind == litBool || p.kind == litNull) && o != opEq && o != opNe {
 		return p, fmt.Errorf("%q: %s compares only with == and !=", s, rhs)

@@ -296,6 +296,8 @@ const everyAggYAML = `pipelines:
       - {name: unflagged, agg: count, where: 'flag != true'}
       - {name: noted_null, agg: count, where: 'note == null'}
       - {name: deep, agg: count, where: 'host.load > 0.5'}
+      - {name: id_is, agg: count, where: 'id == 9007199254740993'}
+      - {name: id_above, agg: count, where: 'id > 9007199254740992'}
       - {name: total, agg: sum, field: v}
       - {name: eu_total, agg: sum, field: v, where: 'region == "eu"'}
       - {name: mean, agg: avg, field: v}

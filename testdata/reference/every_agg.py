@@ -85,6 +85,8 @@ def generate(rnd, n, step, base, unit):
     # fastjson takes: NaN, 01, an unknown escape, a raw control character before
     # an escape (which fastjson's validator misses too).
     odd_shards = ['{"z":1}', '[1,"b"]', '{"z":NaN}', "[01]", '{"z":"\\q"}', '["\x17\\n"]']
+    ids = ["9007199254740992", "9007199254740993", "9007199254740994", "-9007199254740993", "9007199254740993.0",
+           "9.007199254740993e15", "18446744073709551617", "1" + "0" * 400, "12345"]
     t = base
     for _ in range(n):
         t += rnd.randint(0, step)
@@ -126,6 +128,9 @@ def generate(rnd, n, step, base, unit):
             fields.append('"note":null')
         elif n_ < 0.5:
             fields.append('"note":"x"')
+        if rnd.random() < 0.5:
+            # IDs past 2^53, where float64 no longer tells integers apart, in a where.
+            fields.append('"id":' + rnd.choice(ids))
         h = rnd.random()
         shard = rnd.choice(shards) if rnd.random() > 0.04 else rnd.choice(odd_shards)
         host = []

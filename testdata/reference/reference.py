@@ -37,7 +37,8 @@ Semantics, from SPEC ("Semantics of time, windows and results"):
   the field's number (float64) and skip events without one; sums and means exact, rounded
   once; percentile the nearest rank (the ceil(q*N)-th value, q the decimal written); ratio of/over (null when
   over is 0); rate of per second of window; no value: null;
-- `where`: a missing field, or one of another type than the literal, makes it false;
+- `where`: a missing field, or one of another type than the literal, makes it false; an
+  integer compares exactly (past 2^53 too), a number with a fraction or exponent as its float64;
 - alerts, per key and rule, on each emitted result: firing once `for` consecutive windows
   of the key (by start; a revision replaces its window's verdict) meet the condition,
   resolved on the first that does not; only transitions;
@@ -93,6 +94,8 @@ PIPELINES = {
             ("unflagged", "count", None, ("flag", "!=", True), None),
             ("noted_null", "count", None, ("note", "==", None), None),
             ("deep", "count", None, ("host.load", ">", 0.5), None),
+            ("id_is", "count", None, ("id", "==", 9007199254740993), None),
+            ("id_above", "count", None, ("id", ">", 9007199254740992), None),
             ("total", "sum", "v", None, None),
             ("eu_total", "sum", "v", ("region", "==", "eu"), None),
             ("mean", "avg", "v", None, None),
@@ -204,7 +207,9 @@ def holds(ev, where):
     elif isinstance(lit, str):
         same_type = isinstance(v, str)
     else:
-        same_type, v = is_number(v), as_float(v) if is_number(v) else v
+        # An integer compares exactly (Python compares an int with a float exactly),
+        # a number with a fraction or an exponent as its float64.
+        same_type = is_number(v)
     return same_type and OPS[op](v, lit)
 
 
