@@ -360,7 +360,7 @@ func (p *predicate) exactCmp(v []byte) int {
 	vNeg, vDigits, vInt := intText(v)
 	switch {
 	case vInt && p.litInt:
-		return cmpInts(vNeg, vDigits, p.litNeg, p.litDigits)
+		return cmpInts(vNeg, vDigits, p.litNeg, p.s)
 	case !vInt && !p.litInt:
 		return 0 // both are p.f
 	case math.IsInf(p.f, 0):
@@ -381,5 +381,5 @@ func (p *predicate) exactCmp(v []byte) int {
 	if vInt {
 		return cmpInts(vNeg, vDigits, p.f < 0, fDigits)
 	}
-	return cmpInts(p.f < 0, fDigits, p.litNeg, p.litDigits)
+	return cmpInts(p.f < 0, fDigits, p.litNeg, p.s)
 }

@@ -136,18 +136,16 @@ type predicate struct {
 	field field // path, resolved by compile
 	op    op
 	kind  litKind
-	s     []byte
-	plain bool // s has no backslash: a string whose JSON text is s is s
+	s     []byte // a string literal; a number literal's digits, if it is an integer (intText)
+	plain bool   // s has no backslash: a string whose JSON text is s is s
 	f     float64
 	b     bool
 	// A number literal 2^53 or more in magnitude is where float64 numbers
 	// stop telling integers apart: there, a value whose float64 is f is
 	// compared exactly (exactCmp). litInt: the literal is an integer, of
-	// sign litNeg and digits litDigits (intText).
-	big       bool
-	litInt    bool
-	litNeg    bool
-	litDigits []byte
+	// sign litNeg and digits s. (Beside b, in what would be padding: the
+	// size of a predicate, which the extractor indexes per event, stays.)
+	big, litInt, litNeg bool
 }
 
 // alertRule is a compiled alert: metric op threshold, for N windows.
@@ -334,7 +332,7 @@ func parsePredicate(s string) (predicate, error) {
 		}
 		p.kind, p.f = litNumber, f
 		p.big = math.Abs(f) >= exactInts
-		p.litNeg, p.litDigits, p.litInt = intText([]byte(rhs))
+		p.litNeg, p.s, p.litInt = intText([]byte(rhs))
 	}
 	if (p.kind == litBool || p.kind == litNull) && o != opEq && o != opNe {
 		return p, fmt.Errorf("%q: %s compares only with == and !=", s, rhs)
