@@ -30,7 +30,11 @@ func FuzzExtractMatchesStrictParser(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	x := newExtractor(testPlan(f, extractYAML))
+	f.Add([]byte(`{"ts":1,"id":9007199254740993}`))
+	f.Add([]byte(`{"ts":1,"id":9007199254740993.0,"id":-18446744073709551617}`))
+	// extractYAML's where predicates, and one where float64s no longer tell
+	// integers apart.
+	x := newExtractor(testPlan(f, extractYAML+"      - {name: ids, agg: count, where: 'id > 9007199254740992'}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if !json.Valid(b) {
 			return
@@ -82,6 +86,20 @@ func FuzzExtractMatchesStrictParser(f *testing.F) {
 		}
 		if o, ok := obj["ok"].(bool); ok && o {
 			preds |= 1 << 2
+		}
+		if id, ok := obj["id"].(json.Number); ok {
+			// An integer exactly, a number with a fraction or an exponent as
+			// its float64 (±Inf past its range).
+			above := false
+			if n, isInt := new(big.Int).SetString(string(id), 10); isInt {
+				above = n.Cmp(big.NewInt(1<<53)) > 0
+			} else {
+				f, _ := strconv.ParseFloat(string(id), 64)
+				above = f > 1<<53
+			}
+			if above {
+				preds |= 1 << 3
+			}
 		}
 		if x.ev.Preds != preds || x.ev.Has != has || has&1 != 0 && x.ev.Values[0] != msv {
 			t.Fatalf("%q: preds %b has %b value %v; a strict parser: %b %b %v", b, x.ev.Preds, x.ev.Has, x.ev.Values[0], preds, has, msv)
