@@ -776,9 +776,6 @@ func (d *decoder) checkMetric(n *yaml.Node, p string, m *MetricConfig) error {
 		if err := bad("field", m.Field != "", "required for "+m.Agg); err != nil {
 			return err
 		}
-		if err := bad("q", kind == agg.Percentile || m.Q == 0, "only percentile takes q"); err != nil {
-			return err
-		}
 		if err := bad("q", kind != agg.Percentile || m.Q > 0, "required for percentile (e.g. q: 0.95)"); err != nil {
 			return err
 		}
@@ -788,6 +785,21 @@ func (d *decoder) checkMetric(n *yaml.Node, p string, m *MetricConfig) error {
 		}
 	case agg.Rate:
 		if err := bad("of", m.Of != "", "rate needs of"); err != nil {
+			return err
+		}
+		if err := bad("over", m.Over == "", "rate takes no over (it divides of by the window's length in seconds)"); err != nil {
+			return err
+		}
+	}
+	// What an aggregate does not use is refused, not ignored.
+	if err := bad("q", kind == agg.Percentile || m.Q == 0, "only percentile takes q"); err != nil {
+		return err
+	}
+	if kind == agg.Ratio || kind == agg.Rate {
+		if err := bad("field", m.Field == "", m.Agg+" takes no field (it computes from the metrics it names)"); err != nil {
+			return err
+		}
+		if err := bad("where", m.Where == "", m.Agg+" takes no where (filter the metrics it names: of, over)"); err != nil {
 			return err
 		}
 	}

@@ -104,6 +104,17 @@ func TestConfigErrors(t *testing.T) {
 	f("q: 0.95", "q: 95", `metrics[5].q: want a quantile in (0, 1]`)
 	f(", q: 0.95}", "}", `metrics[5].q: required for percentile`)
 	f("agg: avg, field: response_time", "agg: avg", `metrics[3].field: required for avg`)
+	// What an aggregate does not use is refused, not ignored.
+	f("{name: request_count, agg: count}", "{name: request_count, agg: count, q: 0.5}", `metrics[0].q: only percentile takes q`)
+	f("{name: error_rate, agg: ratio, of: error_count, over: request_count}",
+		"{name: error_rate, agg: ratio, of: error_count, over: request_count, q: 0.9}", `metrics[2].q: only percentile takes q`)
+	f("{name: error_rate, agg: ratio, of: error_count, over: request_count}",
+		`{name: error_rate, agg: ratio, of: error_count, over: request_count, where: 'status == "ok"'}`, `metrics[2].where: ratio takes no where`)
+	f("{name: error_rate, agg: ratio, of: error_count, over: request_count}",
+		"{name: error_rate, agg: ratio, of: error_count, over: request_count, field: response_time}", `metrics[2].field: ratio takes no field`)
+	f("{name: throughput, agg: rate, of: request_count}", `{name: throughput, agg: rate, of: request_count, where: 'status == "ok"'}`, `metrics[6].where: rate takes no where`)
+	f("{name: throughput, agg: rate, of: request_count}", "{name: throughput, agg: rate, of: request_count, over: error_count}", `metrics[6].over: rate takes no over`)
+	f("{name: throughput, agg: rate, of: request_count}", "{name: throughput, agg: rate, of: request_count, field: response_time}", `metrics[6].field: rate takes no field`)
 	f("start: earliest", "start: yesterday", `source.start: want earliest, latest`)
 	f("{type: stdout}", "{type: email}", `sinks[0].type: unknown sink type "email"`)
 	f("name: api-health", "name: 'api health'", `invalid pipeline name`)
