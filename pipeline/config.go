@@ -224,8 +224,18 @@ func Parse(name string, data []byte) (*File, error) {
 		"topics": func(n *yaml.Node, p string) error {
 			return d.sequence(n, p, func(n *yaml.Node, p string) error {
 				t, err := d.topic(n, p)
+				if err != nil {
+					return err
+				}
+				// Declared twice, a topic took the second declaration's
+				// settings, partitions too, which cannot be taken back.
+				for _, o := range f.Topics {
+					if o.Name == t.Name {
+						return d.errf(n, join(p, "name"), "duplicate topic %q", t.Name)
+					}
+				}
 				f.Topics = append(f.Topics, t)
-				return err
+				return nil
 			})
 		},
 		"pipelines": func(n *yaml.Node, p string) error {
@@ -606,6 +616,11 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 				}
 				if err := d.checkSink(n, p, &s); err != nil {
 					return err
+				}
+				for i, o := range c.Sinks {
+					if o.Type == s.Type && o.Topic == s.Topic && o.URL == s.URL && o.Format == s.Format && slices.Equal(o.Brokers, s.Brokers) {
+						return d.errf(n, p, "the same sink as sinks[%d]: each result would go out twice", i)
+					}
 				}
 				c.Sinks = append(c.Sinks, s)
 				return nil

@@ -117,6 +117,9 @@ func TestConfigErrors(t *testing.T) {
 	f("{name: throughput, agg: rate, of: request_count}", "{name: throughput, agg: rate, of: request_count, field: response_time}", `metrics[6].field: rate takes no field`)
 	f("start: earliest", "start: yesterday", `source.start: want earliest, latest`)
 	f("{type: stdout}", "{type: email}", `sinks[0].type: unknown sink type "email"`)
+	f("{type: stdout}", "{type: stdout}\n      - {type: stdout}", `api.yaml:21: pipelines[0].sinks[1]: the same sink as sinks[0]: each result would go out twice`)
+	f("{type: topic, topic: api-health.results}", "{type: topic, topic: api-health.results}\n      - {type: webhook, url: 'http://127.0.0.1:9/'}\n      - {topic: api-health.results, type: topic}",
+		`pipelines[0].sinks[3]: the same sink as sinks[1]`)
 	f("name: api-health", "name: 'api health'", `invalid pipeline name`)
 	f("for: 2", "for: 0", `alerts[0].for: want an integer from 1`)
 	f("{name: throughput, agg: rate, of: request_count}", "{name: request_count, agg: rate, of: error_count}", `duplicate metric "request_count"`)
@@ -179,6 +182,12 @@ func TestTopicsSection(t *testing.T) {
 	}
 	if _, err := Parse("x.yaml", []byte("topics:\n  - {name: e, partitions: 1, cleanup: shred}\n")); err == nil || !strings.Contains(err.Error(), "cleanup_policy") {
 		t.Fatalf("bad cleanup: %v", err)
+	}
+	// Declared twice, a topic took the second declaration, and an existing
+	// one of 1 partition grew to 2 (which cannot be undone).
+	if _, err := Parse("x.yaml", []byte("topics:\n  - {name: e, partitions: 1}\n  - {name: e, partitions: 2}\n")); err == nil ||
+		!strings.Contains(err.Error(), `x.yaml:3: topics[1].name: duplicate topic "e"`) {
+		t.Fatalf("a topic declared twice: %v", err)
 	}
 }
 
