@@ -351,6 +351,19 @@ func (d *decoder) str(dst *string) func(*yaml.Node, string) error {
 	}
 }
 
+// path decodes a field path (checkPath).
+func (d *decoder) path(dst *string) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, p string) error {
+		if err := d.str(dst)(n, p); err != nil {
+			return err
+		}
+		if err := checkPath(*dst); err != nil {
+			return d.errf(n, p, "%v", err)
+		}
+		return nil
+	}
+}
+
 // address decodes a host:port.
 func (d *decoder) address(dst *string) func(*yaml.Node, string) error {
 	return func(n *yaml.Node, p string) error {
@@ -524,7 +537,7 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 			c.Time = &TimeConfig{IdleTimeout: 30 * time.Second}
 			tc := c.Time
 			if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
-				"field":            d.str(&tc.Field),
+				"field":            d.path(&tc.Field),
 				"unit":             d.str(&tc.Unit),
 				"max_out_of_order": d.duration(&tc.MaxOutOfOrder, true),
 				"allowed_lateness": d.duration(&tc.AllowedLateness, true),
@@ -549,11 +562,15 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 		"group_by": func(n *yaml.Node, p string) error {
 			return d.sequence(n, p, func(n *yaml.Node, p string) error {
 				var f string
-				if err := d.str(&f)(n, p); err != nil {
+				if err := d.path(&f)(n, p); err != nil {
 					return err
 				}
 				if f == "" {
 					return d.errf(n, p, "empty field name")
+				}
+				if slices.Contains(c.GroupBy, f) {
+					// The key would hold the name twice: {"id":1,"id":1}.
+					return d.errf(n, p, "duplicate field %q", f)
 				}
 				c.GroupBy = append(c.GroupBy, f)
 				return nil
@@ -568,7 +585,7 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 				var m MetricConfig
 				var q string
 				err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
-					"name": d.str(&m.Name), "agg": d.str(&m.Agg), "field": d.str(&m.Field),
+					"name": d.str(&m.Name), "agg": d.str(&m.Agg), "field": d.path(&m.Field),
 					"where": d.str(&m.Where), "of": d.str(&m.Of), "over": d.str(&m.Over), "q": d.str(&q),
 				})
 				if err != nil {

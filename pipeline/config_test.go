@@ -104,6 +104,11 @@ func TestConfigErrors(t *testing.T) {
 	f("q: 0.95", "q: 95", `metrics[5].q: want a quantile in (0, 1]`)
 	f(", q: 0.95}", "}", `metrics[5].q: required for percentile`)
 	f("agg: avg, field: response_time", "agg: avg", `metrics[3].field: required for avg`)
+	f("group_by: [service]", "group_by: [service, region, service]", `api.yaml:5: pipelines[0].group_by[2]: duplicate field "service"`)
+	f("group_by: [service]", "group_by: [service.]", `pipelines[0].group_by[0]: field "service." has an empty name`)
+	f("field: response_time}", "field: response..time}", `metrics[3].field: field "response..time" has an empty name`)
+	f("field: ts,", "field: .ts,", `time.field: field ".ts" has an empty name`)
+	f(`where: 'status == "error"'`, `where: 'status. == "error"'`, `metrics[1].where: "status. == \"error\"": field "status." has an empty name`)
 	// What an aggregate does not use is refused, not ignored.
 	f("{name: request_count, agg: count}", "{name: request_count, agg: count, q: 0.5}", `metrics[0].q: only percentile takes q`)
 	f("{name: error_rate, agg: ratio, of: error_count, over: request_count}",

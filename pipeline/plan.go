@@ -170,6 +170,15 @@ func cerr(path, format string, args ...any) error {
 
 func splitPath(f string) []string { return strings.Split(f, ".") }
 
+// checkPath refuses a field path with an empty name ("a..b", ".a", "a."):
+// a slip of the pen rather than a JSON name "".
+func checkPath(f string) error {
+	if f != "" && slices.Contains(splitPath(f), "") {
+		return fmt.Errorf("field %q has an empty name (a path's names are separated by single dots)", f)
+	}
+	return nil
+}
+
 // compile turns a checked Config into a plan.
 func compile(c *Config) (*plan, error) {
 	p := &plan{cfg: c, idle: 30 * time.Second}
@@ -310,6 +319,9 @@ func parsePredicate(s string) (predicate, error) {
 	lhs, o, rhs, err := splitExpr(s)
 	if err != nil {
 		return predicate{}, err
+	}
+	if err := checkPath(lhs); err != nil {
+		return predicate{}, fmt.Errorf("%q: %v", s, err)
 	}
 	p := predicate{text: s, path: splitPath(lhs), op: o}
 	switch {
