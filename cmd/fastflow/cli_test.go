@@ -671,6 +671,12 @@ func TestCLIErrors(t *testing.T) {
 	f(2, "invalid --checkpoint-interval 0s", "run", cfg("good.yaml", good), "--checkpoint-interval", "0")
 	f(2, "invalid argument", "run", cfg("good.yaml", good), "--checkpoint-interval", "often")
 	f(2, "accepts 1 arg", "run")
+	// serve: two metrics whose /metrics gauges would share a name.
+	twins := good + strings.Replace(good, "pipelines:\n  - name: p", "  - name: P", 1)
+	twins = strings.Replace(twins, "name: P", "name: p-q", 1)
+	twins = strings.Replace(twins, "  - name: p\n", "  - name: p_q\n", 1)
+	f(2, "twins.yaml:11: pipelines[1].metrics[0].name: p-q.n would be fastflow_p_q_n in /metrics, as p_q.n is: rename one",
+		"serve", "--config", cfg("twins.yaml", twins), "--http", "127.0.0.1:0")
 }
 
 func TestOversizedLines(t *testing.T) {

@@ -123,6 +123,9 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 		if err := checkSources(l, f); err != nil {
 			return usageError{err}
 		}
+		if err := server.CheckMetricNames(f); err != nil {
+			return usageError{err}
+		}
 	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {

@@ -1,8 +1,12 @@
 package server
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/json"
+	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -119,24 +123,100 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	for _, g := range s.store.gauges() {
-		labels := map[string]string{}
-		var key map[string]any
-		json.Unmarshal(g.key, &key)
-		for _, f := range g.groupBy {
-			v := key[f]
-			switch v := v.(type) {
-			case nil:
-				labels[labelName(f)] = ""
-			case string:
-				labels[labelName(f)] = v
-			default:
-				b, _ := json.Marshal(v)
-				labels[labelName(f)] = string(b)
-			}
+	c.windowGauges(gaugeOf)
+}
+
+// windowGauges reports each key's latest value of each pipeline metric.
+// One scrape fails whole if two series share a name and labels, or a name
+// has two helps or label sets (client_golang answers 500): so keys that
+// print alike as labels — the string "100" and the number 100, null and
+// "" — give one series, the first by key text, and a name two metrics
+// share once sanitized (CheckMetricNames refuses such a file; not so a
+// pipeline given to New directly) shows the first metric only. Labels
+// are the key's values as written: an ID past 2^53 keeps its digits.
+func (c *pipelineCollector) windowGauges(gaugeOf func(name, help string, v float64, labels map[string]string)) {
+	gauges := c.s.store.gauges()
+	slices.SortFunc(gauges, func(a, b gauge) int {
+		return cmp.Or(strings.Compare(a.pipeline, b.pipeline), strings.Compare(a.metric, b.metric), bytes.Compare(a.key, b.key))
+	})
+	type origin struct{ pipeline, metric string }
+	owner := map[string]origin{}
+	seen := map[string]bool{}
+	var id strings.Builder
+	for _, g := range gauges {
+		name := MetricName(g.pipeline, g.metric)
+		if o, ok := owner[name]; ok && o != (origin{g.pipeline, g.metric}) {
+			continue
 		}
-		gaugeOf(MetricName(g.pipeline, g.metric), "Latest window value of "+g.metric+" in pipeline "+g.pipeline+".", g.value, labels)
+		owner[name] = origin{g.pipeline, g.metric}
+		names := labelNames(g.groupBy)
+		var key map[string]json.RawMessage
+		json.Unmarshal(g.key, &key)
+		labels := make(map[string]string, len(names))
+		id.Reset()
+		id.WriteString(name)
+		for i, f := range g.groupBy {
+			v := labelValue(key[f])
+			labels[names[i]] = v
+			id.WriteByte(0xff)
+			id.WriteString(v)
+		}
+		if seen[id.String()] {
+			continue
+		}
+		seen[id.String()] = true
+		gaugeOf(name, "Latest window value of "+g.metric+" in pipeline "+g.pipeline+".", g.value, labels)
 	}
+}
+
+// labelValue is a group-by value as a label: a string's text, a number,
+// object or array as the key writes it, "" for null (a missing field).
+func labelValue(raw json.RawMessage) string {
+	var s string
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return ""
+	case raw[0] == '"' && json.Unmarshal(raw, &s) == nil:
+		return s
+	}
+	return string(raw)
+}
+
+// labelNames are the label names of group-by fields: sanitized, and
+// numbered from the second on where two sanitize alike (host.name and
+// host_name: host_name and host_name_2).
+func labelNames(groupBy []string) []string {
+	names := make([]string, len(groupBy))
+	used := map[string]bool{}
+	for i, f := range groupBy {
+		n := labelName(f)
+		for k := 2; used[n]; k++ {
+			n = labelName(f) + "_" + strconv.Itoa(k)
+		}
+		used[n] = true
+		names[i] = n
+	}
+	return names
+}
+
+// CheckMetricNames refuses a file two of whose pipeline metrics would have
+// one gauge name in GET /metrics once sanitized (pipelines a-b and a_b,
+// metrics p95-ms and p95_ms): one of them could not be shown.
+func CheckMetricNames(f *pipeline.File) error {
+	type origin struct{ pipeline, metric int }
+	owner := map[string]origin{}
+	for i, p := range f.Pipelines {
+		for j, m := range p.Metrics {
+			name := MetricName(p.Name, m.Name)
+			if o, ok := owner[name]; ok {
+				q := f.Pipelines[o.pipeline]
+				return f.Errorf(fmt.Sprintf("pipelines[%d].metrics[%d].name", i, j),
+					"%s.%s would be %s in /metrics, as %s.%s is: rename one", p.Name, m.Name, name, q.Name, q.Metrics[o.metric].Name)
+			}
+			owner[name] = origin{i, j}
+		}
+	}
+	return nil
 }
 
 // logCollector reports the log's partitions and consumer groups at scrape

@@ -650,3 +650,87 @@ func TestIngestBodyIdleTimeout(t *testing.T) {
 		t.Fatalf("an idle keep-alive connection: read %d bytes, %v; want it closed (EOF)", n, err)
 	}
 }
+
+// TestMetricsOfKeysThatPrintAlike: GET /metrics answers 200 whatever the
+// keys and names: client_golang fails a whole scrape (500) on two series
+// of one name and labels, or one name with two helps. Keys that print
+// alike as labels (the string "100" and the number 100; null and "") give
+// one series, the first by key text; an ID past 2^53 keeps its digits
+// (9007199254740993 was decoded to a float64, 9007199254740992's twin);
+// two group-by fields that sanitize alike get two labels (host_name,
+// host_name_2); and of two metrics that sanitize to one name (n-x and n_x,
+// pipelines a-b and a_b, which serve refuses: CheckMetricNames) the first
+// is shown.
+func TestMetricsOfKeysThatPrintAlike(t *testing.T) {
+	const yaml = `topics:
+  - {name: events, partitions: 1}
+pipelines:
+  - name: a-b
+    source: {topic: events}
+    time: {field: ts}
+    group_by: [id, host.name, host_name]
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: n, agg: count}
+      - {name: n-x, agg: count}
+      - {name: n_x, agg: count, where: 'id == 0'}
+  - name: a_b
+    source: {topic: events}
+    time: {field: ts}
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: n, agg: count}
+`
+	f, err := pipeline.Parse("t.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckMetricNames(f); err == nil || !strings.Contains(err.Error(), "t.yaml:12: pipelines[0].metrics[2].name: a-b.n_x would be fastflow_a_b_n_x in /metrics, as a-b.n-x is") {
+		t.Fatalf("CheckMetricNames: %v", err)
+	}
+	base, _ := startServer(t, yaml)
+	var body strings.Builder
+	const t0 = 1795341600000
+	for _, id := range []string{`"100"`, `100`, `9007199254740992`, `9007199254740993`, `null`, `""`} {
+		fmt.Fprintf(&body, `{"ts":%d,"id":%s,"host":{"name":"h"},"host_name":"x"}`+"\n", t0, id)
+	}
+	fmt.Fprintf(&body, `{"ts":%d,"id":1}`+"\n", t0+3_600_000) // closes the minute
+	if code, reply := post(t, base+"/topics/events/records", "application/x-ndjson", body.String()); code != 200 {
+		t.Fatalf("ingest: %d %v", code, reply)
+	}
+	want := []string{
+		`fastflow_a_b_n{host_name="h",host_name_2="x",id="100"} 1`,
+		`fastflow_a_b_n{host_name="h",host_name_2="x",id="9007199254740992"} 1`,
+		`fastflow_a_b_n{host_name="h",host_name_2="x",id="9007199254740993"} 1`,
+		`fastflow_a_b_n{host_name="h",host_name_2="x",id=""} 1`,
+		`fastflow_a_b_n_x{host_name="h",host_name_2="x",id="100"} 1`,
+	}
+	var got string
+	waitUntil(t, "window gauges", func() bool {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("/metrics: %d: %s", resp.StatusCode, b)
+		}
+		got = string(b)
+		for _, w := range want {
+			if !strings.Contains(got, w+"\n") {
+				return false
+			}
+		}
+		return true
+	})
+	for _, line := range strings.Split(got, "\n") {
+		if strings.HasPrefix(line, `fastflow_a_b_n{`) && !strings.Contains(line, "host_name") {
+			t.Errorf("pipeline a_b's n, whose name is a-b's: %s", line)
+		}
+	}
+	// Six keys, four label sets (the later minute is still open).
+	if n := strings.Count(got, "\nfastflow_a_b_n{"); n != 4 {
+		t.Errorf("%d series of fastflow_a_b_n, want 4:\n%s", n, got)
+	}
+}
