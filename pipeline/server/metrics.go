@@ -132,7 +132,8 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 // print alike as labels — the string "100" and the number 100, null and
 // "" — give one series, the first by key text, and a name two metrics
 // share once sanitized (CheckMetricNames refuses such a file; not so a
-// pipeline given to New directly) shows the first metric only. Labels
+// pipeline given to New directly) shows the first metric only, and one of
+// fastflow's own names (ownNames) none. Labels
 // are the key's values as written: an ID past 2^53 keeps its digits.
 func (c *pipelineCollector) windowGauges(gaugeOf func(name, help string, v float64, labels map[string]string)) {
 	gauges := c.s.store.gauges()
@@ -145,7 +146,7 @@ func (c *pipelineCollector) windowGauges(gaugeOf func(name, help string, v float
 	var id strings.Builder
 	for _, g := range gauges {
 		name := MetricName(g.pipeline, g.metric)
-		if o, ok := owner[name]; ok && o != (origin{g.pipeline, g.metric}) {
+		if o, ok := owner[name]; ok && o != (origin{g.pipeline, g.metric}) || ownNames[name] {
 			continue
 		}
 		owner[name] = origin{g.pipeline, g.metric}
@@ -199,15 +200,36 @@ func labelNames(groupBy []string) []string {
 	return names
 }
 
+// ownNames are the names of fastflow's own metrics, which a pipeline's
+// gauge must not take (pipeline "pipeline", metric "records_total").
+// TestOwnMetricNames keeps the list whole.
+var ownNames = map[string]bool{}
+
+func init() {
+	for _, n := range []string{"build_info", "group_committed_offset", "group_lag_records", "ingest_bytes_total",
+		"ingest_records_total", "log_high_watermark", "log_size_bytes", "log_start_offset", "pipeline_events_total",
+		"pipeline_keys", "pipeline_keys_forgotten_total", "pipeline_lag_records", "pipeline_late_dropped_total",
+		"pipeline_open_windows", "pipeline_records_total", "pipeline_rejected_total", "pipeline_restarts_total",
+		"pipeline_sink_dropped_total", "pipeline_watermark_seconds", "result_latency_seconds",
+		"result_latency_seconds_bucket", "result_latency_seconds_sum", "result_latency_seconds_count"} {
+		ownNames["fastflow_"+n] = true
+	}
+}
+
 // CheckMetricNames refuses a file two of whose pipeline metrics would have
 // one gauge name in GET /metrics once sanitized (pipelines a-b and a_b,
-// metrics p95-ms and p95_ms): one of them could not be shown.
+// metrics p95-ms and p95_ms), or one a name of fastflow's own metrics:
+// one of them could not be shown.
 func CheckMetricNames(f *pipeline.File) error {
 	type origin struct{ pipeline, metric int }
 	owner := map[string]origin{}
 	for i, p := range f.Pipelines {
 		for j, m := range p.Metrics {
 			name := MetricName(p.Name, m.Name)
+			if ownNames[name] {
+				return f.Errorf(fmt.Sprintf("pipelines[%d].metrics[%d].name", i, j),
+					"%s.%s would be %s in /metrics, one of fastflow's own metrics: rename it", p.Name, m.Name, name)
+			}
 			if o, ok := owner[name]; ok {
 				q := f.Pipelines[o.pipeline]
 				return f.Errorf(fmt.Sprintf("pipelines[%d].metrics[%d].name", i, j),

@@ -734,3 +734,28 @@ pipelines:
 		t.Errorf("%d series of fastflow_a_b_n, want 4:\n%s", n, got)
 	}
 }
+
+// TestOwnMetricNames: every metric fastflow exposes of its own is in
+// ownNames, which no pipeline gauge may take (CheckMetricNames); and a
+// pipeline metric named as one of them is refused.
+func TestOwnMetricNames(t *testing.T) {
+	base, _ := startServer(t, testYAML)
+	post(t, base+"/topics/events/records", "application/x-ndjson", `{"ts":1,"service":"a"}`+"\n"+`{"ts":3600000,"service":"a"}`)
+	waitUntil(t, "a window", func() bool { return bytes.Contains(scrape(t, base), []byte("fastflow_api_health_request_count")) })
+	for _, line := range strings.Split(string(scrape(t, base)), "\n") {
+		name, _, _ := strings.Cut(line, "{")
+		name, _, _ = strings.Cut(name, " ")
+		if strings.HasPrefix(name, "fastflow_") && !strings.HasPrefix(name, "fastflow_api_health_") && !ownNames[name] {
+			t.Errorf("%s is not in ownNames", name)
+		}
+	}
+	own := strings.Replace(testYAML, "name: api-health", "name: pipeline", 1)
+	own = strings.Replace(own, "    metrics:\n", "    metrics:\n      - {name: records_total, agg: count}\n", 1)
+	f, err := pipeline.Parse("t.yaml", []byte(own))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckMetricNames(f); err == nil || !strings.Contains(err.Error(), "pipeline.records_total would be fastflow_pipeline_records_total in /metrics, one of fastflow's own metrics") {
+		t.Fatalf("CheckMetricNames: %v", err)
+	}
+}
