@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"regexp"
 	"strings"
@@ -727,6 +728,17 @@ pipelines:
 	for _, line := range strings.Split(got, "\n") {
 		if strings.HasPrefix(line, `fastflow_a_b_n{`) && !strings.Contains(line, "host_name") {
 			t.Errorf("pipeline a_b's n, whose name is a-b's: %s", line)
+		}
+	}
+	// ?key= finds a key by a value's exact number, or by the key itself.
+	for param, want := range map[string]int{
+		"9007199254740993": 1, "9007199254740992": 1, "9007199254740992.0": 1, "100": 2, "1e2": 1,
+		`{"id":9007199254740993,"host.name":"h","host_name":"x"}`: 1, `{"id":1e2,"host.name":"h","host_name":"x"}`: 1,
+		`{"id":"100","host.name":"h","host_name":"x"}`: 1, `{"id":9007199254740993}`: 0,
+	} {
+		var ws struct{ Windows []json.RawMessage }
+		if getJSON(t, base+"/api/v1/pipelines/a-b/windows?key="+url.QueryEscape(param), &ws) != 200 || len(ws.Windows) != want {
+			t.Errorf("?key=%s: %d windows, want %d", param, len(ws.Windows), want)
 		}
 	}
 	// Six keys, four label sets (the later minute is still open).

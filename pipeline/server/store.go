@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"container/list"
 	"encoding/json"
+	"math/big"
 	"sort"
 	"strings"
 	"sync"
@@ -254,31 +256,63 @@ func (s *store) windows(pipe, key string, n, keys int) ([]json.RawMessage, bool)
 
 // keyMatches reports whether a key object matches the ?key= parameter:
 // the JSON object itself, or one of its values as text (so ?key=payments
-// finds {"service":"payments"}).
+// finds {"service":"payments"}). Numbers match by their exact value: 1.0
+// finds 1, and 9007199254740993 finds that ID, not 9007199254740992 (the
+// same float64).
 func keyMatches(key json.RawMessage, param string) bool {
-	if strings.HasPrefix(param, "{") {
-		var a, b map[string]any
-		return json.Unmarshal(key, &a) == nil && json.Unmarshal([]byte(param), &b) == nil && equalJSON(a, b)
-	}
-	var m map[string]any
-	if json.Unmarshal(key, &m) != nil {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(key, &fields) != nil {
 		return false
 	}
-	for _, v := range m {
-		if s, ok := v.(string); ok && s == param {
-			return true
+	if strings.HasPrefix(param, "{") {
+		var want map[string]json.RawMessage
+		if json.Unmarshal([]byte(param), &want) != nil || len(want) != len(fields) {
+			return false
 		}
-		if b, _ := json.Marshal(v); string(b) == param {
+		for f, v := range want {
+			if got, ok := fields[f]; !ok || !sameValue(got, v) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, v := range fields {
+		var s string
+		if len(v) > 0 && v[0] == '"' && json.Unmarshal(v, &s) == nil && s == param || sameValue(v, json.RawMessage(param)) {
 			return true
 		}
 	}
 	return false
 }
 
-func equalJSON(a, b map[string]any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
+// sameValue reports whether two JSON texts are one value: numbers by their
+// exact value, the rest as encoding/json decodes them (numbers inside by
+// their text).
+func sameValue(a, b json.RawMessage) bool {
+	number := func(t json.RawMessage) (*big.Rat, bool) {
+		if len(t) == 0 || t[0] != '-' && (t[0] < '0' || t[0] > '9') || !json.Valid(t) {
+			return nil, false
+		}
+		return new(big.Rat).SetString(string(t))
+	}
+	x, xNum := number(a)
+	y, yNum := number(b)
+	if xNum || yNum {
+		return xNum && yNum && x.Cmp(y) == 0
+	}
+	decode := func(t json.RawMessage) ([]byte, bool) {
+		d := json.NewDecoder(bytes.NewReader(t))
+		d.UseNumber()
+		var v any
+		if d.Decode(&v) != nil || d.More() {
+			return nil, false
+		}
+		out, err := json.Marshal(v)
+		return out, err == nil
+	}
+	u, ok1 := decode(a)
+	w, ok2 := decode(b)
+	return ok1 && ok2 && bytes.Equal(u, w)
 }
 
 // alerts returns the active alerts, by pipeline, alert and key, and the
