@@ -27,6 +27,7 @@ type webhook struct {
 	url     string
 	format  string
 	p       *plan
+	labels  []string // alertmanager: the group-by fields' label names
 	client  *http.Client
 	logger  *slog.Logger
 	queue   chan []byte
@@ -48,7 +49,7 @@ type webhook struct {
 
 func newWebhook(p *plan, s SinkConfig, logger *slog.Logger) *webhook {
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &webhook{url: s.URL, format: s.Format, p: p, logger: logger,
+	h := &webhook{url: s.URL, format: s.Format, p: p, logger: logger, labels: LabelNames(p.cfg.GroupBy, "alertname", "severity", "pipeline"),
 		client: &http.Client{Timeout: 10 * time.Second},
 		queue:  make(chan []byte, webhookQueue), firing: map[string]firingAlert{},
 		closeWait: 5 * time.Second, now: time.Now, ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
@@ -105,7 +106,7 @@ func (h *webhook) amAlert(a *alertEvent) amAlert {
 		"pipeline":  h.p.cfg.Name,
 	}
 	rest := a.key
-	for _, f := range h.p.cfg.GroupBy {
+	for i := range h.p.cfg.GroupBy {
 		v := rest
 		if j := indexNUL(rest); j >= 0 {
 			v, rest = rest[:j], rest[j+1:]
@@ -115,7 +116,7 @@ func (h *webhook) amAlert(a *alertEvent) amAlert {
 			s = v // a number, a boolean, an object: its JSON text
 		}
 		if v != "null" {
-			labels[f] = s
+			labels[h.labels[i]] = s
 		}
 	}
 	metric := h.p.cfg.Metrics[a.rule.metric].Name

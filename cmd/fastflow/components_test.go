@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -227,6 +228,50 @@ func TestAlertmanagerReceivesDemoAlerts(t *testing.T) {
 		return !ok
 	})
 	t.Logf("Alertmanager: firing since %s, then resolved", firing.StartsAt)
+}
+
+// TestAlertmanagerTakesAnyGroupBy: a pipeline grouped by a nested field
+// (host.name), one with a dash (a-b) and one named as an alert's own label
+// (severity) sends Alertmanager alerts it takes. Alertmanager refuses a
+// whole post holding a label name outside [a-zA-Z_][a-zA-Z0-9_]* (400,
+// "invalid label set"): such a pipeline's alerts never arrived.
+func TestAlertmanagerTakesAnyGroupBy(t *testing.T) {
+	am := need(t, "prometheus-alertmanager", "alertmanager")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	os.WriteFile(cfg, []byte("route: {receiver: blackhole}\nreceivers: [{name: blackhole}]\n"), 0o644)
+	amAddr := freePort(t)
+	start(t, exec.Command(am, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+amAddr, "--cluster.listen-address="))
+	waitFor(t, func() bool { _, err := getBody("http://" + amAddr + "/-/ready"); return err == nil })
+	c := newCLI(t)
+	c.ok("", "topic", "create", "events", "--partitions", "1")
+	c.ok(`{"ts":1795341600000,"host":{"name":"h1"},"a-b":"x","severity":"low"}`+"\n", "produce", "events")
+	pipes := filepath.Join(dir, "p.yaml")
+	os.WriteFile(pipes, []byte(`pipelines:
+  - name: hosts
+    source: {topic: events}
+    time: {field: ts}
+    group_by: [host.name, a-b, severity]
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: n, agg: count}
+    alerts:
+      - {name: busy, when: 'n > 0', severity: page}
+    sinks:
+      - {type: webhook, url: 'http://`+amAddr+`/api/v2/alerts', format: alertmanager}
+`), 0o644)
+	c.ok("", "run", pipes, "--until-end") // waits for the webhook to deliver
+	body, err := getBody("http://" + amAddr + "/api/v2/alerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []struct{ Labels map[string]string }
+	json.Unmarshal([]byte(body), &list)
+	want := map[string]string{"alertname": "busy", "severity": "page", "pipeline": "hosts", "host_name": "h1", "a_b": "x", "severity_2": "low"}
+	if len(list) != 1 || !maps.Equal(list[0].Labels, want) {
+		t.Fatalf("Alertmanager holds %s, want one alert labelled %v", body, want)
+	}
 }
 
 // openPage opens url in a headless browser until the test ends, and

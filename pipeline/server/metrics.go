@@ -150,7 +150,7 @@ func (c *pipelineCollector) windowGauges(gaugeOf func(name, help string, v float
 			continue
 		}
 		owner[name] = origin{g.pipeline, g.metric}
-		names := labelNames(g.groupBy)
+		names := pipeline.LabelNames(g.groupBy)
 		var key map[string]json.RawMessage
 		json.Unmarshal(g.key, &key)
 		labels := make(map[string]string, len(names))
@@ -181,23 +181,6 @@ func labelValue(raw json.RawMessage) string {
 		return s
 	}
 	return string(raw)
-}
-
-// labelNames are the label names of group-by fields: sanitized, and
-// numbered from the second on where two sanitize alike (host.name and
-// host_name: host_name and host_name_2).
-func labelNames(groupBy []string) []string {
-	names := make([]string, len(groupBy))
-	used := map[string]bool{}
-	for i, f := range groupBy {
-		n := labelName(f)
-		for k := 2; used[n]; k++ {
-			n = labelName(f) + "_" + strconv.Itoa(k)
-		}
-		used[n] = true
-		names[i] = n
-	}
-	return names
 }
 
 // ownNames are the names of fastflow's own metrics, which a pipeline's
@@ -290,14 +273,6 @@ func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
 // replaced by underscores.
 func MetricName(pipeline, metric string) string {
 	return "fastflow_" + sanitize(pipeline) + "_" + sanitize(metric)
-}
-
-func labelName(field string) string {
-	n := sanitize(field)
-	if strings.HasPrefix(n, "__") {
-		n = "f" + n // names starting with __ are reserved
-	}
-	return n
 }
 
 func sanitize(s string) string {
