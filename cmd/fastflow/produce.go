@@ -43,7 +43,7 @@ It prints a summary: records, bytes, per-partition counts, records without a key
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&f.keyField, "key-field", "", "use this JSON field's value as the key")
+	fl.StringVar(&f.keyField, "key-field", "", "use this JSON field's value as the key (a.b: field b of object a)")
 	fl.StringVar(&f.key, "key", "", "use this key for every record")
 	fl.Int32Var(&f.partition, "partition", -1, "send every record to this partition")
 	fl.StringVar(&f.tsField, "timestamp-field", "", "take the timestamp from this JSON field (unix ms or RFC 3339)")

@@ -1,6 +1,8 @@
 package producer
 
 import (
+	"strings"
+
 	"github.com/valyala/fastjson"
 
 	"github.com/fastflow/fastflow/internal/jsontext"
@@ -14,11 +16,12 @@ import (
 type Fields struct {
 	// KeyField names the field whose value, as text, is the key: a string's
 	// contents, a number's or a boolean's literal, an object's or array's
-	// JSON. Empty: no key.
+	// JSON. Empty: no key. A dotted name is a path into nested objects,
+	// as a pipeline's fields are (lookup).
 	KeyField string
 	// TimeField names the field holding the record's timestamp: a number
-	// of unix milliseconds or an RFC 3339 string. Empty: the time of
-	// production.
+	// of unix milliseconds or an RFC 3339 string (a path, as KeyField).
+	// Empty: the time of production.
 	TimeField string
 
 	p        fastjson.Parser
@@ -42,10 +45,10 @@ func (f *Fields) Extract(line []byte) (key []byte, tsMs int64, badTime bool) {
 	}
 	var k, t *fastjson.Value
 	if f.KeyField != "" {
-		k = member(v, f.KeyField)
+		k = lookup(v, f.KeyField)
 	}
 	if f.TimeField != "" {
-		t = member(v, f.TimeField)
+		t = lookup(v, f.TimeField)
 	}
 	// fastjson's parser takes more than JSON; the values read are held
 	// to RFC 8259, as pipelines hold them: with one that is not, the line
@@ -94,6 +97,32 @@ func (f *Fields) Extract(line []byte) (key []byte, tsMs int64, badTime bool) {
 func (f *Fields) strict(v *fastjson.Value) bool {
 	f.raw = v.MarshalTo(f.raw[:0])
 	return jsontext.ValidValue(f.raw)
+}
+
+// lookup returns the value at path in object v: its member named path if
+// it has one, else, for a dotted path, each name's member in turn (an
+// array's element by index), as pipelines read nested fields: host.name
+// is {"host":{"name":...}}, and {"host.name":...} too.
+func lookup(v *fastjson.Value, path string) *fastjson.Value {
+	if m := member(v, path); m != nil || !strings.Contains(path, ".") {
+		return m
+	}
+	for rest, more := path, true; more; {
+		var name string
+		name, rest, more = strings.Cut(rest, ".")
+		switch v.Type() {
+		case fastjson.TypeObject:
+			v = member(v, name)
+		case fastjson.TypeArray:
+			v = v.Get(name)
+		default:
+			return nil
+		}
+		if v == nil {
+			return nil
+		}
+	}
+	return v
 }
 
 // member returns the value of name in object v: the last, if v holds it

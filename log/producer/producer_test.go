@@ -36,6 +36,16 @@ func TestFieldsExtract(t *testing.T) {
 	// A repeated name: its last value, as pipelines read it.
 	f(kf, `{"service":"a","service":"b"}`, "b", 0, false)
 	f(kf, `{"service":"a","s\u0065rvice":"b"}`, "b", 0, false)
+	// A dotted name is a path, as a pipeline's group_by host.name: so that a
+	// pipeline grouped by a nested field can have its records keyed by it
+	// (co-partitioning); a member named with the dots is taken first.
+	nf := Fields{KeyField: "host.name", TimeField: "meta.t"}
+	f(nf, `{"host":{"name":"h1","ip":1},"meta":{"t":1795341600123}}`, "h1", 1795341600123, false)
+	f(nf, `{"host.name":"flat","host":{"name":"h1"},"meta":{"t":1795341600123}}`, "flat", 1795341600123, false)
+	f(nf, `{"host":"h1","meta":[1795341600123]}`, "<nil>", 0, true)
+	f(nf, `{"host":{"name":null},"meta":{"t":null}}`, "<nil>", 0, true)
+	f(Fields{KeyField: "hosts.1.name"}, `{"hosts":[{"name":"a"},{"name":"b"}]}`, "b", 0, false)
+	f(Fields{KeyField: "host.name"}, `{"host":{"name":"a","name":"b"}}`, "b", 0, false)
 	tf := Fields{KeyField: "s", TimeField: "ts"}
 	f(tf, `{"s":"a","ts":1795341600123}`, "a", 1795341600123, false)
 	f(tf, `{"s":"a","ts":"2026-11-22T10:20:00.5Z"}`, "a", 1795342800500, false)
