@@ -183,15 +183,23 @@ scrape_configs:
 	}
 }
 
-func TestAlertmanagerReceivesDemoAlerts(t *testing.T) {
+// startAlertmanager runs Alertmanager on 127.0.0.1 until the test ends,
+// routing every alert to a receiver that sends nothing; it returns its
+// address once it is ready.
+func startAlertmanager(t *testing.T) string {
 	am := need(t, "prometheus-alertmanager", "alertmanager")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "alertmanager.yml")
 	os.WriteFile(cfg, []byte("route: {receiver: blackhole, group_wait: 1s, group_interval: 1s}\nreceivers: [{name: blackhole}]\n"), 0o644)
-	amAddr := freePort(t)
+	addr := freePort(t)
 	start(t, exec.Command(am, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+amAddr, "--cluster.listen-address="))
-	waitFor(t, func() bool { _, err := getBody("http://" + amAddr + "/-/ready"); return err == nil })
+		"--web.listen-address="+addr, "--cluster.listen-address="))
+	waitFor(t, func() bool { _, err := getBody("http://" + addr + "/-/ready"); return err == nil })
+	return addr
+}
+
+func TestAlertmanagerReceivesDemoAlerts(t *testing.T) {
+	amAddr := startAlertmanager(t)
 	startDemo(t, "--webhook", "http://"+amAddr+"/api/v2/alerts")
 	type amAlert struct {
 		Labels   map[string]string
@@ -236,18 +244,11 @@ func TestAlertmanagerReceivesDemoAlerts(t *testing.T) {
 // whole post holding a label name outside [a-zA-Z_][a-zA-Z0-9_]* (400,
 // "invalid label set"): such a pipeline's alerts never arrived.
 func TestAlertmanagerTakesAnyGroupBy(t *testing.T) {
-	am := need(t, "prometheus-alertmanager", "alertmanager")
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "alertmanager.yml")
-	os.WriteFile(cfg, []byte("route: {receiver: blackhole}\nreceivers: [{name: blackhole}]\n"), 0o644)
-	amAddr := freePort(t)
-	start(t, exec.Command(am, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+amAddr, "--cluster.listen-address="))
-	waitFor(t, func() bool { _, err := getBody("http://" + amAddr + "/-/ready"); return err == nil })
+	amAddr := startAlertmanager(t)
 	c := newCLI(t)
 	c.ok("", "topic", "create", "events", "--partitions", "1")
 	c.ok(`{"ts":1795341600000,"host":{"name":"h1"},"a-b":"x","severity":"low"}`+"\n", "produce", "events")
-	pipes := filepath.Join(dir, "p.yaml")
+	pipes := filepath.Join(t.TempDir(), "p.yaml")
 	os.WriteFile(pipes, []byte(`pipelines:
   - name: hosts
     source: {topic: events}
