@@ -353,6 +353,43 @@ func TestDashboardInChromium(t *testing.T) {
 	t.Logf("dashboard: %s charts, %s keys, screenshot %d bytes in artifacts/dashboard.png", charts, keys, len(png))
 }
 
+// TestDashboardShowsEventTextAsText: a group-by value is the events'
+// text, which anyone who can post an event chooses: the dashboard shows
+// <img src=x onerror=...> as those characters, and runs nothing. (It put
+// such values into innerHTML as they were: a script in every viewer's
+// browser.)
+func TestDashboardShowsEventTextAsText(t *testing.T) {
+	browser := need(t, "chromium", "chromium-browser", "google-chrome")
+	c := newCLI(t)
+	base := serveUsers(t, c)
+	const evil = `<img src=x onerror="window.pwned=1">`
+	user, _ := json.Marshal(evil)
+	body := fmt.Sprintf(`{"ts":1795341600000,"user":%s}`+"\n"+`{"ts":1795341610000,"user":"closer"}`+"\n", user)
+	resp, err := http.Post(base+"/topics/events/records?partition=0", "application/x-ndjson", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, func() bool {
+		body, _ := getBody(base + "/api/v1/pipelines/users/windows?last=1")
+		return strings.Contains(body, `"type":"window"`)
+	})
+	wctx := openPage(t, browser, base+"/")
+	if err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS(`#current td`))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := chromedp.Run(wctx, chromedp.Evaluate[string](`JSON.stringify({
+		shown: [...document.querySelectorAll("#current td")].some(td => td.textContent === `+string(user)+`),
+		img: document.querySelectorAll("img").length,
+		pwned: window.pwned === 1})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != `{"shown":true,"img":0,"pwned":false}` {
+		t.Fatalf("dashboard with a key %s: %s", evil, got)
+	}
+}
+
 // TestDashboardManyKeys: with more keys than a chart can show, the
 // dashboard charts the 10 updated most recently and lists the 50 updated
 // most recently, from the windows API and the stream.

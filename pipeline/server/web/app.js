@@ -23,6 +23,13 @@ const state = {
 
 const $ = (id) => document.getElementById(id);
 
+// esc makes text safe in HTML: group-by values come from the events, a
+// consumer group's name from any Kafka client, and a value such as
+// <img src=x onerror=...> must show as text, not run.
+function esc(v) {
+  return String(v).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
 function keyLabel(key) {
   const vals = Object.values(key || {});
   return vals.length ? vals.map((v) => (v === null ? "null" : String(v))).join(" / ") : "all";
@@ -80,7 +87,7 @@ function render() {
       const box = document.createElement("section");
       box.className = "chart";
       box.dataset.metric = metric;
-      box.innerHTML = `<h3>${metric}</h3>`;
+      box.innerHTML = `<h3>${esc(metric)}</h3>`;
       charts.appendChild(box);
       const width = Math.max(480, box.clientWidth - 28);
       u = new uPlot({
@@ -103,14 +110,14 @@ function render() {
 
 function renderCurrent(labels) {
   if (!labels.length) return;
-  let html = `<table><tr><th>${state.groupBy.join(" / ") || "key"}</th><th>window</th>`;
-  for (const m of state.metrics) html += `<th>${m}</th>`;
+  let html = `<table><tr><th>${esc(state.groupBy.join(" / ") || "key")}</th><th>window</th>`;
+  for (const m of state.metrics) html += `<th>${esc(m)}</th>`;
   html += "</tr>";
   for (const l of labels) {
     const m = state.windows.get(l);
     const last = m.get(Math.max(...m.keys()));
     const t = new Date(last.window_start).toISOString().slice(11, 16);
-    html += `<tr><td>${l}</td><td>${t}${last.revision ? ` r${last.revision}` : ""}</td>`;
+    html += `<tr><td>${esc(l)}</td><td>${t}${last.revision ? ` r${last.revision}` : ""}</td>`;
     for (const metric of state.metrics) html += `<td>${fmt(last.metrics[metric])}</td>`;
     html += "</tr>";
   }
@@ -121,9 +128,9 @@ function renderCurrent(labels) {
 function alertHTML(a, showState) {
   const v = a.value === null ? "null" : fmt(a.value);
   const when = showState && a.resolved_at ? a.resolved_at : a.active_at;
-  return `<div class="alert ${a.severity}"><span class="name">${a.alert}</span>
-    ${showState ? `<span class="${a.state}">${a.state}</span>` : ""} — ${keyLabel(a.key)}
-    <div class="meta">${a.metric} = ${v} (threshold ${a.threshold}) · window ${a.window_start.slice(11, 16)}–${a.window_end.slice(11, 16)} · ${new Date(when).toLocaleTimeString()}</div></div>`;
+  return `<div class="alert ${esc(a.severity)}"><span class="name">${esc(a.alert)}</span>
+    ${showState ? `<span class="${esc(a.state)}">${esc(a.state)}</span>` : ""} — ${esc(keyLabel(a.key))}
+    <div class="meta">${esc(a.metric)} = ${esc(v)} (threshold ${esc(a.threshold)}) · window ${a.window_start.slice(11, 16)}–${a.window_end.slice(11, 16)} · ${new Date(when).toLocaleTimeString()}</div></div>`;
 }
 
 async function loadAlerts() {
@@ -153,7 +160,7 @@ async function loadLog() {
     const parts = t.partition_offsets || [];
     const held = parts.reduce((a, p) => a + p.high_watermark - p.log_start_offset, 0);
     const size = parts.reduce((a, p) => a + p.size_bytes, 0);
-    html += `<tr><td>${t.topic}</td><td>${t.partitions}</td><td>${fmt(held)}</td><td>${bytesText(size)}</td></tr>`;
+    html += `<tr><td>${esc(t.topic)}</td><td>${t.partitions}</td><td>${fmt(held)}</td><td>${bytesText(size)}</td></tr>`;
   }
   $("topics").className = topics.length ? "" : "empty";
   $("topics").innerHTML = topics.length ? html + "</table>" : "none";
@@ -166,7 +173,7 @@ async function loadLog() {
   html = "<table><tr><th>group</th><th>topic</th><th>lag</th></tr>";
   for (const [k, v] of lag) {
     const [g, t] = k.split("\t");
-    html += `<tr><td>${g}</td><td>${t}</td><td>${fmt(v)}</td></tr>`;
+    html += `<tr><td>${esc(g)}</td><td>${esc(t)}</td><td>${fmt(v)}</td></tr>`;
   }
   $("groups").className = lag.size ? "" : "empty";
   $("groups").innerHTML = lag.size ? html + "</table>" : "none";
