@@ -671,6 +671,7 @@ func TestCLIErrors(t *testing.T) {
 	f(2, "invalid --checkpoint-interval 0s", "run", cfg("good.yaml", good), "--checkpoint-interval", "0")
 	f(2, "invalid argument", "run", cfg("good.yaml", good), "--checkpoint-interval", "often")
 	f(2, "accepts 1 arg", "run")
+	f(2, "invalid --allow-origin", "serve", "--allow-origin", "app.example.com", "--http", "127.0.0.1:0")
 	// serve: two metrics whose /metrics gauges would share a name.
 	twins := good + strings.Replace(good, "pipelines:\n  - name: p", "  - name: P", 1)
 	twins = strings.Replace(twins, "name: P", "name: p-q", 1)

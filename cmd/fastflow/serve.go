@@ -22,6 +22,7 @@ import (
 func newServeCmd(g *globals) *cobra.Command {
 	var config, addr, kafkaAddr, advertise, pyro string
 	var workers, autoCreate int
+	var origins []string
 	c := &cobra.Command{
 		Use:   "serve [--config fastflow.yaml] [--http 127.0.0.1:8080] [--kafka 127.0.0.1:9092]",
 		Short: "Run pipelines continuously and serve ingest, query API, stream, metrics and dashboard",
@@ -45,7 +46,11 @@ checkpoint the pipelines and exit 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var f *pipeline.File
-			o := serveOptions{addr: addr, kafka: kafkaAddr, advertise: advertise, autoCreate: autoCreate, pyroscope: pyro, workers: workers}
+			o := serveOptions{addr: addr, kafka: kafkaAddr, advertise: advertise, autoCreate: autoCreate, pyroscope: pyro, workers: workers,
+				origins: origins}
+			if err := server.CheckOrigins(origins); err != nil {
+				return usagef("invalid --allow-origin: %v", err)
+			}
 			if config != "" {
 				var err error
 				if f, err = loadPipelines(config); err != nil {
@@ -84,6 +89,7 @@ checkpoint the pipelines and exit 0.`,
 	c.Flags().IntVar(&autoCreate, "kafka-auto-create", 0, "let Kafka clients create the topics they ask for, with this many partitions (0: off)")
 	c.Flags().StringVar(&pyro, "pyroscope", "", "stream continuous profiles to this Pyroscope server URL")
 	c.Flags().IntVar(&workers, "workers", 0, "worker goroutines per pipeline (default: one per CPU)")
+	c.Flags().StringSliceVar(&origins, "allow-origin", nil, "web origin whose pages may POST from a browser, e.g. https://app.example.com (others: 403)")
 	return c
 }
 
@@ -99,6 +105,7 @@ func loadPipelines(path string) (*pipeline.File, error) {
 
 type serveOptions struct {
 	addr, pyroscope  string
+	origins          []string // --allow-origin
 	kafka, advertise string
 	autoCreate       int
 	workers          int
@@ -131,7 +138,8 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 	if err != nil {
 		return listenError("--http", o.addr, err)
 	}
-	srv := server.New(l, f, server.Options{Logger: logger, Pyroscope: o.pyroscope, Workers: o.workers, Stdout: os.Stdout})
+	srv := server.New(l, f, server.Options{Logger: logger, Pyroscope: o.pyroscope, Workers: o.workers, Stdout: os.Stdout,
+		TrustedOrigins: o.origins})
 	if o.beforeServe != nil {
 		if err := o.beforeServe(l, srv); err != nil {
 			ln.Close()

@@ -57,6 +57,10 @@ type Options struct {
 	Workers int
 	// CheckpointInterval of the pipelines (0: their default).
 	CheckpointInterval time.Duration
+	// TrustedOrigins are the web origins ("https://app.example.com") whose
+	// pages may POST from a browser; any other page's cross-origin POST is
+	// refused (Handler).
+	TrustedOrigins []string
 }
 
 // Server runs pipelines and serves HTTP.
@@ -101,8 +105,38 @@ func New(l *log.Log, f *pipeline.File, opts Options) *Server {
 	return s
 }
 
-// Handler returns the server's routes.
+// Handler returns the server's routes. A POST that a browser sends from
+// another site's page (Sec-Fetch-Site, or an Origin other than the host)
+// is refused with 403, unless its origin is trusted: the server listens
+// on 127.0.0.1, and any web page open in a browser on the machine could
+// otherwise write records into its topics (cross-site request forgery).
+// Clients that are not browsers send neither header and are not
+// affected.
 func (s *Server) Handler() http.Handler {
+	mux := s.routes()
+	cop := http.NewCrossOriginProtection()
+	for _, o := range s.opts.TrustedOrigins {
+		cop.AddTrustedOrigin(o) // checked by CheckOrigins
+	}
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-origin request from a browser refused (serve --allow-origin trusts an origin)")
+	}))
+	return cop.Handler(mux)
+}
+
+// CheckOrigins checks origins as Options.TrustedOrigins takes them.
+func CheckOrigins(origins []string) error {
+	cop := http.NewCrossOriginProtection()
+	for _, o := range origins {
+		if err := cop.AddTrustedOrigin(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// routes returns the server's routes, unprotected.
+func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /topics/{topic}/records", s.ingest)
 	mux.HandleFunc("GET /api/v1/pipelines", s.pipelines)

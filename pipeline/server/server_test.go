@@ -771,3 +771,60 @@ func TestOwnMetricNames(t *testing.T) {
 		t.Fatalf("CheckMetricNames: %v", err)
 	}
 }
+
+// TestCrossOriginPostRefused: a web page open in a browser on the machine
+// cannot write records into the server's topics (cross-site request
+// forgery against 127.0.0.1): a POST the browser marks cross-site
+// (Sec-Fetch-Site), or from another Origin than the host, is 403 and
+// stores nothing; clients that are not browsers send neither header;
+// reads are not affected; a trusted origin (serve --allow-origin) may
+// POST.
+func TestCrossOriginPostRefused(t *testing.T) {
+	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tp, err := l.CreateTopic("events", log.TopicConfig{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(New(l, nil, Options{TrustedOrigins: []string{"https://app.example.com"}}).Handler())
+	defer ts.Close()
+	do := func(method, path string, headers ...string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(`{"a":1}`))
+		for i := 0; i < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	const post = "/topics/events/records"
+	for _, c := range []struct {
+		method, path string
+		headers      []string
+		want         int
+	}{
+		{"POST", post, []string{"Sec-Fetch-Site", "cross-site"}, 403},
+		{"POST", post, []string{"Sec-Fetch-Site", "same-site"}, 403},
+		{"POST", post, []string{"Origin", "http://evil.example"}, 403},
+		{"POST", post, nil, 200},
+		{"POST", post, []string{"Sec-Fetch-Site", "same-origin"}, 200},
+		{"POST", post, []string{"Sec-Fetch-Site", "none"}, 200},
+		{"POST", post, []string{"Sec-Fetch-Site", "cross-site", "Origin", "https://app.example.com"}, 200},
+		{"GET", "/api/v1/topics", []string{"Sec-Fetch-Site", "cross-site"}, 200},
+	} {
+		if got := do(c.method, c.path, c.headers...); got != c.want {
+			t.Errorf("%s %s %v: %d, want %d", c.method, c.path, c.headers, got, c.want)
+		}
+	}
+	p, _ := tp.Partition(0)
+	if hw := p.HighWatermark(); hw != 4 {
+		t.Errorf("%d records stored, want the 4 POSTs allowed", hw)
+	}
+}
