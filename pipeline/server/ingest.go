@@ -28,6 +28,17 @@ import (
 // maxIngestBytes bounds one request's body.
 const maxIngestBytes = 32 << 20
 
+// maxIngestRecords bounds one request's records. A record costs the
+// request ~450 bytes of memory (its routing, its append, its line of the
+// reply): 32 MiB of 2-byte lines, 16.7 M records, took 7.5 GB and 30 s to
+// store and answer; 1,048,576 records take at most ~0.5 GB. A body of
+// typical events (100 bytes: 330 k in 32 MiB) stays well under it. A
+// variable for tests.
+var maxIngestRecords = 1 << 20
+
+// errTooManyRecords is a body over maxIngestRecords.
+var errTooManyRecords = errors.New("body holds too many records")
+
 // bodyIdleTimeout is how long a request body may stop arriving: a client
 // that sends headers and part of a body, then nothing, is cut off then
 // (408) rather than holding its connection and goroutine for ever; a large
@@ -197,6 +208,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 	values, err := splitRecords(body)
 	if err != nil {
+		if err == errTooManyRecords {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body holds more than %d records; split it", maxIngestRecords))
+			return
+		}
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -320,6 +335,9 @@ func splitRecords(body []byte) ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(arr) > maxIngestRecords {
+			return nil, errTooManyRecords
+		}
 		out := make([][]byte, len(arr))
 		for i, e := range arr {
 			out[i] = e.MarshalTo(nil)
@@ -327,9 +345,18 @@ func splitRecords(body []byte) ([][]byte, error) {
 		return out, nil
 	}
 	var out [][]byte
-	for _, line := range bytes.Split(body, []byte{'\n'}) {
+	for rest := body; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
 		line = bytes.TrimSuffix(line, []byte{'\r'})
 		if len(bytes.TrimSpace(line)) > 0 {
+			if len(out) == maxIngestRecords {
+				return nil, errTooManyRecords
+			}
 			out = append(out, line)
 		}
 	}
