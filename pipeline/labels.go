@@ -1,15 +1,29 @@
 package pipeline
 
-import "strconv"
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// PromName is s as Prometheus takes a metric or label name: what is not
+// [a-zA-Z_] (and, past the first character, [0-9]) becomes "_".
+func PromName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' && i > 0) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
 
 // LabelNames are the label names of group-by fields where Prometheus and
-// Alertmanager show a key (GET /metrics, the alertmanager webhook): a
-// label name is [a-zA-Z_][a-zA-Z0-9_]*, so what else a field holds
-// becomes "_" (host.name: host_name), a name starting with "__" (which
-// Prometheus reserves) gets an "f" before it, and a name that comes out
-// as another field's, or as one of taken (an alert's own labels), is
-// numbered from 2 (host_name_2, severity_2). Alertmanager refuses a whole
-// post that holds one invalid label name.
+// Alertmanager show a key (GET /metrics, the alertmanager webhook):
+// PromName's (host.name: host_name), with an "f" before a name starting
+// with "__" (which Prometheus reserves), and numbered from 2 where a name
+// comes out as another field's, or as one of taken (an alert's own
+// labels): host_name_2, severity_2. Alertmanager refuses a whole post that
+// holds one invalid label name.
 func LabelNames(groupBy []string, taken ...string) []string {
 	used := map[string]bool{}
 	for _, n := range taken {
@@ -17,7 +31,10 @@ func LabelNames(groupBy []string, taken ...string) []string {
 	}
 	names := make([]string, len(groupBy))
 	for i, f := range groupBy {
-		base := labelName(f)
+		base := PromName(f)
+		if len(base) >= 2 && base[:2] == "__" {
+			base = "f" + base
+		}
 		n := base
 		for k := 2; used[n]; k++ {
 			n = base + "_" + strconv.Itoa(k)
@@ -28,15 +45,16 @@ func LabelNames(groupBy []string, taken ...string) []string {
 	return names
 }
 
-func labelName(f string) string {
-	b := []byte(f)
-	for i, c := range b {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' && i > 0) {
-			b[i] = '_'
-		}
+// LabelValue is a group-by value, as the key writes it in JSON, as a
+// label's value: a string's text, a number, object or array as written;
+// null (a missing field) is no value: "", false.
+func LabelValue(text []byte) (string, bool) {
+	if len(text) == 0 || string(text) == "null" {
+		return "", false
 	}
-	if len(b) >= 2 && b[0] == '_' && b[1] == '_' {
-		return "f" + string(b)
+	var s string
+	if text[0] == '"' && json.Unmarshal(text, &s) == nil {
+		return s, true
 	}
-	return string(b)
+	return string(text), true
 }

@@ -111,11 +111,7 @@ func (h *webhook) amAlert(a *alertEvent) amAlert {
 		if j := indexNUL(rest); j >= 0 {
 			v, rest = rest[:j], rest[j+1:]
 		}
-		var s string
-		if json.Unmarshal([]byte(v), &s) != nil {
-			s = v // a number, a boolean, an object: its JSON text
-		}
-		if v != "null" {
+		if s, ok := LabelValue([]byte(v)); ok {
 			labels[h.labels[i]] = s
 		}
 	}

@@ -133,10 +133,11 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 // "" — give one series, the first by key text, and a name two metrics
 // share once sanitized (CheckMetricNames refuses such a file; not so a
 // pipeline given to New directly) shows the first metric only, and one of
-// fastflow's own names (ownNames) none. Labels
-// are the key's values as written: an ID past 2^53 keeps its digits.
+// fastflow's own names (ownNames) none. Labels are the key's values as
+// written (pipeline.LabelValue): an ID past 2^53 keeps its digits.
 func (c *pipelineCollector) windowGauges(gaugeOf func(name, help string, v float64, labels map[string]string)) {
 	gauges := c.s.store.gauges()
+	labelNames := map[string][]string{} // by pipeline
 	slices.SortFunc(gauges, func(a, b gauge) int {
 		return cmp.Or(strings.Compare(a.pipeline, b.pipeline), strings.Compare(a.metric, b.metric), bytes.Compare(a.key, b.key))
 	})
@@ -150,14 +151,18 @@ func (c *pipelineCollector) windowGauges(gaugeOf func(name, help string, v float
 			continue
 		}
 		owner[name] = origin{g.pipeline, g.metric}
-		names := pipeline.LabelNames(g.groupBy)
+		names, ok := labelNames[g.pipeline]
+		if !ok {
+			names = pipeline.LabelNames(g.groupBy)
+			labelNames[g.pipeline] = names
+		}
 		var key map[string]json.RawMessage
 		json.Unmarshal(g.key, &key)
 		labels := make(map[string]string, len(names))
 		id.Reset()
 		id.WriteString(name)
 		for i, f := range g.groupBy {
-			v := labelValue(key[f])
+			v, _ := pipeline.LabelValue(key[f])
 			labels[names[i]] = v
 			id.WriteByte(0xff)
 			id.WriteString(v)
@@ -168,19 +173,6 @@ func (c *pipelineCollector) windowGauges(gaugeOf func(name, help string, v float
 		seen[id.String()] = true
 		gaugeOf(name, "Latest window value of "+g.metric+" in pipeline "+g.pipeline+".", g.value, labels)
 	}
-}
-
-// labelValue is a group-by value as a label: a string's text, a number,
-// object or array as the key writes it, "" for null (a missing field).
-func labelValue(raw json.RawMessage) string {
-	var s string
-	switch {
-	case len(raw) == 0 || string(raw) == "null":
-		return ""
-	case raw[0] == '"' && json.Unmarshal(raw, &s) == nil:
-		return s
-	}
-	return string(raw)
 }
 
 // ownNames are the names of fastflow's own metrics, which a pipeline's
@@ -271,16 +263,6 @@ func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
 // MetricName is the Prometheus name of a pipeline metric's gauge:
 // fastflow_<pipeline>_<metric>, with characters Prometheus does not allow
 // replaced by underscores.
-func MetricName(pipeline, metric string) string {
-	return "fastflow_" + sanitize(pipeline) + "_" + sanitize(metric)
-}
-
-func sanitize(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' && i > 0) {
-			b[i] = '_'
-		}
-	}
-	return string(b)
+func MetricName(pipe, metric string) string {
+	return "fastflow_" + pipeline.PromName(pipe) + "_" + pipeline.PromName(metric)
 }
