@@ -113,26 +113,30 @@ func New(l *log.Log, f *pipeline.File, opts Options) *Server {
 // Clients that are not browsers send neither header and are not
 // affected.
 func (s *Server) Handler() http.Handler {
-	mux := s.routes()
-	cop := http.NewCrossOriginProtection()
-	for _, o := range s.opts.TrustedOrigins {
-		cop.AddTrustedOrigin(o) // checked by CheckOrigins
-	}
-	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusForbidden, "cross-origin request from a browser refused (serve --allow-origin trusts an origin)")
-	}))
-	return cop.Handler(mux)
+	cop, _ := originProtection(s.opts.TrustedOrigins) // an origin it refuses is left out; serve checks them first (CheckOrigins)
+	return cop.Handler(s.routes())
 }
 
 // CheckOrigins checks origins as Options.TrustedOrigins takes them.
 func CheckOrigins(origins []string) error {
+	_, err := originProtection(origins)
+	return err
+}
+
+// originProtection refuses browsers' cross-origin POSTs but from origins;
+// err is the first origin it cannot take.
+func originProtection(origins []string) (*http.CrossOriginProtection, error) {
 	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-origin request from a browser refused (serve --allow-origin trusts an origin)")
+	}))
+	var first error
 	for _, o := range origins {
-		if err := cop.AddTrustedOrigin(o); err != nil {
-			return err
+		if err := cop.AddTrustedOrigin(o); err != nil && first == nil {
+			first = err
 		}
 	}
-	return nil
+	return cop, first
 }
 
 // routes returns the server's routes, unprotected.

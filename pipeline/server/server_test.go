@@ -46,6 +46,12 @@ pipelines:
 // startServer runs a server on 127.0.0.1 over a fresh data directory.
 func startServer(t testing.TB, yaml string) (base string, l *log.Log) {
 	t.Helper()
+	return startServerWith(t, yaml, Options{})
+}
+
+// startServerWith is startServer with the server's options.
+func startServerWith(t testing.TB, yaml string, opts Options) (base string, l *log.Log) {
+	t.Helper()
 	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +69,7 @@ func startServer(t testing.TB, yaml string) (base string, l *log.Log) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	srv := New(l, f, Options{})
+	srv := New(l, f, opts)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
@@ -780,20 +786,10 @@ func TestOwnMetricNames(t *testing.T) {
 // reads are not affected; a trusted origin (serve --allow-origin) may
 // POST.
 func TestCrossOriginPostRefused(t *testing.T) {
-	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	tp, err := l.CreateTopic("events", log.TopicConfig{Partitions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(New(l, nil, Options{TrustedOrigins: []string{"https://app.example.com"}}).Handler())
-	defer ts.Close()
+	base, l := startServerWith(t, "topics:\n  - {name: events, partitions: 1}\n", Options{TrustedOrigins: []string{"https://app.example.com"}})
 	do := func(method, path string, headers ...string) int {
 		t.Helper()
-		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(`{"a":1}`))
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(`{"a":1}`))
 		for i := 0; i < len(headers); i += 2 {
 			req.Header.Set(headers[i], headers[i+1])
 		}
@@ -823,6 +819,7 @@ func TestCrossOriginPostRefused(t *testing.T) {
 			t.Errorf("%s %s %v: %d, want %d", c.method, c.path, c.headers, got, c.want)
 		}
 	}
+	tp, _ := l.Topic("events")
 	p, _ := tp.Partition(0)
 	if hw := p.HighWatermark(); hw != 4 {
 		t.Errorf("%d records stored, want the 4 POSTs allowed", hw)
