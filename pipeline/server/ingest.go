@@ -30,7 +30,7 @@ const maxIngestBytes = 32 << 20
 
 // maxIngestRecords bounds one request's records. A record costs the
 // request ~450 bytes of memory (its routing, its append, its line of the
-// reply): 32 MiB of 2-byte lines, 16.7 M records, took 7.5 GB and 30 s to
+// reply): 32 MiB of 2-byte lines, 16.7 M records, took 7.5 GB and 33 s to
 // store and answer; 1,048,576 records take at most ~0.5 GB. A body of
 // typical events (100 bytes: 330 k in 32 MiB) stays well under it. A
 // variable for tests.
@@ -345,14 +345,8 @@ func splitRecords(body []byte) ([][]byte, error) {
 		return out, nil
 	}
 	var out [][]byte
-	for rest := body; len(rest) > 0; {
-		line := rest
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i], rest[i+1:]
-		} else {
-			rest = nil
-		}
-		line = bytes.TrimSuffix(line, []byte{'\r'})
+	for line := range bytes.Lines(body) {
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte{'\n'}), []byte{'\r'})
 		if len(bytes.TrimSpace(line)) > 0 {
 			if len(out) == maxIngestRecords {
 				return nil, errTooManyRecords
