@@ -352,10 +352,9 @@ func cmpInts(aNeg bool, a []byte, bNeg bool, b []byte) int {
 // exactCmp compares the number of JSON text v, whose float64 is p.f (and
 // p.big: 2^53 or more in magnitude), with p's literal exactly: -1, 0 or
 // +1. An integer is the integer it writes; a number with a fraction or an
-// exponent is its float64, as Python's json module, Jackson and
-// encoding/json into an int64 read them. So `id == 9007199254740993`
-// holds for that ID only, not for 9007199254740992 too, as float64s would
-// have it.
+// exponent is its float64, as Python's json module reads them (the
+// Python reference checks it). So `id == 9007199254740993` holds for that
+// ID only, not for 9007199254740992 too, as float64s would have it.
 func (p *predicate) exactCmp(v []byte) int {
 	vNeg, vDigits, vInt := intText(v)
 	switch {
