@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"sync"
+	"unsafe"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/snappy"
@@ -46,10 +47,15 @@ type producedBatch struct {
 }
 
 // decodeBatches decodes the record batches of a Produce partition. It
-// checks each batch's CRC and decompresses it, taking what the batches
-// expand to from *budget, the bytes the request's compressed batches may
-// still expand to (maxUncompressed for a request): a few KiB of zstd can
-// claim 256 MiB, and a request can hold thousands of batches.
+// checks each batch's CRC and decompresses it. What the batches take once
+// decoded comes from *budget, the bytes the request's batches may still
+// take (maxDecoded for a request): what compressed batches expand to (a
+// few KiB of zstd can claim 256 MiB, and a request can hold thousands of
+// batches), and recordCost a record and headerCost a header, for the
+// records are decoded to log.Records before any is appended (a request of
+// 20 M empty records, 17 MB of zstd, took the server to 2.9 GB; a batch
+// claiming 200 M records in 200 MB of zeros, 21 KB of zstd, allocated 16
+// GB for them before the first failed to decode).
 func decodeBatches(raw []byte, budget *int) ([]producedBatch, error) {
 	var out []producedBatch
 	for len(raw) > 0 {
@@ -84,41 +90,100 @@ func decodeBatches(raw []byte, budget *int) ([]producedBatch, error) {
 			return nil, fmt.Errorf("%w: %v", errCorruptBatch, err)
 		}
 		if codec != 0 {
-			*budget -= len(recs)
+			*budget -= len(recs) // decompress stopped at *budget
 		}
 		if b.NumRecords < 0 || int(b.NumRecords) > len(recs) {
 			return nil, fmt.Errorf("%w: %d records in %d bytes", errCorruptBatch, b.NumRecords, len(recs))
 		}
+		if err := charge(budget, int(b.NumRecords)*recordCost); err != nil {
+			return nil, err
+		}
 		b.records = make([]log.Record, 0, b.NumRecords)
 		for i := int32(0); i < b.NumRecords; i++ {
-			var r kmsg.Record
-			n, ok := recordLength(recs)
-			if !ok {
-				return nil, fmt.Errorf("%w: record %d", errCorruptBatch, i)
+			l, n := binary.Varint(recs)
+			if n <= 0 || l < 0 || int64(len(recs)-n) < l {
+				return nil, fmt.Errorf("%w: record %d: length", errCorruptBatch, i)
 			}
-			if err := r.ReadFrom(recs[:n]); err != nil {
+			r := log.Record{TimestampMs: b.FirstTimestamp}
+			if err := readRecord(recs[n:n+int(l)], &r, budget); err != nil {
+				if errors.Is(err, errTooLarge) {
+					return nil, err
+				}
 				return nil, fmt.Errorf("%w: record %d: %v", errCorruptBatch, i, err)
 			}
-			recs = recs[n:]
-			lr := log.Record{TimestampMs: b.FirstTimestamp + r.TimestampDelta64, Key: r.Key, Value: r.Value}
-			for _, h := range r.Headers {
-				lr.Headers = append(lr.Headers, log.Header{Key: []byte(h.Key), Value: h.Value})
-			}
-			b.records = append(b.records, lr)
+			recs = recs[n+int(l):]
+			b.records = append(b.records, r)
 		}
 		out = append(out, b)
 	}
 	return out, nil
 }
 
-// recordLength returns the size of the record at the start of b: its
-// varint length and what it counts.
-func recordLength(b []byte) (int, bool) {
-	l, n := binary.Varint(b)
-	if n <= 0 || l < 0 || int64(len(b)-n) < l {
-		return 0, false
+// readRecord decodes a record of a batch, the bytes its length counts,
+// into r, adding its timestamp delta to r.TimestampMs; its key, value and
+// headers alias b. It reads a record as Kafka's DefaultRecord does, bytes
+// left over are an error too, and takes its headers' cost from *budget
+// before it makes room for them: a record of 256 MiB can hold 128 M empty
+// headers (kmsg.Record's decoder would allocate 5 GiB for them first).
+func readRecord(b []byte, r *log.Record, budget *int) error {
+	if len(b) < 1 {
+		return errors.New("no attributes")
 	}
-	return n + int(l), true
+	b = b[1:] // attributes: none are defined for records
+	delta, n := binary.Varint(b)
+	if n <= 0 {
+		return errors.New("bad timestamp delta")
+	}
+	r.TimestampMs += delta
+	b = b[n:]
+	if _, n = binary.Varint(b); n <= 0 { // offset delta: records are stored in order
+		return errors.New("bad offset delta")
+	}
+	b = b[n:]
+	var ok bool
+	if r.Key, b, ok = varintBytes(b); !ok {
+		return errors.New("bad key")
+	}
+	if r.Value, b, ok = varintBytes(b); !ok {
+		return errors.New("bad value")
+	}
+	count, n := binary.Varint(b)
+	if n <= 0 || count < 0 || count > int64(len(b)-n)/2 { // a header takes 2 bytes at least
+		return errors.New("bad header count")
+	}
+	b = b[n:]
+	if count > 0 {
+		if err := charge(budget, int(count)*headerCost); err != nil {
+			return err
+		}
+		r.Headers = make([]log.Header, count)
+		for i := range r.Headers {
+			h := &r.Headers[i]
+			if h.Key, b, ok = varintBytes(b); !ok || h.Key == nil {
+				return fmt.Errorf("bad header %d key", i)
+			}
+			if h.Value, b, ok = varintBytes(b); !ok {
+				return fmt.Errorf("bad header %d value", i)
+			}
+		}
+	}
+	if len(b) > 0 {
+		return fmt.Errorf("%d bytes past its headers", len(b))
+	}
+	return nil
+}
+
+// varintBytes reads bytes of a varint length (-1: null) from the start of
+// b and returns them (sharing b's memory) and the rest of b.
+func varintBytes(b []byte) (v, rest []byte, ok bool) {
+	l, n := binary.Varint(b)
+	switch {
+	case n <= 0 || l < -1 || l > int64(len(b)-n):
+		return nil, nil, false
+	case l == -1:
+		return nil, b[n:], true
+	}
+	return b[n : n+int(l) : n+int(l)], b[n+int(l):], true
 }
 
 // xerialMagic starts snappy data framed the way the Java client's
@@ -167,7 +232,7 @@ func decompress(codec int16, b []byte, limit int) ([]byte, error) {
 		}
 		// A frame that says how large it is is refused before decoding;
 		// one that does not, once decoded (the decoder itself stops at
-		// maxUncompressed).
+		// maxDecoded).
 		var h zstd.Header
 		if h.Decode(b) == nil && h.HasFCS && h.FrameContentSize > uint64(limit) {
 			return nil, errTooLarge
@@ -190,7 +255,16 @@ func readLimited(r io.Reader, limit int) ([]byte, error) {
 	return out, err
 }
 
-var errTooLarge = fmt.Errorf("the compressed record batches of the request expand to more than %d MiB", maxUncompressed>>20)
+var errTooLarge = fmt.Errorf("the record batches of the request take more than %d MiB once decompressed and decoded", maxDecoded>>20)
+
+// charge takes cost from *budget, errTooLarge past it.
+func charge(budget *int, cost int) error {
+	if cost > *budget {
+		return errTooLarge
+	}
+	*budget -= cost
+	return nil
+}
 
 // snappyDecode decodes a snappy block, refusing one that claims to
 // decompress past limit before allocating for it.
@@ -208,13 +282,23 @@ func snappyDecode(b []byte, limit int) ([]byte, error) {
 // zstdDecoder is shared by every connection: a zstd decoder is costly to
 // build and its DecodeAll is safe for concurrent use.
 var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
-	return zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxUncompressed), zstd.WithDecoderConcurrency(0))
+	return zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxDecoded), zstd.WithDecoderConcurrency(0))
 })
 
-// maxUncompressed bounds what the compressed batches of one Produce
-// request may expand to, together (the request itself is at most
-// MaxRequestBytes).
-const maxUncompressed = 256 << 20
+// maxDecoded bounds what the batches of one Produce request take once
+// decoded, together: what the compressed ones expand to, and recordCost
+// and headerCost for each record and header (the request itself is at
+// most MaxRequestBytes). Clients' requests are far smaller: librdkafka and
+// the Java client send at most 1 MB (message.max.bytes, max.request.size),
+// franz-go buffers at most 10,000 records.
+const maxDecoded = 256 << 20
+
+// What a decoded record and header take in memory: a log.Record and a
+// log.Header.
+const (
+	recordCost = int(unsafe.Sizeof(log.Record{}))
+	headerCost = int(unsafe.Sizeof(log.Header{}))
+)
 
 // appendBatch appends recs (consecutive records of one fastflow batch or
 // less, offsets increasing) as one uncompressed RecordBatch v2. The

@@ -37,14 +37,14 @@ func TestDecompressXerialSnappy(t *testing.T) {
 		framed = append(framed, block...)
 		rest = rest[n:]
 	}
-	got, err := decompress(2, framed, maxUncompressed)
+	got, err := decompress(2, framed, maxDecoded)
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("xerial: %v, %d bytes, want %d", err, len(got), len(want))
 	}
-	if _, err := decompress(2, framed[:len(framed)-7], maxUncompressed); err == nil {
+	if _, err := decompress(2, framed[:len(framed)-7], maxDecoded); err == nil {
 		t.Fatal("a truncated xerial chunk decoded")
 	}
-	raw, err := decompress(2, snappy.Encode(nil, want), maxUncompressed)
+	raw, err := decompress(2, snappy.Encode(nil, want), maxDecoded)
 	if err != nil || !bytes.Equal(raw, want) {
 		t.Fatalf("raw snappy: %v", err)
 	}
@@ -55,10 +55,10 @@ func TestDecompressXerialSnappy(t *testing.T) {
 func TestDecompressRefusesSnappyBomb(t *testing.T) {
 	bomb := binary.AppendUvarint(nil, 1<<40) // the decoded length a block declares
 	bomb = append(bomb, 0x00, 'x')
-	if _, err := decompress(2, bomb, maxUncompressed); err == nil {
+	if _, err := decompress(2, bomb, maxDecoded); err == nil {
 		t.Fatal("a block declaring 1 TiB decoded")
 	}
-	if _, err := decompress(2, binary.AppendUvarint(nil, maxUncompressed+1), maxUncompressed); !errors.Is(err, errTooLarge) {
+	if _, err := decompress(2, binary.AppendUvarint(nil, maxDecoded+1), maxDecoded); !errors.Is(err, errTooLarge) {
 		t.Fatalf("a block over the limit: %v", err)
 	}
 }
@@ -68,34 +68,36 @@ func TestDecompressRefusesSnappyBomb(t *testing.T) {
 func zstdBatch(t *testing.T, n int) []byte {
 	r := kmsg.Record{Value: make([]byte, n)}
 	r.Length = int32(len(r.AppendTo(nil)) - 1)
+	return zstdBatchOf(t, r.AppendTo(nil), 1)
+}
+
+// zstdBatchOf is a batch of n records, recs (encoded), compressed with
+// zstd.
+func zstdBatchOf(t *testing.T, recs []byte, n int32) []byte {
 	enc, err := zstd.NewWriter(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := kmsg.RecordBatch{Magic: 2, Attributes: 4, FirstTimestamp: 1795341600000, MaxTimestamp: 1795341600000,
-		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1, Records: enc.EncodeAll(r.AppendTo(nil), nil)}
+		LastOffsetDelta: n - 1, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: n, Records: enc.EncodeAll(recs, nil)}
 	out := b.AppendTo(nil)
 	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
 	binary.BigEndian.PutUint32(out[17:], crc32.Checksum(out[21:], castagnoli))
 	return out
 }
 
-// TestProduceDecompressionBudget: a Produce request's compressed batches
-// may expand to 256 MiB together, not each: eight batches of a few KiB,
-// each claiming 100 MiB, are refused with MESSAGE_TOO_LARGE once the
-// budget is spent, without 800 MiB decoded first (and then refused for
-// max_record_bytes) (the allocation is
-// measured: the server runs in this process).
-func TestProduceDecompressionBudget(t *testing.T) {
-	addr, _ := startServer(t, map[string]int32{"t": 2})
-	one := zstdBatch(t, 100<<20)
+// produceBatches sends a Produce request (v9, acks=all) of topic t's
+// partitions' batches and returns its partitions' responses and what the
+// server, running in this process, allocated for it.
+func produceBatches(t *testing.T, addr string, batches ...[]byte) ([]kmsg.ProduceResponseTopicPartition, uint64) {
+	t.Helper()
 	req := kmsg.NewPtrProduceRequest()
 	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 5000
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = "t"
-	for p := range int32(2) { // partitions are appended side by side with acks=all: one budget still
+	for p, b := range batches {
 		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Partition, rp.Records = p, bytes.Repeat(one, 4)
+		rp.Partition, rp.Records = int32(p), b
 		rt.Partitions = append(rt.Partitions, rp)
 	}
 	req.Topics = append(req.Topics, rt)
@@ -117,15 +119,90 @@ func TestProduceDecompressionBudget(t *testing.T) {
 	if err := resp.ReadFrom(body[5:]); err != nil {
 		t.Fatal(err)
 	}
+	return resp.Topics[0].Partitions, after.TotalAlloc - before.TotalAlloc
+}
+
+// TestProduceDecompressionBudget: a Produce request's compressed batches
+// may expand to 256 MiB together, not each: eight batches of a few KiB,
+// each claiming 100 MiB, are refused with MESSAGE_TOO_LARGE once the
+// budget is spent, without 800 MiB decoded first (and then refused for
+// max_record_bytes) (the allocation is
+// measured: the server runs in this process).
+func TestProduceDecompressionBudget(t *testing.T) {
+	addr, _ := startServer(t, map[string]int32{"t": 2})
+	four := bytes.Repeat(zstdBatch(t, 100<<20), 4)
+	// Partitions are appended side by side with acks=all: one budget still.
+	parts, alloc := produceBatches(t, addr, four, four)
 	// Partition 0's third batch goes past the budget; partition 1's
 	// first claims more than what is left, in its frame header.
-	for _, p := range resp.Topics[0].Partitions {
-		if p.ErrorCode != kerr.MessageTooLarge.Code || p.ErrorMessage == nil || !strings.Contains(*p.ErrorMessage, "expand to more than 256 MiB") {
+	for _, p := range parts {
+		if p.ErrorCode != kerr.MessageTooLarge.Code || p.ErrorMessage == nil || !strings.Contains(*p.ErrorMessage, "take more than 256 MiB once decompressed and decoded") {
 			t.Fatalf("partition %d: error %d %v", p.Partition, p.ErrorCode, *p.ErrorMessage)
 		}
 	}
-	if mib := (after.TotalAlloc - before.TotalAlloc) >> 20; mib > 500 { // 200: two batches
+	if mib := alloc >> 20; mib > 500 { // 200: two batches
 		t.Fatalf("the request allocated %d MiB", mib)
+	}
+}
+
+// TestProduceDecodeBudget: the records and headers of a request are
+// charged to the same budget as they are decoded, before any is
+// appended, so that a small request cannot make the server hold
+// gigabytes of them: 4 M empty records (40 MB, ~180 KB of zstd), a
+// batch that claims 20 M records in 20 MB of zeros (~1 KB of zstd; 1.6
+// GB allocated for them before, then refused as corrupt), a record of 8 M
+// empty headers (16 MB; kmsg.Record's decoder allocated 320 MB for them).
+// Each partition gets MESSAGE_TOO_LARGE and
+// nothing is stored; a request within the budget is stored whole.
+func TestProduceDecodeBudget(t *testing.T) {
+	addr, l := startServer(t, map[string]int32{"t": 4})
+	empty := func(n int) []byte {
+		var recs []byte
+		for i := range n {
+			body := []byte{0, 0} // attributes, timestamp delta
+			body = binary.AppendVarint(body, int64(i))
+			body = append(body, 1, 0, 0) // key -1, value empty, no headers
+			recs = binary.AppendVarint(recs, int64(len(body)))
+			recs = append(recs, body...)
+		}
+		return recs
+	}
+	records := zstdBatchOf(t, empty(4<<20), 4<<20)
+	claims := zstdBatchOf(t, make([]byte, 20<<20), 20<<20)
+	rec := binary.AppendVarint([]byte{0, 0, 0, 1, 0}, 8<<20) // attributes, deltas, key -1, value empty
+	for range 8 << 20 {
+		rec = append(rec, 0, 0) // key "", value empty
+	}
+	withHeaders := zstdBatchOf(t, append(binary.AppendVarint(nil, int64(len(rec))), rec...), 1)
+
+	parts, alloc := produceBatches(t, addr, records, claims, withHeaders)
+	for _, p := range parts {
+		if p.ErrorCode != kerr.MessageTooLarge.Code || p.ErrorMessage == nil || !strings.Contains(*p.ErrorMessage, "take more than 256 MiB") {
+			msg := ""
+			if p.ErrorMessage != nil {
+				msg = *p.ErrorMessage
+			}
+			t.Errorf("partition %d: error %d %q", p.Partition, p.ErrorCode, msg)
+		}
+	}
+	if mib := alloc >> 20; mib > 600 {
+		t.Errorf("the request allocated %d MiB", mib)
+	}
+	topic, _ := l.Topic("t")
+	for i := range int32(3) {
+		p, _ := topic.Partition(i)
+		if hw := p.HighWatermark(); hw != 0 {
+			t.Errorf("partition %d stored %d records", i, hw)
+		}
+	}
+
+	// 1 M empty records fit: 80 MiB of them.
+	parts, _ = produceBatches(t, addr, nil, nil, nil, zstdBatchOf(t, empty(1<<20), 1<<20))
+	if p := parts[3]; p.ErrorCode != 0 || p.BaseOffset != 0 {
+		t.Fatalf("1 M records: error %d, base offset %d", p.ErrorCode, p.BaseOffset)
+	}
+	if p, _ := topic.Partition(3); p.HighWatermark() != 1<<20 {
+		t.Fatalf("1 M records: %d stored", p.HighWatermark())
 	}
 }
 
@@ -304,5 +381,76 @@ func TestFetchSizeGuess(t *testing.T) {
 	}
 	if guess := fetchSize(p, 20000, 1<<20); guess != 0 {
 		t.Errorf("guessed %d bytes at the end", guess)
+	}
+}
+
+// FuzzReadRecord: readRecord takes every record kmsg.Record encodes, as
+// kmsg.Record decodes it; what it takes of other bytes kmsg.Record reads
+// alike; what it refuses beyond kmsg.Record is what Kafka's DefaultRecord
+// refuses too (a null header key, bytes past the headers, a header count
+// the bytes cannot hold).
+func FuzzReadRecord(f *testing.F) {
+	f.Add([]byte("k"), []byte(`{"a":1}`), "h", []byte("v"), uint8(2), true, int64(5))
+	f.Add([]byte(nil), []byte(nil), "", []byte(nil), uint8(0), false, int64(-3))
+	f.Add([]byte{}, []byte{}, "", []byte{}, uint8(1), false, int64(math.MaxInt64))
+	f.Fuzz(func(t *testing.T, key, value []byte, hkey string, hvalue []byte, headers uint8, encoded bool, delta int64) {
+		var raw []byte
+		if encoded {
+			r := kmsg.Record{TimestampDelta64: delta, OffsetDelta: int32(headers), Key: key, Value: value}
+			for i := range int(headers % 8) {
+				r.Headers = append(r.Headers, kmsg.Header{Key: hkey + fmt.Sprint(i), Value: hvalue})
+			}
+			raw = r.AppendTo(nil)
+			_, n := binary.Varint(raw)
+			raw = raw[n:]
+		} else {
+			raw = append(append(key, value...), hkey...) // any bytes
+		}
+		budget := maxDecoded
+		got := log.Record{TimestampMs: 1000}
+		err := readRecord(raw, &got, &budget)
+		var want kmsg.Record
+		werr := want.ReadFrom(append(binary.AppendVarint(nil, int64(len(raw))), raw...))
+		if encoded && err != nil {
+			t.Fatalf("refused a kmsg record: %v", err)
+		}
+		if err != nil {
+			return
+		}
+		if werr != nil {
+			t.Fatalf("took what kmsg refuses (%v)", werr)
+		}
+		if got.TimestampMs != 1000+want.TimestampDelta64 || !bytes.Equal(got.Key, want.Key) || (got.Key == nil) != (want.Key == nil) ||
+			!bytes.Equal(got.Value, want.Value) || (got.Value == nil) != (want.Value == nil) || len(got.Headers) != len(want.Headers) {
+			t.Fatalf("got %+v, kmsg %+v", got, want)
+		}
+		for i, h := range want.Headers {
+			g := got.Headers[i]
+			if string(g.Key) != h.Key || !bytes.Equal(g.Value, h.Value) || (g.Value == nil) != (h.Value == nil) {
+				t.Fatalf("header %d: got %q=%q, kmsg %q=%q", i, g.Key, g.Value, h.Key, h.Value)
+			}
+		}
+		if budget != maxDecoded-len(got.Headers)*headerCost {
+			t.Fatalf("budget %d for %d headers", maxDecoded-budget, len(got.Headers))
+		}
+	})
+}
+
+// readRecord refuses what Kafka's DefaultRecord refuses.
+func TestReadRecordRefuses(t *testing.T) {
+	for name, raw := range map[string][]byte{
+		"empty":             {},
+		"null header key":   {0, 0, 0, 1, 0, 2, 1, 0},
+		"bytes past":        {0, 0, 0, 1, 0, 0, 7},
+		"header count":      {0, 0, 0, 1, 0, 4, 0, 0},
+		"negative headers":  {0, 0, 0, 1, 0, 1},
+		"key past the end":  {0, 0, 0, 8, 'a'},
+		"negative key size": {0, 0, 0, 3},
+	} {
+		budget := maxDecoded
+		var r log.Record
+		if err := readRecord(raw, &r, &budget); err == nil {
+			t.Errorf("%s: took %+v", name, r)
+		}
 	}
 }

@@ -102,7 +102,7 @@ func (s *Server) produce(req *kmsg.ProduceRequest) kmsg.Response {
 	// of one request are appended side by side, so that the request
 	// waits for the slowest fsync, not for their sum.
 	var wg sync.WaitGroup
-	budget := maxUncompressed
+	budget := maxDecoded
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for i, rt := range req.Topics {
 		st := &resp.Topics[i]
