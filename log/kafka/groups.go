@@ -744,6 +744,8 @@ func (c *coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) kmsg.Response 
 				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case p.Offset < 0:
 				rp.ErrorCode = kerr.OffsetOutOfRange.Code
+			case p.Metadata != nil && javaLength(*p.Metadata) > maxOffsetMetadata:
+				rp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
 			default:
 				meta := ""
 				if p.Metadata != nil {
@@ -758,6 +760,25 @@ func (c *coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) kmsg.Response 
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// maxOffsetMetadata bounds the metadata a client commits with an offset,
+// kept with it in a file per partition: Kafka's offset.metadata.max.bytes,
+// 4096 (characters, as Java counts a string's length), past which a commit
+// is OFFSET_METADATA_TOO_LARGE.
+const maxOffsetMetadata = 4096
+
+// javaLength is s's length as Java's String.length counts it: UTF-16 code
+// units.
+func javaLength(s string) int {
+	n := 0
+	for _, r := range s {
+		n++
+		if r > 0xFFFF {
+			n++
+		}
+	}
+	return n
 }
 
 func (c *coordinator) offsetFetch(req *kmsg.OffsetFetchRequest) kmsg.Response {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -157,6 +158,38 @@ func (f *fakeGroups) commit(id string, gen int32, offset int64) int16 {
 	rt.Partitions = append(rt.Partitions, rp)
 	r.Topics = append(r.Topics, rt)
 	return f.offsetCommit(r).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+}
+
+// A commit's metadata is at most 4096 characters as Java counts them
+// (Kafka's offset.metadata.max.bytes): past it the partition's commit is
+// OFFSET_METADATA_TOO_LARGE and its committed offset stays as it was.
+func TestOffsetMetadataBound(t *testing.T) {
+	f := newFakeGroups(t)
+	if _, err := f.l.CreateTopic("t", log.TopicConfig{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	commit := func(meta string) []kmsg.OffsetCommitResponseTopicPartition {
+		r := kmsg.NewPtrOffsetCommitRequest()
+		r.Version, r.Group, r.Generation = 8, "g", -1 // a standalone consumer
+		r.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{
+			{Partition: 0, Offset: int64(len(meta)), Metadata: &meta}, {Partition: 1, Offset: 1}}}}
+		return f.offsetCommit(r).(*kmsg.OffsetCommitResponse).Topics[0].Partitions
+	}
+	emoji := strings.Repeat("\U0001F600", 2048) // 4096 UTF-16 units, 8192 bytes
+	for _, meta := range []string{strings.Repeat("m", 4096), emoji} {
+		if ps := commit(meta); ps[0].ErrorCode != 0 || ps[1].ErrorCode != 0 {
+			t.Fatalf("%d bytes of metadata: %v", len(meta), kerr.ErrorForCode(ps[0].ErrorCode))
+		}
+	}
+	for _, meta := range []string{strings.Repeat("m", 4097), emoji + "m"} {
+		if ps := commit(meta); ps[0].ErrorCode != kerr.OffsetMetadataTooLarge.Code || ps[1].ErrorCode != 0 {
+			t.Fatalf("%d bytes of metadata: %v, %v", len(meta), kerr.ErrorForCode(ps[0].ErrorCode), kerr.ErrorForCode(ps[1].ErrorCode))
+		}
+	}
+	g, _ := f.l.Group("g")
+	if c, ok, _ := g.CommittedOffset("t", 0); !ok || c.Offset != int64(len(emoji)) || c.Metadata != emoji {
+		t.Fatalf("committed %d, %d bytes of metadata", c.Offset, len(c.Metadata))
+	}
 }
 
 // Offset commits around a rebalance follow Kafka's classic group: while
