@@ -60,7 +60,7 @@ func (l *Log) Groups() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() && ValidTopicName(e.Name()) { // not NAME~deleted: a group being deleted
+		if e.IsDir() && ValidTopicName(e.Name()) { // not NAME~deleted, where a deletion crashed before groups went to the trash
 			out = append(out, e.Name())
 		}
 	}
@@ -89,16 +89,9 @@ func (g *Group) Delete() error {
 		return fmt.Errorf("%w: %s has %d (e.g. pid %d on %s); stop them first", ErrGroupNotEmpty, g.name,
 			len(members), members[0].PID, members[0].Topic)
 	}
-	// Renamed away first, so that the group is gone at once, whole, and a
-	// crash part way through the removal leaves no half group behind.
-	gone := g.dir + "~deleted" // not a group name: Groups skips it
-	if err := os.RemoveAll(gone); err != nil {
-		return err
-	}
-	if err := os.Rename(g.dir, gone); err != nil {
-		return err
-	}
-	if err := atomicfile.SyncDir(filepath.Dir(g.dir)); err != nil {
+	// Renamed away first, so that the group is gone at once, whole.
+	gone, err := g.l.moveToTrash(g.dir, "group")
+	if err != nil {
 		return err
 	}
 	return os.RemoveAll(gone)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,6 +41,9 @@ type Log struct {
 func Open(dir string, opts Options) (*Log, error) {
 	l := &Log{dir: dir, opts: opts.withDefaults(), topics: map[string]*Topic{}}
 	if err := os.MkdirAll(filepath.Join(dir, "topics"), 0o755); err != nil {
+		return nil, fmt.Errorf("open data directory: %w", err)
+	}
+	if err := l.emptyTrash(); err != nil {
 		return nil, fmt.Errorf("open data directory: %w", err)
 	}
 	if l.opts.CleanupInterval > 0 {
@@ -223,15 +227,10 @@ func (l *Log) DeleteTopic(name string) error {
 		}
 	}
 	// Renaming first makes the deletion atomic for other processes.
-	trash := filepath.Join(l.dir, "trash")
-	if err := os.MkdirAll(trash, 0o755); err != nil {
+	gone, err := l.moveToTrash(l.topicDir(name), "topic")
+	if err != nil {
 		return err
 	}
-	gone := filepath.Join(trash, fmt.Sprintf("%s.%d", name, time.Now().UnixNano()))
-	if err := os.Rename(l.topicDir(name), gone); err != nil {
-		return err
-	}
-	atomicfile.SyncDir(filepath.Join(l.dir, "topics"))
 	if err := os.RemoveAll(gone); err != nil {
 		return err
 	}
@@ -244,6 +243,48 @@ func (l *Log) DeleteTopic(name string) error {
 	}
 	for _, g := range groups {
 		if err := os.RemoveAll(filepath.Join(l.dir, "groups", g, "offsets", name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trashSeq tells apart the names of directories this process moves to
+// the trash in one nanosecond.
+var trashSeq atomic.Int64
+
+// moveToTrash renames dir, a topic's or a group's, into the data
+// directory's trash, under a name of its own, and returns that path: the
+// deletion is atomic for other processes, which see the whole directory or
+// none of it, and a crash part way through the removal that follows
+// leaves no half topic or group behind (Open empties the trash). The name
+// in the trash is not the topic's or group's: one of 249 bytes, with a
+// suffix, would not fit the 255 a file name may have.
+func (l *Log) moveToTrash(dir, kind string) (string, error) {
+	trash := filepath.Join(l.dir, "trash")
+	if err := os.MkdirAll(trash, 0o755); err != nil {
+		return "", err
+	}
+	gone := filepath.Join(trash, fmt.Sprintf("%s.%d.%d.%d", kind, time.Now().UnixNano(), os.Getpid(), trashSeq.Add(1)))
+	if err := os.Rename(dir, gone); err != nil {
+		return "", err
+	}
+	return gone, atomicfile.SyncDir(filepath.Dir(dir))
+}
+
+// emptyTrash removes what deletions a crash interrupted left in the
+// trash. (A deletion under way in another process removes the same
+// directory; os.RemoveAll takes what is already gone as removed.)
+func (l *Log) emptyTrash() error {
+	ents, err := os.ReadDir(filepath.Join(l.dir, "trash"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(l.dir, "trash", e.Name())); err != nil {
 			return err
 		}
 	}

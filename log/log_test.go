@@ -920,3 +920,54 @@ func TestReloadForgetsADeletedTopic(t *testing.T) {
 		t.Fatalf("Topic after it was created again: %v %+v", err, got)
 	}
 }
+
+// Topics and groups of the longest names Kafka allows (249 bytes) can be
+// deleted, and created again: the name a deletion moves them to is not
+// theirs (name.TIME would not fit a file name's 255 bytes: "file name too
+// long", with the topic already gone from the Log that deleted it). What a
+// crash left in the trash, part way through a deletion, goes at the next
+// Open.
+func TestDeleteLongNames(t *testing.T) {
+	dir := t.TempDir()
+	l := testLog(t, dir)
+	name := strings.Repeat("n", 249)
+	p := mustPartition(t, l, name, TopicConfig{Partitions: 1}, 0)
+	if _, err := p.Append([]Record{{Value: []byte("v")}}, AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	g, err := l.Group(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Commit(name, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DeleteTopic(name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateTopic(name, TopicConfig{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if groups, _ := l.Groups(); len(groups) != 0 {
+		t.Fatalf("groups after the delete: %v", groups)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "trash")); len(ents) != 0 {
+		t.Fatalf("trash after the deletes: %d entries", len(ents))
+	}
+	l.Close()
+
+	left := filepath.Join(dir, "trash", "topic.1.2.3", "0")
+	if err := os.MkdirAll(left, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(left, "00000000000000000000.log"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testLog(t, dir).Close()
+	if ents, err := os.ReadDir(filepath.Join(dir, "trash")); err != nil || len(ents) != 0 {
+		t.Fatalf("trash after Open: %d entries, %v", len(ents), err)
+	}
+}
