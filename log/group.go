@@ -22,7 +22,7 @@ import (
 // Group is a consumer group: committed offsets per (topic, partition),
 // kept durably in the data directory, and the members currently consuming.
 //
-// On disk, under groups/NAME/:
+// On disk, under groups/NAME/ (the name escaped: GroupDirName):
 //
 //	offsets/TOPIC/PARTITION  the committed offset (JSON), replaced atomically
 //	members/ID               one file per live member, flock-held by it (a Kafka
@@ -43,10 +43,65 @@ type Group struct {
 // Group returns the named consumer group; it exists once something is
 // committed or a member joins.
 func (l *Log) Group(name string) (*Group, error) {
-	if !ValidTopicName(name) {
-		return nil, fmt.Errorf("invalid group name %q: use 1 to 249 of a-z A-Z 0-9 . _ -", name)
+	if !ValidGroupName(name) {
+		return nil, fmt.Errorf("invalid group name %q: a group name is 1 to 255 bytes, a byte other than a-z A-Z 0-9 . _ - counting 3", name)
 	}
-	return &Group{l: l, name: name, dir: filepath.Join(l.dir, "groups", name)}, nil
+	return &Group{l: l, name: name, dir: filepath.Join(l.dir, "groups", GroupDirName(name))}, nil
+}
+
+// ValidGroupName reports whether name can be a consumer group's. As in
+// Kafka, a group name is any string but the empty one (a client's choice:
+// "orders service", "app:v2"); its directory's name, GroupDirName, must
+// fit a file name's 255 bytes.
+func ValidGroupName(name string) bool {
+	return name != "" && len(GroupDirName(name)) <= 255
+}
+
+// GroupDirName is the name of the directory of the group of that name,
+// under groups/: the name, with each byte other than a-z A-Z 0-9 . _ -
+// as %XX (and "." and ".." as %2E and %2E%2E). A name Kafka allows for a
+// topic is its own directory's name.
+func GroupDirName(name string) string {
+	switch name {
+	case ".":
+		return "%2E"
+	case "..":
+		return "%2E%2E"
+	}
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// groupName is the group name whose directory dir is, and false if dir
+// is no GroupDirName (a NAME~deleted, where a deletion crashed before
+// groups went to the trash).
+func groupName(dir string) (string, bool) {
+	var b []byte
+	for i := 0; i < len(dir); i++ {
+		if dir[i] != '%' {
+			b = append(b, dir[i])
+			continue
+		}
+		if i+2 >= len(dir) {
+			return "", false
+		}
+		v, err := strconv.ParseUint(dir[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", false
+		}
+		b = append(b, byte(v))
+		i += 2
+	}
+	name := string(b)
+	return name, name != "" && GroupDirName(name) == dir
 }
 
 // Groups lists the consumer groups' names in order.
@@ -60,8 +115,8 @@ func (l *Log) Groups() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() && ValidTopicName(e.Name()) { // not NAME~deleted, where a deletion crashed before groups went to the trash
-			out = append(out, e.Name())
+		if name, ok := groupName(e.Name()); ok && e.IsDir() {
+			out = append(out, name)
 		}
 	}
 	sort.Strings(out)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -352,5 +355,60 @@ func TestCommittedOffsetsOfADeletedTopic(t *testing.T) {
 	}
 	if o, ok, _ := gb.Committed("t", 0); o != 3 || !ok {
 		t.Fatalf("new topic's offset: %d %v", o, ok)
+	}
+}
+
+// A group's name is any string but the empty one, as in Kafka: each is
+// kept in a directory of its own under groups/ (its name escaped), listed
+// as it was given, and deleted; names whose directory's name would not fit
+// a file name are refused, and directories under groups/ that no name
+// escapes to (a NAME~deleted left by a crashed deletion, a hand-made
+// %2e) are not groups.
+func TestGroupNames(t *testing.T) {
+	dir := t.TempDir()
+	l := testLog(t, dir)
+	produceTopic(t, l, "t", 1, 3)
+	names := []string{"orders service:v2", ".", "..", "a/b", "../../topics/t", "%41", "é", "\x00\x1b[2J\n",
+		"plain-name_1.0", strings.Repeat("g", 255), strings.Repeat(" ", 85)}
+	for i, name := range names {
+		g, err := l.Group(name)
+		if err != nil {
+			t.Fatalf("%q: %v", name, err)
+		}
+		if err := g.Commit("t", 0, int64(i)); err != nil {
+			t.Fatalf("%q: %v", name, err)
+		}
+	}
+	for _, junk := range []string{"x~deleted", "%2e", "%4", "%zz", "a%2Fb%"} {
+		if err := os.MkdirAll(filepath.Join(dir, "groups", junk), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.Groups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := slices.Sorted(slices.Values(names)); !slices.Equal(got, want) {
+		t.Fatalf("Groups: %q, want %q", got, want)
+	}
+	for i, name := range names {
+		g, _ := l.Group(name)
+		if off, ok, err := g.Committed("t", 0); err != nil || !ok || off != int64(i) {
+			t.Fatalf("%q committed %d %v %v", name, off, ok, err)
+		}
+		if err := g.Delete(); err != nil {
+			t.Fatalf("delete %q: %v", name, err)
+		}
+	}
+	if got, _ := l.Groups(); len(got) != 0 {
+		t.Fatalf("Groups after the deletes: %q", got)
+	}
+	if _, err := l.Topic("t"); err != nil { // "../../topics/t" stayed in groups/
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", strings.Repeat("g", 256), strings.Repeat(" ", 86)} {
+		if _, err := l.Group(bad); err == nil || !strings.Contains(err.Error(), "invalid group name") {
+			t.Errorf("%d bytes: %v", len(bad), err)
+		}
 	}
 }

@@ -242,7 +242,7 @@ func (l *Log) DeleteTopic(name string) error {
 		return err
 	}
 	for _, g := range groups {
-		if err := os.RemoveAll(filepath.Join(l.dir, "groups", g, "offsets", name)); err != nil {
+		if err := os.RemoveAll(filepath.Join(l.dir, "groups", GroupDirName(g), "offsets", name)); err != nil {
 			return err
 		}
 	}

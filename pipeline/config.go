@@ -526,7 +526,7 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 					if !log.ValidTopicName(k.CheckpointTopic) {
 						return d.errf(n, join(p, "checkpoint_topic"), "invalid topic name %q", k.CheckpointTopic)
 					}
-					if k.Group != "" && !log.ValidTopicName(k.Group) {
+					if k.Group != "" && !log.ValidGroupName(k.Group) {
 						return d.errf(n, join(p, "group"), "invalid group name %q", k.Group)
 					}
 					return nil

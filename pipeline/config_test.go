@@ -134,7 +134,7 @@ func TestConfigErrors(t *testing.T) {
 	f(src, "source: {kafka: {topic: events}}", `api.yaml:3: pipelines[0].source.kafka.brokers: required`)
 	f(src, "source: {kafka: {brokers: [kafka1], topic: events}}", `source.kafka.brokers[0]: "kafka1" is not a host:port address`)
 	f(src, "source: {kafka: {brokers: ['k:9092']}}", `source.kafka.topic: missing or invalid topic name ""`)
-	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, group: 'a b'}}", `source.kafka.group: invalid group name "a b"`)
+	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, group: "+strings.Repeat("g", 256)+"}}", `source.kafka.group: invalid group name "ggg`)
 	f(src, "source: {topic: events, kafka: {brokers: ['k:9092'], topic: e}}", `source: topic: or kafka:, not both`)
 	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, partitions: 3}}", `source.kafka.partitions: unknown key`)
 	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, session_timeout: 0s}}", `source.kafka.session_timeout: want a positive duration, not "0s"`)

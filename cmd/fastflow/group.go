@@ -3,7 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -60,7 +64,7 @@ func newGroupListCmd(g *globals) *cobra.Command {
 					}
 				}
 				if human {
-					fmt.Fprintf(tw, "%s\t%d\t%s\n", n, len(ids), state)
+					fmt.Fprintf(tw, "%s\t%d\t%s\n", shown(n), len(ids), state)
 				} else if err := printJSON(map[string]any{"group": n, "members": len(ids), "state": state}); err != nil {
 					return err
 				}
@@ -101,7 +105,7 @@ func newGroupDescribeCmd(g *globals) *cobra.Command {
 			for _, r := range rows {
 				member := orDash(r.Member)
 				if r.ClientID != "" {
-					member += fmt.Sprintf(" (Kafka client %s at %s)", r.ClientID, r.ClientHost)
+					member += fmt.Sprintf(" (Kafka client %s at %s)", shown(r.ClientID), shown(r.ClientHost))
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", r.Topic, r.Partition, optInt(r.Committed), r.HighWatermark, optInt(r.Lag), member)
 			}
@@ -184,6 +188,17 @@ func optInt(p *int64) string {
 func orDash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	return shown(s)
+}
+
+// shown is s as a terminal table shows it: as it is, or quoted as Go
+// quotes a string if it holds what a terminal would act on (an escape
+// sequence, a newline, a tab) or bytes that are not UTF-8. Group names,
+// client IDs and hosts are any Kafka client's choice.
+func shown(s string) string {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
 	}
 	return s
 }

@@ -277,6 +277,7 @@ func TestKcatGroupRebalanceLosesNoCommit(t *testing.T) {
 // own way: mixed, both would consume every partition).
 func TestKcatGroupSeenByCLI(t *testing.T) {
 	kcat := need(t, "kcat", "kafkacat")
+	const g = "orders service:v2" // as in Kafka, a group's name is any string
 	c := newCLI(t)
 	addr := serveKafka(t, c, "events", 3)
 	var in strings.Builder
@@ -284,7 +285,7 @@ func TestKcatGroupSeenByCLI(t *testing.T) {
 		fmt.Fprintf(&in, `{"i":%d}`+"\n", i)
 	}
 	c.ok(in.String(), "produce", "events")
-	cmd := exec.Command(kcat, "-u", "-b", addr, "-G", "g", "-X", "client.id=kcat-test",
+	cmd := exec.Command(kcat, "-u", "-b", addr, "-G", g, "-X", "client.id=kcat-test",
 		"-X", "auto.offset.reset=earliest", "-f", "%p %o\n", "events")
 	var out, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
@@ -297,7 +298,7 @@ func TestKcatGroupSeenByCLI(t *testing.T) {
 	waitForOr(t, func() bool { return len(out.lines()) >= 300 }, func() string { return stderr.String() })
 
 	var member string
-	for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", "g")), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", g)), "\n") {
 		var row struct {
 			Partition  int32  `json:"partition"`
 			Member     string `json:"member"`
@@ -313,13 +314,13 @@ func TestKcatGroupSeenByCLI(t *testing.T) {
 		}
 		member = row.Member
 	}
-	if list := c.ok("", "group", "list"); !strings.Contains(list, `"group":"g","members":1,"state":"Stable"`) {
+	if list := c.ok("", "group", "list"); !strings.Contains(list, `"group":"orders service:v2","members":1,"state":"Stable"`) {
 		t.Fatalf("group list: %s", list)
 	}
-	if r := c.run("", "group", "reset", "g", "--topic", "events", "--to", "earliest"); r.code != 1 || !strings.Contains(r.stderr, "active members") {
+	if r := c.run("", "group", "reset", g, "--topic", "events", "--to", "earliest"); r.code != 1 || !strings.Contains(r.stderr, "active members") {
 		t.Fatalf("reset under a Kafka member: exit %d: %s", r.code, r.stderr)
 	}
-	if r := c.run("", "consume", "events", "--group", "g"); r.code != 1 || !strings.Contains(r.stderr, "Kafka client members") {
+	if r := c.run("", "consume", "events", "--group", g); r.code != 1 || !strings.Contains(r.stderr, "Kafka client members") {
 		t.Fatalf("consume --group into a Kafka group: exit %d: %s", r.code, r.stderr)
 	}
 	cmd.Process.Signal(syscall.SIGINT)
@@ -330,8 +331,8 @@ func TestKcatGroupSeenByCLI(t *testing.T) {
 	}
 	// Gone with it: the group can be reset now.
 	waitForOr(t, func() bool {
-		return c.run("", "group", "reset", "g", "--topic", "events", "--to", "earliest").code == 0
-	}, func() string { return c.run("", "group", "describe", "g").stdout })
+		return c.run("", "group", "reset", g, "--topic", "events", "--to", "earliest").code == 0
+	}, func() string { return c.run("", "group", "describe", g).stdout })
 }
 
 // TestKafkajsDescribesConsumeGroup: Kafka's admin APIs, through the
@@ -871,5 +872,22 @@ func TestKafkaSourceTopicMissing(t *testing.T) {
 	}
 	if out := broker.ok("", "topic", "list"); strings.Contains(out, "evnets") {
 		t.Fatalf("the check created the topic:\n%s", out)
+	}
+}
+
+// A terminal table shows a Kafka client's strings (group names, client
+// IDs, hosts) as they are unless a terminal would act on them.
+func TestShown(t *testing.T) {
+	for in, want := range map[string]string{
+		"orders service:v2": "orders service:v2",
+		"é":                 "é",
+		"\x1b[2Jgone":       `"\x1b[2Jgone"`,
+		"a\tb":              `"a\tb"`,
+		"line\nbreak":       `"line\nbreak"`,
+		"\xff":              `"\xff"`,
+	} {
+		if got := shown(in); got != want {
+			t.Errorf("shown(%q) = %s, want %s", in, got, want)
+		}
 	}
 }
