@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,6 +77,11 @@ type Server struct {
 	// ingestTurn counts ingest requests: each starts its records without
 	// a key on the next partition.
 	ingestTurn atomic.Uint32
+	// closing is closed as Serve stops taking requests: the streams end
+	// then (http.Server.Shutdown waits for the requests under way, and a
+	// stream lasts as long as its client).
+	closing     chan struct{}
+	closingOnce sync.Once
 }
 
 // OnResult adds an observer of every result (before Serve).
@@ -99,7 +105,7 @@ func New(l *log.Log, f *pipeline.File, opts Options) *Server {
 	if f == nil {
 		f = &pipeline.File{}
 	}
-	s := &Server{log: l, file: f, opts: opts, store: newStore(f.Pipelines), started: time.Now()}
+	s := &Server{log: l, file: f, opts: opts, store: newStore(f.Pipelines), started: time.Now(), closing: make(chan struct{})}
 	s.metrics = newMetrics(s)
 	s.store.latency = func(p string, sec float64) { s.metrics.latency.WithLabelValues(p).Observe(sec) }
 	return s
@@ -191,6 +197,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// is cut off by the ingest handler (bodyIdleTimeout). No write timeout:
 	// /api/v1/stream's responses last as long as their clients.
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: connIdleTimeout}
+	srv.RegisterOnShutdown(func() { s.closingOnce.Do(func() { close(s.closing) }) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	go s.progress(ctx)
@@ -429,28 +436,35 @@ func describeGroups(l *log.Log) ([]log.GroupPartition, error) {
 	return out, nil
 }
 
+// streamWriteTimeout bounds each write of a stream: a client that takes
+// none of it for that long (a stalled connection, a suspended laptop) is
+// dropped, and its browser reconnects when it wakes.
+var streamWriteTimeout = 30 * time.Second
+
 // stream serves server-sent events: "window" and "alert" with the result
 // lines, "progress" once a second per pipeline. A client that does not
-// keep up loses events rather than slowing anything.
+// keep up loses events rather than slowing anything, and one that takes
+// no write for streamWriteTimeout is dropped. Streams end as the server
+// stops (a browser reconnects to the next one).
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, "streaming unsupported")
-		return
-	}
+	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("Connection", "keep-alive")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, "retry: 2000\n\n") // reconnect after a restart
-	flusher.Flush()
 	c := s.store.hub.subscribe()
 	defer s.store.hub.unsubscribe(c)
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
+	fmt.Fprint(w, "retry: 2000\n\n") // reconnect after a restart
 	for {
+		if rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout)) != nil || rc.Flush() != nil {
+			return
+		}
 		select {
 		case <-r.Context().Done():
+			return
+		case <-s.closing:
 			return
 		case <-ping.C:
 			fmt.Fprint(w, ": ping\n\n")
@@ -462,7 +476,6 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 				fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.name, ev.data)
 			}
 		}
-		flusher.Flush()
 	}
 }
 

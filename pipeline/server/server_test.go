@@ -52,6 +52,14 @@ func startServer(t testing.TB, yaml string) (base string, l *log.Log) {
 // startServerWith is startServer with the server's options.
 func startServerWith(t testing.TB, yaml string, opts Options) (base string, l *log.Log) {
 	t.Helper()
+	base, l, _ = runServer(t, yaml, opts)
+	return base, l
+}
+
+// runServer is startServerWith that also returns a function that stops
+// the server (ends Serve's context) and returns once Serve has.
+func runServer(t testing.TB, yaml string, opts Options) (base string, l *log.Log, stop func()) {
+	t.Helper()
 	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -71,14 +79,18 @@ func startServerWith(t testing.TB, yaml string, opts Options) (base string, l *l
 	done := make(chan error, 1)
 	srv := New(l, f, opts)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+	var stopped bool
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
 		}
-		l.Close()
-	})
-	return "http://" + ln.Addr().String(), l
+	}
+	t.Cleanup(func() { stop(); l.Close() })
+	return "http://" + ln.Addr().String(), l, stop
 }
 
 func post(t *testing.T, url, ctype, body string) (int, map[string]any) {
@@ -855,4 +867,63 @@ func TestIngestRecordsPerRequestBounded(t *testing.T) {
 	if hw := p.HighWatermark(); hw != 20 {
 		t.Errorf("%d records stored, want the 20 of the bodies at the bound", hw)
 	}
+}
+
+// A stream ends as the server stops: Serve's http.Server.Shutdown waits
+// for the requests under way, and a stream would have kept it, and the
+// pipelines' stop and checkpoint after it, waiting 10 s (docker stop's
+// grace period: killed before the checkpoint); the connection stayed open
+// after Serve returned.
+func TestStreamEndsAtShutdown(t *testing.T) {
+	base, _, stop := runServer(t, testYAML, Options{})
+	resp, err := http.Get(base + "/api/v1/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || first != "retry: 2000\n" {
+		t.Fatalf("stream starts %q: %v", first, err)
+	}
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, resp.Body); ended <- err }()
+	stop()
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("stream ended with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stream is still open 30 s after Serve returned")
+	}
+}
+
+// A stream whose client takes none of its writes for streamWriteTimeout
+// is dropped, its subscription with it: a stalled connection would have
+// held its handler, and a subscription every event is offered to, for as
+// long as the connection lasted.
+func TestStreamDropsStalledClient(t *testing.T) {
+	defer func(d time.Duration) { streamWriteTimeout = d }(streamWriteTimeout)
+	streamWriteTimeout = 200 * time.Millisecond
+	s := New(nil, nil, Options{})
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(conn, "GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
+	subscribers := func() int {
+		s.store.hub.mu.Lock()
+		defer s.store.hub.mu.Unlock()
+		return len(s.store.hub.subs)
+	}
+	waitUntil(t, "the stream subscribes", func() bool { return subscribers() == 1 })
+	data := json.RawMessage(`"` + strings.Repeat("x", 64<<10) + `"`)
+	waitUntil(t, "the stalled stream is dropped", func() bool {
+		s.store.hub.publish("window", data) // until the connection's buffers are full
+		return subscribers() == 0
+	})
 }
