@@ -37,6 +37,13 @@ func startServer(t testing.TB, topics map[string]int32) (string, *log.Log) {
 
 func startServerWith(t testing.TB, topics map[string]int32, opts Options) (string, *log.Log) {
 	t.Helper()
+	addr, l, _ := startListener(t, topics, opts)
+	return addr, l
+}
+
+// startListener is startServerWith that also returns the Server.
+func startListener(t testing.TB, topics map[string]int32, opts Options) (string, *log.Log, *Server) {
+	t.Helper()
 	l, err := log.Open(t.TempDir(), log.Options{CleanupInterval: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +68,7 @@ func startServerWith(t testing.TB, topics map[string]int32, opts Options) (strin
 		}
 		l.Close()
 	})
-	return ln.Addr().String(), l
+	return ln.Addr().String(), l, s
 }
 
 func newClient(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
@@ -975,6 +982,55 @@ func TestMalformedRequestsCloseOnlyTheirConnection(t *testing.T) {
 	stalled.Write(md[:len(md)/2])
 	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
 		t.Fatalf("a good client after the bad ones: %v", err)
+	}
+}
+
+// A client that sends requests and takes none of the responses is
+// dropped after IdleTimeout, as Kafka's connections.max.idle.ms drops a
+// connection without traffic: its connection's goroutine had waited in
+// the write for good, holding the response (a fetch's, up to 55 MiB).
+func TestStalledReaderDropped(t *testing.T) {
+	addr, l, s := startListener(t, map[string]int32{"t": 1}, Options{IdleTimeout: 2 * time.Second})
+	tp, _ := l.Topic("t")
+	p, _ := tp.Partition(0)
+	recs := make([]log.Record, 1024)
+	for i := range recs {
+		recs[i].Value = bytes.Repeat([]byte{'v'}, 4096)
+	}
+	if _, err := p.Append(recs, log.AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.ReplicaID, req.MaxBytes = 11, -1, 50<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "t"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 50 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	for i := range 4 { // 16 MiB of responses, never read
+		conn.Write(requestFrame(req, int32(i)))
+	}
+	open := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.conns)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for open() == 0 && time.Now().Before(deadline) { // until accepted
+		time.Sleep(time.Millisecond)
+	}
+	for open() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection that reads nothing is still served 30 s on")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

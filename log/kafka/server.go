@@ -58,8 +58,9 @@ type Options struct {
 	// many partitions: Kafka's auto.create.topics.enable and num.partitions.
 	// Default 0: off, as Redpanda's default.
 	AutoCreatePartitions int32
-	// IdleTimeout closes a connection that sends no request for this long;
-	// default 10 minutes, Kafka's connections.max.idle.ms.
+	// IdleTimeout closes a connection that sends no request, or takes none
+	// of a response, for this long; default 10 minutes, Kafka's
+	// connections.max.idle.ms.
 	IdleTimeout time.Duration
 	// Logger receives connection errors; nil discards.
 	Logger *slog.Logger
@@ -189,6 +190,9 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		}
 		out = appendResponse(out[:0], req.corr, resp)
 		recycleBatches(resp)
+		// A client that takes none of the response for IdleTimeout is
+		// dropped, as one that sends nothing is.
+		conn.SetWriteDeadline(time.Now().Add(s.opts.IdleTimeout))
 		if _, err := conn.Write(out); err != nil {
 			return
 		}
