@@ -481,6 +481,12 @@ func topicText[T any](d *decoder, dst *T, parse func(string) (T, error)) func(*y
 	}
 }
 
+// maxPipelineName bounds a pipeline's name so that what is named after it
+// is a valid name too: its checkpoint file, NAME.checkpoint (written as
+// NAME.checkpoint.tmp first, in a file name's 255 bytes), and its
+// NAME.dlq and NAME.late topics (249 bytes).
+const maxPipelineName = 255 - len(".checkpoint.tmp")
+
 func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 	c := &Config{}
 	var keyOf = map[string]*yaml.Node{}
@@ -650,12 +656,12 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 		return c, err
 	}
 	d.lines = append(d.lines, n.Line)
-	if !log.ValidTopicName(c.Name) || log.IsInternal(c.Name) {
+	if !log.ValidTopicName(c.Name) || log.IsInternal(c.Name) || len(c.Name) > maxPipelineName {
 		at := n
 		if keyOf["name"] != nil {
 			at = keyOf["name"]
 		}
-		return c, d.errf(at, join(path, "name"), "missing or invalid pipeline name %q (1 to 249 of a-z A-Z 0-9 . _ -)", c.Name)
+		return c, d.errf(at, join(path, "name"), "missing or invalid pipeline name %q (1 to %d of a-z A-Z 0-9 . _ -)", c.Name, maxPipelineName)
 	}
 	if sourceNode == nil || c.Source.Topic == "" && c.Source.Kafka == nil {
 		at := n

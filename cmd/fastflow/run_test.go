@@ -1277,3 +1277,42 @@ func windowData(t *testing.T, c *cli, seed uint64, yaml string) (cfg string, wan
 	}
 	return cfg, want
 }
+
+// TestLongestPipelineName: a pipeline's name may take 240 bytes, so that
+// what is named after it fits: DATA/pipelines/NAME.checkpoint (written
+// through NAME.checkpoint.tmp, in a file name's 255 bytes) and the
+// NAME.dlq and NAME.late topics. A longer name is a config error (exit 2);
+// one of 246 bytes had passed the config and failed at the start, exit 1:
+// "NAME.checkpoint: file name too long".
+func TestLongestPipelineName(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	c := newCLI(t)
+	config := func(name string) string {
+		return writeFile(t, filepath.Join(c.dir, fmt.Sprintf("p%d.yaml", len(name))), `topics:
+  - {name: events, partitions: 1}
+pipelines:
+  - name: `+name+`
+    source: {topic: events}
+    dlq: true
+    late_topic: true
+    window: {type: tumbling, size: 1m}
+    metrics:
+      - {name: c, agg: count}
+`)
+	}
+	if r := c.run("", "run", config(strings.Repeat("p", 241)), "--until-end"); r.code != 2 || !strings.Contains(r.stderr, "p241.yaml:4: pipelines[0].name: missing or invalid pipeline name") {
+		t.Fatalf("a name of 241 bytes: exit %d: %s", r.code, r.stderr)
+	}
+	name := strings.Repeat("p", 240)
+	cfg := config(name)
+	c.ok("", "topic", "create", "events", "--partitions", "1")
+	c.ok("not json\n", "produce", "events")
+	runFollowing(t, c, cfg, syscall.SIGTERM, func([]string) bool {
+		return strings.Contains(c.ok("", "consume", name+".dlq"), "not json")
+	})
+	if _, err := os.Stat(filepath.Join(c.dir, "pipelines", name+".checkpoint")); err != nil {
+		t.Fatal(err)
+	}
+}
