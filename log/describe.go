@@ -134,7 +134,7 @@ func (g *Group) Describe() ([]GroupPartition, error) {
 					row.Member, row.ClientID, row.ClientHost = k.MemberID, k.ClientID, k.ClientHost
 				}
 			}
-			if o, ok := topics[name][id]; ok {
+			if o, ok := topics[name][id]; ok && o >= 0 { // a negative offset is none (Group.Committed)
 				lag := max(0, row.HighWatermark-o)
 				row.Committed, row.Lag = &o, &lag
 			}

@@ -237,9 +237,15 @@ func (g *Group) CommitMetadata(topic string, partition int32, offset int64, meta
 }
 
 // Committed returns the group's committed offset in a partition, and
-// whether there is one.
+// whether there is one. A negative offset, which a Kafka client may commit
+// (kafkajs's admin.resetOffsets commits -1 and -2, for its consumers to
+// resolve), is none, as the Java client takes it: the group starts there
+// by its start policy.
 func (g *Group) Committed(topic string, partition int32) (int64, bool, error) {
 	c, ok, err := g.CommittedOffset(topic, partition)
+	if c.Offset < 0 {
+		return 0, false, err
+	}
 	return c.Offset, ok, err
 }
 

@@ -390,6 +390,42 @@ func TestKafkajsDescribesConsumeGroup(t *testing.T) {
 	}
 }
 
+// TestKafkajsResetOffsets: kafkajs's admin.setOffsets and
+// admin.resetOffsets (as its docs show them) through the listener. Kafka
+// stores any committed offset, and resetOffsets commits -2 (earliest) for
+// kafkajs's consumers to resolve as they start; the listener had refused
+// it with OFFSET_OUT_OF_RANGE, and resetOffsets failed. fastflow's own
+// group commands take a negative offset as none, as the Java client does.
+func TestKafkajsResetOffsets(t *testing.T) {
+	node, dir := needKafkajs(t)
+	c := newCLI(t)
+	addr := serveKafka(t, c, "events", 2)
+	var in strings.Builder
+	for i := range 20 {
+		fmt.Fprintf(&in, "{\"i\":%d}\n", i)
+	}
+	c.ok(in.String(), "produce", "events", "--partition", "0")
+	c.ok(in.String(), "produce", "events", "--partition", "1")
+	const g = "reset me"
+	out, err := runCmd(exec.Command(node, filepath.Join(dir, "resetoffsets.js"), addr, "events", g), 90*time.Second)
+	if err != nil {
+		t.Fatalf("kafkajs: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(out); got != `{"set":["3","4"],"reset":["-2","-2"]}` {
+		t.Fatalf("kafkajs fetchOffsets: %s", got)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", g)), "\n") {
+		var row log.GroupPartition
+		if err := json.Unmarshal([]byte(line), &row); err != nil || row.Committed != nil || row.Lag != nil {
+			t.Fatalf("describe after the reset: %s", line)
+		}
+	}
+	// consume --group starts by its start policy (earliest).
+	if got := strings.Count(c.ok("", "consume", "events", "--group", g), "\n"); got != 40 {
+		t.Fatalf("consume --group after the reset printed %d records, want 40", got)
+	}
+}
+
 // needKafkajs returns node and the kafkajs test directory, or skips (fails
 // in CI) if kafkajs is not installed.
 func needKafkajs(t *testing.T) (node, dir string) {

@@ -722,6 +722,11 @@ func (c *coordinator) checkMember(group string, generation int32, memberID strin
 	return 0
 }
 
+// offsetCommit stores the offsets as they are given, as Kafka does, any
+// of them: kafkajs's admin.resetOffsets commits -1 (latest) and -2
+// (earliest) for its consumers to resolve as they start, and a consumer
+// that reads a negative offset back takes it as none (the Java client,
+// and fastflow's own: log.Group.Committed).
 func (c *coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
 	code := int16(0)
@@ -742,8 +747,6 @@ func (c *coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) kmsg.Response 
 			case code != 0:
 			case terr != nil || p.Partition < 0 || p.Partition >= topic.Partitions():
 				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case p.Offset < 0:
-				rp.ErrorCode = kerr.OffsetOutOfRange.Code
 			case p.Metadata != nil && javaLength(*p.Metadata) > maxOffsetMetadata:
 				rp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
 			default:
