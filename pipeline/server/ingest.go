@@ -49,6 +49,22 @@ var bodyIdleTimeout = 30 * time.Second
 // request for that long.
 var connIdleTimeout = 2 * time.Minute
 
+// responseWriteTimeout bounds the writing of a response (the stream's,
+// each write): a client that takes none of it for that long is dropped
+// rather than holding its goroutine and the response for ever (the
+// windows of 10,000 keys are megabytes). It counts from the request's
+// start, and an ingest's from when its body has arrived.
+var responseWriteTimeout = 2 * time.Minute
+
+// writeDeadline sets each request's write deadline responseWriteTimeout
+// ahead before next serves it.
+func writeDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(responseWriteTimeout))
+		next.ServeHTTP(w, r)
+	})
+}
+
 // progressReader sets the connection's read deadline bodyIdleTimeout
 // ahead before each read of the body.
 type progressReader struct {
@@ -107,6 +123,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
 		return nil, http.StatusRequestTimeout, fmt.Errorf("reading body: nothing arrived for %v", bodyIdleTimeout)
 	}
 	rc.SetReadDeadline(time.Time{}) // the connection's next request has its own
+	rc.SetWriteDeadline(time.Now().Add(responseWriteTimeout))
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("reading body: %v", err)
 	}

@@ -927,3 +927,47 @@ func TestStreamDropsStalledClient(t *testing.T) {
 		return subscribers() == 0
 	})
 }
+
+// A response the client takes none of for responseWriteTimeout is given
+// up and its connection closed: the windows of many keys are megabytes,
+// and a stalled client held the handler's goroutine and the response for
+// as long as its connection lasted.
+func TestStalledReaderOfResponseDropped(t *testing.T) {
+	defer func(d time.Duration) { responseWriteTimeout = d }(responseWriteTimeout)
+	responseWriteTimeout = 300 * time.Millisecond
+	f, err := pipeline.Parse("t.yaml", []byte(testYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(nil, f, Options{})
+	service := strings.Repeat("s", 2000)
+	for k := range 10_000 {
+		for w := range 10 {
+			start := time.UnixMilli(int64(w) * 60_000).UTC()
+			line := fmt.Sprintf(`{"type":"window","pipeline":"api-health","key":{"service":"%s-%d"},"window_start":%q,"window_end":%q,"revision":0,"metrics":{"request_count":%d}}`,
+				service, k, start.Format(time.RFC3339), start.Add(time.Minute).Format(time.RFC3339), k)
+			s.observe(&pipeline.Result{Pipeline: "api-health", Line: []byte(line), EndMs: start.Add(time.Minute).UnixMilli()})
+		}
+	}
+	ts := httptest.NewUnstartedServer(s.Handler())
+	closed := make(chan struct{})
+	ts.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			close(closed)
+		}
+	}
+	ts.Start()
+	defer ts.Close()
+	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(conn, "GET /api/v1/pipelines/api-health/windows?last=240 HTTP/1.1\r\nHost: x\r\n\r\n") // ~30 MB, never read
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the connection that reads nothing is still open 30 s on")
+	}
+}
