@@ -908,13 +908,7 @@ func TestStreamDropsStalledClient(t *testing.T) {
 	s := New(nil, nil, Options{})
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()
-	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.(*net.TCPConn).SetReadBuffer(4096)
-	fmt.Fprintf(conn, "GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
+	stalledGet(t, ts.Listener.Addr().String(), "/api/v1/stream")
 	subscribers := func() int {
 		s.store.hub.mu.Lock()
 		defer s.store.hub.mu.Unlock()
@@ -958,16 +952,23 @@ func TestStalledReaderOfResponseDropped(t *testing.T) {
 	}
 	ts.Start()
 	defer ts.Close()
-	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.(*net.TCPConn).SetReadBuffer(4096)
-	fmt.Fprintf(conn, "GET /api/v1/pipelines/api-health/windows?last=240 HTTP/1.1\r\nHost: x\r\n\r\n") // ~30 MB, never read
+	stalledGet(t, ts.Listener.Addr().String(), "/api/v1/pipelines/api-health/windows?last=240") // ~30 MB
 	select {
 	case <-closed:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the connection that reads nothing is still open 30 s on")
 	}
+}
+
+// stalledGet sends a GET of path to addr on a connection with a small
+// receive buffer, and never reads the response.
+func stalledGet(t *testing.T, addr, path string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
 }
