@@ -43,9 +43,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "topics"), 0o755); err != nil {
 		return nil, fmt.Errorf("open data directory: %w", err)
 	}
-	if err := l.emptyTrash(); err != nil {
-		return nil, fmt.Errorf("open data directory: %w", err)
-	}
+	l.emptyTrash()
 	if l.opts.CleanupInterval > 0 {
 		l.stop, l.done = make(chan struct{}), make(chan struct{})
 		go l.cleaner()
@@ -274,21 +272,23 @@ func (l *Log) moveToTrash(dir, kind string) (string, error) {
 
 // emptyTrash removes what deletions a crash interrupted left in the
 // trash. (A deletion under way in another process removes the same
-// directory; os.RemoveAll takes what is already gone as removed.)
-func (l *Log) emptyTrash() error {
+// directory; os.RemoveAll takes what is already gone as removed.) What it
+// cannot remove is a warning: it is no topic or group, and it does not
+// keep the log from opening.
+func (l *Log) emptyTrash() {
 	ents, err := os.ReadDir(filepath.Join(l.dir, "trash"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return
 	}
 	if err != nil {
-		return err
+		l.opts.Logger.Warn("cannot empty the trash", "err", err)
+		return
 	}
 	for _, e := range ents {
 		if err := os.RemoveAll(filepath.Join(l.dir, "trash", e.Name())); err != nil {
-			return err
+			l.opts.Logger.Warn("cannot empty the trash", "err", err)
 		}
 	}
-	return nil
 }
 
 // forget drops t from the open topics if it is still there: another
