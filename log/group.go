@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -44,17 +45,19 @@ type Group struct {
 // committed or a member joins.
 func (l *Log) Group(name string) (*Group, error) {
 	if !ValidGroupName(name) {
-		return nil, fmt.Errorf("invalid group name %q: a group name is 1 to 255 bytes, a byte other than a-z A-Z 0-9 . _ - counting 3", name)
+		return nil, fmt.Errorf("invalid group name %q: a group name is 1 to 255 bytes of UTF-8, a byte other than a-z A-Z 0-9 . _ - counting 3", name)
 	}
 	return &Group{l: l, name: name, dir: filepath.Join(l.dir, "groups", GroupDirName(name))}, nil
 }
 
 // ValidGroupName reports whether name can be a consumer group's. As in
-// Kafka, a group name is any string but the empty one (a client's choice:
-// "orders service", "app:v2"); its directory's name, GroupDirName, must
-// fit a file name's 255 bytes.
+// Kafka, a group name is any text but the empty one (a client's choice:
+// "orders service", "app:v2"): UTF-8, as Kafka's are Java strings (and
+// as Prometheus takes a label value: /metrics failed whole on a group
+// named with a byte 0xff); its directory's name, GroupDirName, must fit a
+// file name's 255 bytes.
 func ValidGroupName(name string) bool {
-	return name != "" && len(GroupDirName(name)) <= 255
+	return name != "" && utf8.ValidString(name) && len(GroupDirName(name)) <= 255
 }
 
 // GroupDirName is the name of the directory of the group of that name,
@@ -101,7 +104,7 @@ func groupName(dir string) (string, bool) {
 		i += 2
 	}
 	name := string(b)
-	return name, name != "" && GroupDirName(name) == dir
+	return name, ValidGroupName(name) && GroupDirName(name) == dir
 }
 
 // Groups lists the consumer groups' names in order.

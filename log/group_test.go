@@ -379,7 +379,7 @@ func TestGroupNames(t *testing.T) {
 			t.Fatalf("%q: %v", name, err)
 		}
 	}
-	for _, junk := range []string{"x~deleted", "%2e", "%4", "%zz", "a%2Fb%"} {
+	for _, junk := range []string{"x~deleted", "%2e", "%4", "%zz", "a%2Fb%", "bad%FF"} {
 		if err := os.MkdirAll(filepath.Join(dir, "groups", junk), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -406,7 +406,7 @@ func TestGroupNames(t *testing.T) {
 	if _, err := l.Topic("t"); err != nil { // "../../topics/t" stayed in groups/
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"", strings.Repeat("g", 256), strings.Repeat(" ", 86)} {
+	for _, bad := range []string{"", strings.Repeat("g", 256), strings.Repeat(" ", 86), "bad\xffname"} {
 		if _, err := l.Group(bad); err == nil || !strings.Contains(err.Error(), "invalid group name") {
 			t.Errorf("%d bytes: %v", len(bad), err)
 		}

@@ -367,6 +367,14 @@ func TestLogAndGroupMetrics(t *testing.T) {
 		*groups[1].Committed != 2 || *groups[1].Lag != 3 || groups[0].Committed != nil {
 		t.Fatalf("groups API: %+v", groups)
 	}
+	// A group's name is any text (Kafka clients choose it), a label value.
+	g, _ = l.Group("orders service:v2 é\"x\"")
+	if err := g.Commit("raw", 1, 4); err != nil {
+		t.Fatal(err)
+	}
+	if want := `fastflow_group_lag_records{group="orders service:v2 é\"x\"",partition="1",topic="raw"} 1`; !bytes.Contains(scrape(t, base), []byte(want+"\n")) {
+		t.Errorf("/metrics lacks %s", want)
+	}
 }
 
 // TestIngestSpreadsRecordsWithoutKey: records without a key go to one
