@@ -390,6 +390,47 @@ func TestDashboardShowsEventTextAsText(t *testing.T) {
 	}
 }
 
+// TestDashboardKeysThatPrintAlike: keys whose values print alike (the
+// string "null" and null, "100" and 100) are rows and lines of their own
+// (the page had told keys apart by their label: it merged them into one
+// row, the later window over the earlier), and a consumer group whose
+// name holds a tab is one row of the lag table (the page split its
+// "group<tab>topic" key on tabs).
+func TestDashboardKeysThatPrintAlike(t *testing.T) {
+	browser := need(t, "chromium", "chromium-browser", "google-chrome")
+	c := newCLI(t)
+	base := serveUsers(t, c)
+	body := `{"ts":1795341600000,"user":"null"}
+{"ts":1795341600001,"user":null}
+{"ts":1795341600002,"user":"100"}
+{"ts":1795341600003,"user":100}
+{"ts":1795341610000,"user":"closer"}
+`
+	resp, err := http.Post(base+"/topics/events/records?partition=0", "application/x-ndjson", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c.ok("", "consume", "events", "--group", "tab\tname", "--max", "1")
+	waitFor(t, func() bool {
+		body, _ := getBody(base + "/api/v1/pipelines/users/windows?last=1")
+		return strings.Count(body, `"type":"window"`) == 4
+	})
+	wctx := openPage(t, browser, base+"/")
+	if err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS(`#current td`)), chromedp.WaitVisible(chromedp.CSS(`#groups td`))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := chromedp.Run(wctx, chromedp.Evaluate[string](`JSON.stringify({
+		rows: [...document.querySelectorAll("#current tr")].slice(1).map(tr => tr.cells[0].textContent).sort(),
+		groups: [...document.querySelectorAll("#groups tr")].slice(1).map(tr => [tr.cells[0].textContent, tr.cells[1].textContent])})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"rows":["100","100","null","null"],"groups":[["tab\tname","events"]]}`; got != want {
+		t.Fatalf("dashboard: %s\nwant %s", got, want)
+	}
+}
+
 // TestDashboardManyKeys: with more keys than a chart can show, the
 // dashboard charts the 10 updated most recently and lists the 50 updated
 // most recently, from the windows API and the stream.

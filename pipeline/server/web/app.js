@@ -15,7 +15,8 @@ const state = {
   pipeline: null,   // the pipeline shown (the first one)
   metrics: [],
   groupBy: [],
-  windows: new Map(), // key label -> Map(start ms -> window line), least recently updated first
+  windows: new Map(), // key id -> Map(start ms -> window line), least recently updated first
+  labels: new Map(),  // key id -> the key as shown
   charts: new Map(),  // metric -> uPlot
   chartLabels: "",    // the keys the charts draw, joined
   dirty: false,
@@ -28,6 +29,12 @@ const $ = (id) => document.getElementById(id);
 // <img src=x onerror=...> must show as text, not run.
 function esc(v) {
   return String(v).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+// keyID tells keys apart: their values, typed, in order. (Their labels,
+// joined with " / ", do not: "a / b","c" and "a","b / c", "null" and null.)
+function keyID(key) {
+  return JSON.stringify(Object.values(key || {}));
 }
 
 function keyLabel(key) {
@@ -46,11 +53,16 @@ function fmt(v) {
 }
 
 function addWindow(w) {
-  const label = keyLabel(w.key);
-  const m = state.windows.get(label) || new Map();
-  state.windows.delete(label); // a Map keeps insertion order: this key is now the most recent
-  state.windows.set(label, m);
-  if (state.windows.size > keepKeys) state.windows.delete(state.windows.keys().next().value);
+  const id = keyID(w.key);
+  const m = state.windows.get(id) || new Map();
+  state.windows.delete(id); // a Map keeps insertion order: this key is now the most recent
+  state.windows.set(id, m);
+  state.labels.set(id, keyLabel(w.key));
+  if (state.windows.size > keepKeys) {
+    const oldest = state.windows.keys().next().value;
+    state.windows.delete(oldest);
+    state.labels.delete(oldest);
+  }
   m.set(Date.parse(w.window_start), w); // a revision replaces its window
   if (m.size > keepWindows) {
     const starts = [...m.keys()].sort((a, b) => a - b);
@@ -59,13 +71,13 @@ function addWindow(w) {
   state.dirty = true;
 }
 
-function chartData(metric, labels) {
+function chartData(metric, ids) {
   const xs = new Set();
-  for (const l of labels) for (const s of state.windows.get(l).keys()) xs.add(s);
+  for (const id of ids) for (const s of state.windows.get(id).keys()) xs.add(s);
   const x = [...xs].sort((a, b) => a - b);
   const data = [x.map((s) => s / 1000)];
-  for (const l of labels) {
-    const m = state.windows.get(l);
+  for (const id of ids) {
+    const m = state.windows.get(id);
     data.push(x.map((s) => { const w = m.get(s); const v = w ? w.metrics[metric] : null; return v === undefined ? null : v; }));
   }
   return data;
@@ -74,13 +86,14 @@ function chartData(metric, labels) {
 function render() {
   if (!state.dirty) return;
   state.dirty = false;
+  const byLabel = (a, b) => { const x = state.labels.get(a), y = state.labels.get(b); return x < y ? -1 : x > y ? 1 : 0; };
   const all = [...state.windows.keys()];
-  const labels = all.slice(-chartKeys).sort();
-  const rebuild = labels.join("\n") !== state.chartLabels;
-  state.chartLabels = labels.join("\n");
+  const ids = all.slice(-chartKeys).sort(byLabel);
+  const rebuild = JSON.stringify(ids) !== state.chartLabels;
+  state.chartLabels = JSON.stringify(ids);
   const charts = $("charts");
   for (const metric of state.metrics) {
-    const data = chartData(metric, labels);
+    const data = chartData(metric, ids);
     let u = state.charts.get(metric);
     if (u && rebuild) { u.destroy(); u.root.parentElement.remove(); u = null; }
     if (!u) {
@@ -97,7 +110,7 @@ function render() {
           { stroke: "#8193a8", grid: { stroke: "#243042" }, ticks: { stroke: "#243042" } },
           { stroke: "#8193a8", grid: { stroke: "#243042" }, ticks: { stroke: "#243042" }, size: 60 },
         ],
-        series: [{}].concat(labels.map((l, i) => ({ label: l, stroke: palette[i % palette.length], width: 2, spanGaps: false,
+        series: [{}].concat(ids.map((id, i) => ({ label: state.labels.get(id), stroke: palette[i % palette.length], width: 2, spanGaps: false,
           points: { show: data[0].length < 30 } }))),
       }, data, box);
       state.charts.set(metric, u);
@@ -105,19 +118,19 @@ function render() {
       u.setData(data);
     }
   }
-  renderCurrent(all.sort());
+  renderCurrent(all.sort(byLabel));
 }
 
-function renderCurrent(labels) {
-  if (!labels.length) return;
+function renderCurrent(ids) {
+  if (!ids.length) return;
   let html = `<table><tr><th>${esc(state.groupBy.join(" / ") || "key")}</th><th>window</th>`;
   for (const m of state.metrics) html += `<th>${esc(m)}</th>`;
   html += "</tr>";
-  for (const l of labels) {
-    const m = state.windows.get(l);
+  for (const id of ids) {
+    const m = state.windows.get(id);
     const last = m.get(Math.max(...m.keys()));
     const t = new Date(last.window_start).toISOString().slice(11, 16);
-    html += `<tr><td>${esc(l)}</td><td>${t}${last.revision ? ` r${last.revision}` : ""}</td>`;
+    html += `<tr><td>${esc(state.labels.get(id))}</td><td>${t}${last.revision ? ` r${last.revision}` : ""}</td>`;
     for (const metric of state.metrics) html += `<td>${fmt(last.metrics[metric])}</td>`;
     html += "</tr>";
   }
@@ -165,14 +178,14 @@ async function loadLog() {
   $("topics").className = topics.length ? "" : "empty";
   $("topics").innerHTML = topics.length ? html + "</table>" : "none";
   const rows = await (await fetch("/api/v1/groups")).json();
-  const lag = new Map(); // "group\ttopic" -> lag
+  const lag = new Map(); // JSON [group, topic] -> lag (a group's name may hold any character)
   for (const r of rows) {
-    const k = `${r.group}\t${r.topic}`;
+    const k = JSON.stringify([r.group, r.topic]);
     lag.set(k, (lag.get(k) || 0) + (r.lag || 0));
   }
   html = "<table><tr><th>group</th><th>topic</th><th>lag</th></tr>";
   for (const [k, v] of lag) {
-    const [g, t] = k.split("\t");
+    const [g, t] = JSON.parse(k);
     html += `<tr><td>${esc(g)}</td><td>${esc(t)}</td><td>${fmt(v)}</td></tr>`;
   }
   $("groups").className = lag.size ? "" : "empty";
