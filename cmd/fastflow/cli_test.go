@@ -672,6 +672,8 @@ func TestCLIErrors(t *testing.T) {
 	f(2, "invalid argument", "run", cfg("good.yaml", good), "--checkpoint-interval", "often")
 	f(2, "accepts 1 arg", "run")
 	f(2, "invalid --allow-origin", "serve", "--allow-origin", "app.example.com", "--http", "127.0.0.1:0")
+	f(2, "invalid --duration -1s", "demo", "--duration", "-1s", "--http", "127.0.0.1:0") // ran until interrupted
+	f(2, "--rate and --speed must be positive", "demo", "--rate", "0", "--http", "127.0.0.1:0")
 	// serve: two metrics whose /metrics gauges would share a name.
 	twins := good + strings.Replace(good, "pipelines:\n  - name: p", "  - name: P", 1)
 	twins = strings.Replace(twins, "name: P", "name: p-q", 1)

@@ -210,6 +210,9 @@ The data directory is a temporary one, removed at exit, unless --data is given.`
 			if rate <= 0 || speed <= 0 {
 				return usagef("--rate and --speed must be positive")
 			}
+			if duration < 0 {
+				return usagef("invalid --duration %v: want a positive duration, or none to run until interrupted", duration)
+			}
 			if err := checkAddrs(kafkaAddr); err != nil {
 				return err
 			}
@@ -254,7 +257,7 @@ The data directory is a temporary one, removed at exit, unless --data is given.`
 					srv.OnResult(printAlert)
 					gen := demo.NewGenerator(time.Now().Truncate(time.Minute), uint64(time.Now().UnixNano()))
 					go func() {
-						if err := demo.Traffic(ctx, t, gen, rate, speed); err != nil {
+						if err := demo.Traffic(ctx, t, gen, rate, speed); err != nil && ctx.Err() == nil {
 							fmt.Fprintln(os.Stderr, "fastflow: demo traffic:", err)
 						}
 					}()
