@@ -1034,6 +1034,57 @@ func TestStalledReaderDropped(t *testing.T) {
 	}
 }
 
+// A client that takes a large response slowly, but steadily, is not
+// dropped: the deadline is per chunk of the response, not for all of it
+// (8 MiB at 2 MiB/s takes 4 s; IdleTimeout is 2 s here, 10 minutes by
+// default, which 55 MiB of fetch on a link under 92 KB/s would have
+// passed).
+func TestSlowSteadyReaderServed(t *testing.T) {
+	addr, l, _ := startListener(t, map[string]int32{"t": 1}, Options{IdleTimeout: 2 * time.Second})
+	tp, _ := l.Topic("t")
+	p, _ := tp.Partition(0)
+	recs := make([]log.Record, 2048)
+	for i := range recs {
+		recs[i].Value = bytes.Repeat([]byte{'v'}, 4096)
+	}
+	if _, err := p.Append(recs, log.AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.ReplicaID, req.MaxBytes = 11, -1, 50<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "t"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 50 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	conn.Write(requestFrame(req, 1))
+	conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	var size [4]byte
+	if _, err := io.ReadFull(conn, size[:]); err != nil {
+		t.Fatal(err)
+	}
+	left := int(binary.BigEndian.Uint32(size[:]))
+	if left < 8<<20 {
+		t.Fatalf("a response of %d bytes", left)
+	}
+	buf := make([]byte, 128<<10)
+	for left > 0 {
+		n, err := io.ReadFull(conn, buf[:min(left, len(buf))])
+		if err != nil {
+			t.Fatalf("with %d bytes of the response left: %v", left, err)
+		}
+		left -= n
+		time.Sleep(60 * time.Millisecond) // ~2 MiB/s
+	}
+}
+
 // TestReadFrameAllocatesAsBytesArrive: a client that announces a 90 MiB
 // request (under MaxRequestBytes) and sends 10 bytes of it holds about
 // what it sent, not 90 MiB of the server's memory per connection; a large

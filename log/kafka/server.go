@@ -190,13 +190,30 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		}
 		out = appendResponse(out[:0], req.corr, resp)
 		recycleBatches(resp)
-		// A client that takes none of the response for IdleTimeout is
-		// dropped, as one that sends nothing is.
-		conn.SetWriteDeadline(time.Now().Add(s.opts.IdleTimeout))
-		if _, err := conn.Write(out); err != nil {
+		if err := s.writeResponse(conn, out); err != nil {
 			return
 		}
 	}
+}
+
+// writeChunk is how much of a response writeResponse writes under one
+// deadline.
+const writeChunk = 1 << 20
+
+// writeResponse writes out to conn a chunk at a time, each with a deadline
+// IdleTimeout ahead: a client that takes none of a response for that long
+// is dropped, as one that sends nothing is, while one on a slow link takes
+// a large fetch at its own pace.
+func (s *Server) writeResponse(conn net.Conn, out []byte) error {
+	for len(out) > 0 {
+		n := min(len(out), writeChunk)
+		conn.SetWriteDeadline(time.Now().Add(s.opts.IdleTimeout))
+		if _, err := conn.Write(out[:n]); err != nil {
+			return err
+		}
+		out = out[n:]
+	}
+	return nil
 }
 
 // readFrame reads a request frame's n bytes. A large one is read into a
