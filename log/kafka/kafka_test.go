@@ -991,23 +991,7 @@ func TestMalformedRequestsCloseOnlyTheirConnection(t *testing.T) {
 // the write for good, holding the response (a fetch's, up to 55 MiB).
 func TestStalledReaderDropped(t *testing.T) {
 	addr, l, s := startListener(t, map[string]int32{"t": 1}, Options{IdleTimeout: 2 * time.Second})
-	tp, _ := l.Topic("t")
-	p, _ := tp.Partition(0)
-	recs := make([]log.Record, 1024)
-	for i := range recs {
-		recs[i].Value = bytes.Repeat([]byte{'v'}, 4096)
-	}
-	if _, err := p.Append(recs, log.AcksLeader); err != nil {
-		t.Fatal(err)
-	}
-	req := kmsg.NewPtrFetchRequest()
-	req.Version, req.ReplicaID, req.MaxBytes = 11, -1, 50<<20
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic = "t"
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.PartitionMaxBytes = 50 << 20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
+	req := fetchAll(t, l, 1024)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -1041,23 +1025,7 @@ func TestStalledReaderDropped(t *testing.T) {
 // passed).
 func TestSlowSteadyReaderServed(t *testing.T) {
 	addr, l, _ := startListener(t, map[string]int32{"t": 1}, Options{IdleTimeout: 2 * time.Second})
-	tp, _ := l.Topic("t")
-	p, _ := tp.Partition(0)
-	recs := make([]log.Record, 2048)
-	for i := range recs {
-		recs[i].Value = bytes.Repeat([]byte{'v'}, 4096)
-	}
-	if _, err := p.Append(recs, log.AcksLeader); err != nil {
-		t.Fatal(err)
-	}
-	req := kmsg.NewPtrFetchRequest()
-	req.Version, req.ReplicaID, req.MaxBytes = 11, -1, 50<<20
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic = "t"
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.PartitionMaxBytes = 50 << 20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
+	req := fetchAll(t, l, 2048)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -1083,6 +1051,30 @@ func TestSlowSteadyReaderServed(t *testing.T) {
 		left -= n
 		time.Sleep(60 * time.Millisecond) // ~2 MiB/s
 	}
+}
+
+// fetchAll appends n records of 4 KiB to partition 0 of topic t and
+// returns a Fetch of all of them.
+func fetchAll(t *testing.T, l *log.Log, n int) *kmsg.FetchRequest {
+	t.Helper()
+	tp, _ := l.Topic("t")
+	p, _ := tp.Partition(0)
+	recs := make([]log.Record, n)
+	for i := range recs {
+		recs[i].Value = bytes.Repeat([]byte{'v'}, 4096)
+	}
+	if _, err := p.Append(recs, log.AcksLeader); err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.ReplicaID, req.MaxBytes = 11, -1, 50<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "t"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 50 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return req
 }
 
 // TestReadFrameAllocatesAsBytesArrive: a client that announces a 90 MiB
