@@ -51,11 +51,12 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// start runs a process until the test ends (SIGTERM, then SIGKILL).
-func start(t *testing.T, cmd *exec.Cmd) {
+// start runs a process until the test ends (SIGTERM, then SIGKILL) and
+// returns what it prints.
+func start(t *testing.T, cmd *exec.Cmd) *syncBuffer {
 	t.Helper()
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := new(syncBuffer)
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +74,47 @@ func start(t *testing.T, cmd *exec.Cmd) {
 			t.Logf("%s output:\n%s", filepath.Base(cmd.Path), tail(logs.String(), 3000))
 		}
 	})
+	return logs
+}
+
+// announcedHTTP and announcedKafka are how serve and demo say where they
+// listen.
+var (
+	announcedHTTP  = regexp.MustCompile(`(?:listening on|dashboard at) (http://[^/\s]+)/`)
+	announcedKafka = regexp.MustCompile(`Kafka protocol on ([^\s,]+)`)
+)
+
+// announced waits until logs say where the server listens: its HTTP base
+// URL, and with kafka its Kafka address.
+func announced(t *testing.T, logs *syncBuffer, kafka bool) (base, kafkaAddr string) {
+	t.Helper()
+	waitForOr(t, func() bool {
+		text := logs.String()
+		h, k := announcedHTTP.FindStringSubmatch(text), announcedKafka.FindStringSubmatch(text)
+		if h == nil || kafka && k == nil {
+			return false
+		}
+		base = h[1]
+		if k != nil {
+			kafkaAddr = k[1]
+		}
+		return true
+	}, logs.String)
+	return base, kafkaAddr
+}
+
+// startListening runs c's serve or demo with args, on ports the system
+// chooses (--http 127.0.0.1:0, and with kafka --kafka 127.0.0.1:0), until
+// the test ends, and returns the HTTP base URL and the Kafka address it
+// announces. (A port found free beforehand can be taken before the server
+// binds it: "address already in use", seen in CI.)
+func startListening(t *testing.T, c *cli, kafka bool, args ...string) (base, kafkaAddr string) {
+	t.Helper()
+	args = append(args, "--http", "127.0.0.1:0")
+	if kafka {
+		args = append(args, "--kafka", "127.0.0.1:0")
+	}
+	return announced(t, start(t, c.cmd(context.Background(), args...)), kafka)
 }
 
 func tail(s string, n int) string {
@@ -88,13 +130,12 @@ func startDemo(t *testing.T, extra ...string) string {
 	return startHTTP(t, newCLI(t), append([]string{"demo", "--duration", "3m"}, extra...)...)
 }
 
-// startHTTP runs c's `serve` or `demo` with args and --http on a fresh
-// port until the test ends, waits for its API, and returns its base URL.
+// startHTTP runs c's `serve` or `demo` with args on a port the system
+// chooses until the test ends, waits for its API, and returns its base
+// URL.
 func startHTTP(t *testing.T, c *cli, args ...string) string {
 	t.Helper()
-	addr := freePort(t)
-	start(t, c.cmd(context.Background(), append(args, "--http", addr)...))
-	base := "http://" + addr
+	base, _ := startListening(t, c, false, args...)
 	waitHealthy(t, base)
 	return base
 }

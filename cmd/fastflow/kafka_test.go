@@ -35,9 +35,7 @@ import (
 func serveKafka(t *testing.T, c *cli, topic string, partitions int, extra ...string) string {
 	t.Helper()
 	c.ok("", "topic", "create", topic, "--partitions", strconv.Itoa(partitions))
-	addr := freePort(t)
-	args := append([]string{"serve", "--http", freePort(t), "--kafka", addr}, extra...)
-	start(t, c.cmd(context.Background(), args...))
+	_, addr := startListening(t, c, true, append([]string{"serve"}, extra...)...)
 	waitKafka(t, addr)
 	return addr
 }
@@ -445,10 +443,9 @@ func TestKafkajsAgainstKafkaListener(t *testing.T) {
 	node, dir := needKafkajs(t)
 	c := newCLI(t)
 	// The listeners come from the configuration file's serve: section.
-	addr := freePort(t)
 	cfg := filepath.Join(t.TempDir(), "fastflow.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("topics:\n  - {name: js, partitions: 4}\nserve:\n  http: %s\n  kafka: %s\n", freePort(t), addr)), 0o644)
-	start(t, c.cmd(context.Background(), "serve", "--config", cfg))
+	os.WriteFile(cfg, []byte("topics:\n  - {name: js, partitions: 4}\nserve:\n  http: 127.0.0.1:0\n  kafka: 127.0.0.1:0\n"), 0o644)
+	_, addr := announced(t, start(t, c.cmd(context.Background(), "serve", "--config", cfg)), true)
 	waitKafka(t, addr)
 
 	const n = 80
@@ -587,8 +584,8 @@ func TestServeAnnouncesAddresses(t *testing.T) {
 // --kafka does: a franz-go client reads the generated events and the
 // pipeline's results from the demo's topics.
 func TestDemoServesKafka(t *testing.T) {
-	kafkaAddr := freePort(t)
-	startDemo(t, "--kafka", kafkaAddr)
+	base, kafkaAddr := startListening(t, newCLI(t), true, "demo", "--duration", "3m")
+	waitHealthy(t, base)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr), kgo.ConsumeTopics("events", "api-health.results"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -622,10 +619,8 @@ func TestDemoServesKafka(t *testing.T) {
 // checkpoints to the cluster and commits the group's offsets.
 func TestRunWithKafkaSourceAndSink(t *testing.T) {
 	broker := newCLI(t)
-	kafkaAddr := freePort(t)
-	httpAddr := freePort(t)
 	broker.ok("", "topic", "create", "events", "--partitions", "3")
-	start(t, broker.cmd(context.Background(), "serve", "--http", httpAddr, "--kafka", kafkaAddr))
+	brokerURL, kafkaAddr := startListening(t, broker, true, "serve")
 	waitKafka(t, kafkaAddr)
 
 	cfg := filepath.Join(t.TempDir(), "scale.yaml")
@@ -661,7 +656,7 @@ func TestRunWithKafkaSourceAndSink(t *testing.T) {
 	for s := range 3 { // a minute later on every service closes the first minute
 		fmt.Fprintf(&body, `{"ts":%d,"service":"svc-%d"}`+"\n", base+150000, s)
 	}
-	resp, err := http.Post("http://"+httpAddr+"/topics/events/records?key_field=service", "application/x-ndjson", strings.NewReader(body.String()))
+	resp, err := http.Post(brokerURL+"/topics/events/records?key_field=service", "application/x-ndjson", strings.NewReader(body.String()))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("ingest: %v %v", err, resp)
 	}
@@ -728,8 +723,7 @@ func TestKafkaSourceKilledWritesResultsOnce(t *testing.T) {
 func checkKafkaSourceKilled(t *testing.T, instances int, yaml string) {
 	broker := newCLI(t)
 	broker.ok("", "topic", "create", "events", "--partitions", "3")
-	kafkaAddr, httpAddr := freePort(t), freePort(t)
-	start(t, broker.cmd(context.Background(), "serve", "--http", httpAddr, "--kafka", kafkaAddr))
+	base, kafkaAddr := startListening(t, broker, true, "serve")
 	waitKafka(t, kafkaAddr)
 
 	lines := genEvents(24000, 23)
@@ -770,7 +764,7 @@ func checkKafkaSourceKilled(t *testing.T, instances int, yaml string) {
 	kills := 0
 	for i := 0; i < len(lines); i += 2000 {
 		body := strings.Join(lines[i:min(i+2000, len(lines))], "\n") + "\n"
-		resp, err := http.Post("http://"+httpAddr+"/topics/events/records?key_field=service", "application/x-ndjson", strings.NewReader(body))
+		resp, err := http.Post(base+"/topics/events/records?key_field=service", "application/x-ndjson", strings.NewReader(body))
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("POST: %v %v", err, resp)
 		}

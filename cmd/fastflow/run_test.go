@@ -900,8 +900,8 @@ type kafkaBroker struct {
 
 func startKafkaBroker(t *testing.T) *kafkaBroker {
 	t.Helper()
-	b := &kafkaBroker{c: newCLI(t), addr: freePort(t)}
-	start(t, b.c.cmd(context.Background(), "serve", "--http", freePort(t), "--kafka", b.addr))
+	b := &kafkaBroker{c: newCLI(t)}
+	_, b.addr = startListening(t, b.c, true, "serve")
 	waitKafka(t, b.addr)
 	return b
 }

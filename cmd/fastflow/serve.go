@@ -109,8 +109,8 @@ type serveOptions struct {
 	kafka, advertise string
 	autoCreate       int
 	workers          int
-	log              *log.Log         // when the caller opened it
-	ready            func(url string) // called once listening
+	log              *log.Log                    // when the caller opened it
+	ready            func(url, kafkaAddr string) // called once listening (kafkaAddr "" without --kafka)
 	beforeServe      func(l *log.Log, srv *server.Server) error
 }
 
@@ -149,7 +149,7 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 	url := "http://" + ln.Addr().String() + "/"
 	if o.kafka == "" {
 		if o.ready != nil {
-			o.ready(url)
+			o.ready(url, "")
 		} else {
 			announce(url, "")
 		}
@@ -162,7 +162,7 @@ func serve(ctx context.Context, g *globals, f *pipeline.File, o serveOptions) er
 	}
 	ks := kafka.New(l, kafka.Options{Advertise: o.advertise, AutoCreatePartitions: int32(o.autoCreate), Logger: logger})
 	if o.ready != nil {
-		o.ready(url)
+		o.ready(url, kln.Addr().String())
 	} else {
 		announce(url, kln.Addr().String())
 	}
@@ -240,10 +240,10 @@ The data directory is a temporary one, removed at exit, unless --data is given.`
 			return serve(ctx, g, f, serveOptions{
 				addr:  addr,
 				kafka: kafkaAddr,
-				ready: func(url string) {
+				ready: func(url, kafkaAt string) {
 					fmt.Printf("fastflow demo: dashboard at %s — api-health over %.0f events/s, event time ×%g; Ctrl-C to stop\n", url, rate, speed)
-					if kafkaAddr != "" {
-						fmt.Printf("fastflow demo: Kafka protocol on %s (topics events, api-health.results)\n", kafkaAddr)
+					if kafkaAt != "" {
+						fmt.Printf("fastflow demo: Kafka protocol on %s (topics events, api-health.results)\n", kafkaAt)
 					}
 				},
 				beforeServe: func(l *log.Log, srv *server.Server) error {
