@@ -290,7 +290,7 @@ var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 // and headerCost for each record and header (the request itself is at
 // most MaxRequestBytes). Clients' requests are far smaller: librdkafka and
 // the Java client send at most 1 MB (message.max.bytes, max.request.size),
-// franz-go buffers at most 10,000 records.
+// franz-go buffers at most 50,000 records by default.
 const maxDecoded = 256 << 20
 
 // What a decoded record and header take in memory: a log.Record and a

@@ -194,11 +194,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.runner = runner
 	// A keep-alive connection idle for connIdleTimeout is closed (Kafka's
 	// connections.max.idle.ms does the same); a body that stops arriving
-	// is cut off by the ingest handler (bodyIdleTimeout); a response the
-	// client takes none of, by the handler's write deadline
-	// (responseWriteTimeout; the stream's, per write). No server
-	// WriteTimeout: /api/v1/stream's responses last as long as their
-	// clients.
+	// is cut off by the ingest handler (bodyIdleTimeout); a response not
+	// taken responseWriteTimeout after its request, by the write deadline
+	// writeDeadline sets (the stream's, streamWriteTimeout per write). No
+	// server WriteTimeout: /api/v1/stream's responses last as long as
+	// their clients.
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: connIdleTimeout}
 	srv.RegisterOnShutdown(func() { s.closingOnce.Do(func() { close(s.closing) }) })
 	errc := make(chan error, 1)
