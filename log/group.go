@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -87,24 +88,8 @@ func GroupDirName(name string) string {
 // is no GroupDirName (a NAME~deleted, where a deletion crashed before
 // groups went to the trash).
 func groupName(dir string) (string, bool) {
-	var b []byte
-	for i := 0; i < len(dir); i++ {
-		if dir[i] != '%' {
-			b = append(b, dir[i])
-			continue
-		}
-		if i+2 >= len(dir) {
-			return "", false
-		}
-		v, err := strconv.ParseUint(dir[i+1:i+3], 16, 8)
-		if err != nil {
-			return "", false
-		}
-		b = append(b, byte(v))
-		i += 2
-	}
-	name := string(b)
-	return name, ValidGroupName(name) && GroupDirName(name) == dir
+	name, err := url.PathUnescape(dir)
+	return name, err == nil && ValidGroupName(name) && GroupDirName(name) == dir
 }
 
 // Groups lists the consumer groups' names in order.
