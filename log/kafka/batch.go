@@ -124,7 +124,8 @@ func decodeBatches(raw []byte, budget *int) ([]producedBatch, error) {
 // headers alias b. It reads a record as Kafka's DefaultRecord does, bytes
 // left over are an error too, and takes its headers' cost from *budget
 // before it makes room for them: a record of 256 MiB can hold 128 M empty
-// headers (kmsg.Record's decoder would allocate 5 GiB for them first).
+// headers, and kmsg.Record's decoder makes a 40-byte kmsg.Header of each
+// first (5 GiB).
 func readRecord(b []byte, r *log.Record, budget *int) error {
 	if len(b) < 1 {
 		return errors.New("no attributes")

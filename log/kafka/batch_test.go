@@ -148,12 +148,13 @@ func TestProduceDecompressionBudget(t *testing.T) {
 // TestProduceDecodeBudget: the records and headers of a request are
 // charged to the same budget as they are decoded, before any is
 // appended, so that a small request cannot make the server hold
-// gigabytes of them: 4 M empty records (40 MB, ~180 KB of zstd), a
-// batch that claims 20 M records in 20 MB of zeros (~1 KB of zstd; 1.6
-// GB allocated for them before, then refused as corrupt), a record of 8 M
-// empty headers (16 MB; kmsg.Record's decoder allocated 320 MB for them).
-// Each partition gets MESSAGE_TOO_LARGE and
-// nothing is stored; a request within the budget is stored whole.
+// gigabytes of them: 4 M empty records (40 MB before zstd), a batch that
+// claims 20 M records in 20 MB of zeros (1.6 GB of 80-byte log.Records
+// made for them before the first failed to decode), a record of 8 M empty
+// headers (16 MB; kmsg.Record's decoder made a 40-byte kmsg.Header of
+// each first, 320 MB). Each partition gets MESSAGE_TOO_LARGE and nothing
+// is stored (the code before stored the first and third, and allocated
+// 4.9 GB for the request); a request within the budget is stored whole.
 func TestProduceDecodeBudget(t *testing.T) {
 	addr, l := startServer(t, map[string]int32{"t": 4})
 	empty := func(n int) []byte {
