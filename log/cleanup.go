@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fastflow/fastflow/log/atomicfile"
@@ -302,7 +304,7 @@ func (p *Partition) rewriteSegment(s *segment, latest map[string]int64, horizon 
 	if err != nil || drop == 0 {
 		return err
 	}
-	tmp := s.path + ".compact"
+	tmp := s.path + compactSuffix
 	f, err := os.Create(tmp)
 	if err != nil {
 		return err
@@ -388,6 +390,31 @@ func (p *Partition) rewriteSegment(s *segment, latest map[string]int64, horizon 
 	}
 	p.opts.Logger.Info("compacted segment", "topic", p.topic.name, "partition", p.id,
 		"file", s.path, "records_dropped", drop, "bytes_before", s.size, "bytes_after", fresh.size)
+	return nil
+}
+
+// compactSuffix names the copy of a segment that compaction writes before
+// renaming it over the segment.
+const compactSuffix = ".compact"
+
+// removeUnfinishedCompactions deletes, in a partition's directory, the
+// copies a compaction was writing when its process died: the segment each
+// was to replace is still whole (the rename is the commit), and the next
+// pass compacts it again. Kafka's log recovery deletes its cleaner's
+// ".cleaned" files the same way. A segment may be as large as
+// segment_bytes, so each kill in a compaction would otherwise leak one.
+func removeUnfinishedCompactions(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), compactSuffix) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 

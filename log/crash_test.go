@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -31,6 +32,9 @@ func TestMain(m *testing.M) {
 		return
 	case "fsize-exit":
 		crashChildFileSizeExit()
+		return
+	case "clean":
+		crashChildClean()
 		return
 	}
 	os.Exit(m.Run())
@@ -87,6 +91,65 @@ func crashChildAppend() {
 		}
 		next += int64(n)
 		fmt.Fprintln(out, "ACK", next-1)
+		out.Flush()
+	}
+}
+
+// crashChildClean appends batches to a topic whose cleanup policy is
+// $CLEANUP and runs the partition's cleanup every few batches, printing
+// "ACK last" after each batch and "CLEAN" before each cleanup, so that the
+// parent can kill it in the middle of one.
+func crashChildClean() {
+	l, err := Open(os.Getenv("DIR"), Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(3)
+	}
+	cfg := TopicConfig{Partitions: 1, SegmentBytes: 16 << 10, Cleanup: os.Getenv("CLEANUP"), RetentionBytes: 64 << 10}
+	if cfg.Cleanup == CleanupCompact {
+		cfg.RetentionBytes = 0
+	}
+	t, err := l.Topic("clean")
+	if err != nil {
+		t, err = l.CreateTopic("clean", cfg)
+	}
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(3)
+	}
+	p, err := t.Partition(0)
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(3)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	next := p.HighWatermark()
+	fmt.Fprintln(out, "START", next)
+	out.Flush()
+	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 2))
+	for batch := 1; ; batch++ {
+		n := 1 + rng.IntN(40)
+		recs := make([]Record, n)
+		for i := range recs {
+			recs[i] = crashRecord(next + int64(i))
+		}
+		base, err := p.Append(recs, AcksAll)
+		if err != nil || base != next {
+			fmt.Fprintln(out, "ERR", base, err)
+			out.Flush()
+			os.Exit(3)
+		}
+		next += int64(n)
+		fmt.Fprintln(out, "ACK", next-1)
+		if batch%25 == 0 {
+			fmt.Fprintln(out, "CLEAN")
+			out.Flush()
+			if err := p.Cleanup(); err != nil {
+				fmt.Fprintln(out, "ERR", err)
+				out.Flush()
+				os.Exit(3)
+			}
+		}
 		out.Flush()
 	}
 }
@@ -284,6 +347,134 @@ func crashChildFileSizeExit() {
 // without appending again leaves no record of the failed write for
 // readers: the partition holds exactly what was acknowledged with acks=1,
 // and with acks=0 what was queued less what Stats().Lost counts.
+// TestKill9WhileCleaning kills a process that appends and cleans, often
+// in the middle of a compaction's rewrite or a retention's truncation,
+// and checks after each kill that no acknowledged record is lost but
+// those the policy removes, that every record left is the one written
+// at its offset, and that the cleanup left no file behind.
+func TestKill9WhileCleaning(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	for _, policy := range []string{CleanupCompact, CleanupDelete} {
+		t.Run(policy, func(t *testing.T) {
+			dir := t.TempDir()
+			var acked int64 = -1
+			cleans := 0
+			for round := 0; round < 8; round++ {
+				cmd := exec.Command(os.Args[0], "-test.run=^$")
+				cmd.Env = append(os.Environ(), childEnv+"=clean", "DIR="+dir, "CLEANUP="+policy)
+				stdout, _ := cmd.StdoutPipe()
+				cmd.Stderr = os.Stderr
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				sc := bufio.NewScanner(stdout)
+				// Kill a little after the second or third cleanup starts.
+				killAfter := 2 + rand.IntN(2)
+				for sc.Scan() {
+					f := strings.Fields(sc.Text())
+					switch f[0] {
+					case "START":
+						if start, _ := strconv.ParseInt(f[1], 10, 64); start != acked+1 {
+							t.Fatalf("round %d: reopened at %d, last acknowledged %d", round, start, acked)
+						}
+						continue
+					case "ACK":
+						acked, _ = strconv.ParseInt(f[1], 10, 64)
+						continue
+					case "CLEAN":
+						cleans++
+						if killAfter--; killAfter > 0 {
+							continue
+						}
+						time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+						cmd.Process.Signal(syscall.SIGKILL)
+					default:
+						t.Fatalf("child: %s", sc.Text())
+					}
+					break
+				}
+				cmd.Wait()
+				acked = verifyCleaned(t, dir, policy, acked)
+			}
+			if cleans < 16 {
+				t.Fatalf("only %d cleanups started", cleans)
+			}
+			if policy == CleanupDelete {
+				l := testLog(t, dir)
+				defer l.Close()
+				if p := mustPartition(t, l, "clean", TopicConfig{}, 0); p.LogStartOffset() == 0 {
+					t.Fatalf("retention deleted nothing of %d records", p.HighWatermark())
+				}
+			}
+		})
+	}
+}
+
+// verifyCleaned opens the log in dir after a kill and checks partition
+// clean/0 (see TestKill9WhileCleaning). It returns the last offset there:
+// the child may have appended past the last acknowledgement read.
+func verifyCleaned(t *testing.T, dir, policy string, acked int64) int64 {
+	t.Helper()
+	l := testLog(t, dir)
+	defer l.Close()
+	p := mustPartition(t, l, "clean", TopicConfig{}, 0)
+	if p.HighWatermark() <= acked {
+		t.Fatalf("high watermark %d, last acknowledged %d", p.HighWatermark(), acked)
+	}
+	// Becoming the writer completes or undoes what the kill cut short.
+	acked = p.HighWatermark()
+	if _, err := p.Append([]Record{crashRecord(acked)}, AcksAll); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(p.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if n := e.Name(); n != "lock" && n != stateFile && !(len(n) == 20 && strings.Trim(n, "0123456789") == "") {
+			t.Errorf("left behind in %s: %s", p.dir, n)
+		}
+	}
+	r, err := p.NewReader(p.LogStartOffset())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	latest := map[string]int64{}
+	last := p.LogStartOffset() - 1
+	for r.Offset() < p.HighWatermark() {
+		recs, err := r.Read(make([]Record, 0, 1000))
+		if err != nil || len(recs) == 0 {
+			t.Fatalf("read at %d of %d: %v", r.Offset(), p.HighWatermark(), err)
+		}
+		for _, rc := range recs {
+			w := crashRecord(rc.Offset)
+			if rc.Offset <= last || !bytes.Equal(rc.Value, w.Value) || !bytes.Equal(rc.Key, w.Key) || rc.TimestampMs != w.TimestampMs {
+				t.Fatalf("offset %d after %d: got %q=%q", rc.Offset, last, rc.Key, rc.Value)
+			}
+			if policy == CleanupDelete && rc.Offset != last+1 {
+				t.Fatalf("offset %d follows %d: retention removes only a prefix", rc.Offset, last)
+			}
+			last = rc.Offset
+			latest[string(rc.Key)] = rc.Offset
+		}
+	}
+	if policy == CleanupCompact {
+		if p.LogStartOffset() != 0 {
+			t.Fatalf("log start %d: compaction moved it", p.LogStartOffset())
+		}
+		// Each key's last acknowledged record is there.
+		for i := max(0, acked-12); i <= acked; i++ {
+			if k := crashRecord(i).Key; latest[string(k)] != i {
+				t.Fatalf("key %s: latest record at %d, want %d", k, latest[string(k)], i)
+			}
+		}
+	}
+	return acked
+}
+
 func TestWriteErrorThenExit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary")

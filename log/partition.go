@@ -387,6 +387,9 @@ func (p *Partition) writableLocked() error {
 	if err := wal.Recover(p.dir); err != nil {
 		return err
 	}
+	if err := removeUnfinishedCompactions(p.dir); err != nil {
+		return err
+	}
 	cutAt := int64(-1)
 	if p.failed != nil {
 		cutAt = p.hw.Load()
