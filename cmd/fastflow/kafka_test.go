@@ -472,6 +472,58 @@ func TestKafkajsAgainstKafkaListener(t *testing.T) {
 	}
 }
 
+// TestKafkaPythonAgainstKafkaListener runs kafka-python, a third
+// implementation of the protocol (pure Python, Debian's python3-kafka),
+// which asks for older versions of most APIs than the other clients do.
+func TestKafkaPythonAgainstKafkaListener(t *testing.T) {
+	python := needKafkaPython(t)
+	c := newCLI(t)
+	_, addr := startListening(t, c, true, "serve") // the client creates the topics
+	waitKafka(t, addr)
+	const n = 90
+	script, _ := filepath.Abs("testdata/kafka-python/roundtrip.py")
+	out, err := runCmd(exec.Command(python, script, addr, "py", "py group", strconv.Itoa(n)), 90*time.Second)
+	if err != nil {
+		t.Fatalf("kafka-python: %v\n%s", err, out)
+	}
+	var recs []kafkaRecord
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r kafkaRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("kafka-python printed %q: %v", line, err)
+		}
+		recs = append(recs, r)
+	}
+	checkAgainstCLI(t, c, "py", 4, recs, n)
+	checkCommitted(t, c, "py group", 4)
+	var d log.TopicInfo
+	json.Unmarshal([]byte(c.ok("", "topic", "describe", "py")), &d)
+	if d.Config.Retention != "24h0m0s" {
+		t.Fatalf("after kafka-python's alter_configs retention.ms=86400000: %+v", d.Config)
+	}
+	json.Unmarshal([]byte(c.ok("", "topic", "describe", "py.more")), &d)
+	if d.Partitions != 3 {
+		t.Fatalf("after kafka-python's create_partitions to 3: %d partitions", d.Partitions)
+	}
+}
+
+// needKafkaPython returns a Python interpreter that imports kafka-python:
+// Debian's python3-kafka installs it for /usr/bin/python3, which need not
+// be the python3 found first on PATH.
+func needKafkaPython(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if exec.Command(p, "-c", "import kafka").Run() == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("kafka-python is not installed (.ci/run installs Debian's python3-kafka)")
+	}
+	t.Skip("kafka-python is not installed: apt-get install python3-kafka")
+	return ""
+}
+
 // runCmd runs cmd with a time bound; stdout, and stderr on failure.
 func runCmd(cmd *exec.Cmd, d time.Duration) (string, error) {
 	var stdout, stderr strings.Builder
