@@ -129,8 +129,8 @@ func (g *Group) Delete() error {
 		return err
 	}
 	if len(members) > 0 {
-		return fmt.Errorf("%w: %s has %d (e.g. pid %d on %s); stop them first", ErrGroupNotEmpty, g.name,
-			len(members), members[0].PID, members[0].Topic)
+		return fmt.Errorf("%w: %s has %d (e.g. %s on %s); stop them first", ErrGroupNotEmpty, g.name,
+			len(members), members[0], members[0].Topic)
 	}
 	// Renamed away first, so that the group is gone at once, whole.
 	gone, err := g.l.moveToTrash(g.dir, "group")
@@ -153,7 +153,7 @@ func (g *Group) DeleteOffsets(topic string, partitions ...int32) error {
 	}
 	for _, m := range members {
 		if m.Topic == topic {
-			return fmt.Errorf("%w: %s consumes %s (e.g. pid %d); stop it first", ErrGroupSubscribed, g.name, topic, m.PID)
+			return fmt.Errorf("%w: %s consumes %s (e.g. %s); stop it first", ErrGroupSubscribed, g.name, topic, m)
 		}
 	}
 	dir := filepath.Join(g.dir, "offsets", topic)
@@ -310,6 +310,16 @@ type MemberInfo struct {
 	// Kafka is set for a Kafka client's member, which the process PID
 	// (serve, its Kafka listener) announced for the client.
 	Kafka *KafkaMember `json:"kafka,omitempty"`
+}
+
+// String names the member for an error message: the process of a
+// fastflow consume, or the Kafka client and the process whose listener it
+// is connected to.
+func (m MemberInfo) String() string {
+	if m.Kafka != nil {
+		return fmt.Sprintf("Kafka client %q from %s, through the Kafka listener of pid %d", m.Kafka.ClientID, m.Kafka.ClientHost, m.PID)
+	}
+	return fmt.Sprintf("pid %d on %s", m.PID, m.Host)
 }
 
 // KafkaMember is a Kafka client's membership of a group through the Kafka

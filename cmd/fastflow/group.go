@@ -146,7 +146,7 @@ at or after a time. As with Kafka, the group must have no active member on the t
 			}
 			for _, m := range members {
 				if m.Topic == topicName {
-					return fmt.Errorf("group %s has active members on %s (e.g. pid %d); stop them before resetting", args[0], topicName, m.PID)
+					return fmt.Errorf("group %s has active members on %s (e.g. %s); stop them before resetting", shown(args[0]), topicName, m)
 				}
 			}
 			for id := int32(0); id < t.Partitions(); id++ {

@@ -315,7 +315,8 @@ func TestKcatGroupSeenByCLI(t *testing.T) {
 	if list := c.ok("", "group", "list"); !strings.Contains(list, `"group":"orders service:v2","members":1,"state":"Stable"`) {
 		t.Fatalf("group list: %s", list)
 	}
-	if r := c.run("", "group", "reset", g, "--topic", "events", "--to", "earliest"); r.code != 1 || !strings.Contains(r.stderr, "active members") {
+	if r := c.run("", "group", "reset", g, "--topic", "events", "--to", "earliest"); r.code != 1 ||
+		!strings.Contains(r.stderr, `active members on events (e.g. Kafka client "kcat-test" from 127.0.0.1`) {
 		t.Fatalf("reset under a Kafka member: exit %d: %s", r.code, r.stderr)
 	}
 	if r := c.run("", "consume", "events", "--group", g); r.code != 1 || !strings.Contains(r.stderr, "Kafka client members") {
