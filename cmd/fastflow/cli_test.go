@@ -491,8 +491,16 @@ func TestTopicDeleteWhileServed(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "written by another process (pid ") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Fatalf("topic delete of a topic serve writes: exit %d, %q", r.code, r.stderr)
 	}
-	if recs := parseConsumed(t, c.ok("", "consume", "written")); len(recs) != 1 {
+	recs := parseConsumed(t, c.ok("", "consume", "written"))
+	if len(recs) != 1 {
 		t.Fatalf("after the refused delete the topic holds %d records", len(recs))
+	}
+	// produce waits for the partition serve writes (10 s), then says how
+	// to produce.
+	r = c.run(`{"a":2}`+"\n", "produce", "written", "--partition", fmt.Sprint(recs[0].Partition))
+	if r.code != 1 || !strings.Contains(r.stderr, "written by another process (pid ") ||
+		!strings.Contains(r.stderr, "send records through it (POST /topics/written/records, or its Kafka listener)") {
+		t.Fatalf("produce to a topic serve writes: exit %d, %q", r.code, r.stderr)
 	}
 	if code := post("written"); code != http.StatusOK {
 		t.Fatalf("POST after the refused delete: %d", code)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -138,6 +139,10 @@ func runProduce(ctx context.Context, g *globals, f *produceFlags, partitionSet b
 	if closeErr != nil {
 		if st.Lost > 0 {
 			return fmt.Errorf("queued %d records with acks=0, then: %w", st.Records, closeErr)
+		}
+		if errors.Is(closeErr, log.ErrLocked) {
+			return fmt.Errorf("produced %d records, then: %w; while a fastflow serve writes the topic, send records through it (POST /topics/%s/records, or its Kafka listener)",
+				st.Records, closeErr, t.Name())
 		}
 		return fmt.Errorf("produced %d records, then: %w", st.Records, closeErr)
 	}
