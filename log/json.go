@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/fastflow/fastflow/internal/jsontext"
+	"github.com/fastflow/fastflow/log/jsontext"
 )
 
 // AppendJSON appends r as one line of JSON (without the newline), the form

@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/cpu"
 
 	"github.com/fastflow/fastflow/agg"
-	"github.com/fastflow/fastflow/internal/jsontext"
 	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/log/jsontext"
 )
 
 // reason is why a record was rejected.

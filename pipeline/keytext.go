@@ -14,8 +14,8 @@ import (
 
 	"github.com/valyala/fastjson"
 
-	"github.com/fastflow/fastflow/internal/jsontext"
 	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/log/jsontext"
 )
 
 // canonicalKey turns a group key as the extractor writes it — each value's

@@ -5,8 +5,8 @@ import (
 
 	"github.com/valyala/fastjson"
 
-	"github.com/fastflow/fastflow/internal/jsontext"
 	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/log/jsontext"
 )
 
 // Fields extracts a key and a timestamp from JSON lines, as `fastflow

@@ -19,8 +19,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/valyala/fastjson"
 
-	"github.com/fastflow/fastflow/internal/jsontext"
 	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/log/jsontext"
 	"github.com/fastflow/fastflow/log/producer"
 	"github.com/fastflow/fastflow/partition"
 )
