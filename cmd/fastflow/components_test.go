@@ -385,13 +385,16 @@ func TestDashboardInChromium(t *testing.T) {
 	if charts != "9" || keys != "5" || !strings.Contains(alerts, "high-error-rate") || conn != "live" {
 		t.Fatalf("dashboard: %s charts, %s keys, stream %q, alerts %q", charts, keys, conn, alerts)
 	}
-	// The screenshot is a test artifact: artifacts/dashboard.png at the repository root.
-	art := filepath.Join("..", "..", "artifacts")
-	os.MkdirAll(art, 0o755)
-	if err := os.WriteFile(filepath.Join(art, "dashboard.png"), png, 0o644); err != nil {
+	// The screenshot goes to a temporary directory, or, with
+	// FASTFLOW_UPDATE_SCREENSHOT=1, to docs/dashboard.png, the README's.
+	shot := filepath.Join(t.TempDir(), "dashboard.png")
+	if os.Getenv("FASTFLOW_UPDATE_SCREENSHOT") != "" {
+		shot = filepath.Join("..", "..", "docs", "dashboard.png")
+	}
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("dashboard: %s charts, %s keys, screenshot %d bytes in artifacts/dashboard.png", charts, keys, len(png))
+	t.Logf("dashboard: %s charts, %s keys, screenshot %d bytes in %s", charts, keys, len(png), shot)
 }
 
 // TestDashboardShowsEventTextAsText: a group-by value is the events'
