@@ -397,20 +397,23 @@ func (p *Partition) rewriteSegment(s *segment, latest map[string]int64, horizon 
 // renaming it over the segment.
 const compactSuffix = ".compact"
 
-// removeUnfinishedCompactions deletes, in a partition's directory, the
-// copies a compaction was writing when its process died: the segment each
-// was to replace is still whole (the rename is the commit), and the next
-// pass compacts it again. Kafka's log recovery deletes its cleaner's
-// ".cleaned" files the same way. A segment may be as large as
-// segment_bytes, so each kill in a compaction would otherwise leak one.
-func removeUnfinishedCompactions(dir string) error {
+// removeUnfinishedWrites deletes, in a partition's directory, what a
+// writer that died left half written: the copies a compaction was writing
+// (the segment each was to replace is still whole, as the rename is the
+// commit, and the next pass compacts it again; Kafka's log recovery
+// deletes its cleaner's ".cleaned" files the same way), and the
+// temporary file of a state update (the state file holds the old state).
+// A compaction's copy may be as large as segment_bytes, so each kill in a
+// compaction would otherwise leak one. Only the writer, which holds the
+// partition's lock, writes either.
+func removeUnfinishedWrites(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), compactSuffix) {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+		if n := e.Name(); strings.HasSuffix(n, compactSuffix) || n == stateFile+".tmp" {
+			if err := os.Remove(filepath.Join(dir, n)); err != nil {
 				return err
 			}
 		}

@@ -387,7 +387,7 @@ func (p *Partition) writableLocked() error {
 	if err := wal.Recover(p.dir); err != nil {
 		return err
 	}
-	if err := removeUnfinishedCompactions(p.dir); err != nil {
+	if err := removeUnfinishedWrites(p.dir); err != nil {
 		return err
 	}
 	cutAt := int64(-1)
