@@ -129,7 +129,7 @@ func (g *Group) Delete() error {
 		return err
 	}
 	if len(members) > 0 {
-		return fmt.Errorf("%w: %s has %d (e.g. %s on %s); stop them first", ErrGroupNotEmpty, g.name,
+		return fmt.Errorf("%w: %s has %d (e.g. %s, consuming %s); stop them first", ErrGroupNotEmpty, g.name,
 			len(members), members[0], members[0].Topic)
 	}
 	// Renamed away first, so that the group is gone at once, whole.
