@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sys/unix"
 
 	"github.com/fastflow/fastflow/partition"
@@ -550,4 +552,91 @@ func checkResultsOnce(t *testing.T, ref []string, n int, topics map[string][]str
 			}
 		}
 	}
+}
+
+// TestServeKillLosesNoAcknowledgedKafkaCommit: a Kafka client commits a
+// group's offsets through serve's listener while serve is killed with
+// SIGKILL: afterwards each partition's committed offset is the last one
+// acknowledged, or the one whose commit was in flight.
+func TestServeKillLosesNoAcknowledgedKafkaCommit(t *testing.T) {
+	c := newCLI(t)
+	c.ok("", "topic", "create", "ev", "--partitions", "3")
+	addr := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := c.cmd(ctx, "serve", "--http", freePort(t), "--kafka", addr)
+	var logs syncBuffer
+	srv.Stdout, srv.Stderr = &logs, &logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { srv.Wait(); close(exited) }()
+	defer func() { srv.Process.Kill(); <-exited }()
+	waitKafka(t, addr)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0), kgo.RequestTimeoutOverhead(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var mu sync.Mutex
+	var acked, tried [3]int64 // the offsets of the last commit acknowledged and sent, by partition
+	done := make(chan error, 1)
+	go func() {
+		for o := int64(1); ; o++ {
+			p := int32(o % 3)
+			req := kmsg.NewPtrOffsetCommitRequest()
+			req.Group, req.Generation = "committer", -1 // a group without members, as kafka-consumer-groups --reset-offsets commits
+			rt := kmsg.NewOffsetCommitRequestTopic()
+			rt.Topic = "ev"
+			rp := kmsg.NewOffsetCommitRequestTopicPartition()
+			rp.Partition, rp.Offset = p, o
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+			mu.Lock()
+			tried[p] = o
+			mu.Unlock()
+			resp, err := req.RequestWith(context.Background(), cl)
+			if err == nil {
+				err = kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode)
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+			mu.Lock()
+			acked[p] = o
+			mu.Unlock()
+		}
+	}()
+	killAt := int64(300 + rand.IntN(600))
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return acked[0]+acked[1]+acked[2] >= 3*killAt })
+	srv.Process.Signal(syscall.SIGKILL)
+	<-exited
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the committer did not notice the server's death within 30 s")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	rows := 0
+	for _, line := range strings.Split(strings.TrimSpace(c.ok("", "group", "describe", "committer")), "\n") {
+		var row struct {
+			Partition int32 `json:"partition"`
+			Committed int64 `json:"committed"`
+		}
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("describe: %q: %v", line, err)
+		}
+		if p := row.Partition; row.Committed != acked[p] && row.Committed != tried[p] {
+			t.Fatalf("partition %d: committed %d after SIGKILL; the last commit acknowledged was %d, the last sent %d", p, row.Committed, acked[p], tried[p])
+		}
+		rows++
+	}
+	if rows != 3 {
+		t.Fatalf("describe shows %d partitions, want 3", rows)
+	}
+	t.Logf("commits acknowledged before SIGKILL: %v (last sent %v)", acked, tried)
 }
