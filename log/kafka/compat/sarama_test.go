@@ -52,15 +52,18 @@ func testSarama(t *testing.T, version sarama.KafkaVersion) {
 	if err != nil || len(md) != 1 || len(md[0].Partitions) != 4 {
 		t.Fatalf("DescribeTopics: %v %+v", err, md)
 	}
-	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic})
+	described, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic}},
+		sarama.DescribeConfigsOptions{IncludeSynonyms: true, IncludeDocumentation: true})
 	retention := ""
-	for _, e := range entries {
-		if e.Name == "retention.ms" {
-			retention = e.Value
+	for _, r := range described {
+		for _, e := range r.Configs {
+			if e.Name == "retention.ms" && r.ErrorCode == 0 {
+				retention = e.Value
+			}
 		}
 	}
 	if err != nil || retention != "86400000" {
-		t.Fatalf("DescribeConfig: retention.ms %q, %v", retention, err)
+		t.Fatalf("DescribeConfigs: retention.ms %q, %v", retention, err)
 	}
 
 	// Produce.
