@@ -47,14 +47,20 @@ func crashRecord(i int64) Record {
 }
 
 func childOpen() *Partition {
-	l, err := Open(os.Getenv("DIR"), Options{CleanupInterval: -1})
+	return childOpenTopic("crash", TopicConfig{Partitions: 1, SegmentBytes: 64 << 10}, Options{CleanupInterval: -1})
+}
+
+// childOpenTopic opens $DIR and partition 0 of topic name, creating the
+// topic with cfg if it is not there; a failure ends the child.
+func childOpenTopic(name string, cfg TopicConfig, opts Options) *Partition {
+	l, err := Open(os.Getenv("DIR"), opts)
 	if err != nil {
 		fmt.Println("ERR", err)
 		os.Exit(3)
 	}
-	t, err := l.Topic("crash")
+	t, err := l.Topic(name)
 	if err != nil {
-		t, err = l.CreateTopic("crash", TopicConfig{Partitions: 1, SegmentBytes: 64 << 10})
+		t, err = l.CreateTopic(name, cfg)
 	}
 	if err != nil {
 		fmt.Println("ERR", err)
@@ -70,14 +76,44 @@ func childOpen() *Partition {
 
 // crashChildAppend appends batches forever, printing "ACK last" after each.
 func crashChildAppend() {
-	p := childOpen()
 	acks, _ := ParseAcks(os.Getenv("ACKS"))
+	appendForever(childOpen(), acks, 1, nil)
+}
+
+// crashChildClean appends batches to a topic whose cleanup policy is
+// $CLEANUP and runs the partition's cleanup every 25 batches, printing
+// "ACK last" after each batch and "CLEAN" before each cleanup, so that the
+// parent can kill it in the middle of one.
+func crashChildClean() {
+	cfg := TopicConfig{Partitions: 1, SegmentBytes: 16 << 10, Cleanup: os.Getenv("CLEANUP"), RetentionBytes: 64 << 10}
+	if cfg.Cleanup == CleanupCompact {
+		cfg.RetentionBytes = 0
+	}
+	p := childOpenTopic("clean", cfg, Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	appendForever(p, AcksAll, 2, func(batch int, out *bufio.Writer) {
+		if batch%25 != 0 {
+			return
+		}
+		fmt.Fprintln(out, "CLEAN")
+		out.Flush()
+		if err := p.Cleanup(); err != nil {
+			fmt.Fprintln(out, "ERR", err)
+			out.Flush()
+			os.Exit(3)
+		}
+	})
+}
+
+// appendForever appends batches of crashRecords of random sizes to p,
+// printing "START next" first and "ACK last" after each batch, then
+// calling after, if not nil, with the batch's number (from 1).
+func appendForever(p *Partition, acks Acks, seed uint64, after func(batch int, out *bufio.Writer)) {
 	out := bufio.NewWriter(os.Stdout)
 	next := p.HighWatermark()
 	fmt.Fprintln(out, "START", next)
 	out.Flush()
-	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 1))
-	for {
+	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), seed))
+	for batch := 1; ; batch++ {
 		n := 1 + rng.IntN(40)
 		recs := make([]Record, n)
 		for i := range recs {
@@ -91,64 +127,8 @@ func crashChildAppend() {
 		}
 		next += int64(n)
 		fmt.Fprintln(out, "ACK", next-1)
-		out.Flush()
-	}
-}
-
-// crashChildClean appends batches to a topic whose cleanup policy is
-// $CLEANUP and runs the partition's cleanup every few batches, printing
-// "ACK last" after each batch and "CLEAN" before each cleanup, so that the
-// parent can kill it in the middle of one.
-func crashChildClean() {
-	l, err := Open(os.Getenv("DIR"), Options{CleanupInterval: -1, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		fmt.Println("ERR", err)
-		os.Exit(3)
-	}
-	cfg := TopicConfig{Partitions: 1, SegmentBytes: 16 << 10, Cleanup: os.Getenv("CLEANUP"), RetentionBytes: 64 << 10}
-	if cfg.Cleanup == CleanupCompact {
-		cfg.RetentionBytes = 0
-	}
-	t, err := l.Topic("clean")
-	if err != nil {
-		t, err = l.CreateTopic("clean", cfg)
-	}
-	if err != nil {
-		fmt.Println("ERR", err)
-		os.Exit(3)
-	}
-	p, err := t.Partition(0)
-	if err != nil {
-		fmt.Println("ERR", err)
-		os.Exit(3)
-	}
-	out := bufio.NewWriter(os.Stdout)
-	next := p.HighWatermark()
-	fmt.Fprintln(out, "START", next)
-	out.Flush()
-	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 2))
-	for batch := 1; ; batch++ {
-		n := 1 + rng.IntN(40)
-		recs := make([]Record, n)
-		for i := range recs {
-			recs[i] = crashRecord(next + int64(i))
-		}
-		base, err := p.Append(recs, AcksAll)
-		if err != nil || base != next {
-			fmt.Fprintln(out, "ERR", base, err)
-			out.Flush()
-			os.Exit(3)
-		}
-		next += int64(n)
-		fmt.Fprintln(out, "ACK", next-1)
-		if batch%25 == 0 {
-			fmt.Fprintln(out, "CLEAN")
-			out.Flush()
-			if err := p.Cleanup(); err != nil {
-				fmt.Fprintln(out, "ERR", err)
-				out.Flush()
-				os.Exit(3)
-			}
+		if after != nil {
+			after(batch, out)
 		}
 		out.Flush()
 	}
