@@ -43,17 +43,7 @@ type ackedRecord struct {
 // acknowledged record is in the log; then that a new serve takes writes.
 func killServeWhileWriting(t *testing.T, c *cli, args []string, ready func(), write func(acked func(...ackedRecord)) error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	srv := c.cmd(ctx, append([]string{"serve"}, args...)...)
-	var logs syncBuffer
-	srv.Stdout, srv.Stderr = &logs, &logs
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { srv.Wait(); close(exited) }()
-	defer func() { srv.Process.Kill(); <-exited }()
+	srv, exited := startServeToKill(t, c, args...)
 	ready()
 
 	var mu sync.Mutex
@@ -94,6 +84,22 @@ func killServeWhileWriting(t *testing.T, c *cli, args []string, ready func(), wr
 	t.Logf("%d records acknowledged before SIGKILL, all in the log (%d records in all)", len(acked), len(stored))
 	// The log takes writes again: a torn tail, if any, is cut.
 	c.ok(`{"after":"restart"}`+"\n", "produce", "ev", "--key", "k")
+}
+
+// startServeToKill starts `serve` with args; exited is closed once it has
+// exited. The test's end kills it, if it has not.
+func startServeToKill(t *testing.T, c *cli, args ...string) (srv *exec.Cmd, exited chan struct{}) {
+	t.Helper()
+	srv = c.cmd(context.Background(), append([]string{"serve"}, args...)...)
+	var logs syncBuffer
+	srv.Stdout, srv.Stderr = &logs, &logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan struct{})
+	go func() { srv.Wait(); close(exited) }()
+	t.Cleanup(func() { srv.Process.Kill(); <-exited })
+	return srv, exited
 }
 
 func TestServeKillLosesNoAcknowledgedIngest(t *testing.T) {
@@ -562,17 +568,7 @@ func TestServeKillLosesNoAcknowledgedKafkaCommit(t *testing.T) {
 	c := newCLI(t)
 	c.ok("", "topic", "create", "ev", "--partitions", "3")
 	addr := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	srv := c.cmd(ctx, "serve", "--http", freePort(t), "--kafka", addr)
-	var logs syncBuffer
-	srv.Stdout, srv.Stderr = &logs, &logs
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { srv.Wait(); close(exited) }()
-	defer func() { srv.Process.Kill(); <-exited }()
+	srv, exited := startServeToKill(t, c, "--http", freePort(t), "--kafka", addr)
 	waitKafka(t, addr)
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0), kgo.RequestTimeoutOverhead(5*time.Second))
