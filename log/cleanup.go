@@ -412,7 +412,7 @@ func removeUnfinishedWrites(dir string) error {
 		return err
 	}
 	for _, e := range ents {
-		if n := e.Name(); strings.HasSuffix(n, compactSuffix) || n == stateFile+".tmp" {
+		if n := e.Name(); strings.HasSuffix(n, compactSuffix) || n == stateFile+atomicfile.TempSuffix {
 			if err := os.Remove(filepath.Join(dir, n)); err != nil {
 				return err
 			}

@@ -100,8 +100,11 @@ type alertSnap struct {
 }
 
 func checkpointPath(l *log.Log, name string) string {
-	return filepath.Join(l.Dir(), "pipelines", name+".checkpoint")
+	return filepath.Join(l.Dir(), "pipelines", name+checkpointSuffix)
 }
+
+// checkpointSuffix ends the name of a pipeline's checkpoint file.
+const checkpointSuffix = ".checkpoint"
 
 // ErrAlreadyRunning is wrapped by the error of a following run of a
 // pipeline that another process follows on the same data directory.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fastflow/fastflow/agg"
 	"github.com/fastflow/fastflow/log"
+	"github.com/fastflow/fastflow/log/atomicfile"
 )
 
 // File is a pipelines file: topics to create if missing, and pipelines.
@@ -485,7 +486,7 @@ func topicText[T any](d *decoder, dst *T, parse func(string) (T, error)) func(*y
 // is a valid name too: its checkpoint file, NAME.checkpoint (written as
 // NAME.checkpoint.tmp first, in a file name's 255 bytes), and its
 // NAME.dlq and NAME.late topics (249 bytes).
-const maxPipelineName = 255 - len(".checkpoint.tmp")
+const maxPipelineName = 255 - len(checkpointSuffix+atomicfile.TempSuffix)
 
 func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 	c := &Config{}

@@ -11,9 +11,14 @@ import (
 	"path/filepath"
 )
 
+// TempSuffix names the temporary file Write writes before it renames it
+// to path: path+TempSuffix. A crash may leave one; the next Write of path
+// replaces it, and whoever owns the directory may delete it at start.
+const TempSuffix = ".tmp"
+
 // Write replaces path with data, atomically and durably.
 func Write(path string, data []byte) error {
-	tmp := path + ".tmp"
+	tmp := path + TempSuffix
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
