@@ -57,13 +57,7 @@ func killServeWhileWriting(t *testing.T, c *cli, args []string, ready func(), wr
 		})
 	}()
 	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 3000 })
-	srv.Process.Signal(syscall.SIGKILL)
-	<-exited
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the writer did not notice the server's death within 30 s")
-	}
+	killServe(t, srv, exited, done, "writer")
 
 	// What the log holds now, read by a new process.
 	stored := map[[2]int64]string{}
@@ -100,6 +94,19 @@ func startServeToKill(t *testing.T, c *cli, args ...string) (srv *exec.Cmd, exit
 	go func() { srv.Wait(); close(exited) }()
 	t.Cleanup(func() { srv.Process.Kill(); <-exited })
 	return srv, exited
+}
+
+// killServe kills srv with SIGKILL and waits for it to exit, and for the
+// client writing to it to end (done) as it notices.
+func killServe(t *testing.T, srv *exec.Cmd, exited chan struct{}, done chan error, client string) {
+	t.Helper()
+	srv.Process.Signal(syscall.SIGKILL)
+	<-exited
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the %s did not notice the server's death within 30 s", client)
+	}
 }
 
 func TestServeKillLosesNoAcknowledgedIngest(t *testing.T) {
@@ -608,13 +615,7 @@ func TestServeKillLosesNoAcknowledgedKafkaCommit(t *testing.T) {
 	}()
 	killAt := int64(300 + rand.IntN(600))
 	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return acked[0]+acked[1]+acked[2] >= 3*killAt })
-	srv.Process.Signal(syscall.SIGKILL)
-	<-exited
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the committer did not notice the server's death within 30 s")
-	}
+	killServe(t, srv, exited, done, "committer")
 	mu.Lock()
 	defer mu.Unlock()
 	rows := 0
