@@ -108,6 +108,21 @@ func checkAgainstCLI(t *testing.T, c *cli, topic string, partitions int32, got [
 	}
 }
 
+// parseClientRecords parses what a Kafka client printed: a kafkaRecord a
+// line.
+func parseClientRecords(t *testing.T, client, out string) []kafkaRecord {
+	t.Helper()
+	var recs []kafkaRecord
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r kafkaRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%s printed %q: %v", client, line, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
 func compactJSON(t *testing.T, b json.RawMessage) string {
 	var v any
 	if json.Unmarshal(b, &v) != nil {
@@ -456,14 +471,7 @@ func TestKafkajsAgainstKafkaListener(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kafkajs: %v\n%s", err, out)
 	}
-	var recs []kafkaRecord
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var r kafkaRecord
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("kafkajs printed %q: %v", line, err)
-		}
-		recs = append(recs, r)
-	}
+	recs := parseClientRecords(t, "kafkajs", out)
 	checkAgainstCLI(t, c, "js", 4, recs, n)
 	checkCommitted(t, c, "js-group", 4)
 	var d log.TopicInfo
@@ -487,14 +495,7 @@ func TestKafkaPythonAgainstKafkaListener(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kafka-python: %v\n%s", err, out)
 	}
-	var recs []kafkaRecord
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var r kafkaRecord
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("kafka-python printed %q: %v", line, err)
-		}
-		recs = append(recs, r)
-	}
+	recs := parseClientRecords(t, "kafka-python", out)
 	checkAgainstCLI(t, c, "py", 4, recs, n)
 	checkCommitted(t, c, "py group", 4)
 	var d log.TopicInfo
