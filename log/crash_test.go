@@ -340,7 +340,7 @@ func TestKill9WhileCleaning(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			dir := t.TempDir()
 			var acked int64 = -1
-			cleans := 0
+			cleans, held := 0, 0
 			for round := 0; round < 8; round++ {
 				cmd := exec.Command(os.Args[0], "-test.run=^$")
 				cmd.Env = append(os.Environ(), childEnv+"=clean", "DIR="+dir, "CLEANUP="+policy)
@@ -376,10 +376,13 @@ func TestKill9WhileCleaning(t *testing.T) {
 					break
 				}
 				cmd.Wait()
-				acked = verifyCleaned(t, dir, policy, acked)
+				acked, held = verifyCleaned(t, dir, policy, acked)
 			}
 			if cleans < 16 {
 				t.Fatalf("only %d cleanups started", cleans)
+			}
+			if policy == CleanupCompact && int64(held) > acked/2 {
+				t.Fatalf("compaction left %d of %d records", held, acked+1)
 			}
 			if policy == CleanupDelete {
 				l := testLog(t, dir)
@@ -393,9 +396,10 @@ func TestKill9WhileCleaning(t *testing.T) {
 }
 
 // verifyCleaned opens the log in dir after a kill and checks partition
-// clean/0 (see TestKill9WhileCleaning). It returns the last offset there:
-// the child may have appended past the last acknowledgement read.
-func verifyCleaned(t *testing.T, dir, policy string, acked int64) int64 {
+// clean/0 (see TestKill9WhileCleaning). It returns the last offset there
+// (the child may have appended past the last acknowledgement read) and
+// how many records the partition holds.
+func verifyCleaned(t *testing.T, dir, policy string, acked int64) (int64, int) {
 	t.Helper()
 	l := testLog(t, dir)
 	defer l.Close()
@@ -423,7 +427,7 @@ func verifyCleaned(t *testing.T, dir, policy string, acked int64) int64 {
 	}
 	defer r.Close()
 	latest := map[string]int64{}
-	last := p.LogStartOffset() - 1
+	last, held := p.LogStartOffset()-1, 0
 	for r.Offset() < p.HighWatermark() {
 		recs, err := r.Read(make([]Record, 0, 1000))
 		if err != nil || len(recs) == 0 {
@@ -439,6 +443,7 @@ func verifyCleaned(t *testing.T, dir, policy string, acked int64) int64 {
 			}
 			last = rc.Offset
 			latest[string(rc.Key)] = rc.Offset
+			held++
 		}
 	}
 	if policy == CleanupCompact {
@@ -452,7 +457,7 @@ func verifyCleaned(t *testing.T, dir, policy string, acked int64) int64 {
 			}
 		}
 	}
-	return acked
+	return acked, held
 }
 
 func TestWriteErrorThenExit(t *testing.T) {

@@ -115,6 +115,9 @@ func TestKafkaGo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(fetched.Topics[topic]) != 4 {
+		t.Fatalf("OffsetFetch: %+v", fetched.Topics)
+	}
 	for _, p := range fetched.Topics[topic] {
 		part, _ := tp.Partition(int32(p.Partition))
 		if p.CommittedOffset != part.HighWatermark() || p.Error != nil {
@@ -127,6 +130,9 @@ func TestKafkaGo(t *testing.T) {
 		topic: {kafka.TimeOffsetOf(0, start), kafka.TimeOffsetOf(1, start), kafka.TimeOffsetOf(2, start), kafka.TimeOffsetOf(3, start)}}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(lo.Topics[topic]) != 4 {
+		t.Fatalf("ListOffsets by time: %+v", lo.Topics)
 	}
 	for _, p := range lo.Topics[topic] {
 		if _, ok := p.Offsets[0]; !ok || len(p.Offsets) != 1 || p.Error != nil {
