@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -68,7 +69,7 @@ peak RSS and the hardware. --json prints one machine-readable summary.`,
 				fmt.Println(string(b))
 				return nil
 			}
-			printBench(s)
+			printBench(os.Stdout, s)
 			return nil
 		},
 	}
@@ -85,14 +86,14 @@ peak RSS and the hardware. --json prints one machine-readable summary.`,
 	return c
 }
 
-func printBench(s *bench.Summary) {
+func printBench(w io.Writer, s *bench.Summary) {
 	h := s.Hardware
-	fmt.Printf("fastflow bench: %s events, %d partitions, %d workers, acks=%s, batches of %d\n",
+	fmt.Fprintf(w, "fastflow bench: %s events, %d partitions, %d workers, acks=%s, batches of %d\n",
 		humanize.Comma(int64(s.Events)), s.Partitions, s.Workers, s.Acks, s.Batch)
-	fmt.Printf("machine: %s, %d CPUs usable, cpuid %d physical / %d logical cores, cache line %d B, L1d %s, L2 %s, L3 %s, CRC32C %v, AVX2 %v, %s, %s\n",
-		h.CPU, h.GOMAXPROCS, h.PhysicalCores, h.LogicalCores, h.CacheLine, humanize.IBytes(uint64(h.L1D)), humanize.IBytes(uint64(h.L2)),
-		humanize.IBytes(uint64(h.L3)), h.CRC32C, h.AVX2, humanize.IBytes(uint64(h.MemoryBytes)), h.Go)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "machine: %s, %d CPUs usable (GOMAXPROCS) of %d on %s, cpuid %d physical / %d logical cores, cache line %d B, L1d %s, L2 %s, L3 %s, CRC32C %v, AVX2 %v, %s, %s\n",
+		h.CPU, h.GOMAXPROCS, h.CPUs, coresText(h.Cores), h.PhysicalCores, h.LogicalCores, h.CacheLine, cacheText(h.L1D), cacheText(h.L2),
+		cacheText(h.L3), h.CRC32C, h.AVX2, humanize.IBytes(uint64(h.MemoryBytes)), h.Go)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tthroughput\t\tdetail\t")
 	fmt.Fprintf(tw, "ingest\t%s records/s\t%.1f MB/s\t%s records in %.2fs\t\n", humanize.Comma(int64(s.Ingest.RecordsPerSec)),
 		s.Ingest.MBPerSec, humanize.Comma(s.Ingest.Records), s.Ingest.Seconds)
@@ -104,5 +105,26 @@ func printBench(s *bench.Summary) {
 			l.P50Ms, l.P99Ms, l.P999Ms, l.MaxMs, l.Results, humanize.Comma(int64(l.Rate)))
 	}
 	tw.Flush()
-	fmt.Printf("peak RSS %s\n", humanize.IBytes(uint64(s.PeakRSS)))
+	fmt.Fprintf(w, "peak RSS %s\n", humanize.IBytes(uint64(s.PeakRSS)))
+}
+
+// coresText names the cores the process's CPUs are on, as far as the
+// kernel tells.
+func coresText(n int) string {
+	if n == 0 {
+		return "? cores"
+	}
+	if n == 1 {
+		return "1 core"
+	}
+	return fmt.Sprintf("%d cores", n)
+}
+
+// cacheText is a cache's size, "?" where cpuid does not tell it (-1, as
+// for L3 in some VMs: printed as bytes, that read 16 EiB).
+func cacheText(n int) string {
+	if n <= 0 {
+		return "?"
+	}
+	return humanize.IBytes(uint64(n))
 }

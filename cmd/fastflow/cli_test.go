@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -27,6 +26,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fastflow/fastflow/bench"
 	"github.com/fastflow/fastflow/log"
 	"github.com/fastflow/fastflow/partition"
 )
@@ -1077,6 +1077,29 @@ func maxKey(m map[string]int) string {
 	return best
 }
 
+// TestBenchSummaryForPeople: the table printed on a terminal says what
+// the process runs on and what the machine does not tell: cpuid's L3 of
+// -1 (some VMs) printed as 16 EiB, and cpuid's core counts, a
+// hypervisor's, were the only ones shown.
+func TestBenchSummaryForPeople(t *testing.T) {
+	s := &bench.Summary{Events: 1000, Partitions: 3, Workers: 2, Acks: "1", Batch: 1024}
+	s.Hardware = bench.Hardware{CPU: "Some CPU", PhysicalCores: 254, LogicalCores: 254, CPUs: 2, Cores: 2,
+		GOMAXPROCS: 2, CacheLine: 64, L1D: 48 << 10, L2: 1 << 20, L3: -1}
+	var b bytes.Buffer
+	printBench(&b, s)
+	for _, want := range []string{"2 CPUs usable (GOMAXPROCS) of 2 on 2 cores", "cpuid 254 physical", "L1d 48 KiB", "L3 ?,"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+	s.Hardware.Cores = 0
+	b.Reset()
+	printBench(&b, s)
+	if !strings.Contains(b.String(), "of 2 on ? cores") {
+		t.Errorf("cores unknown:\n%s", b.String())
+	}
+}
+
 // TestBenchJSON: the end-to-end benchmark runs small and its summary is
 // self-consistent.
 func TestBenchJSON(t *testing.T) {
@@ -1103,6 +1126,7 @@ func TestBenchJSON(t *testing.T) {
 		Hardware struct {
 			CPU          string
 			LogicalCores int `json:"logical_cores"`
+			CPUs, Cores  int
 		}
 	}
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
@@ -1119,7 +1143,7 @@ func TestBenchJSON(t *testing.T) {
 	if s.Latency.Events < 5000 || s.Latency.Results == 0 || s.Latency.P50 <= 0 || s.Latency.P999 < s.Latency.P50 {
 		t.Fatalf("latency %+v", s.Latency)
 	}
-	if s.PeakRSS <= 0 || s.Hardware.LogicalCores < 1 || s.Hardware.CPU == "" {
+	if s.PeakRSS <= 0 || s.Hardware.LogicalCores < 1 || s.Hardware.CPU == "" || s.Hardware.CPUs < 1 || s.Hardware.Cores > s.Hardware.CPUs {
 		t.Fatalf("machine %+v, rss %d", s.Hardware, s.PeakRSS)
 	}
 	if r := c.run("", "bench", "--acks", "2"); r.code != 2 {

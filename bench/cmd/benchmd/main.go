@@ -219,8 +219,8 @@ func writeMachine(b *bytes.Buffer, cmdline string) {
 	h := bench.Machine()
 	fmt.Fprintf(b, "\n## Machine and run\n\n")
 	fmt.Fprintf(b, "- Date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(b, "- CPU: %s; %d CPUs for the benchmarks (GOMAXPROCS); cpuid: %d physical cores, %d logical (in a VM, possibly the host's); cache line %d B; L1d %s, L2 %s, L3 %s\n",
-		h.CPU, h.GOMAXPROCS, h.PhysicalCores, h.LogicalCores, h.CacheLine, kib(h.L1D), kib(h.L2), kib(h.L3))
+	fmt.Fprintf(b, "- CPU: %s; %d CPUs for the benchmarks (GOMAXPROCS) of the process's %d, on %d cores (kernel topology); cpuid: %d physical cores, %d logical (in a VM, the hypervisor's figures, often the host's); cache line %d B; L1d %s, L2 %s, L3 %s\n",
+		h.CPU, h.GOMAXPROCS, h.CPUs, h.Cores, h.PhysicalCores, h.LogicalCores, h.CacheLine, kib(h.L1D), kib(h.L2), kib(h.L3))
 	fmt.Fprintf(b, "- CRC32C in hardware: %v; AVX2: %v\n", h.CRC32C, h.AVX2)
 	fmt.Fprintf(b, "- Memory: %d MiB; kernel %s; %s %s/%s\n", h.MemoryBytes>>20, h.Kernel, h.Go, h.OS, h.Arch)
 	fmt.Fprintf(b, "- Command: `%s` (each benchmark `-count 5`; figures are medians)\n", cmdline)
