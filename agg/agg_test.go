@@ -76,7 +76,7 @@ func TestWindowsValidate(t *testing.T) {
 	}
 }
 
-func testLayout(t *testing.T) *Layout {
+func testLayout(t testing.TB) *Layout {
 	// The SPEC's api-health metrics; field 0 is response_time, predicate 0 is status == "error".
 	l, err := NewLayout([]Metric{
 		{Name: "request_count", Kind: Count, Field: -1, Where: -1},
@@ -447,4 +447,47 @@ func TestPercentileRankOfDecimalQuantile(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzStateReadBinary: a state encoding is read back from a checkpoint
+// file or a checkpoint topic's records; whatever the bytes, reading them
+// must not panic, and a state they decode to must give values, merge and
+// encode without a panic either.
+func FuzzStateReadBinary(f *testing.F) {
+	l := testLayout(f)
+	var pool PagePool
+	for _, n := range []int{0, 1, 3, 40, 5000} {
+		s := l.NewState()
+		for i := range n {
+			v := float64(i%977)*1.37 + 0.001
+			if i%7 == 3 {
+				v = -v // the negative values' histogram too
+			}
+			ev := Event{Has: 1, Values: []float64{v}, Preds: uint64(i % 2)}
+			s.Observe(l, &ev, &pool)
+		}
+		f.Add(s.AppendBinary(nil))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := l.NewState()
+		if _, err := s.ReadBinary(b, &pool); err != nil {
+			s.Reset(&pool)
+			return
+		}
+		s.Values(l, 60, nil)
+		other := l.NewState()
+		ev := Event{Has: 1, Values: []float64{12.5}, Preds: 1}
+		other.Observe(l, &ev, &pool)
+		other.Merge(s, &pool)
+		other.Values(l, 60, nil)
+		back := l.NewState()
+		if _, err := back.ReadBinary(s.AppendBinary(nil), &pool); err != nil {
+			t.Fatalf("a decoded state's encoding does not decode: %v", err)
+		}
+		s.Observe(l, &ev, &pool)
+		s.Values(l, 60, nil)
+		s.Reset(&pool)
+		other.Reset(&pool)
+		back.Reset(&pool)
+	})
 }

@@ -107,12 +107,16 @@ func (s *Sum) appendBinary(dst []byte) []byte {
 func (s *Sum) read(r *reader) {
 	flags, inf := r.byte(), r.byte()
 	s.nan, s.inf = flags&1 != 0, int8(inf)
-	s.base = int(r.varint())
+	base := r.varint()
 	n := r.uvarint()
-	if n > 1<<12 {
+	// Limbs beyond maxSumLimbs hold no sum of float64s (a damaged
+	// encoding): reading them, a base of 2^40 made the next addition
+	// allocate for 2^40 limbs.
+	if s.inf < -1 || s.inf > 2 || base < 0 || base > maxSumLimbs || n > maxSumLimbs-uint64(base) {
 		r.err = true
 		return
 	}
+	s.base = int(base)
 	s.limbs = make([]int64, n)
 	for i := range s.limbs {
 		s.limbs[i] = r.varint()
@@ -157,26 +161,47 @@ func (h *Histogram) read(r *reader, pool *PagePool) {
 	if total == 0 || r.err {
 		return
 	}
+	// An encoding that does not describe a histogram (bytes from a damaged
+	// checkpoint record) is an error here, not a panic when a quantile
+	// ranks its values: the values within the trackable range and between
+	// min and max, as many inline as the total, and no more counted in
+	// buckets than the total (fewer only where a bucket saturated).
 	min, max := r.varint(), r.varint()
+	if total < 0 || min < 0 || min > max || max > maxUnits {
+		r.err = true
+		return
+	}
 	switch r.byte() {
 	case 0:
 		n := r.uvarint()
-		if n > inlineLen {
+		if n > inlineLen || n != uint64(total) {
 			r.err = true
 			return
 		}
 		h.n = int(n)
 		for i := range h.inline[:h.n] {
-			h.inline[i] = int64(r.uvarint())
+			u := r.uvarint()
+			if u < uint64(min) || u > uint64(max) {
+				h.n = 0
+				r.err = true
+				return
+			}
+			h.inline[i] = int64(u)
 		}
 	case 1:
 		h.pages = pool.dir()
 		n := r.uvarint()
 		i := 0
+		var sum uint64
 		for k := uint64(0); k < n && !r.err; k++ {
-			i += int(r.uvarint())
+			d := r.uvarint()
 			c := r.uvarint()
-			if i < 0 || i >= countsLen || c > maxPerPage {
+			if d >= countsLen || i+int(d) >= countsLen || c > maxPerPage {
+				r.err = true
+				return
+			}
+			i += int(d)
+			if sum += c; sum > uint64(total) {
 				r.err = true
 				return
 			}

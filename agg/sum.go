@@ -24,6 +24,12 @@ type Sum struct {
 	nan   bool
 }
 
+// maxSumLimbs bounds the limbs a sum of float64s can reach: a value's
+// bits are below 2^1024, 2098 bits in units of 2^-1074, and 2^63 of them
+// add 63 more, so 68 limbs hold any sum, and normalize's carry limb one
+// more. An encoding that reaches past this is not one of a sum.
+const maxSumLimbs = 72
+
 // normalizeEvery bounds the additions between carry propagations: each
 // adds less than 2^32 to a limb, so 2^30 of them fit in an int64.
 const normalizeEvery = 1 << 30

@@ -221,3 +221,31 @@ func BenchmarkSumMean(b *testing.B) {
 		s.Mean(1000)
 	}
 }
+
+// TestSumLimbsWithinTheDecodersBound: the widest sums there are — the
+// largest and the smallest float64s, their carries normalized — stay
+// within maxSumLimbs, so their encodings read back; the decoder refuses
+// wider ones as damaged.
+func TestSumLimbsWithinTheDecodersBound(t *testing.T) {
+	var s Sum
+	s.Add(math.SmallestNonzeroFloat64)
+	for range 1 << 12 {
+		s.Add(math.MaxFloat64)
+	}
+	s.normalize()
+	if top := s.base + len(s.limbs); top > maxSumLimbs-3 { // 2^63 values would add 2 more limbs at most
+		t.Fatalf("a sum of 4096 MaxFloat64 reaches limb %d; maxSumLimbs is %d", top, maxSumLimbs)
+	}
+	r := reader{b: s.appendBinary(nil)}
+	var back Sum
+	back.read(&r)
+	if r.err || back.Value() != s.Value() || !math.IsInf(s.Value(), 1) {
+		t.Fatalf("read back: err %v, %v vs %v", r.err, back.Value(), s.Value())
+	}
+	wide := Sum{base: 10, limbs: make([]int64, maxSumLimbs-9)}
+	r = reader{b: wide.appendBinary(nil)}
+	back.read(&r)
+	if !r.err {
+		t.Fatal("a sum reaching past maxSumLimbs decoded")
+	}
+}
