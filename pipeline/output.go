@@ -179,13 +179,17 @@ func (p *plan) appendStats(dst []byte, s *Stats) []byte {
 	}
 	dst = append(dst, `},"late_dropped":`...)
 	dst = strconv.AppendInt(dst, s.LateDropped, 10)
-	if s.Skipped > 0 {
-		dst = append(dst, `,"skipped_by_retention":`...)
-		dst = strconv.AppendInt(dst, s.Skipped, 10)
-	}
-	if s.SinkDropped > 0 {
-		dst = append(dst, `,"sink_dropped":`...)
-		dst = strconv.AppendInt(dst, s.SinkDropped, 10)
-	}
 	return append(dst, '}')
+}
+
+// warnStats logs what the stats line, SPEC's fields only, does not say:
+// alerts a webhook could not deliver and records retention deleted before
+// they were read.
+func (p *plan) warnStats(s *Stats) {
+	if s.SinkDropped > 0 {
+		p.logger().Warn("webhook sinks dropped alerts they could not deliver", "pipeline", p.cfg.Name, "sink_dropped", s.SinkDropped)
+	}
+	if s.Skipped > 0 {
+		p.logger().Warn("records deleted by retention before the pipeline read them", "pipeline", p.cfg.Name, "skipped_by_retention", s.Skipped)
+	}
 }

@@ -732,10 +732,12 @@ func (e *engine) restoreSessionEnds(ps *partState) {
 }
 
 // printStats ends a run's output: the webhooks deliver what they still
-// hold first, so that the stats line counts what they drop.
+// hold first, so that what they drop is counted, and logged beside the
+// stats line.
 func (e *engine) printStats() error {
 	e.coord.out.closeHooks()
 	s := e.coord.stats()
+	e.p.warnStats(&s)
 	return e.coord.out.line(e.p.appendStats(nil, &s))
 }
 

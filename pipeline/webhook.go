@@ -184,6 +184,10 @@ func (h *webhook) deliver(body []byte) {
 			h.sent.Add(1)
 			return
 		}
+		if h.ctx.Err() != nil { // closed, after its wait: no retry to announce
+			h.dropped.Add(1)
+			return
+		}
 		if attempt == 0 {
 			h.logger.Warn("webhook delivery failed; retrying", "url", h.url, "err", err)
 		}
