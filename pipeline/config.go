@@ -508,63 +508,13 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 				"start": d.str(&startText),
 				"kafka": func(n *yaml.Node, p string) error {
 					c.Source.Kafka = &KafkaSource{}
-					k := c.Source.Kafka
-					if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
-						"brokers":          d.addresses(&k.Brokers),
-						"topic":            d.str(&k.Topic),
-						"group":            d.str(&k.Group),
-						"checkpoint_topic": d.str(&k.CheckpointTopic),
-						"session_timeout":  d.duration(&k.SessionTimeout, false),
-					}); err != nil {
-						return err
-					}
-					switch {
-					case len(k.Brokers) == 0:
-						return d.errf(n, join(p, "brokers"), "required: the Kafka cluster's bootstrap brokers, host:port")
-					case !log.ValidTopicName(k.Topic):
-						return d.errf(n, join(p, "topic"), "missing or invalid topic name %q", k.Topic)
-					}
-					if k.CheckpointTopic == "" {
-						k.CheckpointTopic = DefaultCheckpointTopic
-					}
-					if k.SessionTimeout == 0 {
-						k.SessionTimeout = DefaultSessionTimeout
-					}
-					if !log.ValidTopicName(k.CheckpointTopic) {
-						return d.errf(n, join(p, "checkpoint_topic"), "invalid topic name %q", k.CheckpointTopic)
-					}
-					if k.Group != "" && !log.ValidGroupName(k.Group) {
-						return d.errf(n, join(p, "group"), "invalid group name %q", k.Group)
-					}
-					return nil
+					return d.kafkaSource(n, p, c.Source.Kafka)
 				},
 			})
 		},
 		"time": func(n *yaml.Node, p string) error {
 			c.Time = &TimeConfig{IdleTimeout: 30 * time.Second}
-			tc := c.Time
-			if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
-				"field":            d.path(&tc.Field),
-				"unit":             d.str(&tc.Unit),
-				"max_out_of_order": d.duration(&tc.MaxOutOfOrder, true),
-				"allowed_lateness": d.duration(&tc.AllowedLateness, true),
-				"idle_timeout":     d.duration(&tc.IdleTimeout, false),
-			}); err != nil {
-				return err
-			}
-			switch tc.Unit {
-			case "":
-				if tc.Field != "" {
-					tc.Unit = "ms"
-				}
-			case "ms", "s", "us", "ns", "rfc3339":
-				if tc.Field == "" {
-					return d.errf(n, join(p, "unit"), "the unit of time.field, which is missing (without field, the record timestamp is the event time)")
-				}
-			default:
-				return d.errf(n, join(p, "unit"), "unknown unit %q (want ms, s, us, ns or rfc3339)", tc.Unit)
-			}
-			return nil
+			return d.timeSection(n, p, c.Time)
 		},
 		"group_by": func(n *yaml.Node, p string) error {
 			return d.sequence(n, p, func(n *yaml.Node, p string) error {
@@ -589,21 +539,9 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 		},
 		"metrics": func(n *yaml.Node, p string) error {
 			return d.sequence(n, p, func(n *yaml.Node, p string) error {
-				var m MetricConfig
-				var q string
-				err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
-					"name": d.str(&m.Name), "agg": d.str(&m.Agg), "field": d.path(&m.Field),
-					"where": d.str(&m.Where), "of": d.str(&m.Of), "over": d.str(&m.Over), "q": d.str(&q),
-				})
+				m, err := d.metric(n, p)
 				if err != nil {
 					return err
-				}
-				if q != "" {
-					v, err := strconv.ParseFloat(q, 64)
-					if err != nil || !(v > 0 && v <= 1) {
-						return d.errf(n, join(p, "q"), "want a quantile in (0, 1], e.g. 0.95, not %q", q)
-					}
-					m.Q = v
 				}
 				c.Metrics = append(c.Metrics, m)
 				return d.checkMetric(n, p, &m)
@@ -611,19 +549,9 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 		},
 		"alerts": func(n *yaml.Node, p string) error {
 			return d.sequence(n, p, func(n *yaml.Node, p string) error {
-				a := AlertConfig{For: 1, Severity: "warning"}
-				err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
-					"name": d.str(&a.Name), "when": d.str(&a.When), "for": d.integer(&a.For, 1, 1<<20),
-					"severity": d.str(&a.Severity),
-				})
+				a, err := d.alert(n, p)
 				if err != nil {
 					return err
-				}
-				if a.Name == "" {
-					return d.errf(n, join(p, "name"), "required")
-				}
-				if a.When == "" {
-					return d.errf(n, join(p, "when"), "required")
 				}
 				c.Alerts = append(c.Alerts, a)
 				return nil
@@ -631,20 +559,9 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 		},
 		"sinks": func(n *yaml.Node, p string) error {
 			return d.sequence(n, p, func(n *yaml.Node, p string) error {
-				var s SinkConfig
-				if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
-					"type": d.str(&s.Type), "topic": d.str(&s.Topic), "url": d.str(&s.URL), "format": d.str(&s.Format),
-					"brokers": d.addresses(&s.Brokers),
-				}); err != nil {
+				s, err := d.sink(n, p, c.Sinks)
+				if err != nil {
 					return err
-				}
-				if err := d.checkSink(n, p, &s); err != nil {
-					return err
-				}
-				for i, o := range c.Sinks {
-					if o.Type == s.Type && o.Topic == s.Topic && o.URL == s.URL && o.Format == s.Format && slices.Equal(o.Brokers, s.Brokers) {
-						return d.errf(n, p, "the same sink as sinks[%d]: each result would go out twice", i)
-					}
 				}
 				c.Sinks = append(c.Sinks, s)
 				return nil
@@ -689,12 +606,25 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 	if len(c.Sinks) == 0 {
 		c.Sinks = []SinkConfig{{Type: "stdout"}}
 	}
+	if err := d.checkNoLoop(n, path, c); err != nil {
+		return c, err
+	}
+	// Compiling catches references between metrics and alerts.
+	if _, err := compile(c); err != nil {
+		ce := err.(*compileError)
+		return c, d.errAt(join(path, ce.path), n.Line, "%s", ce.msg)
+	}
+	return c, nil
+}
+
+// checkNoLoop refuses a pipeline that would read what it writes.
+func (d *decoder) checkNoLoop(n *yaml.Node, path string, c *Config) error {
 	// A local topic the pipeline writes must not be the one it reads: its
 	// own output would come back as input, forever when following.
 	if c.Source.Kafka == nil {
 		for i, s := range c.Sinks {
 			if s.Type == "topic" && s.Topic == c.Source.Topic {
-				return c, d.errAt(join(path, fmt.Sprintf("sinks[%d].topic", i)), n.Line,
+				return d.errAt(join(path, fmt.Sprintf("sinks[%d].topic", i)), n.Line,
 					"%q is the pipeline's source: its results would come back as its input", s.Topic)
 			}
 		}
@@ -704,7 +634,7 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 			name string
 		}{{c.DLQ, "dlq", c.Name + ".dlq"}, {c.LateTopic, "late_topic", c.Name + ".late"}} {
 			if side.on && side.name == c.Source.Topic {
-				return c, d.errAt(join(path, side.key), n.Line,
+				return d.errAt(join(path, side.key), n.Line,
 					"writes %q, the pipeline's source: its copies would come back as its input", side.name)
 			}
 		}
@@ -714,21 +644,133 @@ func (d *decoder) pipeline(n *yaml.Node, path string) (*Config, error) {
 	if k := c.Source.Kafka; k != nil {
 		for i, s := range c.Sinks {
 			if s.Type == "kafka" && s.Topic == k.Topic && slices.ContainsFunc(s.Brokers, func(b string) bool { return slices.Contains(k.Brokers, b) }) {
-				return c, d.errAt(join(path, fmt.Sprintf("sinks[%d].topic", i)), n.Line,
+				return d.errAt(join(path, fmt.Sprintf("sinks[%d].topic", i)), n.Line,
 					"%q on %s is the pipeline's source: its results would come back as its input", s.Topic, strings.Join(s.Brokers, ","))
 			}
 		}
 		if k.CheckpointTopic == k.Topic {
-			return c, d.errAt(join(path, "source.kafka.checkpoint_topic"), n.Line,
+			return d.errAt(join(path, "source.kafka.checkpoint_topic"), n.Line,
 				"%q is the pipeline's source: its checkpoints would come back as its input", k.CheckpointTopic)
 		}
 	}
-	// Compiling catches references between metrics and alerts.
-	if _, err := compile(c); err != nil {
-		ce := err.(*compileError)
-		return c, d.errAt(join(path, ce.path), n.Line, "%s", ce.msg)
+	return nil
+}
+
+// kafkaSource decodes source.kafka into k, with its defaults.
+func (d *decoder) kafkaSource(n *yaml.Node, p string, k *KafkaSource) error {
+	if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+		"brokers":          d.addresses(&k.Brokers),
+		"topic":            d.str(&k.Topic),
+		"group":            d.str(&k.Group),
+		"checkpoint_topic": d.str(&k.CheckpointTopic),
+		"session_timeout":  d.duration(&k.SessionTimeout, false),
+	}); err != nil {
+		return err
 	}
-	return c, nil
+	switch {
+	case len(k.Brokers) == 0:
+		return d.errf(n, join(p, "brokers"), "required: the Kafka cluster's bootstrap brokers, host:port")
+	case !log.ValidTopicName(k.Topic):
+		return d.errf(n, join(p, "topic"), "missing or invalid topic name %q", k.Topic)
+	}
+	if k.CheckpointTopic == "" {
+		k.CheckpointTopic = DefaultCheckpointTopic
+	}
+	if k.SessionTimeout == 0 {
+		k.SessionTimeout = DefaultSessionTimeout
+	}
+	if !log.ValidTopicName(k.CheckpointTopic) {
+		return d.errf(n, join(p, "checkpoint_topic"), "invalid topic name %q", k.CheckpointTopic)
+	}
+	if k.Group != "" && !log.ValidGroupName(k.Group) {
+		return d.errf(n, join(p, "group"), "invalid group name %q", k.Group)
+	}
+	return nil
+}
+
+// timeSection decodes a pipeline's time section into tc.
+func (d *decoder) timeSection(n *yaml.Node, p string, tc *TimeConfig) error {
+	if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+		"field":            d.path(&tc.Field),
+		"unit":             d.str(&tc.Unit),
+		"max_out_of_order": d.duration(&tc.MaxOutOfOrder, true),
+		"allowed_lateness": d.duration(&tc.AllowedLateness, true),
+		"idle_timeout":     d.duration(&tc.IdleTimeout, false),
+	}); err != nil {
+		return err
+	}
+	switch tc.Unit {
+	case "":
+		if tc.Field != "" {
+			tc.Unit = "ms"
+		}
+	case "ms", "s", "us", "ns", "rfc3339":
+		if tc.Field == "" {
+			return d.errf(n, join(p, "unit"), "the unit of time.field, which is missing (without field, the record timestamp is the event time)")
+		}
+	default:
+		return d.errf(n, join(p, "unit"), "unknown unit %q (want ms, s, us, ns or rfc3339)", tc.Unit)
+	}
+	return nil
+}
+
+// metric decodes one of metrics; checkMetric checks it.
+func (d *decoder) metric(n *yaml.Node, p string) (MetricConfig, error) {
+	var m MetricConfig
+	var q string
+	err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+		"name": d.str(&m.Name), "agg": d.str(&m.Agg), "field": d.path(&m.Field),
+		"where": d.str(&m.Where), "of": d.str(&m.Of), "over": d.str(&m.Over), "q": d.str(&q),
+	})
+	if err != nil {
+		return m, err
+	}
+	if q != "" {
+		v, err := strconv.ParseFloat(q, 64)
+		if err != nil || !(v > 0 && v <= 1) {
+			return m, d.errf(n, join(p, "q"), "want a quantile in (0, 1], e.g. 0.95, not %q", q)
+		}
+		m.Q = v
+	}
+	return m, nil
+}
+
+// alert decodes one of alerts, with its defaults.
+func (d *decoder) alert(n *yaml.Node, p string) (AlertConfig, error) {
+	a := AlertConfig{For: 1, Severity: "warning"}
+	err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+		"name": d.str(&a.Name), "when": d.str(&a.When), "for": d.integer(&a.For, 1, 1<<20),
+		"severity": d.str(&a.Severity),
+	})
+	switch {
+	case err != nil:
+		return a, err
+	case a.Name == "":
+		return a, d.errf(n, join(p, "name"), "required")
+	case a.When == "":
+		return a, d.errf(n, join(p, "when"), "required")
+	}
+	return a, nil
+}
+
+// sink decodes one of sinks, which must not repeat one of before.
+func (d *decoder) sink(n *yaml.Node, p string, before []SinkConfig) (SinkConfig, error) {
+	var s SinkConfig
+	if err := d.mapping(n, p, map[string]func(*yaml.Node, string) error{
+		"type": d.str(&s.Type), "topic": d.str(&s.Topic), "url": d.str(&s.URL), "format": d.str(&s.Format),
+		"brokers": d.addresses(&s.Brokers),
+	}); err != nil {
+		return s, err
+	}
+	if err := d.checkSink(n, p, &s); err != nil {
+		return s, err
+	}
+	for i, o := range before {
+		if o.Type == s.Type && o.Topic == s.Topic && o.URL == s.URL && o.Format == s.Format && slices.Equal(o.Brokers, s.Brokers) {
+			return s, d.errf(n, p, "the same sink as sinks[%d]: each result would go out twice", i)
+		}
+	}
+	return s, nil
 }
 
 func (d *decoder) window(n *yaml.Node, p string, w *WindowConfig) error {
