@@ -100,6 +100,11 @@ func TestProcessAllocs(t *testing.T) {
 		}
 		round()
 		for range 10 {
+			// A collection in flight during a round can have the runtime
+			// allocate (counted with ours: ~1 run in 500 saw one
+			// allocation, none with this); the round allocates nothing to
+			// start one.
+			runtime.GC()
 			if a := testing.AllocsPerRun(1, round); a != 0 {
 				t.Fatalf("%s: %v allocations in a round of %d events", window, a, len(recs))
 			}
