@@ -238,13 +238,41 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fields := producer.Fields{KeyField: q.Get("key_field"), TimeField: q.Get("timestamp_field")}
-	max := t.Config().MaxRecordBytes
 	// Route every record first; nothing is written unless all are valid.
-	type routed struct {
-		rec log.Record
-		p   int32
+	recs, badTime, err := s.route(t, values, fields, forced)
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
 	}
-	recs := make([]routed, len(values))
+	reply, stored, firstErr, partErrs := appendRouted(t, recs, acks)
+	reply.BadTimestamp = badTime
+	if stored > 0 {
+		s.metrics.ingested(name, stored, len(body))
+	}
+	if firstErr != nil {
+		failed := len(recs) - stored
+		msg := firstErr.Error()
+		if stored > 0 {
+			msg = fmt.Sprintf("%d of %d records not stored: %v", failed, len(recs), firstErr)
+		}
+		writeJSON(w, appendStatus(firstErr), ingestFailure{Error: msg, ingestReply: reply, Failed: failed, Partitions: partErrs})
+		return
+	}
+	writeJSON(w, http.StatusOK, reply)
+}
+
+// routed is an ingested record and the partition it goes to.
+type routed struct {
+	rec log.Record
+	p   int32
+}
+
+// route takes each value's key and timestamp (fields) and partition
+// (forced, when not -1); an error names a record over the topic's
+// max_record_bytes.
+func (s *Server) route(t *log.Topic, values [][]byte, fields producer.Fields, forced int32) (recs []routed, badTime int, err error) {
+	max := t.Config().MaxRecordBytes
+	recs = make([]routed, len(values))
 	// Records without a key go to one partition a batch at a time, as the
 	// CLI's producer (and Kafka's sticky partitioner) sends them: the
 	// partition moves on after a batch's records or bytes, and each request
@@ -252,7 +280,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	// started on, so that unkeyed traffic spreads over the partitions
 	// whatever the size of its requests.
 	sticky := partition.NewStickyAt(t.Partitions(), s.ingestTurn.Add(1))
-	batchRecords, batchBytes, badTime := 0, 0, 0
+	batchRecords, batchBytes := 0, 0
 	for i, v := range values {
 		key, ts, bad := fields.Extract(v)
 		if bad {
@@ -262,8 +290,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			key = bytes.Clone(key)
 		}
 		if n := len(key) + len(v); n > max {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("record %d is %d bytes, over max_record_bytes (%d) of %s", i, n, max, name))
-			return
+			return nil, 0, fmt.Errorf("record %d is %d bytes, over max_record_bytes (%d) of %s", i, n, max, t.Name())
 		}
 		p := forced
 		switch {
@@ -279,20 +306,21 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		}
 		recs[i] = routed{rec: log.Record{Key: key, Value: v, TimestampMs: ts}, p: p}
 	}
-	// One append per partition, in partition order, records in request
-	// order within it. A partition whose append fails (a full disk) does
-	// not stop the others, as in a Kafka produce request; the reply says
-	// which records were stored.
+	return recs, badTime, nil
+}
+
+// appendRouted appends recs, one append per partition, in partition
+// order, records in request order within it. A partition whose append
+// fails (a full disk) does not stop the others, as in a Kafka produce
+// request; the reply says which records were stored, and the first error
+// and each failed partition's why what was not.
+func appendRouted(t *log.Topic, recs []routed, acks log.Acks) (reply ingestReply, stored int, firstErr error, partErrs map[int32]string) {
 	byPart := map[int32][]int{}
 	for i, rt := range recs {
 		byPart[rt.p] = append(byPart[rt.p], i)
 	}
-	parts := slices.Sorted(maps.Keys(byPart))
-	reply := ingestReply{Topic: name, Records: make([]ingestResult, len(recs)), BadTimestamp: badTime}
-	var firstErr error
-	var partErrs map[int32]string
-	stored := 0
-	for _, p := range parts {
+	reply = ingestReply{Topic: t.Name(), Records: make([]ingestResult, len(recs))}
+	for _, p := range slices.Sorted(maps.Keys(byPart)) {
 		idxs := byPart[p]
 		part, err := t.Partition(p)
 		var base int64
@@ -318,19 +346,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			reply.Records[i] = ingestResult{Partition: p, Offset: base + int64(j)}
 		}
 	}
-	if stored > 0 {
-		s.metrics.ingested(name, stored, len(body))
-	}
-	if firstErr != nil {
-		failed := len(recs) - stored
-		msg := firstErr.Error()
-		if stored > 0 {
-			msg = fmt.Sprintf("%d of %d records not stored: %v", failed, len(recs), firstErr)
-		}
-		writeJSON(w, appendStatus(firstErr), ingestFailure{Error: msg, ingestReply: reply, Failed: failed, Partitions: partErrs})
-		return
-	}
-	writeJSON(w, http.StatusOK, reply)
+	return reply, stored, firstErr, partErrs
 }
 
 // splitRecords returns the records of a body: the elements of a JSON
