@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,30 +13,15 @@ import (
 	"github.com/fastflow/fastflow/log"
 )
 
-// specExample is the SPEC's example, verbatim.
-const specExample = `pipelines:
-  - name: api-health
-    source: {topic: events, start: earliest}        # start: earliest | latest | OFFSET | RFC3339
-    time: {field: ts, unit: ms, max_out_of_order: 5s, allowed_lateness: 1m}
-    group_by: [service]
-    window: {type: tumbling, size: 1m}               # hopping: {type: hopping, size: 5m, advance: 1m}
-                                                     # session: {type: session, gap: 30s}
-    metrics:
-      - {name: request_count, agg: count}
-      - {name: error_count, agg: count, where: 'status == "error"'}
-      - {name: error_rate, agg: ratio, of: error_count, over: request_count}
-      - {name: avg_response_time, agg: avg, field: response_time}
-      - {name: max_response_time, agg: max, field: response_time}   # also min, sum
-      - {name: p95_response_time, agg: percentile, field: response_time, q: 0.95}
-      - {name: throughput, agg: rate, of: request_count}              # per second of window
-    alerts:
-      - {name: high-error-rate, when: 'error_rate > 0.05', for: 2, severity: critical}
-      - {name: slow-p95, when: 'p95_response_time > 2000', severity: warning}
-    sinks:
-      - {type: stdout}
-      - {type: topic, topic: api-health.results}
-      - {type: webhook, url: 'http://127.0.0.1:9093/api/v2/alerts', format: alertmanager}
-`
+// specExample is SPEC's example, verbatim: testdata/spec-example.yaml,
+// which cmd/fastflow's TestSpecExampleVerbatim runs too.
+var specExample = func() string {
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "spec-example.yaml"))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 func TestParseSpecExample(t *testing.T) {
 	f, err := Parse("api.yaml", []byte(specExample))

@@ -495,32 +495,6 @@ func TestRunMatchesReference(t *testing.T) {
 	}
 }
 
-// specExampleYAML is SPEC's example pipeline verbatim: stdout, a results
-// topic and an Alertmanager webhook on 127.0.0.1:9093.
-const specExampleYAML = `pipelines:
-  - name: api-health
-    source: {topic: events, start: earliest}        # start: earliest | latest | OFFSET | RFC3339
-    time: {field: ts, unit: ms, max_out_of_order: 5s, allowed_lateness: 1m}
-    group_by: [service]
-    window: {type: tumbling, size: 1m}               # hopping: {type: hopping, size: 5m, advance: 1m}
-                                                     # session: {type: session, gap: 30s}
-    metrics:
-      - {name: request_count, agg: count}
-      - {name: error_count, agg: count, where: 'status == "error"'}
-      - {name: error_rate, agg: ratio, of: error_count, over: request_count}
-      - {name: avg_response_time, agg: avg, field: response_time}
-      - {name: max_response_time, agg: max, field: response_time}   # also min, sum
-      - {name: p95_response_time, agg: percentile, field: response_time, q: 0.95}
-      - {name: throughput, agg: rate, of: request_count}              # per second of window
-    alerts:
-      - {name: high-error-rate, when: 'error_rate > 0.05', for: 2, severity: critical}
-      - {name: slow-p95, when: 'p95_response_time > 2000', severity: warning}
-    sinks:
-      - {type: stdout}
-      - {type: topic, topic: api-health.results}
-      - {type: webhook, url: 'http://127.0.0.1:9093/api/v2/alerts', format: alertmanager}
-`
-
 // TestSpecExampleVerbatim runs SPEC's example as written, where no
 // Alertmanager may listen on 127.0.0.1:9093: stdout has what the
 // stdout-only pipeline prints, the stats line SPEC's fields only (it
@@ -530,10 +504,7 @@ func TestSpecExampleVerbatim(t *testing.T) {
 	c := newCLI(t)
 	dir := t.TempDir()
 	events, stdoutOnly := writeRunFiles(t, dir, genEvents(6000, 1))
-	spec := filepath.Join(dir, "spec.yaml")
-	if err := os.WriteFile(spec, []byte(specExampleYAML), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	spec := filepath.Join("..", "..", "testdata", "spec-example.yaml") // stdout, a results topic, a webhook to 127.0.0.1:9093
 	c.ok("", "topic", "create", "events", "--partitions", "3")
 	c.ok("", "produce", "events", "--key-field", "service", events)
 	want := c.ok("", "run", stdoutOnly, "--until-end")
