@@ -244,7 +244,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
 		return
 	}
-	reply, stored, firstErr, partErrs := appendRouted(t, recs, acks)
+	reply, stored, partErrs, firstErr := appendRouted(t, recs, acks)
 	reply.BadTimestamp = badTime
 	if stored > 0 {
 		s.metrics.ingested(name, stored, len(body))
@@ -312,9 +312,9 @@ func (s *Server) route(t *log.Topic, values [][]byte, fields producer.Fields, fo
 // appendRouted appends recs, one append per partition, in partition
 // order, records in request order within it. A partition whose append
 // fails (a full disk) does not stop the others, as in a Kafka produce
-// request; the reply says which records were stored, and the first error
-// and each failed partition's why what was not.
-func appendRouted(t *log.Topic, recs []routed, acks log.Acks) (reply ingestReply, stored int, firstErr error, partErrs map[int32]string) {
+// request. The reply says which records were stored; partErrs holds
+// each failed partition's error, firstErr the first of them.
+func appendRouted(t *log.Topic, recs []routed, acks log.Acks) (reply ingestReply, stored int, partErrs map[int32]string, firstErr error) {
 	byPart := map[int32][]int{}
 	for i, rt := range recs {
 		byPart[rt.p] = append(byPart[rt.p], i)
@@ -346,7 +346,7 @@ func appendRouted(t *log.Topic, recs []routed, acks log.Acks) (reply ingestReply
 			reply.Records[i] = ingestResult{Partition: p, Offset: base + int64(j)}
 		}
 	}
-	return reply, stored, firstErr, partErrs
+	return reply, stored, partErrs, firstErr
 }
 
 // splitRecords returns the records of a body: the elements of a JSON
