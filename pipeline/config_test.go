@@ -15,16 +15,17 @@ import (
 
 // specExample is SPEC's example, verbatim: testdata/spec-example.yaml,
 // which cmd/fastflow's TestSpecExampleVerbatim runs too.
-var specExample = func() string {
+func specExample(tb testing.TB) string {
+	tb.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "testdata", "spec-example.yaml"))
 	if err != nil {
-		panic(err)
+		tb.Fatal(err)
 	}
 	return string(b)
-}()
+}
 
 func TestParseSpecExample(t *testing.T) {
-	f, err := Parse("api.yaml", []byte(specExample))
+	f, err := Parse("api.yaml", []byte(specExample(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestParseSpecExample(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	base := strings.Replace(specExample, "  - {type: webhook, url: 'http://127.0.0.1:9093/api/v2/alerts', format: alertmanager}\n", "", 1)
+	base := strings.Replace(specExample(t), "  - {type: webhook, url: 'http://127.0.0.1:9093/api/v2/alerts', format: alertmanager}\n", "", 1)
 	f := func(old, new, want string) {
 		t.Helper()
 		src := base
@@ -126,7 +127,7 @@ func TestConfigErrors(t *testing.T) {
 	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, partitions: 3}}", `source.kafka.partitions: unknown key`)
 	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, session_timeout: 0s}}", `source.kafka.session_timeout: want a positive duration, not "0s"`)
 	f(src, "source: {kafka: {brokers: ['k:9092'], topic: e, checkpoint_topic: e}}", `source.kafka.checkpoint_topic: "e" is the pipeline's source`)
-	loop := strings.Replace(strings.Replace(specExample, src, "source: {kafka: {brokers: ['j:9092', 'k:9092'], topic: e}}", 1),
+	loop := strings.Replace(strings.Replace(specExample(t), src, "source: {kafka: {brokers: ['j:9092', 'k:9092'], topic: e}}", 1),
 		"{type: stdout}", "{type: kafka, brokers: ['k:9092'], topic: e}", 1)
 	if _, err := Parse("api.yaml", []byte(loop)); err == nil || !strings.Contains(err.Error(), `sinks[0].topic: "e" on k:9092 is the pipeline's source`) {
 		t.Fatalf("a Kafka sink writing the source topic: %v", err)
@@ -139,7 +140,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestKafkaSourceConfig(t *testing.T) {
-	src := strings.Replace(specExample, "source: {topic: events, start: earliest}",
+	src := strings.Replace(specExample(t), "source: {topic: events, start: earliest}",
 		"source: {kafka: {brokers: ['k1:9092', 'k2:9092'], topic: events}, start: latest}", 1)
 	src = strings.Replace(src, "{type: stdout}", "{type: kafka, brokers: ['k1:9092'], topic: out}", 1)
 	f, err := Parse("k.yaml", []byte(src))
@@ -161,7 +162,7 @@ func TestKafkaSourceConfig(t *testing.T) {
 }
 
 func TestTopicsSection(t *testing.T) {
-	src := "topics:\n  - {name: events, partitions: 6, retention: 7d}\n  - {name: kv, partitions: 1, cleanup: compact}\n" + specExample
+	src := "topics:\n  - {name: events, partitions: 6, retention: 7d}\n  - {name: kv, partitions: 1, cleanup: compact}\n" + specExample(t)
 	f, err := Parse("x.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +294,7 @@ func TestCreateTopicsAppliesDeclaredSettings(t *testing.T) {
 // panic, and never a File that compile then refuses (what run would
 // find only after it started).
 func FuzzParse(f *testing.F) {
-	f.Add([]byte(specExample))
+	f.Add([]byte(specExample(f)))
 	f.Add([]byte(`topics:
   - {name: events, partitions: 6, retention: 7d, retention_bytes: 10GiB, segment_bytes: 16MiB, cleanup: compact}
 pipelines:
